@@ -1,0 +1,251 @@
+"""The ``/ws`` endpoint: one task reads a socket and routes its frames to the rooms.
+
+Writes go through a per-socket :class:`SocketOutlet` (a bounded queue drained by its own
+task), so a slow reader never stalls the sender's loop or the rest of its room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from contextlib import suppress
+from typing import Final
+
+from aiohttp import WSMsgType, web
+
+from .admission import Admission
+from .limits import Limits
+from .protocol import (
+    CloseCode,
+    ErrorCode,
+    Join,
+    Leave,
+    ProtocolError,
+    dumps,
+    error_frame,
+    parse,
+)
+from .rooms import Participant, Rooms
+from .sink import EventKind, EventSink, RoomEvent
+
+log = logging.getLogger(__name__)
+
+ROOMS = web.AppKey("signaling_rooms", Rooms)
+ADMISSION = web.AppKey("signaling_admission", Admission)
+SINK = web.AppKey("signaling_sink", EventSink)
+LIMITS = web.AppKey("signaling_limits", Limits)
+SOCKETS = web.AppKey("signaling_sockets", weakref.WeakSet[web.WebSocketResponse])
+
+# Which failed joins end the socket, and with which close code.
+_FATAL: Final[dict[ErrorCode, CloseCode]] = {
+    ErrorCode.TOKEN_INVALID: CloseCode.UNAUTHORIZED,
+    ErrorCode.TOKEN_EXPIRED: CloseCode.UNAUTHORIZED,
+    ErrorCode.WRONG_CONSULTATION: CloseCode.FORBIDDEN,
+    ErrorCode.FORBIDDEN: CloseCode.FORBIDDEN,
+    ErrorCode.ROLE_TAKEN: CloseCode.CONFLICT,
+    ErrorCode.UNSUPPORTED_VERSION: CloseCode.POLICY,
+}
+
+_CLOSE: Final = object()
+
+
+class SocketOutlet:
+    """Frames to one socket, in order, without ever blocking the caller."""
+
+    def __init__(self, ws: web.WebSocketResponse, capacity: int) -> None:
+        self._ws = ws
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._capacity = capacity
+        self._close_code = CloseCode.NORMAL
+        self._closing = False
+        self._task = asyncio.create_task(self._write())
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def deliver(self, text: str) -> None:
+        if self._closing:
+            return
+        if self._queue.qsize() >= self._capacity:
+            self.close(CloseCode.SLOW_CONSUMER, ErrorCode.SLOW_CONSUMER, "reader too slow")
+            return
+        self._queue.put_nowait(text)
+
+    def close(self, code: CloseCode, error: ErrorCode, message: str) -> None:
+        if self._closing:
+            return
+        self._queue.put_nowait(dumps(error_frame(error, message)))
+        self.end(code)
+
+    def end(self, code: CloseCode = CloseCode.NORMAL) -> None:
+        """Close after the frames already queued."""
+        if self._closing:
+            return
+        self._closing = True
+        self._close_code = code
+        self._queue.put_nowait(_CLOSE)
+
+    async def finish(self) -> None:
+        """Wait (briefly) for queued frames, then stop the writer."""
+        self.end(CloseCode.NORMAL)
+        with suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(self._task), 2.0)
+        self._task.cancel()
+        with suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _write(self) -> None:
+        ws = self._ws
+        try:
+            while True:
+                item = await self._queue.get()
+                if item is _CLOSE:
+                    await ws.close(code=self._close_code)
+                    return
+                await ws.send_str(item)  # type: ignore[arg-type]
+        except (ConnectionError, RuntimeError):
+            # The peer is gone; the reader notices and drops the participant.
+            self._closing = True
+
+
+class _Bucket:
+    """Token bucket: ``rate`` frames per second, bursts of ``burst``."""
+
+    __slots__ = ("rate", "burst", "tokens", "stamp", "overdraft")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+        self.overdraft = 0
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            self.overdraft = 0
+            return True
+        self.overdraft += 1
+        return False
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    app = request.config_dict
+    limits = app[LIMITS]
+    rooms = app[ROOMS]
+    ws = web.WebSocketResponse(
+        heartbeat=limits.heartbeat_seconds,
+        max_msg_size=limits.max_message_bytes,
+        compress=False,
+    )
+    await ws.prepare(request)
+    sockets = app[SOCKETS]
+    sockets.add(ws)
+    outlet = SocketOutlet(ws, limits.outbox_frames)
+    address = request.remote
+    participant: Participant | None = None
+    left = False
+    bucket = _Bucket(limits.rate_per_second, limits.burst)
+    join_timer = asyncio.get_running_loop().call_later(
+        limits.join_timeout_seconds,
+        outlet.close,
+        CloseCode.JOIN_TIMEOUT,
+        ErrorCode.JOIN_TIMEOUT,
+        "no join received in time",
+    )
+    try:
+        async for msg in ws:
+            if msg.type is not WSMsgType.TEXT and msg.type is not WSMsgType.BINARY:
+                break
+            if outlet.closing:
+                break
+            if not bucket.take():
+                if bucket.overdraft > limits.burst:
+                    outlet.close(CloseCode.RATE_LIMITED, ErrorCode.RATE_LIMITED, "too many frames")
+                    break
+                if bucket.overdraft == 1:
+                    outlet.deliver(dumps(error_frame(ErrorCode.RATE_LIMITED, "frame dropped: too many frames")))
+                continue
+            try:
+                message = parse(msg.data)
+                if participant is None:
+                    if not isinstance(message, Join):
+                        raise ProtocolError(ErrorCode.NOT_JOINED, "join a consultation first", message.type)
+                    participant = await _admit(app, message, outlet, address)
+                    join_timer.cancel()
+                elif isinstance(message, Join):
+                    raise ProtocolError(ErrorCode.ALREADY_JOINED, "this socket has joined already", "join")
+                elif isinstance(message, Leave):
+                    rooms.leave(participant, "left")
+                    left = True
+                    outlet.end(CloseCode.NORMAL)
+                    break
+                else:
+                    rooms.relay(participant, message)
+            except ProtocolError as exc:
+                fatal = _FATAL.get(exc.code)
+                if fatal is None:
+                    outlet.deliver(dumps(error_frame(exc.code, exc.message, exc.ref)))
+                else:
+                    outlet.close(fatal, exc.code, exc.message)
+                    break
+    except Exception:
+        log.exception("signaling handler failed")
+        outlet.close(CloseCode.INTERNAL, ErrorCode.INTERNAL, "internal error")
+    finally:
+        join_timer.cancel()
+        sockets.discard(ws)
+        if participant is not None and not left:
+            rooms.drop(participant, outlet)
+        await outlet.finish()
+    return ws
+
+
+async def _admit(
+    app: web.Application, join: Join, outlet: SocketOutlet, address: str | None
+) -> Participant:
+    rooms = app[ROOMS]
+    if join.resume is not None:
+        participant, _ = rooms.resume(join, outlet, address)
+        return participant
+    try:
+        identity = await app[ADMISSION].admit(join, address)
+    except ProtocolError as exc:
+        app[SINK].emit(
+            RoomEvent(join.consultation, EventKind.DENIED, None, join.role, None, detail=exc.code.value, address=address)
+        )
+        raise
+    participant, _ = rooms.join(join, identity, outlet, address)
+    return participant
+
+
+async def _close_sockets(app: web.Application) -> None:
+    app[ROOMS].close_all(CloseCode.GOING_AWAY, ErrorCode.GOING_AWAY, "server restarting: resume")
+    for ws in set(app[SOCKETS]):
+        await ws.close(code=CloseCode.GOING_AWAY, message=b"server shutdown")
+
+
+def setup(
+    app: web.Application,
+    *,
+    admission: Admission,
+    sink: EventSink,
+    limits: Limits,
+    path: str = "/ws",
+) -> Rooms:
+    """Mount signaling on ``app`` and return its rooms."""
+    rooms = Rooms(limits, sink)
+    app[ROOMS] = rooms
+    app[ADMISSION] = admission
+    app[SINK] = sink
+    app[LIMITS] = limits
+    app[SOCKETS] = weakref.WeakSet()
+    app.router.add_get(path, websocket_handler)
+    app.on_shutdown.append(_close_sockets)
+    return rooms

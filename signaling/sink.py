@@ -1,0 +1,49 @@
+"""What signaling tells the application: room events worth remembering.
+
+``emit`` is synchronous and must not block: the relay path never waits on storage.
+Implementations queue the event and store it elsewhere.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from .protocol import Role
+
+
+class EventKind(str, enum.Enum):
+    JOINED = "joined"
+    RECONNECTING = "reconnecting"
+    REJOINED = "rejoined"
+    LEFT = "left"
+    ICE_RESTART = "ice_restart"
+    SNAPSHOT_REQUESTED = "snapshot_requested"
+    DENIED = "denied"
+
+
+@dataclass(frozen=True, slots=True)
+class RoomEvent:
+    consultation: str
+    kind: EventKind
+    subject: str | None
+    role: Role | None
+    region: str | None
+    participant: str | None = None
+    detail: str | None = None
+    """A reason or error code; never message content."""
+    address: str | None = None
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+class EventSink(Protocol):
+    def emit(self, event: RoomEvent) -> None: ...
+
+
+class NullSink:
+    """For signaling used on its own (benchmarks, protocol tests)."""
+
+    def emit(self, event: RoomEvent) -> None:
+        return None

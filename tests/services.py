@@ -1,0 +1,49 @@
+"""Real services the tests use, and the rule for when one is missing:
+skip with the reason on a developer machine, fail in CI (``CI=true``)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+
+POSTGRES_ADMIN_DSN = os.environ.get("WOUNDCARE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("WOUNDCARE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def missing(reason: str) -> None:
+    """A needed part is absent: a failure in CI, a skip elsewhere."""
+    if in_ci():
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def postgres_database() -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
+    import asyncpg
+
+    name = f"woundcare_t_{secrets.token_hex(6)}"
+    try:
+        admin = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        missing(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_DSN}: {exc}")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0]
+        yield f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

@@ -1,0 +1,70 @@
+"""Two real aiortc peers meet only through the real server's /ws, and video flows."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from signaling.protocol import Chat, Role
+from tests.server import RunningServer
+from woundcare.camera.client import SignalingClient
+from woundcare.camera.peer import Publisher, Viewer, ice_configuration, pump
+from woundcare.camera.synthetic import SyntheticVideoTrack
+
+pytestmark = pytest.mark.usefixtures("loopback_ice")
+
+
+async def next_of(inbox: asyncio.Queue[dict[str, Any]], kind: str, timeout: float = 10.0) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = await inbox.get()
+            if frame["type"] == kind:
+                return frame
+
+
+async def test_nurse_camera_reaches_specialist_and_chat_flows_both_ways(server: RunningServer) -> None:
+    consultation = await server.new_consultation()
+    config = ice_configuration([])
+    nurse_client = SignalingClient(server.url)
+    specialist_client = SignalingClient(server.url)
+    await nurse_client.join(consultation, Role.NURSE, server.invite(consultation, Role.NURSE))
+    camera = Publisher(nurse_client, SyntheticVideoTrack(640, 480), config)
+    viewer = Viewer(specialist_client, config)
+    nurse_inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    specialist_inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    tasks = [asyncio.create_task(pump(nurse_client, camera, nurse_inbox))]
+    try:
+        joined = await specialist_client.join(
+            consultation, Role.SPECIALIST, server.invite(consultation, Role.SPECIALIST)
+        )
+        assert [p["role"] for p in joined["peers"]] == ["nurse"]
+        tasks.append(asyncio.create_task(pump(specialist_client, viewer, specialist_inbox)))
+        presence = await next_of(nurse_inbox, "presence")
+        assert (presence["state"], presence["participant"]["role"]) == ("joined", "specialist")
+
+        async with asyncio.timeout(20):
+            await viewer.video.wait()
+            counter = viewer.counter
+            assert counter is not None
+            await counter.first.wait()
+            while counter.frames < 30:
+                await asyncio.sleep(0.05)
+        assert counter.size == (640, 480)
+
+        await specialist_client.send(Chat(text="Kan du vise sårkanten nærmere?"))
+        chat = await next_of(nurse_inbox, "chat")
+        assert chat["text"] == "Kan du vise sårkanten nærmere?"
+        assert chat["from"] == specialist_client.participant
+        await nurse_client.send(Chat(text="Ja, et øyeblikk."))
+        chat = await next_of(specialist_inbox, "chat")
+        assert (chat["text"], chat["from"]) == ("Ja, et øyeblikk.", nurse_client.participant)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await camera.close()
+        await viewer.close()
+        await nurse_client.close()
+        await specialist_client.close()

@@ -1,0 +1,55 @@
+"""JSON errors for the API: ``{"error": {"code": ..., "message": ...}}``.
+
+Messages are written for the client and never echo input, so no patient data or
+secret can leak through an error.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+log = logging.getLogger(__name__)
+
+
+def api_error(status: int, code: str, message: str) -> web.HTTPException:
+    exc_class = web.HTTPException
+    for cls in (
+        web.HTTPBadRequest,
+        web.HTTPUnauthorized,
+        web.HTTPForbidden,
+        web.HTTPNotFound,
+        web.HTTPConflict,
+        web.HTTPRequestEntityTooLarge,
+        web.HTTPUnsupportedMediaType,
+        web.HTTPTooManyRequests,
+    ):
+        if cls.status_code == status:
+            exc_class = cls
+            break
+    kwargs = {"max_size": 0, "actual_size": 0} if exc_class is web.HTTPRequestEntityTooLarge else {}
+    exc = exc_class(
+        body=orjson.dumps({"error": {"code": code, "message": message}}),
+        content_type="application/json",
+        **kwargs,
+    )
+    if exc_class is web.HTTPException:
+        exc.set_status(status)
+    return exc
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.content_type == "application/json" or not request.path.startswith("/api/"):
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        raise api_error(exc.status, code, exc.reason) from None
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.match_info.route.resource)
+        raise api_error(500, "internal", "internal server error") from None

@@ -1,0 +1,1 @@
+"""Who is asking: invitation tokens, passwords, sessions, devices; and the policy."""

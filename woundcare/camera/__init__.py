@@ -1,0 +1,1 @@
+"""aiortc clients: the head camera (publisher) and a viewer, speaking the /ws protocol."""

@@ -1,0 +1,217 @@
+"""aiortc peers negotiated over the /ws protocol.
+
+The camera (:class:`Publisher`) offers one RTCPeerConnection per viewer, all fed from one
+source through a ``MediaRelay``. A :class:`Viewer` answers. aiortc has no ICE restart
+(aiortc#211), so media recovers by a *fresh* peer connection: the publisher offers with the
+next ``pc`` generation and the viewer replaces its connection when it sees one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import suppress
+from typing import Any
+
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+from aiortc.contrib.media import MediaRelay
+from aiortc.sdp import candidate_from_sdp
+
+from signaling.protocol import Answer, EndOfCandidates, IceRestart, Offer, Role
+
+from .client import SignalingClient, SignalingClosed
+
+log = logging.getLogger(__name__)
+
+
+def ice_configuration(
+    servers: list[dict[str, Any]], relay_only: bool = False
+) -> RTCConfiguration:
+    """An RTCConfiguration from an ``/api/ice-servers`` answer. An empty list means host
+    candidates only: never aiortc's default public STUN server."""
+    return RTCConfiguration(
+        iceServers=[
+            RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+            for s in servers
+        ],
+        iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL,
+    )
+
+
+async def _add_candidate(pc: RTCPeerConnection, frame: dict[str, Any]) -> None:
+    text = frame["candidate"]
+    if not text:
+        return
+    candidate = candidate_from_sdp(text.removeprefix("candidate:"))
+    candidate.sdpMid = frame.get("sdpMid")
+    candidate.sdpMLineIndex = frame.get("sdpMLineIndex")
+    await pc.addIceCandidate(candidate)
+
+
+class Publisher:
+    """The head camera's side: offers its video to every viewer in the room."""
+
+    def __init__(
+        self, client: SignalingClient, source: MediaStreamTrack, configuration: RTCConfiguration
+    ) -> None:
+        self._client = client
+        self._relay = MediaRelay()
+        self._source = source
+        self._configuration = configuration
+        self._pcs: dict[str, tuple[int, RTCPeerConnection]] = {}
+
+    def connection(self, viewer: str) -> RTCPeerConnection | None:
+        entry = self._pcs.get(viewer)
+        return entry[1] if entry else None
+
+    async def start(self) -> None:
+        """Offer to the viewers already in the room."""
+        for peer in self._client.peers:
+            if peer["role"] != Role.NURSE.value:
+                await self.offer(peer["id"])
+
+    async def offer(self, viewer: str) -> None:
+        """(Re)negotiate with ``viewer`` on a fresh peer connection of the next generation."""
+        generation = self._pcs[viewer][0] + 1 if viewer in self._pcs else 0
+        await self._close(viewer)
+        pc = RTCPeerConnection(self._configuration)
+        self._pcs[viewer] = (generation, pc)
+        pc.addTrack(self._relay.subscribe(self._source, buffered=False))
+        await pc.setLocalDescription(await pc.createOffer())
+        await self._client.send(Offer(to=viewer, sdp=pc.localDescription.sdp, pc=generation))
+        await self._client.send(EndOfCandidates(to=viewer, pc=generation))
+
+    async def handle(self, frame: dict[str, Any]) -> None:
+        kind = frame["type"]
+        if kind == "presence":
+            peer = frame["participant"]
+            if peer["role"] == Role.NURSE.value:
+                return
+            if frame["state"] == "joined":
+                await self.offer(peer["id"])
+            elif frame["state"] == "left":
+                await self._close(peer["id"])
+        elif kind in ("answer", "candidate"):
+            entry = self._pcs.get(frame["from"])
+            if entry is None or entry[0] != frame.get("pc", 0):
+                return  # for a connection we have already replaced
+            if kind == "answer":
+                await entry[1].setRemoteDescription(RTCSessionDescription(frame["sdp"], "answer"))
+            else:
+                await _add_candidate(entry[1], frame)
+        elif kind == "ice_restart":
+            await self.offer(frame["from"])
+
+    async def _close(self, viewer: str) -> None:
+        entry = self._pcs.pop(viewer, None)
+        if entry is not None:
+            await entry[1].close()
+
+    async def close(self) -> None:
+        for viewer in list(self._pcs):
+            await self._close(viewer)
+
+
+class FrameCounter:
+    """Consumes a received video track: counts decoded frames, notes the first one."""
+
+    def __init__(self, track: MediaStreamTrack) -> None:
+        self.track = track
+        self.frames = 0
+        self.size: tuple[int, int] | None = None
+        self.first_frame_at: float | None = None
+        self.first = asyncio.Event()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        with suppress(MediaStreamError):
+            while True:
+                frame = await self.track.recv()
+                self.frames += 1
+                if self.first_frame_at is None:
+                    self.first_frame_at = time.perf_counter()
+                    self.size = (frame.width, frame.height)
+                    self.first.set()
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with suppress(asyncio.CancelledError):
+            await self._task
+
+
+class Viewer:
+    """A specialist's (or recorder's) side: answers the camera's offers."""
+
+    def __init__(self, client: SignalingClient, configuration: RTCConfiguration) -> None:
+        self._client = client
+        self._configuration = configuration
+        self.pc: RTCPeerConnection | None = None
+        self.generation: int | None = None
+        self.counters: list[FrameCounter] = []
+        self.video = asyncio.Event()
+        """Set when a video track arrives (again, after a fresh connection)."""
+
+    @property
+    def counter(self) -> FrameCounter | None:
+        return self.counters[-1] if self.counters else None
+
+    async def handle(self, frame: dict[str, Any]) -> None:
+        kind = frame["type"]
+        generation = frame.get("pc", 0)
+        if kind == "offer":
+            if self.pc is None or generation != self.generation:
+                await self._replace(generation)
+            assert self.pc is not None
+            await self.pc.setRemoteDescription(RTCSessionDescription(frame["sdp"], "offer"))
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+            await self._client.send(Answer(to=frame["from"], sdp=self.pc.localDescription.sdp, pc=generation))
+            await self._client.send(EndOfCandidates(to=frame["from"], pc=generation))
+        elif kind == "candidate" and self.pc is not None and generation == self.generation:
+            await _add_candidate(self.pc, frame)
+
+    async def request_restart(self, camera: str) -> None:
+        await self._client.send(IceRestart(to=camera))
+
+    async def _replace(self, generation: int) -> None:
+        if self.pc is not None:
+            await self.pc.close()
+        self.video.clear()
+        self.pc = RTCPeerConnection(self._configuration)
+        self.generation = generation
+
+        @self.pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "video":
+                self.counters.append(FrameCounter(track))
+                self.video.set()
+
+    async def close(self) -> None:
+        for counter in self.counters:
+            await counter.stop()
+        if self.pc is not None:
+            await self.pc.close()
+
+
+async def pump(
+    client: SignalingClient,
+    peer: Publisher | Viewer,
+    inbox: asyncio.Queue[dict[str, Any]] | None = None,
+) -> None:
+    """Feed every frame to ``peer``, then to ``inbox`` for whoever else is listening."""
+    try:
+        while True:
+            frame = await client.recv()
+            await peer.handle(frame)
+            if inbox is not None:
+                inbox.put_nowait(frame)
+    except SignalingClosed:
+        return

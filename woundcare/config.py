@@ -1,0 +1,114 @@
+"""Settings: environment variables (``WOUNDCARE_*``) over an optional TOML file over defaults.
+
+Secrets are ``SecretStr`` so that ``repr(settings)`` and logs show ``**********``.
+Secrets not given are generated once into the data folder (mode 0600).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WOUNDCARE_", extra="forbid", validate_default=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    public_url: str | None = None
+    """How clients reach the server (behind a proxy); defaults to http://host:port."""
+    data_dir: Path = Path("var")
+    """SQLite database, generated secrets and the encrypted blob store."""
+    database_url: str | None = None
+    """SQLAlchemy async URL; default ``sqlite+aiosqlite:///<data_dir>/woundcare.db``."""
+    secret_key: SecretStr | None = None
+    """Signs invitation tokens; generated into ``<data_dir>/secret.key`` when not set."""
+    demo: bool = True
+    """Create a demo region, users and a fictional patient in an empty database."""
+
+    stun_urls: list[str] = Field(default_factory=list)
+    turn_urls: list[str] = Field(default_factory=list)
+    turn_secret: SecretStr | None = None
+    """coturn's ``static-auth-secret``."""
+    turn_ttl_seconds: int = Field(3600, gt=0, le=86400)
+
+    invitation_ttl_seconds: int = Field(8 * 3600, gt=0)
+    grace_seconds: float = Field(60.0, gt=0)
+    heartbeat_seconds: float = Field(20.0, gt=0)
+    join_timeout_seconds: float = Field(10.0, gt=0)
+    max_message_bytes: int = Field(64 * 1024, ge=1024, le=1024 * 1024)
+    rate_per_second: float = Field(50.0, gt=0)
+    rate_burst: int = Field(200, ge=1)
+
+    log_level: str = "INFO"
+
+    @field_validator("stun_urls", "turn_urls", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        # Environment variables give "a,b"; TOML gives a list.
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("WOUNDCARE_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'woundcare.db'}"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    def signing_key(self) -> bytes:
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        return read_or_create_secret(self.data_dir / "secret.key")
+
+
+def read_or_create_secret(path: Path, nbytes: int = 32) -> bytes:
+    """A random secret kept in a 0600 file, created atomically on first use."""
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(nbytes).encode()
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, value)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        # link() fails if another process won the race; then its secret is the one.
+        os.link(tmp, path)
+    except FileExistsError:
+        return path.read_bytes().strip()
+    finally:
+        os.unlink(tmp)
+    return value

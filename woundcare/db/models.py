@@ -1,0 +1,145 @@
+"""SQLAlchemy models. Identifying patient data never sits in a plain column: it is
+sealed with the region's key (``woundcare.crypto``) into ``*_sealed`` columns."""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.ext.asyncio import AsyncAttrs
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_public_id() -> str:
+    """Random, non-identifying id for things that appear on the wire."""
+    return secrets.token_urlsafe(12)
+
+
+class Base(AsyncAttrs, DeclarativeBase):
+    type_annotation_map = {datetime: DateTime(timezone=True)}
+
+
+class Role(str, enum.Enum):
+    NURSE = "nurse"
+    SPECIALIST = "specialist"
+    PILOT_LEAD = "pilot_lead"
+    ADMIN = "admin"
+
+
+class ConsultationStatus(str, enum.Enum):
+    WAITING = "waiting"
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+class Region(Base):
+    """A pilot region: municipalities around one hospital trust."""
+
+    __tablename__ = "regions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    shredded_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RegionKey(Base):
+    """A region's data key, wrapped by the master key; the master key is never stored here."""
+
+    __tablename__ = "region_keys"
+    __table_args__ = (UniqueConstraint("region_id", "version"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    wrapped: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """None once shredded."""
+    master_key_id: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    memberships: Mapped[list[Membership]] = relationship(back_populates="user", lazy="selectin")
+
+
+class Membership(Base):
+    """A user's role in one region; a user may serve several regions."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("user_id", "region_id", "role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"))
+    role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20))
+
+    user: Mapped[User] = relationship(back_populates="memberships")
+
+
+class Patient(Base):
+    __tablename__ = "patients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pseudonym: Mapped[str] = mapped_column(String(40), unique=True, default=new_public_id)
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"), index=True)
+    identity_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """National id number and name, sealed with the region's key."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Consultation(Base):
+    __tablename__ = "consultations"
+    __table_args__ = (Index("ix_consultations_region_status", "region_id", "status"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=new_public_id)
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[ConsultationStatus] = mapped_column(
+        Enum(ConsultationStatus, native_enum=False, length=20), default=ConsultationStatus.WAITING
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    """When the first viewer joined the nurse."""
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ConsultationEvent(Base):
+    """Who joined, dropped, rejoined or left a consultation, and when: the session log."""
+
+    __tablename__ = "consultation_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    consultation_id: Mapped[str] = mapped_column(ForeignKey("consultations.id"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(32))
+    role: Mapped[str | None] = mapped_column(String(20))
+    subject: Mapped[str | None] = mapped_column(String(80))
+    participant: Mapped[str | None] = mapped_column(String(20))
+    detail: Mapped[str | None] = mapped_column(String(80))

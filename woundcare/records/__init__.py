@@ -1,0 +1,1 @@
+"""Health records: consultations, their session log, snapshots, assessments."""
