@@ -36,6 +36,8 @@ async def start_server(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[
 
     async def start(**overrides: Any) -> RunningServer:
         overrides.setdefault("data_dir", tmp_path / f"server{len(servers)}")
+        # Tests make their own regions; the demo's Argon2 hashing only slows them down.
+        overrides.setdefault("demo", False)
         running = await RunningServer.start(Settings(port=free_port(), **overrides))
         servers.append(running)
         return running
