@@ -68,3 +68,52 @@ async def test_nurse_camera_reaches_specialist_and_chat_flows_both_ways(server: 
         await viewer.close()
         await nurse_client.close()
         await specialist_client.close()
+
+
+async def test_camera_resumes_and_media_recovers_on_a_fresh_peer_connection(server: RunningServer) -> None:
+    """aiortc has no ICE restart: after a socket resume the viewer asks for one and the
+    camera negotiates a fresh peer connection (next ``pc`` generation) in the same room."""
+    consultation = await server.new_consultation()
+    config = ice_configuration([])
+    nurse_client, specialist_client = SignalingClient(server.url), SignalingClient(server.url)
+    await nurse_client.join(consultation, Role.NURSE, server.invite(consultation, Role.NURSE))
+    camera = Publisher(nurse_client, SyntheticVideoTrack(320, 240), config)
+    viewer = Viewer(specialist_client, config)
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    tasks = [asyncio.create_task(pump(nurse_client, camera))]
+    try:
+        await specialist_client.join(consultation, Role.SPECIALIST, server.invite(consultation, Role.SPECIALIST))
+        tasks.append(asyncio.create_task(pump(specialist_client, viewer, inbox)))
+        async with asyncio.timeout(20):
+            await viewer.video.wait()
+            assert viewer.counter is not None
+            await viewer.counter.first.wait()
+        first_pc = viewer.pc
+
+        await nurse_client.drop()
+        await tasks[0]
+        assert (await next_of(inbox, "presence"))["state"] == "reconnecting"
+        await nurse_client.resume()
+        tasks[0] = asyncio.create_task(pump(nurse_client, camera))
+        assert (await next_of(inbox, "presence"))["state"] == "rejoined"
+
+        await viewer.request_restart(nurse_client.participant or "")
+        async with asyncio.timeout(20):
+            while viewer.generation != 1:
+                await asyncio.sleep(0.05)
+            await viewer.video.wait()
+            counter = viewer.counter
+            assert counter is not None
+            await counter.first.wait()
+            while counter.frames < 10:
+                await asyncio.sleep(0.05)
+        assert viewer.pc is not first_pc
+        assert len(viewer.counters) == 2
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await camera.close()
+        await viewer.close()
+        await nurse_client.close()
+        await specialist_client.close()
