@@ -1,0 +1,19 @@
+"""Encryption of patient records: AES-256-GCM envelopes under per-region data keys."""
+
+from .aead import Binding, aad, key_id_of, open_with, seal
+from .errors import CryptoError, KeyShreddedError, MasterKeyError, RecordIntegrityError
+from .keyring import Keyring, MasterKey
+
+__all__ = [
+    "Binding",
+    "CryptoError",
+    "KeyShreddedError",
+    "Keyring",
+    "MasterKey",
+    "MasterKeyError",
+    "RecordIntegrityError",
+    "aad",
+    "key_id_of",
+    "open_with",
+    "seal",
+]

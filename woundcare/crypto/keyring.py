@@ -1,0 +1,389 @@
+"""Master keys and the per-region data keys they wrap.
+
+Each region has data keys (DEKs, 32 random bytes) in ``region_keys``, versioned: the newest
+version seals new records (a new one is made if it was retired), older ones still open what
+they sealed. A DEK is stored only wrapped, sealed with the master key in an
+:mod:`~woundcare.crypto.aead` envelope bound to the region, the key id and the version, so a
+wrapped key copied to another row does not unwrap. The master key lives outside the database
+(a file or an environment variable); its id is stored beside each wrapped key.
+
+Shredding a region deletes its wrapped keys; what they sealed is unreadable from then on.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ..db.models import Region, RegionKey, utcnow
+from .aead import KEY_SIZE, Binding, key_id_of, open_with, seal
+from .errors import KeyShreddedError, MasterKeyError, RecordIntegrityError
+
+T = TypeVar("T")
+
+_MASTER_ID_DOMAIN = b"woundcare/master-key-id/v1\x00"
+_WRAP_KIND = "region-key"
+_WRITE_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class MasterKey:
+    """The key that wraps every region's data keys. ``repr`` shows its id, never the key."""
+
+    secret: bytes
+    id: str = field(init=False)
+    """First 16 hex digits of a domain-separated SHA-256 of the key: names it, reveals nothing."""
+
+    def __post_init__(self) -> None:
+        if len(self.secret) != KEY_SIZE:
+            raise MasterKeyError(f"master key must be {KEY_SIZE} bytes (got {len(self.secret)})")
+        digest = hashlib.sha256(_MASTER_ID_DOMAIN + self.secret).hexdigest()
+        object.__setattr__(self, "id", digest[:16])
+
+    def __repr__(self) -> str:
+        return f"MasterKey(id={self.id!r}, secret=**********)"
+
+    @classmethod
+    def from_env_value(cls, value: str) -> MasterKey:
+        """A master key from its base64 text, as kept in an environment variable."""
+        try:
+            secret = base64.b64decode(value.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            # No chaining: the decoder's message could quote part of the value.
+            raise MasterKeyError("master key is not valid base64") from None
+        return cls(secret)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], *, create: bool = False) -> MasterKey:
+        """The master key in ``path`` (base64 text), made there with mode 0600 if ``create``."""
+        file = Path(path)
+        if create and not file.exists():
+            _create_key_file(file)
+        try:
+            text = file.read_text(encoding="ascii")
+        except FileNotFoundError:
+            raise MasterKeyError(f"no master key file at {file}") from None
+        except UnicodeDecodeError:
+            raise MasterKeyError(f"master key file {file} is not base64 text") from None
+        return cls.from_env_value(text)
+
+
+def _create_key_file(path: Path) -> None:
+    text = base64.b64encode(os.urandom(KEY_SIZE)) + b"\n"
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        # link, unlike rename, never replaces a key another process created meanwhile: losing
+        # the race means using that key, not silently orphaning data sealed under it.
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return
+    finally:
+        temp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class _DataKey:
+    key_id: str
+    region_id: int
+    version: int
+    secret: bytes
+    loaded_at: float
+    """``time.monotonic()`` when read from the database, for the cache's time to live."""
+
+    def __repr__(self) -> str:
+        return (
+            f"_DataKey(key_id={self.key_id!r}, region_id={self.region_id}, version={self.version})"
+        )
+
+
+class Keyring:
+    """Seals and opens records with their region's data key.
+
+    ``master_keys[0]`` wraps new and re-wrapped keys; the others only unwrap, so a master key
+    rotation is: start with ``[new, old]``, :meth:`rewrap_all`, then drop ``old``.
+
+    Unwrapped data keys are cached in memory. This keyring's own :meth:`shred` and :meth:`rotate`
+    take effect at once; another process's within ``cache_ttl`` seconds.
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        master_keys: Sequence[MasterKey],
+        *,
+        cache_ttl: float = 60.0,
+    ) -> None:
+        if not master_keys:
+            raise MasterKeyError("no master key given")
+        self._sessions = sessions
+        self._master = master_keys[0]
+        self._masters = {key.id: key for key in master_keys}
+        self._cache_ttl = cache_ttl
+        self._keys: dict[str, _DataKey] = {}
+        self._current: dict[int, _DataKey] = {}
+        # Bumped by shred and rotate, so a lookup that raced one of them does not cache its result.
+        self._epoch = 0
+
+    async def ensure_region_key(self, region_id: int) -> str:
+        """The id of the region's current data key, made (version 1) if the region has none."""
+        return (await self._current_key(region_id)).key_id
+
+    async def seal(self, binding: Binding, plaintext: bytes) -> bytes:
+        """Seal ``plaintext`` for ``binding`` with its region's current data key."""
+        key = await self._current_key(binding.region_id)
+        return seal(key.secret, key.key_id, binding, plaintext)
+
+    async def open(self, binding: Binding, envelope: bytes) -> bytes:
+        """Open ``envelope`` sealed for ``binding``, with the key named in it.
+
+        Raises :class:`RecordIntegrityError` if the envelope does not belong to ``binding`` (or
+        its key to the binding's region), :class:`KeyShreddedError` if the key was destroyed.
+        """
+        key = await self._key_for(binding, key_id_of(envelope, binding))
+        return open_with(key.secret, binding, envelope)
+
+    async def rotate(self, region_id: int) -> str:
+        """Make a new data key version the region's current one; returns its id.
+
+        Older keys keep opening what they sealed; :meth:`reseal` moves records to the new key.
+        """
+        key = await self._write(lambda session: self._new_version(session, region_id))
+        self._epoch += 1
+        self._remember(key, self._epoch, current=True)
+        return key.key_id
+
+    async def reseal(self, binding: Binding, envelope: bytes) -> bytes:
+        """``envelope`` sealed again under the region's current key, for a re-encryption pass.
+
+        An envelope already under the current key is returned as it is, unopened, so a pass
+        that is resumed skips the records it has done.
+        """
+        current = await self._current_key(binding.region_id)
+        if key_id_of(envelope, binding) == current.key_id:
+            return envelope
+        plaintext = await self.open(binding, envelope)
+        return seal(current.secret, current.key_id, binding, plaintext)
+
+    async def rewrap_all(self) -> int:
+        """Wrap every live data key under the current master key; returns how many changed."""
+        async with self._sessions.begin() as session:
+            rows = await session.scalars(
+                select(RegionKey).where(
+                    RegionKey.wrapped.is_not(None), RegionKey.master_key_id != self._master.id
+                )
+            )
+            changed = 0
+            for row in rows.all():
+                rewrapped = self._wrap(self._unwrap(row))
+                # Only if untouched since read: a shred committed meanwhile must stay shredded.
+                result = await session.execute(
+                    update(RegionKey)
+                    .where(RegionKey.id == row.id, RegionKey.wrapped == row.wrapped)
+                    .values(wrapped=rewrapped, master_key_id=self._master.id)
+                    .returning(RegionKey.id)
+                    .execution_options(synchronize_session=False)
+                )
+                changed += len(result.all())
+        return changed
+
+    async def shred(self, region_id: int) -> None:
+        """Destroy every data key of the region and mark it shredded; other regions keep theirs."""
+        async with self._sessions.begin() as session:
+            shredded_at = await _lock_region(session, region_id)
+            await session.execute(
+                update(RegionKey).where(RegionKey.region_id == region_id).values(wrapped=None)
+            )
+            if shredded_at is None:
+                await session.execute(
+                    update(Region).where(Region.id == region_id).values(shredded_at=utcnow())
+                )
+        self._epoch += 1
+        self._current.pop(region_id, None)
+        for key_id in [k.key_id for k in self._keys.values() if k.region_id == region_id]:
+            del self._keys[key_id]
+
+    async def _current_key(self, region_id: int) -> _DataKey:
+        cached = self._current.get(region_id)
+        if cached is not None and self._is_fresh(cached):
+            return cached
+        epoch = self._epoch
+        key = await self._write(lambda session: self._find_or_create_current(session, region_id))
+        self._remember(key, epoch, current=True)
+        return key
+
+    async def _find_or_create_current(self, session: AsyncSession, region_id: int) -> _DataKey:
+        await _lock_live_region(session, region_id)
+        newest = await _newest_key(session, region_id)
+        # A retired key still opens what it sealed but seals nothing new.
+        if newest is None or newest.retired_at is not None:
+            return await self._create_key(session, region_id, _next_version(newest))
+        return self._unwrap(newest)
+
+    async def _new_version(self, session: AsyncSession, region_id: int) -> _DataKey:
+        await _lock_live_region(session, region_id)
+        newest = await _newest_key(session, region_id)
+        return await self._create_key(session, region_id, _next_version(newest))
+
+    async def _create_key(self, session: AsyncSession, region_id: int, version: int) -> _DataKey:
+        # The version comes from what this transaction read: if another writer took it
+        # meanwhile, the unique (region_id, version) constraint fails and _write retries.
+        key = _DataKey(
+            key_id=secrets.token_urlsafe(18),
+            region_id=region_id,
+            version=version,
+            secret=os.urandom(KEY_SIZE),
+            loaded_at=time.monotonic(),
+        )
+        session.add(
+            RegionKey(
+                id=key.key_id,
+                region_id=region_id,
+                version=version,
+                wrapped=self._wrap(key),
+                master_key_id=self._master.id,
+            )
+        )
+        await session.flush()
+        return key
+
+    async def _key_for(self, binding: Binding, key_id: str) -> _DataKey:
+        key = self._keys.get(key_id)
+        if key is None or not self._is_fresh(key):
+            epoch = self._epoch
+            key = await self._load(binding, key_id)
+            self._remember(key, epoch, current=False)
+        if key.region_id != binding.region_id:
+            raise RecordIntegrityError.about("key belongs to another region", binding, key_id)
+        return key
+
+    async def _load(self, binding: Binding, key_id: str) -> _DataKey:
+        async with self._sessions() as session:
+            found = (
+                await session.execute(
+                    select(RegionKey, Region.shredded_at)
+                    .join(Region, Region.id == RegionKey.region_id)
+                    .where(RegionKey.id == key_id)
+                )
+            ).one_or_none()
+        if found is None:
+            raise RecordIntegrityError.about("unknown key id", binding, key_id)
+        row, shredded_at = found
+        if shredded_at is not None:
+            raise KeyShreddedError(row.region_id, key_id)
+        return self._unwrap(row)
+
+    async def _write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run ``work`` in a transaction, again if a concurrent writer took the same key version."""
+        attempt = 1
+        while True:
+            try:
+                async with self._sessions.begin() as session:
+                    return await work(session)
+            except IntegrityError:
+                if attempt == _WRITE_ATTEMPTS:
+                    raise
+                attempt += 1
+
+    def _remember(self, key: _DataKey, epoch: int, *, current: bool) -> None:
+        if epoch != self._epoch:
+            return
+        self._keys[key.key_id] = key
+        if current:
+            self._current[key.region_id] = key
+
+    def _is_fresh(self, key: _DataKey) -> bool:
+        return time.monotonic() - key.loaded_at < self._cache_ttl
+
+    def _wrap(self, key: _DataKey) -> bytes:
+        binding = _wrap_binding(key.region_id, key.key_id, key.version)
+        return seal(self._master.secret, self._master.id, binding, key.secret)
+
+    def _unwrap(self, row: RegionKey) -> _DataKey:
+        if row.wrapped is None:
+            raise KeyShreddedError(row.region_id, row.id)
+        master = self._masters.get(row.master_key_id)
+        if master is None:
+            raise MasterKeyError(
+                "wrapped by a master key that is not loaded",
+                master_key_id=row.master_key_id,
+                key_id=row.id,
+            )
+        try:
+            secret = open_with(
+                master.secret, _wrap_binding(row.region_id, row.id, row.version), row.wrapped
+            )
+        except RecordIntegrityError:
+            raise MasterKeyError(
+                "master key does not unwrap this key (wrong key or altered row)",
+                master_key_id=master.id,
+                key_id=row.id,
+            ) from None
+        return _DataKey(row.id, row.region_id, row.version, secret, time.monotonic())
+
+
+def _wrap_binding(region_id: int, key_id: str, version: int) -> Binding:
+    # Key ids are URL-safe base64, without "/", so "id/version" names one row only.
+    return Binding(region_id=region_id, kind=_WRAP_KIND, record_id=f"{key_id}/{version}")
+
+
+async def _newest_key(session: AsyncSession, region_id: int) -> RegionKey | None:
+    return await session.scalar(
+        select(RegionKey)
+        .where(RegionKey.region_id == region_id)
+        .order_by(RegionKey.version.desc())
+        .limit(1)
+    )
+
+
+def _next_version(newest: RegionKey | None) -> int:
+    return 1 if newest is None else newest.version + 1
+
+
+async def _lock_region(session: AsyncSession, region_id: int) -> datetime | None:
+    """The region's ``shredded_at``, its row locked (on PostgreSQL) until the transaction ends.
+
+    The lock keeps a new key from being made beside a concurrent :meth:`Keyring.shred`. SQLite
+    ignores it; there a key made in the same instant is still refused, as ``_load`` checks the
+    region's ``shredded_at`` before unwrapping.
+    """
+    found = (
+        await session.execute(
+            select(Region.shredded_at).where(Region.id == region_id).with_for_update()
+        )
+    ).one_or_none()
+    if found is None:
+        raise LookupError(f"no region {region_id}")
+    return found[0]
+
+
+async def _lock_live_region(session: AsyncSession, region_id: int) -> None:
+    if await _lock_region(session, region_id) is not None:
+        raise KeyShreddedError(region_id)
