@@ -189,7 +189,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                 else:
                     rooms.relay(participant, message)
             except ProtocolError as exc:
-                fatal = _FATAL.get(exc.code)
+                # Refusals end the socket only while joining; later errors are reported.
+                fatal = _FATAL.get(exc.code) if participant is None else None
                 if fatal is None:
                     outlet.deliver(dumps(error_frame(exc.code, exc.message, exc.ref)))
                 else:
@@ -221,12 +222,15 @@ async def _admit(
             RoomEvent(join.consultation, EventKind.DENIED, None, join.role, None, detail=exc.code.value, address=address)
         )
         raise
+    if outlet.closing:
+        # Admission outlasted the join timeout: the client has been told to go.
+        raise ProtocolError(ErrorCode.JOIN_TIMEOUT, "no join received in time", "join")
     participant, _ = rooms.join(join, identity, outlet, address)
     return participant
 
 
 async def _close_sockets(app: web.Application) -> None:
-    app[ROOMS].close_all(CloseCode.GOING_AWAY, ErrorCode.GOING_AWAY, "server restarting: resume")
+    app[ROOMS].close_all(CloseCode.GOING_AWAY, ErrorCode.GOING_AWAY, "server shutting down: reconnect and resume")
     for ws in set(app[SOCKETS]):
         await ws.close(code=CloseCode.GOING_AWAY, message=b"server shutdown")
 

@@ -69,6 +69,8 @@ class ErrorCode(str, enum.Enum):
     JOIN_TIMEOUT = "join_timeout"
     SLOW_CONSUMER = "slow_consumer"
     REPLACED = "replaced"
+    REVOKED = "revoked"
+    ENDED = "ended"
     GOING_AWAY = "going_away"
     INTERNAL = "internal"
 
@@ -102,6 +104,11 @@ class ProtocolError(Exception):
 def _check_id(name: str, value: str) -> None:
     if not _ID.fullmatch(value):
         raise ValueError(f"'{name}' must be 1-64 characters of A-Z a-z 0-9 _ -")
+
+
+def _check_pc(value: int) -> None:
+    if not 0 <= value < 2**31:
+        raise ValueError("'pc' must be 0 to 2^31-1")
 
 
 def _check_len(name: str, value: str, limit: int) -> None:
@@ -153,8 +160,7 @@ class Offer:
     def __post_init__(self) -> None:
         _check_id("to", self.to)
         _check_len("sdp", self.sdp, MAX_SDP_CHARS)
-        if self.pc < 0:
-            raise ValueError("'pc' must not be negative")
+        _check_pc(self.pc)
 
 
 @dataclass(slots=True)
@@ -167,8 +173,7 @@ class Answer:
     def __post_init__(self) -> None:
         _check_id("to", self.to)
         _check_len("sdp", self.sdp, MAX_SDP_CHARS)
-        if self.pc < 0:
-            raise ValueError("'pc' must not be negative")
+        _check_pc(self.pc)
 
 
 @dataclass(slots=True)
@@ -184,6 +189,7 @@ class Candidate:
 
     def __post_init__(self) -> None:
         _check_id("to", self.to)
+        _check_pc(self.pc)
         _check_len("candidate", self.candidate, MAX_CANDIDATE_CHARS)
         if self.sdp_mid is not None:
             _check_len("sdpMid", self.sdp_mid, 64)
@@ -199,6 +205,7 @@ class EndOfCandidates:
 
     def __post_init__(self) -> None:
         _check_id("to", self.to)
+        _check_pc(self.pc)
 
 
 @dataclass(slots=True)

@@ -232,6 +232,30 @@ class Rooms:
         room.broadcast(frame)
         return True
 
+    def close_room(self, consultation: str, code: CloseCode, error: ErrorCode, message: str) -> None:
+        """End a room: close every socket in it and forget it."""
+        room = self._rooms.get(consultation)
+        if room is None:
+            return
+        for participant in list(room.participants.values()):
+            self._remove(participant, code, error, message)
+
+    def evict(self, subjects: set[str], code: CloseCode, error: ErrorCode, message: str) -> int:
+        """Remove every participant whose identity's subject is in ``subjects`` (revoked
+        devices, disabled users); returns how many."""
+        doomed = [
+            p for room in self._rooms.values() for p in room.participants.values() if p.identity.subject in subjects
+        ]
+        for participant in doomed:
+            self._remove(participant, code, error, message)
+        return len(doomed)
+
+    def _remove(self, participant: Participant, code: CloseCode, error: ErrorCode, message: str) -> None:
+        outlet = participant.outlet
+        self.leave(participant, error.value)
+        if outlet is not None:
+            outlet.close(code, error, message)
+
     def close_all(self, code: CloseCode, error: ErrorCode, message: str) -> None:
         for room in list(self._rooms.values()):
             for p in list(room.participants.values()):

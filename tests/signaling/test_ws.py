@@ -259,3 +259,11 @@ async def test_floods_are_rate_limited_then_closed(start_server: Any) -> None:
         assert codes[:5] == ["not_joined"] * 5
         assert "rate_limited" in codes
         assert ws.ws.close_code == CloseCode.RATE_LIMITED
+
+
+async def test_a_refused_request_after_joining_does_not_end_the_socket(server: RunningServer, connect: Any) -> None:
+    _, nurse, specialist = await joined_pair(server, connect)
+    await nurse.send(type="snapshot_request", id="s1")
+    assert (await nurse.expect("error"))["code"] == "forbidden"
+    await nurse.send(type="chat", text="still connected")
+    assert (await specialist.expect("chat"))["text"] == "still connected"
