@@ -11,7 +11,9 @@ from signaling.protocol import Role
 from woundcare.app import create_app
 from woundcare.appkeys import DATABASE, INVITATIONS
 from woundcare.config import Settings
-from woundcare.db.models import Consultation, Patient, Region
+from woundcare.auth.passwords import hash_password
+from woundcare.db.models import Consultation, Membership, Patient, Region, User
+from woundcare.db.models import Role as StaffRole
 from woundcare.demo import DEMO_REGION
 
 
@@ -57,3 +59,24 @@ class RunningServer:
             session.add(consultation)
             await session.flush()
             return consultation.id
+
+    async def region(self, code: str) -> int:
+        async with self.app[DATABASE].sessions() as session, session.begin():
+            region_id = await session.scalar(select(Region.id).where(Region.code == code))
+            if region_id is None:
+                region = Region(code=code, name=f"Region {code}")
+                session.add(region)
+                await session.flush()
+                region_id = region.id
+            return region_id
+
+    async def add_user(self, username: str, password: str, roles: dict[str, StaffRole]) -> int:
+        """A user with a role in each named region (regions made as needed)."""
+        region_ids = {code: await self.region(code) for code in roles}
+        async with self.app[DATABASE].sessions() as session, session.begin():
+            user = User(username=username, display_name=f"Test {username}", password_hash=hash_password(password))
+            session.add(user)
+            await session.flush()
+            for code, role in roles.items():
+                session.add(Membership(user_id=user.id, region_id=region_ids[code], role=role))
+            return user.id

@@ -2,21 +2,46 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from contextlib import suppress
+from datetime import timedelta
 
 from aiohttp import web
 
 import signaling.handler
 from signaling.limits import Limits
 
-from .api import ice
+from .api import consultations, devices, ice, patients, regions, session
 from .api.errors import error_middleware
-from .appkeys import DATABASE, INVITATIONS, SESSION_LOG, SETTINGS
+from .api.guard import guard_middleware
+from .appkeys import (
+    AUDIT,
+    CONSULTATIONS,
+    DATABASE,
+    DEVICES,
+    INVITATIONS,
+    KEYRING,
+    LOGIN,
+    PATIENTS,
+    SESSION_LOG,
+    SESSIONS,
+    SETTINGS,
+)
+from .audit.log import AuditLog
+from .auth.devices import Devices
 from .auth.invitations import Invitations
 from .auth.join import JoinAdmission
+from .auth.login import Login, LoginPolicy
+from .auth.revocation import RevocationWatch
+from .auth.sessions import Sessions
+from .auth.totp import TotpBox
 from .config import Settings
+from .crypto import Keyring, MasterKey
 from .db.database import Database
 from .demo import seed_demo
+from .records.consultations import Consultations
+from .records.patients import Patients
 from .records.session_log import SessionLog
 
 
@@ -24,9 +49,14 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     db = app[DATABASE]
     await db.start()
     if app[SETTINGS].demo:
-        await seed_demo(db)
+        await seed_demo(db, app[PATIENTS])
     await app[SESSION_LOG].start()
+    watch = RevocationWatch(db, app[signaling.handler.ROOMS], app[SETTINGS].revocation_poll_seconds)
+    watcher = asyncio.create_task(watch.run(), name="revocation-watch")
     yield
+    watcher.cancel()
+    with suppress(asyncio.CancelledError):
+        await watcher
     await app[SESSION_LOG].stop()
     await db.stop()
 
@@ -42,16 +72,47 @@ def limits_from(settings: Settings) -> Limits:
     )
 
 
+def master_keys(settings: Settings) -> list[MasterKey]:
+    if settings.master_key is not None:
+        current = MasterKey.from_env_value(settings.master_key.get_secret_value())
+    else:
+        current = MasterKey.from_file(settings.master_key_file or settings.data_dir / "master.key", create=True)
+    return [current, *(MasterKey.from_env_value(k.get_secret_value()) for k in settings.old_master_keys)]
+
+
 def create_app(settings: Settings) -> web.Application:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = web.Application(middlewares=[error_middleware])
+    app = web.Application(middlewares=[error_middleware, guard_middleware])
     db = Database(settings.db_url)
-    invitations = Invitations(settings.signing_key(), settings.invitation_ttl_seconds)
+    secret = settings.signing_key()
+    invitations = Invitations(secret, settings.invitation_ttl_seconds)
     session_log = SessionLog(db)
+    audit = AuditLog(db)
+    keyring = Keyring(db.sessions, master_keys(settings))
     app[SETTINGS] = settings
     app[DATABASE] = db
     app[INVITATIONS] = invitations
     app[SESSION_LOG] = session_log
+    app[AUDIT] = audit
+    app[KEYRING] = keyring
+    app[SESSIONS] = Sessions(
+        db, timedelta(minutes=settings.session_idle_minutes), timedelta(hours=settings.session_max_hours)
+    )
+    app[DEVICES] = Devices(db)
+    app[LOGIN] = Login(
+        db,
+        audit,
+        TotpBox(secret),
+        LoginPolicy(
+            throttle_after=settings.login_throttle_after,
+            throttle_base_seconds=settings.login_throttle_base_seconds,
+            lock_after=settings.login_lock_after,
+            lock_minutes=settings.login_lock_minutes,
+            address_limit=settings.address_failure_limit,
+        ),
+    )
+    app[PATIENTS] = Patients(db, keyring)
+    app[CONSULTATIONS] = Consultations(db)
     app.cleanup_ctx.append(_resources)
     signaling.handler.setup(
         app,
@@ -59,5 +120,6 @@ def create_app(settings: Settings) -> web.Application:
         sink=session_log,
         limits=limits_from(settings),
     )
-    app.add_routes(ice.routes)
+    for module in (session, regions, ice, patients, consultations, devices):
+        app.add_routes(module.routes)
     return app

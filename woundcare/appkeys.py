@@ -4,12 +4,26 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .audit.log import AuditLog
+from .auth.devices import Devices
 from .auth.invitations import Invitations
+from .auth.login import Login
+from .auth.sessions import Sessions
 from .config import Settings
+from .crypto import Keyring
 from .db.database import Database
+from .records.consultations import Consultations
+from .records.patients import Patients
 from .records.session_log import SessionLog
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
 INVITATIONS = web.AppKey("invitations", Invitations)
 SESSION_LOG = web.AppKey("session_log", SessionLog)
+AUDIT = web.AppKey("audit", AuditLog)
+KEYRING = web.AppKey("keyring", Keyring)
+SESSIONS = web.AppKey("sessions", Sessions)
+DEVICES = web.AppKey("devices", Devices)
+LOGIN = web.AppKey("login", Login)
+PATIENTS = web.AppKey("patients", Patients)
+CONSULTATIONS = web.AppKey("consultations", Consultations)

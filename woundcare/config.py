@@ -50,9 +50,28 @@ class Settings(BaseSettings):
     rate_per_second: float = Field(50.0, gt=0)
     rate_burst: int = Field(200, ge=1)
 
+    master_key: SecretStr | None = None
+    """Base64 master key wrapping the regions' data keys; else ``master_key_file``."""
+    master_key_file: Path | None = None
+    """Default ``<data_dir>/master.key`` (created on first start). Back it up apart from the database."""
+    old_master_keys: list[SecretStr] = Field(default_factory=list)
+    """Accepted for unwrapping during a master-key rotation."""
+
+    session_idle_minutes: int = Field(30, gt=0)
+    session_max_hours: int = Field(12, gt=0)
+    login_throttle_after: int = Field(3, ge=1)
+    """Failed logins in a row before each next try must wait (doubling from 1 s)."""
+    login_throttle_base_seconds: float = Field(1.0, gt=0)
+    login_lock_after: int = Field(10, ge=1)
+    login_lock_minutes: int = Field(15, gt=0)
+    address_failure_limit: int = Field(50, ge=1)
+    """Failed logins from one address per 10 minutes before it is refused."""
+    revocation_poll_seconds: float = Field(2.0, gt=0)
+    """How often revoked devices, sessions and users are looked for, to close their sockets."""
+
     log_level: str = "INFO"
 
-    @field_validator("stun_urls", "turn_urls", mode="before")
+    @field_validator("stun_urls", "turn_urls", "old_master_keys", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         # Environment variables give "a,b"; TOML gives a list.
@@ -82,6 +101,10 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def cookie_secure(self) -> bool:
+        return self.base_url.startswith("https://")
 
     def signing_key(self) -> bytes:
         if self.secret_key is not None:

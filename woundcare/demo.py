@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 
 from .auth.passwords import hash_password
 from .db.database import Database
-from .db.models import Consultation, Membership, Patient, Region, Role, User
+from .db.models import Consultation, Membership, Region, Role, User
+from .records.patients import PatientIdentity, Patients, with_control_digits
 
 DEMO_REGION = "demo"
 
@@ -36,7 +37,11 @@ _NAMES = {
 }
 
 
-async def seed_demo(db: Database) -> bool:
+# A synthetic test number (month + 80), never issued to a person.
+DEMO_PATIENT = PatientIdentity(with_control_digits("010180123") or "", "Kari Demo Nordmann")
+
+
+async def seed_demo(db: Database, patients: Patients) -> bool:
     """Fill an empty database with the demo; returns False if it was not empty."""
     async with db.sessions() as session, session.begin():
         if await session.scalar(select(func.count()).select_from(Region)):
@@ -53,10 +58,11 @@ async def seed_demo(db: Database) -> bool:
             session.add(user)
             await session.flush()
             session.add(Membership(user_id=user.id, region_id=region.id, role=login.role))
-        patient = Patient(region_id=region.id)
-        session.add(patient)
-        await session.flush()
-        session.add(Consultation(region_id=region.id, patient_id=patient.id))
+    patient = await patients.register(region.id, DEMO_PATIENT)
+    found = await patients.find(patient.pseudonym)
+    assert found is not None
+    async with db.sessions() as session, session.begin():
+        session.add(Consultation(region_id=region.id, patient_id=found.id))
     return True
 
 

@@ -32,7 +32,7 @@ def api_error(status: int, code: str, message: str) -> web.HTTPException:
             break
     kwargs = {"max_size": 0, "actual_size": 0} if exc_class is web.HTTPRequestEntityTooLarge else {}
     exc = exc_class(
-        body=orjson.dumps({"error": {"code": code, "message": message}}),
+        text=orjson.dumps({"error": {"code": code, "message": message}}).decode(),
         content_type="application/json",
         **kwargs,
     )

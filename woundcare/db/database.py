@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from .engine import create_schema, make_engine, make_sessionmaker
+from .engine import create_schema, make_engine
 
 
 class Database:
-    """Holds the engine once started; services keep a reference from app creation on."""
+    """The session factory exists from app creation on, so services can hold it;
+    it is bound to an engine only when the app starts."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._engine: AsyncEngine | None = None
-        self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(expire_on_commit=False)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -21,19 +22,12 @@ class Database:
             raise RuntimeError("database not started")
         return self._engine
 
-    @property
-    def sessions(self) -> async_sessionmaker[AsyncSession]:
-        if self._sessions is None:
-            raise RuntimeError("database not started")
-        return self._sessions
-
     async def start(self) -> None:
         self._engine = make_engine(self.url)
-        self._sessions = make_sessionmaker(self._engine)
+        self.sessions.configure(bind=self._engine)
         await create_schema(self._engine)
 
     async def stop(self) -> None:
         if self._engine is not None:
             await self._engine.dispose()
         self._engine = None
-        self._sessions = None

@@ -17,6 +17,8 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -30,8 +32,27 @@ def new_public_id() -> str:
     return secrets.token_urlsafe(12)
 
 
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite drops the zone on the way back)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: use datetime.now(UTC)")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
 class Base(AsyncAttrs, DeclarativeBase):
-    type_annotation_map = {datetime: DateTime(timezone=True)}
+    type_annotation_map = {datetime: UTCDateTime}
 
 
 class Role(str, enum.Enum):
@@ -82,7 +103,12 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     display_name: Mapped[str] = mapped_column(String(200))
     password_hash: Mapped[str | None] = mapped_column(String(200))
+    """None for users who log in through OIDC only."""
+    oidc_subject: Mapped[str | None] = mapped_column(String(200), unique=True, default=None)
+    totp_secret_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     active: Mapped[bool] = mapped_column(default=True)
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="user", lazy="selectin")
@@ -143,3 +169,52 @@ class ConsultationEvent(Base):
     subject: Mapped[str | None] = mapped_column(String(80))
     participant: Mapped[str | None] = mapped_column(String(20))
     detail: Mapped[str | None] = mapped_column(String(80))
+
+
+class LoginSession(Base):
+    """A browser session. The cookie holds a random token; only its hash is stored."""
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """SHA-256 (hex) of the cookie token."""
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(16))
+    """password, password+totp, oidc"""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+
+
+class Device(Base):
+    """A head-camera device: a revocable token bound to one nurse and one region."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+
+
+class AuditEvent(Base):
+    """One security-relevant event. Never patient data: ids are pseudonymous."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str | None] = mapped_column(String(80))
+    """u<user id>, d<device id>, or None for an unknown caller."""
+    role: Mapped[str | None] = mapped_column(String(20))
+    region_id: Mapped[int | None] = mapped_column(default=None, index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    resource: Mapped[str | None] = mapped_column(String(120))
+    outcome: Mapped[str] = mapped_column(String(32))
+    address: Mapped[str | None] = mapped_column(String(64))

@@ -1,0 +1,177 @@
+"""Login, sessions, CSRF, throttling, devices and region isolation through the real API."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy import select, update
+
+from signaling.protocol import CloseCode, Role
+from tests.api.client import ApiClient
+from tests.server import RunningServer
+from woundcare.appkeys import DATABASE
+from woundcare.db.models import AuditEvent, LoginSession
+from woundcare.db.models import Role as StaffRole
+
+PASSWORD = "correct horse battery staple"
+NATIONAL_ID = "01018012371"
+
+
+@pytest.fixture
+async def api(server: RunningServer) -> Any:
+    clients: list[ApiClient] = []
+
+    def make() -> ApiClient:
+        client = ApiClient(server.url)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+async def audit_rows(server: RunningServer, action: str) -> list[AuditEvent]:
+    async with server.app[DATABASE].sessions() as session:
+        return list((await session.scalars(select(AuditEvent).where(AuditEvent.action == action))).all())
+
+
+async def test_login_session_and_logout(server: RunningServer, api: Any) -> None:
+    await server.add_user("nurse1", PASSWORD, {"east": StaffRole.NURSE})
+    client = api()
+    response = await client.login("nurse1", PASSWORD)
+    assert response.status == 200
+    cookie = response.cookies["wc_session"]
+    assert cookie["httponly"] and cookie["samesite"] == "Strict"
+    me = await client.json("GET", "/api/session")
+    assert me["regions"] == [{"code": "east", "name": "Region east", "roles": ["nurse"]}]
+    await client.json("DELETE", "/api/session", expect=204)
+    await client.json("GET", "/api/session", expect=401)
+
+
+async def test_state_change_without_csrf_token_is_refused(server: RunningServer, api: Any) -> None:
+    await server.add_user("nurse1", PASSWORD, {"east": StaffRole.NURSE})
+    client = api()
+    await client.login("nurse1", PASSWORD)
+    body = {"region": "east", "nationalId": NATIONAL_ID, "name": "Ola Test"}
+    response = await client.request("POST", "/api/patients", json=body, csrf=False)
+    assert response.status == 403 and (await response.json())["error"]["code"] == "csrf_failed"
+    response = await client.request("POST", "/api/patients", json=body, headers={"Origin": "https://evil.example"})
+    assert response.status == 403
+    denied = await audit_rows(server, "patient.create.csrf")
+    assert len(denied) == 2 and all(r.outcome == "denied" for r in denied)
+    await client.json("POST", "/api/patients", expect=201, json=body)
+
+
+async def test_expired_and_revoked_sessions_are_refused(server: RunningServer, api: Any) -> None:
+    await server.add_user("spes", PASSWORD, {"east": StaffRole.SPECIALIST})
+    expired, revoked = api(), api()
+    await expired.login("spes", PASSWORD)
+    await revoked.login("spes", PASSWORD)
+    async with server.app[DATABASE].sessions() as session, session.begin():
+        rows = (await session.scalars(select(LoginSession).order_by(LoginSession.created_at))).all()
+        await session.execute(update(LoginSession).where(LoginSession.id == rows[0].id).values(
+            expires_at=rows[0].created_at))
+    await expired.json("GET", "/api/session", expect=401)
+    await revoked.json("GET", "/api/session")
+    async with server.app[DATABASE].sessions() as session, session.begin():
+        await session.execute(update(LoginSession).where(LoginSession.id == rows[1].id).values(
+            revoked_at=rows[1].created_at))
+    await revoked.json("GET", "/api/session", expect=401)
+
+
+async def test_wrong_passwords_are_throttled_then_locked_and_audited(start_server: Any) -> None:
+    server = await start_server(login_throttle_after=2, login_throttle_base_seconds=0.2, login_lock_after=4)
+    await server.add_user("lead", PASSWORD, {"east": StaffRole.PILOT_LEAD})
+    client = ApiClient(server.url)
+    try:
+        codes = []
+        for _ in range(2):
+            response = await client.login("lead", "wrong")
+            codes.append((response.status, (await response.json())["error"]["code"]))
+        assert codes == [(401, "invalid_credentials")] * 2
+        # After two failures in a row each try must wait, even with the right password.
+        response = await client.login("lead", PASSWORD)
+        assert response.status == 429 and (await response.json())["error"]["code"] == "throttled"
+        assert int(response.headers["Retry-After"]) >= 1
+        await asyncio.sleep(0.25)
+        assert (await client.login("lead", "wrong")).status == 401
+        await asyncio.sleep(0.45)
+        assert (await client.login("lead", "wrong")).status == 401  # the fourth failure locks
+        response = await client.login("lead", PASSWORD)
+        assert response.status == 403 and (await response.json())["error"]["code"] == "account_locked"
+        outcomes = [r.outcome for r in await audit_rows(server, "login")]
+        assert outcomes.count("failed") == 4 and "throttled" in outcomes and outcomes.count("locked") >= 2
+    finally:
+        await client.close()
+
+
+async def test_patient_of_another_region_looks_like_no_patient(server: RunningServer, api: Any) -> None:
+    await server.add_user("nurse_a", PASSWORD, {"east": StaffRole.NURSE})
+    await server.add_user("nurse_b", PASSWORD, {"west": StaffRole.NURSE})
+    a, b = api(), api()
+    await a.login("nurse_a", PASSWORD)
+    await b.login("nurse_b", PASSWORD)
+    patient = await b.json("POST", "/api/patients", expect=201,
+                           json={"region": "west", "nationalId": NATIONAL_ID, "name": "Kari Vest"})
+    assert (await b.json("GET", f"/api/patients/{patient['id']}"))["name"] == "Kari Vest"
+    foreign = await a.request("GET", f"/api/patients/{patient['id']}")
+    missing = await a.request("GET", "/api/patients/doesNotExist123")
+    assert foreign.status == missing.status == 404
+    assert await foreign.json() == await missing.json()
+    assert (await a.json("GET", "/api/patients"))["patients"] == []
+    response = await a.request("POST", "/api/consultations", json={"patient": patient["id"]})
+    assert response.status == 404
+
+
+async def test_revoked_device_is_disconnected_from_signaling(server: RunningServer, api: Any) -> None:
+    await server.add_user("nurse1", PASSWORD, {"east": StaffRole.NURSE})
+    await server.add_user("admin", PASSWORD, {"east": StaffRole.ADMIN})
+    admin = api()
+    await admin.login("admin", PASSWORD)
+    device = await admin.json("POST", "/api/devices", expect=201, json={"region": "east", "user": "nurse1", "name": "hodekamera 1"})
+    camera = api()
+    camera.bearer = device["token"]
+    patient = await camera.json("POST", "/api/patients", expect=403,
+                                json={"region": "east", "nationalId": NATIONAL_ID, "name": "X"})
+    assert patient["error"]["code"] == "forbidden"  # a device cannot register patients
+    nurse = api()
+    await nurse.login("nurse1", PASSWORD)
+    created = await nurse.json("POST", "/api/patients", expect=201,
+                               json={"region": "east", "nationalId": NATIONAL_ID, "name": "Per Øst"})
+    consultation = await camera.json("POST", "/api/consultations", expect=201, json={"patient": created["id"]})
+    token = (await camera.json("POST", f"/api/consultations/{consultation['id']}/join-token"))["token"]
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(f"{server.url}/ws")
+        await ws.send_json({"type": "join", "v": 1, "consultation": consultation["id"], "role": "nurse", "token": token})
+        assert (await ws.receive_json(timeout=5))["type"] == "joined"
+        await admin.json("DELETE", f"/api/devices/{device['id']}", expect=204)
+        loop = asyncio.get_running_loop()
+        revoked_at = loop.time()
+        frame = await ws.receive_json(timeout=5)
+        assert (frame["type"], frame["code"]) == ("error", "revoked")
+        msg = await ws.receive(timeout=5)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert ws.close_code == CloseCode.UNAUTHORIZED
+        assert loop.time() - revoked_at < 5
+    await camera.json("GET", "/api/session", expect=401)
+
+
+async def test_join_token_matches_the_role_the_policy_grants(server: RunningServer, api: Any) -> None:
+    await server.add_user("nurse1", PASSWORD, {"east": StaffRole.NURSE})
+    await server.add_user("spes", PASSWORD, {"east": StaffRole.SPECIALIST})
+    nurse, spes = api(), api()
+    await nurse.login("nurse1", PASSWORD)
+    await spes.login("spes", PASSWORD)
+    patient = await nurse.json("POST", "/api/patients", expect=201,
+                               json={"region": "east", "nationalId": NATIONAL_ID, "name": "Per Øst"})
+    consultation = await nurse.json("POST", "/api/consultations", expect=201, json={"patient": patient["id"]})
+    queue = await spes.json("GET", "/api/consultations/queue")
+    assert [c["id"] for c in queue["consultations"]] == [consultation["id"]]
+    grant = await spes.json("POST", f"/api/consultations/{consultation['id']}/join-token")
+    assert grant["role"] == Role.SPECIALIST.value
+    grant = await nurse.json("POST", f"/api/consultations/{consultation['id']}/join-token")
+    assert grant["role"] == Role.NURSE.value

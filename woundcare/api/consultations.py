@@ -1,0 +1,98 @@
+"""``/api/consultations``: start, queue, read, join, invite a second viewer, end."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from signaling.handler import ROOMS
+from signaling.protocol import CloseCode, ErrorCode
+from signaling.protocol import Role as WireRole
+
+from ..appkeys import CONSULTATIONS, INVITATIONS, PATIENTS
+from ..auth.policy import Action, Denied, authorize
+from ..db.models import Role
+from ..records.consultations import ConsultationView
+from .body import json_body, text_field
+from .errors import api_error
+from .guard import ACTOR, actor, audit_target, check, requires
+from .patients import visible_patient
+
+routes = web.RouteTableDef()
+
+JOIN_TOKEN_SECONDS = 600
+
+
+async def visible_consultation(request: web.Request, action: Action) -> ConsultationView:
+    """The consultation if the caller may ``action`` it; otherwise the same 404 as for none."""
+    view = await request.config_dict[CONSULTATIONS].get(request.match_info["id"])
+    if view is not None:
+        audit_target(request, f"consultation:{view.id}", view.region_id)
+        try:
+            authorize(request.get(ACTOR), action, view.region_id)
+            return view
+        except Denied:
+            pass
+    raise api_error(404, "not_found", "no such consultation")
+
+
+@routes.post("/api/consultations")
+@requires(Action.CONSULTATION_START)
+async def start_consultation(request: web.Request) -> web.Response:
+    data = await json_body(request)
+    patient = await visible_patient(request, text_field(data, "patient", max_length=40) or "", Action.CONSULTATION_START)
+    who = actor(request)
+    view = await request.config_dict[CONSULTATIONS].start(patient, who.user_id)
+    audit_target(request, f"consultation:{view.id}", view.region_id)
+    return web.json_response(view.json(), status=201)
+
+
+@routes.get("/api/consultations/queue")
+@requires(Action.CONSULTATION_QUEUE)
+async def queue(request: web.Request) -> web.Response:
+    views = await request.config_dict[CONSULTATIONS].queue(actor(request).regions_for(Action.CONSULTATION_QUEUE))
+    return web.json_response({"consultations": [v.json() for v in views]})
+
+
+@routes.get("/api/consultations/{id}")
+@requires(Action.CONSULTATION_READ)
+async def read_consultation(request: web.Request) -> web.Response:
+    view = await visible_consultation(request, Action.CONSULTATION_READ)
+    body = view.json()
+    body["events"] = await request.config_dict[CONSULTATIONS].events(view.id)
+    return web.json_response(body)
+
+
+@routes.post("/api/consultations/{id}/join-token")
+@requires(Action.CONSULTATION_JOIN)
+async def join_token(request: web.Request) -> web.Response:
+    """A short-lived signaling token for the logged-in nurse (camera) or specialist."""
+    view = await visible_consultation(request, Action.CONSULTATION_JOIN)
+    if view.ended_at is not None:
+        raise api_error(409, "ended", "this consultation has ended")
+    who = actor(request)
+    role = check(request, Action.CONSULTATION_JOIN, view.region_id)
+    wire_role = WireRole.NURSE if role is Role.NURSE else WireRole.SPECIALIST
+    token = request.config_dict[INVITATIONS].issue(
+        view.id, wire_role, who.subject, who.display_name, view.region, JOIN_TOKEN_SECONDS
+    )
+    return web.json_response({"token": token, "role": wire_role.value, "consultation": view.id})
+
+
+@routes.post("/api/consultations/{id}/invitations")
+@requires(Action.CONSULTATION_INVITE)
+async def invite_viewer(request: web.Request) -> web.Response:
+    """An invitation for a second viewer (an interpreter, a colleague) as an observer."""
+    view = await visible_consultation(request, Action.CONSULTATION_INVITE)
+    data = await json_body(request)
+    name = text_field(data, "name", max_length=100) or ""
+    token = request.config_dict[INVITATIONS].issue(view.id, WireRole.OBSERVER, f"inv-{view.id[:6]}", name, view.region)
+    return web.json_response({"token": token, "role": WireRole.OBSERVER.value, "consultation": view.id}, status=201)
+
+
+@routes.post("/api/consultations/{id}/end")
+@requires(Action.CONSULTATION_END)
+async def end_consultation(request: web.Request) -> web.Response:
+    view = await visible_consultation(request, Action.CONSULTATION_END)
+    await request.config_dict[CONSULTATIONS].end(view.id)
+    request.config_dict[ROOMS].close_room(view.id, CloseCode.NORMAL, ErrorCode.ENDED, "the consultation has ended")
+    return web.Response(status=204)

@@ -1,0 +1,61 @@
+"""``/api/devices``: issue and revoke head-camera device tokens (admins)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy import select
+
+from ..appkeys import DATABASE, DEVICES
+from ..auth.policy import Action
+from ..db.models import Device, Membership, Role, User
+from .body import json_body, text_field
+from .errors import api_error
+from .guard import audit_target, check, requires
+from .regions import region_id_for
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/api/devices")
+@requires(Action.DEVICE_ISSUE)
+async def issue_device(request: web.Request) -> web.Response:
+    data = await json_body(request)
+    region_id = await region_id_for(request, text_field(data, "region", max_length=32) or "")
+    if region_id is None:
+        raise api_error(403, "forbidden", "not allowed")
+    check(request, Action.DEVICE_ISSUE, region_id)
+    username = text_field(data, "user", max_length=64) or ""
+    name = text_field(data, "name", max_length=100) or ""
+    async with request.config_dict[DATABASE].sessions() as session:
+        user_id = await session.scalar(
+            select(User.id)
+            .join(Membership, Membership.user_id == User.id)
+            .where(
+                User.username == username,
+                User.active.is_(True),
+                Membership.region_id == region_id,
+                Membership.role == Role.NURSE,
+            )
+        )
+    if user_id is None:
+        raise api_error(400, "bad_request", "'user' must be an active nurse of this region")
+    device_id, token = await request.config_dict[DEVICES].issue(user_id, region_id, name)
+    audit_target(request, f"device:{device_id}", region_id)
+    return web.json_response({"id": device_id, "token": token}, status=201)
+
+
+@routes.delete("/api/devices/{id}")
+@requires(Action.DEVICE_REVOKE)
+async def revoke_device(request: web.Request) -> web.Response:
+    try:
+        device_id = int(request.match_info["id"])
+    except ValueError:
+        raise api_error(404, "not_found", "no such device") from None
+    async with request.config_dict[DATABASE].sessions() as session:
+        region_id = await session.scalar(select(Device.region_id).where(Device.id == device_id))
+    if region_id is None:
+        raise api_error(404, "not_found", "no such device")
+    audit_target(request, f"device:{device_id}", region_id)
+    check(request, Action.DEVICE_REVOKE, region_id)
+    await request.config_dict[DEVICES].revoke(device_id)
+    return web.Response(status=204)

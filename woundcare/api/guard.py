@@ -1,0 +1,191 @@
+"""The API's gate: who is asking, may they, and the audit of it.
+
+Every ``/api/`` route declares its :class:`Action` with :func:`requires` (or :func:`public`);
+a route without a declaration answers 500, so a route added without a rule cannot go
+unnoticed (the policy matrix test also walks every route). Cookie sessions must send the
+CSRF token on state changes; bearer tokens (devices, invitations) are not sent by browsers
+on their own, so they need none.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable
+from typing import Final, TypeVar
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from sqlalchemy import select
+
+from ..appkeys import AUDIT, DATABASE, DEVICES, INVITATIONS, SESSIONS, SETTINGS
+from ..audit.log import AuditEntry, Outcome
+from ..auth.actors import actor_for
+from ..auth.devices import TOKEN_PREFIX
+from ..auth.invitations import InvitationError
+from ..auth.policy import Action, Actor, Denied, authorize
+from ..auth.sessions import COOKIE, CSRF_HEADER, OpenSession
+from ..db.models import Region, Role
+from .errors import api_error
+
+log = logging.getLogger(__name__)
+
+ACTOR = web.RequestKey("actor", Actor)
+SESSION = web.RequestKey("login_session", OpenSession)
+AUDIT_RESOURCE = web.RequestKey("audit_resource", str)
+AUDIT_REGION = web.RequestKey("audit_region", int)
+
+_RULE: Final = "__woundcare_action__"
+_PUBLIC: Final = "public"
+_SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+_UNAUDITED: Final = frozenset({Action.SESSION_READ})
+
+H = TypeVar("H", bound=Callable[..., object])
+
+
+def requires(action: Action) -> Callable[[H], H]:
+    """Declare the action a route performs; the guard checks it before the handler runs."""
+
+    def mark(handler: H) -> H:
+        setattr(handler, _RULE, action)
+        return handler
+
+    return mark
+
+
+def public(handler: H) -> H:
+    """A route anyone may call (login)."""
+    setattr(handler, _RULE, _PUBLIC)
+    return handler
+
+
+def rule_of(handler: object) -> Action | str | None:
+    return getattr(handler, _RULE, None)
+
+
+def actor(request: web.Request) -> Actor:
+    found = request.get(ACTOR)
+    if found is None:
+        raise api_error(401, "unauthorized", "log in first")
+    return found
+
+
+def audit_target(request: web.Request, resource: str, region_id: int | None = None) -> None:
+    """Name what the request touched (pseudonymous ids only) for its audit entry."""
+    request[AUDIT_RESOURCE] = resource
+    if region_id is not None:
+        request[AUDIT_REGION] = region_id
+
+
+def check(request: web.Request, action: Action, region_id: int) -> Role:
+    """Authorize ``action`` in ``region_id`` for this request's actor."""
+    try:
+        return authorize(request.get(ACTOR), action, region_id)
+    except Denied:
+        request[AUDIT_REGION] = region_id
+        raise api_error(403, "forbidden", "not allowed") from None
+
+
+async def _resolve(request: web.Request) -> tuple[Actor | None, OpenSession | None]:
+    app = request.config_dict
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() == "bearer" and token:
+        if token.startswith(TOKEN_PREFIX + "_"):
+            login = await app[DEVICES].resolve(token)
+            if login is None:
+                raise api_error(401, "token_invalid", "device token is unknown or revoked")
+            async with app[DATABASE].sessions() as session:
+                return (
+                    await actor_for(
+                        session, login.user, device_id=login.device.id, device_region=login.device.region_id
+                    ),
+                    None,
+                )
+        try:
+            invitation = app[INVITATIONS].verify(token)
+        except InvitationError as exc:
+            raise api_error(401, exc.code, exc.message) from None
+        async with app[DATABASE].sessions() as session:
+            region_id = await session.scalar(select(Region.id).where(Region.code == invitation.region))
+        roles = {region_id: frozenset({Role.SPECIALIST})} if region_id is not None else {}
+        return (
+            Actor(invitation.subject, None, invitation.display_name, roles, invitation=invitation.consultation),
+            None,
+        )
+    cookie = request.cookies.get(COOKIE)
+    if cookie:
+        open_session = await app[SESSIONS].resolve(cookie)
+        if open_session is None:
+            return None, None
+        async with app[DATABASE].sessions() as session:
+            return await actor_for(session, open_session.user, session_id=open_session.id), open_session
+    return None, None
+
+
+def _csrf_ok(request: web.Request, open_session: OpenSession) -> bool:
+    given = request.headers.get(CSRF_HEADER, "")
+    if not hmac.compare_digest(given.encode(), open_session.csrf_token.encode()):
+        return False
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    base = request.config_dict[SETTINGS].base_url
+    return origin in (base, f"{request.scheme}://{request.host}")
+
+
+@web.middleware
+async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    rule = rule_of(request.match_info.handler)
+    if rule is None:
+        if request.match_info.http_exception is not None:
+            raise request.match_info.http_exception
+        log.error("route %s has no authorization rule", request.match_info.route.resource)
+        raise api_error(500, "no_rule", "this route has no authorization rule")
+    if rule == _PUBLIC:
+        return await handler(request)
+    assert isinstance(rule, Action)
+    who, open_session = await _resolve(request)
+    if who is None:
+        await _audit(request, rule, Outcome.DENIED, None)
+        raise api_error(401, "unauthorized", "log in first")
+    request[ACTOR] = who
+    if open_session is not None:
+        request[SESSION] = open_session
+        if request.method not in _SAFE_METHODS and not _csrf_ok(request, open_session):
+            await _audit(request, rule, Outcome.DENIED, who, "csrf")
+            raise api_error(403, "csrf_failed", "missing or wrong CSRF token")
+    try:
+        authorize(who, rule)
+    except Denied:
+        await _audit(request, rule, Outcome.DENIED, who)
+        raise api_error(403, "forbidden", "not allowed") from None
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if rule not in _UNAUDITED or exc.status == 403:
+            await _audit(request, rule, Outcome.DENIED if exc.status in (403, 404) else Outcome.FAILED, who)
+        raise
+    if rule not in _UNAUDITED:
+        await _audit(request, rule, Outcome.OK, who)
+    return response
+
+
+async def _audit(
+    request: web.Request, action: Action, outcome: Outcome, who: Actor | None, detail: str | None = None
+) -> None:
+    resource = request.get(AUDIT_RESOURCE)
+    await request.config_dict[AUDIT].record(
+        AuditEntry(
+            action.value if detail is None else f"{action.value}.{detail}",
+            outcome,
+            actor=who.subject if who else None,
+            role=None,
+            region_id=request.get(AUDIT_REGION),
+            resource=resource,
+            address=request.remote,
+        )
+    )

@@ -1,0 +1,90 @@
+"""``/api/patients``: register and look up patients of one's regions.
+
+A patient outside the caller's regions answers exactly like a patient that does not
+exist, so nobody learns whether a pseudonym exists in another region.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..appkeys import PATIENTS
+from ..auth.policy import Action, Denied, authorize
+from ..db.models import Patient
+from ..records.patients import PatientIdentity, PatientView, valid_national_id
+from .body import json_body, text_field
+from .errors import api_error
+from .guard import ACTOR, actor, audit_target, check, requires
+from .regions import region_id_for
+
+routes = web.RouteTableDef()
+
+NOT_FOUND = ("not_found", "no such patient")
+
+
+def patient_json(view: PatientView) -> dict[str, object]:
+    body: dict[str, object] = {"id": view.pseudonym}
+    if view.identity is not None:
+        body["name"] = view.identity.name
+        body["nationalId"] = view.identity.national_id
+    return body
+
+
+async def visible_patient(request: web.Request, pseudonym: str, action: Action) -> Patient:
+    """The patient if the caller may ``action`` it; otherwise the same 404 as for none."""
+    patient = await request.config_dict[PATIENTS].find(pseudonym)
+    if patient is not None:
+        audit_target(request, f"patient:{patient.pseudonym}", patient.region_id)
+        try:
+            authorize(request.get(ACTOR), action, patient.region_id)
+            return patient
+        except Denied:
+            pass
+    raise api_error(404, *NOT_FOUND)
+
+
+@routes.post("/api/patients")
+@requires(Action.PATIENT_CREATE)
+async def register_patient(request: web.Request) -> web.Response:
+    data = await json_body(request)
+    region_id = await region_id_for(request, text_field(data, "region", max_length=32) or "")
+    if region_id is None:
+        raise api_error(403, "forbidden", "not allowed")
+    check(request, Action.PATIENT_CREATE, region_id)
+    national_id = text_field(data, "nationalId", max_length=11) or ""
+    if not valid_national_id(national_id):
+        raise api_error(400, "bad_national_id", "'nationalId' is not a valid Norwegian identity number")
+    name = text_field(data, "name", max_length=200) or ""
+    view = await request.config_dict[PATIENTS].register(region_id, PatientIdentity(national_id, name))
+    audit_target(request, f"patient:{view.pseudonym}", region_id)
+    return web.json_response(patient_json(view), status=201)
+
+
+@routes.get("/api/patients")
+@requires(Action.PATIENT_LIST)
+async def list_patients(request: web.Request) -> web.Response:
+    regions = actor(request).regions_for(Action.PATIENT_LIST)
+    code = request.query.get("region")
+    if code is not None:
+        region_id = await region_id_for(request, code)
+        regions = [r for r in regions if r == region_id]
+    patients = request.config_dict[PATIENTS]
+    rows = await patients.in_regions(regions)
+    audit_target(request, f"patients:{len(rows)}")
+    return web.json_response(
+        {
+            "patients": [
+                patient_json(PatientView(p.pseudonym, p.region_id, await patients.identity(p))) for p in rows
+            ]
+        }
+    )
+
+
+@routes.get("/api/patients/{id}")
+@requires(Action.PATIENT_READ)
+async def read_patient(request: web.Request) -> web.Response:
+    patient = await visible_patient(request, request.match_info["id"], Action.PATIENT_READ)
+    patients = request.config_dict[PATIENTS]
+    return web.json_response(
+        patient_json(PatientView(patient.pseudonym, patient.region_id, await patients.identity(patient)))
+    )

@@ -1,0 +1,34 @@
+"""``/api/regions``: the pilot regions the caller serves, with their roles there."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy import select
+
+from ..appkeys import DATABASE
+from ..auth.policy import Action, Actor
+from ..db.models import Region
+from .guard import actor, requires
+
+routes = web.RouteTableDef()
+
+
+async def regions_of(request: web.Request, who: Actor) -> list[dict[str, object]]:
+    if not who.roles:
+        return []
+    async with request.config_dict[DATABASE].sessions() as session:
+        rows = (await session.scalars(select(Region).where(Region.id.in_(who.roles)).order_by(Region.code))).all()
+    return [
+        {"code": r.code, "name": r.name, "roles": sorted(role.value for role in who.roles[r.id])} for r in rows
+    ]
+
+
+@routes.get("/api/regions")
+@requires(Action.REGIONS_LIST)
+async def list_regions(request: web.Request) -> web.Response:
+    return web.json_response({"regions": await regions_of(request, actor(request))})
+
+
+async def region_id_for(request: web.Request, code: str) -> int | None:
+    async with request.config_dict[DATABASE].sessions() as session:
+        return await session.scalar(select(Region.id).where(Region.code == code, Region.shredded_at.is_(None)))

@@ -1,0 +1,83 @@
+"""``/api/session``: log in with a password (and TOTP), see who you are, log out."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..appkeys import DATABASE, LOGIN, SESSIONS, SETTINGS
+from ..auth.actors import actor_for
+from ..auth.login import LoginError
+from ..auth.policy import Action, Actor
+from ..auth.sessions import COOKIE
+from .body import json_body, text_field
+from .errors import api_error
+from .guard import SESSION, actor, public, requires
+from .regions import regions_of
+
+routes = web.RouteTableDef()
+
+
+def _me(who: Actor, csrf_token: str | None, regions: list[dict[str, object]]) -> dict[str, object]:
+    return {
+        "user": {"id": who.subject, "name": who.display_name},
+        "regions": regions,
+        "csrfToken": csrf_token,
+        "device": who.device_id is not None,
+    }
+
+
+@routes.post("/api/session")
+@public
+async def login(request: web.Request) -> web.Response:
+    data = await json_body(request)
+    username = text_field(data, "username", max_length=64) or ""
+    password = data.get("password")
+    if not isinstance(password, str) or not password or len(password) > 1024:
+        raise api_error(400, "bad_request", "'password' is required")
+    totp = data.get("totp") if isinstance(data.get("totp"), str) else None
+    app = request.config_dict
+    try:
+        user = await app[LOGIN].password(username, password, totp, request.remote)
+    except LoginError as exc:
+        error = api_error(exc.status, exc.code, exc.message)
+        if exc.retry_after is not None:
+            error.headers["Retry-After"] = str(exc.retry_after)
+        raise error from None
+    method = "password+totp" if user.totp_secret_sealed is not None else "password"
+    token, open_session = await app[SESSIONS].create(user.id, method)
+    async with app[DATABASE].sessions() as session:
+        who = await actor_for(session, user, session_id=open_session.id)
+    response = web.json_response(_me(who, open_session.csrf_token, await regions_of(request, who)))
+    settings = app[SETTINGS]
+    response.set_cookie(
+        COOKIE,
+        token,
+        httponly=True,
+        secure=settings.cookie_secure,
+        samesite="Strict",
+        path="/",
+        max_age=settings.session_max_hours * 3600,
+    )
+    return response
+
+
+@routes.get("/api/session")
+@requires(Action.SESSION_READ)
+async def whoami(request: web.Request) -> web.Response:
+    who = actor(request)
+    open_session = request.get(SESSION)
+    return web.json_response(
+        _me(who, open_session.csrf_token if open_session else None, await regions_of(request, who))
+    )
+
+
+@routes.delete("/api/session")
+@requires(Action.SESSION_READ)
+async def logout(request: web.Request) -> web.Response:
+    open_session = request.get(SESSION)
+    if open_session is None:
+        raise api_error(400, "no_session", "this request is not a browser session")
+    await request.config_dict[SESSIONS].revoke(open_session.id)
+    response = web.Response(status=204)
+    response.del_cookie(COOKIE, path="/")
+    return response

@@ -1,0 +1,1 @@
+"""The audit trail: every security-relevant event, append-only."""

@@ -1,0 +1,133 @@
+"""The one authorization function: may this actor do this action in this region?
+
+Every HTTP route and every signaling join asks :func:`authorize`. The rules are one table,
+:data:`RULES`, mirrored as the matrix in ``docs/security.md`` (a test keeps the two equal).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ..db.models import Role
+
+
+class Action(str, enum.Enum):
+    SESSION_READ = "session.read"
+    REGIONS_LIST = "regions.list"
+    ICE_SERVERS = "ice_servers.get"
+    PATIENT_CREATE = "patient.create"
+    PATIENT_LIST = "patient.list"
+    PATIENT_READ = "patient.read"
+    CONSULTATION_START = "consultation.start"
+    CONSULTATION_QUEUE = "consultation.queue"
+    CONSULTATION_READ = "consultation.read"
+    CONSULTATION_JOIN = "consultation.join"
+    """Signaling join: a nurse as the camera, a specialist as a viewer."""
+    CONSULTATION_INVITE = "consultation.invite"
+    """Invite a second viewer (e.g. an interpreter) as an observer."""
+    CONSULTATION_END = "consultation.end"
+    DEVICE_ISSUE = "device.issue"
+    DEVICE_REVOKE = "device.revoke"
+
+
+_N, _S, _L, _A = Role.NURSE, Role.SPECIALIST, Role.PILOT_LEAD, Role.ADMIN
+
+RULES: Mapping[Action, frozenset[Role]] = {
+    Action.SESSION_READ: frozenset({_N, _S, _L, _A}),
+    Action.REGIONS_LIST: frozenset({_N, _S, _L, _A}),
+    Action.ICE_SERVERS: frozenset({_N, _S}),
+    Action.PATIENT_CREATE: frozenset({_N}),
+    Action.PATIENT_LIST: frozenset({_N, _S}),
+    Action.PATIENT_READ: frozenset({_N, _S}),
+    Action.CONSULTATION_START: frozenset({_N}),
+    Action.CONSULTATION_QUEUE: frozenset({_S}),
+    Action.CONSULTATION_READ: frozenset({_N, _S}),
+    Action.CONSULTATION_JOIN: frozenset({_N, _S}),
+    Action.CONSULTATION_INVITE: frozenset({_L, _A}),
+    Action.CONSULTATION_END: frozenset({_N, _S}),
+    Action.DEVICE_ISSUE: frozenset({_A}),
+    Action.DEVICE_REVOKE: frozenset({_A}),
+}
+
+DEVICE_ACTIONS: frozenset[Action] = frozenset(
+    {
+        Action.SESSION_READ,
+        Action.REGIONS_LIST,
+        Action.ICE_SERVERS,
+        Action.PATIENT_LIST,
+        Action.PATIENT_READ,
+        Action.CONSULTATION_START,
+        Action.CONSULTATION_READ,
+        Action.CONSULTATION_JOIN,
+        Action.CONSULTATION_END,
+    }
+)
+"""A head-camera device acts for its nurse in its one region, and only for the call."""
+
+INVITATION_ACTIONS: frozenset[Action] = frozenset({Action.ICE_SERVERS})
+"""An invitation token holder may only fetch ICE servers (and join the one room, in signaling)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who is asking, with their roles per region id."""
+
+    subject: str
+    """``u<user id>``, ``d<device id>`` or an invitation's subject: pseudonymous, safe for
+    audit and TURN usernames."""
+    user_id: int | None
+    display_name: str
+    roles: Mapping[int, frozenset[Role]] = field(default_factory=dict)
+    device_id: int | None = None
+    session_id: str | None = None
+    invitation: str | None = None
+    """The consultation an invitation-token holder (e.g. an interpreter) was invited to."""
+
+    @property
+    def limited_to(self) -> frozenset[Action] | None:
+        if self.invitation is not None:
+            return INVITATION_ACTIONS
+        if self.device_id is not None:
+            return DEVICE_ACTIONS
+        return None
+
+    def regions_for(self, action: Action) -> list[int]:
+        """The regions where ``action`` is allowed."""
+        limited = self.limited_to
+        if limited is not None and action not in limited:
+            return []
+        allowed = RULES[action]
+        return sorted(region for region, roles in self.roles.items() if roles & allowed)
+
+    def role_in(self, region_id: int, action: Action) -> Role | None:
+        roles = self.roles.get(region_id, frozenset()) & RULES[action]
+        # A stable choice when a user holds several roles in a region.
+        return min(roles, key=lambda r: list(Role).index(r)) if roles else None
+
+
+class Denied(Exception):
+    def __init__(self, action: Action, region_id: int | None) -> None:
+        super().__init__(f"{action.value} denied")
+        self.action = action
+        self.region_id = region_id
+
+
+def authorize(actor: Actor | None, action: Action, region_id: int | None = None) -> Role:
+    """The role under which ``actor`` may do ``action`` in ``region_id``; with no region,
+    whether it may in some region (the caller then filters by :meth:`Actor.regions_for`)."""
+    if actor is None:
+        raise Denied(action, region_id)
+    limited = actor.limited_to
+    if limited is not None and action not in limited:
+        raise Denied(action, region_id)
+    if region_id is None:
+        regions = actor.regions_for(action)
+        if not regions:
+            raise Denied(action, None)
+        region_id = regions[0]
+    role = actor.role_in(region_id, action)
+    if role is None:
+        raise Denied(action, region_id)
+    return role
