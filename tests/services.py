@@ -7,6 +7,7 @@ import os
 import secrets
 import socket
 from collections.abc import AsyncIterator
+from typing import NoReturn
 
 import pytest
 
@@ -18,7 +19,7 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def missing(reason: str) -> None:
+def missing(reason: str) -> NoReturn:
     """A needed part is absent: a failure in CI, a skip elsewhere."""
     if in_ci():
         pytest.fail(f"CI=true and {reason}", pytrace=False)
