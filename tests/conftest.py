@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +52,44 @@ async def start_server(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[
 @pytest.fixture
 async def server(start_server: Callable[..., Awaitable[RunningServer]]) -> RunningServer:
     return await start_server()
+
+
+# What must never reach a log line: tokens by their prefixes, national id numbers,
+# and the passwords the tests use.
+_SECRETS = re.compile(
+    r"wcs_[A-Za-z0-9_-]{8}|wcd_[A-Za-z0-9_-]{8}|wc1\.[A-Za-z0-9_-]{8}|(?<!\d)\d{11}(?!\d)"
+    r"|correct horse battery staple|matrix password 1|demo-sykepleier|demo-spesialist"
+)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:  # a broken record must not hide the others
+            self.lines.append(str(record.msg))
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_in_logs() -> Iterator[None]:
+    """Every test's log lines, at DEBUG for our own loggers, are checked for secrets."""
+    handler = _Collect()
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    ours = [logging.getLogger(name) for name in ("woundcare", "signaling", "aiohttp")]
+    levels = [logger.level for logger in ours]
+    root.addHandler(handler)
+    for logger in ours:
+        logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        for logger, level in zip(ours, levels, strict=True):
+            logger.setLevel(level)
+    leaks = [line for line in handler.lines if _SECRETS.search(line)]
+    assert not leaks, f"secrets in log lines: {leaks[:3]}"
