@@ -5,22 +5,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
-from sqlalchemy import select
+from sqlalchemy import Update, select, update
+from sqlalchemy.exc import IntegrityError
 
 from signaling.protocol import Role
 
 from .app import create_app
 from .appkeys import DATABASE, SETTINGS
+from .audit.log import AuditEntry, AuditLog, Outcome
+from .auth.devices import Devices
 from .auth.invitations import Invitations
+from .auth.passwords import hash_password
 from .config import Settings
 from .db.database import Database
-from .db.models import Consultation, Region
+from .db.models import Consultation, Device, LoginSession, Membership, Region, User
+from .db.models import Role as UserRole
 from .demo import DEMO_LOGINS, DEMO_REGION, demo_consultation
 
 
@@ -67,20 +75,35 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _invite(settings: Settings, consultation: str, role: Role, name: str | None) -> str:
+class CliError(Exception):
+    """A mistake in the command (unknown name, duplicate, ...): one line on stderr, exit code 2."""
+
+
+NEW_PASSWORD_ENV = "WOUNDCARE_NEW_PASSWORD"
+"""Where ``user add`` and ``user reset-password`` take the password from; else one is generated."""
+
+
+@asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[Database]:
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.db_url)
     await db.start()
     try:
-        async with db.sessions() as session:
-            region = await session.scalar(
-                select(Region.code)
-                .join(Consultation, Consultation.region_id == Region.id)
-                .where(Consultation.id == consultation)
-            )
+        yield db
     finally:
         await db.stop()
+
+
+async def _invite(settings: Settings, consultation: str, role: Role, name: str | None) -> str:
+    async with _database(settings) as db, db.sessions() as session:
+        region = await session.scalar(
+            select(Region.code)
+            .join(Consultation, Consultation.region_id == Region.id)
+            .where(Consultation.id == consultation)
+        )
     if region is None:
-        raise SystemExit("no such consultation")
+        raise CliError(f"no such consultation: {consultation}")
     invitations = Invitations(settings.signing_key(), settings.invitation_ttl_seconds)
     return invitations.issue(
         consultation, role, f"inv-{secrets.token_hex(4)}", name or role.value.capitalize(), region
@@ -90,6 +113,149 @@ async def _invite(settings: Settings, consultation: str, role: Role, name: str |
 def _invite_cmd(args: argparse.Namespace) -> int:
     settings = _settings(args)
     print(asyncio.run(_invite(settings, args.consultation, Role(args.role), args.name)))
+    return 0
+
+
+# Administration. Each command opens the database, acts, writes one audit entry per action
+# (actor "cli"; ids only, never passwords or tokens) and returns the process exit code.
+
+AdminCommand = Callable[[Database, argparse.Namespace], Awaitable[int]]
+
+
+def _admin(command: AdminCommand) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        async def with_db() -> int:
+            async with _database(_settings(args)) as db:
+                return await command(db, args)
+
+        return asyncio.run(with_db())
+
+    return run
+
+
+async def _audit(db: Database, action: str, resource: str, region_id: int | None = None) -> None:
+    await AuditLog(db).record(
+        AuditEntry(f"admin.{action}", Outcome.OK, actor="cli", region_id=region_id, resource=resource)
+    )
+
+
+def _new_password() -> tuple[str, bool]:
+    """The password to set, and whether it was generated (and so must be shown once)."""
+    given = os.environ.get(NEW_PASSWORD_ENV)
+    if given:
+        return given, False
+    return secrets.token_urlsafe(12), True
+
+
+async def _region_id(db: Database, code: str) -> int:
+    async with db.sessions() as session:
+        region_id = await session.scalar(select(Region.id).where(Region.code == code))
+    if region_id is None:
+        raise CliError(f"no such region: {code}")
+    return region_id
+
+
+async def _user_id(db: Database, username: str) -> int:
+    async with db.sessions() as session:
+        user_id = await session.scalar(select(User.id).where(User.username == username))
+    if user_id is None:
+        raise CliError(f"no such user: {username}")
+    return user_id
+
+
+async def _region_add(db: Database, args: argparse.Namespace) -> int:
+    try:
+        async with db.sessions() as session, session.begin():
+            region = Region(code=args.code, name=args.name)
+            session.add(region)
+    except IntegrityError as exc:
+        raise CliError(f"region already exists: {args.code}") from exc
+    await _audit(db, "region.add", f"region:{region.code}", region.id)
+    print(f"region {region.code} added (id {region.id})")
+    return 0
+
+
+async def _user_add(db: Database, args: argparse.Namespace) -> int:
+    region_ids = [await _region_id(db, code) for code in dict.fromkeys(args.region)]
+    password, generated = _new_password()
+    role = UserRole(args.role)
+    try:
+        async with db.sessions() as session, session.begin():
+            user = User(username=args.username, display_name=args.name, password_hash=hash_password(password))
+            session.add(user)
+            await session.flush()
+            session.add_all(Membership(user_id=user.id, region_id=rid, role=role) for rid in region_ids)
+    except IntegrityError as exc:
+        raise CliError(f"user already exists: {args.username}") from exc
+    for region_id in region_ids:
+        await _audit(db, "user.add", f"user:u{user.id}", region_id)
+    print(f"user {user.username} added (id {user.id}, {role.value} in {', '.join(args.region)})")
+    if generated:
+        print(f"password (shown once): {password}")
+    return 0
+
+
+def _revoke_sessions_stmt(user_id: int) -> Update:
+    """Ends all the user's open browser sessions (same statement as ``Sessions.revoke_user``)."""
+    return (
+        update(LoginSession)
+        .where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
+
+
+async def _user_disable(db: Database, args: argparse.Namespace) -> int:
+    user_id = await _user_id(db, args.username)
+    async with db.sessions() as session, session.begin():
+        await session.execute(update(User).where(User.id == user_id).values(active=False))
+        await session.execute(_revoke_sessions_stmt(user_id))
+    await _audit(db, "user.disable", f"user:u{user_id}")
+    print(f"user {args.username} disabled; sessions revoked")
+    return 0
+
+
+async def _user_reset_password(db: Database, args: argparse.Namespace) -> int:
+    user_id = await _user_id(db, args.username)
+    password, generated = _new_password()
+    async with db.sessions() as session, session.begin():
+        await session.execute(
+            update(User)
+            .where(User.id == user_id)
+            .values(password_hash=hash_password(password), failed_logins=0, locked_until=None)
+        )
+        await session.execute(_revoke_sessions_stmt(user_id))
+    await _audit(db, "user.reset_password", f"user:u{user_id}")
+    print(f"password of {args.username} reset; sessions revoked")
+    if generated:
+        print(f"password (shown once): {password}")
+    return 0
+
+
+async def _device_issue(db: Database, args: argparse.Namespace) -> int:
+    user_id = await _user_id(db, args.user)
+    region_id = await _region_id(db, args.region)
+    async with db.sessions() as session:
+        user = await session.get_one(User, user_id)
+    if not user.active:
+        raise CliError(f"user is disabled: {args.user}")
+    if not any(m.region_id == region_id and m.role is UserRole.NURSE for m in user.memberships):
+        raise CliError(f"{args.user} is not a nurse of region {args.region}")
+    device_id, token = await Devices(db).issue(user_id, region_id, args.name)
+    await _audit(db, "device.issue", f"device:{device_id}", region_id)
+    print(f"device {device_id} issued to {args.user} in {args.region}")
+    print(f"token (shown once): {token}")
+    return 0
+
+
+async def _device_revoke(db: Database, args: argparse.Namespace) -> int:
+    async with db.sessions() as session:
+        device = await session.get(Device, args.id)
+    if device is None:
+        raise CliError(f"no such device: {args.id}")
+    if not await Devices(db).revoke(device.id):
+        raise CliError(f"device already revoked: {args.id}")
+    await _audit(db, "device.revoke", f"device:{device.id}", device.region_id)
+    print(f"device {device.id} revoked")
     return 0
 
 
@@ -112,12 +278,53 @@ def build_parser() -> argparse.ArgumentParser:
     invite.add_argument("--role", choices=[r.value for r in Role], required=True)
     invite.add_argument("--name", help="display name shown to the others in the room")
     invite.set_defaults(func=_invite_cmd)
+
+    region = sub.add_parser("region", help="manage regions").add_subparsers(dest="action", required=True)
+    region_add = region.add_parser("add", parents=[common], help="add a region")
+    region_add.add_argument("code", help="short unique code, e.g. 'nord'")
+    region_add.add_argument("name", help="display name")
+    region_add.set_defaults(func=_admin(_region_add))
+
+    new_password = f"password from ${NEW_PASSWORD_ENV}, else generated and printed once"
+    user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
+    user_add = user.add_parser("add", parents=[common], help=f"add a user ({new_password})")
+    user_add.add_argument("username")
+    user_add.add_argument("--name", required=True, help="display name")
+    user_add.add_argument("--role", choices=[r.value for r in UserRole], required=True)
+    user_add.add_argument(
+        "--region", action="append", required=True, metavar="CODE", help="repeat for several"
+    )
+    user_add.set_defaults(func=_admin(_user_add))
+    user_disable = user.add_parser("disable", parents=[common], help="disable a user and end their sessions")
+    user_disable.add_argument("username")
+    user_disable.set_defaults(func=_admin(_user_disable))
+    user_reset = user.add_parser(
+        "reset-password", parents=[common], help=f"set a new password, unlock, end sessions ({new_password})"
+    )
+    user_reset.add_argument("username")
+    user_reset.set_defaults(func=_admin(_user_reset_password))
+
+    device = sub.add_parser("device", help="manage head-camera devices").add_subparsers(
+        dest="action", required=True
+    )
+    device_issue = device.add_parser("issue", parents=[common], help="issue a device token (printed once)")
+    device_issue.add_argument("--user", required=True, help="a nurse of the region")
+    device_issue.add_argument("--region", required=True, metavar="CODE")
+    device_issue.add_argument("--name", required=True, help="e.g. 'head camera 3'")
+    device_issue.set_defaults(func=_admin(_device_issue))
+    device_revoke = device.add_parser("revoke", parents=[common], help="revoke a device token")
+    device_revoke.add_argument("id", type=int)
+    device_revoke.set_defaults(func=_admin(_device_revoke))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        print(f"woundcare: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

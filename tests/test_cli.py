@@ -1,0 +1,188 @@
+"""The admin commands, run in-process against a SQLite database in tmp_path.
+
+The commands call ``asyncio.run`` themselves, so these tests are plain sync functions;
+they read the database back with their own short ``asyncio.run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from woundcare.auth.passwords import verify_password
+from woundcare.cli import NEW_PASSWORD_ENV, main
+from woundcare.db.database import Database
+from woundcare.db.models import AuditEvent, Device, LoginSession, Membership, Role, User
+
+PASSWORD = "correct horse battery staple"
+
+
+def _query(tmp_path: Path, statement: Any) -> list[Any]:
+    async def run() -> list[Any]:
+        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'woundcare.db'}")
+        await db.start()
+        try:
+            async with db.sessions() as session, session.begin():
+                return list((await session.scalars(statement)).all())
+        finally:
+            await db.stop()
+
+    return asyncio.run(run())
+
+
+def _add_session(tmp_path: Path, user_id: int) -> None:
+    async def run() -> None:
+        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'woundcare.db'}")
+        await db.start()
+        try:
+            now = datetime.now(UTC)
+            async with db.sessions() as session, session.begin():
+                session.add(
+                    LoginSession(
+                        id=f"s{now.timestamp()}",
+                        user_id=user_id,
+                        csrf_token="c",
+                        method="password",
+                        expires_at=now + timedelta(hours=1),
+                    )
+                )
+        finally:
+            await db.stop()
+
+    asyncio.run(run())
+
+
+@pytest.fixture
+def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main([*argv, "--data-dir", str(tmp_path)])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def _user(tmp_path: Path, username: str) -> User:
+    (user,) = _query(tmp_path, select(User).where(User.username == username))
+    return user
+
+
+def test_region_user_lifecycle(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert cli("region", "add", "nord", "Nord pilot")[0] == 0
+    assert cli("region", "add", "sor", "Sør pilot")[0] == 0
+
+    monkeypatch.setenv(NEW_PASSWORD_ENV, PASSWORD)
+    code, out, _ = cli(
+        "user",
+        "add",
+        "nina",
+        "--name",
+        "Nina Nurse",
+        "--role",
+        "nurse",
+        "--region",
+        "nord",
+        "--region",
+        "sor",
+    )
+    assert code == 0
+    assert PASSWORD not in out  # a given password is not echoed
+    user = _user(tmp_path, "nina")
+    assert user.display_name == "Nina Nurse" and user.active
+    assert verify_password(user.password_hash or "", PASSWORD)
+    memberships = _query(tmp_path, select(Membership).where(Membership.user_id == user.id))
+    assert sorted(m.role for m in memberships) == [Role.NURSE, Role.NURSE]
+
+    _add_session(tmp_path, user.id)
+    assert cli("user", "disable", "nina")[0] == 0
+    assert not _user(tmp_path, "nina").active
+    sessions = _query(tmp_path, select(LoginSession).where(LoginSession.user_id == user.id))
+    assert sessions and all(s.revoked_at is not None for s in sessions)
+
+    # Reset without the variable: a generated password, printed once, that verifies; unlocked.
+    monkeypatch.delenv(NEW_PASSWORD_ENV)
+    _add_session(tmp_path, user.id)
+    code, out, _ = cli("user", "reset-password", "nina")
+    assert code == 0
+    generated = out.split("password (shown once): ")[1].strip()
+    user = _user(tmp_path, "nina")
+    assert verify_password(user.password_hash or "", generated)
+    assert not verify_password(user.password_hash or "", PASSWORD)
+    assert user.failed_logins == 0 and user.locked_until is None
+    sessions = _query(tmp_path, select(LoginSession).where(LoginSession.user_id == user.id))
+    assert all(s.revoked_at is not None for s in sessions)
+
+    actions = {e.action: e for e in _query(tmp_path, select(AuditEvent))}
+    assert set(actions) == {
+        "admin.region.add",
+        "admin.user.add",
+        "admin.user.disable",
+        "admin.user.reset_password",
+    }
+    assert actions["admin.region.add"].resource in {"region:nord", "region:sor"}
+    assert actions["admin.user.disable"].resource == f"user:u{user.id}"
+    _assert_no_secrets(tmp_path, PASSWORD, generated)
+
+
+def test_device_issue_and_revoke(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(NEW_PASSWORD_ENV, PASSWORD)
+    cli("region", "add", "nord", "Nord pilot")
+    cli("user", "add", "nina", "--name", "Nina", "--role", "nurse", "--region", "nord")
+
+    code, out, _ = cli("device", "issue", "--user", "nina", "--region", "nord", "--name", "cam 1")
+    assert code == 0
+    token = out.split("token (shown once): ")[1].strip()
+    assert token.startswith("wcd_")
+    (device,) = _query(tmp_path, select(Device))
+    assert device.name == "cam 1" and device.revoked_at is None
+
+    assert cli("device", "revoke", str(device.id))[0] == 0
+    (device,) = _query(tmp_path, select(Device))
+    assert device.revoked_at is not None
+
+    events = _query(tmp_path, select(AuditEvent).where(AuditEvent.action.like("admin.device.%")))
+    assert {(e.action, e.resource, e.actor, e.outcome) for e in events} == {
+        ("admin.device.issue", f"device:{device.id}", "cli", "ok"),
+        ("admin.device.revoke", f"device:{device.id}", "cli", "ok"),
+    }
+    _assert_no_secrets(tmp_path, PASSWORD, token)
+
+
+def test_errors_exit_2(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(NEW_PASSWORD_ENV, PASSWORD)
+    cli("region", "add", "nord", "Nord pilot")
+    cli("user", "add", "sam", "--name", "Sam", "--role", "specialist", "--region", "nord")
+
+    for argv, message in [
+        (("region", "add", "nord", "Again"), "region already exists: nord"),
+        (
+            ("user", "add", "sam", "--name", "S", "--role", "nurse", "--region", "nord"),
+            "user already exists: sam",
+        ),
+        (("user", "add", "x", "--name", "X", "--role", "nurse", "--region", "nope"), "no such region: nope"),
+        (("user", "disable", "ghost"), "no such user: ghost"),
+        (("user", "reset-password", "ghost"), "no such user: ghost"),
+        (
+            ("device", "issue", "--user", "sam", "--region", "nord", "--name", "c"),
+            "not a nurse of region nord",
+        ),
+        (("device", "issue", "--user", "ghost", "--region", "nord", "--name", "c"), "no such user: ghost"),
+        (("device", "revoke", "99"), "no such device: 99"),
+    ]:
+        code, out, err = cli(*argv)
+        assert code == 2, argv
+        assert message in err and err.count("\n") == 1, (argv, err)
+        assert out == ""
+
+
+def _assert_no_secrets(tmp_path: Path, *secrets: str) -> None:
+    for event in _query(tmp_path, select(AuditEvent)):
+        columns = [event.actor, event.role, event.action, event.resource, event.outcome, event.address]
+        text = " ".join(str(c) for c in columns if c is not None)
+        for secret in secrets:
+            assert secret not in text
