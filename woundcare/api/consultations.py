@@ -8,13 +8,13 @@ from signaling.handler import ROOMS
 from signaling.protocol import CloseCode, ErrorCode
 from signaling.protocol import Role as WireRole
 
-from ..appkeys import CONSULTATIONS, INVITATIONS, PATIENTS
-from ..auth.policy import Action, Denied, authorize
+from ..appkeys import CONSULTATIONS, INVITATIONS
+from ..auth.policy import Action
 from ..db.models import Role
 from ..records.consultations import ConsultationView
 from .body import json_body, text_field
 from .errors import api_error
-from .guard import ACTOR, actor, audit_target, check, requires
+from .guard import actor, audit_target, check, may, requires
 from .patients import visible_patient
 
 routes = web.RouteTableDef()
@@ -25,13 +25,8 @@ JOIN_TOKEN_SECONDS = 600
 async def visible_consultation(request: web.Request, action: Action) -> ConsultationView:
     """The consultation if the caller may ``action`` it; otherwise the same 404 as for none."""
     view = await request.config_dict[CONSULTATIONS].get(request.match_info["id"])
-    if view is not None:
-        audit_target(request, f"consultation:{view.id}", view.region_id)
-        try:
-            authorize(request.get(ACTOR), action, view.region_id)
-            return view
-        except Denied:
-            pass
+    if view is not None and may(request, action, f"consultation:{view.id}", view.region_id):
+        return view
     raise api_error(404, "not_found", "no such consultation")
 
 

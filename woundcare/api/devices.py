@@ -11,7 +11,7 @@ from ..db.models import Device, Membership, Role, User
 from .body import json_body, text_field
 from .errors import api_error
 from .guard import audit_target, check, requires
-from .regions import region_id_for
+from .regions import checked_region
 
 routes = web.RouteTableDef()
 
@@ -20,10 +20,7 @@ routes = web.RouteTableDef()
 @requires(Action.DEVICE_ISSUE)
 async def issue_device(request: web.Request) -> web.Response:
     data = await json_body(request)
-    region_id = await region_id_for(request, text_field(data, "region", max_length=32) or "")
-    if region_id is None:
-        raise api_error(403, "forbidden", "not allowed")
-    check(request, Action.DEVICE_ISSUE, region_id)
+    region_id = await checked_region(request, text_field(data, "region", max_length=32) or "", Action.DEVICE_ISSUE)
     username = text_field(data, "user", max_length=64) or ""
     name = text_field(data, "name", max_length=100) or ""
     async with request.config_dict[DATABASE].sessions() as session:

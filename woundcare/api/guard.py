@@ -77,6 +77,16 @@ def audit_target(request: web.Request, resource: str, region_id: int | None = No
         request[AUDIT_REGION] = region_id
 
 
+def may(request: web.Request, action: Action, resource: str, region_id: int) -> bool:
+    """Whether this request's actor may ``action`` the named resource (audited as its target)."""
+    audit_target(request, resource, region_id)
+    try:
+        authorize(request.get(ACTOR), action, region_id)
+    except Denied:
+        return False
+    return True
+
+
 def check(request: web.Request, action: Action, region_id: int) -> Role:
     """Authorize ``action`` in ``region_id`` for this request's actor."""
     try:

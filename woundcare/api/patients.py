@@ -9,18 +9,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..appkeys import PATIENTS
-from ..auth.policy import Action, Denied, authorize
+from ..auth.policy import Action
 from ..db.models import Patient
 from ..records.patients import PatientIdentity, PatientView, valid_national_id
 from .body import json_body, text_field
 from .errors import api_error
-from .guard import ACTOR, actor, audit_target, check, requires
-from .regions import region_id_for
+from .guard import actor, audit_target, may, requires
+from .regions import checked_region, region_id_for
 
 routes = web.RouteTableDef()
-
-NOT_FOUND = ("not_found", "no such patient")
-
 
 def patient_json(view: PatientView) -> dict[str, object]:
     body: dict[str, object] = {"id": view.pseudonym}
@@ -33,24 +30,16 @@ def patient_json(view: PatientView) -> dict[str, object]:
 async def visible_patient(request: web.Request, pseudonym: str, action: Action) -> Patient:
     """The patient if the caller may ``action`` it; otherwise the same 404 as for none."""
     patient = await request.config_dict[PATIENTS].find(pseudonym)
-    if patient is not None:
-        audit_target(request, f"patient:{patient.pseudonym}", patient.region_id)
-        try:
-            authorize(request.get(ACTOR), action, patient.region_id)
-            return patient
-        except Denied:
-            pass
-    raise api_error(404, *NOT_FOUND)
+    if patient is not None and may(request, action, f"patient:{patient.pseudonym}", patient.region_id):
+        return patient
+    raise api_error(404, "not_found", "no such patient")
 
 
 @routes.post("/api/patients")
 @requires(Action.PATIENT_CREATE)
 async def register_patient(request: web.Request) -> web.Response:
     data = await json_body(request)
-    region_id = await region_id_for(request, text_field(data, "region", max_length=32) or "")
-    if region_id is None:
-        raise api_error(403, "forbidden", "not allowed")
-    check(request, Action.PATIENT_CREATE, region_id)
+    region_id = await checked_region(request, text_field(data, "region", max_length=32) or "", Action.PATIENT_CREATE)
     national_id = text_field(data, "nationalId", max_length=11) or ""
     if not valid_national_id(national_id):
         raise api_error(400, "bad_national_id", "'nationalId' is not a valid Norwegian identity number")

@@ -8,7 +8,8 @@ from sqlalchemy import select
 from ..appkeys import DATABASE
 from ..auth.policy import Action, Actor
 from ..db.models import Region
-from .guard import actor, requires
+from .errors import api_error
+from .guard import actor, check, requires
 
 routes = web.RouteTableDef()
 
@@ -32,3 +33,13 @@ async def list_regions(request: web.Request) -> web.Response:
 async def region_id_for(request: web.Request, code: str) -> int | None:
     async with request.config_dict[DATABASE].sessions() as session:
         return await session.scalar(select(Region.id).where(Region.code == code, Region.shredded_at.is_(None)))
+
+
+async def checked_region(request: web.Request, code: str, action: Action) -> int:
+    """The id of region ``code`` if the caller may ``action`` there; an unknown region is
+    refused like a foreign one."""
+    region_id = await region_id_for(request, code)
+    if region_id is None:
+        raise api_error(403, "forbidden", "not allowed")
+    check(request, action, region_id)
+    return region_id
