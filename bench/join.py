@@ -105,10 +105,7 @@ async def through_server(
         await specialist.join(consultation, Role.SPECIALIST, token)
         pumps.append(asyncio.create_task(pump(specialist, viewer)))
         async with asyncio.timeout(RUN_TIMEOUT_SECONDS):
-            await viewer.video.wait()
-            counter = viewer.counter
-            assert counter is not None
-            await counter.first.wait()
+            counter = await viewer.frames(1)
         assert counter.first_frame_at is not None
         return counter.first_frame_at - started
     finally:

@@ -10,7 +10,7 @@ import pytest
 from signaling.protocol import Chat, Role
 from tests.server import RunningServer
 from woundcare.camera.client import SignalingClient
-from woundcare.camera.peer import Publisher, Viewer, ice_configuration, pump
+from woundcare.camera.peer import Publisher, Viewer, ice_configuration, pump, shutdown
 from woundcare.camera.synthetic import SyntheticVideoTrack
 
 pytestmark = pytest.mark.usefixtures("loopback_ice")
@@ -45,12 +45,7 @@ async def test_nurse_camera_reaches_specialist_and_chat_flows_both_ways(server: 
         assert (presence["state"], presence["participant"]["role"]) == ("joined", "specialist")
 
         async with asyncio.timeout(20):
-            await viewer.video.wait()
-            counter = viewer.counter
-            assert counter is not None
-            await counter.first.wait()
-            while counter.frames < 30:
-                await asyncio.sleep(0.05)
+            counter = await viewer.frames(30)
         assert counter.size == (640, 480)
 
         await specialist_client.send(Chat(text="Kan du vise sårkanten nærmere?"))
@@ -61,13 +56,7 @@ async def test_nurse_camera_reaches_specialist_and_chat_flows_both_ways(server: 
         chat = await next_of(specialist_inbox, "chat")
         assert (chat["text"], chat["from"]) == ("Ja, et øyeblikk.", nurse_client.participant)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await camera.close()
-        await viewer.close()
-        await nurse_client.close()
-        await specialist_client.close()
+        await shutdown(tasks, camera, viewer, nurse_client, specialist_client)
 
 
 async def test_camera_resumes_and_media_recovers_on_a_fresh_peer_connection(server: RunningServer) -> None:
@@ -85,9 +74,7 @@ async def test_camera_resumes_and_media_recovers_on_a_fresh_peer_connection(serv
         await specialist_client.join(consultation, Role.SPECIALIST, server.invite(consultation, Role.SPECIALIST))
         tasks.append(asyncio.create_task(pump(specialist_client, viewer, inbox)))
         async with asyncio.timeout(20):
-            await viewer.video.wait()
-            assert viewer.counter is not None
-            await viewer.counter.first.wait()
+            await viewer.frames(1)
         first_pc = viewer.pc
 
         await nurse_client.drop()
@@ -101,19 +88,8 @@ async def test_camera_resumes_and_media_recovers_on_a_fresh_peer_connection(serv
         async with asyncio.timeout(20):
             while viewer.generation != 1:
                 await asyncio.sleep(0.05)
-            await viewer.video.wait()
-            counter = viewer.counter
-            assert counter is not None
-            await counter.first.wait()
-            while counter.frames < 10:
-                await asyncio.sleep(0.05)
+            await viewer.frames(10)
         assert viewer.pc is not first_pc
         assert len(viewer.counters) == 2
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await camera.close()
-        await viewer.close()
-        await nurse_client.close()
-        await specialist_client.close()
+        await shutdown(tasks, camera, viewer, nurse_client, specialist_client)

@@ -29,7 +29,7 @@ from tests.server import RunningServer
 from woundcare.appkeys import INVITATIONS
 from woundcare.auth.invitations import Invitations
 from woundcare.camera.client import SignalingClient
-from woundcare.camera.peer import Publisher, Viewer, ice_configuration, pump
+from woundcare.camera.peer import Publisher, Viewer, ice_configuration, pump, shutdown
 from woundcare.camera.synthetic import SyntheticVideoTrack
 
 pytestmark = pytest.mark.usefixtures("loopback_ice")
@@ -289,12 +289,7 @@ async def test_video_flows_through_coturn_with_relay_only_peers(coturn: Coturn, 
 
         try:
             async with asyncio.timeout(15):
-                await viewer.video.wait()
-                counter = viewer.counter
-                assert counter is not None
-                await counter.first.wait()
-                while counter.frames < 10:
-                    await asyncio.sleep(0.05)
+                counter = await viewer.frames(10)
         except TimeoutError:
             pytest.fail(
                 f"fewer than 10 frames in 15 s (ICE: camera {camera_pc.iceConnectionState}, "
@@ -305,12 +300,4 @@ async def test_video_flows_through_coturn_with_relay_only_peers(coturn: Coturn, 
         assert selected_pair_types(camera_pc) == ("relay", "relay")
         assert selected_pair_types(viewer_pc) == ("relay", "relay")
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if camera is not None:
-            await camera.close()
-        if viewer is not None:
-            await viewer.close()
-        await nurse_client.close()
-        await specialist_client.close()
+        await shutdown(tasks, camera, viewer, nurse_client, specialist_client)

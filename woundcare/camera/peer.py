@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from contextlib import suppress
-from typing import Any
+from typing import Any, Protocol
 
 from aiortc import (
     MediaStreamTrack,
@@ -142,6 +142,12 @@ class FrameCounter:
                     self.size = (frame.width, frame.height)
                     self.first.set()
 
+    async def wait(self, count: int = 1) -> None:
+        """Until ``count`` frames have been decoded."""
+        await self.first.wait()
+        while self.frames < count:
+            await asyncio.sleep(1 / 60)
+
     async def stop(self) -> None:
         self._task.cancel()
         with suppress(asyncio.CancelledError):
@@ -178,6 +184,13 @@ class Viewer:
         elif kind == "candidate" and self.pc is not None and generation == self.generation:
             await _add_candidate(self.pc, frame)
 
+    async def frames(self, count: int = 1) -> FrameCounter:
+        """Until the current video track has decoded ``count`` frames; returns its counter."""
+        await self.video.wait()
+        counter = self.counters[-1]
+        await counter.wait(count)
+        return counter
+
     async def request_restart(self, camera: str) -> None:
         await self._client.send(IceRestart(to=camera))
 
@@ -199,6 +212,20 @@ class Viewer:
             await counter.stop()
         if self.pc is not None:
             await self.pc.close()
+
+
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+async def shutdown(tasks: list[asyncio.Task[None]], *parts: _Closable | None) -> None:
+    """Stop the pumps, then close peers and clients, in that order."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for part in parts:
+        if part is not None:
+            await part.close()
 
 
 async def pump(
