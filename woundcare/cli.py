@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
-from sqlalchemy import Update, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from signaling.protocol import Role
@@ -25,9 +25,11 @@ from .audit.log import AuditEntry, AuditLog, Outcome
 from .auth.devices import Devices
 from .auth.invitations import Invitations
 from .auth.passwords import hash_password
+from .auth.sessions import revoke_user_sessions
+from .auth.totp import TotpBox
 from .config import Settings
 from .db.database import Database
-from .db.models import Consultation, Device, LoginSession, Membership, Region, User
+from .db.models import Consultation, Device, Membership, Region, User
 from .db.models import Role as UserRole
 from .demo import DEMO_LOGINS, DEMO_REGION, demo_consultation
 
@@ -195,20 +197,11 @@ async def _user_add(db: Database, args: argparse.Namespace) -> int:
     return 0
 
 
-def _revoke_sessions_stmt(user_id: int) -> Update:
-    """Ends all the user's open browser sessions (same statement as ``Sessions.revoke_user``)."""
-    return (
-        update(LoginSession)
-        .where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
-        .values(revoked_at=datetime.now(UTC))
-    )
-
-
 async def _user_disable(db: Database, args: argparse.Namespace) -> int:
     user_id = await _user_id(db, args.username)
     async with db.sessions() as session, session.begin():
         await session.execute(update(User).where(User.id == user_id).values(active=False))
-        await session.execute(_revoke_sessions_stmt(user_id))
+        await session.execute(revoke_user_sessions(user_id))
     await _audit(db, "user.disable", f"user:u{user_id}")
     print(f"user {args.username} disabled; sessions revoked")
     return 0
@@ -223,11 +216,25 @@ async def _user_reset_password(db: Database, args: argparse.Namespace) -> int:
             .where(User.id == user_id)
             .values(password_hash=hash_password(password), failed_logins=0, locked_until=None)
         )
-        await session.execute(_revoke_sessions_stmt(user_id))
+        await session.execute(revoke_user_sessions(user_id))
     await _audit(db, "user.reset_password", f"user:u{user_id}")
     print(f"password of {args.username} reset; sessions revoked")
     if generated:
         print(f"password (shown once): {password}")
+    return 0
+
+
+async def _user_totp(db: Database, args: argparse.Namespace) -> int:
+    """Enrol (or re-enrol) a TOTP second factor; the secret is shown once, for the user's app."""
+    user_id = await _user_id(db, args.username)
+    secret, sealed = TotpBox(_settings(args).signing_key()).new_secret(user_id)
+    async with db.sessions() as session, session.begin():
+        await session.execute(update(User).where(User.id == user_id).values(totp_secret_sealed=sealed))
+        await session.execute(revoke_user_sessions(user_id))
+    await _audit(db, "user.totp", f"user:u{user_id}")
+    print(f"TOTP enrolled for {args.username}; sessions revoked")
+    print(f"secret (shown once): {secret}")
+    print(f"authenticator URI: {TotpBox.uri(secret, args.username)}")
     return 0
 
 
@@ -303,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     user_reset.add_argument("username")
     user_reset.set_defaults(func=_admin(_user_reset_password))
+    user_totp = user.add_parser(
+        "totp", parents=[common], help="enrol a TOTP second factor (for specialists and pilot leads)"
+    )
+    user_totp.add_argument("username")
+    user_totp.set_defaults(func=_admin(_user_totp))
 
     device = sub.add_parser("device", help="manage head-camera devices").add_subparsers(
         dest="action", required=True

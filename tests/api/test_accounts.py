@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import aiohttp
+import pyotp
 import pytest
 from sqlalchemy import select, update
 
@@ -13,6 +15,7 @@ from signaling.protocol import CloseCode, Role
 from tests.api.client import ApiClient
 from tests.server import RunningServer
 from woundcare.appkeys import DATABASE
+from woundcare.cli import main
 from woundcare.db.models import AuditEvent, LoginSession
 from woundcare.db.models import Role as StaffRole
 
@@ -175,3 +178,25 @@ async def test_join_token_matches_the_role_the_policy_grants(server: RunningServ
     assert grant["role"] == Role.SPECIALIST.value
     grant = await nurse.json("POST", f"/api/consultations/{consultation['id']}/join-token")
     assert grant["role"] == Role.NURSE.value
+
+
+async def test_totp_second_factor_enrolled_by_cli(server: RunningServer, api: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    await server.add_user("spes", PASSWORD, {"east": StaffRole.SPECIALIST})
+    before = api()
+    await before.login("spes", PASSWORD)
+    code = await asyncio.to_thread(main, ["user", "totp", "spes", "--data-dir", str(server.settings.data_dir)])
+    assert code == 0
+    out = capsys.readouterr().out
+    secret = re.search(r"secret \(shown once\): ([A-Z2-7]+)", out)
+    assert secret is not None and "otpauth://totp/" in out
+    await before.json("GET", "/api/session", expect=401)  # enrolment ends existing sessions
+    client = api()
+    response = await client.login("spes", PASSWORD)
+    assert (response.status, (await response.json())["error"]["code"]) == (401, "totp_required")
+    wrong = f"{(int(pyotp.TOTP(secret.group(1)).now()) + 1) % 1_000_000:06d}"
+    response = await client.login("spes", PASSWORD, totp=wrong)
+    assert (response.status, (await response.json())["error"]["code"]) == (401, "invalid_totp")
+    response = await client.login("spes", PASSWORD, totp=pyotp.TOTP(secret.group(1)).now())
+    assert response.status == 200
+    assert (await client.json("GET", "/api/session"))["user"]["name"] == "Test spes"
+    assert [r.outcome for r in await audit_rows(server, "admin.user.totp")] == ["ok"]

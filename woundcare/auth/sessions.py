@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import Update, select, update
 
 from ..db.database import Database
 from ..db.models import LoginSession, User
@@ -84,8 +84,13 @@ class Sessions:
 
     async def revoke_user(self, user_id: int) -> None:
         async with self._db.sessions() as session, session.begin():
-            await session.execute(
-                update(LoginSession)
-                .where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
-                .values(revoked_at=datetime.now(UTC))
-            )
+            await session.execute(revoke_user_sessions(user_id))
+
+
+def revoke_user_sessions(user_id: int) -> Update:
+    """The statement that ends all of a user's open sessions (run it in your transaction)."""
+    return (
+        update(LoginSession)
+        .where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )

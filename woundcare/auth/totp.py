@@ -20,6 +20,11 @@ class TotpBox:
         secret = pyotp.random_base32()
         return secret, self.seal(user_id, secret)
 
+    @staticmethod
+    def uri(secret: str, username: str) -> str:
+        """The otpauth:// URI an authenticator app scans."""
+        return pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name="woundcare")
+
     def seal(self, user_id: int, secret: str) -> bytes:
         nonce = os.urandom(12)
         return nonce + self._aead.encrypt(nonce, secret.encode(), f"totp:{user_id}".encode())
