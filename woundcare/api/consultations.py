@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from aiohttp import web
 
 from signaling.handler import ROOMS
@@ -80,7 +82,7 @@ async def invite_viewer(request: web.Request) -> web.Response:
     view = await visible_consultation(request, Action.CONSULTATION_INVITE)
     data = await json_body(request)
     name = text_field(data, "name", max_length=100) or ""
-    token = request.config_dict[INVITATIONS].issue(view.id, WireRole.OBSERVER, f"inv-{view.id[:6]}", name, view.region)
+    token = request.config_dict[INVITATIONS].issue(view.id, WireRole.OBSERVER, f"inv-{secrets.token_hex(4)}", name, view.region)
     return web.json_response({"token": token, "role": WireRole.OBSERVER.value, "consultation": view.id}, status=201)
 
 
