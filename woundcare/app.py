@@ -83,7 +83,7 @@ def master_keys(settings: Settings) -> list[MasterKey]:
 def create_app(settings: Settings) -> web.Application:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = web.Application(middlewares=[error_middleware, guard_middleware])
-    db = Database(settings.db_url)
+    db = Database(settings.db_url, migrate=settings.auto_migrate)
     secret = settings.signing_key()
     invitations = Invitations(secret, settings.invitation_ttl_seconds)
     session_log = SessionLog(db)

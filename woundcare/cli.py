@@ -86,10 +86,10 @@ NEW_PASSWORD_ENV = "WOUNDCARE_NEW_PASSWORD"
 
 
 @asynccontextmanager
-async def _database(settings: Settings) -> AsyncIterator[Database]:
+async def _database(settings: Settings, *, migrate: bool | None = None) -> AsyncIterator[Database]:
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.db_url)
+    db = Database(settings.db_url, migrate=settings.auto_migrate if migrate is None else migrate)
     await db.start()
     try:
         yield db
@@ -238,6 +238,18 @@ async def _user_totp(db: Database, args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_upgrade(args: argparse.Namespace) -> int:
+    """The deploy step: bring the schema to the newest migration, whatever auto_migrate says."""
+
+    async def run() -> None:
+        async with _database(_settings(args), migrate=True):
+            pass
+
+    asyncio.run(run())
+    print("database schema is up to date")
+    return 0
+
+
 async def _device_issue(db: Database, args: argparse.Namespace) -> int:
     user_id = await _user_id(db, args.user)
     region_id = await _region_id(db, args.region)
@@ -315,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     user_totp.add_argument("username")
     user_totp.set_defaults(func=_admin(_user_totp))
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="action", required=True)
+    db_upgrade = db.add_parser("upgrade", parents=[common], help="apply schema migrations (a deploy step)")
+    db_upgrade.set_defaults(func=_db_upgrade)
 
     device = sub.add_parser("device", help="manage head-camera devices").add_subparsers(
         dest="action", required=True

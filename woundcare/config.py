@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     """SQLite database, generated secrets and the encrypted blob store."""
     database_url: str | None = None
     """SQLAlchemy async URL; default ``sqlite+aiosqlite:///<data_dir>/woundcare.db``."""
+    auto_migrate: bool = True
+    """Upgrade the schema at start-up. With several instances, turn it off and run
+    ``woundcare db upgrade`` as a deploy step instead."""
     secret_key: SecretStr | None = None
     """Signs invitation tokens; generated into ``<data_dir>/secret.key`` when not set."""
     demo: bool = True

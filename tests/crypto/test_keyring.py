@@ -22,7 +22,7 @@ from woundcare.crypto import (
     key_id_of,
     seal,
 )
-from woundcare.db.engine import create_schema, make_engine, make_sessionmaker
+from woundcare.db.database import Database
 from woundcare.db.models import Region, RegionKey, utcnow
 
 IDENTITY = b"01019012345 Kari Nordmann"
@@ -57,17 +57,17 @@ class Db:
 
 @pytest.fixture
 async def db(db_url: str) -> AsyncIterator[Db]:
-    engine = make_engine(db_url)
+    database = Database(db_url)
+    await database.start()
     try:
-        await create_schema(engine)
-        sessions = make_sessionmaker(engine)
+        sessions = database.sessions
         async with sessions.begin() as session:
             north = Region(code="north", name="Nord")
             south = Region(code="south", name="Sør")
             session.add_all([north, south])
         yield Db(sessions, north.id, south.id)
     finally:
-        await engine.dispose()
+        await database.stop()
 
 
 @pytest.fixture

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from .engine import create_schema, make_engine
+from .engine import make_engine
+from .migrate import upgrade
 
 
 class Database:
     """The session factory exists from app creation on, so services can hold it;
     it is bound to an engine only when the app starts."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
+        self._migrate = migrate
         self._engine: AsyncEngine | None = None
         self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(expire_on_commit=False)
 
@@ -25,7 +27,8 @@ class Database:
     async def start(self) -> None:
         self._engine = make_engine(self.url)
         self.sessions.configure(bind=self._engine)
-        await create_schema(self._engine)
+        if self._migrate:
+            await upgrade(self._engine)
 
     async def stop(self) -> None:
         if self._engine is not None:

@@ -218,3 +218,76 @@ class AuditEvent(Base):
     resource: Mapped[str | None] = mapped_column(String(120))
     outcome: Mapped[str] = mapped_column(String(32))
     address: Mapped[str | None] = mapped_column(String(64))
+
+
+class ConsentKind(str, enum.Enum):
+    VIDEO = "video"
+    """The consultation by video itself."""
+    SNAPSHOTS = "snapshots"
+    """Storing still images of the wound in the record."""
+    RECORDING = "recording"
+    """Recording the video (optional)."""
+
+
+class Consent(Base):
+    """What the patient agreed to, as recorded by the nurse at the start of a consultation."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"))
+    consultation_id: Mapped[str | None] = mapped_column(ForeignKey("consultations.id"), index=True)
+    kind: Mapped[ConsentKind] = mapped_column(Enum(ConsentKind, native_enum=False, length=20))
+    given: Mapped[bool]
+    recorded_by: Mapped[str] = mapped_column(String(80))
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Snapshot(Base):
+    """A still image of the wound. Image and thumbnail are sealed blobs; annotations and the
+    measurement are sealed JSON. Only non-identifying facts are plain columns."""
+
+    __tablename__ = "snapshots"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=new_public_id)
+    consultation_id: Mapped[str] = mapped_column(ForeignKey("consultations.id"), index=True)
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    taken_at: Mapped[datetime] = mapped_column(default=utcnow)
+    taken_by: Mapped[str] = mapped_column(String(80))
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    media_type: Mapped[str] = mapped_column(String(20))
+    width: Mapped[int]
+    height: Mapped[int]
+    size: Mapped[int]
+    blob_key: Mapped[str] = mapped_column(String(64), unique=True)
+    thumb_key: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[str] = mapped_column(String(40), index=True)
+    """The data key sealing the blobs, so rotation finds what to re-encrypt."""
+    annotations_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    annotated_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Outcome(str, enum.Enum):
+    TREATED_AT_HOME = "treated_at_home"
+    REFERRED = "referred"
+
+
+class Assessment(Base):
+    """The specialist's structured assessment. The clinical content is sealed; the outcome
+    stays plain because the pilot's figures count it (it names no one)."""
+
+    __tablename__ = "assessments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    consultation_id: Mapped[str] = mapped_column(ForeignKey("consultations.id"), unique=True)
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"))
+    content_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    outcome: Mapped[Outcome | None] = mapped_column(Enum(Outcome, native_enum=False, length=20))
+    author: Mapped[str] = mapped_column(String(80))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    signed_at: Mapped[datetime | None] = mapped_column(default=None)
+    signed_by: Mapped[str | None] = mapped_column(String(80), default=None)
+
