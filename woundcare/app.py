@@ -12,10 +12,12 @@ from aiohttp import web
 import signaling.handler
 from signaling.limits import Limits
 
-from .api import consultations, devices, ice, patients, regions, session
+from .api import assessments, consents, consultations, devices, ice, patients, regions, session
 from .api.errors import error_middleware
 from .api.guard import guard_middleware
 from .appkeys import (
+    ASSESSMENTS,
+    CONSENTS,
     AUDIT,
     CONSULTATIONS,
     DATABASE,
@@ -40,6 +42,8 @@ from .config import Settings
 from .crypto import Keyring, MasterKey
 from .db.database import Database
 from .demo import seed_demo
+from .records.assessments import Assessments
+from .records.consents import Consents
 from .records.consultations import Consultations
 from .records.patients import Patients
 from .records.session_log import SessionLog
@@ -113,6 +117,8 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[PATIENTS] = Patients(db, keyring)
     app[CONSULTATIONS] = Consultations(db)
+    app[CONSENTS] = Consents(db)
+    app[ASSESSMENTS] = Assessments(db, keyring)
     app.cleanup_ctx.append(_resources)
     signaling.handler.setup(
         app,
@@ -120,6 +126,6 @@ def create_app(settings: Settings) -> web.Application:
         sink=session_log,
         limits=limits_from(settings),
     )
-    for module in (session, regions, ice, patients, consultations, devices):
+    for module in (session, regions, ice, patients, consultations, consents, assessments, devices):
         app.add_routes(module.routes)
     return app

@@ -12,6 +12,8 @@ from .auth.sessions import Sessions
 from .config import Settings
 from .crypto import Keyring
 from .db.database import Database
+from .records.assessments import Assessments
+from .records.consents import Consents
 from .records.consultations import Consultations
 from .records.patients import Patients
 from .records.session_log import SessionLog
@@ -27,3 +29,5 @@ DEVICES = web.AppKey("devices", Devices)
 LOGIN = web.AppKey("login", Login)
 PATIENTS = web.AppKey("patients", Patients)
 CONSULTATIONS = web.AppKey("consultations", Consultations)
+CONSENTS = web.AppKey("consents", Consents)
+ASSESSMENTS = web.AppKey("assessments", Assessments)

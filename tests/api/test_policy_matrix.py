@@ -14,9 +14,10 @@ from signaling.protocol import Role as WireRole
 from tests.api.client import ApiClient
 from tests.server import RunningServer
 from woundcare.api.guard import rule_of
-from woundcare.appkeys import DEVICES
+from woundcare.appkeys import ASSESSMENTS, DEVICES
 from woundcare.auth.policy import RULES, Action
-from woundcare.db.models import Role
+from woundcare.db.models import Outcome, Role
+from woundcare.records.assessments import AssessmentContent
 
 DOC = Path(__file__).parents[2] / "docs" / "security.md"
 ROLES = [Role.NURSE, Role.SPECIALIST, Role.PILOT_LEAD, Role.ADMIN]
@@ -115,7 +116,12 @@ async def attempt(world: World, route: str, client: ApiClient, region: str, role
                 world.user_ids[(region, Role.NURSE)], await world.server.region(region), "cam")
             path = path.replace("{id}", str(device_id))
         else:
-            path = path.replace("{id}", await world.consultation(region))
+            consultation = await world.consultation(region)
+            path = path.replace("{id}", consultation)
+            if "/assessment" in path:
+                await world.server.app[ASSESSMENTS].save(
+                    consultation, await world.server.region(region),
+                    AssessmentContent(outcome=Outcome.TREATED_AT_HOME), "u0")
     if route == "POST /api/session":
         response = await client.login(f"{role.value}_{region}", PASSWORD)
         return response.status == 200
@@ -127,6 +133,10 @@ async def attempt(world: World, route: str, client: ApiClient, region: str, role
         body = {"region": region, "user": f"nurse_{region}", "name": "cam"}
     elif route.endswith("/invitations"):
         body = {"name": "Tolk"}
+    elif route.endswith("/consents"):
+        body = {"video": True, "snapshots": True}
+    elif route == "PUT /api/consultations/{id}/assessment":
+        body = {"woundType": "venous_leg_ulcer", "outcome": "treated_at_home"}
     elif route == "GET /api/patients":
         path += f"?region={region}"
     response = await client.request(method, path, json=body)

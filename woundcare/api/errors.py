@@ -26,6 +26,8 @@ def api_error(status: int, code: str, message: str) -> web.HTTPException:
         web.HTTPRequestEntityTooLarge,
         web.HTTPUnsupportedMediaType,
         web.HTTPTooManyRequests,
+        web.HTTPGone,
+        web.HTTPInternalServerError,
     ):
         if cls.status_code == status:
             exc_class = cls

@@ -25,6 +25,7 @@ from ..auth.devices import TOKEN_PREFIX
 from ..auth.invitations import InvitationError
 from ..auth.policy import Action, Actor, Denied, authorize
 from ..auth.sessions import COOKIE, CSRF_HEADER, OpenSession
+from ..crypto import KeyShreddedError, RecordIntegrityError
 from ..db.models import Region, Role
 from .errors import api_error
 
@@ -175,6 +176,12 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise api_error(403, "forbidden", "not allowed") from None
     try:
         response = await handler(request)
+    except RecordIntegrityError:
+        await _audit(request, rule, Outcome.INTEGRITY, who)
+        raise api_error(500, "integrity_error", "a stored record failed its integrity check") from None
+    except KeyShreddedError:
+        await _audit(request, rule, Outcome.FAILED, who, "shredded")
+        raise api_error(410, "shredded", "this record's region key has been destroyed") from None
     except web.HTTPException as exc:
         if rule not in _UNAUDITED or exc.status == 403:
             await _audit(request, rule, Outcome.DENIED if exc.status in (403, 404) else Outcome.FAILED, who)

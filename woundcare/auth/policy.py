@@ -28,6 +28,15 @@ class Action(str, enum.Enum):
     CONSULTATION_INVITE = "consultation.invite"
     """Invite a second viewer (e.g. an interpreter) as an observer."""
     CONSULTATION_END = "consultation.end"
+    CONSENT_RECORD = "consent.record"
+    SNAPSHOT_UPLOAD = "snapshot.upload"
+    SNAPSHOT_READ = "snapshot.read"
+    SNAPSHOT_ANNOTATE = "snapshot.annotate"
+    ASSESSMENT_READ = "assessment.read"
+    ASSESSMENT_WRITE = "assessment.write"
+    ASSESSMENT_SIGN = "assessment.sign"
+    TIMELINE_READ = "timeline.read"
+    """A patient's wounds over time: consultations, snapshots, measurements."""
     DEVICE_ISSUE = "device.issue"
     DEVICE_REVOKE = "device.revoke"
 
@@ -47,6 +56,14 @@ RULES: Mapping[Action, frozenset[Role]] = {
     Action.CONSULTATION_JOIN: frozenset({_N, _S}),
     Action.CONSULTATION_INVITE: frozenset({_L, _A}),
     Action.CONSULTATION_END: frozenset({_N, _S}),
+    Action.CONSENT_RECORD: frozenset({_N}),
+    Action.SNAPSHOT_UPLOAD: frozenset({_N, _S}),
+    Action.SNAPSHOT_READ: frozenset({_N, _S}),
+    Action.SNAPSHOT_ANNOTATE: frozenset({_S}),
+    Action.ASSESSMENT_READ: frozenset({_N, _S}),
+    Action.ASSESSMENT_WRITE: frozenset({_S}),
+    Action.ASSESSMENT_SIGN: frozenset({_S}),
+    Action.TIMELINE_READ: frozenset({_N, _S}),
     Action.DEVICE_ISSUE: frozenset({_A}),
     Action.DEVICE_REVOKE: frozenset({_A}),
 }
@@ -62,6 +79,9 @@ DEVICE_ACTIONS: frozenset[Action] = frozenset(
         Action.CONSULTATION_READ,
         Action.CONSULTATION_JOIN,
         Action.CONSULTATION_END,
+        Action.CONSENT_RECORD,
+        Action.SNAPSHOT_UPLOAD,
+        Action.SNAPSHOT_READ,
     }
 )
 """A head-camera device acts for its nurse in its one region, and only for the call."""

@@ -18,6 +18,7 @@ class ConsultationView:
     region: str
     patient: str
     """The patient's pseudonym."""
+    patient_id: int
     status: ConsultationStatus
     created_at: datetime
     started_at: datetime | None
@@ -45,7 +46,9 @@ def _select():  # type: ignore[no-untyped-def]
 
 def _view(row: Row[tuple[Consultation, str, str]] | tuple[Consultation, str, str]) -> ConsultationView:
     c, region, patient = row
-    return ConsultationView(c.id, c.region_id, region, patient, c.status, c.created_at, c.started_at, c.ended_at)
+    return ConsultationView(
+        c.id, c.region_id, region, patient, c.patient_id, c.status, c.created_at, c.started_at, c.ended_at
+    )
 
 
 class Consultations:

@@ -1,0 +1,111 @@
+"""Consent, assessments and integrity failures through the real API, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from tests.api.client import ApiClient
+from tests.server import RunningServer
+from woundcare.appkeys import DATABASE
+from woundcare.db.models import Assessment, AuditEvent
+from woundcare.db.models import Role as StaffRole
+
+PASSWORD = "records test password"
+
+
+@dataclass
+class Visit:
+    server: RunningServer
+    nurse: ApiClient
+    specialist: ApiClient
+    consultation: str
+    patient: str
+
+
+@pytest.fixture
+async def visit(start_server: Any, db_url: str) -> AsyncIterator[Visit]:
+    server = await start_server(database_url=db_url)
+    await server.add_user("nurse", PASSWORD, {"east": StaffRole.NURSE})
+    await server.add_user("spes", PASSWORD, {"east": StaffRole.SPECIALIST})
+    nurse, specialist = ApiClient(server.url), ApiClient(server.url)
+    await nurse.login("nurse", PASSWORD)
+    await specialist.login("spes", PASSWORD)
+    patient = await nurse.json("POST", "/api/patients", expect=201,
+                               json={"region": "east", "nationalId": "01018012371", "name": "Kari Øst"})
+    consultation = await nurse.json("POST", "/api/consultations", expect=201, json={"patient": patient["id"]})
+    yield Visit(server, nurse, specialist, consultation["id"], patient["id"])
+    await nurse.close()
+    await specialist.close()
+
+
+ASSESSMENT = {
+    "woundType": "venous_leg_ulcer",
+    "location": "left lower leg, medial malleolus",
+    "size": {"lengthCm": 4.2, "widthCm": 2.5},
+    "tissue": {"granulation": 70, "slough": 30},
+    "exudate": "moderate",
+    "infectionSigns": ["erythema", "warmth"],
+    "treatmentPlan": "Compression bandage, change every third day.",
+    "nextReview": "2026-12-09",
+}
+
+
+async def test_consent_is_recorded_by_the_nurse(visit: Visit) -> None:
+    path = f"/api/consultations/{visit.consultation}/consents"
+    recorded = await visit.nurse.json("POST", path, expect=201, json={"video": True, "snapshots": True})
+    assert recorded["consents"] == {"video": True, "snapshots": True, "recording": False}
+    assert (await visit.specialist.json("GET", path))["consents"]["snapshots"] is True
+    bad = await visit.nurse.json("POST", path, expect=400, json={"video": "yes"})
+    assert bad["error"]["code"] == "bad_request"
+
+
+async def test_assessment_draft_sign_and_lock(visit: Visit) -> None:
+    path = f"/api/consultations/{visit.consultation}/assessment"
+    await visit.specialist.json("GET", path, expect=404)
+    saved = await visit.specialist.json("PUT", path, json=ASSESSMENT)
+    assert saved["signedAt"] is None and saved["tissue"] == {"granulation": 70, "slough": 30}
+    error = await visit.specialist.json("POST", f"{path}/sign", expect=400)
+    assert "outcome" in error["error"]["message"]
+    await visit.specialist.json("PUT", path, json={**ASSESSMENT, "outcome": "treated_at_home"})
+    signed = await visit.specialist.json("POST", f"{path}/sign")
+    assert signed["signedBy"].startswith("u") and signed["outcome"] == "treated_at_home"
+    assert (await visit.nurse.json("GET", path))["treatmentPlan"] == ASSESSMENT["treatmentPlan"]
+    assert (await visit.specialist.json("PUT", path, expect=409, json=ASSESSMENT))["error"]["code"] == "signed"
+    await visit.nurse.json("PUT", path, expect=403, json=ASSESSMENT)
+    # The clinical text is sealed: it is nowhere in the database row.
+    async with visit.server.app[DATABASE].sessions() as session:
+        row = await session.scalar(select(Assessment))
+    assert row is not None and b"Compression" not in row.content_sealed
+
+
+@pytest.mark.parametrize(
+    "content",
+    [{"woundType": "papercut"}, {"tissue": {"granulation": 80, "slough": 40}}, {"nextReview": "soon"},
+     {"size": {"lengthCm": -1}}, {"colour": "red"}],
+)
+async def test_bad_assessments_are_refused_with_the_field_named(visit: Visit, content: dict[str, Any]) -> None:
+    path = f"/api/consultations/{visit.consultation}/assessment"
+    error = await visit.specialist.json("PUT", path, expect=400, json=content)
+    assert error["error"]["code"] == "bad_assessment"
+
+
+async def test_a_flipped_bit_is_an_audited_integrity_error(visit: Visit) -> None:
+    path = f"/api/consultations/{visit.consultation}/assessment"
+    await visit.specialist.json("PUT", path, json=ASSESSMENT)
+    async with visit.server.app[DATABASE].sessions() as session, session.begin():
+        row = await session.scalar(select(Assessment))
+        assert row is not None
+        tampered = bytearray(row.content_sealed)
+        tampered[-5] ^= 0x01
+        await session.execute(update(Assessment).values(content_sealed=bytes(tampered)))
+    error = await visit.specialist.json("GET", path, expect=500)
+    assert error["error"]["code"] == "integrity_error"
+    async with visit.server.app[DATABASE].sessions() as session:
+        outcomes = (await session.scalars(
+            select(AuditEvent.outcome).where(AuditEvent.action == "assessment.read"))).all()
+    assert "integrity_error" in outcomes

@@ -1,0 +1,233 @@
+"""The specialist's structured assessment of a wound, sealed with the region's key.
+
+A draft can be saved many times; signing fixes it. The outcome (treated at home or
+referred) is also kept plain, because the pilot counts it and it identifies no one.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+
+from ..crypto import Binding, Keyring
+from ..db.database import Database
+from ..db.models import Assessment as AssessmentRow
+from ..db.models import Outcome
+
+KIND = "assessment"
+
+
+class WoundType(str, enum.Enum):
+    PRESSURE_ULCER = "pressure_ulcer"
+    VENOUS_LEG_ULCER = "venous_leg_ulcer"
+    ARTERIAL_ULCER = "arterial_ulcer"
+    DIABETIC_FOOT_ULCER = "diabetic_foot_ulcer"
+    SURGICAL_WOUND = "surgical_wound"
+    TRAUMATIC_WOUND = "traumatic_wound"
+    BURN = "burn"
+    OTHER = "other"
+
+
+class Exudate(str, enum.Enum):
+    NONE = "none"
+    LOW = "low"
+    MODERATE = "moderate"
+    HIGH = "high"
+
+
+class InfectionSign(str, enum.Enum):
+    ERYTHEMA = "erythema"
+    WARMTH = "warmth"
+    SWELLING = "swelling"
+    PAIN = "pain"
+    ODOUR = "odour"
+    PUS = "pus"
+    FEVER = "fever"
+
+
+TISSUES = ("granulation", "slough", "necrotic", "epithelial")
+
+
+class AssessmentError(ValueError):
+    """Invalid assessment content; the message names the field, never its value."""
+
+
+class AssessmentSigned(Exception):
+    """A signed assessment is final."""
+
+
+def _text(data: dict[str, Any], name: str, limit: int, required: bool = False) -> str | None:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise AssessmentError(f"'{name}' is required")
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise AssessmentError(f"'{name}' must be text of at most {limit} characters")
+    return value
+
+
+def _enum(kind: type[enum.Enum], data: dict[str, Any], name: str) -> Any:
+    value = data.get(name)
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(m.value for m in kind)  # type: ignore[attr-defined]
+        raise AssessmentError(f"'{name}' must be one of: {choices}") from None
+
+
+def _size(value: Any) -> dict[str, float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) - {"lengthCm", "widthCm", "depthCm"}:
+        raise AssessmentError("'size' takes lengthCm, widthCm and depthCm")
+    for name, number in value.items():
+        if isinstance(number, bool) or not isinstance(number, int | float) or not 0 <= number <= 100:
+            raise AssessmentError(f"'size.{name}' must be a number of centimetres from 0 to 100")
+    return {k: float(v) for k, v in value.items()}
+
+
+def _tissue(value: Any) -> dict[str, int] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) - set(TISSUES):
+        raise AssessmentError(f"'tissue' takes percentages of {', '.join(TISSUES)}")
+    for name, share in value.items():
+        if isinstance(share, bool) or not isinstance(share, int) or not 0 <= share <= 100:
+            raise AssessmentError(f"'tissue.{name}' must be a whole percentage")
+    if sum(value.values()) > 100:
+        raise AssessmentError("'tissue' percentages add up to more than 100")
+    return dict(value)
+
+
+@dataclass(frozen=True, slots=True)
+class AssessmentContent:
+    wound_type: WoundType | None = None
+    location: str | None = None
+    size: dict[str, float] | None = None
+    tissue: dict[str, int] | None = None
+    exudate: Exudate | None = None
+    infection_signs: tuple[InfectionSign, ...] = field(default_factory=tuple)
+    treatment_plan: str | None = None
+    next_review: date | None = None
+    outcome: Outcome | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AssessmentContent:
+        known = {"woundType", "location", "size", "tissue", "exudate", "infectionSigns",
+                 "treatmentPlan", "nextReview", "outcome"}
+        unknown = set(data) - known
+        if unknown:
+            raise AssessmentError(f"unknown field '{sorted(unknown)[0][:40]}'")
+        signs = data.get("infectionSigns") or []
+        if not isinstance(signs, list) or len(signs) > len(InfectionSign):
+            raise AssessmentError("'infectionSigns' must be a list")
+        review = _text(data, "nextReview", 10)
+        try:
+            next_review = date.fromisoformat(review) if review else None
+        except ValueError:
+            raise AssessmentError("'nextReview' must be a date (YYYY-MM-DD)") from None
+        return cls(
+            wound_type=_enum(WoundType, data, "woundType"),
+            location=_text(data, "location", 200),
+            size=_size(data.get("size")),
+            tissue=_tissue(data.get("tissue")),
+            exudate=_enum(Exudate, data, "exudate"),
+            infection_signs=tuple(dict.fromkeys(_enum(InfectionSign, {"s": s}, "s") for s in signs)),
+            treatment_plan=_text(data, "treatmentPlan", 4000),
+            next_review=next_review,
+            outcome=_enum(Outcome, data, "outcome"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "woundType": self.wound_type.value if self.wound_type else None,
+            "location": self.location,
+            "size": self.size,
+            "tissue": self.tissue,
+            "exudate": self.exudate.value if self.exudate else None,
+            "infectionSigns": [s.value for s in self.infection_signs],
+            "treatmentPlan": self.treatment_plan,
+            "nextReview": self.next_review.isoformat() if self.next_review else None,
+            "outcome": self.outcome.value if self.outcome else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AssessmentView:
+    content: AssessmentContent
+    author: str
+    updated_at: datetime
+    signed_at: datetime | None
+    signed_by: str | None
+
+    def json(self) -> dict[str, Any]:
+        return {
+            **self.content.to_json(),
+            "author": self.author,
+            "updatedAt": self.updated_at.isoformat(),
+            "signedAt": self.signed_at.isoformat() if self.signed_at else None,
+            "signedBy": self.signed_by,
+        }
+
+
+class Assessments:
+    def __init__(self, db: Database, keyring: Keyring) -> None:
+        self._db = db
+        self._keyring = keyring
+
+    async def save(
+        self, consultation_id: str, region_id: int, content: AssessmentContent, author: str
+    ) -> AssessmentView:
+        sealed = await self._keyring.seal(_binding(consultation_id, region_id), orjson.dumps(content.to_json()))
+        async with self._db.sessions() as session, session.begin():
+            row = await session.scalar(
+                select(AssessmentRow).where(AssessmentRow.consultation_id == consultation_id).with_for_update()
+            )
+            if row is None:
+                row = AssessmentRow(consultation_id=consultation_id, region_id=region_id)
+                session.add(row)
+            elif row.signed_at is not None:
+                raise AssessmentSigned
+            row.content_sealed = sealed
+            row.outcome = content.outcome
+            row.author = author
+            row.updated_at = datetime.now(UTC)
+        return AssessmentView(content, author, row.updated_at, None, None)
+
+    async def sign(self, consultation_id: str, signer: str) -> AssessmentView | None:
+        """Sign the draft; None if there is none. Signing needs an outcome."""
+        async with self._db.sessions() as session, session.begin():
+            row = await session.scalar(
+                select(AssessmentRow).where(AssessmentRow.consultation_id == consultation_id).with_for_update()
+            )
+            if row is None:
+                return None
+            if row.signed_at is not None:
+                raise AssessmentSigned
+            if row.outcome is None:
+                raise AssessmentError("'outcome' is required before signing")
+            row.signed_at = datetime.now(UTC)
+            row.signed_by = signer
+        return await self._view(row)
+
+    async def get(self, consultation_id: str) -> AssessmentView | None:
+        async with self._db.sessions() as session:
+            row = await session.scalar(select(AssessmentRow).where(AssessmentRow.consultation_id == consultation_id))
+        return await self._view(row) if row is not None else None
+
+    async def _view(self, row: AssessmentRow) -> AssessmentView:
+        plain = await self._keyring.open(_binding(row.consultation_id, row.region_id), row.content_sealed)
+        content = AssessmentContent.from_json(orjson.loads(plain))
+        return AssessmentView(content, row.author, row.updated_at, row.signed_at, row.signed_by)
+
+
+def _binding(consultation_id: str, region_id: int) -> Binding:
+    return Binding(region_id, KIND, consultation_id)

@@ -1,0 +1,42 @@
+"""The patient's consent, recorded by the nurse per consultation."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from ..db.database import Database
+from ..db.models import Consent, ConsentKind
+
+
+class Consents:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def record(
+        self, consultation_id: str, patient_id: int, region_id: int, given: dict[ConsentKind, bool], by: str
+    ) -> None:
+        async with self._db.sessions() as session, session.begin():
+            session.add_all(
+                Consent(
+                    patient_id=patient_id,
+                    region_id=region_id,
+                    consultation_id=consultation_id,
+                    kind=kind,
+                    given=value,
+                    recorded_by=by,
+                )
+                for kind, value in given.items()
+            )
+
+    async def current(self, consultation_id: str) -> dict[ConsentKind, bool]:
+        """The latest answer per kind; a kind never asked counts as not given."""
+        async with self._db.sessions() as session:
+            rows = (
+                await session.scalars(
+                    select(Consent).where(Consent.consultation_id == consultation_id).order_by(Consent.id)
+                )
+            ).all()
+        answers = {kind: False for kind in ConsentKind}
+        for row in rows:
+            answers[row.kind] = row.given and row.withdrawn_at is None
+        return answers
