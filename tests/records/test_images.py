@@ -1,0 +1,351 @@
+from __future__ import annotations
+
+import contextlib
+import io
+import struct
+import warnings
+import zlib
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from PIL import ExifTags, Image, ImageCms, ImageFile
+
+from woundcare.records.images import (
+    CleanImage,
+    ImageRejected,
+    MediaType,
+    RejectCode,
+    clean_image,
+)
+
+MARKER = "WOUNDCARE-PLANTED-7f3a"
+
+
+def picture(width: int = 64, height: int = 48, mode: str = "RGB") -> Image.Image:
+    """A smooth gradient: compresses like a photo, and pixels can be compared."""
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([x * 255 // width, y * 255 // height, (x + y) * 127 // (width + height)], -1)
+    return Image.fromarray(rgb.astype(np.uint8), "RGB").convert(mode)
+
+
+def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
+    out = io.BytesIO()
+    image.save(out, fmt, **params)
+    return out.getvalue()
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    body = kind + payload
+    return struct.pack(">I", len(payload)) + body + struct.pack(">I", zlib.crc32(body))
+
+
+def bilevel_png(width: int, height: int, *, rows: int) -> bytes:
+    """A 1-bit greyscale PNG declaring ``width``x``height`` whose IDAT holds ``rows`` blank rows.
+
+    Blank rows deflate about 1000:1, so a real 100-megapixel PNG is a few kilobytes, and a
+    bomb declaring billions of pixels needs only a few bytes of data.
+    """
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    row = bytes(1 + (width + 7) // 8)  # filter byte, then the packed pixels
+    deflate = zlib.compressobj(9)
+    idat = b"".join(deflate.compress(row) for _ in range(rows)) + deflate.flush()
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", idat)
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def decoded(clean: CleanImage) -> Image.Image:
+    image = Image.open(io.BytesIO(clean.data))
+    image.load()
+    return image
+
+
+def rejected(data: bytes, **limits: int) -> RejectCode:
+    with pytest.raises(ImageRejected) as caught:
+        clean_image(data, **limits)
+    return caught.value.code
+
+
+@pytest.fixture
+def no_pixel_decoding(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail the test if any pixel data is decoded."""
+
+    def refuse(self: ImageFile.ImageFile) -> None:
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
+    yield
+
+
+@pytest.mark.parametrize(
+    ("fmt", "media_type", "params"),
+    [
+        ("JPEG", MediaType.JPEG, {"quality": 90}),
+        ("PNG", MediaType.PNG, {}),
+        ("WEBP", MediaType.WEBP, {"quality": 90}),
+    ],
+)
+def test_round_trip_keeps_format_and_size(
+    fmt: str, media_type: MediaType, params: dict[str, object]
+) -> None:
+    clean = clean_image(encode(picture(640, 480), fmt, **params))
+
+    assert clean.media_type == media_type
+    assert (clean.width, clean.height) == (640, 480)
+    out = decoded(clean)
+    assert out.format == fmt
+    assert out.size == (640, 480)
+    thumb = Image.open(io.BytesIO(clean.thumbnail))
+    assert thumb.format == "JPEG"
+    assert thumb.size == (clean.thumb_width, clean.thumb_height) == (320, 240)
+
+
+def test_png_stays_lossless_with_alpha() -> None:
+    source = picture(100, 80, "RGBA")
+    source.putalpha(Image.linear_gradient("L").resize((100, 80)))
+
+    out = decoded(clean_image(encode(source, "PNG")))
+
+    assert out.mode == "RGBA"
+    assert np.array_equal(np.asarray(out), np.asarray(source))
+
+
+def test_palette_png_keeps_its_transparent_colour() -> None:
+    source = picture(40, 40).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+
+    out = decoded(clean_image(encode(source, "PNG", transparency=3)))
+
+    assert out.mode == "P"
+    assert out.info["transparency"] == 3
+    assert np.array_equal(np.asarray(out), np.asarray(source))
+
+
+def test_lossless_webp_stays_lossless() -> None:
+    source = picture(64, 48)
+
+    clean = clean_image(encode(source, "WEBP", lossless=True))
+
+    assert clean.data[12:16] == b"VP8L"
+    assert np.array_equal(np.asarray(decoded(clean)), np.asarray(source))
+
+
+def test_multi_picture_jpeg_becomes_plain_jpeg() -> None:
+    """Phones append depth and gain maps (MPO); only the photo itself is kept."""
+    data = encode(picture(64, 48), "MPO", save_all=True, append_images=[picture(32, 24)])
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+
+    clean = clean_image(data)
+
+    assert clean.media_type == MediaType.JPEG
+    out = decoded(clean)
+    assert out.format == "JPEG"
+    assert out.size == (64, 48)
+    assert getattr(out, "n_frames", 1) == 1
+
+
+def planted_exif(orientation: int = 1) -> Image.Exif:
+    exif = Image.Exif()
+    exif[ExifTags.Base.ImageDescription] = MARKER
+    exif[ExifTags.Base.Make] = "WoundCam"
+    exif[ExifTags.Base.Orientation] = orientation
+    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    gps[ExifTags.GPS.GPSLatitudeRef] = "N"
+    gps[ExifTags.GPS.GPSLatitude] = (59.0, 54.0, 48.0)
+    gps[ExifTags.GPS.GPSLongitudeRef] = "E"
+    gps[ExifTags.GPS.GPSLongitude] = (10.0, 45.0, 36.0)
+    return exif
+
+
+@pytest.mark.parametrize(
+    ("fmt", "params"),
+    [
+        ("JPEG", {"comment": MARKER, "xmp": f"<x:xmpmeta>{MARKER}</x:xmpmeta>".encode()}),
+        ("PNG", {}),
+        ("WEBP", {"xmp": f"<x:xmpmeta>{MARKER}</x:xmpmeta>".encode()}),
+    ],
+)
+def test_metadata_is_removed(fmt: str, params: dict[str, object]) -> None:
+    data = encode(picture(), fmt, exif=planted_exif(), **params)
+    source = Image.open(io.BytesIO(data))
+    assert source.getexif().get_ifd(ExifTags.IFD.GPSInfo)  # the GPS really was planted
+    assert MARKER.encode() in data
+
+    clean = clean_image(data)
+
+    out = decoded(clean)
+    assert len(out.getexif()) == 0
+    assert not out.getexif().get_ifd(ExifTags.IFD.GPSInfo)
+    assert not {"exif", "xmp", "XML:com.adobe.xmp", "comment"} & out.info.keys()
+    for blob in (clean.data, clean.thumbnail):
+        assert MARKER.encode() not in blob
+        assert b"Exif\x00\x00" not in blob
+        assert b"eXIf" not in blob
+        assert b"WoundCam" not in blob
+
+
+def test_orientation_is_applied_before_the_exif_goes() -> None:
+    # Left half red, right half blue; orientation 6 asks viewers to turn it 90 degrees
+    # clockwise, which puts the red half on top.
+    source = Image.new("RGB", (80, 40), (255, 0, 0))
+    source.paste((0, 0, 255), (40, 0, 80, 40))
+    data = encode(source, "JPEG", quality=95, exif=planted_exif(orientation=6))
+
+    clean = clean_image(data)
+
+    assert (clean.width, clean.height) == (40, 80)
+    pixels = decoded(clean).convert("RGB")
+    top, bottom = pixels.getpixel((20, 10)), pixels.getpixel((20, 70))
+    assert isinstance(top, tuple) and isinstance(bottom, tuple)
+    assert top[0] > 200 and top[2] < 60
+    assert bottom[2] > 200 and bottom[0] < 60
+    assert (clean.thumb_width, clean.thumb_height) == (40, 80)
+
+
+def test_usable_icc_profile_is_kept_and_garbage_dropped() -> None:
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+    kept = decoded(clean_image(encode(picture(), "JPEG", icc_profile=srgb)))
+    dropped = decoded(clean_image(encode(picture(), "JPEG", icc_profile=MARKER.encode() * 8)))
+
+    assert kept.info.get("icc_profile") == srgb
+    assert "icc_profile" not in dropped.info
+
+
+def test_thumbnail_is_never_larger_than_the_picture() -> None:
+    clean = clean_image(encode(picture(100, 50), "PNG"))
+
+    assert (clean.thumb_width, clean.thumb_height) == (100, 50)
+
+
+def test_thumbnail_of_tall_transparent_png_is_flattened_on_white() -> None:
+    source = Image.new("RGBA", (200, 1000), (0, 0, 0, 0))
+
+    clean = clean_image(encode(source, "PNG"))
+
+    thumb = Image.open(io.BytesIO(clean.thumbnail))
+    assert thumb.size == (64, 320)
+    assert thumb.convert("RGB").getpixel((32, 160)) == (255, 255, 255)
+
+
+def test_text_file_named_jpg_is_not_an_image() -> None:
+    # Only bytes reach clean_image: a ".jpg" name or an image/jpeg content type counts for nothing.
+    assert rejected(b"Patient notes: wound 3 cm, sloughy base.\n" * 20) == "not_an_image"
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "BMP", "TIFF"])
+def test_other_formats_are_unsupported(fmt: str) -> None:
+    assert rejected(encode(picture(), fmt)) == "unsupported_format"
+
+
+def test_too_many_bytes_refused_before_parsing() -> None:
+    data = encode(picture(), "PNG")
+
+    assert rejected(data, max_bytes=len(data) - 1) == "too_large"
+    assert rejected(b"x" * 101, max_bytes=100) == "too_large"
+
+
+def test_too_small() -> None:
+    assert rejected(encode(picture(15, 400), "PNG")) == "too_small"
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_100_megapixels_refused_from_the_header(no_pixel_decoding: None) -> None:
+    data = bilevel_png(10_000, 10_000, rows=10_000)
+    assert len(data) < 64 * 1024  # a valid, complete PNG
+
+    assert rejected(data) == "too_many_pixels"
+
+
+def test_100_megapixels_where_the_process_escalates_pillows_warning() -> None:
+    data = bilevel_png(10_000, 10_000, rows=1)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        assert rejected(data) == "decompression_bomb"
+
+
+def test_decompression_bomb_refused_without_allocating(no_pixel_decoding: None) -> None:
+    """A few hundred bytes declaring 2.5 gigapixels: Pillow's guard (default limit) trips."""
+    data = bilevel_png(50_000, 50_000, rows=1)
+    assert len(data) < 1024
+
+    assert rejected(data) == "decompression_bomb"
+
+
+def test_decompression_bomb_refused_even_with_pillows_guard_off(
+    monkeypatch: pytest.MonkeyPatch, no_pixel_decoding: None
+) -> None:
+    """Other code may disable Pillow's process-wide limit; ``max_pixels`` still holds."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+
+    assert rejected(bilevel_png(50_000, 50_000, rows=1)) == "too_many_pixels"
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_truncated_upload(fmt: str) -> None:
+    rng = np.random.default_rng(1)
+    noisy = Image.fromarray(rng.integers(0, 256, (200, 300, 3), dtype=np.uint8))
+    data = encode(noisy, fmt)
+
+    assert rejected(data[: len(data) // 2]) == "truncated"
+
+
+def test_truncated_images_setting_must_stay_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+
+    with pytest.raises(RuntimeError):
+        clean_image(encode(picture(), "PNG"))
+
+
+def test_rejection_does_not_echo_the_upload() -> None:
+    with pytest.raises(ImageRejected) as caught:
+        clean_image(MARKER.encode() * 10)
+
+    error = caught.value
+    assert MARKER not in str(error)
+    assert MARKER not in error.message
+    assert error.__cause__ is None and error.__suppress_context__
+
+
+def seeds() -> list[bytes]:
+    small = picture(20, 20)
+    return [
+        encode(small, "JPEG"),
+        encode(small, "PNG"),
+        encode(small, "WEBP"),
+        encode(small, "WEBP", lossless=True),
+        encode(small, "GIF"),
+    ]
+
+
+def test_arbitrary_bytes_only_ever_raise_image_rejected() -> None:
+    pytest.importorskip("hypothesis")
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    # Random bytes rarely get past the signature check, so damaged real files are mixed in.
+    damaged = st.tuples(
+        st.sampled_from(seeds()),
+        st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=8),
+        st.integers(1, 10_000),
+    ).map(lambda t: damage(*t))
+
+    @settings(max_examples=100, deadline=None)
+    @given(st.one_of(st.binary(max_size=2048), damaged))
+    def check(data: bytes) -> None:
+        with contextlib.suppress(ImageRejected):
+            clean_image(data, min_side=1)
+
+    check()
+
+
+def damage(data: bytes, edits: list[tuple[int, int]], keep: int) -> bytes:
+    damaged = bytearray(data[:keep])
+    for position, value in edits:
+        if damaged:
+            damaged[position % len(damaged)] = value
+    return bytes(damaged)

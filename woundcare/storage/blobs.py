@@ -1,0 +1,210 @@
+"""Blobs on local disk: one file per opaque key, published atomically and durably.
+
+Layout: ``root/ab/cd/<key>``, where ``ab`` and ``cd`` are the first four hex digits of the
+key's SHA-256. Hashing spreads time-ordered ids (ULID, UUIDv7), whose prefixes repeat, evenly
+over at most 65,536 leaf directories.
+
+A put writes ``.tmp-<random>`` in the leaf directory, fsyncs it, then hard-links it to the
+final name and removes the temporary name. ``os.link`` fails if the name exists, so two
+writers of one key cannot overwrite each other, which ``os.replace`` after an existence check
+would allow. A crash leaves at most a ``.tmp-`` file: ``keys()`` never lists it and
+``sweep()`` removes it. The root needs a local POSIX filesystem (hard links, directory
+fsync); on a case-insensitive one, keys differing only in case would collide, and the second
+put would fail with ``BlobExists`` rather than overwrite.
+
+Bytes are stored as given. Health data must be sealed (``woundcare.crypto``) before ``put``.
+
+The API is synchronous and blocks on disk; from async code call it through
+``asyncio.to_thread``.
+
+Exception hierarchy::
+
+    BlobError
+    ├── InvalidBlobKey   the key is not 16-64 of [A-Za-z0-9_-] (also a ValueError)
+    ├── BlobExists       put of a key that is already stored
+    └── BlobNotFound     get of a key that is not stored
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
+TEMP_PREFIX = ".tmp-"
+_DIR_MODE = 0o700
+_FILE_MODE = 0o600
+
+
+class BlobError(Exception):
+    """Base class of every error raised by ``woundcare.storage.blobs``."""
+
+    code = "blob_error"
+
+
+class InvalidBlobKey(BlobError, ValueError):
+    """Raised before any file is touched; the message does not quote the key."""
+
+    code = "blob_invalid_key"
+
+    def __init__(self) -> None:
+        super().__init__("blob key must be 16-64 characters of A-Z a-z 0-9 _ -")
+
+
+class BlobExists(BlobError):
+    code = "blob_exists"
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"blob already stored (key={key})")
+
+
+class BlobNotFound(BlobError):
+    code = "blob_not_found"
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"blob not stored (key={key})")
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    removed_blobs: tuple[str, ...]
+    """Keys of the blobs removed, for the audit log."""
+    removed_temp: int
+    """Leftover temporary files removed."""
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self._root = root
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under a new key; raises ``BlobExists`` if the key is taken."""
+        final = self._path(key)
+        self._make_dirs(final.parent)
+        temp = final.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
+        try:
+            with open(fd, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            try:
+                os.link(temp, final)
+            except FileExistsError:
+                raise BlobExists(key) from None
+        finally:
+            temp.unlink(missing_ok=True)
+        _fsync_dir(final.parent)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise BlobNotFound(key) from None
+
+    def delete(self, key: str) -> bool:
+        """Remove a blob; False if it was not stored."""
+        path = self._path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        # Erasing a health record must survive a crash too.
+        _fsync_dir(path.parent)
+        return True
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def keys(self) -> Iterator[str]:
+        """Every stored key, in no particular order; temporary files are never listed."""
+        for entry in self._files():
+            if self._is_blob(entry):
+                yield entry.name
+
+    def sweep(
+        self, keep: Callable[[str], bool] | set[str], *, older_than: float = 3600.0
+    ) -> SweepResult:
+        """Remove temporary files, and blobs ``keep`` does not claim, older than ``older_than`` s.
+
+        The age limit protects an upload whose database row is not committed yet: its blob
+        is young, so it stays even though ``keep`` does not know it.
+        """
+        wanted = keep if callable(keep) else keep.__contains__
+        cutoff = time.time() - older_than
+        removed_blobs: list[str] = []
+        removed_temp = 0
+        for entry in self._files():
+            if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                continue
+            # No directory fsync: a removal undone by a crash is redone by the next sweep.
+            if entry.name.startswith(TEMP_PREFIX):
+                if _unlink(entry.path):
+                    removed_temp += 1
+            elif self._is_blob(entry) and not wanted(entry.name) and _unlink(entry.path):
+                removed_blobs.append(entry.name)
+        return SweepResult(removed_blobs=tuple(removed_blobs), removed_temp=removed_temp)
+
+    def _path(self, key: str) -> Path:
+        if not isinstance(key, str) or not _is_key(key):
+            raise InvalidBlobKey()
+        digest = hashlib.sha256(key.encode("ascii")).hexdigest()
+        return self._root / digest[:2] / digest[2:4] / key
+
+    def _is_blob(self, entry: os.DirEntry[str]) -> bool:
+        """A final blob in its own shard; anything else in the tree is not ours to list."""
+        return _is_key(entry.name) and self._path(entry.name) == Path(entry.path)
+
+    def _make_dirs(self, directory: Path) -> None:
+        missing: list[Path] = []
+        while not directory.is_dir():
+            missing.append(directory)
+            directory = directory.parent
+        for new in reversed(missing):
+            # exist_ok: a concurrent put may have made it; its entry must be durable either way.
+            new.mkdir(mode=_DIR_MODE, exist_ok=True)
+            _fsync_dir(new.parent)
+
+    def _files(self) -> Iterator[os.DirEntry[str]]:
+        """Regular files in the leaf directories."""
+        for level1 in _subdirs(self._root):
+            for level2 in _subdirs(Path(level1.path)):
+                with os.scandir(level2.path) as entries:
+                    yield from (e for e in entries if e.is_file(follow_symlinks=False))
+
+
+def _is_key(name: str) -> bool:
+    return _KEY.fullmatch(name) is not None
+
+
+def _subdirs(directory: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as entries:
+            return [e for e in entries if e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
+
+
+def _unlink(path: str) -> bool:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False  # removed concurrently
+    return True
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the directory's entries (a new, renamed or removed name) durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
