@@ -12,7 +12,7 @@ from aiohttp import web
 import signaling.handler
 from signaling.limits import Limits
 
-from .api import assessments, consents, consultations, devices, ice, patients, regions, session
+from .api import assessments, consents, consultations, devices, ice, patients, regions, session, snapshots
 from .api.errors import error_middleware
 from .api.guard import guard_middleware
 from .appkeys import (
@@ -29,6 +29,7 @@ from .appkeys import (
     SESSION_LOG,
     SESSIONS,
     SETTINGS,
+    SNAPSHOTS,
 )
 from .audit.log import AuditLog
 from .auth.devices import Devices
@@ -47,6 +48,8 @@ from .records.consents import Consents
 from .records.consultations import Consultations
 from .records.patients import Patients
 from .records.session_log import SessionLog
+from .records.snapshots import Snapshots
+from .storage.blobs import BlobStore
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
@@ -54,6 +57,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     await db.start()
     if app[SETTINGS].demo:
         await seed_demo(db, app[PATIENTS])
+    await app[SNAPSHOTS].recover()
     await app[SESSION_LOG].start()
     watch = RevocationWatch(db, app[signaling.handler.ROOMS], app[SETTINGS].revocation_poll_seconds)
     watcher = asyncio.create_task(watch.run(), name="revocation-watch")
@@ -86,7 +90,10 @@ def master_keys(settings: Settings) -> list[MasterKey]:
 
 def create_app(settings: Settings) -> web.Application:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = web.Application(middlewares=[error_middleware, guard_middleware])
+    # Uploads are streamed by their handler with their own cap; this bounds everything else.
+    app = web.Application(
+        middlewares=[error_middleware, guard_middleware], client_max_size=settings.snapshot_max_bytes + 1024 * 1024
+    )
     db = Database(settings.db_url, migrate=settings.auto_migrate)
     secret = settings.signing_key()
     invitations = Invitations(secret, settings.invitation_ttl_seconds)
@@ -119,6 +126,14 @@ def create_app(settings: Settings) -> web.Application:
     app[CONSULTATIONS] = Consultations(db)
     app[CONSENTS] = Consents(db)
     app[ASSESSMENTS] = Assessments(db, keyring)
+    app[SNAPSHOTS] = Snapshots(
+        db,
+        keyring,
+        BlobStore(settings.blob_dir),
+        settings.instance_name,
+        max_bytes=settings.snapshot_max_bytes,
+        max_pixels=settings.snapshot_max_pixels,
+    )
     app.cleanup_ctx.append(_resources)
     signaling.handler.setup(
         app,
@@ -126,6 +141,6 @@ def create_app(settings: Settings) -> web.Application:
         sink=session_log,
         limits=limits_from(settings),
     )
-    for module in (session, regions, ice, patients, consultations, consents, assessments, devices):
+    for module in (session, regions, ice, patients, consultations, consents, assessments, snapshots, devices):
         app.add_routes(module.routes)
     return app

@@ -17,6 +17,7 @@ from .records.consents import Consents
 from .records.consultations import Consultations
 from .records.patients import Patients
 from .records.session_log import SessionLog
+from .records.snapshots import Snapshots
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
@@ -31,3 +32,4 @@ PATIENTS = web.AppKey("patients", Patients)
 CONSULTATIONS = web.AppKey("consultations", Consultations)
 CONSENTS = web.AppKey("consents", Consents)
 ASSESSMENTS = web.AppKey("assessments", Assessments)
+SNAPSHOTS = web.AppKey("snapshots", Snapshots)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,11 @@ class Settings(BaseSettings):
     ``woundcare db upgrade`` as a deploy step instead."""
     secret_key: SecretStr | None = None
     """Signs invitation tokens; generated into ``<data_dir>/secret.key`` when not set."""
+    instance: str | None = None
+    """This instance's name, stable across restarts (default ``<hostname>:<port>``): its
+    unfinished uploads are cleaned up when it starts again."""
+    snapshot_max_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    snapshot_max_pixels: int = Field(40_000_000, ge=10_000)
     demo: bool = True
     """Create a demo region, users and a fictional patient in an empty database."""
 
@@ -110,6 +116,14 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def instance_name(self) -> str:
+        return self.instance or f"{socket.gethostname()}:{self.port}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
 
     @property
     def cookie_secure(self) -> bool:

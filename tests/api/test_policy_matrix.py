@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,14 +10,15 @@ from typing import Any
 
 import aiohttp
 import pytest
+from PIL import Image
 
 from signaling.protocol import Role as WireRole
 from tests.api.client import ApiClient
 from tests.server import RunningServer
 from woundcare.api.guard import rule_of
-from woundcare.appkeys import ASSESSMENTS, DEVICES
+from woundcare.appkeys import ASSESSMENTS, CONSENTS, CONSULTATIONS, DEVICES, SNAPSHOTS
 from woundcare.auth.policy import RULES, Action
-from woundcare.db.models import Outcome, Role
+from woundcare.db.models import ConsentKind, Outcome, Role
 from woundcare.records.assessments import AssessmentContent
 
 DOC = Path(__file__).parents[2] / "docs" / "security.md"
@@ -109,7 +111,9 @@ async def attempt(world: World, route: str, client: ApiClient, region: str, role
     if route == "WS /ws join":
         return await ws_join(world, region, role)
     if "{id}" in path:
-        if path.startswith("/api/patients"):
+        if path.startswith("/api/snapshots"):
+            path = path.replace("{id}", await snapshot_in(world, region))
+        elif path.startswith("/api/patients"):
             path = path.replace("{id}", world.patients[region])
         elif path.startswith("/api/devices"):
             device_id, _ = await world.server.app[DEVICES].issue(
@@ -118,6 +122,11 @@ async def attempt(world: World, route: str, client: ApiClient, region: str, role
         else:
             consultation = await world.consultation(region)
             path = path.replace("{id}", consultation)
+            if route == "POST /api/consultations/{id}/snapshots":
+                view = await world.server.app[CONSULTATIONS].get(consultation)
+                assert view is not None
+                await world.server.app[CONSENTS].record(
+                    consultation, view.patient_id, view.region_id, {ConsentKind.SNAPSHOTS: True}, "u0")
             if "/assessment" in path:
                 await world.server.app[ASSESSMENTS].save(
                     consultation, await world.server.region(region),
@@ -139,7 +148,13 @@ async def attempt(world: World, route: str, client: ApiClient, region: str, role
         body = {"woundType": "venous_leg_ulcer", "outcome": "treated_at_home"}
     elif route == "GET /api/patients":
         path += f"?region={region}"
-    response = await client.request(method, path, json=body)
+    form = None
+    if route == "POST /api/consultations/{id}/snapshots":
+        form = aiohttp.FormData()
+        form.add_field("image", small_jpeg(), filename="wound.jpg", content_type="image/jpeg")
+    elif route == "PUT /api/snapshots/{id}/annotations":
+        body = {"items": [{"kind": "text", "at": [10, 10], "text": "sår"}]}
+    response = await client.request(method, path, json=body, data=form)
     if response.status in (401, 403, 404):
         return False
     assert response.status in (200, 201, 204), (route, response.status, await response.text())
@@ -149,6 +164,19 @@ async def attempt(world: World, route: str, client: ApiClient, region: str, role
     if route == "GET /api/patients":
         return bool((await response.json())["patients"])
     return True
+
+
+def small_jpeg() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (180, 90, 80)).save(out, "JPEG")
+    return out.getvalue()
+
+
+async def snapshot_in(world: World, region: str) -> str:
+    view = await world.server.app[CONSULTATIONS].get(await world.consultation(region))
+    assert view is not None
+    stored = await world.server.app[SNAPSHOTS].store(view.id, view.region_id, view.patient_id, small_jpeg(), "u0")
+    return stored.id
 
 
 async def ws_join(world: World, region: str, role: Role) -> bool:

@@ -27,6 +27,7 @@ def api_error(status: int, code: str, message: str) -> web.HTTPException:
         web.HTTPUnsupportedMediaType,
         web.HTTPTooManyRequests,
         web.HTTPGone,
+        web.HTTPUnprocessableEntity,
         web.HTTPInternalServerError,
     ):
         if cls.status_code == status:

@@ -291,3 +291,15 @@ class Assessment(Base):
     signed_at: Mapped[datetime | None] = mapped_column(default=None)
     signed_by: Mapped[str | None] = mapped_column(String(80), default=None)
 
+
+
+class PendingBlob(Base):
+    """A blob being written whose row is not committed yet. Removed in the same transaction
+    that commits the row; what an instance finds of its own after a crash is garbage."""
+
+    __tablename__ = "pending_blobs"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200), index=True)
+    """The instance writing it (``Settings.instance``)."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

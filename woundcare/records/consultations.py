@@ -83,6 +83,15 @@ class Consultations:
             ).all()
         return [_view(r) for r in rows]
 
+    async def of_patient(self, patient_id: int) -> list[ConsultationView]:
+        async with self._db.sessions() as session:
+            rows = (
+                await session.execute(
+                    _select().where(Consultation.patient_id == patient_id).order_by(Consultation.created_at)
+                )
+            ).all()
+        return [_view(r) for r in rows]
+
     async def end(self, consultation_id: str) -> None:
         async with self._db.sessions() as session, session.begin():
             await session.execute(

@@ -1,0 +1,175 @@
+"""Snapshots through the real API: sealed blobs, metadata removed, refusals that store nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from tests.api.client import ApiClient
+from tests.records.test_images import bilevel_png
+from tests.server import RunningServer
+from woundcare.appkeys import DATABASE
+from woundcare.db.models import PendingBlob, Snapshot
+from woundcare.db.models import Role as StaffRole
+from woundcare.storage.blobs import BlobStore
+
+PASSWORD = "snapshot test password"
+
+
+def wound_jpeg(width: int = 1600, height: int = 1200, *, gps: bool = True) -> bytes:
+    rng = np.random.default_rng(7)
+    pixels = rng.integers(90, 200, (height, width, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    exif = Image.Exif()
+    exif[0x010E] = "PLANTED-DESCRIPTION"
+    if gps:
+        exif[0x8825] = {1: "N", 2: (60.0, 47.0, 30.0), 3: "E", 4: (11.0, 5.0, 0.0)}
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90, exif=exif)
+    return out.getvalue()
+
+
+@dataclass
+class Ward:
+    server: RunningServer
+    nurse: ApiClient
+    specialist: ApiClient
+    consultation: str
+    patient: str
+
+    async def upload(self, data: bytes, client: ApiClient | None = None, request: str | None = None,
+                     filename: str = "wound.jpg") -> aiohttp.ClientResponse:
+        form = aiohttp.FormData()
+        form.add_field("image", data, filename=filename, content_type="image/jpeg")
+        if request is not None:
+            form.add_field("request", request)
+        return await (client or self.nurse).request(
+            "POST", f"/api/consultations/{self.consultation}/snapshots", data=form)
+
+    async def stored(self) -> tuple[int, int, int]:
+        """Snapshot rows, pending rows, blobs on disk."""
+        async with self.server.app[DATABASE].sessions() as session:
+            rows = await session.scalar(select(func.count()).select_from(Snapshot))
+            pending = await session.scalar(select(func.count()).select_from(PendingBlob))
+        blobs = len(list(BlobStore(self.server.settings.blob_dir).keys()))
+        return int(rows or 0), int(pending or 0), blobs
+
+
+@pytest.fixture
+async def ward(start_server: Any, db_url: str) -> AsyncIterator[Ward]:
+    server = await start_server(database_url=db_url)
+    await server.add_user("nurse", PASSWORD, {"east": StaffRole.NURSE})
+    await server.add_user("spes", PASSWORD, {"east": StaffRole.SPECIALIST})
+    nurse, specialist = ApiClient(server.url), ApiClient(server.url)
+    await nurse.login("nurse", PASSWORD)
+    await specialist.login("spes", PASSWORD)
+    patient = await nurse.json("POST", "/api/patients", expect=201,
+                               json={"region": "east", "nationalId": "01018012371", "name": "Kari Øst"})
+    consultation = await nurse.json("POST", "/api/consultations", expect=201, json={"patient": patient["id"]})
+    await nurse.json("POST", f"/api/consultations/{consultation['id']}/consents", expect=201,
+                     json={"video": True, "snapshots": True})
+    yield Ward(server, nurse, specialist, consultation["id"], patient["id"])
+    await nurse.close()
+    await specialist.close()
+
+
+async def test_upload_is_sealed_stripped_announced_and_readable(ward: Ward) -> None:
+    token = (await ward.specialist.json("POST", f"/api/consultations/{ward.consultation}/join-token"))["token"]
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(f"{ward.server.url}/ws")
+        await ws.send_json({"type": "join", "v": 1, "consultation": ward.consultation, "role": "specialist",
+                            "token": token})
+        assert (await ws.receive_json(timeout=5))["type"] == "joined"
+        original = wound_jpeg()
+        response = await ward.upload(original, request="req-1")
+        assert response.status == 201, await response.text()
+        stored = await response.json()
+        note = await ws.receive_json(timeout=5)
+        assert note == {"type": "snapshot_stored", "id": stored["id"], "request": "req-1"}
+        await ws.close()
+    assert (stored["width"], stored["height"], stored["mediaType"]) == (1600, 1200, "image/jpeg")
+
+    image = await ward.specialist.request("GET", f"/api/snapshots/{stored['id']}")
+    assert image.status == 200 and image.headers["Cache-Control"] == "no-store"
+    body = await image.read()
+    assert b"PLANTED-DESCRIPTION" not in body
+    picture = Image.open(io.BytesIO(body))
+    assert picture.size == (1600, 1200) and 0x8825 not in picture.getexif()
+    thumb = Image.open(io.BytesIO(await (await ward.specialist.request(
+        "GET", f"/api/snapshots/{stored['id']}/thumbnail")).read()))
+    assert max(thumb.size) == 320
+
+    # At rest, the blobs are ciphertext: no JPEG marker, no planted text.
+    store = BlobStore(ward.server.settings.blob_dir)
+    for key in store.keys():
+        sealed = store.get(key)
+        assert b"\xff\xd8\xff" not in sealed[:64] and b"PLANTED" not in sealed
+
+
+async def test_annotations_measure_the_wound_and_the_timeline_shows_it(ward: Ward) -> None:
+    stored = await (await ward.upload(wound_jpeg())).json()
+    annotations = {
+        "items": [{"kind": "arrow", "start": [100, 100], "end": [300, 300]},
+                  {"kind": "text", "at": [50, 50], "text": "granulering"}],
+        "reference": {"start": [100, 1000], "end": [200, 1000], "lengthCm": 2},
+        "outline": {"points": [[400, 400], [600, 400], [600, 550],
+                               [400, 550]]},
+    }
+    path = f"/api/snapshots/{stored['id']}/annotations"
+    await ward.nurse.json("PUT", path, expect=403, json=annotations)
+    result = await ward.specialist.json("PUT", path, json=annotations)
+    measurement = result["measurement"]
+    assert (measurement["lengthCm"], measurement["widthCm"], measurement["areaCm2"]) == (5.0, 4.8, 12.0)
+    bad = await ward.specialist.json("PUT", path, expect=400, json={"items": [{"kind": "laser"}]})
+    assert bad["error"]["code"] == "bad_annotations"
+
+    timeline = await ward.specialist.json("GET", f"/api/patients/{ward.patient}/timeline")
+    kinds = [e["kind"] for e in timeline["entries"]]
+    assert kinds == ["consultation", "snapshot"]
+    assert timeline["entries"][1]["measurement"]["areaCm2"] == 12.0
+
+
+def truncated_jpeg() -> bytes:
+    data = wound_jpeg(800, 600)
+    return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize(
+    ("make", "status", "code"),
+    [
+        (lambda: b"Dette er ikke et bilde, bare tekst.\n" * 40, 415, "not_an_image"),
+        (lambda: bilevel_png(10_000, 10_000, rows=10_000), 422, "too_many_pixels"),
+        (truncated_jpeg, 422, "truncated"),
+        (lambda: bilevel_png(50_000, 50_000, rows=1), 422, "decompression_bomb"),
+    ],
+    ids=["text-renamed-jpg", "100-megapixels", "truncated-jpeg", "decompression-bomb"],
+)
+async def test_bad_uploads_are_refused_and_leave_nothing(ward: Ward, make: Any, status: int, code: str) -> None:
+    response = await ward.upload(make())
+    assert response.status == status
+    assert (await response.json())["error"]["code"] == code
+    assert await ward.stored() == (0, 0, 0)
+
+
+async def test_upload_without_snapshot_consent_is_refused(ward: Ward) -> None:
+    path = f"/api/consultations/{ward.consultation}/consents"
+    await ward.nurse.json("POST", path, expect=201, json={"snapshots": False})
+    response = await ward.upload(wound_jpeg(200, 200))
+    assert response.status == 409 and (await response.json())["error"]["code"] == "no_consent"
+    assert await ward.stored() == (0, 0, 0)
+
+
+async def test_concurrent_uploads_all_land(ward: Ward) -> None:
+    data = wound_jpeg(640, 480)
+    responses = await asyncio.gather(*(ward.upload(data) for _ in range(8)))
+    assert [r.status for r in responses] == [201] * 8
+    assert await ward.stored() == (8, 0, 16)

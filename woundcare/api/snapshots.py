@@ -1,0 +1,152 @@
+"""Snapshots: upload (multipart, streamed with a cap), list, image and thumbnail,
+annotations with the wound measurement; and a patient's wound timeline."""
+
+from __future__ import annotations
+
+from aiohttp import BodyPartReader, web
+
+from signaling.handler import ROOMS
+
+from ..appkeys import ASSESSMENTS, CONSENTS, CONSULTATIONS, SETTINGS, SNAPSHOTS
+from ..auth.policy import Action
+from ..db.models import ConsentKind, Snapshot
+from ..records.images import ImageRejected, RejectCode
+from ..records.measurement import Annotations
+from .body import json_body
+from .consultations import visible_consultation
+from .errors import api_error
+from .guard import actor, audit_target, may, requires
+from .patients import visible_patient
+
+routes = web.RouteTableDef()
+
+_REJECT_STATUS = {
+    RejectCode.TOO_LARGE: 413,
+    RejectCode.NOT_AN_IMAGE: 415,
+    RejectCode.UNSUPPORTED_FORMAT: 415,
+}
+_MAX_REQUEST_ID = 64
+
+
+async def _read_upload(request: web.Request, limit: int) -> tuple[bytes, str | None]:
+    """The ``image`` part (at most ``limit`` bytes, read in chunks) and the optional ``request`` id."""
+    if not request.content_type.startswith("multipart/"):
+        raise api_error(415, "multipart_required", "send the image as multipart/form-data field 'image'")
+    reader = await request.multipart()
+    image: bytes | None = None
+    request_id: str | None = None
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise api_error(400, "bad_request", "nested multipart is not accepted")
+        if part.name == "image":
+            chunks = bytearray()
+            while chunk := await part.read_chunk(256 * 1024):
+                chunks += chunk
+                if len(chunks) > limit:
+                    raise api_error(413, RejectCode.TOO_LARGE.value, "the image is too large")
+            image = bytes(chunks)
+        elif part.name == "request":
+            value = (await part.read(decode=True))[: _MAX_REQUEST_ID + 1].decode(errors="replace")
+            if not value or len(value) > _MAX_REQUEST_ID or not value.replace("-", "").replace("_", "").isalnum():
+                raise api_error(400, "bad_request", "'request' must be a snapshot request id")
+            request_id = value
+        else:
+            await part.release()
+    if image is None:
+        raise api_error(400, "bad_request", "the multipart field 'image' is required")
+    return image, request_id
+
+
+@routes.post("/api/consultations/{id}/snapshots")
+@requires(Action.SNAPSHOT_UPLOAD)
+async def upload_snapshot(request: web.Request) -> web.Response:
+    view = await visible_consultation(request, Action.SNAPSHOT_UPLOAD)
+    app = request.config_dict
+    if not (await app[CONSENTS].current(view.id))[ConsentKind.SNAPSHOTS]:
+        raise api_error(409, "no_consent", "the patient has not consented to snapshots being stored")
+    data, request_id = await _read_upload(request, app[SETTINGS].snapshot_max_bytes)
+    try:
+        stored = await app[SNAPSHOTS].store(
+            view.id, view.region_id, view.patient_id, data, actor(request).subject, request_id
+        )
+    except ImageRejected as exc:
+        raise api_error(_REJECT_STATUS.get(exc.code, 422), exc.code.value, exc.message) from None
+    audit_target(request, f"snapshot:{stored.id}", view.region_id)
+    app[ROOMS].publish(view.id, {"type": "snapshot_stored", "id": stored.id, "request": request_id})
+    return web.json_response(stored.json(), status=201)
+
+
+@routes.get("/api/consultations/{id}/snapshots")
+@requires(Action.SNAPSHOT_READ)
+async def list_snapshots(request: web.Request) -> web.Response:
+    view = await visible_consultation(request, Action.SNAPSHOT_READ)
+    views = await request.config_dict[SNAPSHOTS].of_consultation(view.id)
+    return web.json_response({"snapshots": [v.json() for v in views]})
+
+
+async def visible_snapshot(request: web.Request, action: Action) -> Snapshot:
+    row = await request.config_dict[SNAPSHOTS].get(request.match_info["id"])
+    if row is not None and may(request, action, f"snapshot:{row.id}", row.region_id):
+        return row
+    raise api_error(404, "not_found", "no such snapshot")
+
+
+async def _image(request: web.Request, thumbnail: bool) -> web.Response:
+    row = await visible_snapshot(request, Action.SNAPSHOT_READ)
+    body = await request.config_dict[SNAPSHOTS].image(row, thumbnail)
+    return web.Response(
+        body=body,
+        content_type="image/jpeg" if thumbnail else row.media_type,
+        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@routes.get("/api/snapshots/{id}")
+@requires(Action.SNAPSHOT_READ)
+async def snapshot_image(request: web.Request) -> web.Response:
+    return await _image(request, thumbnail=False)
+
+
+@routes.get("/api/snapshots/{id}/thumbnail")
+@requires(Action.SNAPSHOT_READ)
+async def snapshot_thumbnail(request: web.Request) -> web.Response:
+    return await _image(request, thumbnail=True)
+
+
+@routes.put("/api/snapshots/{id}/annotations")
+@requires(Action.SNAPSHOT_ANNOTATE)
+async def annotate_snapshot(request: web.Request) -> web.Response:
+    row = await visible_snapshot(request, Action.SNAPSHOT_ANNOTATE)
+    try:
+        annotations = Annotations.from_json(await json_body(request))
+        if annotations.outline is not None and annotations.reference is not None:
+            annotations.measurement()
+    except ValueError as exc:
+        raise api_error(400, "bad_annotations", str(exc)) from None
+    view = await request.config_dict[SNAPSHOTS].annotate(row, annotations)
+    return web.json_response(view.json())
+
+
+@routes.get("/api/patients/{id}/timeline")
+@requires(Action.TIMELINE_READ)
+async def timeline(request: web.Request) -> web.Response:
+    """Everything about a patient's wound in time order, to see whether it heals."""
+    patient = await visible_patient(request, request.match_info["id"], Action.TIMELINE_READ)
+    app = request.config_dict
+    consultations = await app[CONSULTATIONS].of_patient(patient.id)
+    snapshots = await app[SNAPSHOTS].of_patient(patient.id)
+    entries: list[dict[str, object]] = []
+    for consultation in consultations:
+        assessment = await app[ASSESSMENTS].get(consultation.id)
+        entries.append(
+            {
+                "kind": "consultation",
+                "at": consultation.created_at.isoformat(),
+                **consultation.json(),
+                "assessment": assessment.json() if assessment else None,
+            }
+        )
+    entries.extend({"kind": "snapshot", "at": s.taken_at.isoformat(), **s.json()} for s in snapshots)
+    entries.sort(key=lambda e: str(e["at"]))
+    return web.json_response({"patient": patient.pseudonym, "entries": entries})
+
