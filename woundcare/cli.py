@@ -10,7 +10,6 @@ import secrets
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -20,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from signaling.protocol import Role
 
 from .app import create_app
-from .appkeys import DATABASE, SETTINGS
+from .appkeys import DATABASE, KEYRING, SETTINGS, SNAPSHOTS
 from .audit.log import AuditEntry, AuditLog, Outcome
 from .auth.devices import Devices
 from .auth.invitations import Invitations
@@ -32,6 +31,7 @@ from .db.database import Database
 from .db.models import Consultation, Device, Membership, Region, User
 from .db.models import Role as UserRole
 from .demo import DEMO_LOGINS, DEMO_REGION, demo_consultation
+from .records.rekey import Reencryption
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -266,6 +266,74 @@ async def _device_issue(db: Database, args: argparse.Namespace) -> int:
     return 0
 
 
+AppCommand = Callable[[web.Application, argparse.Namespace], Awaitable[int]]
+
+
+def _with_app(command: AppCommand) -> Callable[[argparse.Namespace], int]:
+    """Run ``command`` with the application's services, without serving.
+
+    The instance is named ``keys-cli``, so blobs left by a killed earlier run are this
+    instance's own and are cleaned up first; run one such command at a time.
+    """
+
+    def run(args: argparse.Namespace) -> int:
+        async def with_app() -> int:
+            settings = _settings(args).model_copy(update={"instance": "keys-cli", "demo": False})
+            app = create_app(settings)
+            await app[DATABASE].start()
+            try:
+                await app[SNAPSHOTS].recover()
+                return await command(app, args)
+            finally:
+                await app[DATABASE].stop()
+
+        return asyncio.run(with_app())
+
+    return run
+
+
+def _progress(done: int, total: int) -> None:
+    filled = 30 * done // max(total, 1)
+    end = "\n" if done >= total else ""
+    print(f"\rre-encrypting [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+
+async def _keys_rotate(app: web.Application, args: argparse.Namespace) -> int:
+    db = app[DATABASE]
+    region_id = await _region_id(db, args.region)
+    if not args.resume:
+        key_id = await app[KEYRING].rotate(region_id)
+        await _audit(db, "keys.rotate", f"key:{key_id}", region_id)
+        print(f"region {args.region}: new data key {key_id}")
+    rekey = Reencryption(db, app[KEYRING], app[SNAPSHOTS])
+    moved = await rekey.run(region_id, _progress)
+    await _audit(db, "keys.reencrypt", f"records:{moved}", region_id)
+    print(f"region {args.region}: {moved} records re-encrypted; {await rekey.pending(region_id)} left")
+    return 0
+
+
+async def _keys_rewrap(app: web.Application, args: argparse.Namespace) -> int:
+    count = await app[KEYRING].rewrap_all()
+    await _audit(app[DATABASE], "keys.rewrap", f"keys:{count}")
+    print(f"{count} region keys re-wrapped under the current master key")
+    return 0
+
+
+async def _region_shred(app: web.Application, args: argparse.Namespace) -> int:
+    """Destroy a region's keys: every record sealed with them becomes unreadable, for good."""
+    db = app[DATABASE]
+    region_id = await _region_id(db, args.code)
+    confirm = args.confirm
+    if confirm is None and sys.stdin.isatty():
+        confirm = input(f"This destroys every record of region {args.code} for good. Type the code to confirm: ")
+    if confirm != args.code:
+        raise CliError("not confirmed: pass --confirm with the region code")
+    await app[KEYRING].shred(region_id)
+    await _audit(db, "region.shred", f"region:{args.code}", region_id)
+    print(f"region {args.code} shredded: its records can no longer be decrypted")
+    return 0
+
+
 async def _device_revoke(db: Database, args: argparse.Namespace) -> int:
     async with db.sessions() as session:
         device = await session.get(Device, args.id)
@@ -303,6 +371,24 @@ def build_parser() -> argparse.ArgumentParser:
     region_add.add_argument("code", help="short unique code, e.g. 'nord'")
     region_add.add_argument("name", help="display name")
     region_add.set_defaults(func=_admin(_region_add))
+    region_shred = region.add_parser(
+        "shred", parents=[common], help="destroy a region's keys (crypto-shredding; cannot be undone)"
+    )
+    region_shred.add_argument("code")
+    region_shred.add_argument("--confirm", metavar="CODE", help="the region code again, to confirm")
+    region_shred.set_defaults(func=_with_app(_region_shred))
+
+    keys = sub.add_parser("keys", help="encryption keys").add_subparsers(dest="action", required=True)
+    keys_rotate = keys.add_parser(
+        "rotate", parents=[common], help="new data key for a region, then re-encrypt its records (resumable)"
+    )
+    keys_rotate.add_argument("--region", required=True, metavar="CODE")
+    keys_rotate.add_argument("--resume", action="store_true", help="finish an interrupted pass; no new key")
+    keys_rotate.set_defaults(func=_with_app(_keys_rotate))
+    keys_rewrap = keys.add_parser(
+        "rewrap", parents=[common], help="wrap all region keys under the current master key (master key rotation)"
+    )
+    keys_rewrap.set_defaults(func=_with_app(_keys_rewrap))
 
     new_password = f"password from ${NEW_PASSWORD_ENV}, else generated and printed once"
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from tests.api.client import ApiClient
 from tests.server import RunningServer
 from woundcare.appkeys import DATABASE
-from woundcare.db.models import Assessment, AuditEvent
+from woundcare.db.models import Assessment, AuditEvent, Patient
 from woundcare.db.models import Role as StaffRole
 
 PASSWORD = "records test password"
@@ -109,3 +109,30 @@ async def test_a_flipped_bit_is_an_audited_integrity_error(visit: Visit) -> None
         outcomes = (await session.scalars(
             select(AuditEvent.outcome).where(AuditEvent.action == "assessment.read"))).all()
     assert "integrity_error" in outcomes
+
+
+@pytest.mark.parametrize("tamper", ["swap", "move"])
+async def test_swapped_or_moved_ciphertexts_are_audited_integrity_errors(visit: Visit, tamper: str) -> None:
+    server = visit.server
+    await server.add_user("nurse_w", PASSWORD, {"west": StaffRole.NURSE})
+    other = ApiClient(server.url)
+    await other.login("nurse_w" if tamper == "move" else "nurse", PASSWORD)
+    region = "west" if tamper == "move" else "east"
+    second = await other.json("POST", "/api/patients", expect=201,
+                              json={"region": region, "nationalId": "01018012371", "name": "Ola Annen"})
+    async with server.app[DATABASE].sessions() as session, session.begin():
+        first_row = await session.scalar(select(Patient).where(Patient.pseudonym == visit.patient))
+        second_row = await session.scalar(select(Patient).where(Patient.pseudonym == second["id"]))
+        assert first_row is not None and second_row is not None
+        # Swap within a region, or copy region east's ciphertext onto a west patient.
+        first_row.identity_sealed, second_row.identity_sealed = second_row.identity_sealed, first_row.identity_sealed
+    reader = other
+    error = await reader.json("GET", f"/api/patients/{second['id']}", expect=500)
+    assert error["error"]["code"] == "integrity_error"
+    if tamper == "swap":
+        assert (await visit.nurse.json("GET", f"/api/patients/{visit.patient}", expect=500))["error"]["code"] \
+            == "integrity_error"
+    async with server.app[DATABASE].sessions() as session:
+        rows = (await session.scalars(select(AuditEvent).where(AuditEvent.outcome == "integrity_error"))).all()
+    assert rows and all(r.resource and r.resource.startswith("patient:") for r in rows)
+    await other.close()

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import orjson
-from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..crypto import Binding, Keyring, key_id_of
 from ..db.database import Database
@@ -106,21 +107,56 @@ class Snapshots:
         image = await self._keyring.seal(Binding(region_id, IMAGE_KIND, row.id), clean.data)
         thumb = await self._keyring.seal(Binding(region_id, THUMB_KIND, row.id), clean.thumbnail)
         row.key_id = key_id_of(image)
-        keys = (row.blob_key, row.thumb_key)
+
+        async def insert(session: AsyncSession) -> None:
+            session.add(row)
+
+        await self._write_blobs({row.blob_key: image, row.thumb_key: thumb}, insert)
+        return _view(row, None)
+
+    async def reseal_blobs(self, snapshot_id: str) -> None:
+        """Move a snapshot's image and thumbnail under the region's current key, as new
+        blobs; the old ones are deleted once the row points at the new."""
+        row = await self.get(snapshot_id)
+        if row is None:
+            return
+        old = (row.blob_key, row.thumb_key)
+        image, thumb = await asyncio.to_thread(lambda: [self._blobs.get(key) for key in old])
+        image = await self._keyring.reseal(Binding(row.region_id, IMAGE_KIND, row.id), image)
+        thumb = await self._keyring.reseal(Binding(row.region_id, THUMB_KIND, row.id), thumb)
+        new = (_blob_key(), _blob_key())
+
+        async def repoint(session: AsyncSession) -> None:
+            result = await session.execute(
+                update(Snapshot)
+                .where(Snapshot.id == row.id, Snapshot.blob_key == old[0])
+                .values(blob_key=new[0], thumb_key=new[1], key_id=key_id_of(image))
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                raise RuntimeError("snapshot changed during re-encryption")
+
+        await self._write_blobs({new[0]: image, new[1]: thumb}, repoint)
+        await asyncio.to_thread(self._delete_blobs, old)
+
+    async def _write_blobs(
+        self, blobs: dict[str, bytes], commit: Callable[[AsyncSession], Awaitable[None]]
+    ) -> None:
+        """Write sealed blobs and commit the row that refers to them, crash-safely: pending
+        rows first, then the blobs, then the row with the pending rows deleted."""
+        keys = tuple(blobs)
         async with self._db.sessions() as session, session.begin():
             session.add_all(PendingBlob(key=key, owner=self._instance) for key in keys)
         try:
-            await asyncio.to_thread(self._put_pair, (row.blob_key, image), (row.thumb_key, thumb))
+            await asyncio.to_thread(self._put_all, blobs)
             async with self._db.sessions() as session, session.begin():
-                session.add(row)
+                await commit(session)
                 await session.execute(delete(PendingBlob).where(PendingBlob.key.in_(keys)))
         except BaseException:
             await asyncio.shield(self._discard(keys))
             raise
-        return _view(row, None)
 
-    def _put_pair(self, *items: tuple[str, bytes]) -> None:
-        for key, sealed in items:
+    def _put_all(self, blobs: dict[str, bytes]) -> None:
+        for key, sealed in blobs.items():
             self._blobs.put(key, sealed)
 
     def _delete_blobs(self, keys: Sequence[str]) -> int:
