@@ -12,7 +12,7 @@ from aiohttp import web
 import signaling.handler
 from signaling.limits import Limits
 
-from .api import assessments, consents, consultations, devices, ice, patients, regions, session, snapshots
+from .api import assessments, consents, consultations, devices, ice, oidc, patients, regions, session, snapshots
 from .api.errors import error_middleware
 from .api.guard import guard_middleware
 from .appkeys import (
@@ -141,6 +141,7 @@ def create_app(settings: Settings) -> web.Application:
         sink=session_log,
         limits=limits_from(settings),
     )
-    for module in (session, regions, ice, patients, consultations, consents, assessments, snapshots, devices):
+    oidc.setup(app, settings, secret)
+    for module in (session, oidc, regions, ice, patients, consultations, consents, assessments, snapshots, devices):
         app.add_routes(module.routes)
     return app

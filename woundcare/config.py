@@ -78,9 +78,21 @@ class Settings(BaseSettings):
     revocation_poll_seconds: float = Field(2.0, gt=0)
     """How often revoked devices, sessions and users are looked for, to close their sockets."""
 
+    oidc_issuer: str | None = None
+    """OpenID Connect provider (HelseID: ``https://helseid-sts.nhn.no``); unset turns OIDC login off."""
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    """For ``client_secret_basic``; ignored when ``oidc_client_key_file`` is set."""
+    oidc_client_key_file: Path | None = None
+    """Private JWK (JSON) or PEM key for ``private_key_jwt``, the only method HelseID accepts."""
+    oidc_subject_claim: str = "sub"
+    """ID-token claim matched against ``users.oidc_subject`` (HelseID: ``helseid://claims/identity/pid``)."""
+    oidc_scopes: list[str] = Field(default_factory=lambda: ["openid"])
+    oidc_timeout_seconds: float = Field(10.0, gt=0, le=60)
+
     log_level: str = "INFO"
 
-    @field_validator("stun_urls", "turn_urls", "old_master_keys", mode="before")
+    @field_validator("stun_urls", "turn_urls", "old_master_keys", "oidc_scopes", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         # Environment variables give "a,b"; TOML gives a list.
@@ -92,6 +104,18 @@ class Settings(BaseSettings):
     def _turn_needs_secret(self) -> Settings:
         if self.turn_urls and self.turn_secret is None:
             raise ValueError("turn_urls needs turn_secret (coturn's static-auth-secret)")
+        return self
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> Settings:
+        if self.oidc_issuer is None:
+            return self
+        if not self.oidc_client_id:
+            raise ValueError("oidc_issuer needs oidc_client_id")
+        if self.oidc_client_secret is None and self.oidc_client_key_file is None:
+            raise ValueError("oidc_issuer needs oidc_client_key_file (private_key_jwt) or oidc_client_secret")
+        if "openid" not in self.oidc_scopes:
+            raise ValueError("oidc_scopes must include 'openid'")
         return self
 
     @classmethod

@@ -9,6 +9,7 @@ from ..auth.actors import actor_for
 from ..auth.login import LoginError
 from ..auth.policy import Action, Actor
 from ..auth.sessions import COOKIE
+from ..db.models import User
 from .body import json_body, text_field
 from .errors import api_error
 from .guard import SESSION, actor, public, requires
@@ -44,10 +45,22 @@ async def login(request: web.Request) -> web.Response:
             error.headers["Retry-After"] = str(exc.retry_after)
         raise error from None
     method = "password+totp" if user.totp_secret_sealed is not None else "password"
+    return await start_browser_session(request, user, method)
+
+
+async def start_browser_session(
+    request: web.Request, user: User, method: str, *, redirect_to: str | None = None
+) -> web.Response:
+    """Open a browser session for ``user`` and answer with its cookie: the caller as JSON
+    (password login), or a 302 to ``redirect_to`` (the OIDC callback, a top-level navigation)."""
+    app = request.config_dict
     token, open_session = await app[SESSIONS].create(user.id, method)
-    async with app[DATABASE].sessions() as session:
-        who = await actor_for(session, user, session_id=open_session.id)
-    response = web.json_response(_me(who, open_session.csrf_token, await regions_of(request, who)))
+    if redirect_to is None:
+        async with app[DATABASE].sessions() as session:
+            who = await actor_for(session, user, session_id=open_session.id)
+        response = web.json_response(_me(who, open_session.csrf_token, await regions_of(request, who)))
+    else:
+        response = web.Response(status=302, headers={"Location": redirect_to, "Cache-Control": "no-store"})
     settings = app[SETTINGS]
     response.set_cookie(
         COOKIE,

@@ -1,0 +1,197 @@
+"""``/api/oidc``: single sign-on through the hospitals' OpenID Connect provider (HelseID).
+
+``GET /api/oidc/login`` sends the browser to the provider with a fresh login attempt sealed in
+the ``wc_oidc`` cookie; ``GET /api/oidc/callback`` takes it back, verifies the ID token, finds
+the local user whose ``oidc_subject`` equals the configured claim and opens the same browser
+session as password login. Users are never created here. Every outcome of the callback is
+audited as ``login.oidc``; refusals carry a fixed reason (``oidc:<reason>``), never a claim.
+Both routes answer ``404 oidc_disabled`` when OIDC is not configured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from http.cookies import SimpleCookie
+from typing import Final
+
+from aiohttp import hdrs, web
+from sqlalchemy import select
+
+from ..appkeys import AUDIT, DATABASE, SETTINGS
+from ..audit.log import AuditEntry, Outcome
+from ..auth.oidc import (
+    FLOW_TTL_SECONDS,
+    Flow,
+    FlowError,
+    FlowSealer,
+    Identity,
+    LoginRefused,
+    OidcClient,
+    OidcConfig,
+    ProviderError,
+    TokenError,
+    load_client_key,
+)
+from ..config import Settings
+from ..db.models import User
+from .errors import api_error
+from .guard import public
+from .session import start_browser_session
+
+routes = web.RouteTableDef()
+
+OIDC = web.AppKey("oidc", OidcClient)
+OIDC_FLOWS = web.AppKey("oidc_flows", FlowSealer)
+
+CALLBACK_PATH: Final = "/api/oidc/callback"
+FLOW_COOKIE: Final = "wc_oidc"
+"""The sealed login attempt. ``SameSite=Lax``: it must come back on the provider's top-level
+redirect to the callback, which ``Strict`` would drop; it is sent to the callback path only."""
+AUDIT_ACTION: Final = "login.oidc"
+_NO_STORE: Final = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+def config_from(settings: Settings) -> OidcConfig | None:
+    """The OIDC client configuration, or None when ``oidc_issuer`` is not set."""
+    if not settings.oidc_issuer:
+        return None
+    if not settings.oidc_client_id:
+        raise ValueError("oidc_issuer needs oidc_client_id")
+    client_key = None
+    if settings.oidc_client_key_file is not None:
+        client_key = load_client_key(settings.oidc_client_key_file.read_bytes())
+    secret = settings.oidc_client_secret.get_secret_value() if settings.oidc_client_secret else None
+    return OidcConfig(
+        issuer=settings.oidc_issuer,
+        client_id=settings.oidc_client_id,
+        redirect_uri=settings.base_url.rstrip("/") + CALLBACK_PATH,
+        client_secret=secret,
+        client_key=client_key,
+        subject_claim=settings.oidc_subject_claim,
+        scopes=tuple(settings.oidc_scopes),
+        timeout_seconds=settings.oidc_timeout_seconds,
+    )
+
+
+def setup(app: web.Application, settings: Settings, secret: bytes) -> None:
+    """Give ``app`` an OIDC client when OIDC is configured (the routes are always there)."""
+    config = config_from(settings)
+    if config is None:
+        return
+    client = OidcClient(config)
+    app[OIDC] = client
+    app[OIDC_FLOWS] = FlowSealer(secret)
+
+    async def http_client(app: web.Application) -> AsyncIterator[None]:
+        await client.start()
+        yield
+        await client.close()
+
+    app.cleanup_ctx.append(http_client)
+
+
+def _client(request: web.Request) -> OidcClient:
+    client = request.config_dict.get(OIDC)
+    if client is None:
+        raise api_error(404, "oidc_disabled", "single sign-on is not configured")
+    return client
+
+
+@routes.get("/api/oidc/login")
+@public
+async def login(request: web.Request) -> web.Response:
+    client = _client(request)
+    flow = Flow.new()
+    try:
+        location = await client.authorization_url(flow)
+    except ProviderError as exc:
+        await _audit(request, Outcome.FAILED, exc.reason)
+        raise _provider_unavailable() from None
+    response = web.Response(status=302, headers={hdrs.LOCATION: location, **_NO_STORE})
+    response.set_cookie(
+        FLOW_COOKIE,
+        request.config_dict[OIDC_FLOWS].seal(flow),
+        httponly=True,
+        secure=request.config_dict[SETTINGS].cookie_secure,
+        samesite="Lax",
+        path=CALLBACK_PATH,
+        max_age=FLOW_TTL_SECONDS,
+    )
+    return response
+
+
+@routes.get("/api/oidc/callback")
+@public
+async def callback(request: web.Request) -> web.Response:
+    client = _client(request)
+    try:
+        user = await _user_behind(request, client, await _finish(request, client))
+    except web.HTTPException as exc:
+        # A login attempt is used once, whatever came of it.
+        exc.headers.add(hdrs.SET_COOKIE, _forget_flow())
+        raise
+    await _audit(request, Outcome.OK, None, actor=f"u{user.id}")
+    response = await start_browser_session(request, user, "oidc", redirect_to="/")
+    response.headers.update(_NO_STORE)
+    response.headers.add(hdrs.SET_COOKIE, _forget_flow())
+    return response
+
+
+async def _finish(request: web.Request, client: OidcClient) -> Identity:
+    query = request.query
+    try:
+        flow = request.config_dict[OIDC_FLOWS].open(request.cookies.get(FLOW_COOKIE), query.get("state"))
+    except FlowError as exc:
+        await _audit(request, Outcome.FAILED, exc.reason)
+        raise api_error(400, "oidc_state", "this login attempt is unknown or has expired; start again") from None
+    params = {name: query[name] for name in ("code", "error", "iss") if name in query}
+    try:
+        return await client.finish(flow, params)
+    except LoginRefused as exc:
+        await _audit(request, Outcome.FAILED, exc.reason)
+        raise api_error(401, "oidc_failed", "the login at the identity provider did not complete") from None
+    except TokenError as exc:
+        await _audit(request, Outcome.FAILED, exc.reason)
+        raise api_error(401, "oidc_invalid_token", "the identity provider's answer could not be verified") from None
+    except ProviderError as exc:
+        await _audit(request, Outcome.FAILED, exc.reason)
+        raise _provider_unavailable() from None
+
+
+async def _user_behind(request: web.Request, client: OidcClient, identity: Identity) -> User:
+    """The active local user linked to ``identity``; no user is ever created here."""
+    async with request.config_dict[DATABASE].sessions() as session:
+        user = await session.scalar(select(User).where(User.oidc_subject == identity.subject))
+    if user is None or not user.active:
+        reason = "unknown_user" if user is None else "user_inactive"
+        await _audit(request, Outcome.DENIED, reason, actor=f"u{user.id}" if user else None)
+        raise api_error(403, "unknown_user", "no active woundcare account is linked to this identity")
+    return user
+
+
+def _provider_unavailable() -> web.HTTPException:
+    return api_error(502, "oidc_provider_error", "the identity provider could not be reached or answered wrongly")
+
+
+def _forget_flow() -> str:
+    cookie: SimpleCookie = SimpleCookie()
+    cookie[FLOW_COOKIE] = ""
+    morsel = cookie[FLOW_COOKIE]
+    morsel["path"] = CALLBACK_PATH
+    morsel["max-age"] = 0
+    morsel["expires"] = "Thu, 01 Jan 1970 00:00:00 GMT"
+    morsel["httponly"] = True
+    morsel["samesite"] = "Lax"
+    return morsel.OutputString()
+
+
+async def _audit(request: web.Request, outcome: Outcome, reason: str | None, *, actor: str | None = None) -> None:
+    await request.config_dict[AUDIT].record(
+        AuditEntry(
+            AUDIT_ACTION,
+            outcome,
+            actor=actor,
+            resource=f"oidc:{reason}" if reason else None,
+            address=request.remote,
+        )
+    )

@@ -1,0 +1,472 @@
+"""OpenID Connect login (HelseID): authorization code flow with PKCE (S256), ``state`` and ``nonce``.
+
+Nothing here knows HTTP routes or the database; ``woundcare/api/oidc.py`` does. This module:
+
+- keeps one login attempt (state, nonce, PKCE verifier) in a sealed cookie value
+  (:class:`FlowSealer`, AES-256-GCM under a key derived from the server secret);
+- talks to the provider (:class:`OidcClient`): discovery and JWKS, both cached, the JWKS
+  refetched when an ID token names a key id it does not hold; the token endpoint;
+- verifies the ID token (signature, ``iss``, ``aud``, ``azp``, ``exp``, ``iat``, ``nbf``, ``nonce``).
+
+Errors, each with a fixed ``reason`` for the audit log and never the provider's own words::
+
+    OidcError
+     ├── FlowError       the login attempt is missing, expired, tampered or not this browser's
+     ├── LoginRefused    the provider said no: an ``error`` redirect, a refused code, a wrong ``iss``
+     ├── ProviderError   the provider is unreachable or answers nonsense (discovery, JWKS, token)
+     └── TokenError      the ID token fails verification, or lacks the claim we map users by
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import ipaddress
+import os
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import quote_plus, urlencode, urlsplit
+
+import aiohttp
+import orjson
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from joserfc import jwt
+from joserfc.errors import InvalidKeyIdError, JoseError
+from joserfc.jwk import Key, KeySet, import_key
+
+FLOW_TTL_SECONDS: Final = 600
+"""How long a login attempt may take, from our redirect to the provider's redirect back."""
+CLOCK_SKEW_SECONDS: Final = 60
+DISCOVERY_TTL_SECONDS: Final = 3600
+JWKS_MIN_REFRESH_SECONDS: Final = 30.0
+MAX_RESPONSE_BYTES: Final = 256 * 1024
+SIGNING_ALGORITHMS: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"})
+"""Asymmetric only: never ``none``, never HS* (which would make the client secret a signing key)."""
+_FLOW_AAD: Final = b"woundcare/oidc-flow/v1"
+_FLOW_KEY_LABEL: Final = b"woundcare oidc flow v1"
+_NONCE_SIZE: Final = 12
+
+
+class OidcError(Exception):
+    """``reason`` is a fixed code for the audit log; the message is ours, never the provider's."""
+
+    def __init__(self, reason: str, message: str | None = None) -> None:
+        super().__init__(message or reason)
+        self.reason = reason
+
+
+class FlowError(OidcError):
+    pass
+
+
+class LoginRefused(OidcError):
+    pass
+
+
+class ProviderError(OidcError):
+    pass
+
+
+class TokenError(OidcError):
+    pass
+
+
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_url(name: str, url: object, *, allow_http: bool) -> str:
+    if isinstance(url, str):
+        parts = urlsplit(url)
+        plain_ok = allow_http and parts.scheme == "http" and is_loopback(url)
+        if (parts.scheme == "https" or plain_ok) and parts.hostname and not parts.fragment:
+            return url
+    raise ValueError(f"'{name}' must be an https URL (http only on loopback, for tests)")
+
+
+@dataclass(frozen=True, slots=True)
+class OidcConfig:
+    issuer: str
+    """Exactly as the provider writes it in ``iss`` (HelseID: ``https://helseid-sts.nhn.no``)."""
+    client_id: str
+    redirect_uri: str
+    """``<public url>/api/oidc/callback``, registered at the provider."""
+    client_secret: str | None = field(default=None, repr=False)
+    """For ``client_secret_basic``; unused when ``client_key`` is set."""
+    client_key: Key | None = field(default=None, repr=False)
+    """Private JWK for ``private_key_jwt`` (what HelseID requires); wins over the secret."""
+    subject_claim: str = "sub"
+    """The ID-token claim matched against ``users.oidc_subject``."""
+    scopes: tuple[str, ...] = ("openid",)
+    timeout_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        _check_url("issuer", self.issuer, allow_http=True)
+        _check_url("redirect_uri", self.redirect_uri, allow_http=True)
+        if not self.client_id:
+            raise ValueError("'client_id' is required")
+        if self.client_key is None and not self.client_secret:
+            raise ValueError("OIDC needs a client secret or a client key")
+        if self.client_key is not None and not self.client_key.is_private:
+            raise ValueError("'client_key' must be a private key")
+        if "openid" not in self.scopes:
+            raise ValueError(f"'scopes' must include 'openid' (got {list(self.scopes)!r})")
+        if not self.subject_claim:
+            raise ValueError("'subject_claim' must not be empty")
+
+
+def load_client_key(data: bytes) -> Key:
+    """A private key from a JWK (JSON) or PEM file's bytes."""
+    text = data.strip()
+    if text.startswith(b"{"):
+        return import_key(orjson.loads(text))
+    for key_type in ("RSA", "EC"):
+        try:
+            return import_key(text, key_type)  # type: ignore[call-overload,no-any-return]
+        except (ValueError, JoseError):
+            continue
+    raise ValueError("client key must be a private JWK or a PEM RSA/EC key")
+
+
+# -- one login attempt ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """One login attempt; lives only in the browser's sealed, HttpOnly, short-lived cookie."""
+
+    state: str
+    nonce: str
+    verifier: str
+    """PKCE ``code_verifier`` (43 chars of base64url, 256 bits)."""
+    issued_at: int
+
+    @classmethod
+    def new(cls, now: float | None = None) -> Flow:
+        return cls(
+            state=secrets.token_urlsafe(32),
+            nonce=secrets.token_urlsafe(32),
+            verifier=secrets.token_urlsafe(32),
+            issued_at=int(now if now is not None else time.time()),
+        )
+
+    @property
+    def challenge(self) -> str:
+        """PKCE S256: ``base64url(sha256(verifier))`` without padding (RFC 7636 §4.2)."""
+        digest = hashlib.sha256(self.verifier.encode("ascii")).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+class FlowSealer:
+    """Seals a :class:`Flow` into a cookie value and opens it again, once, within its lifetime.
+
+    AES-256-GCM, so the browser can neither read the verifier and nonce nor change them. The
+    key is derived from the server secret for this purpose only.
+    """
+
+    def __init__(self, secret: bytes, ttl_seconds: int = FLOW_TTL_SECONDS) -> None:
+        self._aead = AESGCM(hmac.new(secret, _FLOW_KEY_LABEL, hashlib.sha256).digest())
+        self._ttl = ttl_seconds
+
+    def seal(self, flow: Flow) -> str:
+        payload = orjson.dumps({"s": flow.state, "n": flow.nonce, "v": flow.verifier, "t": flow.issued_at})
+        nonce = os.urandom(_NONCE_SIZE)
+        sealed = nonce + self._aead.encrypt(nonce, payload, _FLOW_AAD)
+        return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode()
+
+    def open(self, value: str | None, state: str | None, now: float | None = None) -> Flow:
+        """The flow in ``value`` if it is intact, current and was started for ``state``."""
+        if not value:
+            raise FlowError("flow_missing")
+        if not state:
+            raise FlowError("state_missing")
+        try:
+            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+            if len(raw) < _NONCE_SIZE + 16:
+                raise ValueError("short")
+            data = orjson.loads(self._aead.decrypt(raw[:_NONCE_SIZE], raw[_NONCE_SIZE:], _FLOW_AAD))
+            flow = Flow(str(data["s"]), str(data["n"]), str(data["v"]), int(data["t"]))
+        except (ValueError, TypeError, KeyError, InvalidTag, orjson.JSONDecodeError):
+            raise FlowError("flow_invalid") from None
+        current = time.time() if now is None else now
+        if not flow.issued_at - CLOCK_SKEW_SECONDS <= current <= flow.issued_at + self._ttl:
+            raise FlowError("flow_expired")
+        if not hmac.compare_digest(flow.state.encode(), state.encode()):
+            raise FlowError("state_mismatch")
+        return flow
+
+
+# -- the provider -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderMetadata:
+    """The parts of the discovery document we use, checked."""
+
+    issuer: str
+    authorization_endpoint: str
+    token_endpoint: str
+    jwks_uri: str
+    signing_algorithms: frozenset[str]
+    iss_parameter: bool
+    """RFC 9207: the provider names itself in the authorization response (mix-up defence)."""
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any], issuer: str) -> ProviderMetadata:
+        if doc.get("issuer") != issuer:
+            # OIDC Discovery §4.3: the document must be the issuer's own.
+            raise ProviderError("discovery_issuer_mismatch")
+        allow_http = is_loopback(issuer)
+        try:
+            endpoints = {
+                name: _check_url(name, doc.get(name), allow_http=allow_http)
+                for name in ("authorization_endpoint", "token_endpoint", "jwks_uri")
+            }
+        except ValueError:
+            raise ProviderError("discovery_invalid") from None
+        methods = doc.get("code_challenge_methods_supported")
+        if methods is not None and (not isinstance(methods, list) or "S256" not in methods):
+            raise ProviderError("discovery_no_pkce")
+        offered = doc.get("id_token_signing_alg_values_supported") or ["RS256"]
+        algorithms = SIGNING_ALGORITHMS & {a for a in offered if isinstance(a, str)}
+        if not algorithms:
+            raise ProviderError("discovery_no_algorithm")
+        return cls(
+            issuer=issuer,
+            signing_algorithms=frozenset(algorithms),
+            iss_parameter=doc.get("authorization_response_iss_parameter_supported") is True,
+            **endpoints,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A verified login: the claim value we map users by. Personal data: never log it."""
+
+    subject: str = field(repr=False)
+
+
+class OidcClient:
+    """One relying party at one provider. Start it with :meth:`start` (in ``cleanup_ctx``)."""
+
+    def __init__(
+        self,
+        config: OidcConfig,
+        *,
+        now: Callable[[], float] = time.time,
+        jwks_min_refresh_seconds: float = JWKS_MIN_REFRESH_SECONDS,
+    ) -> None:
+        self.config = config
+        self.jwks_min_refresh_seconds = jwks_min_refresh_seconds
+        """An ID token naming an unknown key id refetches the JWKS at most this often."""
+        self._now = now
+        self._http: aiohttp.ClientSession | None = None
+        self._metadata: ProviderMetadata | None = None
+        self._metadata_at = 0.0
+        self._keys: KeySet | None = None
+        self._keys_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        self._http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.config.timeout_seconds),
+            headers={"Accept": "application/json"},
+        )
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+        self._http = None
+
+    # -- the two legs of the flow
+
+    async def authorization_url(self, flow: Flow) -> str:
+        metadata = await self.metadata()
+        query = urlencode(
+            {
+                "response_type": "code",
+                "client_id": self.config.client_id,
+                "redirect_uri": self.config.redirect_uri,
+                "scope": " ".join(self.config.scopes),
+                "state": flow.state,
+                "nonce": flow.nonce,
+                "code_challenge": flow.challenge,
+                "code_challenge_method": "S256",
+            }
+        )
+        separator = "&" if urlsplit(metadata.authorization_endpoint).query else "?"
+        return f"{metadata.authorization_endpoint}{separator}{query}"
+
+    async def finish(self, flow: Flow, params: Mapping[str, str]) -> Identity:
+        """The identity behind the provider's redirect back, ``params`` being its query."""
+        metadata = await self.metadata()
+        issuer = params.get("iss")
+        if (issuer is not None and issuer != metadata.issuer) or (issuer is None and metadata.iss_parameter):
+            raise LoginRefused("issuer_mismatch")
+        if "error" in params:
+            raise LoginRefused("provider_refused")
+        code = params.get("code")
+        if not code or len(code) > 2048:
+            raise LoginRefused("code_missing")
+        id_token = await self._redeem(metadata, flow, code)
+        claims = await self.verify_id_token(id_token, flow.nonce)
+        subject = claims.get(self.config.subject_claim)
+        if not isinstance(subject, str) or not 0 < len(subject) <= 200:
+            raise TokenError("subject_claim_missing")
+        return Identity(subject)
+
+    async def _redeem(self, metadata: ProviderMetadata, flow: Flow, code: str) -> str:
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": self.config.redirect_uri,
+            "code_verifier": flow.verifier,
+        }
+        headers: dict[str, str] = {}
+        if self.config.client_key is not None:
+            form["client_id"] = self.config.client_id
+            form["client_assertion_type"] = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+            form["client_assertion"] = self._client_assertion(metadata)
+        else:
+            headers["Authorization"] = _basic_auth(self.config.client_id, self.config.client_secret or "")
+        answer = await self._fetch_json("POST", metadata.token_endpoint, "token", data=form, headers=headers)
+        id_token = answer.get("id_token")
+        if not isinstance(id_token, str) or not id_token:
+            raise ProviderError("token_no_id_token")
+        return id_token
+
+    def _client_assertion(self, metadata: ProviderMetadata) -> str:
+        """``private_key_jwt`` (RFC 7523): one-use, 60 seconds, audience the issuer."""
+        assert self.config.client_key is not None
+        key = self.config.client_key
+        now = int(self._now())
+        header = {"alg": key.alg or ("RS256" if key.key_type == "RSA" else "ES256"), "typ": "JWT"}
+        if key.kid:
+            header["kid"] = key.kid
+        claims = {
+            "iss": self.config.client_id,
+            "sub": self.config.client_id,
+            "aud": metadata.issuer,
+            "jti": secrets.token_urlsafe(24),
+            "iat": now,
+            "nbf": now,
+            "exp": now + 60,
+        }
+        return jwt.encode(header, claims, key)
+
+    # -- ID token
+
+    async def verify_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
+        """OIDC Core §3.1.3.7; returns the claims."""
+        metadata = await self.metadata()
+        algorithms = sorted(metadata.signing_algorithms)
+        try:
+            try:
+                token = jwt.decode(id_token, await self.keys(), algorithms=algorithms)
+            except InvalidKeyIdError:
+                # The provider may have rotated its keys: look again (rate-limited), once.
+                token = jwt.decode(id_token, await self.keys(refresh=True), algorithms=algorithms)
+        except InvalidKeyIdError:
+            raise TokenError("unknown_key") from None
+        except (JoseError, ValueError, TypeError, KeyError):
+            raise TokenError("bad_signature") from None
+        claims = token.claims
+        now = self._now()
+        if claims.get("iss") != metadata.issuer:
+            raise TokenError("wrong_issuer")
+        audience = claims.get("aud")
+        if audience != self.config.client_id and audience != [self.config.client_id]:
+            # Only us: a token also meant for another party is not accepted.
+            raise TokenError("wrong_audience")
+        if "azp" in claims and claims["azp"] != self.config.client_id:
+            raise TokenError("wrong_audience")
+        exp, iat, nbf = (_time(claims, name) for name in ("exp", "iat", "nbf"))
+        if exp <= now - CLOCK_SKEW_SECONDS:
+            raise TokenError("expired")
+        if iat > now + CLOCK_SKEW_SECONDS or iat < now - FLOW_TTL_SECONDS - CLOCK_SKEW_SECONDS:
+            raise TokenError("bad_issued_at")
+        if nbf > now + CLOCK_SKEW_SECONDS:
+            raise TokenError("not_yet_valid")
+        given = claims.get("nonce")
+        if not isinstance(given, str) or not hmac.compare_digest(given.encode(), nonce.encode()):
+            raise TokenError("wrong_nonce")
+        if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+            raise TokenError("subject_claim_missing")
+        return claims
+
+    # -- cached provider documents
+
+    async def metadata(self) -> ProviderMetadata:
+        if self._metadata is not None and self._now() - self._metadata_at < DISCOVERY_TTL_SECONDS:
+            return self._metadata
+        async with self._lock:
+            if self._metadata is None or self._now() - self._metadata_at >= DISCOVERY_TTL_SECONDS:
+                url = self.config.issuer.rstrip("/") + "/.well-known/openid-configuration"
+                doc = await self._fetch_json("GET", url, "discovery")
+                self._metadata = ProviderMetadata.from_document(doc, self.config.issuer)
+                self._metadata_at = self._now()
+        return self._metadata
+
+    async def keys(self, *, refresh: bool = False) -> KeySet:
+        metadata = await self.metadata()
+        async with self._lock:
+            stale = refresh and self._now() - self._keys_at >= self.jwks_min_refresh_seconds
+            if self._keys is None or stale:
+                doc = await self._fetch_json("GET", metadata.jwks_uri, "jwks")
+                try:
+                    signing = [k for k in doc["keys"] if isinstance(k, dict) and k.get("use", "sig") == "sig"]
+                    self._keys = KeySet.import_key_set({"keys": signing})
+                except (JoseError, ValueError, TypeError, KeyError):
+                    raise ProviderError("jwks_invalid") from None
+                self._keys_at = self._now()
+            return self._keys
+
+    async def _fetch_json(self, method: str, url: str, what: str, **kwargs: Any) -> dict[str, Any]:
+        if self._http is None:
+            raise RuntimeError("OidcClient not started")
+        try:
+            async with self._http.request(method, url, allow_redirects=False, **kwargs) as response:
+                body = await response.content.read(MAX_RESPONSE_BYTES + 1)
+                status = response.status
+        except (TimeoutError, aiohttp.ClientError):
+            raise ProviderError(f"{what}_unreachable") from None
+        if what == "token" and status in (400, 401):
+            # RFC 6749 §5.2: the code, verifier, redirect URI or our credentials were refused.
+            raise LoginRefused("token_refused")
+        if status != 200:
+            raise ProviderError(f"{what}_status")
+        if len(body) > MAX_RESPONSE_BYTES:
+            raise ProviderError(f"{what}_too_large")
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise ProviderError(f"{what}_invalid") from None
+        if not isinstance(doc, dict):
+            raise ProviderError(f"{what}_invalid")
+        return doc
+
+
+def _time(claims: Mapping[str, Any], name: str) -> float:
+    """A NumericDate claim; ``nbf`` is optional, ``exp`` and ``iat`` are not."""
+    value = claims.get(name, 0 if name == "nbf" else None)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise TokenError("bad_times")
+    return float(value)
+
+
+def _basic_auth(client_id: str, secret: str) -> str:
+    # RFC 6749 §2.3.1: each part form-urlencoded before base64.
+    pair = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
+    return "Basic " + base64.b64encode(pair).decode()
