@@ -50,6 +50,7 @@ from .records.patients import Patients
 from .records.session_log import SessionLog
 from .records.snapshots import Snapshots
 from .storage.blobs import BlobStore
+from .storage.intents import Intents
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
@@ -130,7 +131,7 @@ def create_app(settings: Settings) -> web.Application:
         db,
         keyring,
         BlobStore(settings.blob_dir),
-        settings.instance_name,
+        Intents(settings.intent_dir, settings.instance_name),
         max_bytes=settings.snapshot_max_bytes,
         max_pixels=settings.snapshot_max_pixels,
     )

@@ -150,6 +150,10 @@ class Settings(BaseSettings):
         return self.data_dir / "blobs"
 
     @property
+    def intent_dir(self) -> Path:
+        return self.data_dir / "intents"
+
+    @property
     def cookie_secure(self) -> bool:
         return self.base_url.startswith("https://")
 

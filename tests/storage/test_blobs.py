@@ -64,15 +64,15 @@ def test_put_get_delete(store: BlobStore) -> None:
     assert caught.value.code == "blob_not_found"
 
 
-def test_layout_is_two_shard_levels_private_to_the_service(store: BlobStore, root: Path) -> None:
+def test_layout_is_one_shard_level_private_to_the_service(store: BlobStore, root: Path) -> None:
     key = new_key()
     store.put(key, b"x")
 
     path = blob_path(root, key)
 
-    shard1, shard2 = path.parent.parent.name, path.parent.name
-    assert path.parent.parent.parent == root
-    assert len(shard1) == len(shard2) == 2
+    assert path.parent.parent == root
+    assert len(path.parent.name) == 2
+    assert sorted(p.name for p in root.iterdir()) == [f"{i:02x}" for i in range(256)]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
@@ -116,7 +116,7 @@ def test_keys_that_are_not_opaque_ids_are_refused(store: BlobStore, root: Path, 
             call()
         assert key not in str(caught.value) or not key
 
-    assert not root.exists()
+    assert files_under(root.parent) == []
 
 
 def test_key_of_the_wrong_type_is_refused(store: BlobStore) -> None:
@@ -151,8 +151,8 @@ def test_put_fsyncs_the_data_before_publishing_and_the_directory_after(
     assert events[-1] == ("fsync", blob.parent.stat().st_ino)
 
 
-def test_put_into_new_shards_makes_their_entries_durable(
-    store: BlobStore, root: Path, monkeypatch: pytest.MonkeyPatch
+def test_opening_a_store_makes_its_shards_durable_and_puts_fsync_only_their_shard(
+    root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     synced: list[int] = []
     real_fsync = os.fsync
@@ -162,13 +162,15 @@ def test_put_into_new_shards_makes_their_entries_durable(
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", recording_fsync)
+    store = BlobStore(root)
+    assert root.parent.stat().st_ino in synced and root.stat().st_ino in synced
+    synced.clear()
     key = new_key()
 
     store.put(key, b"payload")
 
-    leaf = blob_path(root, key).parent
-    for directory in (root.parent, root, leaf.parent, leaf):
-        assert directory.stat().st_ino in synced
+    shard = blob_path(root, key).parent
+    assert synced == [blob_path(root, key).stat().st_ino, shard.stat().st_ino]
 
 
 def test_crash_before_publishing_leaves_no_blob(

@@ -246,8 +246,8 @@ class Consent(Base):
 
 
 class Snapshot(Base):
-    """A still image of the wound. Image and thumbnail are sealed blobs; annotations and the
-    measurement are sealed JSON. Only non-identifying facts are plain columns."""
+    """A still image of the wound: the image a sealed blob, the thumbnail, annotations and
+    measurement sealed in the row. Only non-identifying facts are plain columns."""
 
     __tablename__ = "snapshots"
 
@@ -263,9 +263,10 @@ class Snapshot(Base):
     height: Mapped[int]
     size: Mapped[int]
     blob_key: Mapped[str] = mapped_column(String(64), unique=True)
-    thumb_key: Mapped[str] = mapped_column(String(64), unique=True)
+    thumb_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    """The thumbnail (tens of kB) lives in the row: one blob write less per snapshot."""
     key_id: Mapped[str] = mapped_column(String(40), index=True)
-    """The data key sealing the blobs, so rotation finds what to re-encrypt."""
+    """The data key sealing image and thumbnail, so rotation finds what to re-encrypt."""
     annotations_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     annotated_at: Mapped[datetime | None] = mapped_column(default=None)
 
@@ -292,14 +293,3 @@ class Assessment(Base):
     signed_by: Mapped[str | None] = mapped_column(String(80), default=None)
 
 
-
-class PendingBlob(Base):
-    """A blob being written whose row is not committed yet. Removed in the same transaction
-    that commits the row; what an instance finds of its own after a crash is garbage."""
-
-    __tablename__ = "pending_blobs"
-
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    owner: Mapped[str] = mapped_column(String(200), index=True)
-    """The instance writing it (``Settings.instance``)."""
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,27 +1,29 @@
-"""Wound snapshots: checked, stripped of metadata, sealed, stored as blobs with a row.
+"""Wound snapshots: checked, stripped of metadata, sealed, stored as a blob with a row.
 
-An upload is stored in three steps: a ``pending_blobs`` row naming its two blobs (committed
-first), the sealed blobs (atomic writes), then the snapshot row in the same transaction that
-deletes the pending row. A crash at any point leaves either a complete snapshot or pending
-blobs of this instance, which :meth:`Snapshots.recover` removes at the next start.
+An upload is stored in three steps: an intent naming its blob (``woundcare.storage.intents``),
+the sealed blob (an atomic, fsynced write), then the snapshot row (one transaction; the
+thumbnail is sealed into the row). A crash at any point leaves either a complete snapshot or
+an intent of this instance, whose blob :meth:`Snapshots.recover` removes at the next start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import orjson
-from sqlalchemy import ColumnElement, delete, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import insert as sa_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..crypto import Binding, Keyring, key_id_of
 from ..db.database import Database
-from ..db.models import PendingBlob, Snapshot
+from ..db.models import Snapshot
 from ..storage.blobs import BlobStore
+from ..storage.intents import Intents
 from .images import CleanImage, clean_image
 from .measurement import Annotations
 
@@ -30,7 +32,7 @@ THUMB_KIND = "snapshot_thumbnail"
 ANNOTATIONS_KIND = "snapshot_annotations"
 
 _STALE = timedelta(hours=1)
-"""Pending blobs of another instance older than this are its crash leftovers."""
+"""A blob without a row older than this is no write in flight, but a leftover."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +69,12 @@ def _blob_key() -> str:
 
 class Snapshots:
     def __init__(
-        self, db: Database, keyring: Keyring, blobs: BlobStore, instance: str, *, max_bytes: int, max_pixels: int
+        self, db: Database, keyring: Keyring, blobs: BlobStore, intents: Intents, *, max_bytes: int, max_pixels: int
     ) -> None:
         self._db = db
         self._keyring = keyring
         self._blobs = blobs
-        self._instance = instance
+        self._intents = intents
         self._max_bytes = max_bytes
         self._max_pixels = max_pixels
 
@@ -89,30 +91,34 @@ class Snapshots:
         clean: CleanImage = await asyncio.to_thread(
             clean_image, data, max_bytes=self._max_bytes, max_pixels=self._max_pixels
         )
-        row = Snapshot(
-            id=secrets.token_urlsafe(12),
-            consultation_id=consultation_id,
-            region_id=region_id,
-            patient_id=patient_id,
-            taken_at=datetime.now(UTC),
-            taken_by=taken_by,
-            request_id=request_id,
-            media_type=clean.media_type.value,
-            width=clean.width,
-            height=clean.height,
-            size=len(clean.data),
-            blob_key=_blob_key(),
-            thumb_key=_blob_key(),
+        snapshot_id = secrets.token_urlsafe(12)
+        image = await self._keyring.seal(Binding(region_id, IMAGE_KIND, snapshot_id), clean.data)
+        row = {
+            "id": snapshot_id,
+            "consultation_id": consultation_id,
+            "region_id": region_id,
+            "patient_id": patient_id,
+            "taken_at": datetime.now(UTC),
+            "taken_by": taken_by,
+            "request_id": request_id,
+            "media_type": clean.media_type.value,
+            "width": clean.width,
+            "height": clean.height,
+            "size": len(clean.data),
+            "blob_key": _blob_key(),
+            "thumb_sealed": await self._keyring.seal(Binding(region_id, THUMB_KIND, snapshot_id), clean.thumbnail),
+            "key_id": key_id_of(image),
+        }
+
+        async def insert(connection: AsyncConnection) -> None:
+            # Core, not the ORM: this is the hot path of every upload.
+            await connection.execute(sa_insert(Snapshot).values(row))
+
+        await self._write_blob(row["blob_key"], image, insert)
+        return SnapshotView(
+            snapshot_id, consultation_id, row["taken_at"], taken_by, request_id,
+            row["media_type"], clean.width, clean.height, None,
         )
-        image = await self._keyring.seal(Binding(region_id, IMAGE_KIND, row.id), clean.data)
-        thumb = await self._keyring.seal(Binding(region_id, THUMB_KIND, row.id), clean.thumbnail)
-        row.key_id = key_id_of(image)
-
-        async def insert(session: AsyncSession) -> None:
-            session.add(row)
-
-        await self._write_blobs({row.blob_key: image, row.thumb_key: thumb}, insert)
-        return _view(row, None)
 
     async def reseal_blobs(self, snapshot_id: str) -> None:
         """Move a snapshot's image and thumbnail under the region's current key, as new
@@ -120,72 +126,63 @@ class Snapshots:
         row = await self.get(snapshot_id)
         if row is None:
             return
-        old = (row.blob_key, row.thumb_key)
-        image, thumb = await asyncio.to_thread(lambda: [self._blobs.get(key) for key in old])
-        image = await self._keyring.reseal(Binding(row.region_id, IMAGE_KIND, row.id), image)
-        thumb = await self._keyring.reseal(Binding(row.region_id, THUMB_KIND, row.id), thumb)
-        new = (_blob_key(), _blob_key())
+        old = row.blob_key
+        image = await self._keyring.reseal(
+            Binding(row.region_id, IMAGE_KIND, row.id), await asyncio.to_thread(self._blobs.get, old)
+        )
+        thumb = await self._keyring.reseal(Binding(row.region_id, THUMB_KIND, row.id), row.thumb_sealed)
+        new = _blob_key()
 
-        async def repoint(session: AsyncSession) -> None:
-            result = await session.execute(
+        async def repoint(connection: AsyncConnection) -> None:
+            result = await connection.execute(
                 update(Snapshot)
-                .where(Snapshot.id == row.id, Snapshot.blob_key == old[0])
-                .values(blob_key=new[0], thumb_key=new[1], key_id=key_id_of(image))
+                .where(Snapshot.id == row.id, Snapshot.blob_key == old)
+                .values(blob_key=new, thumb_sealed=thumb, key_id=key_id_of(image))
             )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
+            if result.rowcount != 1:
                 raise RuntimeError("snapshot changed during re-encryption")
 
-        await self._write_blobs({new[0]: image, new[1]: thumb}, repoint)
-        await asyncio.to_thread(self._delete_blobs, old)
+        await self._write_blob(new, image, repoint)
+        await asyncio.to_thread(self._blobs.delete, old)
 
-    async def _write_blobs(
-        self, blobs: dict[str, bytes], commit: Callable[[AsyncSession], Awaitable[None]]
+    async def _write_blob(
+        self, key: str, sealed: bytes, commit: Callable[[AsyncConnection], Awaitable[None]]
     ) -> None:
-        """Write sealed blobs and commit the row that refers to them, crash-safely: pending
-        rows first, then the blobs, then the row with the pending rows deleted."""
-        keys = tuple(blobs)
-        async with self._db.sessions() as session, session.begin():
-            session.add_all(PendingBlob(key=key, owner=self._instance) for key in keys)
+        """Write a sealed blob and commit the row that refers to it, crash-safely."""
+        await asyncio.to_thread(self._intend_and_put, key, sealed)
         try:
-            await asyncio.to_thread(self._put_all, blobs)
-            async with self._db.sessions() as session, session.begin():
-                await commit(session)
-                await session.execute(delete(PendingBlob).where(PendingBlob.key.in_(keys)))
+            async with self._db.engine.begin() as connection:
+                await commit(connection)
         except BaseException:
-            await asyncio.shield(self._discard(keys))
+            await asyncio.shield(asyncio.to_thread(self._discard, key))
+            raise
+        self._intents.remove((key,))
+
+    def _intend_and_put(self, key: str, sealed: bytes) -> None:
+        self._intents.add((key,))
+        try:
+            self._blobs.put(key, sealed)
+        except BaseException:
+            self._intents.remove((key,))
             raise
 
-    def _put_all(self, blobs: dict[str, bytes]) -> None:
-        for key, sealed in blobs.items():
-            self._blobs.put(key, sealed)
-
-    def _delete_blobs(self, keys: Sequence[str]) -> int:
-        return sum(self._blobs.delete(key) for key in keys)
-
-    async def _discard(self, keys: tuple[str, ...]) -> None:
-        await asyncio.to_thread(self._delete_blobs, keys)
-        async with self._db.sessions() as session, session.begin():
-            await session.execute(delete(PendingBlob).where(PendingBlob.key.in_(keys)))
+    def _discard(self, key: str) -> None:
+        self._blobs.delete(key)
+        self._intents.remove((key,))
 
     async def recover(self) -> int:
-        """At start-up: remove this instance's unfinished uploads, and any instance's stale
-        ones; then sweep blobs no row knows. Returns the number of blobs removed."""
-        cutoff = datetime.now(UTC) - _STALE
-        async with self._db.sessions() as session, session.begin():
-            pending = (
-                await session.scalars(
-                    select(PendingBlob.key).where(
-                        (PendingBlob.owner == self._instance) | (PendingBlob.created_at < cutoff)
-                    )
-                )
-            ).all()
-        removed = await asyncio.to_thread(self._delete_blobs, pending)
-        async with self._db.sessions() as session, session.begin():
-            await session.execute(delete(PendingBlob).where(PendingBlob.key.in_(pending)))
+        """At start-up: remove the blobs of this instance's unfinished writes, then sweep
+        blobs that no row knows and that are old enough not to be anyone's write in flight.
+        Returns the number of blobs removed."""
+        async with self._db.sessions() as session:
             known = set((await session.scalars(select(Snapshot.blob_key))).all())
-            known |= set((await session.scalars(select(Snapshot.thumb_key))).all())
-            known |= set((await session.scalars(select(PendingBlob.key))).all())
-        swept = await asyncio.to_thread(self._blobs.sweep, known, older_than=_STALE.total_seconds())
+        return await asyncio.to_thread(self._recover, known)
+
+    def _recover(self, known: set[str]) -> int:
+        unfinished = self._intents.list()
+        removed = sum(self._blobs.delete(key) for key in unfinished if key not in known)
+        self._intents.remove(unfinished)
+        swept = self._blobs.sweep(known, older_than=_STALE.total_seconds())
         return removed + len(swept.removed_blobs)
 
     async def get(self, snapshot_id: str) -> Snapshot | None:
@@ -204,9 +201,10 @@ class Snapshots:
         return [_view(row, await self._annotations(row)) for row in rows]
 
     async def image(self, row: Snapshot, thumbnail: bool = False) -> bytes:
-        key, kind = (row.thumb_key, THUMB_KIND) if thumbnail else (row.blob_key, IMAGE_KIND)
-        sealed = await asyncio.to_thread(self._blobs.get, key)
-        return await self._keyring.open(Binding(row.region_id, kind, row.id), sealed)
+        if thumbnail:
+            return await self._keyring.open(Binding(row.region_id, THUMB_KIND, row.id), row.thumb_sealed)
+        sealed = await asyncio.to_thread(self._blobs.get, row.blob_key)
+        return await self._keyring.open(Binding(row.region_id, IMAGE_KIND, row.id), sealed)
 
     async def annotate(self, row: Snapshot, annotations: Annotations) -> SnapshotView:
         sealed = await self._keyring.seal(

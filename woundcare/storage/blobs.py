@@ -1,8 +1,10 @@
 """Blobs on local disk: one file per opaque key, published atomically and durably.
 
-Layout: ``root/ab/cd/<key>``, where ``ab`` and ``cd`` are the first four hex digits of the
-key's SHA-256. Hashing spreads time-ordered ids (ULID, UUIDv7), whose prefixes repeat, evenly
-over at most 65,536 leaf directories.
+Layout: ``root/ab/<key>``, where ``ab`` is the first two hex digits of the key's SHA-256.
+Hashing spreads time-ordered ids (ULID, UUIDv7), whose prefixes repeat, evenly over 256
+shard directories, all made (and made durable) when the store is opened, so a put never pays
+for creating a directory. 256 shards hold millions of blobs on any filesystem with hashed
+directory indexes (ext4, XFS).
 
 A put writes ``.tmp-<random>`` in the leaf directory, fsyncs it, then hard-links it to the
 final name and removes the temporary name. ``os.link`` fails if the name exists, so two
@@ -84,11 +86,11 @@ class SweepResult:
 class BlobStore:
     def __init__(self, root: Path) -> None:
         self._root = root
+        self._make_shards()
 
     def put(self, key: str, data: bytes) -> None:
         """Store ``data`` under a new key; raises ``BlobExists`` if the key is taken."""
         final = self._path(key)
-        self._make_dirs(final.parent)
         temp = final.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
         try:
@@ -157,28 +159,33 @@ class BlobStore:
         if not isinstance(key, str) or not _is_key(key):
             raise InvalidBlobKey()
         digest = hashlib.sha256(key.encode("ascii")).hexdigest()
-        return self._root / digest[:2] / digest[2:4] / key
+        return self._root / digest[:2] / key
 
     def _is_blob(self, entry: os.DirEntry[str]) -> bool:
         """A final blob in its own shard; anything else in the tree is not ours to list."""
         return _is_key(entry.name) and self._path(entry.name) == Path(entry.path)
 
-    def _make_dirs(self, directory: Path) -> None:
+    def _make_shards(self) -> None:
+        if (self._root / "ff").is_dir():
+            return
         missing: list[Path] = []
+        directory = self._root
         while not directory.is_dir():
             missing.append(directory)
             directory = directory.parent
         for new in reversed(missing):
-            # exist_ok: a concurrent put may have made it; its entry must be durable either way.
             new.mkdir(mode=_DIR_MODE, exist_ok=True)
             _fsync_dir(new.parent)
+        for shard in range(256):
+            # exist_ok: another process may be opening the same store.
+            (self._root / f"{shard:02x}").mkdir(mode=_DIR_MODE, exist_ok=True)
+        _fsync_dir(self._root)
 
     def _files(self) -> Iterator[os.DirEntry[str]]:
-        """Regular files in the leaf directories."""
-        for level1 in _subdirs(self._root):
-            for level2 in _subdirs(Path(level1.path)):
-                with os.scandir(level2.path) as entries:
-                    yield from (e for e in entries if e.is_file(follow_symlinks=False))
+        """Regular files in the shard directories."""
+        for shard in _subdirs(self._root):
+            with os.scandir(shard.path) as entries:
+                yield from (e for e in entries if e.is_file(follow_symlinks=False))
 
 
 def _is_key(name: str) -> bool:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 21:31:03.024788
+Create Date: 2026-11-25 21:52:36.175014
 """
 
 from __future__ import annotations
@@ -210,7 +210,7 @@ def upgrade() -> None:
     sa.Column('height', sa.Integer(), nullable=False),
     sa.Column('size', sa.Integer(), nullable=False),
     sa.Column('blob_key', sa.String(length=64), nullable=False),
-    sa.Column('thumb_key', sa.String(length=64), nullable=False),
+    sa.Column('thumb_sealed', sa.LargeBinary(), nullable=False),
     sa.Column('key_id', sa.String(length=40), nullable=False),
     sa.Column('annotations_sealed', sa.LargeBinary(), nullable=True),
     sa.Column('annotated_at', woundcare.db.models.UTCDateTime(timezone=True), nullable=True),
@@ -218,8 +218,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], ),
     sa.ForeignKeyConstraint(['region_id'], ['regions.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('blob_key'),
-    sa.UniqueConstraint('thumb_key')
+    sa.UniqueConstraint('blob_key')
     )
     with op.batch_alter_table('snapshots', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_snapshots_consultation_id'), ['consultation_id'], unique=False)
