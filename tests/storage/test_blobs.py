@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import stat
@@ -263,3 +264,24 @@ def test_empty_store(store: BlobStore) -> None:
     assert list(store.keys()) == []
     assert store.sweep(set()) == SweepResult(removed_blobs=(), removed_temp=0)
     assert not store.exists(new_key())
+
+
+def test_delete_also_removes_what_a_put_cut_off_by_a_crash_left(store: BlobStore, root: Path) -> None:
+    key = new_key()
+    store.put(key, b"sealed")
+    final = blob_path(root, key)
+    leftover = final.with_name(TEMP_PREFIX + key)
+    os.link(final, leftover)  # a put killed between link and unlink leaves this
+
+    assert store.delete(key) is True
+    assert files_under(root) == []
+
+
+def test_a_put_of_a_key_already_in_flight_is_refused(store: BlobStore, root: Path) -> None:
+    key = new_key()
+    shard = root / hashlib.sha256(key.encode()).hexdigest()[:2]
+    (shard / (TEMP_PREFIX + key)).write_bytes(b"in flight")
+
+    with pytest.raises(BlobExists):
+        store.put(key, b"second")
+    assert not store.exists(key)

@@ -9,6 +9,7 @@ an intent of this instance, whose blob :meth:`Snapshots.recover` removes at the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -149,14 +150,21 @@ class Snapshots:
         self, key: str, sealed: bytes, commit: Callable[[AsyncConnection], Awaitable[None]]
     ) -> None:
         """Write a sealed blob and commit the row that refers to it, crash-safely."""
-        await asyncio.to_thread(self._intend_and_put, key, sealed)
+        put = asyncio.ensure_future(asyncio.to_thread(self._intend_and_put, key, sealed))
         try:
+            await asyncio.shield(put)
             async with self._db.engine.begin() as connection:
                 await commit(connection)
         except BaseException:
-            await asyncio.shield(asyncio.to_thread(self._discard, key))
+            await asyncio.shield(self._abandon(put, key))
             raise
         self._intents.remove((key,))
+
+    async def _abandon(self, put: asyncio.Future[None], key: str) -> None:
+        # A cancelled request does not stop its thread: let the write end, then undo it.
+        with contextlib.suppress(Exception):
+            await put
+        await asyncio.to_thread(self._discard, key)
 
     def _intend_and_put(self, key: str, sealed: bytes) -> None:
         self._intents.add((key,))

@@ -6,7 +6,7 @@ shard directories, all made (and made durable) when the store is opened, so a pu
 for creating a directory. 256 shards hold millions of blobs on any filesystem with hashed
 directory indexes (ext4, XFS).
 
-A put writes ``.tmp-<random>`` in the leaf directory, fsyncs it, then hard-links it to the
+A put writes ``.tmp-<key>`` in the shard directory, fsyncs it, then hard-links it to the
 final name and removes the temporary name. ``os.link`` fails if the name exists, so two
 writers of one key cannot overwrite each other, which ``os.replace`` after an existence check
 would allow. A crash leaves at most a ``.tmp-`` file: ``keys()`` never lists it and
@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -91,8 +90,12 @@ class BlobStore:
     def put(self, key: str, data: bytes) -> None:
         """Store ``data`` under a new key; raises ``BlobExists`` if the key is taken."""
         final = self._path(key)
-        temp = final.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
+        # Named for the key, so ``delete`` also removes what a put cut off by a crash left.
+        temp = _temp_of(final)
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
+        except FileExistsError:
+            raise BlobExists(key) from None
         try:
             with open(fd, "wb") as file:
                 file.write(data)
@@ -113,15 +116,14 @@ class BlobStore:
             raise BlobNotFound(key) from None
 
     def delete(self, key: str) -> bool:
-        """Remove a blob; False if it was not stored."""
+        """Remove a blob, and the temporary file a put of it cut off by a crash may have left;
+        False if the blob was not stored."""
         path = self._path(key)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return False
-        # Erasing a health record must survive a crash too.
-        _fsync_dir(path.parent)
-        return True
+        removed = _unlink(str(path))
+        if _unlink(str(_temp_of(path))) or removed:
+            # Erasing a health record must survive a crash too.
+            _fsync_dir(path.parent)
+        return removed
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -198,6 +200,10 @@ def _subdirs(directory: Path) -> list[os.DirEntry[str]]:
             return [e for e in entries if e.is_dir(follow_symlinks=False)]
     except FileNotFoundError:
         return []
+
+
+def _temp_of(final: Path) -> Path:
+    return final.with_name(TEMP_PREFIX + final.name)
 
 
 def _unlink(path: str) -> bool:
