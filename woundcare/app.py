@@ -12,7 +12,19 @@ from aiohttp import web
 import signaling.handler
 from signaling.limits import Limits
 
-from .api import assessments, consents, consultations, devices, ice, oidc, patients, regions, session, snapshots
+from .api import (
+    assessments,
+    consents,
+    consultations,
+    devices,
+    ice,
+    oidc,
+    patients,
+    quality,
+    regions,
+    session,
+    snapshots,
+)
 from .api.errors import error_middleware
 from .api.guard import guard_middleware
 from .appkeys import (
@@ -26,6 +38,7 @@ from .appkeys import (
     KEYRING,
     LOGIN,
     PATIENTS,
+    QUALITY,
     SESSION_LOG,
     SESSIONS,
     SETTINGS,
@@ -47,6 +60,7 @@ from .records.assessments import Assessments
 from .records.consents import Consents
 from .records.consultations import Consultations
 from .records.patients import Patients
+from .records.quality import Quality
 from .records.session_log import SessionLog
 from .records.snapshots import Snapshots
 from .storage.blobs import BlobStore
@@ -126,6 +140,7 @@ def create_app(settings: Settings) -> web.Application:
     app[PATIENTS] = Patients(db, keyring)
     app[CONSULTATIONS] = Consultations(db)
     app[CONSENTS] = Consents(db)
+    app[QUALITY] = Quality(db)
     app[ASSESSMENTS] = Assessments(db, keyring)
     app[SNAPSHOTS] = Snapshots(
         db,
@@ -143,6 +158,7 @@ def create_app(settings: Settings) -> web.Application:
         limits=limits_from(settings),
     )
     oidc.setup(app, settings, secret)
-    for module in (session, oidc, regions, ice, patients, consultations, consents, assessments, snapshots, devices):
+    api = (session, oidc, regions, ice, patients, consultations, consents, assessments, snapshots, quality, devices)
+    for module in api:
         app.add_routes(module.routes)
     return app

@@ -16,6 +16,7 @@ from .records.assessments import Assessments
 from .records.consents import Consents
 from .records.consultations import Consultations
 from .records.patients import Patients
+from .records.quality import Quality
 from .records.session_log import SessionLog
 from .records.snapshots import Snapshots
 
@@ -33,3 +34,4 @@ CONSULTATIONS = web.AppKey("consultations", Consultations)
 CONSENTS = web.AppKey("consents", Consents)
 ASSESSMENTS = web.AppKey("assessments", Assessments)
 SNAPSHOTS = web.AppKey("snapshots", Snapshots)
+QUALITY = web.AppKey("quality", Quality)

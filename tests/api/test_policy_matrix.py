@@ -142,6 +142,8 @@ async def attempt(world: World, route: str, client: ApiClient, region: str, role
         body = {"region": region, "user": f"nurse_{region}", "name": "cam"}
     elif route.endswith("/invitations"):
         body = {"name": "Tolk"}
+    elif route.endswith("/quality"):
+        body = {"direction": "receive", "bitrateKbps": 850.5, "lossPct": 1.2, "rttMs": 140, "fps": 29.7}
     elif route.endswith("/consents"):
         body = {"video": True, "snapshots": True}
     elif route == "PUT /api/consultations/{id}/assessment":

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from tests.api.client import ApiClient
 from tests.server import RunningServer
 from woundcare.appkeys import DATABASE
-from woundcare.db.models import Assessment, AuditEvent, Patient
+from woundcare.db.models import Assessment, AuditEvent, Patient, QualitySample
 from woundcare.db.models import Role as StaffRole
 
 PASSWORD = "records test password"
@@ -136,3 +136,18 @@ async def test_swapped_or_moved_ciphertexts_are_audited_integrity_errors(visit: 
         rows = (await session.scalars(select(AuditEvent).where(AuditEvent.outcome == "integrity_error"))).all()
     assert rows and all(r.resource and r.resource.startswith("patient:") for r in rows)
     await other.close()
+
+
+async def test_quality_samples_are_validated_and_stored(visit: Visit) -> None:
+    path = f"/api/consultations/{visit.consultation}/quality"
+    sample = {"direction": "receive", "bitrateKbps": 640.0, "lossPct": 3.5, "rttMs": 180, "fps": 24, "width": 640,
+              "height": 480}
+    await visit.specialist.json("POST", path, expect=204, json=sample)
+    await visit.nurse.json("POST", path, expect=204, json={"direction": "send", "bitrateKbps": 700})
+    for bad in ({"direction": "sideways"}, {"direction": "send", "lossPct": 140}, {"direction": "send", "rttMs": "x"},
+                {"direction": "send", "jitter": 3}):
+        error = await visit.nurse.json("POST", path, expect=400, json=bad)
+        assert error["error"]["code"] == "bad_sample"
+    async with visit.server.app[DATABASE].sessions() as session:
+        rows = (await session.scalars(select(QualitySample).order_by(QualitySample.id))).all()
+    assert [(r.role, r.direction, r.loss_pct) for r in rows] == [("specialist", "receive", 3.5), ("nurse", "send", None)]

@@ -35,6 +35,8 @@ class Action(str, enum.Enum):
     ASSESSMENT_READ = "assessment.read"
     ASSESSMENT_WRITE = "assessment.write"
     ASSESSMENT_SIGN = "assessment.sign"
+    QUALITY_REPORT = "quality.report"
+    """Call-quality samples from the clients, for the pilot's figures."""
     TIMELINE_READ = "timeline.read"
     """A patient's wounds over time: consultations, snapshots, measurements."""
     DEVICE_ISSUE = "device.issue"
@@ -63,6 +65,7 @@ RULES: Mapping[Action, frozenset[Role]] = {
     Action.ASSESSMENT_READ: frozenset({_N, _S}),
     Action.ASSESSMENT_WRITE: frozenset({_S}),
     Action.ASSESSMENT_SIGN: frozenset({_S}),
+    Action.QUALITY_REPORT: frozenset({_N, _S}),
     Action.TIMELINE_READ: frozenset({_N, _S}),
     Action.DEVICE_ISSUE: frozenset({_A}),
     Action.DEVICE_REVOKE: frozenset({_A}),
@@ -82,6 +85,7 @@ DEVICE_ACTIONS: frozenset[Action] = frozenset(
         Action.CONSENT_RECORD,
         Action.SNAPSHOT_UPLOAD,
         Action.SNAPSHOT_READ,
+        Action.QUALITY_REPORT,
     }
 )
 """A head-camera device acts for its nurse in its one region, and only for the call."""

@@ -293,3 +293,24 @@ class Assessment(Base):
     signed_by: Mapped[str | None] = mapped_column(String(80), default=None)
 
 
+
+
+class QualitySample(Base):
+    """Call quality as a participant's browser or camera measured it (WebRTC getStats),
+    sent every few seconds: for the pilot's figures on rural networks."""
+
+    __tablename__ = "quality_samples"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    consultation_id: Mapped[str] = mapped_column(ForeignKey("consultations.id"), index=True)
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    role: Mapped[str] = mapped_column(String(20))
+    direction: Mapped[str] = mapped_column(String(10))
+    """send or receive"""
+    bitrate_kbps: Mapped[float | None]
+    loss_pct: Mapped[float | None]
+    rtt_ms: Mapped[float | None]
+    fps: Mapped[float | None]
+    width: Mapped[int | None]
+    height: Mapped[int | None]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 21:52:36.175014
+Create Date: 2026-11-25 22:04:41.861824
 """
 
 from __future__ import annotations
@@ -197,6 +197,27 @@ def upgrade() -> None:
     with op.batch_alter_table('consultation_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_consultation_events_consultation_id'), ['consultation_id'], unique=False)
 
+    op.create_table('quality_samples',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('consultation_id', sa.String(length=40), nullable=False),
+    sa.Column('region_id', sa.Integer(), nullable=False),
+    sa.Column('at', woundcare.db.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('role', sa.String(length=20), nullable=False),
+    sa.Column('direction', sa.String(length=10), nullable=False),
+    sa.Column('bitrate_kbps', sa.Double(), nullable=True),
+    sa.Column('loss_pct', sa.Double(), nullable=True),
+    sa.Column('rtt_ms', sa.Double(), nullable=True),
+    sa.Column('fps', sa.Double(), nullable=True),
+    sa.Column('width', sa.Integer(), nullable=True),
+    sa.Column('height', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['consultation_id'], ['consultations.id'], ),
+    sa.ForeignKeyConstraint(['region_id'], ['regions.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('quality_samples', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_quality_samples_consultation_id'), ['consultation_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_quality_samples_region_id'), ['region_id'], unique=False)
+
     op.create_table('snapshots',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('consultation_id', sa.String(length=40), nullable=False),
@@ -236,6 +257,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_snapshots_consultation_id'))
 
     op.drop_table('snapshots')
+    with op.batch_alter_table('quality_samples', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_quality_samples_region_id'))
+        batch_op.drop_index(batch_op.f('ix_quality_samples_consultation_id'))
+
+    op.drop_table('quality_samples')
     with op.batch_alter_table('consultation_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_consultation_events_consultation_id'))
 

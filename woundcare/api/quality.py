@@ -1,0 +1,28 @@
+"""``/api/consultations/{id}/quality``: clients report call quality every few seconds."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..appkeys import QUALITY
+from ..auth.policy import Action
+from ..records.quality import QualityError, Sample
+from .body import json_body
+from .consultations import visible_consultation
+from .errors import api_error
+from .guard import check, requires
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/api/consultations/{id}/quality")
+@requires(Action.QUALITY_REPORT)
+async def report_quality(request: web.Request) -> web.Response:
+    view = await visible_consultation(request, Action.QUALITY_REPORT)
+    try:
+        sample = Sample.from_json(await json_body(request))
+    except QualityError as exc:
+        raise api_error(400, "bad_sample", str(exc)) from None
+    role = check(request, Action.QUALITY_REPORT, view.region_id)
+    await request.config_dict[QUALITY].record(view.id, view.region_id, role.value, sample)
+    return web.Response(status=204)
