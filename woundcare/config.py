@@ -10,7 +10,7 @@ import os
 import secrets
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     turn_secret: SecretStr | None = None
     """coturn's ``static-auth-secret``."""
     turn_ttl_seconds: int = Field(3600, gt=0, le=86400)
+    ice_transport_policy: Literal["all", "relay"] = "all"
+    """``relay`` makes clients use TURN only (hides addresses; also how tests keep browsers on loopback)."""
 
     invitation_ttl_seconds: int = Field(8 * 3600, gt=0)
     grace_seconds: float = Field(60.0, gt=0)

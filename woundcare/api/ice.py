@@ -22,6 +22,10 @@ async def get_ice_servers(request: web.Request) -> web.Response:
         settings.stun_urls, settings.turn_urls, secret, actor(request).subject, settings.turn_ttl_seconds
     )
     return web.json_response(
-        {"iceServers": servers, "ttlSeconds": settings.turn_ttl_seconds},
+        {
+            "iceServers": servers,
+            "iceTransportPolicy": settings.ice_transport_policy,
+            "ttlSeconds": settings.turn_ttl_seconds,
+        },
         headers={"Cache-Control": "no-store"},
     )
