@@ -186,3 +186,26 @@ def _assert_no_secrets(tmp_path: Path, *secrets: str) -> None:
         text = " ".join(str(c) for c in columns if c is not None)
         for secret in secrets:
             assert secret not in text
+
+
+def test_audit_verify_names_the_first_edited_entry(cli: Any, tmp_path: Path) -> None:
+    for code in ("east", "west", "north"):
+        assert cli("region", "add", code, code.title())[0] == 0
+    code, out, _ = cli("audit", "verify")
+    assert code == 0 and "audit chain ok: 3 entries" in out
+
+    async def edit_second() -> None:
+        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'woundcare.db'}")
+        await db.start()
+        try:
+            async with db.sessions() as session, session.begin():
+                row = await session.scalar(select(AuditEvent).where(AuditEvent.seq == 2))
+                assert row is not None
+                row.outcome = "denied"
+        finally:
+            await db.stop()
+
+    asyncio.run(edit_second())
+    code, out, err = cli("audit", "verify")
+    assert code == 1
+    assert "seq 2" in out + err and "edited" in out + err
