@@ -1,0 +1,57 @@
+/**
+ * The nurse's camera: the back (outward-facing) camera at up to full HD by default, switching
+ * between cameras, and the torch where the camera has one.
+ */
+
+const SIZE = { width: { ideal: 1920 }, height: { ideal: 1080 } };
+
+/**
+ * The camera and the microphone.
+ * @param {string} [deviceId] a particular camera instead of the back one
+ */
+export function openCamera(deviceId) {
+  return navigator.mediaDevices.getUserMedia({
+    video: deviceId ? { deviceId: { exact: deviceId }, ...SIZE } : { facingMode: { ideal: 'environment' }, ...SIZE },
+    audio: { echoCancellation: true, noiseSuppression: true },
+  });
+}
+
+/** @returns {Promise<MediaDeviceInfo[]>} */
+export async function cameras() {
+  return (await navigator.mediaDevices.enumerateDevices()).filter((device) => device.kind === 'videoinput');
+}
+
+/**
+ * Replace the stream's video with the next camera's. The old camera is released first: many
+ * phones cannot run two cameras at once.
+ * @param {MediaStream} stream changed in place
+ * @returns {Promise<MediaStreamTrack>} the new video track
+ */
+export async function nextCamera(stream) {
+  const all = await cameras();
+  const old = stream.getVideoTracks()[0];
+  const index = all.findIndex((camera) => camera.deviceId === old.getSettings().deviceId);
+  const next = all[(index + 1) % all.length];
+  old.stop();
+  let fresh;
+  try {
+    fresh = await navigator.mediaDevices.getUserMedia({ video: { deviceId: { exact: next.deviceId }, ...SIZE } });
+  } catch {
+    fresh = await navigator.mediaDevices.getUserMedia({ video: { deviceId: { exact: old.getSettings().deviceId }, ...SIZE } });
+  }
+  const track = fresh.getVideoTracks()[0];
+  stream.removeTrack(old);
+  stream.addTrack(track);
+  return track;
+}
+
+/** @param {MediaStreamTrack} track */
+export function hasTorch(track) {
+  const capabilities = /** @type {MediaTrackCapabilities & {torch?: boolean}} */ (track.getCapabilities?.() ?? {});
+  return Boolean(capabilities.torch);
+}
+
+/** @param {MediaStreamTrack} track @param {boolean} on */
+export function setTorch(track, on) {
+  return track.applyConstraints(/** @type {MediaTrackConstraints} */ ({ advanced: [{ torch: on }] }));
+}

@@ -1,0 +1,228 @@
+/**
+ * The nurse's call: the camera offered to every viewer, their voices played back, mute,
+ * camera switch, torch, snapshots (asked for or taken by hand, kept in the outbox until
+ * uploaded), the earlier photo as an overlay to match the framing, quality, chat.
+ */
+
+import { getBlob, getJson, postJson } from './api.js';
+import { renderConnection, renderQuality } from './call-status.js';
+import { cameras, hasTorch, nextCamera, setTorch } from './camera.js';
+import { capturePhoto } from './capture.js';
+import { Chat } from './chat.js';
+import { birthDateOf, byId, h } from './dom.js';
+import { IceConfig } from './ice.js';
+import { setText } from './i18n.js';
+import { CameraPeers } from './peer.js';
+import { Participants } from './presence.js';
+import { QualityMonitor } from './quality.js';
+import { Signaling } from './signaling.js';
+import { SnapshotOutbox } from './snapshots-queue.js';
+
+/** How long the end button waits for the confirming second tap. */
+const CONFIRM_MS = 4000;
+const NOTICE_MS = 5000;
+
+/**
+ * @param {{consultation: {id: string}, patient: import('./nurse.js').Patient,
+ *   consents: {video: boolean, snapshots: boolean, recording: boolean}, stream: MediaStream}} call
+ */
+export async function runCall({ consultation, patient, consents, stream }) {
+  const id = consultation.id;
+  const video = /** @type {HTMLVideoElement} */ (byId('local-video'));
+  const status = byId('status');
+  const notice = byId('notice');
+  video.srcObject = stream;
+  byId('call').hidden = false;
+  byId('call-patient').textContent = `${patient.name ?? ''} (${birthDateOf(patient.nationalId)})`;
+
+  const signaling = new Signaling({
+    consultation: id,
+    role: 'nurse',
+    joinToken: async () => (await postJson(`/api/consultations/${id}/join-token`)).token,
+  });
+  const peers = new CameraPeers(signaling, stream, new IceConfig());
+  const participants = new Participants(/** @type {HTMLUListElement} */ (byId('participants')));
+  new Chat(/** @type {HTMLFormElement} */ (byId('chat-form')), /** @type {HTMLOListElement} */ (byId('chat-log')),
+    signaling, (from) => participants.nameOf(from));
+  const quality = new QualityMonitor({ consultation: id, direction: 'send', connections: () => peers.connections() });
+  const outbox = await SnapshotOutbox.open();
+
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let noticeTimer;
+  /** @param {string} key @param {Record<string, string | number>} [params] */
+  const tell = (key, params) => {
+    setText(notice, key, params);
+    clearTimeout(noticeTimer);
+    noticeTimer = setTimeout(() => { notice.textContent = ''; delete notice.dataset.i18n; }, NOTICE_MS);
+  };
+  const showState = () => renderConnection(status, signaling.state, peers.connected());
+
+  /** @param {import('./signaling.js').Participant[]} list */
+  const viewersIn = (list) => list.filter((p) => p.role !== 'nurse').map((p) => p.id);
+
+  signaling.addEventListener('joined', (event) => {
+    const frame = /** @type {CustomEvent} */ (event).detail;
+    participants.reset(frame);
+    const viewers = viewersIn(frame.peers);
+    if (frame.resumed) {
+      peers.resumed(viewers);
+    } else {
+      // A new participant id (first join, or the old place had expired): start every connection afresh.
+      peers.closeAll();
+      for (const viewer of viewers) peers.offerTo(viewer);
+    }
+  });
+  signaling.addEventListener('presence', (event) => {
+    const frame = /** @type {CustomEvent} */ (event).detail;
+    participants.update(frame);
+    if (frame.participant.role === 'nurse') return;
+    if (frame.state === 'joined' && !peers.has(frame.participant.id)) peers.offerTo(frame.participant.id);
+    else if (frame.state === 'left') {
+      peers.close(frame.participant.id);
+      document.getElementById(`voice-${frame.participant.id}`)?.remove();
+    }
+  });
+  signaling.addEventListener('answer', (event) => peers.answer(/** @type {CustomEvent} */ (event).detail));
+  signaling.addEventListener('candidate', (event) => peers.candidate(/** @type {CustomEvent} */ (event).detail));
+  signaling.addEventListener('ice_restart', (event) => peers.restart(/** @type {CustomEvent} */ (event).detail.from));
+  signaling.addEventListener('snapshot_request', (event) => {
+    tell('nurse.snapshot.requested');
+    takeSnapshot(/** @type {CustomEvent} */ (event).detail.id);
+  });
+  signaling.addEventListener('snapshot_stored', () => tell('nurse.snapshot.stored'));
+  signaling.addEventListener('state', () => {
+    participants.setOwnState(signaling.state === 'joined');
+    showState();
+    if (signaling.state === 'closed') finish(signaling.closeReason);
+  });
+  peers.addEventListener('mediastate', showState);
+  peers.addEventListener('remotestream', (event) => {
+    const { viewer, stream: voice } = /** @type {CustomEvent} */ (event).detail;
+    const audio = /** @type {HTMLAudioElement} */ (document.getElementById(`voice-${viewer}`)
+      ?? byId('voices').appendChild(h('audio', { id: `voice-${viewer}`, autoplay: '' })));
+    audio.srcObject = voice;
+  });
+  quality.addEventListener('sample', (event) => {
+    const { sample, level } = /** @type {CustomEvent} */ (event).detail;
+    renderQuality(byId('quality'), sample, level);
+  });
+
+  // --- snapshots ---------------------------------------------------------------------------
+  const showOutbox = async () => {
+    const waiting = await outbox.count();
+    if (waiting) setText(byId('outbox'), 'nurse.outbox.waiting', { count: waiting });
+    else byId('outbox').textContent = '';
+  };
+  outbox.addEventListener('change', showOutbox);
+  outbox.addEventListener('rejected', () => tell('nurse.outbox.rejected'));
+  showOutbox();
+  outbox.flush();
+
+  /** @param {string | null} request the specialist's request id, null when taken by hand */
+  async function takeSnapshot(request) {
+    if (!consents.snapshots) {
+      tell('nurse.snapshot.noConsent');
+      return;
+    }
+    const stage = byId('stage');
+    stage.classList.add('shutter');
+    setTimeout(() => stage.classList.remove('shutter'), 300);
+    try {
+      const blob = await capturePhoto(stream.getVideoTracks()[0], video);
+      await outbox.add({ consultation: id, request, blob, takenAt: Date.now() });
+    } catch {
+      tell('nurse.snapshot.failed');
+    }
+  }
+
+  // --- controls ----------------------------------------------------------------------------
+  const mute = byId('mute');
+  mute.addEventListener('click', () => {
+    const muted = mute.getAttribute('aria-pressed') !== 'true';
+    for (const track of stream.getAudioTracks()) track.enabled = !muted;
+    mute.setAttribute('aria-pressed', String(muted));
+    setText(mute, muted ? 'nurse.unmute' : 'nurse.mute');
+  });
+
+  const torch = byId('torch');
+  const offerTorch = () => {
+    torch.hidden = !hasTorch(stream.getVideoTracks()[0]);
+    torch.setAttribute('aria-pressed', 'false');
+  };
+  offerTorch();
+  torch.addEventListener('click', async () => {
+    const on = torch.getAttribute('aria-pressed') !== 'true';
+    await setTorch(stream.getVideoTracks()[0], on).catch(() => tell('nurse.torch.failed'));
+    torch.setAttribute('aria-pressed', String(on));
+  });
+
+  const switcher = byId('switch-camera');
+  switcher.hidden = (await cameras()).length < 2;
+  switcher.addEventListener('click', async () => {
+    try {
+      const track = await nextCamera(stream);
+      await peers.replaceVideoTrack(track);
+      video.srcObject = stream;
+      offerTorch();
+    } catch {
+      tell('nurse.error.camera');
+    }
+  });
+
+  byId('snapshot').addEventListener('click', () => takeSnapshot(null));
+
+  const overlay = /** @type {HTMLImageElement} */ (byId('overlay'));
+  const overlayToggle = byId('overlay-toggle');
+  overlayToggle.addEventListener('click', () => {
+    overlay.hidden = !overlay.hidden;
+    overlayToggle.setAttribute('aria-pressed', String(!overlay.hidden));
+  });
+  loadOverlay(patient.id, id, overlay).then((found) => { overlayToggle.hidden = !found; }, () => {});
+
+  const end = byId('end');
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let confirmTimer;
+  end.addEventListener('click', () => {
+    // Two taps: a gloved hand brushing the screen must not end a consultation.
+    if (end.dataset.armed !== 'true') {
+      end.dataset.armed = 'true';
+      setText(end, 'nurse.end.confirm');
+      confirmTimer = setTimeout(() => { end.dataset.armed = 'false'; setText(end, 'nurse.end'); }, CONFIRM_MS);
+      return;
+    }
+    clearTimeout(confirmTimer);
+    signaling.leave();
+  });
+
+  let finished = false;
+  /** @param {string} reason */
+  function finish(reason) {
+    if (finished) return;
+    finished = true;
+    quality.stop();
+    peers.closeAll();
+    for (const track of stream.getTracks()) track.stop();
+    byId('call').hidden = true;
+    byId('ended').hidden = false;
+    setText(byId('ended-reason'), ['ended', 'left'].includes(reason) ? `nurse.ended.${reason}` : 'nurse.ended.error');
+  }
+
+  signaling.start();
+  quality.start();
+  showState();
+}
+
+/**
+ * Show the patient's latest snapshot from an earlier consultation as the overlay.
+ * @param {string} patient
+ * @param {string} consultation this one, whose snapshots don't count
+ * @param {HTMLImageElement} overlay
+ * @returns {Promise<boolean>} whether there was one
+ */
+async function loadOverlay(patient, consultation, overlay) {
+  const { entries } = await getJson(`/api/patients/${encodeURIComponent(patient)}/timeline`);
+  const previous = entries.filter((/** @type {any} */ e) => e.kind === 'snapshot' && e.consultation !== consultation).at(-1);
+  if (!previous) return false;
+  overlay.src = URL.createObjectURL(await getBlob(`/api/snapshots/${previous.id}`));
+  return true;
+}

@@ -1,0 +1,35 @@
+/**
+ * What every signed-in page does first: translate itself, check the session (back to the login
+ * page without one, or without the role the page is for), show who is signed in, wire logout.
+ */
+
+import { ApiError, currentSession, logout } from './api.js';
+import { byId } from './dom.js';
+import { mountLanguageSwitch, translate } from './i18n.js';
+
+/**
+ * @param {'nurse' | 'specialist'} role
+ * @returns {Promise<import('./api.js').Me>}
+ */
+export async function startPage(role) {
+  translate();
+  mountLanguageSwitch(byId('language'));
+  let me;
+  try {
+    me = await currentSession();
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) location.replace('/');
+    throw error;
+  }
+  if (!me.regions.some((region) => region.roles.includes(role))) {
+    location.replace('/');
+    throw new Error(`not a ${role}`);
+  }
+  byId('user-name').textContent = me.user.name;
+  byId('logout').addEventListener('click', async () => {
+    await logout().catch(() => {});
+    location.replace('/');
+  });
+  return me;
+}
+

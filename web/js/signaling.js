@@ -1,0 +1,185 @@
+/**
+ * The /ws signaling socket (docs/protocol.md): join with a fresh join token, keep the latest
+ * resume token, and when the socket drops, reconnect with backoff and resume the same
+ * participant. Frames arrive as events named by their `type`; `state` events tell the page
+ * whether it is connecting, joined, reconnecting or closed.
+ */
+
+/** Close codes after which retrying with the same credentials cannot help (protocol §9). */
+const FINAL_CLOSE_CODES = new Set([1000, 4001, 4003, 4008, 4009]);
+const MAX_BACKOFF_MS = 8000;
+
+/**
+ * @typedef {'idle' | 'connecting' | 'joined' | 'reconnecting' | 'closed'} SignalingState
+ * @typedef {{id: string, role: string, name: string, state: string}} Participant
+ */
+
+export class Signaling extends EventTarget {
+  /** @type {SignalingState} */
+  state = 'idle';
+  /** Why the socket closed for good: an error code from the server, or `left`. */
+  closeReason = '';
+  /** @type {WebSocket | null} */
+  #ws = null;
+  /** @type {string | null} */
+  #resumeToken = null;
+  #graceMs = 60_000;
+  /** When the socket was lost; the grace window is counted from about then. */
+  #lostAt = 0;
+  #attempt = 0;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #retryTimer;
+  #leaving = false;
+  /** A fatal error frame came before the close; its code decides whether to retry. */
+  #fatal = '';
+
+  /**
+   * @param {{consultation: string, role: string, joinToken: () => Promise<string>}} options
+   *   joinToken: fetches a new signaling token (POST /api/consultations/{id}/join-token)
+   */
+  constructor({ consultation, role, joinToken }) {
+    super();
+    this.consultation = consultation;
+    this.role = role;
+    this.joinToken = joinToken;
+    this.url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+    // A lost network leaves the socket looking open until the server's ping times out (~30 s);
+    // drop it at once, so the page says "reconnecting" honestly and resumes when the network is back.
+    window.addEventListener('offline', () => this.#lose());
+    window.addEventListener('online', () => {
+      if (this.state === 'reconnecting') this.#retryNow();
+    });
+  }
+
+  start() {
+    this.#connect();
+  }
+
+  /**
+   * Send a frame if the socket is joined. Frames are not queued while reconnecting: the
+   * protocol has no delivery guarantee anyway, and callers renegotiate after a resume.
+   * @param {Record<string, unknown>} frame
+   * @returns {boolean} whether it was sent
+   */
+  send(frame) {
+    if (this.state !== 'joined' || this.#ws?.readyState !== WebSocket.OPEN) return false;
+    this.#ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  /** Leave the room for good (closing the socket alone would only count as a drop). */
+  leave() {
+    this.#leaving = true;
+    clearTimeout(this.#retryTimer);
+    if (!this.send({ type: 'leave' })) this.#ws?.close(1000);
+    this.#finish('left');
+  }
+
+  async #connect() {
+    if (this.state === 'idle') this.#setState('connecting');
+    /** @type {Record<string, string>} */
+    let credential;
+    if (this.#resumeToken) {
+      credential = { resume: this.#resumeToken };
+    } else {
+      try {
+        credential = { token: await this.joinToken() };
+      } catch (error) {
+        if (/** @type {{status?: number}} */ (error).status === 409) return this.#finish('ended');
+        return this.#scheduleRetry();
+      }
+    }
+    if (this.#leaving) return;
+    const ws = new WebSocket(this.url);
+    this.#ws = ws;
+    ws.addEventListener('open', () => {
+      ws.send(JSON.stringify({ type: 'join', v: 1, consultation: this.consultation, role: this.role, ...credential }));
+    });
+    ws.addEventListener('message', (event) => {
+      if (ws === this.#ws) this.#receive(ws, JSON.parse(event.data));
+    });
+    ws.addEventListener('close', (event) => {
+      if (ws === this.#ws) this.#closed(event.code);
+    });
+  }
+
+  /**
+   * @param {WebSocket} ws
+   * @param {{type: string, [key: string]: any}} frame
+   */
+  async #receive(ws, frame) {
+    if (frame.type === 'joined') {
+      this.#resumeToken = frame.resumeToken;
+      this.#graceMs = frame.graceSeconds * 1000;
+      this.#attempt = 0;
+      this.#lostAt = 0;
+      this.#setState('joined');
+    } else if (frame.type === 'error') {
+      if (frame.code === 'resume_invalid') {
+        // The place is gone (grace window over, server restarted): join again as a new participant
+        // on this same socket, which the server keeps open for exactly that.
+        this.#resumeToken = null;
+        try {
+          const token = await this.joinToken();
+          ws.send(JSON.stringify({ type: 'join', v: 1, consultation: this.consultation, role: this.role, token }));
+        } catch {
+          ws.close();
+        }
+        return;
+      }
+      if (!('ref' in frame)) this.#fatal = frame.code;
+    }
+    this.dispatchEvent(new CustomEvent(frame.type, { detail: frame }));
+  }
+
+  /** @param {number} code */
+  #closed(code) {
+    this.#ws = null;
+    if (this.#leaving) return;
+    if (FINAL_CLOSE_CODES.has(code)) {
+      this.#finish(this.#fatal || 'closed');
+      return;
+    }
+    this.#fatal = '';
+    this.#lose();
+  }
+
+  /** The socket is gone without a leave: keep our place by resuming, within the grace window. */
+  #lose() {
+    if (this.#leaving || this.state === 'closed' || this.state === 'idle') return;
+    const ws = this.#ws;
+    this.#ws = null;
+    ws?.close();
+    if (!this.#lostAt) this.#lostAt = Date.now();
+    if (this.#resumeToken && Date.now() - this.#lostAt > this.#graceMs) this.#resumeToken = null;
+    this.#setState('reconnecting');
+    this.#scheduleRetry();
+  }
+
+  #scheduleRetry() {
+    clearTimeout(this.#retryTimer);
+    const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** this.#attempt) * (0.75 + Math.random() / 2);
+    this.#attempt += 1;
+    this.#retryTimer = setTimeout(() => this.#connect(), delay);
+  }
+
+  #retryNow() {
+    clearTimeout(this.#retryTimer);
+    this.#attempt = 0;
+    if (!this.#ws) this.#connect();
+  }
+
+  /** @param {string} reason */
+  #finish(reason) {
+    clearTimeout(this.#retryTimer);
+    this.closeReason = reason;
+    this.#setState('closed');
+  }
+
+  /** @param {SignalingState} state */
+  #setState(state) {
+    if (state === this.state) return;
+    this.state = state;
+    this.dispatchEvent(new CustomEvent('state', { detail: state }));
+  }
+}
