@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from datetime import timedelta
@@ -17,8 +18,10 @@ from .api import (
     consents,
     consultations,
     devices,
+    health,
     ice,
     oidc,
+    pages,
     patients,
     quality,
     regions,
@@ -27,6 +30,7 @@ from .api import (
 )
 from .api.errors import error_middleware
 from .api.guard import guard_middleware
+from .api.health import DRAINING
 from .appkeys import (
     ASSESSMENTS,
     CONSENTS,
@@ -44,6 +48,7 @@ from .appkeys import (
     SETTINGS,
     SNAPSHOTS,
 )
+from .audit.chain import CheckpointSigner
 from .audit.log import AuditLog
 from .auth.devices import Devices
 from .auth.invitations import Invitations
@@ -56,6 +61,9 @@ from .config import Settings
 from .crypto import Keyring, MasterKey
 from .db.database import Database
 from .demo import seed_demo
+from .inflight import IN_FLIGHT, InFlight, in_flight_middleware
+from .logs import request_id_middleware
+from .metrics import METRICS, MeteredSink, Metrics, metrics_handler, metrics_middleware
 from .records.assessments import Assessments
 from .records.consents import Consents
 from .records.consultations import Consultations
@@ -67,6 +75,9 @@ from .storage.blobs import BlobStore
 from .storage.intents import Intents
 
 
+log = logging.getLogger(__name__)
+
+
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     db = app[DATABASE]
     await db.start()
@@ -75,13 +86,36 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     await app[SNAPSHOTS].recover()
     await app[SESSION_LOG].start()
     watch = RevocationWatch(db, app[signaling.handler.ROOMS], app[SETTINGS].revocation_poll_seconds)
-    watcher = asyncio.create_task(watch.run(), name="revocation-watch")
+    tasks = [
+        asyncio.create_task(watch.run(), name="revocation-watch"),
+        asyncio.create_task(_checkpoints(app[AUDIT]), name="audit-checkpoints"),
+    ]
     yield
-    watcher.cancel()
-    with suppress(asyncio.CancelledError):
-        await watcher
+    for task in tasks:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
     await app[SESSION_LOG].stop()
     await db.stop()
+
+
+CHECKPOINT_SECONDS = 300.0
+"""A signed audit checkpoint at least this often: entries after the last one are the only
+ones a database editor could drop unseen."""
+
+
+async def _checkpoints(audit: AuditLog) -> None:
+    while True:
+        await asyncio.sleep(CHECKPOINT_SECONDS)
+        try:
+            await audit.checkpoint()
+        except Exception:
+            log.exception("audit checkpoint failed")
+
+
+async def _set(event: asyncio.Event) -> None:
+    """Unready from the moment shutdown begins, so the load balancer stops sending joins."""
+    event.set()
 
 
 def limits_from(settings: Settings) -> Limits:
@@ -107,15 +141,20 @@ def create_app(settings: Settings) -> web.Application:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # Uploads are streamed by their handler with their own cap; this bounds everything else.
     app = web.Application(
-        middlewares=[error_middleware, guard_middleware], client_max_size=settings.snapshot_max_bytes + 1024 * 1024
+        middlewares=[request_id_middleware, in_flight_middleware, metrics_middleware, error_middleware, guard_middleware],
+        client_max_size=settings.snapshot_max_bytes + 1024 * 1024,
     )
     db = Database(settings.db_url, migrate=settings.auto_migrate)
     secret = settings.signing_key()
     invitations = Invitations(secret, settings.invitation_ttl_seconds)
     session_log = SessionLog(db)
-    audit = AuditLog(db)
+    audit = AuditLog(db, CheckpointSigner.from_secrets(secret))
     keyring = Keyring(db.sessions, master_keys(settings))
     app[SETTINGS] = settings
+    metrics = app[METRICS] = Metrics()
+    draining = app[DRAINING] = asyncio.Event()
+    app[IN_FLIGHT] = InFlight()
+    app.on_shutdown.append(lambda _: _set(draining))
     app[DATABASE] = db
     app[INVITATIONS] = invitations
     app[SESSION_LOG] = session_log
@@ -154,11 +193,18 @@ def create_app(settings: Settings) -> web.Application:
     signaling.handler.setup(
         app,
         admission=JoinAdmission(invitations, db),
-        sink=session_log,
+        sink=MeteredSink(session_log, metrics),
         limits=limits_from(settings),
+        redis_url=settings.redis_url,
+        instance=settings.instance_name,
+        redis_prefix=settings.redis_prefix,
+        instance_ttl_seconds=settings.instance_ttl_seconds,
     )
     oidc.setup(app, settings, secret)
     api = (session, oidc, regions, ice, patients, consultations, consents, assessments, snapshots, quality, devices)
     for module in api:
         app.add_routes(module.routes)
+    app.add_routes(health.routes)
+    app.router.add_get("/metrics", metrics_handler)
+    pages.setup(app)
     return app

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import contextlib
 import os
 import secrets
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -18,9 +19,13 @@ from sqlalchemy.exc import IntegrityError
 
 from signaling.protocol import Role
 
+from . import logs
 from .app import create_app
+from .api.health import DRAINING
 from .appkeys import DATABASE, KEYRING, SETTINGS, SNAPSHOTS
+from .inflight import IN_FLIGHT
 from .audit.log import AuditEntry, AuditLog, Outcome
+from .audit.verify import verify_command
 from .auth.devices import Devices
 from .auth.invitations import Invitations
 from .auth.passwords import hash_password
@@ -62,18 +67,46 @@ async def _banner(app: web.Application) -> None:
     print("\n".join(lines), flush=True)
 
 
-def _serve(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        import uvloop
+SHUTDOWN_SECONDS = 60.0
+"""How long SIGTERM waits for requests in flight (uploads) before closing them."""
 
-        uvloop.install()
-    except ImportError:
-        pass
+
+async def _run_server(settings: Settings) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully: stop listening (readiness
+    turns 503), let requests in flight such as uploads finish, then close: sockets are told
+    to resume elsewhere, resources are released.
+
+    Not ``web.run_app``: its shutdown cancels handlers still reading a request body, which
+    would cut uploads in flight short."""
     app = create_app(settings)
     app.on_startup.append(_banner)
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        app[DRAINING].set()
+        await site.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(app[IN_FLIGHT].idle(), SHUTDOWN_SECONDS)
+    finally:
+        await runner.cleanup()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    logs.configure(settings.log_level, json_lines=settings.log_format == "json")
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(_run_server(settings))
+    else:
+        uvloop.run(_run_server(settings))
     return 0
 
 
@@ -136,6 +169,7 @@ def _admin(command: AdminCommand) -> Callable[[argparse.Namespace], int]:
 
 
 async def _audit(db: Database, action: str, resource: str, region_id: int | None = None) -> None:
+    # Chained like every entry; the running server's timed checkpoints sign it.
     await AuditLog(db).record(
         AuditEntry(f"admin.{action}", Outcome.OK, actor="cli", region_id=region_id, resource=resource)
     )
@@ -236,6 +270,16 @@ async def _user_totp(db: Database, args: argparse.Namespace) -> int:
     print(f"secret (shown once): {secret}")
     print(f"authenticator URI: {TotpBox.uri(secret, args.username)}")
     return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def run() -> int:
+        async with _database(settings) as db:
+            return await verify_command(db, settings)
+
+    return asyncio.run(run())
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
@@ -413,6 +457,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     user_totp.add_argument("username")
     user_totp.set_defaults(func=_admin(_user_totp))
+
+    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="action", required=True)
+    audit_verify = audit.add_parser(
+        "verify", parents=[common], help="check the audit hash chain and checkpoints; exit 1 at the first break"
+    )
+    audit_verify.set_defaults(func=_audit_verify)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="action", required=True)
     db_upgrade = db.add_parser("upgrade", parents=[common], help="apply schema migrations (a deploy step)")

@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     instance: str | None = None
     """This instance's name, stable across restarts (default ``<hostname>:<port>``): its
     unfinished uploads are cleaned up when it starts again."""
+    redis_url: str | None = None
+    """Redis for signaling across several instances (``redis://host:6379/0``); unset: one process."""
+    redis_prefix: str = "wc"
+    """Prefix of this deployment's Redis keys and channels."""
+    instance_ttl_seconds: float = Field(5.0, gt=0, le=60)
+    """With Redis: an instance silent this long is taken for dead; its participants resume elsewhere."""
     snapshot_max_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     snapshot_max_pixels: int = Field(40_000_000, ge=10_000)
     demo: bool = True
@@ -93,6 +99,8 @@ class Settings(BaseSettings):
     oidc_timeout_seconds: float = Field(10.0, gt=0, le=60)
 
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per line with the request id (for log shipping)."""
 
     @field_validator("stun_urls", "turn_urls", "old_master_keys", "oidc_scopes", mode="before")
     @classmethod

@@ -192,6 +192,16 @@ class Keyring:
         plaintext = await self.open(binding, envelope)
         return seal(current.secret, current.key_id, binding, plaintext)
 
+    async def check(self) -> None:
+        """Unwrap the newest live data key, so a wrong or missing master key shows in a
+        readiness check rather than on a patient's record; raises :class:`MasterKeyError`."""
+        async with self._sessions() as session:
+            row = await session.scalar(
+                select(RegionKey).where(RegionKey.wrapped.is_not(None)).order_by(RegionKey.created_at.desc()).limit(1)
+            )
+        if row is not None:
+            self._unwrap(row)
+
     async def rewrap_all(self) -> int:
         """Wrap every live data key under the current master key; returns how many changed."""
         async with self._sessions.begin() as session:

@@ -8,6 +8,7 @@ import secrets
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     Enum,
     ForeignKey,
@@ -204,11 +205,17 @@ class Device(Base):
 
 
 class AuditEvent(Base):
-    """One security-relevant event. Never patient data: ids are pseudonymous."""
+    """One security-relevant event, a link in the hash chain (``woundcare.audit.chain``).
+
+    Append-only: written only by ``AuditLog.record``, never updated or deleted. Never patient
+    data: ids are pseudonymous.
+    """
 
     __tablename__ = "audit_events"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    """1, 2, 3, ... without gaps: the chain's order. Unique, so two writers never fork it."""
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     actor: Mapped[str | None] = mapped_column(String(80))
     """u<user id>, d<device id>, or None for an unknown caller."""
@@ -218,6 +225,26 @@ class AuditEvent(Base):
     resource: Mapped[str | None] = mapped_column(String(120))
     outcome: Mapped[str] = mapped_column(String(32))
     address: Mapped[str | None] = mapped_column(String(64))
+    prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    """The previous entry's ``hash``; 32 zero bytes for ``seq`` 1."""
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    """SHA-256 of ``prev_hash`` and this entry's canonical encoding (seq, time and fields)."""
+
+
+class AuditCheckpoint(Base):
+    """A signed statement "the audit chain's entry ``seq`` has ``hash``": rewriting the chain
+    up to here, or cutting it off before here, no longer goes unnoticed."""
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    signed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    key_id: Mapped[str] = mapped_column(String(16))
+    """Names the checkpoint key (derived from the server secret) that signed; never the key."""
+    signature: Mapped[bytes] = mapped_column(LargeBinary(32))
+    """HMAC-SHA256 over seq, hash and signed_at (``woundcare.audit.chain.CheckpointSigner``)."""
 
 
 class ConsentKind(str, enum.Enum):

@@ -1,0 +1,98 @@
+"""Prometheus metrics at ``/metrics``: one registry per app (several apps share a process in
+tests), fed by the HTTP middleware and by signaling's room events. Labels are codes and
+roles, never ids, so no label can carry patient data."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from signaling.handler import ROOMS, SOCKETS
+from signaling.sink import EventSink, RoomEvent
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.sockets = Gauge("woundcare_ws_sockets", "Open signaling WebSockets", registry=r)
+        self.rooms = Gauge("woundcare_rooms", "Consultation rooms with someone in them", registry=r)
+        self.room_events = Counter(
+            "woundcare_room_events", "Joins, drops, rejoins, leaves and refusals", ["kind", "role"], registry=r
+        )
+        self.requests = Counter(
+            "woundcare_http_requests", "API requests by route and status", ["route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "woundcare_http_request_seconds", "API request latency", ["route"], registry=r
+        )
+        self.upload_bytes = Histogram(
+            "woundcare_upload_bytes",
+            "Snapshot upload sizes",
+            buckets=(64e3, 256e3, 1e6, 2e6, 4e6, 8e6, 16e6, 32e6),
+            registry=r,
+        )
+        self.upload_seconds = Histogram(
+            "woundcare_upload_seconds", "Snapshot upload latency (check, seal, store)", registry=r
+        )
+        self.join_to_media = Histogram(
+            "woundcare_join_to_media_seconds",
+            "From a viewer's join to its first decoded frame, as the clients report it",
+            buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32),
+            registry=r,
+        )
+
+    def room_event(self, event: RoomEvent) -> None:
+        self.room_events.labels(event.kind.value, event.role.value if event.role else "none").inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+METRICS = web.AppKey("metrics", Metrics)
+
+
+class MeteredSink:
+    """Counts room events on their way to the real sink."""
+
+    def __init__(self, inner: EventSink, metrics: Metrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    def emit(self, event: RoomEvent) -> None:
+        self._metrics.room_event(event)
+        self._inner.emit(event)
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    metrics = request.config_dict[METRICS]
+    # The route template, not the path: a path holds ids.
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics.requests.labels(route, str(status)).inc()
+        metrics.latency.labels(route).observe(time.perf_counter() - started)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    """Prometheus text format. Expose it to the monitoring network only (see deploy/nginx)."""
+    app = request.config_dict
+    metrics = app[METRICS]
+    # Gauges are read at scrape time rather than tracked on every change.
+    metrics.sockets.set(len(app[SOCKETS]))
+    metrics.rooms.set(len(app[ROOMS]))
+    return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
