@@ -213,8 +213,7 @@ async def _admit(
 ) -> Participant:
     rooms = app[ROOMS]
     if join.resume is not None:
-        participant, _ = rooms.resume(join, outlet, address)
-        return participant
+        return await rooms.reenter(join, outlet, address)
     try:
         identity = await app[ADMISSION].admit(join, address)
     except ProtocolError as exc:
@@ -225,8 +224,7 @@ async def _admit(
     if outlet.closing:
         # Admission outlasted the join timeout: the client has been told to go.
         raise ProtocolError(ErrorCode.JOIN_TIMEOUT, "no join received in time", "join")
-    participant, _ = rooms.join(join, identity, outlet, address)
-    return participant
+    return await rooms.enter(join, identity, outlet, address)
 
 
 async def _close_sockets(app: web.Application) -> None:
@@ -242,9 +240,24 @@ def setup(
     sink: EventSink,
     limits: Limits,
     path: str = "/ws",
+    redis_url: str | None = None,
+    instance: str = "local",
+    redis_prefix: str = "wc",
+    instance_ttl_seconds: float = 5.0,
 ) -> Rooms:
-    """Mount signaling on ``app`` and return its rooms."""
-    rooms = Rooms(limits, sink)
+    """Mount signaling on ``app`` and return its rooms: in memory, or shared through Redis
+    with every instance on the same ``redis_url`` and ``redis_prefix`` when it is set."""
+    rooms: Rooms
+    if redis_url is None:
+        rooms = Rooms(limits, sink)
+    else:
+        from .bus import RedisBus  # redis is needed only by a cluster
+        from .cluster import ClusterRooms
+
+        bus = RedisBus(redis_url, instance, prefix=redis_prefix, ttl_seconds=instance_ttl_seconds)
+        cluster = ClusterRooms(limits, sink, bus)
+        app.cleanup_ctx.append(cluster.running)
+        rooms = cluster
     app[ROOMS] = rooms
     app[ADMISSION] = admission
     app[SINK] = sink

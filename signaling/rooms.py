@@ -97,7 +97,9 @@ class Room:
 
 
 class Rooms:
-    """All rooms of this server instance."""
+    """All rooms of this server instance, in memory (the default: one instance).
+
+    :class:`signaling.cluster.ClusterRooms` is the same interface over Redis."""
 
     def __init__(self, limits: Limits, sink: EventSink) -> None:
         self._limits = limits
@@ -169,6 +171,16 @@ class Rooms:
         room.broadcast(self._presence(participant, Presence.REJOINED), exclude=participant)
         self._event(room, EventKind.REJOINED, participant.identity, participant.id, address=address)
         return participant, token
+
+    async def enter(
+        self, join: Join, identity: Identity, outlet: Outlet, address: str | None = None
+    ) -> Participant:
+        """The handler's way in: :meth:`join` here; a cluster agrees with the others first."""
+        return self.join(join, identity, outlet, address)[0]
+
+    async def reenter(self, join: Join, outlet: Outlet, address: str | None = None) -> Participant:
+        """The handler's way back: :meth:`resume` here; a cluster claims the token in Redis."""
+        return self.resume(join, outlet, address)[0]
 
     def relay(self, sender: Participant, message: ClientMessage) -> None:
         """Route one frame from a joined participant."""
