@@ -36,7 +36,7 @@ ROOMS = web.AppKey("signaling_rooms", Rooms)
 ADMISSION = web.AppKey("signaling_admission", Admission)
 SINK = web.AppKey("signaling_sink", EventSink)
 LIMITS = web.AppKey("signaling_limits", Limits)
-SOCKETS = web.AppKey("signaling_sockets", weakref.WeakSet[web.WebSocketResponse])
+SOCKETS = web.AppKey("signaling_sockets", weakref.WeakSet["SocketOutlet"])
 
 # Which failed joins end the socket, and with which close code.
 _FATAL: Final[dict[ErrorCode, CloseCode]] = {
@@ -146,8 +146,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     )
     await ws.prepare(request)
     sockets = app[SOCKETS]
-    sockets.add(ws)
     outlet = SocketOutlet(ws, limits.outbox_frames)
+    sockets.add(outlet)
     address = request.remote
     participant: Participant | None = None
     left = False
@@ -201,7 +201,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         outlet.close(CloseCode.INTERNAL, ErrorCode.INTERNAL, "internal error")
     finally:
         join_timer.cancel()
-        sockets.discard(ws)
+        sockets.discard(outlet)
         if participant is not None and not left:
             rooms.drop(participant, outlet)
         await outlet.finish()
@@ -228,9 +228,12 @@ async def _admit(
 
 
 async def _close_sockets(app: web.Application) -> None:
-    app[ROOMS].close_all(CloseCode.GOING_AWAY, ErrorCode.GOING_AWAY, "server shutting down: reconnect and resume")
-    for ws in set(app[SOCKETS]):
-        await ws.close(code=CloseCode.GOING_AWAY, message=b"server shutdown")
+    """Tell every socket to resume elsewhere: the ``going_away`` frame goes out after the
+    frames already queued, then the close, both through the socket's own writer."""
+    outlets = list(app[SOCKETS])
+    for outlet in outlets:
+        outlet.close(CloseCode.GOING_AWAY, ErrorCode.GOING_AWAY, "server shutting down: reconnect and resume")
+    await asyncio.gather(*(outlet.finish() for outlet in outlets))
 
 
 def setup(

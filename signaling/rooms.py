@@ -268,12 +268,6 @@ class Rooms:
         if outlet is not None:
             outlet.close(code, error, message)
 
-    def close_all(self, code: CloseCode, error: ErrorCode, message: str) -> None:
-        for room in list(self._rooms.values()):
-            for p in list(room.participants.values()):
-                if p.outlet is not None:
-                    p.outlet.close(code, error, message)
-
     def _joined_frame(self, participant: Participant, token: str, *, resumed: bool) -> dict[str, Any]:
         return {
             "type": "joined",

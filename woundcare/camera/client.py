@@ -11,6 +11,10 @@ import orjson
 from signaling.protocol import ClientMessage, Join, Role, to_wire
 
 
+def _ws_url(base_url: str) -> str:
+    return base_url.rstrip("/").replace("http", "ws", 1) + "/ws"
+
+
 class SignalingClosed(Exception):
     """The server closed the socket; ``code`` is the WebSocket close code."""
 
@@ -22,7 +26,7 @@ class SignalingClosed(Exception):
 
 class SignalingClient:
     def __init__(self, base_url: str, session: aiohttp.ClientSession | None = None) -> None:
-        self._url = base_url.rstrip("/").replace("http", "ws", 1) + "/ws"
+        self._url = _ws_url(base_url)
         self._own_session = session is None
         self._session = session or aiohttp.ClientSession()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -52,10 +56,13 @@ class SignalingClient:
         """Connect if needed, join, and return the ``joined`` frame."""
         return await self._enter(Join(consultation=consultation, role=role, token=token))
 
-    async def resume(self) -> dict[str, Any]:
-        """Take our place back on a new socket with the last resume token."""
+    async def resume(self, base_url: str | None = None) -> dict[str, Any]:
+        """Take our place back on a new socket with the last resume token; with ``base_url``,
+        on another server instance (resume tokens work cluster-wide)."""
         if self.consultation is None or self.role is None or self.resume_token is None:
             raise RuntimeError("nothing to resume")
+        if base_url is not None:
+            self._url = _ws_url(base_url)
         return await self._enter(Join(consultation=self.consultation, role=self.role, resume=self.resume_token))
 
     async def _enter(self, join: Join) -> dict[str, Any]:
