@@ -29,6 +29,7 @@ from .protocol import (
 )
 from .rooms import Participant, Rooms
 from .sink import EventKind, EventSink, RoomEvent
+from .stats import Stats
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ ROOMS = web.AppKey("signaling_rooms", Rooms)
 ADMISSION = web.AppKey("signaling_admission", Admission)
 SINK = web.AppKey("signaling_sink", EventSink)
 LIMITS = web.AppKey("signaling_limits", Limits)
+STATS = web.AppKey("signaling_stats", Stats)
 SOCKETS = web.AppKey("signaling_sockets", weakref.WeakSet["SocketOutlet"])
 
 # Which failed joins end the socket, and with which close code.
@@ -138,6 +140,7 @@ class _Bucket:
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
     app = request.config_dict
     limits = app[LIMITS]
+    stats = app[STATS]
     rooms = app[ROOMS]
     ws = web.WebSocketResponse(
         heartbeat=limits.heartbeat_seconds,
@@ -167,9 +170,11 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                 break
             if not bucket.take():
                 if bucket.overdraft > limits.burst:
+                    stats.errors[ErrorCode.RATE_LIMITED.value] += 1
                     outlet.close(CloseCode.RATE_LIMITED, ErrorCode.RATE_LIMITED, "too many frames")
                     break
                 if bucket.overdraft == 1:
+                    stats.errors[ErrorCode.RATE_LIMITED.value] += 1
                     outlet.deliver(dumps(error_frame(ErrorCode.RATE_LIMITED, "frame dropped: too many frames")))
                 continue
             try:
@@ -188,7 +193,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                     break
                 else:
                     rooms.relay(participant, message)
+                    stats.relayed += 1
             except ProtocolError as exc:
+                stats.errors[exc.code.value] += 1
                 # Refusals end the socket only while joining; later errors are reported.
                 fatal = _FATAL.get(exc.code) if participant is None else None
                 if fatal is None:
@@ -265,6 +272,7 @@ def setup(
     app[ADMISSION] = admission
     app[SINK] = sink
     app[LIMITS] = limits
+    app[STATS] = Stats()
     app[SOCKETS] = weakref.WeakSet()
     app.router.add_get(path, websocket_handler)
     app.on_shutdown.append(_close_sockets)

@@ -62,6 +62,9 @@ async def test_metrics_parse_and_move(server: RunningServer) -> None:
         await ws.send_json({"type": "join", "v": 1, "consultation": consultation, "role": "nurse",
                             "token": server.invite(consultation, Role.NURSE)})
         assert (await ws.receive_json(timeout=5))["type"] == "joined"
+        await ws.send_json({"type": "chat", "text": "hei"})
+        await ws.send_str("{not json")
+        assert (await ws.receive_json(timeout=5))["code"] == "bad_json"
         async with session.get(f"{server.url}/api/session") as response:
             assert response.status == 401
         async with session.get(f"{server.url}/metrics") as response:
@@ -71,5 +74,7 @@ async def test_metrics_parse_and_move(server: RunningServer) -> None:
     assert after[joined] == before.get(joined, 0) + 1
     unauthorized = ("woundcare_http_requests_total", (("route", "/api/session"), ("status", "401")))
     assert after[unauthorized] == before.get(unauthorized, 0) + 1
+    assert after[("woundcare_messages_relayed_total", ())] == before.get(("woundcare_messages_relayed_total", ()), 0) + 1
+    assert after[("woundcare_signaling_errors_total", (("code", "bad_json"),))] == 1
     assert after[("woundcare_ws_sockets", ())] == 1
     assert after[("woundcare_rooms", ())] == 1

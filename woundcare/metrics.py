@@ -5,19 +5,43 @@ roles, never ids, so no label can carry patient data."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-from signaling.handler import ROOMS, SOCKETS
+from signaling.handler import ROOMS, SOCKETS, STATS
+from signaling.stats import Stats
 from signaling.sink import EventSink, RoomEvent
+
+
+class _SignalingCollector(Collector):
+    """Signaling's own counters (``signaling.stats``), read at scrape time."""
+
+    def __init__(self) -> None:
+        self.stats: Stats | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        if self.stats is None:
+            return
+        relayed = CounterMetricFamily("woundcare_messages_relayed", "Signaling frames relayed")
+        relayed.add_metric([], self.stats.relayed)
+        yield relayed
+        errors = CounterMetricFamily("woundcare_signaling_errors", "Signaling error frames by code", labels=["code"])
+        for code, count in sorted(self.stats.errors.items()):
+            errors.add_metric([code], count)
+        yield errors
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self.signaling = _SignalingCollector()
+        r.register(self.signaling)
         self.sockets = Gauge("woundcare_ws_sockets", "Open signaling WebSockets", registry=r)
         self.rooms = Gauge("woundcare_rooms", "Consultation rooms with someone in them", registry=r)
         self.room_events = Counter(
@@ -95,4 +119,5 @@ async def metrics_handler(request: web.Request) -> web.Response:
     # Gauges are read at scrape time rather than tracked on every change.
     metrics.sockets.set(len(app[SOCKETS]))
     metrics.rooms.set(len(app[ROOMS]))
+    metrics.signaling.stats = app[STATS]
     return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
