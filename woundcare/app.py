@@ -32,6 +32,7 @@ from .api.errors import error_middleware
 from .api.guard import guard_middleware
 from .api.health import DRAINING
 from .appkeys import (
+    ACCESS_LOG,
     ASSESSMENTS,
     CONSENTS,
     AUDIT,
@@ -64,6 +65,7 @@ from .demo import seed_demo
 from .inflight import IN_FLIGHT, InFlight, in_flight_middleware
 from .logs import request_id_middleware
 from .metrics import METRICS, MeteredSink, Metrics, metrics_handler, metrics_middleware
+from .records.access_log import AccessLog
 from .records.assessments import Assessments
 from .records.consents import Consents
 from .records.consultations import Consultations
@@ -179,6 +181,7 @@ def create_app(settings: Settings) -> web.Application:
     app[PATIENTS] = Patients(db, keyring)
     app[CONSULTATIONS] = Consultations(db)
     app[CONSENTS] = Consents(db)
+    app[ACCESS_LOG] = AccessLog(db)
     app[QUALITY] = Quality(db)
     app[ASSESSMENTS] = Assessments(db, keyring)
     app[SNAPSHOTS] = Snapshots(

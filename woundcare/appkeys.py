@@ -12,6 +12,7 @@ from .auth.sessions import Sessions
 from .config import Settings
 from .crypto import Keyring
 from .db.database import Database
+from .records.access_log import AccessLog
 from .records.assessments import Assessments
 from .records.consents import Consents
 from .records.consultations import Consultations
@@ -35,3 +36,4 @@ CONSENTS = web.AppKey("consents", Consents)
 ASSESSMENTS = web.AppKey("assessments", Assessments)
 SNAPSHOTS = web.AppKey("snapshots", Snapshots)
 QUALITY = web.AppKey("quality", Quality)
+ACCESS_LOG = web.AppKey("access_log", AccessLog)

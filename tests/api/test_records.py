@@ -151,3 +151,22 @@ async def test_quality_samples_are_validated_and_stored(visit: Visit) -> None:
     async with visit.server.app[DATABASE].sessions() as session:
         rows = (await session.scalars(select(QualitySample).order_by(QualitySample.id))).all()
     assert [(r.role, r.direction, r.loss_pct) for r in rows] == [("specialist", "receive", 3.5), ("nurse", "send", None)]
+
+
+async def test_the_patients_access_log_names_who_opened_the_record(visit: Visit) -> None:
+    server = visit.server
+    await server.add_user("admin", PASSWORD, {"east": StaffRole.ADMIN})
+    admin = ApiClient(server.url)
+    await admin.login("admin", PASSWORD)
+    try:
+        await visit.specialist.json("GET", f"/api/patients/{visit.patient}")
+        await visit.specialist.json("GET", f"/api/consultations/{visit.consultation}")
+        log = await admin.json("GET", f"/api/patients/{visit.patient}/access-log")
+        who = [(a["who"], a["role"], a["action"]) for a in log["accesses"]]
+        assert ("Test nurse", "nurse", "patient.create") in who
+        assert ("Test nurse", "nurse", "consultation.start") in who
+        assert who[-2:] == [("Test spes", "specialist", "patient.read"),
+                            ("Test spes", "specialist", "consultation.read")]
+        await visit.nurse.json("GET", f"/api/patients/{visit.patient}/access-log", expect=403)
+    finally:
+        await admin.close()

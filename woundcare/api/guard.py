@@ -191,17 +191,27 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
+def _role(who: Actor | None, action: Action, region_id: int | None) -> str | None:
+    """The role the actor acted in: in the resource's region if known, else any that allows it."""
+    if who is None:
+        return None
+    regions = [region_id] if region_id is not None else who.regions_for(action)
+    role = next((r for r in (who.role_in(region, action) for region in regions) if r is not None), None)
+    return role.value if role is not None else None
+
+
 async def _audit(
     request: web.Request, action: Action, outcome: Outcome, who: Actor | None, detail: str | None = None
 ) -> None:
     resource = request.get(AUDIT_RESOURCE)
+    region_id = request.get(AUDIT_REGION)
     await request.config_dict[AUDIT].record(
         AuditEntry(
             action.value if detail is None else f"{action.value}.{detail}",
             outcome,
             actor=who.subject if who else None,
-            role=None,
-            region_id=request.get(AUDIT_REGION),
+            role=_role(who, action, region_id),
+            region_id=region_id,
             resource=resource,
             address=request.remote,
         )

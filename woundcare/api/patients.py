@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..appkeys import PATIENTS
+from ..appkeys import ACCESS_LOG, PATIENTS
 from ..auth.policy import Action
 from ..db.models import Patient
 from ..records.patients import PatientIdentity, PatientView, valid_national_id
@@ -77,3 +77,12 @@ async def read_patient(request: web.Request) -> web.Response:
     return web.json_response(
         patient_json(PatientView(patient.pseudonym, patient.region_id, await patients.identity(patient)))
     )
+
+
+@routes.get("/api/patients/{id}/access-log")
+@requires(Action.PATIENT_ACCESS_LOG)
+async def access_log(request: web.Request) -> web.Response:
+    """Which staff opened this patient's records and when (the patient's right to know)."""
+    patient = await visible_patient(request, request.match_info["id"], Action.PATIENT_ACCESS_LOG)
+    entries = await request.config_dict[ACCESS_LOG].of_patient(patient.id, patient.pseudonym)
+    return web.json_response({"patient": patient.pseudonym, "accesses": [e.json() for e in entries]})

@@ -20,6 +20,8 @@ class Action(str, enum.Enum):
     PATIENT_CREATE = "patient.create"
     PATIENT_LIST = "patient.list"
     PATIENT_READ = "patient.read"
+    PATIENT_ACCESS_LOG = "patient.access_log"
+    """Who opened a patient's records: produced for the patient on request."""
     CONSULTATION_START = "consultation.start"
     CONSULTATION_QUEUE = "consultation.queue"
     CONSULTATION_READ = "consultation.read"
@@ -52,6 +54,7 @@ RULES: Mapping[Action, frozenset[Role]] = {
     Action.PATIENT_CREATE: frozenset({_N}),
     Action.PATIENT_LIST: frozenset({_N, _S}),
     Action.PATIENT_READ: frozenset({_N, _S}),
+    Action.PATIENT_ACCESS_LOG: frozenset({_A}),
     Action.CONSULTATION_START: frozenset({_N}),
     Action.CONSULTATION_QUEUE: frozenset({_S}),
     Action.CONSULTATION_READ: frozenset({_N, _S}),
