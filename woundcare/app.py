@@ -18,11 +18,13 @@ from .api import (
     consents,
     consultations,
     devices,
+    fhir,
     health,
     ice,
     oidc,
     pages,
     patients,
+    pilot,
     quality,
     regions,
     session,
@@ -204,7 +206,21 @@ def create_app(settings: Settings) -> web.Application:
         instance_ttl_seconds=settings.instance_ttl_seconds,
     )
     oidc.setup(app, settings, secret)
-    api = (session, oidc, regions, ice, patients, consultations, consents, assessments, snapshots, quality, devices)
+    api = (
+        session,
+        oidc,
+        regions,
+        ice,
+        patients,
+        consultations,
+        consents,
+        assessments,
+        snapshots,
+        quality,
+        fhir,
+        pilot,
+        devices,
+    )
     for module in api:
         app.add_routes(module.routes)
     app.add_routes(health.routes)

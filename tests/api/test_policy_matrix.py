@@ -148,7 +148,7 @@ async def attempt(world: World, route: str, client: ApiClient, region: str, role
         body = {"video": True, "snapshots": True}
     elif route == "PUT /api/consultations/{id}/assessment":
         body = {"woundType": "venous_leg_ulcer", "outcome": "treated_at_home"}
-    elif route == "GET /api/patients":
+    elif route == "GET /api/patients" or path.startswith("/api/pilot/"):
         path += f"?region={region}"
     form = None
     if route == "POST /api/consultations/{id}/snapshots":

@@ -170,3 +170,21 @@ async def test_the_patients_access_log_names_who_opened_the_record(visit: Visit)
         await visit.nurse.json("GET", f"/api/patients/{visit.patient}/access-log", expect=403)
     finally:
         await admin.close()
+
+
+async def test_fhir_export_through_the_api_is_pseudonymous_and_valid(visit: Visit) -> None:
+    from fhir.resources.R4B.bundle import Bundle
+
+    await visit.nurse.json("POST", f"/api/consultations/{visit.consultation}/consents", expect=201,
+                           json={"video": True, "snapshots": True})
+    path = f"/api/consultations/{visit.consultation}/assessment"
+    await visit.specialist.json("PUT", path, json={**ASSESSMENT, "outcome": "treated_at_home"})
+    await visit.specialist.json("POST", f"{path}/sign")
+    response = await visit.specialist.request("GET", f"/api/consultations/{visit.consultation}/fhir")
+    assert response.status == 200 and response.content_type == "application/fhir+json"
+    text = await response.text()
+    assert "Kari" not in text and "01018012371" not in text
+    bundle = Bundle.model_validate_json(text)
+    kinds = {entry.resource.get_resource_type() for entry in bundle.entry or []}
+    assert {"Encounter", "Patient", "Composition", "Consent"} <= kinds
+    await visit.nurse.json("GET", f"/api/consultations/{visit.consultation}/fhir", expect=403)

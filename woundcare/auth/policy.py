@@ -39,6 +39,10 @@ class Action(str, enum.Enum):
     ASSESSMENT_SIGN = "assessment.sign"
     QUALITY_REPORT = "quality.report"
     """Call-quality samples from the clients, for the pilot's figures."""
+    PILOT_FIGURES = "pilot.figures"
+    """The pilot's figures and session log of a region, JSON and CSV exports."""
+    FHIR_EXPORT = "fhir.export"
+    """A consultation as a pseudonymous FHIR R4 Bundle."""
     TIMELINE_READ = "timeline.read"
     """A patient's wounds over time: consultations, snapshots, measurements."""
     DEVICE_ISSUE = "device.issue"
@@ -69,6 +73,8 @@ RULES: Mapping[Action, frozenset[Role]] = {
     Action.ASSESSMENT_WRITE: frozenset({_S}),
     Action.ASSESSMENT_SIGN: frozenset({_S}),
     Action.QUALITY_REPORT: frozenset({_N, _S}),
+    Action.PILOT_FIGURES: frozenset({_L, _A}),
+    Action.FHIR_EXPORT: frozenset({_S, _L}),
     Action.TIMELINE_READ: frozenset({_N, _S}),
     Action.DEVICE_ISSUE: frozenset({_A}),
     Action.DEVICE_REVOKE: frozenset({_A}),

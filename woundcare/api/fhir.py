@@ -1,0 +1,29 @@
+"""``GET /api/consultations/{id}/fhir``: the consultation as a FHIR R4 Bundle
+(pseudonymous; see ``woundcare.pilot.fhir``)."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from ..auth.policy import Action
+from ..pilot.fhir import export_bundle
+from .consultations import visible_consultation
+from .errors import api_error
+from .guard import requires
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/consultations/{id}/fhir")
+@requires(Action.FHIR_EXPORT)
+async def consultation_bundle(request: web.Request) -> web.Response:
+    view = await visible_consultation(request, Action.FHIR_EXPORT)
+    bundle = await export_bundle(request.config_dict, view.id)
+    if bundle is None:
+        raise api_error(404, "not_found", "no such consultation")
+    return web.Response(
+        body=orjson.dumps(bundle),
+        content_type="application/fhir+json",
+        headers={"Cache-Control": "no-store"},
+    )

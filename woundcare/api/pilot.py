@@ -1,0 +1,135 @@
+"""``/api/pilot``: the pilot's figures per region, and the session log behind them.
+
+For pilot leads (and admins) of a region; a named region where the caller holds no such
+role is refused like an unknown one (403), and without a region the answer covers exactly
+the caller's own regions. Every call, the CSV exports included, is audited by the guard.
+
+Query parameters: ``region`` (code, optional), ``from`` and ``to`` (``YYYY-MM-DD``, UTC days,
+both included, each optional): see :mod:`woundcare.pilot.figures` for the definitions.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from aiohttp import web
+
+from ..appkeys import DATABASE
+from ..auth.policy import Action
+from ..pilot.figures import (
+    DEFAULT_TRAVEL,
+    FIGURES_COLUMNS,
+    SESSIONS_COLUMNS,
+    Period,
+    RegionRef,
+    compute_figures,
+    list_sessions,
+    to_csv,
+    visible_regions,
+)
+from .errors import api_error
+from .guard import actor, audit_target, requires
+from .regions import checked_region
+
+routes = web.RouteTableDef()
+
+ACTION = Action.PILOT_FIGURES
+
+
+def _day(request: web.Request, name: str) -> date | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        if len(raw) != 10:
+            raise ValueError(raw)
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise api_error(400, "bad_date", f"'{name}' must be a date as YYYY-MM-DD") from None
+
+
+def _period(request: web.Request) -> Period:
+    try:
+        return Period(_day(request, "from"), _day(request, "to"))
+    except ValueError as exc:
+        raise api_error(400, "bad_period", str(exc)) from None
+
+
+async def _regions(request: web.Request, what: str) -> list[RegionRef]:
+    """The regions asked for, all of them the caller's; a foreign or unknown one is a 403."""
+    code = request.query.get("region")
+    if code:
+        region_id = await checked_region(request, code, ACTION)
+        audit_target(request, f"pilot:{what}:{code}"[:120], region_id)
+        ids = [region_id]
+    else:
+        audit_target(request, f"pilot:{what}")
+        ids = actor(request).regions_for(ACTION)
+    async with request.config_dict[DATABASE].sessions() as session:
+        return await visible_regions(session, ids)
+
+
+def _csv(text: str, filename: str) -> web.Response:
+    return web.Response(
+        text=text,
+        content_type="text/csv",
+        charset="utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@routes.get("/api/pilot/figures")
+@requires(Action.PILOT_FIGURES)
+async def figures(request: web.Request) -> web.Response:
+    period = _period(request)
+    regions = await _regions(request, "figures")
+    async with request.config_dict[DATABASE].sessions() as session:
+        found = await compute_figures(session, regions, period)
+    return web.json_response(
+        {
+            **period.json(),
+            "percentile": "nearest-rank",
+            "travelAssumption": {
+                "kmPerTrip": DEFAULT_TRAVEL.km,
+                "hoursPerTrip": DEFAULT_TRAVEL.hours,
+                "placeholder": True,
+            },
+            "regions": [f.json() for f in found],
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@routes.get("/api/pilot/figures.csv")
+@requires(Action.PILOT_FIGURES)
+async def figures_csv(request: web.Request) -> web.Response:
+    period = _period(request)
+    regions = await _regions(request, "figures.csv")
+    async with request.config_dict[DATABASE].sessions() as session:
+        found = await compute_figures(session, regions, period)
+    return _csv(to_csv(FIGURES_COLUMNS, [f.row() for f in found]), "pilot-figures.csv")
+
+
+@routes.get("/api/pilot/sessions")
+@requires(Action.PILOT_FIGURES)
+async def sessions(request: web.Request) -> web.Response:
+    period = _period(request)
+    regions = await _regions(request, "sessions")
+    async with request.config_dict[DATABASE].sessions() as session:
+        found = await list_sessions(session, regions, period)
+    return web.json_response(
+        {**period.json(), "sessions": [s.json() for s in found]}, headers={"Cache-Control": "no-store"}
+    )
+
+
+@routes.get("/api/pilot/sessions.csv")
+@requires(Action.PILOT_FIGURES)
+async def sessions_csv(request: web.Request) -> web.Response:
+    period = _period(request)
+    regions = await _regions(request, "sessions.csv")
+    async with request.config_dict[DATABASE].sessions() as session:
+        found = await list_sessions(session, regions, period)
+    return _csv(to_csv(SESSIONS_COLUMNS, [s.row() for s in found]), "pilot-sessions.csv")

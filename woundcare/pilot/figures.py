@@ -1,0 +1,523 @@
+"""Per-region figures of the pilot and the session log behind them.
+
+Reads plain, non-identifying columns only (times, event kinds and roles, outcomes,
+call-quality numbers, counts); nothing sealed is decrypted, and patients appear by
+pseudonym only.
+
+Definitions:
+
+- A consultation belongs to the period when it was *created* in it: ``from`` and ``to`` are
+  whole UTC days, both included.
+- Waiting time: ``started_at - created_at`` (the first viewer joined), over consultations
+  that started. Duration: ``ended_at - started_at`` over consultations that started and ended.
+- Percentiles are **nearest-rank**: the p-th percentile of n sorted values is the value at
+  rank ``ceil(p / 100 * n)`` (1-based), so it is always one of the measured values; the
+  median is the 50th percentile by the same rule (the lower middle value for even n).
+- Call quality: samples with direction ``receive`` (what a participant actually got), each
+  measure over its non-empty values. For loss and RTT the p90 is the bad tail; for bitrate
+  it is the good one.
+- Travel avoided: consultations treated at home x :data:`DEFAULT_TRAVEL` (see there).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..db.models import (
+    Assessment,
+    Consultation,
+    ConsultationEvent,
+    Outcome,
+    Patient,
+    QualitySample,
+    Region,
+    Snapshot,
+)
+
+RECONNECTING = "reconnecting"
+"""The session-log event kind counted as a reconnection (``signaling.sink.EventKind``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Travel:
+    """The round trip a nurse or patient would have made to the specialist."""
+
+    km: float
+    """Kilometres for the round trip."""
+    hours: float
+    """Hours for the round trip."""
+
+
+DEFAULT_TRAVEL = Travel(km=2 * 60.0, hours=1.5)
+"""PLACEHOLDER, the same for every region: 2 x 60 km and 1.5 hours per round trip to the
+hospital. The pilot leads will replace it with each region's own figure (not editable yet)."""
+
+TRAVEL_BY_REGION: dict[str, Travel] = {}
+"""Per-region overrides of :data:`DEFAULT_TRAVEL` by region code (none yet)."""
+
+
+def travel_for(region_code: str) -> Travel:
+    return TRAVEL_BY_REGION.get(region_code, DEFAULT_TRAVEL)
+
+
+def nearest_rank(values: Sequence[float], percent: float) -> float | None:
+    """The nearest-rank ``percent``-th percentile of ``values``; None for no values."""
+    if not 0 < percent <= 100:
+        raise ValueError(f"'percent' must be in (0, 100] (got {percent})")
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(percent / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _mean(total: int, count: int) -> float | None:
+    return round(total / count, 3) if count else None
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """Whole UTC days, both ends included; an open end is unbounded."""
+
+    first: date | None = None
+    last: date | None = None
+
+    def __post_init__(self) -> None:
+        if self.first is not None and self.last is not None and self.first > self.last:
+            raise ValueError("'from' must not be after 'to'")
+
+    @property
+    def start(self) -> datetime | None:
+        return None if self.first is None else datetime.combine(self.first, time(), UTC)
+
+    @property
+    def end(self) -> datetime | None:
+        """Exclusive: midnight after the last day."""
+        return None if self.last is None else datetime.combine(self.last + timedelta(days=1), time(), UTC)
+
+    def json(self) -> dict[str, str | None]:
+        return {
+            "from": self.first.isoformat() if self.first else None,
+            "to": self.last.isoformat() if self.last else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RegionRef:
+    id: int
+    code: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """Median and p90 (nearest rank) of a measure, with how many values they came from."""
+
+    values: int
+    median: float | None
+    p90: float | None
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Spread:
+        return cls(len(values), _round(nearest_rank(values, 50)), _round(nearest_rank(values, 90)))
+
+    def json(self) -> dict[str, object]:
+        return {"values": self.values, "median": self.median, "p90": self.p90}
+
+
+@dataclass(slots=True)
+class RegionFigures:
+    region: RegionRef
+    consultations: int = 0
+    wait_seconds: Spread = field(default_factory=lambda: Spread.of([]))
+    duration_seconds: Spread = field(default_factory=lambda: Spread.of([]))
+    reconnections: int = 0
+    bitrate_kbps: Spread = field(default_factory=lambda: Spread.of([]))
+    loss_pct: Spread = field(default_factory=lambda: Spread.of([]))
+    rtt_ms: Spread = field(default_factory=lambda: Spread.of([]))
+    snapshots: int = 0
+    treated_at_home: int = 0
+    referred: int = 0
+
+    @property
+    def no_outcome(self) -> int:
+        return self.consultations - self.treated_at_home - self.referred
+
+    @property
+    def travel(self) -> Travel:
+        return travel_for(self.region.code)
+
+    @property
+    def travel_km(self) -> float:
+        return round(self.treated_at_home * self.travel.km, 3)
+
+    @property
+    def travel_hours(self) -> float:
+        return round(self.treated_at_home * self.travel.hours, 3)
+
+    def json(self) -> dict[str, object]:
+        return {
+            "region": self.region.code,
+            "name": self.region.name,
+            "consultations": self.consultations,
+            "waitSeconds": self.wait_seconds.json(),
+            "durationSeconds": self.duration_seconds.json(),
+            "reconnections": {
+                "count": self.reconnections,
+                "perConsultation": _mean(self.reconnections, self.consultations),
+            },
+            "quality": {
+                "bitrateKbps": self.bitrate_kbps.json(),
+                "lossPct": self.loss_pct.json(),
+                "rttMs": self.rtt_ms.json(),
+            },
+            "snapshots": {"count": self.snapshots, "perConsultation": _mean(self.snapshots, self.consultations)},
+            "outcomes": {"treatedAtHome": self.treated_at_home, "referred": self.referred, "none": self.no_outcome},
+            "travelAvoided": {
+                "km": self.travel_km,
+                "hours": self.travel_hours,
+                "kmPerTrip": self.travel.km,
+                "hoursPerTrip": self.travel.hours,
+                "placeholder": True,
+            },
+        }
+
+    def row(self) -> list[object]:
+        """The values for :data:`FIGURES_COLUMNS`, in that order."""
+        return [
+            self.region.code,
+            self.region.name,
+            self.consultations,
+            self.wait_seconds.values,
+            self.wait_seconds.median,
+            self.wait_seconds.p90,
+            self.duration_seconds.values,
+            self.duration_seconds.median,
+            self.duration_seconds.p90,
+            self.reconnections,
+            _mean(self.reconnections, self.consultations),
+            self.bitrate_kbps.median,
+            self.bitrate_kbps.p90,
+            self.loss_pct.median,
+            self.loss_pct.p90,
+            self.rtt_ms.median,
+            self.rtt_ms.p90,
+            self.snapshots,
+            _mean(self.snapshots, self.consultations),
+            self.treated_at_home,
+            self.referred,
+            self.no_outcome,
+            self.travel_km,
+            self.travel_hours,
+        ]
+
+
+FIGURES_COLUMNS: tuple[str, ...] = (
+    "region",
+    "region_name",
+    "consultations",
+    "started",
+    "wait_median_s",
+    "wait_p90_s",
+    "completed",
+    "duration_median_s",
+    "duration_p90_s",
+    "reconnections",
+    "reconnections_per_consultation",
+    "bitrate_median_kbps",
+    "bitrate_p90_kbps",
+    "loss_median_pct",
+    "loss_p90_pct",
+    "rtt_median_ms",
+    "rtt_p90_ms",
+    "snapshots",
+    "snapshots_per_consultation",
+    "treated_at_home",
+    "referred",
+    "no_outcome",
+    "travel_avoided_km",
+    "travel_avoided_hours",
+)
+"""The CSV export's columns, in their fixed order: append new ones at the end."""
+
+
+def _in_period(period: Period, region_ids: Sequence[int]) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [Consultation.region_id.in_(region_ids)]
+    if period.start is not None:
+        conditions.append(Consultation.created_at >= period.start)
+    if period.end is not None:
+        conditions.append(Consultation.created_at < period.end)
+    return conditions
+
+
+async def compute_figures(session: AsyncSession, regions: Sequence[RegionRef], period: Period) -> list[RegionFigures]:
+    """One :class:`RegionFigures` per region in ``regions`` (in that order), for ``period``."""
+    figures = {r.id: RegionFigures(r) for r in regions}
+    if not figures:
+        return []
+    where = _in_period(period, list(figures))
+
+    waits: dict[int, list[float]] = defaultdict(list)
+    durations: dict[int, list[float]] = defaultdict(list)
+    rows = await session.execute(
+        select(Consultation.region_id, Consultation.created_at, Consultation.started_at, Consultation.ended_at)
+        .where(*where)
+    )
+    for region_id, created, started, ended in rows:
+        figures[region_id].consultations += 1
+        if started is not None:
+            waits[region_id].append((started - created).total_seconds())
+            if ended is not None:
+                durations[region_id].append((ended - started).total_seconds())
+
+    reconnections = await session.execute(
+        select(Consultation.region_id, func.count(ConsultationEvent.id))
+        .join(ConsultationEvent, ConsultationEvent.consultation_id == Consultation.id)
+        .where(*where, ConsultationEvent.kind == RECONNECTING)
+        .group_by(Consultation.region_id)
+    )
+    for region_id, count in reconnections:
+        figures[region_id].reconnections = count
+
+    snapshots = await session.execute(
+        select(Consultation.region_id, func.count(Snapshot.id))
+        .join(Snapshot, Snapshot.consultation_id == Consultation.id)
+        .where(*where)
+        .group_by(Consultation.region_id)
+    )
+    for region_id, count in snapshots:
+        figures[region_id].snapshots = count
+
+    outcomes = await session.execute(
+        select(Consultation.region_id, Assessment.outcome, func.count(Assessment.id))
+        .join(Assessment, Assessment.consultation_id == Consultation.id)
+        .where(*where, Assessment.outcome.is_not(None))
+        .group_by(Consultation.region_id, Assessment.outcome)
+    )
+    for region_id, outcome, count in outcomes:
+        if outcome is Outcome.TREATED_AT_HOME:
+            figures[region_id].treated_at_home = count
+        elif outcome is Outcome.REFERRED:
+            figures[region_id].referred = count
+
+    bitrate: dict[int, list[float]] = defaultdict(list)
+    loss: dict[int, list[float]] = defaultdict(list)
+    rtt: dict[int, list[float]] = defaultdict(list)
+    samples = await session.execute(
+        select(Consultation.region_id, QualitySample.bitrate_kbps, QualitySample.loss_pct, QualitySample.rtt_ms)
+        .join(QualitySample, QualitySample.consultation_id == Consultation.id)
+        .where(*where, QualitySample.direction == "receive")
+    )
+    for region_id, kbps, loss_pct, rtt_ms in samples:
+        if kbps is not None:
+            bitrate[region_id].append(kbps)
+        if loss_pct is not None:
+            loss[region_id].append(loss_pct)
+        if rtt_ms is not None:
+            rtt[region_id].append(rtt_ms)
+
+    for region_id, found in figures.items():
+        found.wait_seconds = Spread.of(waits[region_id])
+        found.duration_seconds = Spread.of(durations[region_id])
+        found.bitrate_kbps = Spread.of(bitrate[region_id])
+        found.loss_pct = Spread.of(loss[region_id])
+        found.rtt_ms = Spread.of(rtt[region_id])
+    return [figures[r.id] for r in regions]
+
+
+SESSIONS_COLUMNS: tuple[str, ...] = (
+    "consultation",
+    "region",
+    "patient",
+    "status",
+    "created_at",
+    "started_at",
+    "ended_at",
+    "wait_s",
+    "duration_s",
+    "reconnections",
+    "snapshots",
+    "outcome",
+    "events",
+)
+"""The sessions CSV's columns; ``events`` is ``<at> <kind> <role>`` entries joined by ``; ``."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEvent:
+    at: datetime
+    kind: str
+    role: str | None
+    participant: str | None
+
+    def json(self) -> dict[str, object]:
+        return {"at": self.at.isoformat(), "kind": self.kind, "role": self.role, "participant": self.participant}
+
+    def text(self) -> str:
+        return f"{self.at.isoformat()} {self.kind} {self.role or '-'}"
+
+
+@dataclass(slots=True)
+class SessionSummary:
+    """One consultation's session log, by pseudonym and role only: who joined, dropped,
+    rejoined and left, and when. Event subjects (user ids, invitation names) are left out."""
+
+    id: str
+    region: str
+    patient: str
+    status: str
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    outcome: str | None
+    snapshots: int = 0
+    events: list[SessionEvent] = field(default_factory=list)
+
+    @property
+    def wait_seconds(self) -> float | None:
+        return None if self.started_at is None else (self.started_at - self.created_at).total_seconds()
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds()
+
+    @property
+    def reconnections(self) -> int:
+        return sum(1 for e in self.events if e.kind == RECONNECTING)
+
+    def json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "region": self.region,
+            "patient": self.patient,
+            "status": self.status,
+            "createdAt": self.created_at.isoformat(),
+            "startedAt": self.started_at.isoformat() if self.started_at else None,
+            "endedAt": self.ended_at.isoformat() if self.ended_at else None,
+            "waitSeconds": self.wait_seconds,
+            "durationSeconds": self.duration_seconds,
+            "reconnections": self.reconnections,
+            "snapshots": self.snapshots,
+            "outcome": self.outcome,
+            "events": [e.json() for e in self.events],
+        }
+
+    def row(self) -> list[object]:
+        """The values for :data:`SESSIONS_COLUMNS`, in that order."""
+        return [
+            self.id,
+            self.region,
+            self.patient,
+            self.status,
+            self.created_at.isoformat(),
+            self.started_at.isoformat() if self.started_at else None,
+            self.ended_at.isoformat() if self.ended_at else None,
+            self.wait_seconds,
+            self.duration_seconds,
+            self.reconnections,
+            self.snapshots,
+            self.outcome,
+            "; ".join(e.text() for e in self.events),
+        ]
+
+
+async def list_sessions(session: AsyncSession, regions: Sequence[RegionRef], period: Period) -> list[SessionSummary]:
+    """The consultations of ``regions`` created in ``period``, oldest first, with their logs."""
+    if not regions:
+        return []
+    codes = {r.id: r.code for r in regions}
+    where = _in_period(period, list(codes))
+    rows = await session.execute(
+        select(Consultation, Patient.pseudonym, Assessment.outcome)
+        .join(Patient, Patient.id == Consultation.patient_id)
+        .outerjoin(Assessment, Assessment.consultation_id == Consultation.id)
+        .where(*where)
+        .order_by(Consultation.created_at, Consultation.id)
+    )
+    found: dict[str, SessionSummary] = {}
+    for consultation, pseudonym, outcome in rows:
+        found[consultation.id] = SessionSummary(
+            id=consultation.id,
+            region=codes[consultation.region_id],
+            patient=pseudonym,
+            status=consultation.status.value,
+            created_at=consultation.created_at,
+            started_at=consultation.started_at,
+            ended_at=consultation.ended_at,
+            outcome=outcome.value if outcome is not None else None,
+        )
+    if not found:
+        return []
+    events = await session.execute(
+        select(ConsultationEvent.consultation_id, ConsultationEvent.at, ConsultationEvent.kind,
+               ConsultationEvent.role, ConsultationEvent.participant)
+        .join(Consultation, Consultation.id == ConsultationEvent.consultation_id)
+        .where(*where)
+        .order_by(ConsultationEvent.at, ConsultationEvent.id)
+    )
+    for consultation_id, at, kind, role, participant in events:
+        found[consultation_id].events.append(SessionEvent(at, kind, role, participant))
+    snapshots = await session.execute(
+        select(Snapshot.consultation_id, func.count(Snapshot.id))
+        .join(Consultation, Consultation.id == Snapshot.consultation_id)
+        .where(*where)
+        .group_by(Snapshot.consultation_id)
+    )
+    for consultation_id, count in snapshots:
+        found[consultation_id].snapshots = count
+    return list(found.values())
+
+
+async def visible_regions(session: AsyncSession, region_ids: Sequence[int]) -> list[RegionRef]:
+    """The regions among ``region_ids`` that are not shredded, by code."""
+    if not region_ids:
+        return []
+    rows = await session.execute(
+        select(Region.id, Region.code, Region.name)
+        .where(Region.id.in_(region_ids), Region.shredded_at.is_(None))
+        .order_by(Region.code)
+    )
+    return [RegionRef(*row) for row in rows]
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object) -> str:
+    """A CSV cell: empty for None; text that a spreadsheet would run as a formula is
+    prefixed with ``'`` (OWASP CSV injection advice) - region names are typed by people."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value) if isinstance(value, float) else str(value)
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def to_csv(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """RFC 4180: a header row, CRLF line ends, fields quoted only when they need it."""
+    out = io.StringIO()
+    writer = csv.writer(out, dialect="excel", lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(columns)
+    for row in rows:
+        if len(row) != len(columns):
+            raise ValueError(f"row has {len(row)} values for {len(columns)} columns")
+        writer.writerow([_cell(v) for v in row])
+    return out.getvalue()
