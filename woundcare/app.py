@@ -27,6 +27,7 @@ from .api import (
     pilot,
     quality,
     regions,
+    retention,
     session,
     snapshots,
 )
@@ -36,8 +37,8 @@ from .api.health import DRAINING
 from .appkeys import (
     ACCESS_LOG,
     ASSESSMENTS,
-    CONSENTS,
     AUDIT,
+    CONSENTS,
     CONSULTATIONS,
     DATABASE,
     DEVICES,
@@ -46,6 +47,7 @@ from .appkeys import (
     LOGIN,
     PATIENTS,
     QUALITY,
+    RETENTION,
     SESSION_LOG,
     SESSIONS,
     SETTINGS,
@@ -73,6 +75,7 @@ from .records.consents import Consents
 from .records.consultations import Consultations
 from .records.patients import Patients
 from .records.quality import Quality
+from .records.retention import Retention
 from .records.session_log import SessionLog
 from .records.snapshots import Snapshots
 from .storage.blobs import BlobStore
@@ -186,10 +189,12 @@ def create_app(settings: Settings) -> web.Application:
     app[ACCESS_LOG] = AccessLog(db)
     app[QUALITY] = Quality(db)
     app[ASSESSMENTS] = Assessments(db, keyring)
+    blobs = BlobStore(settings.blob_dir)
+    app[RETENTION] = Retention(db, blobs)
     app[SNAPSHOTS] = Snapshots(
         db,
         keyring,
-        BlobStore(settings.blob_dir),
+        blobs,
         Intents(settings.intent_dir, settings.instance_name),
         max_bytes=settings.snapshot_max_bytes,
         max_pixels=settings.snapshot_max_pixels,
@@ -217,6 +222,7 @@ def create_app(settings: Settings) -> web.Application:
         assessments,
         snapshots,
         quality,
+        retention,
         fhir,
         pilot,
         devices,

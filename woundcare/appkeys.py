@@ -18,6 +18,7 @@ from .records.consents import Consents
 from .records.consultations import Consultations
 from .records.patients import Patients
 from .records.quality import Quality
+from .records.retention import Retention
 from .records.session_log import SessionLog
 from .records.snapshots import Snapshots
 
@@ -37,3 +38,4 @@ ASSESSMENTS = web.AppKey("assessments", Assessments)
 SNAPSHOTS = web.AppKey("snapshots", Snapshots)
 QUALITY = web.AppKey("quality", Quality)
 ACCESS_LOG = web.AppKey("access_log", AccessLog)
+RETENTION = web.AppKey("retention", Retention)

@@ -211,6 +211,16 @@ async def _region_add(db: Database, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _region_retention(db: Database, args: argparse.Namespace) -> int:
+    region_id = await _region_id(db, args.code)
+    days = None if args.days == 0 else args.days
+    async with db.sessions() as session, session.begin():
+        await session.execute(update(Region).where(Region.id == region_id).values(retention_days=days))
+    await _audit(db, "region.retention", f"region:{args.code}:{days or 'keep'}", region_id)
+    print(f"region {args.code}: " + (f"consultations ended over {days} days ago are due" if days else "kept"))
+    return 0
+
+
 async def _user_add(db: Database, args: argparse.Namespace) -> int:
     region_ids = [await _region_id(db, code) for code in dict.fromkeys(args.region)]
     password, generated = _new_password()
@@ -415,6 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
     region_add.add_argument("code", help="short unique code, e.g. 'nord'")
     region_add.add_argument("name", help="display name")
     region_add.set_defaults(func=_admin(_region_add))
+    region_retention = region.add_parser(
+        "retention", parents=[common], help="set how long ended consultations are kept (0: keep)"
+    )
+    region_retention.add_argument("code")
+    region_retention.add_argument("days", type=int)
+    region_retention.set_defaults(func=_admin(_region_retention))
     region_shred = region.add_parser(
         "shred", parents=[common], help="destroy a region's keys (crypto-shredding; cannot be undone)"
     )

@@ -148,7 +148,9 @@ async def attempt(world: World, route: str, client: ApiClient, region: str, role
         body = {"video": True, "snapshots": True}
     elif route == "PUT /api/consultations/{id}/assessment":
         body = {"woundType": "venous_leg_ulcer", "outcome": "treated_at_home"}
-    elif route == "GET /api/patients" or path.startswith("/api/pilot/"):
+    elif route == "POST /api/retention/purge":
+        body = {"region": region}
+    elif route == "GET /api/patients" or path.startswith(("/api/pilot/", "/api/retention")):
         path += f"?region={region}"
     form = None
     if route == "POST /api/consultations/{id}/snapshots":

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,7 +14,8 @@ from sqlalchemy import select, update
 from tests.api.client import ApiClient
 from tests.server import RunningServer
 from woundcare.appkeys import DATABASE
-from woundcare.db.models import Assessment, AuditEvent, Patient, QualitySample
+from woundcare.cli import main
+from woundcare.db.models import Assessment, AuditEvent, Consultation, Patient, QualitySample
 from woundcare.db.models import Role as StaffRole
 
 PASSWORD = "records test password"
@@ -188,3 +191,37 @@ async def test_fhir_export_through_the_api_is_pseudonymous_and_valid(visit: Visi
     kinds = {entry.resource.get_resource_type() for entry in bundle.entry or []}
     assert {"Encounter", "Patient", "Composition", "Consent"} <= kinds
     await visit.nurse.json("GET", f"/api/consultations/{visit.consultation}/fhir", expect=403)
+
+
+async def test_retention_flags_and_deletes_what_is_past_the_period(visit: Visit) -> None:
+    server = visit.server
+    await server.add_user("admin", PASSWORD, {"east": StaffRole.ADMIN})
+    admin = ApiClient(server.url)
+    await admin.login("admin", PASSWORD)
+    try:
+        assert (await admin.json("GET", "/api/retention?region=east"))["retentionDays"] is None
+        code = await asyncio.to_thread(main, ["region", "retention", "east", "365", *cli_options(server)])
+        assert code == 0
+        await visit.nurse.json("POST", f"/api/consultations/{visit.consultation}/consents", expect=201,
+                               json={"snapshots": True})
+        await visit.specialist.json("POST", f"/api/consultations/{visit.consultation}/end", expect=204)
+        assert (await admin.json("GET", "/api/retention?region=east"))["due"] == []
+        long_ago = datetime.now(UTC) - timedelta(days=400)
+        async with server.app[DATABASE].sessions() as session, session.begin():
+            await session.execute(update(Consultation).values(ended_at=long_ago))
+        due = (await admin.json("GET", "/api/retention?region=east"))["due"]
+        assert [d["consultation"] for d in due] == [visit.consultation]
+        purged = await admin.json("POST", "/api/retention/purge", json={"region": "east"})
+        assert purged["deleted"] == [visit.consultation]
+        await visit.specialist.json("GET", f"/api/consultations/{visit.consultation}", expect=404)
+        await visit.specialist.json("GET", f"/api/patients/{visit.patient}", expect=404)
+        await visit.nurse.json("GET", "/api/retention?region=east", expect=403)
+    finally:
+        await admin.close()
+
+
+def cli_options(server: RunningServer) -> list[str]:
+    options = ["--data-dir", str(server.settings.data_dir)]
+    if server.settings.database_url:
+        options += ["--database-url", server.settings.database_url]
+    return options

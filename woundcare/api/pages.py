@@ -59,6 +59,11 @@ async def specialist_page(request: web.Request) -> web.FileResponse:
     return _page("specialist.html")
 
 
+@routes.get("/lead")
+async def lead_page(request: web.Request) -> web.FileResponse:
+    return _page("lead.html")
+
+
 @routes.get("/static/{path:.+}")
 async def asset(request: web.Request) -> web.FileResponse:
     """A file from one of the asset folders of ``web/``; anything else is 404."""

@@ -45,6 +45,8 @@ class Action(str, enum.Enum):
     """A consultation as a pseudonymous FHIR R4 Bundle."""
     TIMELINE_READ = "timeline.read"
     """A patient's wounds over time: consultations, snapshots, measurements."""
+    RETENTION_MANAGE = "retention.manage"
+    """See and delete consultations past their region's retention period."""
     DEVICE_ISSUE = "device.issue"
     DEVICE_REVOKE = "device.revoke"
 
@@ -76,6 +78,7 @@ RULES: Mapping[Action, frozenset[Role]] = {
     Action.PILOT_FIGURES: frozenset({_L, _A}),
     Action.FHIR_EXPORT: frozenset({_S, _L}),
     Action.TIMELINE_READ: frozenset({_N, _S}),
+    Action.RETENTION_MANAGE: frozenset({_A}),
     Action.DEVICE_ISSUE: frozenset({_A}),
     Action.DEVICE_REVOKE: frozenset({_A}),
 }

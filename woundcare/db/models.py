@@ -79,6 +79,8 @@ class Region(Base):
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     shredded_at: Mapped[datetime | None] = mapped_column(default=None)
+    retention_days: Mapped[int | None] = mapped_column(default=None)
+    """Ended consultations older than this are due for deletion; None keeps them."""
 
 
 class RegionKey(Base):

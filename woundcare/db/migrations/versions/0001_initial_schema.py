@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 22:18:29.875467
+Create Date: 2026-11-25 22:51:05.205500
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('created_at', woundcare.db.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('shredded_at', woundcare.db.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('retention_days', sa.Integer(), nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('code')
     )

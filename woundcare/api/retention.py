@@ -1,0 +1,42 @@
+"""``/api/retention``: what is past its region's retention period, and deleting it (admins)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..appkeys import RETENTION
+from ..auth.policy import Action
+from .body import json_body, text_field
+from .errors import api_error
+from .guard import audit_target, requires
+from .regions import checked_region
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/retention")
+@requires(Action.RETENTION_MANAGE)
+async def retention_due(request: web.Request) -> web.Response:
+    code = request.query.get("region")
+    if not code:
+        raise api_error(400, "bad_request", "'region' is required")
+    region_id = await checked_region(request, code, Action.RETENTION_MANAGE)
+    days, due = await request.config_dict[RETENTION].due(region_id)
+    audit_target(request, f"region:{code}", region_id)
+    return web.json_response(
+        {
+            "region": code,
+            "retentionDays": days,
+            "due": [{"consultation": d.consultation, "endedAt": d.ended_at.isoformat()} for d in due],
+        }
+    )
+
+
+@routes.post("/api/retention/purge")
+@requires(Action.RETENTION_MANAGE)
+async def retention_purge(request: web.Request) -> web.Response:
+    code = text_field(await json_body(request), "region", max_length=32) or ""
+    region_id = await checked_region(request, code, Action.RETENTION_MANAGE)
+    deleted = await request.config_dict[RETENTION].purge(region_id)
+    audit_target(request, f"consultations:{len(deleted)}", region_id)
+    return web.json_response({"region": code, "deleted": deleted})
