@@ -150,7 +150,9 @@ async def attempt(world: World, route: str, client: ApiClient, region: str, role
         body = {"woundType": "venous_leg_ulcer", "outcome": "treated_at_home"}
     elif route == "POST /api/retention/purge":
         body = {"region": region}
-    elif route == "GET /api/patients" or path.startswith(("/api/pilot/", "/api/retention")):
+    elif route == "PUT /api/pilot/travel":
+        body = {"region": region, "municipality": "3403 Hamar", "km": 86, "hours": 1.4}
+    elif route == "GET /api/patients" or (method == "GET" and path.startswith(("/api/pilot/", "/api/retention"))):
         path += f"?region={region}"
     form = None
     if route == "POST /api/consultations/{id}/snapshots":

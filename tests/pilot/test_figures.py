@@ -207,7 +207,7 @@ def expected_figures(items: list[Seeded], code: str) -> dict[str, Any]:
         "snapshots": {"count": snapshots, "perConsultation": snapshots / n if n else None},
         "outcomes": {"treatedAtHome": home, "referred": referred, "none": n - home - referred},
         "travelAvoided": {"km": home * KM_PER_TRIP, "hours": home * HOURS_PER_TRIP, "kmPerTrip": KM_PER_TRIP,
-                          "hoursPerTrip": HOURS_PER_TRIP, "placeholder": True},
+                          "hoursPerTrip": HOURS_PER_TRIP, "placeholder": home > 0, "estimatedTrips": home},
     }
 
 

@@ -17,6 +17,8 @@ function goOn(me) {
     location.assign('/nurse');
   } else if (roles.has('specialist')) {
     location.assign('/specialist');
+  } else if (roles.has('pilot_lead')) {
+    location.assign('/lead');
   } else {
     setText(byId('login-error'), 'login.error.noRole');
   }

@@ -44,7 +44,8 @@ async def register_patient(request: web.Request) -> web.Response:
     if not valid_national_id(national_id):
         raise api_error(400, "bad_national_id", "'nationalId' is not a valid Norwegian identity number")
     name = text_field(data, "name", max_length=200) or ""
-    view = await request.config_dict[PATIENTS].register(region_id, PatientIdentity(national_id, name))
+    municipality = text_field(data, "municipality", max_length=64, required=False)
+    view = await request.config_dict[PATIENTS].register(region_id, PatientIdentity(national_id, name), municipality)
     audit_target(request, f"patient:{view.pseudonym}", region_id)
     return web.json_response(patient_json(view), status=201)
 

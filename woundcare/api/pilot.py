@@ -13,8 +13,10 @@ from __future__ import annotations
 from datetime import date
 
 from aiohttp import web
+from sqlalchemy import select
 
 from ..appkeys import DATABASE
+from ..db.models import TravelDistance
 from ..auth.policy import Action
 from ..pilot.figures import (
     DEFAULT_TRAVEL,
@@ -27,6 +29,7 @@ from ..pilot.figures import (
     to_csv,
     visible_regions,
 )
+from .body import json_body, text_field
 from .errors import api_error
 from .guard import actor, audit_target, requires
 from .regions import checked_region
@@ -95,7 +98,7 @@ async def figures(request: web.Request) -> web.Response:
             "travelAssumption": {
                 "kmPerTrip": DEFAULT_TRAVEL.km,
                 "hoursPerTrip": DEFAULT_TRAVEL.hours,
-                "placeholder": True,
+                "usedFor": "municipalities without an entered distance",
             },
             "regions": [f.json() for f in found],
         },
@@ -133,3 +136,52 @@ async def sessions_csv(request: web.Request) -> web.Response:
     async with request.config_dict[DATABASE].sessions() as session:
         found = await list_sessions(session, regions, period)
     return _csv(to_csv(SESSIONS_COLUMNS, [s.row() for s in found]), "pilot-sessions.csv")
+
+
+@routes.get("/api/pilot/travel")
+@requires(Action.PILOT_FIGURES)
+async def travel_table(request: web.Request) -> web.Response:
+    """The region's round-trip distances per municipality, as the lead entered them."""
+    code = request.query.get("region") or ""
+    region_id = await checked_region(request, code, Action.PILOT_FIGURES)
+    async with request.config_dict[DATABASE].sessions() as session:
+        rows = (
+            await session.scalars(
+                select(TravelDistance).where(TravelDistance.region_id == region_id).order_by(TravelDistance.municipality)
+            )
+        ).all()
+    return web.json_response(
+        {
+            "region": code,
+            "default": {"km": DEFAULT_TRAVEL.km, "hours": DEFAULT_TRAVEL.hours},
+            "municipalities": [{"municipality": r.municipality, "km": r.km, "hours": r.hours} for r in rows],
+        }
+    )
+
+
+@routes.put("/api/pilot/travel")
+@requires(Action.PILOT_TRAVEL_EDIT)
+async def set_travel(request: web.Request) -> web.Response:
+    """Enter (or change) one municipality's round trip to the region's hospital."""
+    data = await json_body(request)
+    code = text_field(data, "region", max_length=32) or ""
+    region_id = await checked_region(request, code, Action.PILOT_TRAVEL_EDIT)
+    municipality = text_field(data, "municipality", max_length=64) or ""
+    values: dict[str, float] = {}
+    for name, limit in (("km", 2000.0), ("hours", 48.0)):
+        value = data.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= limit:
+            raise api_error(400, "bad_request", f"'{name}' must be a number from 0 to {limit:g}")
+        values[name] = float(value)
+    async with request.config_dict[DATABASE].sessions() as session, session.begin():
+        row = await session.scalar(
+            select(TravelDistance).where(
+                TravelDistance.region_id == region_id, TravelDistance.municipality == municipality
+            )
+        )
+        if row is None:
+            session.add(TravelDistance(region_id=region_id, municipality=municipality, **values))
+        else:
+            row.km, row.hours = values["km"], values["hours"]
+    audit_target(request, f"travel:{code}", region_id)
+    return web.json_response({"region": code, "municipality": municipality, **values})

@@ -41,6 +41,8 @@ class Action(str, enum.Enum):
     """Call-quality samples from the clients, for the pilot's figures."""
     PILOT_FIGURES = "pilot.figures"
     """The pilot's figures and session log of a region, JSON and CSV exports."""
+    PILOT_TRAVEL_EDIT = "pilot.travel_edit"
+    """The per-municipality distances behind the travel-avoided figure."""
     FHIR_EXPORT = "fhir.export"
     """A consultation as a pseudonymous FHIR R4 Bundle."""
     TIMELINE_READ = "timeline.read"
@@ -76,6 +78,7 @@ RULES: Mapping[Action, frozenset[Role]] = {
     Action.ASSESSMENT_SIGN: frozenset({_S}),
     Action.QUALITY_REPORT: frozenset({_N, _S}),
     Action.PILOT_FIGURES: frozenset({_L, _A}),
+    Action.PILOT_TRAVEL_EDIT: frozenset({_L}),
     Action.FHIR_EXPORT: frozenset({_S, _L}),
     Action.TIMELINE_READ: frozenset({_N, _S}),
     Action.RETENTION_MANAGE: frozenset({_A}),

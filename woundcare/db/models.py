@@ -139,6 +139,8 @@ class Patient(Base):
     region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"), index=True)
     identity_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     """National id number and name, sealed with the region's key."""
+    municipality: Mapped[str | None] = mapped_column(String(64), default=None)
+    """Where the patient lives, for the pilot's travel-avoided estimate (no finer place)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -343,3 +345,17 @@ class QualitySample(Base):
     fps: Mapped[float | None]
     width: Mapped[int | None]
     height: Mapped[int | None]
+
+
+class TravelDistance(Base):
+    """The round trip from a municipality to the region's hospital, as the pilot lead
+    entered it: what each consultation treated at home saved."""
+
+    __tablename__ = "travel_distances"
+    __table_args__ = (UniqueConstraint("region_id", "municipality"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"))
+    municipality: Mapped[str] = mapped_column(String(64))
+    km: Mapped[float]
+    hours: Mapped[float]

@@ -16,7 +16,8 @@ Definitions:
 - Call quality: samples with direction ``receive`` (what a participant actually got), each
   measure over its non-empty values. For loss and RTT the p90 is the bad tail; for bitrate
   it is the good one.
-- Travel avoided: consultations treated at home x :data:`DEFAULT_TRAVEL` (see there).
+- Travel avoided: for each consultation treated at home, the round trip from the patient's
+  municipality as the lead entered it (``travel_distances``), else :data:`DEFAULT_TRAVEL`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ..db.models import (
     QualitySample,
     Region,
     Snapshot,
+    TravelDistance,
 )
 
 RECONNECTING = "reconnecting"
@@ -58,15 +60,8 @@ class Travel:
 
 
 DEFAULT_TRAVEL = Travel(km=2 * 60.0, hours=1.5)
-"""PLACEHOLDER, the same for every region: 2 x 60 km and 1.5 hours per round trip to the
-hospital. The pilot leads will replace it with each region's own figure (not editable yet)."""
-
-TRAVEL_BY_REGION: dict[str, Travel] = {}
-"""Per-region overrides of :data:`DEFAULT_TRAVEL` by region code (none yet)."""
-
-
-def travel_for(region_code: str) -> Travel:
-    return TRAVEL_BY_REGION.get(region_code, DEFAULT_TRAVEL)
+"""An estimate (2 x 60 km, 1.5 hours per round trip) for patients whose municipality has no
+distance in the lead's table; the figures say how many trips were estimated."""
 
 
 def nearest_rank(values: Sequence[float], percent: float) -> float | None:
@@ -151,6 +146,10 @@ class RegionFigures:
     snapshots: int = 0
     treated_at_home: int = 0
     referred: int = 0
+    travel_km: float = 0.0
+    travel_hours: float = 0.0
+    travel_estimated: int = 0
+    """Consultations treated at home whose municipality has no distance entered."""
 
     @property
     def no_outcome(self) -> int:
@@ -158,15 +157,7 @@ class RegionFigures:
 
     @property
     def travel(self) -> Travel:
-        return travel_for(self.region.code)
-
-    @property
-    def travel_km(self) -> float:
-        return round(self.treated_at_home * self.travel.km, 3)
-
-    @property
-    def travel_hours(self) -> float:
-        return round(self.treated_at_home * self.travel.hours, 3)
+        return DEFAULT_TRAVEL
 
     def json(self) -> dict[str, object]:
         return {
@@ -191,7 +182,8 @@ class RegionFigures:
                 "hours": self.travel_hours,
                 "kmPerTrip": self.travel.km,
                 "hoursPerTrip": self.travel.hours,
-                "placeholder": True,
+                "placeholder": self.travel_estimated > 0,
+                "estimatedTrips": self.travel_estimated,
             },
         }
 
@@ -312,6 +304,27 @@ async def compute_figures(session: AsyncSession, regions: Sequence[RegionRef], p
             figures[region_id].treated_at_home = count
         elif outcome is Outcome.REFERRED:
             figures[region_id].referred = count
+
+    # Each consultation treated at home saved its patient's round trip: from the lead's
+    # table for the patient's municipality, else the default estimate.
+    trips = await session.execute(
+        select(Consultation.region_id, TravelDistance.km, TravelDistance.hours)
+        .join(Assessment, Assessment.consultation_id == Consultation.id)
+        .join(Patient, Patient.id == Consultation.patient_id)
+        .outerjoin(
+            TravelDistance,
+            (TravelDistance.region_id == Consultation.region_id)
+            & (TravelDistance.municipality == Patient.municipality),
+        )
+        .where(*where, Assessment.outcome == Outcome.TREATED_AT_HOME)
+    )
+    for region_id, km, hours in trips:
+        found = figures[region_id]
+        if km is None:
+            found.travel_estimated += 1
+            km, hours = found.travel.km, found.travel.hours
+        found.travel_km = round(found.travel_km + km, 3)
+        found.travel_hours = round(found.travel_hours + hours, 3)
 
     bitrate: dict[int, list[float]] = defaultdict(list)
     loss: dict[int, list[float]] = defaultdict(list)

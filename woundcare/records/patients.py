@@ -60,8 +60,10 @@ class Patients:
         self._db = db
         self._keyring = keyring
 
-    async def register(self, region_id: int, identity: PatientIdentity) -> PatientView:
-        patient = Patient(region_id=region_id, pseudonym=new_public_id())
+    async def register(
+        self, region_id: int, identity: PatientIdentity, municipality: str | None = None
+    ) -> PatientView:
+        patient = Patient(region_id=region_id, pseudonym=new_public_id(), municipality=municipality)
         plaintext = orjson.dumps({"nationalId": identity.national_id, "name": identity.name})
         patient.identity_sealed = await self._keyring.seal(self._binding(patient), plaintext)
         async with self._db.sessions() as session, session.begin():

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 22:51:05.205500
+Create Date: 2026-11-25 22:52:52.860452
 """
 
 from __future__ import annotations
@@ -125,6 +125,7 @@ def upgrade() -> None:
     sa.Column('pseudonym', sa.String(length=40), nullable=False),
     sa.Column('region_id', sa.Integer(), nullable=False),
     sa.Column('identity_sealed', sa.LargeBinary(), nullable=True),
+    sa.Column('municipality', sa.String(length=64), nullable=True),
     sa.Column('created_at', woundcare.db.models.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['region_id'], ['regions.id'], ),
     sa.PrimaryKeyConstraint('id'),
@@ -144,6 +145,16 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['region_id'], ['regions.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('region_id', 'version')
+    )
+    op.create_table('travel_distances',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('region_id', sa.Integer(), nullable=False),
+    sa.Column('municipality', sa.String(length=64), nullable=False),
+    sa.Column('km', sa.Double(), nullable=False),
+    sa.Column('hours', sa.Double(), nullable=False),
+    sa.ForeignKeyConstraint(['region_id'], ['regions.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('region_id', 'municipality')
     )
     op.create_table('consultations',
     sa.Column('id', sa.String(length=40), nullable=False),
@@ -292,6 +303,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_consultations_patient_id'))
 
     op.drop_table('consultations')
+    op.drop_table('travel_distances')
     op.drop_table('region_keys')
     with op.batch_alter_table('patients', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_patients_region_id'))

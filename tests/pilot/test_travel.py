@@ -1,0 +1,45 @@
+"""The lead's per-municipality distances drive the travel-avoided figure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.api.client import ApiClient
+from woundcare.appkeys import ASSESSMENTS, CONSULTATIONS, PATIENTS
+from woundcare.db.models import Outcome
+from woundcare.db.models import Role as StaffRole
+from woundcare.records.assessments import AssessmentContent
+from woundcare.records.patients import PatientIdentity
+
+PASSWORD = "travel test password"
+
+
+async def test_entered_distances_replace_the_estimate(start_server: Any) -> None:
+    server = await start_server()
+    await server.add_user("lead", PASSWORD, {"east": StaffRole.PILOT_LEAD})
+    region_id = await server.region("east")
+    app = server.app
+    for municipality in ("3403 Hamar", "3430 Os", None):
+        view = await app[PATIENTS].register(region_id, PatientIdentity("01018012371", "Test"), municipality)
+        patient = await app[PATIENTS].find(view.pseudonym)
+        assert patient is not None
+        consultation = await app[CONSULTATIONS].start(patient, None)
+        await app[ASSESSMENTS].save(
+            consultation.id, region_id, AssessmentContent(outcome=Outcome.TREATED_AT_HOME), "u1"
+        )
+    lead = ApiClient(server.url)
+    await lead.login("lead", PASSWORD)
+    try:
+        before = (await lead.json("GET", "/api/pilot/figures?region=east"))["regions"][0]["travelAvoided"]
+        assert (before["km"], before["hours"], before["estimatedTrips"]) == (360.0, 4.5, 3)
+        await lead.json("PUT", "/api/pilot/travel", json={"region": "east", "municipality": "3430 Os",
+                                                          "km": 260, "hours": 3.5})
+        await lead.json("PUT", "/api/pilot/travel", expect=400, json={"region": "east", "municipality": "3430 Os",
+                                                                      "km": -1, "hours": 1})
+        table = await lead.json("GET", "/api/pilot/travel?region=east")
+        assert table["municipalities"] == [{"municipality": "3430 Os", "km": 260.0, "hours": 3.5}]
+        after = (await lead.json("GET", "/api/pilot/figures?region=east"))["regions"][0]["travelAvoided"]
+        assert (after["km"], after["hours"], after["estimatedTrips"]) == (260.0 + 240.0, 3.5 + 3.0, 2)
+        assert after["placeholder"] is True
+    finally:
+        await lead.close()

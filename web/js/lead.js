@@ -1,0 +1,288 @@
+/**
+ * The pilot lead's page: the pilot's figures per region for a period (cards and bar charts),
+ * the session log behind them (each consultation's events expandable), and CSV downloads of
+ * both. Everything comes from /api/pilot/*; the API only answers for the lead's own regions.
+ */
+
+import { getJson } from './api.js';
+import { barChart } from './charts.js';
+import { byId, h } from './dom.js';
+import { LANGUAGE_EVENT, formatNumber, language, setText, t } from './i18n.js';
+import { startPage } from './page.js';
+
+/**
+ * @typedef {{values: number, median: number | null, p90: number | null}} Spread
+ * @typedef {{
+ *   region: string, name: string, consultations: number,
+ *   waitSeconds: Spread, durationSeconds: Spread,
+ *   reconnections: {count: number, perConsultation: number | null},
+ *   quality: {bitrateKbps: Spread, lossPct: Spread, rttMs: Spread},
+ *   snapshots: {count: number, perConsultation: number | null},
+ *   outcomes: {treatedAtHome: number, referred: number, none: number},
+ *   travelAvoided: {km: number, hours: number, kmPerTrip: number, hoursPerTrip: number, placeholder: boolean},
+ * }} RegionFigures
+ * @typedef {{at: string, kind: string, role: string | null, participant: string | null}} SessionEvent
+ * @typedef {{
+ *   id: string, region: string, patient: string, status: string, createdAt: string,
+ *   startedAt: string | null, endedAt: string | null, waitSeconds: number | null,
+ *   durationSeconds: number | null, reconnections: number, snapshots: number,
+ *   outcome: string | null, events: SessionEvent[],
+ * }} Session
+ */
+
+/** Roles that may see the pilot's figures (woundcare.auth.policy, Action.PILOT_FIGURES). */
+const LEAD_ROLES = ['pilot_lead', 'admin'];
+
+// page.js checks for one role; a pilot lead is what this page is for.
+const me = await startPage(/** @type {any} */ ('pilot_lead'));
+
+const form = /** @type {HTMLFormElement} */ (byId('filter'));
+const regionSelect = /** @type {HTMLSelectElement} */ (byId('region'));
+const fromInput = /** @type {HTMLInputElement} */ (byId('from'));
+const toInput = /** @type {HTMLInputElement} */ (byId('to'));
+const status = byId('lead-status');
+const error = byId('lead-error');
+
+/** @type {{figures: RegionFigures[], sessions: Session[]} | null} */
+let shown = null;
+/** Region names by code, for the session list. @type {Map<string, string>} */
+const regionNames = new Map();
+
+/** @param {{code: string, name: string, roles: string[]}[]} regions */
+function fillRegions(regions) {
+  for (const region of regions) {
+    if (!region.roles.some((role) => LEAD_ROLES.includes(role))) continue;
+    regionNames.set(region.code, region.name);
+    regionSelect.append(h('option', { value: region.code }, region.name));
+  }
+}
+
+/** The current filter as a query string ("" when nothing is chosen). */
+function query() {
+  const params = new URLSearchParams();
+  if (regionSelect.value) params.set('region', regionSelect.value);
+  if (fromInput.value) params.set('from', fromInput.value);
+  if (toInput.value) params.set('to', toInput.value);
+  const text = params.toString();
+  return text ? `?${text}` : '';
+}
+
+// ---- formatting -------------------------------------------------------------------------
+
+/** @param {number | null | undefined} value @param {number} [digits] */
+function num(value, digits = 2) {
+  return value == null ? '–' : formatNumber(value, digits);
+}
+
+/** A span of time in seconds as "4 min 5 s" / "1 t 12 min". @param {number | null | undefined} seconds */
+function duration(seconds) {
+  if (seconds == null) return '–';
+  const whole = Math.round(seconds);
+  if (whole < 60) return t('lead.unit.s', { s: whole });
+  if (whole < 3600) return t('lead.unit.ms', { m: Math.floor(whole / 60), s: whole % 60 });
+  return t('lead.unit.hm', { h: Math.floor(whole / 3600), m: Math.floor((whole % 3600) / 60) });
+}
+
+/** @param {string | null} iso */
+function dateTime(iso) {
+  if (!iso) return '–';
+  return new Date(iso).toLocaleString(language(), { dateStyle: 'short', timeStyle: 'medium' });
+}
+
+/** @param {string} iso */
+function time(iso) {
+  return new Date(iso).toLocaleTimeString(language(), { timeStyle: 'medium' });
+}
+
+// ---- figure cards -----------------------------------------------------------------------
+
+/**
+ * One figure: a label, the number (its raw value in data-value for tests and tools), a note.
+ * @param {string} key
+ * @param {string} labelKey
+ * @param {string} text
+ * @param {number | null} raw
+ * @param {string} [noteKey]
+ */
+function figure(key, labelKey, text, raw, noteKey) {
+  const label = h('dt', {});
+  setText(label, labelKey);
+  const value = h('dd', { class: 'figure-value', 'data-figure': key, 'data-value': raw == null ? '' : String(raw) }, text);
+  const item = h('div', { class: 'figure' }, label, value);
+  if (noteKey) {
+    const note = h('dd', { class: 'figure-note' });
+    setText(note, noteKey);
+    item.append(note);
+  }
+  return item;
+}
+
+/** @param {RegionFigures} f */
+function regionCard(f) {
+  const heading = h('h3', {}, f.name);
+  const list = h('dl', { class: 'figures' },
+    figure('consultations', 'lead.fig.consultations', String(f.consultations), f.consultations),
+    figure('wait-median', 'lead.fig.waitMedian', duration(f.waitSeconds.median), f.waitSeconds.median),
+    figure('wait-p90', 'lead.fig.waitP90', duration(f.waitSeconds.p90), f.waitSeconds.p90),
+    figure('duration-median', 'lead.fig.durationMedian', duration(f.durationSeconds.median), f.durationSeconds.median),
+    figure('reconnections', 'lead.fig.reconnections', String(f.reconnections.count), f.reconnections.count),
+    figure('snapshots-per', 'lead.fig.snapshotsPer', num(f.snapshots.perConsultation), f.snapshots.perConsultation),
+    figure('treated-at-home', 'lead.fig.treatedAtHome', String(f.outcomes.treatedAtHome), f.outcomes.treatedAtHome),
+    figure('referred', 'lead.fig.referred', String(f.outcomes.referred), f.outcomes.referred),
+    figure('travel-km', 'lead.fig.travelKm', t('lead.unit.km', { km: num(f.travelAvoided.km, 0) }), f.travelAvoided.km, 'lead.estimate'),
+    figure('travel-hours', 'lead.fig.travelHours', t('lead.unit.h', { h: num(f.travelAvoided.hours, 1) }), f.travelAvoided.hours, 'lead.estimate'),
+  );
+  return h('article', { class: 'region-card', 'data-region': f.region, 'aria-label': f.name }, heading, list);
+}
+
+// ---- charts -----------------------------------------------------------------------------
+
+/** @param {RegionFigures[]} figures */
+function charts(figures) {
+  const minutes = (/** @type {number | null} */ s) => (s == null ? null : s / 60);
+  return [
+    barChart({
+      label: t('lead.chart.consultations'),
+      stacked: true,
+      format: (v) => formatNumber(v, 0),
+      series: [
+        { key: 'home', label: t('outcome.treated_at_home'), className: 'fill-home' },
+        { key: 'referred', label: t('outcome.referred'), className: 'fill-referred' },
+        { key: 'none', label: t('lead.outcome.none'), className: 'fill-none' },
+      ],
+      groups: figures.map((f) => ({
+        label: f.name,
+        values: { home: f.outcomes.treatedAtHome, referred: f.outcomes.referred, none: f.outcomes.none },
+      })),
+    }),
+    barChart({
+      label: t('lead.chart.wait'),
+      format: (v) => formatNumber(v, 1),
+      series: [
+        { key: 'median', label: t('lead.median'), className: 'fill-median' },
+        { key: 'p90', label: t('lead.p90'), className: 'fill-p90' },
+      ],
+      groups: figures.map((f) => ({
+        label: f.name, values: { median: minutes(f.waitSeconds.median), p90: minutes(f.waitSeconds.p90) },
+      })),
+    }),
+    barChart({
+      label: t('lead.chart.loss'),
+      format: (v) => formatNumber(v, 2),
+      series: [
+        { key: 'median', label: t('lead.median'), className: 'fill-median' },
+        { key: 'p90', label: t('lead.p90'), className: 'fill-p90' },
+      ],
+      groups: figures.map((f) => ({ label: f.name, values: { median: f.quality.lossPct.median, p90: f.quality.lossPct.p90 } })),
+    }),
+    barChart({
+      label: t('lead.chart.rtt'),
+      format: (v) => formatNumber(v, 0),
+      series: [
+        { key: 'median', label: t('lead.median'), className: 'fill-median' },
+        { key: 'p90', label: t('lead.p90'), className: 'fill-p90' },
+      ],
+      groups: figures.map((f) => ({ label: f.name, values: { median: f.quality.rttMs.median, p90: f.quality.rttMs.p90 } })),
+    }),
+  ];
+}
+
+// ---- sessions ---------------------------------------------------------------------------
+
+/** @param {string} prefix @param {string | null} value */
+function translated(prefix, value) {
+  if (!value) return '–';
+  const key = `${prefix}.${value}`;
+  const text = t(key);
+  return text === key ? value : text;
+}
+
+/** The event log of one session, as a list. @param {Session} session */
+function eventLog(session) {
+  if (!session.events.length) {
+    const empty = h('p', {});
+    setText(empty, 'lead.log.empty');
+    return empty;
+  }
+  return h('ol', { class: 'event-log' }, ...session.events.map((event) => h('li', { 'data-kind': event.kind },
+    h('time', { datetime: event.at }, time(event.at)), ' ',
+    h('span', { class: 'event-kind' }, translated('lead.event', event.kind)), ' ',
+    h('span', { class: 'event-role' }, translated('role', event.role)))));
+}
+
+/** @param {Session} session */
+function sessionRows(session) {
+  const logId = `log-${session.id}`;
+  const toggle = /** @type {HTMLButtonElement} */ (h('button', { type: 'button', 'aria-expanded': 'false', 'aria-controls': logId }));
+  setText(toggle, 'lead.log.show');
+  const cell = h('td', { colspan: '10' });
+  const logRow = h('tr', { id: logId, class: 'log-row', hidden: '' }, cell);
+  toggle.addEventListener('click', () => {
+    const open = toggle.getAttribute('aria-expanded') !== 'true';
+    if (open && !cell.firstChild) cell.append(eventLog(session));
+    toggle.setAttribute('aria-expanded', String(open));
+    setText(toggle, open ? 'lead.log.hide' : 'lead.log.show');
+    logRow.hidden = !open;
+  });
+  const row = h('tr', { 'data-session': session.id, 'data-region': session.region },
+    h('td', {}, h('time', { datetime: session.createdAt }, dateTime(session.createdAt))),
+    h('td', {}, regionNames.get(session.region) ?? session.region),
+    h('td', { class: 'mono' }, session.patient),
+    h('td', {}, translated('lead.status', session.status)),
+    h('td', {}, duration(session.waitSeconds)),
+    h('td', {}, duration(session.durationSeconds)),
+    h('td', { class: 'num' }, String(session.reconnections)),
+    h('td', { class: 'num' }, String(session.snapshots)),
+    h('td', {}, translated('outcome', session.outcome)),
+    h('td', {}, toggle));
+  return [row, logRow];
+}
+
+// ---- loading ----------------------------------------------------------------------------
+
+function render() {
+  if (!shown) return;
+  const { figures, sessions } = shown;
+  byId('figure-cards').replaceChildren(...figures.map(regionCard));
+  byId('charts').replaceChildren(...(figures.length ? charts(figures) : []));
+  byId('sessions-body').replaceChildren(...sessions.flatMap(sessionRows));
+  setText(byId('sessions-count'), 'lead.sessionsCount', { n: sessions.length });
+  setText(status, figures.length ? 'lead.loaded' : 'lead.noRegions', { n: figures.length });
+}
+
+async function load() {
+  const q = query();
+  /** @type {HTMLAnchorElement} */ (byId('figures-csv')).href = `/api/pilot/figures.csv${q}`;
+  /** @type {HTMLAnchorElement} */ (byId('sessions-csv')).href = `/api/pilot/sessions.csv${q}`;
+  error.textContent = '';
+  setText(status, 'lead.loading');
+  try {
+    const [figures, sessions] = await Promise.all([getJson(`/api/pilot/figures${q}`), getJson(`/api/pilot/sessions${q}`)]);
+    shown = { figures: figures.regions, sessions: sessions.sessions };
+    render();
+  } catch (failure) {
+    status.textContent = '';
+    const code = /** @type {{code?: string}} */ (failure).code;
+    setText(error, code === 'bad_period' || code === 'bad_date' ? 'lead.error.period' : 'error.generic');
+  }
+}
+
+fillRegions(me.regions);
+try {
+  // The session already names the regions; /api/regions is the list's source of truth.
+  const { regions } = await getJson('/api/regions');
+  regionSelect.replaceChildren(/** @type {HTMLOptionElement} */ (regionSelect.options[0]));
+  regionNames.clear();
+  fillRegions(regions);
+} catch {
+  // Keep the session's list.
+}
+
+form.addEventListener('submit', (event) => {
+  event.preventDefault();
+  load();
+});
+for (const input of [regionSelect, fromInput, toInput]) input.addEventListener('change', () => load());
+window.addEventListener(LANGUAGE_EVENT, render);
+
+await load();
