@@ -22,13 +22,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import secrets
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import insert
 
+from bench.common import postgres_database
 from woundcare.audit.chain import GENESIS, CheckpointSigner, encode_entry, link
 from woundcare.audit.log import AuditEntry, AuditLog, Outcome
 from woundcare.audit.verify import verify
@@ -194,20 +194,6 @@ async def measure_one(name: str, url: str, entries: int, runs: int, appends: int
     finally:
         await db.stop()
     return Result(name, entries, seed_seconds, Summary(verify_times), appends, append_seconds, floor_seconds)
-
-
-@asynccontextmanager
-async def postgres_database(admin_dsn: str) -> AsyncIterator[str]:
-    """A fresh PostgreSQL database for the bench, dropped afterwards (as ``tests.services``)."""
-    name = f"woundcare_bench_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(admin_dsn, timeout=5)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        base = admin_dsn.rsplit("/", 1)[0]
-        yield f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def measure(entries: int, runs: int, appends: int, postgres: str | None) -> tuple[list[Result], list[str]]:

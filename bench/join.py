@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
 import sys
 import tempfile
@@ -37,10 +36,17 @@ import aiohttp
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection
 from aiortc.contrib.media import MediaRelay
 
+from bench.common import free_port
 from signaling.protocol import Leave, Role
 from tests.server import RunningServer
 from woundcare.camera.client import SignalingClient
-from woundcare.camera.peer import FrameCounter, Publisher, Viewer, ice_configuration, pump
+from woundcare.camera.peer import (
+    FrameCounter,
+    Publisher,
+    Viewer,
+    ice_configuration,
+    pump,
+)
 from woundcare.camera.synthetic import SyntheticVideoTrack
 from woundcare.config import Settings
 
@@ -68,12 +74,6 @@ def loopback_only() -> None:
         return ["127.0.0.1"]
 
     aioice.ice.get_host_addresses = loopback
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _leave(client: SignalingClient) -> None:

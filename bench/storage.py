@@ -30,14 +30,13 @@ import asyncio
 import io
 import os
 import secrets
-import socket
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +46,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from PIL import Image
 
 import woundcare.records.snapshots as snapshots_module
+from bench.common import free_port, postgres_database
 from tests.server import RunningServer
 from woundcare.appkeys import DATABASE, SNAPSHOTS
 from woundcare.config import Settings
@@ -151,7 +151,7 @@ class Target:
 
     @classmethod
     async def start(cls, data_dir: Path, database_url: str | None) -> Target:
-        settings = Settings(port=_free_port(), data_dir=data_dir, database_url=database_url, demo=False)
+        settings = Settings(port=free_port(), data_dir=data_dir, database_url=database_url, demo=False)
         server = await RunningServer.start(settings)
         consultation_id = await server.new_consultation()
         async with server.app[DATABASE].sessions() as session:
@@ -240,26 +240,6 @@ class Result:
     def ratio(self, summary: Summary) -> float:
         """Throughput over the floor's: the floor's median time over this side's."""
         return self.floor.median / summary.median
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@asynccontextmanager
-async def postgres_database(admin_dsn: str) -> AsyncIterator[str]:
-    """A fresh PostgreSQL database for the bench, dropped afterwards (as ``tests.services``)."""
-    name = f"woundcare_bench_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(admin_dsn, timeout=5)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        base = admin_dsn.rsplit("/", 1)[0]
-        yield f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def _store_sides(name: str, target: Target, workload: Workload, concurrency: int) -> list[Side]:

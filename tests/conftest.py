@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.server import RunningServer
-from tests.services import free_port, postgres_database
+from tests.services import REDIS_URL, free_port, missing, postgres_database
 from woundcare.config import Settings
 
 
@@ -93,3 +94,32 @@ def no_secrets_in_logs() -> Iterator[None]:
             logger.setLevel(level)
     leaks = [line for line in handler.lines if _SECRETS.search(line)]
     assert not leaks, f"secrets in log lines: {leaks[:3]}"
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    """A Redis key prefix of this test's own; its keys are deleted afterwards."""
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    client = aioredis.from_url(REDIS_URL, socket_timeout=2)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        await client.aclose()
+        missing(f"Redis is not reachable at {REDIS_URL}: {exc}")
+    prefix = f"wct{secrets.token_hex(4)}"
+    try:
+        yield prefix
+    finally:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+@pytest.fixture
+async def database_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database (several instances must share one)."""
+    async for url in postgres_database():
+        yield url

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from signaling.protocol import Role
 from tests.e2e.process import ServerProcess, child_environ, woundcare_cli
 from tests.e2e.test_crash import PASSWORD, logged_in, new_consultation
-from tests.services import REDIS_URL, free_port, missing, postgres_database
+from tests.services import REDIS_URL, free_port
 from woundcare.camera.client import SignalingClient
 from woundcare.camera.peer import Publisher, Viewer, ice_configuration, pump, shutdown
 from woundcare.camera.synthetic import SyntheticVideoTrack
@@ -50,33 +50,6 @@ class ClusterProcess(ServerProcess):
             }
         )
         return environ
-
-
-@pytest.fixture
-async def redis_prefix() -> AsyncIterator[str]:
-    import redis.asyncio as aioredis
-    from redis.exceptions import RedisError
-
-    client = aioredis.from_url(REDIS_URL, socket_timeout=2)
-    try:
-        await client.ping()
-    except (RedisError, OSError) as exc:
-        await client.aclose()
-        missing(f"Redis is not reachable at {REDIS_URL}: {exc}")
-    prefix = f"wce{secrets.token_hex(4)}"
-    try:
-        yield prefix
-    finally:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
-
-
-@pytest.fixture
-async def database_url() -> AsyncIterator[str]:
-    async for url in postgres_database():
-        yield url
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from tests.e2e.browser import Traffic, async_playwright, launch
 from tests.e2e.process import REPO_ROOT

@@ -22,7 +22,7 @@ def noisy_jpeg() -> bytes:
     return out.getvalue()
 
 
-async def test_sigterm_finishes_uploads_and_sends_clients_elsewhere(start_server: StartServer) -> None:
+async def test_sigterm_finishes_uploads_and_sends_clients_elsewhere(start_server: StartServer) -> None:  # noqa: F811 (the fixture imported above)
     server = await start_server()
     nurse = await logged_in(server, "nurse")
     specialist = await logged_in(server, "spes")

@@ -15,38 +15,10 @@ import pytest
 from signaling.handler import ROOMS
 from signaling.protocol import CloseCode, ErrorCode, Role
 from tests.server import RunningServer
-from tests.services import REDIS_URL, missing, postgres_database
+from tests.services import REDIS_URL
 from tests.signaling.test_ws import RawSocket
 
 StartServer = Callable[..., Awaitable[RunningServer]]
-
-
-@pytest.fixture
-async def redis_prefix() -> AsyncIterator[str]:
-    """A key prefix of this test's own; its keys are deleted afterwards."""
-    import redis.asyncio as aioredis
-    from redis.exceptions import RedisError
-
-    client = aioredis.from_url(REDIS_URL, socket_timeout=2)
-    try:
-        await client.ping()
-    except (RedisError, OSError) as exc:
-        await client.aclose()
-        missing(f"Redis is not reachable at {REDIS_URL}: {exc}")
-    prefix = f"wct{secrets.token_hex(4)}"
-    try:
-        yield prefix
-    finally:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
-
-
-@pytest.fixture
-async def database_url() -> AsyncIterator[str]:
-    async for url in postgres_database():
-        yield url
 
 
 @pytest.fixture
