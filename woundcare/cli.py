@@ -400,6 +400,27 @@ async def _device_revoke(db: Database, args: argparse.Namespace) -> int:
     return 0
 
 
+def _camera(args: argparse.Namespace) -> int:
+    """The head camera: publish video to the consultation and answer snapshot requests."""
+    from .camera.device import TOKEN_ENV, DeviceOptions, loopback_only, run_camera
+
+    token = args.token or os.environ.get(TOKEN_ENV)
+    if not token:
+        raise CliError(f"no device token: pass --token or set ${TOKEN_ENV}")
+    consent = frozenset(k for k in (args.consent or "").split(",") if k)
+    try:
+        options = DeviceOptions(
+            server=args.server, token=token, consultation=args.consultation, patient=args.patient,
+            source=args.source, width=args.width, height=args.height, consent=consent, queue_dir=args.queue_dir,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    logs.configure(args.log_level, json_lines=False)
+    if args.loopback_only:
+        loopback_only()
+    return asyncio.run(run_camera(options))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="woundcare", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -479,6 +500,22 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", parents=[common], help="check the audit hash chain and checkpoints; exit 1 at the first break"
     )
     audit_verify.set_defaults(func=_audit_verify)
+
+    camera = sub.add_parser("camera", help="run a head camera: publish video, answer snapshot requests")
+    camera.add_argument("--server", required=True, help="base URL, e.g. https://woundcare.example")
+    camera.add_argument("--token", help="device token wcd_... (default $WOUNDCARE_DEVICE_TOKEN)")
+    target = camera.add_mutually_exclusive_group(required=True)
+    target.add_argument("--consultation", metavar="ID", help="join this consultation")
+    target.add_argument("--patient", metavar="PSEUDONYM", help="start a consultation for this patient")
+    camera.add_argument("--source", default="synthetic", help="synthetic, a media file, or /dev/videoN")
+    camera.add_argument("--width", type=int, default=1920)
+    camera.add_argument("--height", type=int, default=1080)
+    camera.add_argument("--consent", metavar="KINDS", help="record the patient's consent first, e.g. video,snapshots")
+    camera.add_argument("--queue-dir", type=Path, default=Path("var/camera-queue"), help="stills awaiting upload")
+    camera.add_argument("--log-level", default="INFO")
+    # Test only: gather a 127.0.0.1 host candidate so peers on one machine meet.
+    camera.add_argument("--loopback-only", action="store_true", help=argparse.SUPPRESS)
+    camera.set_defaults(func=_camera)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="action", required=True)
     db_upgrade = db.add_parser("upgrade", parents=[common], help="apply schema migrations (a deploy step)")

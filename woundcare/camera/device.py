@@ -1,0 +1,333 @@
+"""The head camera as a program: ``woundcare camera``.
+
+Logs in with its device token, starts (or joins) a consultation, joins ``/ws`` as the
+nurse, publishes video to every viewer, answers ``snapshot_request`` with a full-resolution
+still uploaded through the on-disk queue (:mod:`.snapshots`), and reconnects by itself:
+the socket is resumed with backoff and every viewer gets a fresh peer connection, since
+aiortc has no ICE restart. Runs until SIGINT/SIGTERM or until the consultation ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import random
+import signal
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiortc import MediaStreamTrack
+from aiortc.contrib.media import MediaPlayer
+from av import VideoFrame
+
+from signaling.protocol import ErrorCode, Leave, Role
+
+from .client import SignalingClient, SignalingClosed
+from .peer import Publisher, ice_configuration
+from .snapshots import SnapshotQueue, SnapshotUploader
+from .synthetic import SyntheticVideoTrack
+
+log = logging.getLogger(__name__)
+
+TOKEN_ENV = "WOUNDCARE_DEVICE_TOKEN"
+CONSENT_KINDS = frozenset({"video", "snapshots", "recording"})
+_FINAL = frozenset({ErrorCode.ENDED.value, ErrorCode.REVOKED.value})
+"""Error codes after which reconnecting is pointless."""
+
+
+class DeviceError(Exception):
+    """The camera cannot go on (bad token, unknown patient, consultation ended...)."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class DeviceOptions:
+    server: str
+    token: str = field(repr=False)
+    consultation: str | None = None
+    """Join this consultation; else start one for :attr:`patient`."""
+    patient: str | None = None
+    """A patient pseudonym to start a consultation for."""
+    source: str = "synthetic"
+    """``synthetic``, a media file, or a V4L2 device such as ``/dev/video0``."""
+    width: int = 1920
+    height: int = 1080
+    consent: frozenset[str] = frozenset()
+    """Consent kinds the patient gave, to record before joining."""
+    queue_dir: Path = Path("var/camera-queue")
+    """Where stills wait for upload; survives restarts."""
+
+    def __post_init__(self) -> None:
+        if (self.consultation is None) == (self.patient is None):
+            raise ValueError("give exactly one of 'consultation' and 'patient'")
+        if not self.token.startswith("wcd_"):
+            raise ValueError("'token' must be a device token (wcd_...)")
+        if unknown := self.consent - CONSENT_KINDS:
+            raise ValueError(f"'consent' must be in {sorted(CONSENT_KINDS)} (got {sorted(unknown)})")
+        if self.width < 16 or self.height < 16:
+            raise ValueError(f"size too small (got {self.width}x{self.height})")
+
+
+class DeviceApi:
+    """The few HTTP calls the camera makes, with its bearer token."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, token: str) -> None:
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"}
+
+    async def json(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        async with self._session.request(
+            method, self._base_url + path, json=body, headers=self._headers
+        ) as response:
+            data = await response.json(content_type=None) if response.content_length != 0 else None
+            if response.status >= 400:
+                error = (data or {}).get("error", {}) if isinstance(data, dict) else {}
+                raise DeviceError(
+                    f"{method} {path.split('/')[2]}: {response.status} {error.get('code')}", error.get("code")
+                )
+            return data
+
+    async def start(self, patient: str) -> str:
+        return str((await self.json("POST", "/api/consultations", {"patient": patient}))["id"])
+
+    async def record_consent(self, consultation: str, kinds: frozenset[str]) -> None:
+        await self.json("POST", f"/api/consultations/{consultation}/consents", {k: True for k in sorted(kinds)})
+
+    async def join_token(self, consultation: str) -> str:
+        return str((await self.json("POST", f"/api/consultations/{consultation}/join-token"))["token"])
+
+    async def ice_servers(self) -> dict[str, Any]:
+        answer: dict[str, Any] = await self.json("GET", "/api/ice-servers")
+        return answer
+
+
+class StillTap(MediaStreamTrack):
+    """Passes a video source through unchanged and keeps its last frame, at the source's
+    full resolution (the encoder scales what it sends; the still is never scaled)."""
+
+    kind = "video"
+
+    def __init__(self, source: MediaStreamTrack) -> None:
+        super().__init__()
+        self._source = source
+        self.last: VideoFrame | None = None
+        self._fresh = asyncio.Event()
+
+    async def recv(self) -> VideoFrame:
+        frame = await self._source.recv()
+        if isinstance(frame, VideoFrame):
+            self.last = frame
+            self._fresh.set()
+        return frame  # type: ignore[return-value]
+
+    async def still(self, timeout: float = 5.0) -> bytes:
+        """The last frame as JPEG; waits for a first frame if none has passed yet."""
+        if self.last is None:
+            async with asyncio.timeout(timeout):
+                await self._fresh.wait()
+        assert self.last is not None
+        return await asyncio.to_thread(_jpeg, self.last)
+
+    def stop(self) -> None:
+        super().stop()
+        self._source.stop()
+
+
+def _jpeg(frame: VideoFrame) -> bytes:
+    out = io.BytesIO()
+    frame.to_image().save(out, format="JPEG", quality=92)
+    return out.getvalue()
+
+
+def open_source(spec: str, width: int, height: int) -> tuple[MediaStreamTrack, MediaPlayer | None]:
+    """The video track for ``spec``, and the player that owns it (``None`` for synthetic)."""
+    if spec == "synthetic":
+        return SyntheticVideoTrack(width, height), None
+    if spec.startswith("/dev/video"):
+        player = MediaPlayer(spec, format="v4l2", options={"video_size": f"{width}x{height}"})
+    else:
+        if not Path(spec).is_file():
+            raise DeviceError(f"no such source: {spec}")
+        player = MediaPlayer(spec, loop=True)
+    if player.video is None:
+        raise DeviceError(f"source has no video: {spec}")
+    return player.video, player
+
+
+class Camera:
+    """One run of the device: setup, the signaling loop, reconnects, shutdown."""
+
+    def __init__(
+        self,
+        options: DeviceOptions,
+        session: aiohttp.ClientSession,
+        *,
+        first_backoff: float = 0.5,
+        max_backoff: float = 10.0,
+    ) -> None:
+        self.options = options
+        self._api = DeviceApi(session, options.server, options.token)
+        self._session = session
+        self._first_backoff = first_backoff
+        self._max_backoff = max_backoff
+        self.uploader = SnapshotUploader(session, options.server, options.token, SnapshotQueue(options.queue_dir))
+        self.consultation: str | None = options.consultation
+        self.stop = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> int:
+        """Exit code: 0 when stopped or the consultation ended, 1 when the device was refused."""
+        tap: StillTap | None = None
+        player: MediaPlayer | None = None
+        client = SignalingClient(self.options.server)  # its own session: no request timeouts on /ws
+        publisher: Publisher | None = None
+        uploading = asyncio.create_task(self.uploader.run())
+        try:
+            if self.consultation is None:
+                assert self.options.patient is not None
+                self.consultation = await self._api.start(self.options.patient)
+            log.info("consultation %s", self.consultation)
+            if self.options.consent:
+                await self._api.record_consent(self.consultation, self.options.consent)
+            ice = await self._api.ice_servers()
+            config = ice_configuration(ice["iceServers"], ice.get("iceTransportPolicy") == "relay")
+            source, player = open_source(self.options.source, self.options.width, self.options.height)
+            tap = StillTap(source)
+            await client.join(self.consultation, Role.NURSE, await self._api.join_token(self.consultation))
+            publisher = Publisher(client, tap, config)
+            await publisher.start()
+            log.info("joined as nurse; %d viewer(s) waiting", len(client.peers))
+            return await self._serve(client, publisher, tap)
+        except DeviceError as exc:
+            log.error("camera stopped: %s", exc)
+            return 0 if exc.code == ErrorCode.ENDED.value else 1
+        finally:
+            for task in [*self._tasks, uploading]:
+                task.cancel()
+            await asyncio.gather(*self._tasks, uploading, return_exceptions=True)
+            if client.connected and self.stop.is_set():
+                with suppress(Exception):
+                    await client.send(Leave())
+            if publisher is not None:
+                await publisher.close()
+            if tap is not None:
+                tap.stop()
+            if player is not None and player.audio is not None:
+                player.audio.stop()
+            await client.close()
+
+    async def _serve(self, client: SignalingClient, publisher: Publisher, tap: StillTap) -> int:
+        stopping = asyncio.create_task(self.stop.wait())
+        try:
+            while True:
+                reading = asyncio.create_task(self._read(client, publisher, tap))
+                await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if stopping.done():
+                    reading.cancel()
+                    with suppress(asyncio.CancelledError, SignalingClosed):
+                        await reading
+                    log.info("camera stopping on signal")
+                    return 0
+                try:
+                    reading.result()
+                except SignalingClosed as exc:
+                    code = (exc.error or {}).get("code")
+                    if code == ErrorCode.ENDED.value:
+                        log.info("consultation ended")
+                        return 0
+                    if code in _FINAL:
+                        log.error("camera refused: %s", code)
+                        return 1
+                    log.warning("signaling lost (close %s); reconnecting", exc.code)
+                if not await self._reconnect(client, publisher, stopping):
+                    return 0
+        finally:
+            stopping.cancel()
+
+    async def _read(self, client: SignalingClient, publisher: Publisher, tap: StillTap) -> None:
+        while True:
+            frame = await client.recv()
+            kind = frame.get("type")
+            if kind == "snapshot_request":
+                self._spawn(self._snapshot(tap, frame["id"]))
+            elif kind == "error":
+                log.warning("signaling error %s", frame.get("code"))
+                if frame.get("code") in _FINAL:
+                    continue  # the server closes the socket next; SignalingClosed carries it
+            else:
+                await publisher.handle(frame)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _snapshot(self, tap: StillTap, request: str) -> None:
+        try:
+            jpeg = await tap.still()
+        except TimeoutError:
+            log.warning("no frame for snapshot request %s", request)
+            return
+        assert self.consultation is not None
+        self.uploader.submit(self.consultation, request, jpeg)
+
+    async def _reconnect(self, client: SignalingClient, publisher: Publisher, stopping: asyncio.Task[Any]) -> bool:
+        """Take our place back (resume, else a fresh join), then offer every viewer a fresh
+        peer connection. False if stopped meanwhile; raises DeviceError when refused."""
+        assert self.consultation is not None
+        backoff = self._first_backoff
+        while not stopping.done():
+            await client.drop()
+            try:
+                try:
+                    await client.resume()
+                except SignalingClosed as exc:
+                    if (exc.error or {}).get("code") != ErrorCode.RESUME_INVALID.value:
+                        raise
+                    log.info("resume refused; joining afresh")
+                    await client.drop()
+                    await client.join(self.consultation, Role.NURSE, await self._api.join_token(self.consultation))
+            except (aiohttp.ClientError, OSError, SignalingClosed) as exc:
+                code = (exc.error or {}).get("code") if isinstance(exc, SignalingClosed) else None
+                if code in _FINAL:
+                    raise DeviceError(f"rejoin refused: {code}", code) from exc
+                delay = backoff * random.uniform(0.8, 1.2)
+                log.warning("reconnect failed (%s); next try in %.1f s", code or type(exc).__name__, delay)
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(stopping), delay)
+                backoff = min(backoff * 2, self._max_backoff)
+                continue
+            log.info("signaling back; offering fresh peer connections")
+            await publisher.start()
+            return True
+        return False
+
+
+def loopback_only() -> None:
+    """TEST ONLY: make aioice gather a 127.0.0.1 host candidate and nothing else, so that
+    peers on one machine meet without a network (aioice offers no loopback candidate)."""
+    import aioice.ice
+
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+
+
+async def run_camera(options: DeviceOptions) -> int:
+    """Run until SIGINT/SIGTERM or the consultation ends."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        camera = Camera(options, session)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, camera.stop.set)
+        try:
+            return await camera.run()
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
