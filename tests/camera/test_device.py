@@ -106,7 +106,11 @@ async def test_camera_streams_to_a_specialist_and_answers_a_snapshot_request(
         assert counter.frames >= 10 and counter.size is not None
 
         await specialist_client.send(SnapshotRequest(id="r1"))
-        stored = await next_of(inbox, "snapshot_stored", timeout=30)
+        try:
+            stored = await next_of(inbox, "snapshot_stored", timeout=60)
+        except TimeoutError:
+            queued = sorted(p.name for p in (tmp_path / "queue").rglob("*"))
+            pytest.fail(f"no snapshot_stored; queue {queued}; camera log:\n{log_path.read_text()}")
         assert stored["request"] == "r1"
         listed = (await spes.json("GET", f"/api/consultations/{consultation}/snapshots"))["snapshots"]
         [snapshot] = [s for s in listed if s["request"] == "r1"]

@@ -257,6 +257,7 @@ class Camera:
             frame = await client.recv()
             kind = frame.get("type")
             if kind == "snapshot_request":
+                log.info("snapshot requested (%s)", frame["id"])
                 self._spawn(self._snapshot(tap, frame["id"]))
             elif kind == "error":
                 log.warning("signaling error %s", frame.get("code"))
