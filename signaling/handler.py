@@ -90,11 +90,11 @@ class SocketOutlet:
         self._close_code = code
         self._queue.put_nowait(_CLOSE)
 
-    async def finish(self) -> None:
-        """Wait (briefly) for queued frames, then stop the writer."""
+    async def finish(self, timeout: float = 2.0) -> None:
+        """Wait (briefly) for queued frames and the close handshake, then stop the writer."""
         self.end(CloseCode.NORMAL)
         with suppress(TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(self._task), 2.0)
+            await asyncio.wait_for(asyncio.shield(self._task), timeout)
         self._task.cancel()
         with suppress(asyncio.CancelledError):
             await self._task
@@ -240,7 +240,8 @@ async def _close_sockets(app: web.Application) -> None:
     outlets = list(app[SOCKETS])
     for outlet in outlets:
         outlet.close(CloseCode.GOING_AWAY, ErrorCode.GOING_AWAY, "server shutting down: reconnect and resume")
-    await asyncio.gather(*(outlet.finish() for outlet in outlets))
+    # Longer than a socket's own end: a loaded server still owes every client its close frame.
+    await asyncio.gather(*(outlet.finish(timeout=8.0) for outlet in outlets))
 
 
 def setup(

@@ -74,7 +74,9 @@ async def test_sigterm_finishes_uploads_and_sends_clients_elsewhere(start_server
                     frames.append(orjson.loads(msg.data))
             assert [f["type"] for f in frames] == ["snapshot_stored", "error"]
             assert frames[0]["id"] == stored["id"] and frames[1]["code"] == "going_away"
-            assert ws.close_code == 1001
+            # 1001 from the close frame; a client that reads it after the server has closed the
+            # TCP connection reports 1006 instead (docs/protocol.md). The frame above is the message.
+            assert ws.close_code in (1001, 1006)
             assert await asyncio.wait_for(exit_code, 30) == 0
 
         await server.start()
