@@ -52,7 +52,6 @@ from .protocol import (
     ClientMessage,
     CloseCode,
     ErrorCode,
-    IceRestart,
     Join,
     Presence,
     ProtocolError,
@@ -61,7 +60,7 @@ from .protocol import (
     dumps,
     relay_frame,
 )
-from .rooms import Outlet, Participant, Room, Rooms, _digest
+from .rooms import Outlet, Participant, Room, Rooms, _digest, addressed_event
 from .sink import EventKind, EventSink
 
 log = logging.getLogger(__name__)
@@ -369,9 +368,10 @@ class ClusterRooms(Rooms):
         target: str = message.to  # type: ignore[union-attr]
         if target == sender.id or target not in room.members:
             raise ProtocolError(ErrorCode.UNKNOWN_PEER, "no such participant in this room", message.type)
+        event = addressed_event(message, sender.identity.role, Role(room.members[target]["role"]))
         self._send(room, target, dumps(relay_frame(message, sender.id)))
-        if isinstance(message, IceRestart):
-            self._event(room, EventKind.ICE_RESTART, sender.identity, sender.id)
+        if event is not None:
+            self._event(room, event[0], sender.identity, sender.id, detail=event[1])
 
     def publish(self, consultation: str, frame: dict[str, Any]) -> bool:
         """Send a server frame to everyone in the room, on every instance. Returns at once;

@@ -11,8 +11,9 @@ from .protocol import MAX_MESSAGE_BYTES
 class Limits:
     max_message_bytes: int = MAX_MESSAGE_BYTES
     """Larger frames close the socket with 1009."""
-    heartbeat_seconds: float = 20.0
-    """WebSocket ping interval; a peer that misses a pong is dropped (and may resume)."""
+    heartbeat_seconds: float = 10.0
+    """WebSocket ping interval; a peer that misses a pong (half the interval) is dropped and
+    may resume. Short, so that a viewer learns within seconds that a camera's link is gone."""
     join_timeout_seconds: float = 10.0
     """A socket that has not joined by then is closed with 4008."""
     rate_per_second: float = 50.0

@@ -48,6 +48,23 @@ class Presence(str, enum.Enum):
     LEFT = "left"
 
 
+class VideoMode(str, enum.Enum):
+    """How the camera picks its video profile."""
+
+    AUTO = "auto"
+    """From measured loss and round-trip time (the default)."""
+    STANDARD = "standard"
+    LOW = "low"
+    """Pinned by a viewer, e.g. a specialist who prefers a steady picture on a poor link."""
+
+
+class VideoProfile(str, enum.Enum):
+    """What the camera sends; stills are always full resolution (they travel over HTTP)."""
+
+    STANDARD = "standard"
+    LOW = "low"
+
+
 class ErrorCode(str, enum.Enum):
     """Stable error codes; the human message may change, these do not."""
 
@@ -248,6 +265,27 @@ class SnapshotRequest:
         _check_id("id", self.id)
 
 
+@dataclass(slots=True)
+class VideoProfileMessage:
+    """The video profile, between the nurse's camera and a viewer.
+
+    A viewer sends it to the nurse to choose ``mode``; the nurse sends it to each viewer
+    whenever the ``active`` profile or the mode changes, with a short ``reason`` (figures
+    such as loss and round-trip time, never patient data)."""
+
+    type: ClassVar[str] = "video_profile"
+    to: str
+    mode: VideoMode
+    active: VideoProfile | None = None
+    """Set by the nurse's camera: the profile it sends now."""
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_id("to", self.to)
+        if self.reason is not None:
+            _check_len("reason", self.reason, 120)
+
+
 ClientMessage = (
     Join
     | Offer
@@ -258,6 +296,7 @@ ClientMessage = (
     | Leave
     | Chat
     | SnapshotRequest
+    | VideoProfileMessage
 )
 
 _CLASSES: tuple[type[Any], ...] = (
@@ -270,6 +309,7 @@ _CLASSES: tuple[type[Any], ...] = (
     Leave,
     Chat,
     SnapshotRequest,
+    VideoProfileMessage,
 )
 
 # W3C camelCase on the wire, snake_case in Python.

@@ -28,10 +28,31 @@ from .protocol import (
     ProtocolError,
     Role,
     SnapshotRequest,
+    VideoProfileMessage,
     dumps,
     relay_frame,
 )
 from .sink import EventKind, EventSink, RoomEvent
+
+
+def addressed_event(
+    message: ClientMessage, sender: Role, target: Role
+) -> tuple[EventKind, str | None] | None:
+    """Refuse an addressed frame going the wrong way; the session-log event it makes, if any.
+
+    Video profiles travel between the nurse's camera and a viewer only."""
+    if isinstance(message, IceRestart):
+        return EventKind.ICE_RESTART, None
+    if isinstance(message, VideoProfileMessage):
+        if (sender is Role.NURSE) == (target is Role.NURSE):
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN, "video profiles go between the nurse camera and a viewer", message.type
+            )
+        if sender is Role.NURSE:
+            active = message.active.value if message.active else "-"
+            return EventKind.VIDEO_PROFILE, f"{active}/{message.mode.value}"
+        return EventKind.VIDEO_PROFILE_ASKED, message.mode.value
+    return None
 
 
 class Outlet(Protocol):
@@ -201,9 +222,10 @@ class Rooms:
         target = room.participants.get(message.to)  # type: ignore[union-attr]
         if target is None or target is sender:
             raise ProtocolError(ErrorCode.UNKNOWN_PEER, "no such participant in this room", message.type)
+        event = addressed_event(message, sender.identity.role, target.identity.role)
         target.send(dumps(relay_frame(message, sender.id)))
-        if isinstance(message, IceRestart):
-            self._event(room, EventKind.ICE_RESTART, sender.identity, sender.id)
+        if event is not None:
+            self._event(room, event[0], sender.identity, sender.id, detail=event[1])
 
     def leave(self, participant: Participant, reason: str = "left") -> None:
         """Remove a participant for good and tell the others."""

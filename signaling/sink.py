@@ -21,6 +21,10 @@ class EventKind(str, enum.Enum):
     LEFT = "left"
     ICE_RESTART = "ice_restart"
     SNAPSHOT_REQUESTED = "snapshot_requested"
+    VIDEO_PROFILE = "video_profile"
+    """The camera changed what it sends; detail ``<active>/<mode>``, e.g. ``low/auto``."""
+    VIDEO_PROFILE_ASKED = "video_profile_asked"
+    """A viewer chose the camera's mode; detail the mode."""
     DENIED = "denied"
 
 

@@ -402,7 +402,10 @@ async def _device_revoke(db: Database, args: argparse.Namespace) -> int:
 
 def _camera(args: argparse.Namespace) -> int:
     """The head camera: publish video to the consultation and answer snapshot requests."""
+    from signaling.protocol import VideoMode
+
     from .camera.device import TOKEN_ENV, DeviceOptions, loopback_only, run_camera
+    from .camera.turn import TurnTransport
 
     token = args.token or os.environ.get(TOKEN_ENV)
     if not token:
@@ -412,6 +415,7 @@ def _camera(args: argparse.Namespace) -> int:
         options = DeviceOptions(
             server=args.server, token=token, consultation=args.consultation, patient=args.patient,
             source=args.source, width=args.width, height=args.height, consent=consent, queue_dir=args.queue_dir,
+            video_mode=VideoMode(args.video), turn_transport=TurnTransport(args.turn_transport),
         )
     except ValueError as exc:
         raise CliError(str(exc)) from exc
@@ -512,6 +516,10 @@ def build_parser() -> argparse.ArgumentParser:
     camera.add_argument("--height", type=int, default=1080)
     camera.add_argument("--consent", metavar="KINDS", help="record the patient's consent first, e.g. video,snapshots")
     camera.add_argument("--queue-dir", type=Path, default=Path("var/camera-queue"), help="stills awaiting upload")
+    camera.add_argument("--video", choices=["auto", "standard", "low"], default="auto",
+                        help="video profile: auto adapts to loss and round-trip time (default)")
+    camera.add_argument("--turn-transport", choices=["auto", "udp", "tcp", "tls"], default="auto",
+                        help="how to reach TURN: auto tries UDP, then TCP/TLS (default)")
     camera.add_argument("--log-level", default="INFO")
     # Test only: gather a 127.0.0.1 host candidate so peers on one machine meet.
     camera.add_argument("--loopback-only", action="store_true", help=argparse.SUPPRESS)

@@ -61,7 +61,7 @@ class Settings(BaseSettings):
 
     invitation_ttl_seconds: int = Field(8 * 3600, gt=0)
     grace_seconds: float = Field(60.0, gt=0)
-    heartbeat_seconds: float = Field(20.0, gt=0)
+    heartbeat_seconds: float = Field(10.0, gt=0)
     join_timeout_seconds: float = Field(10.0, gt=0)
     max_message_bytes: int = Field(64 * 1024, ge=1024, le=1024 * 1024)
     rate_per_second: float = Field(50.0, gt=0)

@@ -4,132 +4,96 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 from PIL import Image
 
-from signaling.protocol import Role, SnapshotRequest
-from tests.api.client import ApiClient
+from signaling.protocol import SnapshotRequest, VideoMode, VideoProfileMessage
+from tests.camera.scene import home_visit, next_of
 from tests.server import RunningServer
 from tests.services import free_port
-from woundcare.camera.client import SignalingClient
-from woundcare.camera.peer import Viewer, ice_configuration, pump, shutdown
+from woundcare.appkeys import SESSION_LOG
 from woundcare.camera.snapshots import SnapshotQueue, SnapshotUploader
-from woundcare.db.models import Role as StaffRole
-
-REPO = Path(__file__).resolve().parents[2]
-PASSWORD = "correct horse battery staple"
-NATIONAL_ID = "01018012371"
-
-
-async def next_of(inbox: asyncio.Queue[dict[str, Any]], kind: str, timeout: float = 20.0) -> dict[str, Any]:
-    async with asyncio.timeout(timeout):
-        while True:
-            frame = await inbox.get()
-            if frame["type"] == kind:
-                return frame
-
-
-def spawn_camera(args: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> subprocess.Popen[bytes]:
-    """``woundcare camera`` in its own process; its output goes to ``log_path``."""
-    with open(log_path, "wb") as log_file:
-        return subprocess.Popen(
-            [sys.executable, "-m", "woundcare", "camera", *args],
-            cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-        )
 
 
 @pytest.mark.usefixtures("loopback_ice")
 async def test_camera_streams_to_a_specialist_and_answers_a_snapshot_request(
     server: RunningServer, tmp_path: Path
 ) -> None:
-    await server.add_user("nurse1", PASSWORD, {"east": StaffRole.NURSE})
-    await server.add_user("spes", PASSWORD, {"east": StaffRole.SPECIALIST})
-    await server.add_user("admin", PASSWORD, {"east": StaffRole.ADMIN})
-    admin, nurse, spes = ApiClient(server.url), ApiClient(server.url), ApiClient(server.url)
-    camera: subprocess.Popen[bytes] | None = None
-    specialist_client = SignalingClient(server.url)
-    viewer = Viewer(specialist_client, ice_configuration([]))
-    tasks: list[asyncio.Task[None]] = []
-    log_path = tmp_path / "camera.log"
-    try:
-        await admin.login("admin", PASSWORD)
-        device = await admin.json("POST", "/api/devices", expect=201,
-                                  json={"region": "east", "user": "nurse1", "name": "hodekamera 1"})
-        await nurse.login("nurse1", PASSWORD)
-        patient = await nurse.json("POST", "/api/patients", expect=201,
-                                   json={"region": "east", "nationalId": NATIONAL_ID, "name": "Per Øst"})
-        await spes.login("spes", PASSWORD)
-
-        env = {**os.environ, "PYTHONPATH": str(REPO), "WOUNDCARE_DEVICE_TOKEN": device["token"]}
-        camera = spawn_camera(
-            ["--server", server.url, "--patient", patient["id"], "--consent", "video,snapshots",
-             "--source", "synthetic", "--width", "1920", "--height", "1080",
-             "--queue-dir", str(tmp_path / "queue"), "--loopback-only"],
-            env, tmp_path, log_path,
-        )
-
+    async with home_visit(server, tmp_path) as visit:
+        visit.start_camera(server.url, "--width", "1920", "--height", "1080", "--loopback-only")
         # The camera starts the consultation; the specialist finds it in the queue.
-        consultation: str | None = None
-        async with asyncio.timeout(30):
-            while consultation is None:
-                assert camera.poll() is None, log_path.read_text()
-                queue = (await spes.json("GET", "/api/consultations/queue"))["consultations"]
-                consultation = queue[0]["id"] if queue else None
-                await asyncio.sleep(0.2)
-        consents = await nurse.json("GET", f"/api/consultations/{consultation}/consents")
+        consultation = await visit.find_consultation(30)
+        consents = await visit.nurse.json("GET", f"/api/consultations/{consultation}/consents")
         assert consents["consents"]["snapshots"] is True
 
-        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        await visit.join_specialist(30)
+        assert visit.viewer is not None
         async with asyncio.timeout(30):
-            while True:  # until the camera has joined /ws
-                assert camera.poll() is None, log_path.read_text()
-                token = (await spes.json("POST", f"/api/consultations/{consultation}/join-token"))["token"]
-                joined = await specialist_client.join(consultation, Role.SPECIALIST, token)
-                if any(p["role"] == "nurse" for p in joined["peers"]):
-                    break
-                await specialist_client.send({"type": "leave"})
-                await specialist_client.drop()
-                await asyncio.sleep(0.3)
-        tasks.append(asyncio.create_task(pump(specialist_client, viewer, inbox)))
-
-        async with asyncio.timeout(30):
-            counter = await viewer.frames(10)
+            counter = await visit.viewer.frames(10)
         assert counter.frames >= 10 and counter.size is not None
+        assert max(counter.size) <= 1280  # the standard profile scales the 1080p source to 720p
 
-        await specialist_client.send(SnapshotRequest(id="r1"))
+        await visit.send(SnapshotRequest(id="r1"))
         try:
-            stored = await next_of(inbox, "snapshot_stored", timeout=60)
+            stored = await next_of(visit.inbox, "snapshot_stored", timeout=60)
         except TimeoutError:
             queued = sorted(p.name for p in (tmp_path / "queue").rglob("*"))
-            pytest.fail(f"no snapshot_stored; queue {queued}; camera log:\n{log_path.read_text()}")
+            pytest.fail(f"no snapshot_stored; queue {queued}; camera log:\n{visit.camera_log()}")
         assert stored["request"] == "r1"
-        listed = (await spes.json("GET", f"/api/consultations/{consultation}/snapshots"))["snapshots"]
+        listed = (await visit.spes.json("GET", f"/api/consultations/{consultation}/snapshots"))["snapshots"]
         [snapshot] = [s for s in listed if s["request"] == "r1"]
         assert snapshot["id"] == stored["id"]
-        response = await spes.request("GET", f"/api/snapshots/{snapshot['id']}")
+        response = await visit.spes.request("GET", f"/api/snapshots/{snapshot['id']}")
         assert response.status == 200
         image = Image.open(io.BytesIO(await response.read()))
         assert image.size == (1920, 1080)  # the still is full resolution, whatever the video sent
-        assert not list((tmp_path / "queue").glob("*.jpg"))  # uploaded, so no longer queued
+        # Uploaded, so no longer queued; the room may hear of it before the camera reads its 201.
+        async with asyncio.timeout(10):
+            while list((tmp_path / "queue").glob("*.jpg")):
+                await asyncio.sleep(0.05)
 
-        camera.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(asyncio.to_thread(camera.wait), 15) == 0
-    finally:
-        if camera is not None and camera.poll() is None:
-            camera.kill()
-            camera.wait(5)
-        await shutdown(tasks, viewer, specialist_client)
-        for client in (admin, nurse, spes):
-            await client.close()
+        assert await visit.stop_camera() == 0
+
+
+@pytest.mark.usefixtures("loopback_ice")
+async def test_the_specialist_pins_the_low_profile_and_returns_to_auto(server: RunningServer, tmp_path: Path) -> None:
+    async with home_visit(server, tmp_path) as visit:
+        visit.start_camera(server.url, "--width", "1280", "--height", "720", "--loopback-only")
+        await visit.join_specialist(30)
+        assert visit.viewer is not None
+        told = await next_of(visit.inbox, "video_profile", timeout=30)
+        assert (told["mode"], told["active"]) == ("auto", "standard")  # told on joining
+        await visit.viewer.frames(5)
+
+        nurse = visit.nurse_id()
+        await visit.send(VideoProfileMessage(to=nurse, mode=VideoMode.LOW))
+        told = await next_of(visit.inbox, "video_profile", timeout=20, mode="low")
+        assert told["active"] == "low" and told["from"] == nurse
+        counter = visit.viewer.counter
+        assert counter is not None
+        async with asyncio.timeout(20):  # frames already in flight still have the old size
+            while counter.last_size != (640, 360):
+                await asyncio.sleep(0.1)
+
+        await visit.send(VideoProfileMessage(to=nurse, mode=VideoMode.AUTO))
+        told = await next_of(visit.inbox, "video_profile", timeout=20, mode="auto")
+        assert told["active"] == "standard"  # a clean loopback link
+        async with asyncio.timeout(20):
+            while counter.last_size != (1280, 720):
+                await asyncio.sleep(0.1)
+        assert counter.frames >= 10
+
+        # The session log keeps the camera's changes and the specialist's choices.
+        await server.app[SESSION_LOG].flush()
+        events = (await visit.spes.json("GET", f"/api/consultations/{visit.consultation}"))["events"]
+        details = [(e["kind"], e["detail"]) for e in events if e["kind"].startswith("video_profile")]
+        assert ("video_profile_asked", "low") in details and ("video_profile", "low/low") in details
+        assert ("video_profile_asked", "auto") in details and ("video_profile", "standard/auto") in details
+        assert await visit.stop_camera() == 0
 
 
 async def test_snapshot_is_on_disk_before_upload_kept_on_failure_removed_after_success(tmp_path: Path) -> None:

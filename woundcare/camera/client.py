@@ -25,10 +25,18 @@ class SignalingClosed(Exception):
 
 
 class SignalingClient:
-    def __init__(self, base_url: str, session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(
+        self, base_url: str, session: aiohttp.ClientSession | None = None, *, heartbeat: float = 10.0
+    ) -> None:
         self._url = _ws_url(base_url)
         self._own_session = session is None
-        self._session = session or aiohttp.ClientSession()
+        # No total timeout: it would cut the socket. A connect that hangs (the link is down,
+        # SYNs vanish) must give up soon, so that the next try comes when the link is back.
+        self._session = session or aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, connect=15.0, sock_connect=10.0)
+        )
+        self._heartbeat = heartbeat
+        """Ping interval; a missing pong after half of it drops the socket."""
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._last_error: dict[str, Any] | None = None
         self.consultation: str | None = None
@@ -50,7 +58,7 @@ class SignalingClient:
         return self._ws is not None and not self._ws.closed
 
     async def connect(self) -> None:
-        self._ws = await self._session.ws_connect(self._url, heartbeat=20.0, max_msg_size=1 << 20)
+        self._ws = await self._session.ws_connect(self._url, heartbeat=self._heartbeat, max_msg_size=1 << 20)
 
     async def join(self, consultation: str, role: Role, token: str) -> dict[str, Any]:
         """Connect if needed, join, and return the ``joined`` frame."""

@@ -24,12 +24,17 @@ from aiortc import MediaStreamTrack
 from aiortc.contrib.media import MediaPlayer
 from av import VideoFrame
 
-from signaling.protocol import ErrorCode, Leave, Role
+from aiortc import RTCConfiguration
 
+from signaling.protocol import ErrorCode, Leave, Role, VideoMode
+
+from .adaptation import Adaptation
 from .client import SignalingClient, SignalingClosed
 from .peer import Publisher, ice_configuration
+from .profile import ProfileTrack
 from .snapshots import SnapshotQueue, SnapshotUploader
 from .synthetic import SyntheticVideoTrack
+from .turn import TurnTransport, prefer
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +68,10 @@ class DeviceOptions:
     """Consent kinds the patient gave, to record before joining."""
     queue_dir: Path = Path("var/camera-queue")
     """Where stills wait for upload; survives restarts."""
+    video_mode: VideoMode = VideoMode.AUTO
+    """The video profile at start; a specialist may change it during the call."""
+    turn_transport: TurnTransport = TurnTransport.AUTO
+    """How to reach TURN; ``auto`` probes UDP before each connection and falls back to TCP/TLS."""
 
     def __post_init__(self) -> None:
         if (self.consultation is None) == (self.patient is None):
@@ -185,7 +194,7 @@ class Camera:
 
     async def run(self) -> int:
         """Exit code: 0 when stopped or the consultation ended, 1 when the device was refused."""
-        tap: StillTap | None = None
+        track: ProfileTrack | None = None
         player: MediaPlayer | None = None
         client = SignalingClient(self.options.server)  # its own session: no request timeouts on /ws
         publisher: Publisher | None = None
@@ -197,15 +206,17 @@ class Camera:
             log.info("consultation %s", self.consultation)
             if self.options.consent:
                 await self._api.record_consent(self.consultation, self.options.consent)
-            ice = await self._api.ice_servers()
-            config = ice_configuration(ice["iceServers"], ice.get("iceTransportPolicy") == "relay")
             source, player = open_source(self.options.source, self.options.width, self.options.height)
             tap = StillTap(source)
+            track = ProfileTrack(tap)
+            publisher = Publisher(client, track, await self._ice())
+            adaptation = Adaptation(client, publisher, track, mode=self.options.video_mode)
             await client.join(self.consultation, Role.NURSE, await self._api.join_token(self.consultation))
-            publisher = Publisher(client, tap, config)
             await publisher.start()
+            await adaptation.joined()
+            self._spawn(adaptation.run())
             log.info("joined as nurse; %d viewer(s) waiting", len(client.peers))
-            return await self._serve(client, publisher, tap)
+            return await self._serve(client, publisher, adaptation, tap)
         except DeviceError as exc:
             log.error("camera stopped: %s", exc)
             return 0 if exc.code == ErrorCode.ENDED.value else 1
@@ -218,17 +229,25 @@ class Camera:
                     await client.send(Leave())
             if publisher is not None:
                 await publisher.close()
-            if tap is not None:
-                tap.stop()
+            if track is not None:
+                track.stop()
             if player is not None and player.audio is not None:
                 player.audio.stop()
             await client.close()
 
-    async def _serve(self, client: SignalingClient, publisher: Publisher, tap: StillTap) -> int:
+    async def _ice(self) -> RTCConfiguration:
+        """Fresh TURN credentials, with the TURN transport that gets through from here."""
+        ice = await self._api.ice_servers()
+        servers = await prefer(ice["iceServers"], self.options.turn_transport)
+        return ice_configuration(servers, ice.get("iceTransportPolicy") == "relay")
+
+    async def _serve(
+        self, client: SignalingClient, publisher: Publisher, adaptation: Adaptation, tap: StillTap
+    ) -> int:
         stopping = asyncio.create_task(self.stop.wait())
         try:
             while True:
-                reading = asyncio.create_task(self._read(client, publisher, tap))
+                reading = asyncio.create_task(self._read(client, publisher, adaptation, tap))
                 await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 if stopping.done():
                     reading.cancel()
@@ -247,15 +266,21 @@ class Camera:
                         log.error("camera refused: %s", code)
                         return 1
                     log.warning("signaling lost (close %s); reconnecting", exc.code)
-                if not await self._reconnect(client, publisher, stopping):
+                if not await self._reconnect(client, publisher, adaptation, stopping):
                     return 0
         finally:
             stopping.cancel()
 
-    async def _read(self, client: SignalingClient, publisher: Publisher, tap: StillTap) -> None:
+    async def _read(
+        self, client: SignalingClient, publisher: Publisher, adaptation: Adaptation, tap: StillTap
+    ) -> None:
         while True:
             frame = await client.recv()
             kind = frame.get("type")
+            if kind in ("video_profile", "presence"):
+                await adaptation.handle(frame)
+            if kind == "video_profile":
+                continue
             if kind == "snapshot_request":
                 log.info("snapshot requested (%s)", frame["id"])
                 self._spawn(self._snapshot(tap, frame["id"]))
@@ -280,7 +305,9 @@ class Camera:
         assert self.consultation is not None
         self.uploader.submit(self.consultation, request, jpeg)
 
-    async def _reconnect(self, client: SignalingClient, publisher: Publisher, stopping: asyncio.Task[Any]) -> bool:
+    async def _reconnect(
+        self, client: SignalingClient, publisher: Publisher, adaptation: Adaptation, stopping: asyncio.Task[Any]
+    ) -> bool:
         """Take our place back (resume, else a fresh join), then offer every viewer a fresh
         peer connection. False if stopped meanwhile; raises DeviceError when refused."""
         assert self.consultation is not None
@@ -296,8 +323,10 @@ class Camera:
                     log.info("resume refused; joining afresh")
                     await client.drop()
                     await client.join(self.consultation, Role.NURSE, await self._api.join_token(self.consultation))
-            except (aiohttp.ClientError, OSError, SignalingClosed) as exc:
-                code = (exc.error or {}).get("code") if isinstance(exc, SignalingClosed) else None
+                # The network may have changed (and credentials expired): ask again.
+                publisher.configuration = await self._ice()
+            except (aiohttp.ClientError, OSError, SignalingClosed, DeviceError) as exc:
+                code = (exc.error or {}).get("code") if isinstance(exc, SignalingClosed) else getattr(exc, "code", None)
                 if code in _FINAL:
                     raise DeviceError(f"rejoin refused: {code}", code) from exc
                 delay = backoff * random.uniform(0.8, 1.2)
@@ -308,6 +337,7 @@ class Camera:
                 continue
             log.info("signaling back; offering fresh peer connections")
             await publisher.start()
+            await adaptation.joined()
             return True
         return False
 

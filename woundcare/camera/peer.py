@@ -20,6 +20,7 @@ from aiortc import (
     RTCIceServer,
     RTCIceTransportPolicy,
     RTCPeerConnection,
+    RTCRtpSender,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
@@ -29,6 +30,7 @@ from aiortc.sdp import candidate_from_sdp
 from signaling.protocol import Answer, EndOfCandidates, IceRestart, Offer, Role
 
 from .client import SignalingClient, SignalingClosed
+from .profile import LinkSample
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +68,28 @@ class Publisher:
         self._client = client
         self._relay = MediaRelay()
         self._source = source
-        self._configuration = configuration
+        self.configuration = configuration
+        """For the next peer connections; the camera renews it after a reconnect."""
         self._pcs: dict[str, tuple[int, RTCPeerConnection]] = {}
 
     def connection(self, viewer: str) -> RTCPeerConnection | None:
         entry = self._pcs.get(viewer)
         return entry[1] if entry else None
+
+    def senders(self) -> list[RTCRtpSender]:
+        return [sender for _, pc in self._pcs.values() for sender in pc.getSenders()]
+
+    async def link_sample(self) -> LinkSample | None:
+        """The worst link among the viewers, from their latest receiver reports."""
+        samples = []
+        for _, pc in list(self._pcs.values()):
+            for stats in (await pc.getStats()).values():
+                if stats.type == "remote-inbound-rtp" and stats.kind == "video":
+                    samples.append(LinkSample(stats.fractionLost / 256, stats.roundTripTime))
+        if not samples:
+            return None
+        rtts = [s.rtt for s in samples if s.rtt is not None]
+        return LinkSample(max(s.loss for s in samples), max(rtts) if rtts else None)
 
     async def start(self) -> None:
         """Offer to the viewers already in the room."""
@@ -83,7 +101,7 @@ class Publisher:
         """(Re)negotiate with ``viewer`` on a fresh peer connection of the next generation."""
         generation = self._pcs[viewer][0] + 1 if viewer in self._pcs else 0
         await self._close(viewer)
-        pc = RTCPeerConnection(self._configuration)
+        pc = RTCPeerConnection(self.configuration)
         self._pcs[viewer] = (generation, pc)
         pc.addTrack(self._relay.subscribe(self._source, buffered=False))
         await pc.setLocalDescription(await pc.createOffer())
@@ -128,6 +146,7 @@ class FrameCounter:
         self.track = track
         self.frames = 0
         self.size: tuple[int, int] | None = None
+        self.last_size: tuple[int, int] | None = None
         self.first_frame_at: float | None = None
         self.first = asyncio.Event()
         self._task = asyncio.create_task(self._run())
@@ -137,6 +156,7 @@ class FrameCounter:
             while True:
                 frame = await self.track.recv()
                 self.frames += 1
+                self.last_size = (frame.width, frame.height)
                 if self.first_frame_at is None:
                     self.first_frame_at = time.perf_counter()
                     self.size = (frame.width, frame.height)
