@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import re
 import secrets
 import shutil
 import subprocess
@@ -64,7 +65,7 @@ class Link:
     def degrade(self, *, loss_percent: int = 0, rate_kbit: int | None = None) -> None:
         """Random loss on every packet in and out of the namespace, and a rate cap on both
         directions. Replaces any earlier degradation (and a cut)."""
-        self._rules(f"numgen random mod 100 < {loss_percent} drop" if loss_percent else None)
+        self.restore(loss_percent=loss_percent)
         for dev, run in ((self.inside_dev, self.command), (self.host_dev, lambda *a: list(a))):
             subprocess.run(run("tc", "qdisc", "del", "dev", dev, "root"), capture_output=True)
             if rate_kbit is not None:
@@ -74,21 +75,30 @@ class Link:
                           "burst", str(burst), "latency", "200ms"))
 
     def cut(self) -> None:
-        """Drop everything on the link, silently; :meth:`degrade` or :meth:`restore` ends it."""
-        self._rules("drop")
+        """Drop everything on the link, silently, until :meth:`restore`."""
+        self._drop("")
 
     def restore(self, *, loss_percent: int = 0) -> None:
-        self._rules(f"numgen random mod 100 < {loss_percent} drop" if loss_percent else None)
+        """Back to random loss only (the rate cap stays)."""
+        self._drop(f"numgen random mod 100 < {loss_percent}" if loss_percent else None)
 
     def block_udp(self) -> None:
-        self._rules("meta l4proto udp drop")
+        self._drop("meta l4proto udp")
 
-    def _rules(self, verdict: str | None) -> None:
+    def dropped(self) -> int:
+        """Packets the current rules have dropped."""
+        done = subprocess.run(self.command("nft", "-j", "list", "table", "inet", _TABLE),
+                              capture_output=True, text=True, timeout=20)
+        counters = re.findall(r'"counter": \{"packets": (\d+)', done.stdout)
+        return sum(int(c) for c in counters)
+
+    def _drop(self, match: str | None) -> None:
+        """Drop what ``match`` selects on the link, both ways (``""``: everything; ``None``: nothing)."""
         body = ""
-        if verdict:
-            body = (
-                f"  chain in {{ type filter hook input priority 0; iifname \"{self.inside_dev}\" {verdict}; }}\n"
-                f"  chain out {{ type filter hook output priority 0; oifname \"{self.inside_dev}\" {verdict}; }}\n"
+        if match is not None:
+            body = "".join(
+                f"  chain {chain} {{ type filter hook {hook} priority 0; {side} \"{self.inside_dev}\" {match} counter drop; }}\n"
+                for chain, hook, side in (("in", "input", "iifname"), ("out", "output", "oifname"))
             )
         # Declaring the table first makes the delete succeed on a fresh namespace too.
         self._nft(f"table inet {_TABLE} {{}}\ndelete table inet {_TABLE}\ntable inet {_TABLE} {{\n{body}}}\n")

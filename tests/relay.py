@@ -87,12 +87,12 @@ class _Listener(asyncio.DatagramProtocol):
 
     def _forward(self, client: tuple[str, int], data: bytes) -> None:
         flow = self.flows.get(client)
-        if isinstance(flow, asyncio.DatagramTransport):
-            flow.sendto(data)
-            return
         if flow is None:
             flow = self.flows[client] = asyncio.ensure_future(self._open(client))
-        flow.add_done_callback(lambda f: f.result().sendto(data) if not f.exception() else None)
+        if isinstance(flow, asyncio.Future):  # still opening: send once it is open, in order
+            flow.add_done_callback(lambda f: f.result().sendto(data) if not f.exception() else None)
+        else:
+            flow.sendto(data)
 
     async def _open(self, client: tuple[str, int]) -> asyncio.DatagramTransport:
         assert self._transport is not None
@@ -114,7 +114,7 @@ async def udp_delay(listen: tuple[str, int], target: tuple[str, int], delay: flo
     finally:
         transport.close()
         for flow in listener.flows.values():
-            if isinstance(flow, asyncio.DatagramTransport):
-                flow.close()
-            else:
+            if isinstance(flow, asyncio.Future):
                 flow.cancel()
+            else:
+                flow.close()

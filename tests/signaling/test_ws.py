@@ -267,3 +267,25 @@ async def test_a_refused_request_after_joining_does_not_end_the_socket(server: R
     assert (await nurse.expect("error"))["code"] == "forbidden"
     await nurse.send(type="chat", text="still connected")
     assert (await specialist.expect("chat"))["text"] == "still connected"
+
+
+async def test_video_profiles_go_between_the_camera_and_a_viewer_only(server: RunningServer, connect: Any) -> None:
+    consultation, nurse, specialist = await joined_pair(server, connect)
+    observer = await connect()
+    joined = await observer.join(consultation, Role.OBSERVER, server.invite(consultation, Role.OBSERVER))
+    nurse_id = next(p["id"] for p in joined["peers"] if p["role"] == "nurse")
+    specialist_id = next(p["id"] for p in joined["peers"] if p["role"] == "specialist")
+    await nurse.expect("presence")
+    await specialist.expect("presence")
+
+    await specialist.send(type="video_profile", to=nurse_id, mode="low")
+    asked = await nurse.expect("video_profile")
+    assert (asked["mode"], asked["from"]) == ("low", specialist_id)
+    await nurse.send(type="video_profile", to=specialist_id, mode="low", active="low", reason="loss 11%, rtt 420 ms")
+    assert (await specialist.expect("video_profile"))["active"] == "low"
+
+    await observer.send(type="video_profile", to=specialist_id, mode="standard")
+    assert (await observer.expect("error"))["code"] == "forbidden"
+    await specialist.send(type="video_profile", to=nurse_id, mode="sharp")
+    assert (await specialist.expect("error"))["code"] == "bad_message"
+    assert await specialist.silent() and await nurse.silent()
