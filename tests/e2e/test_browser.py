@@ -199,6 +199,26 @@ async def test_consultation_in_two_browsers(
                 await expect(nurse.locator("#chat-log")).to_contain_text("Kan du vise sårkanten nærmere?")
                 await shoot(nurse, "nurse-call")
 
+                # --- the specialist pins the low-bandwidth profile; the nurse's browser obeys -
+                def video_limits() -> Awaitable[list[dict[str, Any]]]:
+                    return nurse.evaluate("""() => window.__testPeers
+                      .filter((pc) => pc.connectionState !== 'closed')
+                      .flatMap((pc) => pc.getSenders().filter((s) => s.track?.kind === 'video'))
+                      .map((s) => s.getParameters().encodings[0] ?? {})""")
+
+                await specialist.select_option("#video-mode", "low")
+                await expect(specialist.locator("#video-profile")).to_have_attribute(
+                    "data-i18n", "specialist.video.active.low")
+                await expect(nurse.locator("#notice")).to_have_attribute("data-i18n", "nurse.video.low")
+                [limits] = await eventually(
+                    video_limits, lambda found: len(found) == 1 and found[0].get("maxBitrate") == 300_000,
+                    MEDIA_SECONDS, "the nurse's sender takes the low profile's limits")
+                # The fake camera's 640x480 fits 640x360 when scaled by 4/3.
+                assert limits["maxFramerate"] == 15 and limits["scaleResolutionDownBy"] >= 4 / 3 - 0.01, limits
+                await specialist.select_option("#video-mode", "auto")
+                await expect(specialist.locator("#video-profile")).to_have_attribute(
+                    "data-i18n", re.compile(r"specialist\.video\.active\."))
+
                 # --- the nurse offline for 10 s: reconnecting, a photo queued, then recovery ---
                 frames_before = (await media_stats(specialist))["framesDecoded"]
                 offline_at = time.monotonic()

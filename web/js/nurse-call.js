@@ -17,6 +17,7 @@ import { Participants } from './presence.js';
 import { QualityMonitor } from './quality.js';
 import { Signaling } from './signaling.js';
 import { SnapshotOutbox } from './snapshots-queue.js';
+import { VideoProfiles } from './video-profile.js';
 
 /** How long the end button waits for the confirming second tap. */
 const CONFIRM_MS = 4000;
@@ -46,6 +47,8 @@ export async function runCall({ consultation, patient, consents, stream }) {
     signaling, (from) => participants.nameOf(from));
   const quality = new QualityMonitor({ consultation: id, direction: 'send', connections: () => peers.connections() });
   const outbox = await SnapshotOutbox.open();
+  const viewers = () => [...participants.others.values()].filter((p) => p.role !== 'nurse').map((p) => p.id);
+  const profiles = new VideoProfiles(signaling, () => peers.connections(), viewers);
 
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let noticeTimer;
@@ -71,11 +74,13 @@ export async function runCall({ consultation, patient, consents, stream }) {
       peers.closeAll();
       for (const viewer of viewers) peers.offerTo(viewer);
     }
+    for (const viewer of viewers) profiles.tell(viewer);
   });
   signaling.addEventListener('presence', (event) => {
     const frame = /** @type {CustomEvent} */ (event).detail;
     participants.update(frame);
     if (frame.participant.role === 'nurse') return;
+    if (['joined', 'rejoined'].includes(frame.state)) profiles.tell(frame.participant.id);
     if (frame.state === 'joined' && !peers.has(frame.participant.id)) peers.offerTo(frame.participant.id);
     else if (frame.state === 'left') {
       peers.close(frame.participant.id);
@@ -90,12 +95,17 @@ export async function runCall({ consultation, patient, consents, stream }) {
     takeSnapshot(/** @type {CustomEvent} */ (event).detail.id);
   });
   signaling.addEventListener('snapshot_stored', () => tell('nurse.snapshot.stored'));
+  signaling.addEventListener('video_profile', (event) => profiles.choose(/** @type {CustomEvent} */ (event).detail.mode));
+  profiles.addEventListener('change', () => tell(`nurse.video.${profiles.active}`));
   signaling.addEventListener('state', () => {
     participants.setOwnState(signaling.state === 'joined');
     showState();
     if (signaling.state === 'closed') finish(signaling.closeReason);
   });
-  peers.addEventListener('mediastate', showState);
+  peers.addEventListener('mediastate', () => {
+    showState();
+    profiles.apply(); // a new or restarted connection starts without the profile's limits
+  });
   peers.addEventListener('remotestream', (event) => {
     const { viewer, stream: voice } = /** @type {CustomEvent} */ (event).detail;
     const audio = /** @type {HTMLAudioElement} */ (document.getElementById(`voice-${viewer}`)
@@ -105,6 +115,7 @@ export async function runCall({ consultation, patient, consents, stream }) {
   quality.addEventListener('sample', (event) => {
     const { sample, level } = /** @type {CustomEvent} */ (event).detail;
     renderQuality(byId('quality'), sample, level);
+    profiles.observe(sample);
   });
 
   // --- snapshots ---------------------------------------------------------------------------

@@ -65,6 +65,17 @@ export async function runSpecialistCall(consultation) {
   });
   signaling.addEventListener('offer', (event) => viewer.offer(/** @type {CustomEvent} */ (event).detail));
   signaling.addEventListener('candidate', (event) => viewer.candidate(/** @type {CustomEvent} */ (event).detail));
+  const videoMode = /** @type {HTMLSelectElement} */ (byId('video-mode'));
+  const videoProfile = byId('video-profile');
+  signaling.addEventListener('video_profile', (event) => {
+    const { mode, active, reason } = /** @type {CustomEvent} */ (event).detail;
+    videoMode.value = mode;
+    setText(videoProfile, `specialist.video.active.${active}`, { reason: reason ?? '' });
+  });
+  videoMode.addEventListener('change', () => {
+    const camera = participants.withRole('nurse')[0];
+    if (!camera || !signaling.send({ type: 'video_profile', to: camera.id, mode: videoMode.value })) tell('specialist.video.notSent');
+  });
   signaling.addEventListener('snapshot_stored', (event) => {
     tell('specialist.snapshot.stored');
     snapshots.refresh(/** @type {CustomEvent} */ (event).detail.request ?? null);
