@@ -416,6 +416,7 @@ def _camera(args: argparse.Namespace) -> int:
             server=args.server, token=token, consultation=args.consultation, patient=args.patient,
             source=args.source, width=args.width, height=args.height, consent=consent, queue_dir=args.queue_dir,
             video_mode=VideoMode(args.video), turn_transport=TurnTransport(args.turn_transport),
+            speaker=args.speaker, microphone=args.microphone,
         )
     except ValueError as exc:
         raise CliError(str(exc)) from exc
@@ -520,6 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="video profile: auto adapts to loss and round-trip time (default)")
     camera.add_argument("--turn-transport", choices=["auto", "udp", "tcp", "tls"], default="auto",
                         help="how to reach TURN: auto tries UDP, then TCP/TLS (default)")
+    camera.add_argument("--speaker", metavar="DEVICE",
+                        help="play the specialist's voice: alsa:NAME, pulse:NAME or a .wav file")
+    camera.add_argument("--microphone", metavar="DEVICE", help="send the nurse's voice: alsa:NAME or pulse:NAME")
     camera.add_argument("--log-level", default="INFO")
     # Test only: gather a 127.0.0.1 host candidate so peers on one machine meet.
     camera.add_argument("--loopback-only", action="store_true", help=argparse.SUPPRESS)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiortc import MediaStreamTrack
+
 from signaling.protocol import ClientMessage, Role
 from tests.api.client import ApiClient
 from tests.server import RunningServer
@@ -80,11 +82,11 @@ class Visit:
                 await asyncio.sleep(0.2)
         return self.consultation
 
-    async def join_specialist(self, timeout: float = 60) -> None:
+    async def join_specialist(self, timeout: float = 60, microphone: MediaStreamTrack | None = None) -> None:
         """Join as the specialist once the camera is in the room; start reading frames."""
         consultation = await self.find_consultation(timeout)
         self.specialist = SignalingClient(self.server.url)
-        self.viewer = Viewer(self.specialist, ice_configuration([]))
+        self.viewer = Viewer(self.specialist, ice_configuration([]), microphone)
         async with asyncio.timeout(timeout):
             while True:
                 self.assert_camera_running()

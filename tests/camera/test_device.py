@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+import wave
 from pathlib import Path
 
 import aiohttp
+import numpy as np
 import pytest
+from aiortc.mediastreams import AudioStreamTrack
+from av import AudioFrame
 from aiohttp import web
 from PIL import Image
 
@@ -24,13 +28,14 @@ async def test_camera_streams_to_a_specialist_and_answers_a_snapshot_request(
     server: RunningServer, tmp_path: Path
 ) -> None:
     async with home_visit(server, tmp_path) as visit:
-        visit.start_camera(server.url, "--width", "1920", "--height", "1080", "--loopback-only")
+        voice = tmp_path / "speaker.wav"
+        visit.start_camera(server.url, "--width", "1920", "--height", "1080", "--speaker", str(voice), "--loopback-only")
         # The camera starts the consultation; the specialist finds it in the queue.
         consultation = await visit.find_consultation(30)
         consents = await visit.nurse.json("GET", f"/api/consultations/{consultation}/consents")
         assert consents["consents"]["snapshots"] is True
 
-        await visit.join_specialist(30)
+        await visit.join_specialist(30, microphone=Tone(440))
         assert visit.viewer is not None
         async with asyncio.timeout(30):
             counter = await visit.viewer.frames(10)
@@ -57,6 +62,16 @@ async def test_camera_streams_to_a_specialist_and_answers_a_snapshot_request(
                 await asyncio.sleep(0.05)
 
         assert await visit.stop_camera() == 0
+        # The specialist's voice played on the camera's speaker (here a WAV file).
+        with wave.open(str(voice)) as played:
+            rate = played.getframerate()
+            samples = np.frombuffer(played.readframes(played.getnframes()), dtype=np.int16)
+            samples = samples.reshape(-1, played.getnchannels())[:, 0].astype(np.float64)
+        assert len(samples) > rate  # more than a second of it
+        last_second = samples[-rate:]
+        assert np.sqrt(np.mean(last_second**2)) > 1000  # not silence
+        peak_hz = np.argmax(np.abs(np.fft.rfft(last_second))) * rate / len(last_second)
+        assert abs(peak_hz - 440) < 10
 
 
 @pytest.mark.usefixtures("loopback_ice")
@@ -94,6 +109,23 @@ async def test_the_specialist_pins_the_low_profile_and_returns_to_auto(server: R
         assert ("video_profile_asked", "low") in details and ("video_profile", "low/low") in details
         assert ("video_profile_asked", "auto") in details and ("video_profile", "standard/auto") in details
         assert await visit.stop_camera() == 0
+
+
+class Tone(AudioStreamTrack):
+    """A microphone that hums one pitch, paced as aiortc's silent AudioStreamTrack is."""
+
+    def __init__(self, hertz: float) -> None:
+        super().__init__()
+        self._hertz = hertz
+        self._sent = 0
+
+    async def recv(self) -> AudioFrame:
+        frame = await super().recv()
+        count = frame.samples
+        t = (np.arange(count) + self._sent) / frame.sample_rate
+        self._sent += count
+        frame.planes[0].update((8000 * np.sin(2 * np.pi * self._hertz * t)).astype(np.int16).tobytes())
+        return frame
 
 
 async def test_snapshot_is_on_disk_before_upload_kept_on_failure_removed_after_success(tmp_path: Path) -> None:

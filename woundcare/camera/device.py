@@ -28,6 +28,7 @@ from aiortc import RTCConfiguration
 
 from signaling.protocol import ErrorCode, Leave, Role, VideoMode
 
+from . import audio
 from .adaptation import Adaptation
 from .client import SignalingClient, SignalingClosed
 from .peer import Publisher, ice_configuration
@@ -72,6 +73,10 @@ class DeviceOptions:
     """The video profile at start; a specialist may change it during the call."""
     turn_transport: TurnTransport = TurnTransport.AUTO
     """How to reach TURN; ``auto`` probes UDP before each connection and falls back to TCP/TLS."""
+    speaker: str | None = None
+    """Where the specialist's voice plays (``alsa:default``...); ``None``: not played."""
+    microphone: str | None = None
+    """The nurse's microphone (``alsa:default``...); ``None``: video only."""
 
     def __post_init__(self) -> None:
         if (self.consultation is None) == (self.patient is None):
@@ -82,6 +87,8 @@ class DeviceOptions:
             raise ValueError(f"'consent' must be in {sorted(CONSENT_KINDS)} (got {sorted(unknown)})")
         if self.width < 16 or self.height < 16:
             raise ValueError(f"size too small (got {self.width}x{self.height})")
+        audio.check(self.speaker)
+        audio.check(self.microphone)
 
 
 class DeviceApi:
@@ -196,6 +203,8 @@ class Camera:
         """Exit code: 0 when stopped or the consultation ended, 1 when the device was refused."""
         track: ProfileTrack | None = None
         player: MediaPlayer | None = None
+        microphone: MediaPlayer | None = None
+        speaker = audio.Speaker(self.options.speaker) if self.options.speaker else None
         client = SignalingClient(self.options.server)  # its own session: no request timeouts on /ws
         publisher: Publisher | None = None
         uploading = asyncio.create_task(self.uploader.run())
@@ -209,7 +218,12 @@ class Camera:
             source, player = open_source(self.options.source, self.options.width, self.options.height)
             tap = StillTap(source)
             track = ProfileTrack(tap)
-            publisher = Publisher(client, track, await self._ice())
+            voice = None
+            if self.options.microphone:
+                voice, microphone = audio.open_microphone(self.options.microphone)
+            publisher = Publisher(
+                client, track, await self._ice(), microphone=voice, on_voice=speaker.play if speaker else None
+            )
             adaptation = Adaptation(client, publisher, track, mode=self.options.video_mode)
             await client.join(self.consultation, Role.NURSE, await self._api.join_token(self.consultation))
             await publisher.start()
@@ -233,6 +247,10 @@ class Camera:
                 track.stop()
             if player is not None and player.audio is not None:
                 player.audio.stop()
+            if microphone is not None and microphone.audio is not None:
+                microphone.audio.stop()
+            if speaker is not None:
+                await speaker.stop()
             await client.close()
 
     async def _ice(self) -> RTCConfiguration:

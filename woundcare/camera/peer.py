@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from contextlib import suppress
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiortc import (
@@ -60,14 +61,23 @@ async def _add_candidate(pc: RTCPeerConnection, frame: dict[str, Any]) -> None:
 
 
 class Publisher:
-    """The head camera's side: offers its video to every viewer in the room."""
+    """The head camera's side: offers its video (and the nurse's voice, if there is a
+    microphone) to every viewer in the room, and hands each viewer's voice to ``on_voice``."""
 
     def __init__(
-        self, client: SignalingClient, source: MediaStreamTrack, configuration: RTCConfiguration
+        self,
+        client: SignalingClient,
+        source: MediaStreamTrack,
+        configuration: RTCConfiguration,
+        *,
+        microphone: MediaStreamTrack | None = None,
+        on_voice: Callable[[MediaStreamTrack], Awaitable[None]] | None = None,
     ) -> None:
         self._client = client
         self._relay = MediaRelay()
         self._source = source
+        self._microphone = microphone
+        self._on_voice = on_voice
         self.configuration = configuration
         """For the next peer connections; the camera renews it after a reconnect."""
         self._pcs: dict[str, tuple[int, RTCPeerConnection]] = {}
@@ -104,6 +114,16 @@ class Publisher:
         pc = RTCPeerConnection(self.configuration)
         self._pcs[viewer] = (generation, pc)
         pc.addTrack(self._relay.subscribe(self._source, buffered=False))
+        if self._microphone is not None:
+            pc.addTrack(self._relay.subscribe(self._microphone, buffered=False))
+        else:
+            pc.addTransceiver("audio", direction="recvonly")  # to hear the specialist
+
+        @pc.on("track")
+        async def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio" and self._on_voice is not None:
+                await self._on_voice(track)
+
         await pc.setLocalDescription(await pc.createOffer())
         await self._client.send(Offer(to=viewer, sdp=pc.localDescription.sdp, pc=generation))
         await self._client.send(EndOfCandidates(to=viewer, pc=generation))
@@ -175,11 +195,16 @@ class FrameCounter:
 
 
 class Viewer:
-    """A specialist's (or recorder's) side: answers the camera's offers."""
+    """A specialist's (or recorder's) side: answers the camera's offers, talking back
+    through ``microphone`` if given."""
 
-    def __init__(self, client: SignalingClient, configuration: RTCConfiguration) -> None:
+    def __init__(
+        self, client: SignalingClient, configuration: RTCConfiguration, microphone: MediaStreamTrack | None = None
+    ) -> None:
         self._client = client
         self._configuration = configuration
+        self._microphone = microphone
+        self._relay = MediaRelay()
         self.pc: RTCPeerConnection | None = None
         self.generation: int | None = None
         self.counters: list[FrameCounter] = []
@@ -198,6 +223,9 @@ class Viewer:
                 await self._replace(generation)
             assert self.pc is not None
             await self.pc.setRemoteDescription(RTCSessionDescription(frame["sdp"], "offer"))
+            if self._microphone is not None and not any(s.track for s in self.pc.getSenders()):
+                # After the offer, so that the offered audio transceiver carries it.
+                self.pc.addTrack(self._relay.subscribe(self._microphone, buffered=False))
             await self.pc.setLocalDescription(await self.pc.createAnswer())
             await self._client.send(Answer(to=frame["from"], sdp=self.pc.localDescription.sdp, pc=generation))
             await self._client.send(EndOfCandidates(to=frame["from"], pc=generation))
