@@ -58,6 +58,7 @@ from .audit.log import AuditLog
 from .auth.devices import Devices
 from .auth.invitations import Invitations
 from .auth.join import JoinAdmission
+from .auth.failures import MemoryLedger, RedisLedger
 from .auth.login import Login, LoginPolicy
 from .auth.revocation import RevocationWatch
 from .auth.sessions import Sessions
@@ -103,6 +104,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         with suppress(asyncio.CancelledError):
             await task
     await app[SESSION_LOG].stop()
+    await app[LOGIN].close()
     await db.stop()
 
 
@@ -182,6 +184,7 @@ def create_app(settings: Settings) -> web.Application:
             lock_minutes=settings.login_lock_minutes,
             address_limit=settings.address_failure_limit,
         ),
+        RedisLedger.from_url(settings.redis_url, settings.redis_prefix) if settings.redis_url else MemoryLedger(),
     )
     app[PATIENTS] = Patients(db, keyring)
     app[CONSULTATIONS] = Consultations(db)

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from signaling.protocol import CloseCode, Role
 from tests.api.client import ApiClient
 from tests.server import RunningServer
+from tests.services import REDIS_URL
 from woundcare.appkeys import DATABASE
 from woundcare.cli import main
 from woundcare.db.models import AuditEvent, LoginSession
@@ -110,6 +111,38 @@ async def test_wrong_passwords_are_throttled_then_locked_and_audited(start_serve
         assert outcomes.count("failed") == 4 and "throttled" in outcomes and outcomes.count("locked") >= 2
     finally:
         await client.close()
+
+
+async def test_two_instances_share_the_login_waits_and_address_counts_through_redis(
+    start_server: Any, database_url: str, redis_prefix: str
+) -> None:
+    shared = {
+        "database_url": database_url, "redis_url": REDIS_URL, "redis_prefix": redis_prefix,
+        "login_throttle_after": 1, "login_throttle_base_seconds": 30.0, "address_failure_limit": 4,
+    }
+    a = await start_server(**shared)
+    b = await start_server(**shared, auto_migrate=False)
+    for name in ("u1", "u2", "u3", "u4", "u5"):
+        await a.add_user(name, PASSWORD, {"east": StaffRole.NURSE})
+    at_a, at_b = ApiClient(a.url), ApiClient(b.url)
+    try:
+        assert (await at_a.login("u1", "wrong")).status == 401
+        # The wait after a failure on A holds on B (each instance's memory would not know).
+        response = await at_b.login("u1", PASSWORD)
+        assert response.status == 429 and (await response.json())["error"]["code"] == "throttled"
+        assert int(response.headers["Retry-After"]) > 20
+
+        assert (await at_b.login("u2", "wrong")).status == 401
+        assert (await at_a.login("u3", "wrong")).status == 401
+        assert (await at_b.login("u4", "wrong")).status == 401
+        # Four failures from this address, two on each instance: the limit is theirs together.
+        response = await at_a.login("u5", PASSWORD)
+        body = await response.json()
+        assert response.status == 429 and body["error"]["code"] == "throttled", body
+        assert "address" in body["error"]["message"]
+    finally:
+        await at_a.close()
+        await at_b.close()
 
 
 async def test_patient_of_another_region_looks_like_no_patient(server: RunningServer, api: Any) -> None:
