@@ -48,6 +48,8 @@ class Coturn:
     """Where coturn allocates relay endpoints: every relay candidate's port lies in here."""
     log_path: Path
     """coturn's stdout and stderr."""
+    tls_port: int | None = None
+    """TURN over TLS (TCP) on :data:`HOST`, when started with a certificate."""
 
     @property
     def url(self) -> str:
@@ -158,21 +160,26 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
 
 
 @asynccontextmanager
-async def running_coturn(workdir: Path, startup_timeout: float = 10.0) -> AsyncIterator[Coturn]:
-    """Start ``turnserver`` on loopback, yield once it answers STUN, stop it on exit.
+async def running_coturn(
+    workdir: Path, startup_timeout: float = 10.0, tls: tuple[Path, Path] | None = None
+) -> AsyncIterator[Coturn]:
+    """Start ``turnserver`` on loopback, yield once it answers STUN, stop it on exit. With
+    ``tls`` (certificate, key) it also takes TURN over TLS on :attr:`Coturn.tls_port`.
 
     Raises :class:`CoturnError` with coturn's log if it does not come up in
     ``startup_timeout`` or has died by the time the block ends.
     """
     binary = turnserver_path()
     workdir.mkdir(parents=True, exist_ok=True)
-    ports = free_port_block(1 + RELAY_PORTS)
+    ports = free_port_block(2 + RELAY_PORTS)
     turn = Coturn(
         port=ports[0],
         secret=secrets.token_urlsafe(24),
-        relay_ports=ports[1:],
+        relay_ports=ports[2:],
         log_path=workdir / "turnserver.log",
+        tls_port=ports[1] if tls else None,
     )
+    secure = ["--cert", str(tls[0]), "--pkey", str(tls[1]), "--tls-listening-port", str(ports[1])] if tls else ["--no-tls"]
     args = [
         "-n",  # never read /etc/turnserver.conf
         "--listening-ip", HOST,
@@ -187,7 +194,7 @@ async def running_coturn(workdir: Path, startup_timeout: float = 10.0) -> AsyncI
         "--allow-loopback-peers",  # both peers' relay endpoints are on 127.0.0.1
         "--no-multicast-peers",
         "--no-cli",
-        "--no-tls",
+        *secure,
         "--no-dtls",
         "--no-rfc5780",  # else it wants an alternate port too
         "--no-software-attribute",

@@ -58,9 +58,11 @@ class Visit:
     def camera_log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else "(no camera log)"
 
-    def start_camera(self, server_url: str, *extra: str, prefix: list[str] | None = None) -> None:
+    def start_camera(
+        self, server_url: str, *extra: str, prefix: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> None:
         """``woundcare camera`` in its own process (inside ``prefix``, e.g. ``ip netns exec``)."""
-        env = {**os.environ, "PYTHONPATH": str(REPO), "WOUNDCARE_DEVICE_TOKEN": self.device_token}
+        env = {**os.environ, "PYTHONPATH": str(REPO), "WOUNDCARE_DEVICE_TOKEN": self.device_token, **(env or {})}
         with open(self.log_path, "wb") as log_file:
             self.camera = subprocess.Popen(
                 [*(prefix or []), sys.executable, "-m", "woundcare", "camera", "--server", server_url,

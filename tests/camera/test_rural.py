@@ -24,6 +24,7 @@ from tests.netns import Link, namespace
 from tests.relay import tcp_delay, udp_delay
 from tests.server import RunningServer
 from tests.services import free_port
+from tests.tls import self_signed
 
 pytestmark = pytest.mark.usefixtures("loopback_ice")
 
@@ -38,26 +39,34 @@ class Rural:
     server: RunningServer
     server_url: str
     """The server as the namespace sees it: through the delayed link."""
+    ca_file: Path | None = None
+    """With TLS: the TURN server's certificate, for the camera to trust."""
 
 
 @contextlib.asynccontextmanager
 async def rural_link(
-    tmp_path: Path, start_server: Callable[..., Awaitable[RunningServer]]
+    tmp_path: Path, start_server: Callable[..., Awaitable[RunningServer]], *, tls: bool = False
 ) -> AsyncIterator[Rural]:
+    """The link, coturn and the server. TURN is offered over UDP and TCP, or with ``tls``
+    over UDP and TLS on port 443 (as a hospital firewall allows), never plain TCP."""
     with namespace() as link:
-        async with running_coturn(tmp_path / "coturn") as coturn:
-            web_port, turn_udp, turn_tcp = free_port(), free_port(), free_port()
+        certificate = self_signed(tmp_path / "tls", (link.host,)) if tls else None
+        async with running_coturn(tmp_path / "coturn", tls=certificate) as coturn:
+            web_port, turn_udp = free_port(), free_port()
+            turn_tcp = 443 if tls else free_port()
+            second = f"turns:{link.host}:{turn_tcp}?transport=tcp" if tls else f"turn:{link.host}:{turn_tcp}?transport=tcp"
             server = await start_server(
-                turn_urls=[f"turn:{link.host}:{turn_udp}?transport=udp", f"turn:{link.host}:{turn_tcp}?transport=tcp"],
+                turn_urls=[f"turn:{link.host}:{turn_udp}?transport=udp", second],
                 turn_secret=coturn.secret,
                 turn_ttl_seconds=600,
             )
             async with (
                 tcp_delay((link.host, web_port), ("127.0.0.1", server.settings.port), DELAY),
                 udp_delay((link.host, turn_udp), ("127.0.0.1", coturn.port), DELAY),
-                tcp_delay((link.host, turn_tcp), ("127.0.0.1", coturn.port), DELAY),
+                tcp_delay((link.host, turn_tcp), ("127.0.0.1", coturn.tls_port or coturn.port), DELAY),
             ):
-                yield Rural(link, coturn, server, f"http://{link.host}:{web_port}")
+                yield Rural(link, coturn, server, f"http://{link.host}:{web_port}",
+                            certificate[0] if certificate else None)
 
 
 async def frames_arrive(visit: Visit, count: int, timeout: float) -> int:
@@ -132,6 +141,26 @@ async def test_with_udp_blocked_the_camera_reaches_turn_over_tcp(
             assert rural.link.dropped() > 0  # the probe's UDP was dropped
             # coturn took a TURN client over TCP (its listener line names TCP too: not that one).
             assert await rural.coturn.wait_for_log(r"tcp or tls connected to", timeout=5), rural.coturn.log_tail()
+        except BaseException:
+            print(visit.camera_log()[-8000:])
+            raise
+
+
+async def test_with_udp_blocked_the_camera_reaches_turn_over_tls_on_port_443(
+    tmp_path: Path, start_server: Callable[..., Awaitable[RunningServer]]
+) -> None:
+    async with rural_link(tmp_path, start_server, tls=True) as rural, home_visit(rural.server, tmp_path) as visit:
+        rural.link.block_udp()
+        assert rural.ca_file is not None
+        visit.start_camera(rural.server_url, "--width", "640", "--height", "360", prefix=rural.link.command(),
+                           env={"SSL_CERT_FILE": str(rural.ca_file)})
+        try:
+            await visit.join_specialist(60)
+            await frames_arrive(visit, 30, 60)
+            assert "TURN does not answer over UDP" in visit.camera_log()
+            # The device's (d<id>) allocation came over TLS.
+            device_over_tls = r"username=<\d+:d\d+>, lifetime=\d+, cipher=\S+, method=TLSv1\.[23]"
+            assert await rural.coturn.wait_for_log(device_over_tls, timeout=5), rural.coturn.log_tail()
         except BaseException:
             print(visit.camera_log()[-8000:])
             raise

@@ -4,7 +4,6 @@ signaling join works over wss:// through it to the real app."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import shutil
 import ssl
 import subprocess
@@ -14,14 +13,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from signaling.protocol import Role
 from tests.server import RunningServer
 from tests.services import free_port, missing
+from tests.tls import self_signed
 
 DEPLOY = Path(__file__).parents[2] / "deploy" / "nginx"
 
@@ -31,29 +27,6 @@ def nginx_binary() -> str:
     if found is None:
         missing("nginx (Debian package nginx) is not installed")
     return found
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
 
 
 def site_config(directory: Path, https_port: int, http_port: int, upstream_port: int) -> Path:
