@@ -11,6 +11,7 @@ import secrets
 import socket
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -83,6 +84,8 @@ class Settings(BaseSettings):
     login_lock_minutes: int = Field(15, gt=0)
     address_failure_limit: int = Field(50, ge=1)
     """Failed logins from one address per 10 minutes before it is refused."""
+    pilot_timezone: str = "Europe/Oslo"
+    """Where the pilot's days begin and end, for the figures' ``from`` and ``to``."""
     revocation_poll_seconds: float = Field(2.0, gt=0)
     """How often revoked devices, sessions and users are looked for, to close their sockets."""
 
@@ -101,6 +104,15 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     """``json``: one JSON object per line with the request id (for log shipping)."""
+
+    @field_validator("pilot_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Oslo)") from None
+        return value
 
     @field_validator("stun_urls", "turn_urls", "old_master_keys", "oidc_scopes", mode="before")
     @classmethod

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, insert, select
@@ -169,9 +170,12 @@ async def seed(server: RunningServer) -> list[Seeded]:
     return seeded
 
 
+OSLO = ZoneInfo("Europe/Oslo")
+
+
 def in_period(items: list[Seeded], first: date | None, last: date | None) -> list[Seeded]:
     def inside(created: datetime) -> bool:
-        day = created.astimezone(UTC).date()
+        day = created.astimezone(OSLO).date()
         return (first is None or day >= first) and (last is None or day <= last)
 
     return [s for s in items if inside(s.consultation["created_at"])]
@@ -301,10 +305,12 @@ async def test_figures_match_the_seeded_pilot(pilot: tuple[RunningServer, list[S
             same(got, expected_figures(items, got["region"]), got["region"])
         assert sum(r["consultations"] for r in body["regions"]) == 500
 
-        # A period cuts on created_at by whole UTC days, both ends included.
+        # A period cuts on created_at by whole Norwegian days, both ends included.
         query = "from=2025-03-05&to=2025-03-20"
         period = in_period(items, date(2025, 3, 5), date(2025, 3, 20))
         assert 0 < len(period) < 500
+        by_utc_days = [s for s in items if date(2025, 3, 5) <= s.consultation["created_at"].astimezone(UTC).date() <= date(2025, 3, 20)]
+        assert {s.consultation["id"] for s in period} != {s.consultation["id"] for s in by_utc_days}  # the cut matters
         body = await admin.json("GET", f"/api/pilot/figures?{query}")
         assert (body["from"], body["to"]) == ("2025-03-05", "2025-03-20")
         for got in body["regions"]:

@@ -11,11 +11,12 @@ both included, each optional): see :mod:`woundcare.pilot.figures` for the defini
 from __future__ import annotations
 
 from datetime import date
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from sqlalchemy import select
 
-from ..appkeys import DATABASE
+from ..appkeys import DATABASE, SETTINGS
 from ..db.models import TravelDistance
 from ..auth.policy import Action
 from ..pilot.figures import (
@@ -53,7 +54,8 @@ def _day(request: web.Request, name: str) -> date | None:
 
 def _period(request: web.Request) -> Period:
     try:
-        return Period(_day(request, "from"), _day(request, "to"))
+        zone = ZoneInfo(request.config_dict[SETTINGS].pilot_timezone)
+        return Period(_day(request, "from"), _day(request, "to"), zone)
     except ValueError as exc:
         raise api_error(400, "bad_period", str(exc)) from None
 

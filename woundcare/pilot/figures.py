@@ -7,7 +7,8 @@ pseudonym only.
 Definitions:
 
 - A consultation belongs to the period when it was *created* in it: ``from`` and ``to`` are
-  whole UTC days, both included.
+  whole days in the pilot's time zone (``pilot_timezone``, Europe/Oslo), both included, so
+  a visit at 00:30 Norwegian time counts on that day, not the one before.
 - Waiting time: ``started_at - created_at`` (the first viewer joined), over consultations
   that started. Duration: ``ended_at - started_at`` over consultations that started and ended.
 - Percentiles are **nearest-rank**: the p-th percentile of n sorted values is the value at
@@ -28,7 +29,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -85,10 +86,11 @@ def _mean(total: int, count: int) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class Period:
-    """Whole UTC days, both ends included; an open end is unbounded."""
+    """Whole days in ``zone``, both ends included; an open end is unbounded."""
 
     first: date | None = None
     last: date | None = None
+    zone: tzinfo = UTC
 
     def __post_init__(self) -> None:
         if self.first is not None and self.last is not None and self.first > self.last:
@@ -96,12 +98,12 @@ class Period:
 
     @property
     def start(self) -> datetime | None:
-        return None if self.first is None else datetime.combine(self.first, time(), UTC)
+        return None if self.first is None else datetime.combine(self.first, time(), self.zone)
 
     @property
     def end(self) -> datetime | None:
         """Exclusive: midnight after the last day."""
-        return None if self.last is None else datetime.combine(self.last + timedelta(days=1), time(), UTC)
+        return None if self.last is None else datetime.combine(self.last + timedelta(days=1), time(), self.zone)
 
     def json(self) -> dict[str, str | None]:
         return {
