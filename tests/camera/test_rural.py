@@ -128,39 +128,31 @@ async def test_a_degraded_link_gets_the_low_profile_and_the_call_survives_a_20_s
             raise
 
 
-async def test_with_udp_blocked_the_camera_reaches_turn_over_tcp(
-    tmp_path: Path, start_server: Callable[..., Awaitable[RunningServer]]
+# What coturn logs for the device's (d<id>) allocation: any TCP client (its listener line
+# names TCP too, so not that), or a session whose cipher shows TLS.
+_OVER = {
+    "tcp": r"tcp or tls connected to",
+    "tls": r"username=<\d+:d\d+>, lifetime=\d+, cipher=\S+, method=TLSv1\.[23]",
+}
+
+
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+async def test_with_udp_blocked_the_camera_reaches_turn_over_tcp_or_tls_on_443(
+    tmp_path: Path, start_server: Callable[..., Awaitable[RunningServer]], transport: str
 ) -> None:
-    async with rural_link(tmp_path, start_server) as rural, home_visit(rural.server, tmp_path) as visit:
+    async with (
+        rural_link(tmp_path, start_server, tls=transport == "tls") as rural,
+        home_visit(rural.server, tmp_path) as visit,
+    ):
         rural.link.block_udp()
-        visit.start_camera(rural.server_url, "--width", "640", "--height", "360", prefix=rural.link.command())
+        env = {"SSL_CERT_FILE": str(rural.ca_file)} if rural.ca_file else None
+        visit.start_camera(rural.server_url, "--width", "640", "--height", "360", prefix=rural.link.command(), env=env)
         try:
             await visit.join_specialist(60)
             await frames_arrive(visit, 30, 60)
             assert "TURN does not answer over UDP" in visit.camera_log()
             assert rural.link.dropped() > 0  # the probe's UDP was dropped
-            # coturn took a TURN client over TCP (its listener line names TCP too: not that one).
-            assert await rural.coturn.wait_for_log(r"tcp or tls connected to", timeout=5), rural.coturn.log_tail()
-        except BaseException:
-            print(visit.camera_log()[-8000:])
-            raise
-
-
-async def test_with_udp_blocked_the_camera_reaches_turn_over_tls_on_port_443(
-    tmp_path: Path, start_server: Callable[..., Awaitable[RunningServer]]
-) -> None:
-    async with rural_link(tmp_path, start_server, tls=True) as rural, home_visit(rural.server, tmp_path) as visit:
-        rural.link.block_udp()
-        assert rural.ca_file is not None
-        visit.start_camera(rural.server_url, "--width", "640", "--height", "360", prefix=rural.link.command(),
-                           env={"SSL_CERT_FILE": str(rural.ca_file)})
-        try:
-            await visit.join_specialist(60)
-            await frames_arrive(visit, 30, 60)
-            assert "TURN does not answer over UDP" in visit.camera_log()
-            # The device's (d<id>) allocation came over TLS.
-            device_over_tls = r"username=<\d+:d\d+>, lifetime=\d+, cipher=\S+, method=TLSv1\.[23]"
-            assert await rural.coturn.wait_for_log(device_over_tls, timeout=5), rural.coturn.log_tail()
+            assert await rural.coturn.wait_for_log(_OVER[transport], timeout=5), rural.coturn.log_tail()
         except BaseException:
             print(visit.camera_log()[-8000:])
             raise
