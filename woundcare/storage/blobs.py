@@ -133,12 +133,7 @@ class BlobStore:
     def writer(self, key: str) -> BlobWriter:
         """A new blob written piece by piece; raises ``BlobExists`` if the key is taken."""
         final = self._path(key)
-        temp = _temp_of(final)
-        try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
-        except FileExistsError:
-            raise BlobExists(key) from None
-        return BlobWriter(key, final, temp, open(fd, "wb"))
+        return BlobWriter(key, final, _temp_of(final))
 
     def reader(self, key: str) -> BinaryIO:
         """The stored blob as a file open for reading; the caller closes it."""
@@ -216,12 +211,17 @@ class BlobWriter:
     """A blob being written: bytes go to its temporary file, which no listing shows, until
     :meth:`commit` makes it durable and publishes it; :meth:`abort` removes it."""
 
-    def __init__(self, key: str, final: Path, temp: Path, file: BinaryIO) -> None:
+    def __init__(self, key: str, final: Path, temp: Path) -> None:
+        # O_EXCL on the temporary name: one writer per key, and none beside a put of it.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            self._file = open(os.open(temp, flags, _FILE_MODE), "wb")
+        except FileExistsError:
+            raise BlobExists(key) from None
         self.key = key
         self.size = 0
         self._final = final
         self._temp = temp
-        self._file = file
 
     def write(self, data: bytes) -> None:
         self._file.write(data)
