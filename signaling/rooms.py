@@ -28,6 +28,7 @@ from .protocol import (
     ProtocolError,
     Role,
     SnapshotRequest,
+    check_sender,
     dumps,
     relay_frame,
 )
@@ -185,6 +186,7 @@ class Rooms:
     def relay(self, sender: Participant, message: ClientMessage) -> None:
         """Route one frame from a joined participant."""
         room = sender.room
+        check_sender(sender.identity.role, message.type)
         if isinstance(message, Chat):
             room.broadcast(relay_frame(message, sender.id), exclude=sender)
             return

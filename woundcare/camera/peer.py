@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any, Protocol
 
@@ -25,6 +26,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from aiortc.contrib.media import MediaRelay
 from aiortc.sdp import candidate_from_sdp
+from av import VideoFrame
 
 from signaling.protocol import Answer, EndOfCandidates, IceRestart, Offer, Role
 
@@ -121,11 +123,16 @@ class Publisher:
             await self._close(viewer)
 
 
+OnFrame = Callable[[VideoFrame], None]
+"""Called with each decoded frame, on the event loop: must not block (the recorder queues it)."""
+
+
 class FrameCounter:
     """Consumes a received video track: counts decoded frames, notes the first one."""
 
-    def __init__(self, track: MediaStreamTrack) -> None:
+    def __init__(self, track: MediaStreamTrack, on_frame: OnFrame | None = None) -> None:
         self.track = track
+        self._on_frame = on_frame
         self.frames = 0
         self.size: tuple[int, int] | None = None
         self.first_frame_at: float | None = None
@@ -137,6 +144,8 @@ class FrameCounter:
             while True:
                 frame = await self.track.recv()
                 self.frames += 1
+                if self._on_frame is not None:
+                    self._on_frame(frame)
                 if self.first_frame_at is None:
                     self.first_frame_at = time.perf_counter()
                     self.size = (frame.width, frame.height)
@@ -157,9 +166,12 @@ class FrameCounter:
 class Viewer:
     """A specialist's (or recorder's) side: answers the camera's offers."""
 
-    def __init__(self, client: SignalingClient, configuration: RTCConfiguration) -> None:
+    def __init__(
+        self, client: SignalingClient, configuration: RTCConfiguration, on_frame: OnFrame | None = None
+    ) -> None:
         self._client = client
         self._configuration = configuration
+        self._on_frame = on_frame
         self.pc: RTCPeerConnection | None = None
         self.generation: int | None = None
         self.counters: list[FrameCounter] = []
@@ -204,7 +216,7 @@ class Viewer:
         @self.pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "video":
-                self.counters.append(FrameCounter(track))
+                self.counters.append(FrameCounter(track, self._on_frame))
                 self.video.set()
 
     async def close(self) -> None:
