@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from .admission import Identity
 from .limits import Limits
+from .protocol import check_sender
 from .protocol import (
     Chat,
     ClientMessage,
@@ -28,7 +29,6 @@ from .protocol import (
     ProtocolError,
     Role,
     SnapshotRequest,
-    check_sender,
     dumps,
     relay_frame,
 )

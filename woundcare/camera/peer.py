@@ -66,7 +66,7 @@ class Publisher:
         self, client: SignalingClient, source: MediaStreamTrack, configuration: RTCConfiguration
     ) -> None:
         self._client = client
-        self._relay = MediaRelay()
+        self._relay = EncoderFormatRelay()
         self._source = source
         self._configuration = configuration
         self._pcs: dict[str, tuple[int, RTCPeerConnection]] = {}
@@ -144,12 +144,12 @@ class FrameCounter:
             while True:
                 frame = await self.track.recv()
                 self.frames += 1
-                if self._on_frame is not None:
-                    self._on_frame(frame)
                 if self.first_frame_at is None:
                     self.first_frame_at = time.perf_counter()
                     self.size = (frame.width, frame.height)
                     self.first.set()
+                if self._on_frame is not None:
+                    self._on_frame(frame)
 
     async def wait(self, count: int = 1) -> None:
         """Until ``count`` frames have been decoded."""
@@ -166,17 +166,17 @@ class FrameCounter:
 class Viewer:
     """A specialist's (or recorder's) side: answers the camera's offers."""
 
-    def __init__(
-        self, client: SignalingClient, configuration: RTCConfiguration, on_frame: OnFrame | None = None
-    ) -> None:
+    def __init__(self, client: SignalingClient, configuration: RTCConfiguration) -> None:
         self._client = client
         self._configuration = configuration
-        self._on_frame = on_frame
         self.pc: RTCPeerConnection | None = None
         self.generation: int | None = None
         self.counters: list[FrameCounter] = []
         self.video = asyncio.Event()
         """Set when a video track arrives (again, after a fresh connection)."""
+
+    on_frame: OnFrame | None = None
+    """Given every decoded video frame (the recorder's encoder takes them this way)."""
 
     @property
     def counter(self) -> FrameCounter | None:
@@ -216,7 +216,7 @@ class Viewer:
         @self.pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "video":
-                self.counters.append(FrameCounter(track, self._on_frame))
+                self.counters.append(FrameCounter(track, self.on_frame))
                 self.video.set()
 
     async def close(self) -> None:
@@ -254,3 +254,38 @@ async def pump(
                 inbox.put_nowait(frame)
     except SignalingClosed:
         return
+
+
+class EncoderFormatRelay(MediaRelay):
+    """A ``MediaRelay`` whose subscribers get video frames already in yuv420p, converted once.
+
+    The relay hands one frame object to every viewer's encoder, and aiortc runs encoders in
+    threads; PyAV keeps one SwsContext per frame, so two encoders converting the same frame at
+    once corrupt memory: the camera crashed with two viewers (a specialist and the recorder).
+    Encoders pass a yuv420p frame through without converting it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._converted: dict[MediaStreamTrack, _EncoderFormat] = {}
+
+    def subscribe(self, track: MediaStreamTrack, buffered: bool = True) -> MediaStreamTrack:
+        if track.kind == "video":
+            if track not in self._converted:
+                self._converted[track] = _EncoderFormat(track)
+            track = self._converted[track]
+        return super().subscribe(track, buffered)
+
+
+class _EncoderFormat(MediaStreamTrack):
+    kind = "video"
+
+    def __init__(self, source: MediaStreamTrack) -> None:
+        super().__init__()
+        self._source = source
+
+    async def recv(self) -> Any:
+        frame = await self._source.recv()
+        if isinstance(frame, VideoFrame) and frame.format.name != "yuv420p":
+            return frame.reformat(format="yuv420p")
+        return frame

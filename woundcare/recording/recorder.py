@@ -68,7 +68,8 @@ class Recorder:
         self.dropped = 0
         self._recordings = recordings
         self._client = client
-        self._viewer = Viewer(client, configuration, on_frame=self._on_frame)
+        self._viewer = Viewer(client, configuration)
+        self._viewer.on_frame = self._on_frame
         self._encoder = WebmEncoder(capture.sink)
         self._frames: queue.Queue[tuple[VideoFrame, float] | None] = queue.Queue(FRAME_QUEUE)
         self._stop = asyncio.Event()
