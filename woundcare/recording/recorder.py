@@ -81,6 +81,11 @@ class Recorder:
     def recording(self) -> RecordingView:
         return self.capture.recording
 
+    @property
+    def frames(self) -> int:
+        """Frames encoded so far."""
+        return self._encoder.frames
+
     def stop(self, reason: str) -> None:
         if not self._stop.is_set():
             self._reason = reason
@@ -206,9 +211,9 @@ class Recorders:
     def for_server(cls, settings: Settings, recordings: Recordings, invitations: Invitations, audit: AuditLog) -> Recorders:
         return cls(recordings, invitations, audit, local_url(settings), server_ice(settings))
 
-    def live(self, consultation_id: str) -> RecordingView | None:
+    def recorder(self, consultation_id: str) -> Recorder | None:
         entry = self._live.get(consultation_id)
-        return entry.recorder.recording if entry else None
+        return entry.recorder if entry else None
 
     async def start(self, consultation: ConsultationView, started_by: str) -> RecordingView:
         """Start recording ``consultation``; the caller has checked consent and permission."""
