@@ -31,7 +31,10 @@ async def media_of(server: RunningServer, recording_id: str) -> bytes:
     recordings = server.app[RECORDINGS]
     row = await recordings.get(recording_id)
     assert row is not None
-    return b"".join([chunk async for chunk in await recordings.media(row)])
+    media = await recordings.media(row)
+    data = b"".join([chunk async for chunk in media.chunks])
+    assert len(data) == media.size
+    return data
 
 
 def blob_path(server: RunningServer, row: Recording) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import aclosing
+
 from aiohttp import web
 
 from ..appkeys import CONSENTS, RECORDERS, RECORDINGS
@@ -69,7 +71,7 @@ async def play_recording(request: web.Request) -> web.StreamResponse:
     row = await visible_recording(request, Action.RECORDING_VIEW)
     if row.status is not RecordingStatus.COMPLETE:
         raise api_error(409, "not_complete", "this recording is not complete")
-    chunks = await request.config_dict[RECORDINGS].media(row)
+    media = await request.config_dict[RECORDINGS].media(row)
     response = web.StreamResponse(
         headers={
             "Content-Type": MEDIA_TYPE,
@@ -77,8 +79,13 @@ async def play_recording(request: web.Request) -> web.StreamResponse:
             "X-Content-Type-Options": "nosniff",
         }
     )
+    response.content_length = media.size
     await response.prepare(request)
-    async for chunk in chunks:
-        await response.write(chunk)
+    async with aclosing(media.chunks) as chunks:
+        try:
+            async for chunk in chunks:
+                await response.write(chunk)
+        except ConnectionResetError:
+            return response  # the player went away (closed, or seeking with a new request)
     await response.write_eof()
     return response

@@ -222,11 +222,15 @@ class Recorders:
         self._busy.add(consultation.id)
         try:
             capture = await self._recordings.begin(consultation, started_by)
-            subject = f"rec-{capture.recording.id}"
-            token = self._invitations.issue(
-                consultation.id, Role.RECORDER, subject, DISPLAY_NAME, consultation.region, TOKEN_SECONDS
-            )
-            recorder = Recorder(self._recordings, capture, SignalingClient(self._url), self._ice(subject))
+            try:
+                subject = f"rec-{capture.recording.id}"
+                token = self._invitations.issue(
+                    consultation.id, Role.RECORDER, subject, DISPLAY_NAME, consultation.region, TOKEN_SECONDS
+                )
+                recorder = Recorder(self._recordings, capture, SignalingClient(self._url), self._ice(subject))
+            except BaseException:
+                await asyncio.shield(self._recordings.fail(capture, "error"))
+                raise
         except BaseException:
             self._busy.discard(consultation.id)
             raise

@@ -71,6 +71,15 @@ class RecordingView:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Media:
+    """A recording's decrypted video, to stream."""
+
+    size: int
+    """Bytes in all, known from checking every chunk."""
+    chunks: AsyncIterator[bytes]
+
+
 @dataclass(slots=True)
 class Capture:
     """A recording being written: the muxer writes into ``sink``."""
@@ -110,7 +119,11 @@ class Recordings:
         # The row first: a crash after it leaves a row recover() finds, never an unknown file.
         async with self._db.sessions() as session, session.begin():
             session.add(row)
-        writer = await asyncio.to_thread(self._blobs.writer, row.blob_key)
+        try:
+            writer = await asyncio.to_thread(self._blobs.writer, row.blob_key)
+        except BaseException:
+            await asyncio.shield(self._end(recording_id, RecordingStatus.FAILED, "error"))
+            raise
         return Capture(_view(row), SealedSink(sealer, writer), writer)
 
     async def finish(
@@ -163,22 +176,22 @@ class Recordings:
             ).all()
         return [_view(row) for row in rows]
 
-    async def media(self, row: Recording) -> AsyncIterator[bytes]:
+    async def media(self, row: Recording) -> Media:
         """The decrypted video of a complete recording, chunk by chunk.
 
         The whole stream is checked before the first byte is given out, so a damaged,
         truncated or foreign recording raises ``RecordIntegrityError`` (and a shredded region
-        ``KeyShreddedError``) here, while an HTTP response can still say so.
+        ``KeyShreddedError``) here, while an HTTP response can still say so. The chunks are
+        checked again as they are given out, in case the file changed in between.
         """
         key = await self._keyring.open(Binding(row.region_id, KEY_KIND, row.id), row.key_sealed)
         binding = Binding(row.region_id, VIDEO_KIND, row.id)
-        await asyncio.to_thread(self._check, row.blob_key, key, binding)
-        return self._chunks(row.blob_key, key, binding)
+        size = await asyncio.to_thread(self._check, row.blob_key, key, binding)
+        return Media(size, self._chunks(row.blob_key, key, binding))
 
-    def _check(self, blob_key: str, key: bytes, binding: Binding) -> None:
+    def _check(self, blob_key: str, key: bytes, binding: Binding) -> int:
         with self._blobs.reader(blob_key) as file:
-            for _ in open_stream(key, binding, file.read):
-                pass
+            return sum(len(chunk) for chunk in open_stream(key, binding, file.read))
 
     async def _chunks(self, blob_key: str, key: bytes, binding: Binding) -> AsyncIterator[bytes]:
         file = await asyncio.to_thread(self._blobs.reader, blob_key)
