@@ -287,5 +287,6 @@ class _EncoderFormat(MediaStreamTrack):
     async def recv(self) -> Any:
         frame = await self._source.recv()
         if isinstance(frame, VideoFrame) and frame.format.name != "yuv420p":
-            return frame.reformat(format="yuv420p")
+            # In a thread, as the encoders did: a 1080p conversion would stall the event loop.
+            return await asyncio.to_thread(frame.reformat, format="yuv420p")
         return frame
