@@ -57,6 +57,7 @@ from .protocol import (
     ProtocolError,
     Role,
     SnapshotRequest,
+    check_sender,
     dumps,
     relay_frame,
 )
@@ -353,6 +354,7 @@ class ClusterRooms(Rooms):
 
     def relay(self, sender: Participant, message: ClientMessage) -> None:
         room: ClusterRoom = sender.room  # type: ignore[assignment]
+        check_sender(sender.identity.role, message.type)
         if isinstance(message, Chat):
             self._broadcast(room, relay_frame(message, sender.id), exclude=sender)
             return

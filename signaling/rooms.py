@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from .admission import Identity
 from .limits import Limits
+from .protocol import check_sender
 from .protocol import (
     Chat,
     ClientMessage,
@@ -206,6 +207,7 @@ class Rooms:
     def relay(self, sender: Participant, message: ClientMessage) -> None:
         """Route one frame from a joined participant."""
         room = sender.room
+        check_sender(sender.identity.role, message.type)
         if isinstance(message, Chat):
             room.broadcast(relay_frame(message, sender.id), exclude=sender)
             return

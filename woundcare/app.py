@@ -26,6 +26,7 @@ from .api import (
     patients,
     pilot,
     quality,
+    recordings,
     regions,
     retention,
     session,
@@ -47,6 +48,8 @@ from .appkeys import (
     LOGIN,
     PATIENTS,
     QUALITY,
+    RECORDERS,
+    RECORDINGS,
     RETENTION,
     SESSION_LOG,
     SESSIONS,
@@ -70,12 +73,14 @@ from .demo import seed_demo
 from .inflight import IN_FLIGHT, InFlight, in_flight_middleware
 from .logs import request_id_middleware
 from .metrics import METRICS, MeteredSink, Metrics, metrics_handler, metrics_middleware
+from .recording.recorder import Recorders
 from .records.access_log import AccessLog
 from .records.assessments import Assessments
 from .records.consents import Consents
 from .records.consultations import Consultations
 from .records.patients import Patients
 from .records.quality import Quality
+from .records.recordings import Recordings
 from .records.retention import Retention
 from .records.session_log import SessionLog
 from .records.snapshots import Snapshots
@@ -92,6 +97,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     if app[SETTINGS].demo:
         await seed_demo(db, app[PATIENTS])
     await app[SNAPSHOTS].recover()
+    await app[RECORDINGS].recover()
     await app[SESSION_LOG].start()
     watch = RevocationWatch(db, app[signaling.handler.ROOMS], app[SETTINGS].revocation_poll_seconds)
     tasks = [
@@ -193,7 +199,10 @@ def create_app(settings: Settings) -> web.Application:
     app[QUALITY] = Quality(db)
     app[ASSESSMENTS] = Assessments(db, keyring)
     blobs = BlobStore(settings.blob_dir)
-    app[RETENTION] = Retention(db, blobs)
+    recording_blobs = BlobStore(settings.recording_dir)
+    app[RETENTION] = Retention(db, blobs, recording_blobs)
+    app[RECORDINGS] = Recordings(db, keyring, recording_blobs, settings.instance_name)
+    recorders = app[RECORDERS] = Recorders.for_server(settings, app[RECORDINGS], invitations, audit)
     app[SNAPSHOTS] = Snapshots(
         db,
         keyring,
@@ -213,6 +222,8 @@ def create_app(settings: Settings) -> web.Application:
         redis_prefix=settings.redis_prefix,
         instance_ttl_seconds=settings.instance_ttl_seconds,
     )
+    # After signaling's own: recorders leave their rooms before a cluster's bus stops.
+    app.cleanup_ctx.append(recorders.running)
     oidc.setup(app, settings, secret)
     api = (
         session,
@@ -224,6 +235,7 @@ def create_app(settings: Settings) -> web.Application:
         consents,
         assessments,
         snapshots,
+        recordings,
         quality,
         retention,
         fhir,

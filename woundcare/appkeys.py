@@ -10,6 +10,7 @@ from .auth.invitations import Invitations
 from .auth.login import Login
 from .auth.sessions import Sessions
 from .config import Settings
+from .recording.recorder import Recorders
 from .crypto import Keyring
 from .db.database import Database
 from .records.access_log import AccessLog
@@ -18,6 +19,7 @@ from .records.consents import Consents
 from .records.consultations import Consultations
 from .records.patients import Patients
 from .records.quality import Quality
+from .records.recordings import Recordings
 from .records.retention import Retention
 from .records.session_log import SessionLog
 from .records.snapshots import Snapshots
@@ -39,3 +41,5 @@ SNAPSHOTS = web.AppKey("snapshots", Snapshots)
 QUALITY = web.AppKey("quality", Quality)
 ACCESS_LOG = web.AppKey("access_log", AccessLog)
 RETENTION = web.AppKey("retention", Retention)
+RECORDINGS = web.AppKey("recordings", Recordings)
+RECORDERS = web.AppKey("recorders", Recorders)

@@ -176,6 +176,11 @@ class Settings(BaseSettings):
         return self.data_dir / "intents"
 
     @property
+    def recording_dir(self) -> Path:
+        """Recordings' sealed blobs: a store of their own, which the snapshot sweep never sees."""
+        return self.data_dir / "recordings"
+
+    @property
     def cookie_secure(self) -> bool:
         return self.base_url.startswith("https://")
 

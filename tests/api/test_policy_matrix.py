@@ -14,9 +14,10 @@ from PIL import Image
 
 from signaling.protocol import Role as WireRole
 from tests.api.client import ApiClient
+from tests.recording.media import stored_recording
 from tests.server import RunningServer
 from woundcare.api.guard import rule_of
-from woundcare.appkeys import ASSESSMENTS, CONSENTS, CONSULTATIONS, DEVICES, SNAPSHOTS
+from woundcare.appkeys import ASSESSMENTS, CONSENTS, CONSULTATIONS, DEVICES, RECORDERS, SNAPSHOTS
 from woundcare.auth.policy import RULES, Action
 from woundcare.db.models import ConsentKind, Outcome, Role
 from woundcare.records.assessments import AssessmentContent
@@ -115,6 +116,8 @@ async def attempt(world: World, route: str, client: ApiClient, region: str, role
             path = path.replace("{id}", await snapshot_in(world, region))
         elif path.startswith("/api/patients"):
             path = path.replace("{id}", world.patients[region])
+        elif path.startswith("/api/recordings"):
+            path = path.replace("{id}", await recording_in(world, region, live=route.endswith("/stop")))
         elif path.startswith("/api/devices"):
             device_id, _ = await world.server.app[DEVICES].issue(
                 world.user_ids[(region, Role.NURSE)], await world.server.region(region), "cam")
@@ -122,11 +125,12 @@ async def attempt(world: World, route: str, client: ApiClient, region: str, role
         else:
             consultation = await world.consultation(region)
             path = path.replace("{id}", consultation)
-            if route == "POST /api/consultations/{id}/snapshots":
+            if route in ("POST /api/consultations/{id}/snapshots", "POST /api/consultations/{id}/recordings"):
                 view = await world.server.app[CONSULTATIONS].get(consultation)
                 assert view is not None
                 await world.server.app[CONSENTS].record(
-                    consultation, view.patient_id, view.region_id, {ConsentKind.SNAPSHOTS: True}, "u0")
+                    consultation, view.patient_id, view.region_id,
+                    {ConsentKind.SNAPSHOTS: True, ConsentKind.RECORDING: True}, "u0")
             if "/assessment" in path:
                 await world.server.app[ASSESSMENTS].save(
                     consultation, await world.server.region(region),
@@ -183,6 +187,16 @@ async def snapshot_in(world: World, region: str) -> str:
     assert view is not None
     stored = await world.server.app[SNAPSHOTS].store(view.id, view.region_id, view.patient_id, small_jpeg(), "u0")
     return stored.id
+
+
+async def recording_in(world: World, region: str, *, live: bool) -> str:
+    """A recording in ``region``: being made (a recorder alone in the room), or stored."""
+    consultation = await world.consultation(region)
+    if not live:
+        return (await stored_recording(world.server, consultation)).id
+    view = await world.server.app[CONSULTATIONS].get(consultation)
+    assert view is not None
+    return (await world.server.app[RECORDERS].start(view, "u0")).id
 
 
 async def ws_join(world: World, region: str, role: Role) -> bool:

@@ -58,6 +58,12 @@ export class Participants extends EventTarget {
 
   /** @param {Participant} participant */
   #item(participant) {
+    if (participant.role === 'recorder') {
+      // The server's recorder is no person in the call: everyone sees that it records.
+      const recording = h('li', { class: 'who who-recorder' });
+      setText(recording, 'presence.recording');
+      return recording;
+    }
     const name = h('span', { class: 'who-name' }, participant.name);
     const role = h('span', { class: `who-role role-${participant.role}` });
     setText(role, `role.${participant.role}`);

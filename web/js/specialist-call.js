@@ -14,6 +14,7 @@ import { setText } from './i18n.js';
 import { ViewerPeer } from './peer.js';
 import { Participants } from './presence.js';
 import { QualityMonitor } from './quality.js';
+import { RecordingPanel } from './recordings.js';
 import { Signaling } from './signaling.js';
 import { SnapshotPanel } from './snapshot-panel.js';
 import { showTimeline } from './timeline.js';
@@ -46,6 +47,7 @@ export async function runSpecialistCall(consultation) {
     signaling, (from) => participants.nameOf(from));
   const quality = new QualityMonitor({ consultation: id, direction: 'receive', connections: () => (viewer.pc ? [viewer.pc] : []) });
   const snapshots = new SnapshotPanel(id);
+  const recordings = new RecordingPanel(id);
 
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let noticeTimer;
@@ -62,6 +64,7 @@ export async function runSpecialistCall(consultation) {
     const frame = /** @type {CustomEvent} */ (event).detail;
     participants.update(frame);
     if (frame.state === 'left') viewer.closeIfCamera(frame.participant.id);
+    if (frame.participant.role === 'recorder') recordings.refresh().catch(() => {});
   });
   signaling.addEventListener('offer', (event) => viewer.offer(/** @type {CustomEvent} */ (event).detail));
   signaling.addEventListener('candidate', (event) => viewer.candidate(/** @type {CustomEvent} */ (event).detail));
@@ -194,6 +197,7 @@ export async function runSpecialistCall(consultation) {
     onPick: (entry) => snapshots.compare(entry),
   }).catch(() => {});
   snapshots.refresh().catch(() => {});
+  recordings.refresh().catch(() => {});
 
   let finished = false;
   /** @param {string} reason */

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..appkeys import CONSENTS
+from ..appkeys import CONSENTS, RECORDERS
 from ..auth.policy import Action
 from ..db.models import ConsentKind
 from .body import json_body
@@ -37,7 +37,10 @@ async def record_consent(request: web.Request) -> web.Response:
         raise api_error(400, "bad_request", "no consent given or refused")
     consents = request.config_dict[CONSENTS]
     await consents.record(view.id, view.patient_id, view.region_id, given, actor(request).subject)
-    return web.json_response(consents_json(await consents.current(view.id)), status=201)
+    current = await consents.current(view.id)
+    if not current[ConsentKind.RECORDING]:
+        await request.config_dict[RECORDERS].stop_consultation(view.id, "consent_withdrawn")
+    return web.json_response(consents_json(current), status=201)
 
 
 @routes.get("/api/consultations/{id}/consents")

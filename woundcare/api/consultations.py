@@ -10,7 +10,7 @@ from signaling.handler import ROOMS
 from signaling.protocol import CloseCode, ErrorCode
 from signaling.protocol import Role as WireRole
 
-from ..appkeys import CONSULTATIONS, INVITATIONS
+from ..appkeys import CONSULTATIONS, INVITATIONS, RECORDERS
 from ..auth.policy import Action
 from ..db.models import Role
 from ..records.consultations import ConsultationView
@@ -91,5 +91,7 @@ async def invite_viewer(request: web.Request) -> web.Response:
 async def end_consultation(request: web.Request) -> web.Response:
     view = await visible_consultation(request, Action.CONSULTATION_END)
     await request.config_dict[CONSULTATIONS].end(view.id)
+    # Finished before the answer, so the recording is complete once the consultation has ended.
+    await request.config_dict[RECORDERS].stop_consultation(view.id, "ended")
     request.config_dict[ROOMS].close_room(view.id, CloseCode.NORMAL, ErrorCode.ENDED, "the consultation has ended")
     return web.Response(status=204)

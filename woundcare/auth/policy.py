@@ -51,6 +51,11 @@ class Action(str, enum.Enum):
     """See and delete consultations past their region's retention period."""
     DEVICE_ISSUE = "device.issue"
     DEVICE_REVOKE = "device.revoke"
+    RECORDING_START = "recording.start"
+    """Start recording the call's video (only with the patient's consent to recording)."""
+    RECORDING_STOP = "recording.stop"
+    RECORDING_VIEW = "recording.view"
+    """List a consultation's recordings and play one back."""
 
 
 _N, _S, _L, _A = Role.NURSE, Role.SPECIALIST, Role.PILOT_LEAD, Role.ADMIN
@@ -84,6 +89,9 @@ RULES: Mapping[Action, frozenset[Role]] = {
     Action.RETENTION_MANAGE: frozenset({_A}),
     Action.DEVICE_ISSUE: frozenset({_A}),
     Action.DEVICE_REVOKE: frozenset({_A}),
+    Action.RECORDING_START: frozenset({_S}),
+    Action.RECORDING_STOP: frozenset({_S}),
+    Action.RECORDING_VIEW: frozenset({_S}),
 }
 
 DEVICE_ACTIONS: frozenset[Action] = frozenset(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -27,6 +28,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from aiortc.contrib.media import MediaRelay
 from aiortc.sdp import candidate_from_sdp
+from av import VideoFrame
 
 from signaling.protocol import Answer, EndOfCandidates, IceRestart, Offer, Role
 
@@ -74,7 +76,7 @@ class Publisher:
         on_voice: Callable[[MediaStreamTrack], Awaitable[None]] | None = None,
     ) -> None:
         self._client = client
-        self._relay = MediaRelay()
+        self._relay = EncoderFormatRelay()
         self._source = source
         self._microphone = microphone
         self._on_voice = on_voice
@@ -159,11 +161,16 @@ class Publisher:
             await self._close(viewer)
 
 
+OnFrame = Callable[[VideoFrame], None]
+"""Called with each decoded frame, on the event loop: must not block (the recorder queues it)."""
+
+
 class FrameCounter:
     """Consumes a received video track: counts decoded frames, notes the first one."""
 
-    def __init__(self, track: MediaStreamTrack) -> None:
+    def __init__(self, track: MediaStreamTrack, on_frame: OnFrame | None = None) -> None:
         self.track = track
+        self._on_frame = on_frame
         self.frames = 0
         self.size: tuple[int, int] | None = None
         self.last_size: tuple[int, int] | None = None
@@ -181,6 +188,8 @@ class FrameCounter:
                     self.first_frame_at = time.perf_counter()
                     self.size = (frame.width, frame.height)
                     self.first.set()
+                if self._on_frame is not None:
+                    self._on_frame(frame)
 
     async def wait(self, count: int = 1) -> None:
         """Until ``count`` frames have been decoded."""
@@ -210,6 +219,9 @@ class Viewer:
         self.counters: list[FrameCounter] = []
         self.video = asyncio.Event()
         """Set when a video track arrives (again, after a fresh connection)."""
+
+    on_frame: OnFrame | None = None
+    """Given every decoded video frame (the recorder's encoder takes them this way)."""
 
     @property
     def counter(self) -> FrameCounter | None:
@@ -252,7 +264,7 @@ class Viewer:
         @self.pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "video":
-                self.counters.append(FrameCounter(track))
+                self.counters.append(FrameCounter(track, self.on_frame))
                 self.video.set()
 
     async def close(self) -> None:
@@ -290,3 +302,39 @@ async def pump(
                 inbox.put_nowait(frame)
     except SignalingClosed:
         return
+
+
+class EncoderFormatRelay(MediaRelay):
+    """A ``MediaRelay`` whose subscribers get video frames already in yuv420p, converted once.
+
+    The relay hands one frame object to every viewer's encoder, and aiortc runs encoders in
+    threads; PyAV keeps one SwsContext per frame, so two encoders converting the same frame at
+    once corrupt memory: the camera crashed with two viewers (a specialist and the recorder).
+    Encoders pass a yuv420p frame through without converting it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._converted: dict[MediaStreamTrack, _EncoderFormat] = {}
+
+    def subscribe(self, track: MediaStreamTrack, buffered: bool = True) -> MediaStreamTrack:
+        if track.kind == "video":
+            if track not in self._converted:
+                self._converted[track] = _EncoderFormat(track)
+            track = self._converted[track]
+        return super().subscribe(track, buffered)
+
+
+class _EncoderFormat(MediaStreamTrack):
+    kind = "video"
+
+    def __init__(self, source: MediaStreamTrack) -> None:
+        super().__init__()
+        self._source = source
+
+    async def recv(self) -> Any:
+        frame = await self._source.recv()
+        if isinstance(frame, VideoFrame) and frame.format.name != "yuv420p":
+            # In a thread, as the encoders did: a 1080p conversion would stall the event loop.
+            return await asyncio.to_thread(frame.reformat, format="yuv420p")
+        return frame

@@ -359,3 +359,40 @@ class TravelDistance(Base):
     municipality: Mapped[str] = mapped_column(String(64))
     km: Mapped[float]
     hours: Mapped[float]
+
+
+class RecordingStatus(str, enum.Enum):
+    RECORDING = "recording"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    """Nothing playable: no video arrived, the writer failed, or the server died mid-recording."""
+
+
+class Recording(Base):
+    """A consented video recording of a consultation. The video is a blob sealed chunk by
+    chunk (``woundcare.crypto.stream``) under a key of its own, which the row keeps sealed
+    with the region's data key: shredding the region makes the video unreadable."""
+
+    __tablename__ = "recordings"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=new_public_id)
+    consultation_id: Mapped[str] = mapped_column(ForeignKey("consultations.id"), index=True)
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"))
+    status: Mapped[RecordingStatus] = mapped_column(Enum(RecordingStatus, native_enum=False, length=20))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_by: Mapped[str] = mapped_column(String(80))
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    end_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    """stopped, ended (the consultation), left (everyone else), shutdown, no_video, error, interrupted."""
+    instance: Mapped[str] = mapped_column(String(200))
+    """The server instance writing it, so that instance's restart finds what it left unfinished."""
+    blob_key: Mapped[str] = mapped_column(String(64), unique=True)
+    key_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    """The recording's stream key, sealed with the region's data key (kind ``recording_key``)."""
+    key_id: Mapped[str] = mapped_column(String(40), index=True)
+    """The region data key sealing ``key_sealed``, so rotation finds what to re-seal."""
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Bytes of ciphertext stored."""
+    frames: Mapped[int] = mapped_column(default=0)
+    width: Mapped[int | None] = mapped_column(default=None)
+    height: Mapped[int | None] = mapped_column(default=None)

@@ -15,9 +15,10 @@ from sqlalchemy import select, update
 
 from ..crypto import Binding, Keyring, key_id_of
 from ..db.database import Database
-from ..db.models import Assessment, Patient, Snapshot
+from ..db.models import Assessment, Patient, Recording, Snapshot
 from .assessments import KIND as ASSESSMENT_KIND
 from .patients import IDENTITY_KIND
+from .recordings import KEY_KIND as RECORDING_KEY_KIND
 from .snapshots import ANNOTATIONS_KIND, Snapshots
 
 Progress = Callable[[int, int], None]
@@ -28,16 +29,20 @@ Progress = Callable[[int, int], None]
 class _Sealed:
     """One sealed column of one table: how to find its rows and bind its values."""
 
-    model: type[Patient] | type[Assessment] | type[Snapshot]
+    model: type[Patient] | type[Assessment] | type[Snapshot] | type[Recording]
     column: str
     kind: str
     record_id: str
+    key_column: str | None = None
+    """Where the row names the key sealing ``column``, kept up to date with it."""
 
 
 _COLUMNS = (
     _Sealed(Patient, "identity_sealed", IDENTITY_KIND, "pseudonym"),
     _Sealed(Assessment, "content_sealed", ASSESSMENT_KIND, "consultation_id"),
     _Sealed(Snapshot, "annotations_sealed", ANNOTATIONS_KIND, "id"),
+    # A recording's video stays as it is: re-sealing its stream key moves it to the new key.
+    _Sealed(Recording, "key_sealed", RECORDING_KEY_KIND, "id", key_column="key_id"),
 )
 
 
@@ -66,11 +71,14 @@ class Reencryption:
                     continue
                 fresh = await self._keyring.reseal(Binding(region_id, sealed.kind, record_id), envelope)
                 column = getattr(sealed.model, sealed.column)
+                values = {sealed.column: fresh}
+                if sealed.key_column is not None:
+                    values[sealed.key_column] = key_id_of(fresh)
                 async with self._db.sessions() as session, session.begin():
                     await session.execute(
                         update(sealed.model)
                         .where(sealed.model.id == pk, column == envelope)  # type: ignore[arg-type]
-                        .values({sealed.column: fresh})
+                        .values(values)
                     )
                 done += 1
                 if progress is not None:

@@ -1,6 +1,6 @@
 """Retention: consultations that ended longer ago than their region's retention period are
-due, and an admin deletes them with everything recorded in them (snapshots and their blobs,
-assessment, consent, quality samples, session log). A patient left with no consultation is
+due, and an admin deletes them with everything recorded in them (snapshots and recordings
+with their blobs, assessment, consent, quality samples, session log). A patient left with no consultation is
 deleted too. Every deletion is audited by the caller."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from ..db.models import (
     ConsultationEvent,
     Patient,
     QualitySample,
+    Recording,
     Region,
     Snapshot,
 )
@@ -32,9 +33,10 @@ class Due:
 
 
 class Retention:
-    def __init__(self, db: Database, blobs: BlobStore) -> None:
+    def __init__(self, db: Database, blobs: BlobStore, recording_blobs: BlobStore) -> None:
         self._db = db
         self._blobs = blobs
+        self._recording_blobs = recording_blobs
 
     async def due(self, region_id: int, now: datetime | None = None) -> tuple[int | None, list[Due]]:
         """The region's retention period and its consultations past it, oldest first."""
@@ -60,10 +62,13 @@ class Retention:
             return []
         async with self._db.sessions() as session, session.begin():
             blob_keys = (await session.scalars(select(Snapshot.blob_key).where(Snapshot.consultation_id.in_(ids)))).all()
+            recording_keys = (
+                await session.scalars(select(Recording.blob_key).where(Recording.consultation_id.in_(ids)))
+            ).all()
             patients = set(
                 (await session.scalars(select(Consultation.patient_id).where(Consultation.id.in_(ids)))).all()
             )
-            for model in (Snapshot, Assessment, Consent, QualitySample, ConsultationEvent):
+            for model in (Snapshot, Recording, Assessment, Consent, QualitySample, ConsultationEvent):
                 await session.execute(delete(model).where(model.consultation_id.in_(ids)))
             await session.execute(delete(Consultation).where(Consultation.id.in_(ids)))
             still_seen = set(
@@ -75,4 +80,5 @@ class Retention:
                 await session.execute(delete(Patient).where(Patient.id.in_(orphans)))
         # Rows first: a crash here leaves blobs without rows, which the start-up sweep removes.
         await asyncio.to_thread(lambda: [self._blobs.delete(key) for key in blob_keys])
+        await asyncio.to_thread(lambda: [self._recording_blobs.delete(key) for key in recording_keys])
         return ids

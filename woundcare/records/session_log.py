@@ -94,8 +94,9 @@ class SessionLog:
                         detail=event.detail,
                     )
                 )
-                if event.kind is EventKind.JOINED and event.role is not Role.NURSE:
-                    # The first viewer to join starts the consultation (the nurse's wait ends).
+                if event.kind is EventKind.JOINED and event.role in (Role.SPECIALIST, Role.OBSERVER):
+                    # The first viewer to join starts the consultation (the nurse's wait ends);
+                    # the recorder is no viewer.
                     await session.execute(
                         update(Consultation)
                         .where(Consultation.id == event.consultation, Consultation.started_at.is_(None))

@@ -16,6 +16,10 @@ put would fail with ``BlobExists`` rather than overwrite.
 
 Bytes are stored as given. Health data must be sealed (``woundcare.crypto``) before ``put``.
 
+A blob too long to hold in memory (a recording) is written piece by piece through
+:meth:`BlobStore.writer` into the same temporary file, published the same way by
+:meth:`BlobWriter.commit`, and read back as a file from :meth:`BlobStore.reader`.
+
 The API is synchronous and blocks on disk; from async code call it through
 ``asyncio.to_thread``.
 
@@ -36,6 +40,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 _KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
 TEMP_PREFIX = ".tmp-"
@@ -125,6 +130,18 @@ class BlobStore:
             _fsync_dir(path.parent)
         return removed
 
+    def writer(self, key: str) -> BlobWriter:
+        """A new blob written piece by piece; raises ``BlobExists`` if the key is taken."""
+        final = self._path(key)
+        return BlobWriter(key, final, _temp_of(final))
+
+    def reader(self, key: str) -> BinaryIO:
+        """The stored blob as a file open for reading; the caller closes it."""
+        try:
+            return open(self._path(key), "rb")
+        except FileNotFoundError:
+            raise BlobNotFound(key) from None
+
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
@@ -188,6 +205,45 @@ class BlobStore:
         for shard in _subdirs(self._root):
             with os.scandir(shard.path) as entries:
                 yield from (e for e in entries if e.is_file(follow_symlinks=False))
+
+
+class BlobWriter:
+    """A blob being written: bytes go to its temporary file, which no listing shows, until
+    :meth:`commit` makes it durable and publishes it; :meth:`abort` removes it."""
+
+    def __init__(self, key: str, final: Path, temp: Path) -> None:
+        # O_EXCL on the temporary name: one writer per key, and none beside a put of it.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            self._file = open(os.open(temp, flags, _FILE_MODE), "wb")
+        except FileExistsError:
+            raise BlobExists(key) from None
+        self.key = key
+        self.size = 0
+        self._final = final
+        self._temp = temp
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+        self.size += len(data)
+
+    def commit(self) -> None:
+        """fsync, then publish under the key with the same link discipline as ``put``."""
+        try:
+            with self._file:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            try:
+                os.link(self._temp, self._final)
+            except FileExistsError:
+                raise BlobExists(self.key) from None
+        finally:
+            self._temp.unlink(missing_ok=True)
+        _fsync_dir(self._final.parent)
+
+    def abort(self) -> None:
+        self._file.close()
+        self._temp.unlink(missing_ok=True)
 
 
 def _is_key(name: str) -> bool:

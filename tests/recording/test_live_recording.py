@@ -1,0 +1,314 @@
+"""A live call from ``woundcare camera`` (synthetic source) recorded by the server's silent
+recorder, with a watcher scanning the data folder every few milliseconds for plaintext media;
+then the recording plays back only with the region's key, and not at all once shredded."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import re
+import subprocess
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from signaling.protocol import Role
+from tests.api.client import ApiClient
+from tests.camera.test_device import REPO, spawn_camera
+from tests.recording.media import decoded
+from tests.recording.test_recordings import _flip_bit, _swap_chunks, _truncate
+from tests.server import RunningServer
+from woundcare.appkeys import DATABASE, KEYRING, RECORDINGS
+from woundcare.camera.client import SignalingClient
+from woundcare.camera.peer import Viewer, ice_configuration, pump, shutdown
+from woundcare.crypto import Binding, KeyShreddedError, RecordIntegrityError
+from woundcare.crypto.stream import CHUNK_SIZE, open_stream
+from woundcare.db.models import AuditEvent, RecordingStatus
+from woundcare.db.models import Role as StaffRole
+from woundcare.records.recordings import KEY_KIND, VIDEO_KIND
+from woundcare.storage.blobs import TEMP_PREFIX
+
+PASSWORD = "correct horse battery staple"
+NATIONAL_ID = "01018012371"
+
+# Plaintext media, as a container or a raw stream would put it on disk.
+_MARKERS = [
+    ("EBML header", re.compile(rb"\x1a\x45\xdf\xa3.{1,8}\x42\x86\x81\x01", re.DOTALL)),
+    # The DocType element (id 0x4282, then its size) with its string: what every WebM/Matroska
+    # file carries, and no 7 random bytes of ciphertext plausibly do.
+    ("WebM/Matroska doc type", re.compile(rb"\x42\x82[\x84\x88](?:webm|matroska)")),
+    ("MP4 ftyp box", re.compile(rb"ftyp(?:isom|iso[2-9]|mp4[12]|avc1|dash|M4V )")),
+    ("MPEG-TS sync", re.compile(rb"\x47.{187}\x47.{187}\x47.{187}\x47.{187}\x47", re.DOTALL)),
+]
+_MIN_ENTROPY = 7.9
+"""Bits per byte a sealed blob of at least :data:`_ENTROPY_FROM` bytes must show (random: ~7.99)."""
+_ENTROPY_FROM = 16 * 1024
+
+
+def entropy(data: bytes) -> float:
+    counts = Counter(data)
+    return -sum(n / len(data) * math.log2(n / len(data)) for n in counts.values())
+
+
+@dataclass
+class Watcher:
+    """Scans every file under ``root`` over and over, from a thread, until stopped."""
+
+    root: Path
+    sealed_dirs: tuple[Path, ...]
+    """Where every file must look random."""
+    sweeps: int = 0
+    largest_temp: int = 0
+    """The largest unpublished recording file seen: proof the scan saw one being written."""
+    violations: list[tuple[str, str]] = field(default_factory=list)
+    """(what was found, the file relative to ``root``)"""
+    _seen: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="plaintext-watcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for directory, _, names in os.walk(self.root):
+                for name in names:
+                    self._check(Path(directory) / name)
+            self.sweeps += 1
+            self._stop.wait(0.003)
+
+    def _check(self, path: Path) -> None:
+        try:
+            stat = path.stat()
+            if self._seen.get(path) == (stat.st_size, stat.st_mtime_ns):
+                return  # unchanged since the last scan
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return  # renamed or removed between listing and reading
+        self._seen[path] = (stat.st_size, stat.st_mtime_ns)
+        where = str(path.relative_to(self.root))
+        self.violations.extend((what, where) for what, pattern in _MARKERS if pattern.search(data))
+        if any(directory in path.parents for directory in self.sealed_dirs):
+            if path.name.startswith(TEMP_PREFIX) and path.parent.parent.name == "recordings":
+                self.largest_temp = max(self.largest_temp, len(data))
+            if len(data) >= _ENTROPY_FROM and entropy(data) < _MIN_ENTROPY:
+                self.violations.append(("low entropy", where))
+
+
+async def until(check: Any, timeout: float, what: str, camera: subprocess.Popen[bytes], log: Path) -> Any:
+    async with asyncio.timeout(timeout):
+        while not (found := await check()):
+            assert camera.poll() is None, f"camera exited while waiting for {what}:\n{log.read_text()}"
+            await asyncio.sleep(0.1)
+    return found
+
+
+@pytest.mark.usefixtures("loopback_ice")
+async def test_a_live_call_is_recorded_sealed_and_plays_back_only_with_the_region_key(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    await server.add_user("nurse1", PASSWORD, {"east": StaffRole.NURSE})
+    await server.add_user("spes", PASSWORD, {"east": StaffRole.SPECIALIST})
+    await server.add_user("admin", PASSWORD, {"east": StaffRole.ADMIN})
+    admin, nurse, spes = ApiClient(server.url), ApiClient(server.url), ApiClient(server.url)
+    data_dir = server.settings.data_dir
+    watcher = Watcher(data_dir, (server.settings.recording_dir, server.settings.blob_dir))
+    specialist = SignalingClient(server.url)
+    viewer = Viewer(specialist, ice_configuration([]))
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    tasks: list[asyncio.Task[None]] = []
+    camera: subprocess.Popen[bytes] | None = None
+    log_path = tmp_path / "camera.log"
+    try:
+        await admin.login("admin", PASSWORD)
+        device = await admin.json("POST", "/api/devices", expect=201,
+                                  json={"region": "east", "user": "nurse1", "name": "hodekamera 1"})
+        await nurse.login("nurse1", PASSWORD)
+        patient = await nurse.json("POST", "/api/patients", expect=201,
+                                   json={"region": "east", "nationalId": NATIONAL_ID, "name": "Per Øst"})
+        await spes.login("spes", PASSWORD)
+        env = {**os.environ, "PYTHONPATH": str(REPO), "WOUNDCARE_DEVICE_TOKEN": device["token"]}
+        camera = spawn_camera(
+            ["--server", server.url, "--patient", patient["id"], "--consent", "video,recording",
+             "--source", "synthetic", "--width", "640", "--height", "480",
+             "--queue-dir", str(tmp_path / "queue"), "--loopback-only"],
+            env, tmp_path, log_path,
+        )
+
+        async def queued() -> str | None:
+            waiting = (await spes.json("GET", "/api/consultations/queue"))["consultations"]
+            return waiting[0]["id"] if waiting else None
+
+        consultation = await until(queued, 30, "the consultation", camera, log_path)
+
+        async def joined_with_camera() -> bool:
+            token = (await spes.json("POST", f"/api/consultations/{consultation}/join-token"))["token"]
+            joined = await specialist.join(consultation, Role.SPECIALIST, token)
+            if any(p["role"] == "nurse" for p in joined["peers"]):
+                return True
+            await specialist.send({"type": "leave"})
+            await specialist.drop()
+            return False
+
+        await until(joined_with_camera, 30, "the camera in the room", camera, log_path)
+        tasks.append(asyncio.create_task(pump(specialist, viewer, inbox)))
+        async with asyncio.timeout(30):
+            live = await viewer.frames(10)
+        watcher.start()
+
+        started = await spes.json("POST", f"/api/consultations/{consultation}/recordings", expect=201)
+        assert started["status"] == "recording"
+        async with asyncio.timeout(20):
+            while True:
+                frame = await inbox.get()
+                if frame["type"] == "presence" and frame["participant"]["role"] == "recorder":
+                    break  # the recorder is announced as a recorder, not as a specialist
+        await spes.json("POST", f"/api/consultations/{consultation}/recordings", expect=409)  # one at a time
+
+        async def chunks_written() -> bool:
+            return watcher.largest_temp > 1 + 3 * (4 + CHUNK_SIZE + 16)
+
+        await until(chunks_written, 90, "three sealed chunks on disk", camera, log_path)
+        stopped = await spes.json("POST", f"/api/recordings/{started['id']}/stop")
+        assert (stopped["status"], stopped["endReason"]) == ("complete", "stopped")
+        await asyncio.sleep(0.1)  # one more sweep over the published blob
+        watcher.stop()
+        assert watcher.violations == []
+        assert watcher.sweeps > 50
+
+        # Plays back for the region's specialist: PyAV decodes every frame, at the call's size.
+        response = await spes.request("GET", f"/api/recordings/{started['id']}")
+        assert response.status == 200 and response.headers["Cache-Control"] == "no-store"
+        assert response.content_type == "video/webm"
+        sizes = decoded(await response.read())
+        assert len(sizes) == stopped["frames"] >= 30
+        assert set(sizes) == {live.size} == {(stopped["width"], stopped["height"])}
+        listed = await spes.json("GET", f"/api/consultations/{consultation}/recordings")
+        assert [r["id"] for r in listed["recordings"]] == [started["id"]]
+
+        app = server.app
+        row = await app[RECORDINGS].get(started["id"])
+        assert row is not None and row.status is RecordingStatus.COMPLETE
+        [stored] = list(server.settings.recording_dir.rglob(row.blob_key))
+        original = stored.read_bytes()
+
+        # Another region's key opens neither the stream key nor, with it, the video.
+        west = await server.region("west")
+        with pytest.raises(RecordIntegrityError):
+            await app[KEYRING].open(Binding(west, KEY_KIND, row.id), row.key_sealed)
+        key = await app[KEYRING].open(Binding(row.region_id, KEY_KIND, row.id), row.key_sealed)
+        with pytest.raises(RecordIntegrityError), stored.open("rb") as file:
+            list(open_stream(key, Binding(west, VIDEO_KIND, row.id), file.read))
+
+        # A flipped bit, a truncated file, reordered chunks: integrity_error, audited.
+        for change in (_flip_bit, _truncate, _swap_chunks):
+            stored.write_bytes(change(original))
+            response = await spes.request("GET", f"/api/recordings/{started['id']}")
+            assert response.status == 500 and (await response.json())["error"]["code"] == "integrity_error"
+        stored.write_bytes(original)
+        async with app[DATABASE].sessions() as session:
+            outcomes = (await session.scalars(
+                select(AuditEvent.outcome).where(AuditEvent.resource == f"recording:{row.id}",
+                                                 AuditEvent.action == "recording.view")
+            )).all()
+        assert outcomes.count("integrity_error") == 3 and "ok" in outcomes
+
+        # Crypto-shredding the region makes it unreadable.
+        await app[KEYRING].shred(row.region_id)
+        response = await spes.request("GET", f"/api/recordings/{started['id']}")
+        assert response.status == 403  # a shredded region's roles are gone with it
+        with pytest.raises(KeyShreddedError):
+            await app[RECORDINGS].media(row)
+    finally:
+        watcher.stop()
+        if camera is not None and camera.poll() is None:
+            camera.kill()
+            camera.wait(5)
+        await shutdown(tasks, viewer, specialist)
+        for client in (admin, nurse, spes):
+            await client.close()
+
+
+async def test_recording_needs_consent_a_specialist_and_the_region(server: RunningServer) -> None:
+    await server.add_user("nurse1", PASSWORD, {"east": StaffRole.NURSE})
+    await server.add_user("spes", PASSWORD, {"east": StaffRole.SPECIALIST})
+    await server.add_user("spes_west", PASSWORD, {"west": StaffRole.SPECIALIST})
+    nurse, spes, west = ApiClient(server.url), ApiClient(server.url), ApiClient(server.url)
+    try:
+        for client, name in ((nurse, "nurse1"), (spes, "spes"), (west, "spes_west")):
+            assert (await client.login(name, PASSWORD)).status == 200
+        patient = await nurse.json("POST", "/api/patients", expect=201,
+                                   json={"region": "east", "nationalId": NATIONAL_ID, "name": "Per Øst"})
+        consultation = (await nurse.json("POST", "/api/consultations", expect=201, json={"patient": patient["id"]}))["id"]
+        await nurse.json("POST", f"/api/consultations/{consultation}/consents", expect=201,
+                         json={"video": True, "snapshots": True})
+        refused = await spes.json("POST", f"/api/consultations/{consultation}/recordings", expect=409)
+        assert refused["error"] == {"code": "no_consent",
+                                    "message": "the patient has not consented to the video being recorded"}
+        await nurse.json("POST", f"/api/consultations/{consultation}/consents", expect=201, json={"recording": True})
+        await west.json("POST", f"/api/consultations/{consultation}/recordings", expect=404)
+        await nurse.json("POST", f"/api/consultations/{consultation}/recordings", expect=403)
+        started = await spes.json("POST", f"/api/consultations/{consultation}/recordings", expect=201)
+        for path in (f"/api/recordings/{started['id']}", f"/api/consultations/{consultation}/recordings"):
+            await nurse.json("GET", path, expect=403)
+            await west.json("GET", path, expect=404)
+        await west.json("POST", f"/api/recordings/{started['id']}/stop", expect=404)
+        await spes.json("GET", f"/api/recordings/{started['id']}", expect=409)  # not complete yet
+
+        # Withdrawing the consent stops it; nobody sent video, so nothing playable was kept.
+        await nurse.json("POST", f"/api/consultations/{consultation}/consents", expect=201, json={"recording": False})
+        [ended] = (await spes.json("GET", f"/api/consultations/{consultation}/recordings"))["recordings"]
+        assert (ended["status"], ended["endReason"]) == ("failed", "no_video")
+        assert [p for p in server.settings.recording_dir.rglob("*") if p.is_file()] == []
+        async with server.app[DATABASE].sessions() as session:
+            actions = (await session.scalars(
+                select(AuditEvent.action).where(AuditEvent.resource == f"recording:{started['id']}"))).all()
+        assert "recording.start" in actions and "recording.end.no_video" in actions
+        await spes.json("POST", f"/api/recordings/{started['id']}/stop", expect=409)
+    finally:
+        for client in (nurse, spes, west):
+            await client.close()
+
+
+async def test_the_watcher_sees_plaintext_media_and_passes_sealed_blobs(tmp_path: Path) -> None:
+    """The watcher above can fail: plaintext WebM, a raw frame and an MPEG-TS run are caught."""
+    from av import VideoFrame
+
+    from woundcare.camera.synthetic import SyntheticVideoTrack
+    from woundcare.recording.encoder import WebmEncoder
+
+    sealed = tmp_path / "recordings" / "ab"
+    sealed.mkdir(parents=True)
+    (sealed / "random").write_bytes(os.urandom(100_000))
+    with open(tmp_path / "plain.webm", "wb") as out:  # noqa: ASYNC230
+        encoder = WebmEncoder(out)
+        source = SyntheticVideoTrack(64, 48)
+        for i in range(3):
+            encoder.add(await source.recv(), i / 30)
+        encoder.close()
+    raw: VideoFrame = await SyntheticVideoTrack(320, 240).recv()
+    (sealed / ".tmp-raw").write_bytes(bytes(raw.planes[0]))
+    (tmp_path / "stream.ts").write_bytes(b"".join(b"\x47" + os.urandom(187) for _ in range(6)))
+    watcher = Watcher(tmp_path, (tmp_path / "recordings",))
+    watcher.start()
+    while watcher.sweeps < 2:
+        await asyncio.sleep(0.01)
+    watcher.stop()
+    assert sorted(set(watcher.violations)) == [
+        ("EBML header", "plain.webm"),
+        ("MPEG-TS sync", "stream.ts"),
+        ("WebM/Matroska doc type", "plain.webm"),
+        ("low entropy", "recordings/ab/.tmp-raw"),
+    ]

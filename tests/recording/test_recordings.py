@@ -1,0 +1,169 @@
+"""Recordings stored and read back through the service: sealing, integrity, rotation,
+shredding, retention, and recovery after a crash (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from tests.recording.media import decoded, stored_recording
+from tests.server import RunningServer
+from woundcare.appkeys import (
+    CONSULTATIONS,
+    DATABASE,
+    KEYRING,
+    RECORDINGS,
+    RETENTION,
+    SNAPSHOTS,
+)
+from woundcare.crypto import Binding, KeyShreddedError, RecordIntegrityError
+from woundcare.crypto.stream import open_stream
+from woundcare.db.models import Consultation, Recording, RecordingStatus, Region
+from woundcare.records.recordings import KEY_KIND, VIDEO_KIND
+from woundcare.records.rekey import Reencryption
+
+
+async def media_of(server: RunningServer, recording_id: str) -> bytes:
+    recordings = server.app[RECORDINGS]
+    row = await recordings.get(recording_id)
+    assert row is not None
+    media = await recordings.media(row)
+    data = b"".join([chunk async for chunk in media.chunks])
+    assert len(data) == media.size
+    return data
+
+
+def blob_path(server: RunningServer, row: Recording) -> Path:
+    [path] = [p for p in server.settings.recording_dir.rglob(row.blob_key)]
+    return path
+
+
+async def test_round_trip_sealed_on_disk(start_server, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    server = await start_server(database_url=db_url)
+    consultation = await server.new_consultation("east")
+    view = await stored_recording(server, consultation, frames=20, size=(160, 120))
+    assert (view.status, view.frames, view.width, view.height) == (RecordingStatus.COMPLETE, 20, 160, 120)
+    media = await media_of(server, view.id)
+    assert media[:4] == bytes.fromhex("1a45dfa3")
+    assert decoded(media) == [(160, 120)] * 20
+    row = await server.app[RECORDINGS].get(view.id)
+    assert row is not None
+    stored = blob_path(server, row).read_bytes()
+    assert len(stored) == row.size and bytes.fromhex("1a45dfa3") not in stored and b"webm" not in stored
+    listed = await server.app[RECORDINGS].of_consultation(consultation)
+    assert [r.id for r in listed] == [view.id]
+
+
+async def test_tampering_and_other_regions_fail(server: RunningServer) -> None:
+    consultation = await server.new_consultation("east")
+    other_region = await server.region("west")
+    view = await stored_recording(server, consultation, frames=30, size=(320, 240), noise=True)
+    recordings = server.app[RECORDINGS]
+    row = await recordings.get(view.id)
+    assert row is not None
+    keyring = server.app[KEYRING]
+    # The stream key does not open for another region, nor for another recording.
+    for binding in (Binding(other_region, KEY_KIND, row.id), Binding(row.region_id, KEY_KIND, "other")):
+        with pytest.raises(RecordIntegrityError):
+            await keyring.open(binding, row.key_sealed)
+    # The video does not open as another region's, even with the right stream key.
+    key = await keyring.open(Binding(row.region_id, KEY_KIND, row.id), row.key_sealed)
+    path = blob_path(server, row)
+    original = path.read_bytes()
+    with pytest.raises(RecordIntegrityError), path.open("rb") as file:
+        list(open_stream(key, Binding(other_region, VIDEO_KIND, row.id), file.read))
+
+    def damaged(data: bytes) -> None:
+        path.chmod(0o600)
+        path.write_bytes(data)
+
+    for change in (_flip_bit, _truncate, _swap_chunks):
+        damaged(change(original))
+        with pytest.raises(RecordIntegrityError):
+            await media_of(server, view.id)
+    damaged(original)
+    assert decoded(await media_of(server, view.id))
+
+
+def _frames(stream: bytes) -> list[bytes]:
+    frames, at = [], 1
+    while at < len(stream):
+        size = int.from_bytes(stream[at : at + 4], "big")
+        frames.append(stream[at : at + 4 + size])
+        at += 4 + size
+    return frames
+
+
+def _flip_bit(stream: bytes) -> bytes:
+    data = bytearray(stream)
+    data[len(data) // 2] ^= 0x10
+    return bytes(data)
+
+
+def _truncate(stream: bytes) -> bytes:
+    return stream[: len(stream) - len(_frames(stream)[-1])]
+
+
+def _swap_chunks(stream: bytes) -> bytes:
+    frames = _frames(stream)
+    assert len(frames) >= 3, "the recording should span several chunks"
+    return stream[:1] + frames[1] + frames[0] + b"".join(frames[2:])
+
+
+async def test_rotation_reseals_the_key_and_shredding_makes_it_unreadable(server: RunningServer) -> None:
+    consultation = await server.new_consultation("east")
+    view = await stored_recording(server, consultation)
+    app = server.app
+    old_key = view.key_id
+    region_id = view.region_id
+    await app[KEYRING].rotate(region_id)
+    rekey = Reencryption(app[DATABASE], app[KEYRING], app[SNAPSHOTS])
+    assert await rekey.pending(region_id) == 1
+    assert await rekey.run(region_id) == 1 and await rekey.pending(region_id) == 0
+    row = await app[RECORDINGS].get(view.id)
+    assert row is not None and row.key_id != old_key and row.key_id == await app[KEYRING].ensure_region_key(region_id)
+    assert decoded(await media_of(server, view.id))
+
+    other = await stored_recording(server, await server.new_consultation("west"))
+    await app[KEYRING].shred(region_id)
+    with pytest.raises(KeyShreddedError):
+        await media_of(server, view.id)
+    assert decoded(await media_of(server, other.id))  # other regions are untouched
+
+
+async def test_retention_purge_deletes_recordings_with_their_blobs(server: RunningServer) -> None:
+    consultation = await server.new_consultation("east")
+    view = await stored_recording(server, consultation)
+    row = await server.app[RECORDINGS].get(view.id)
+    assert row is not None
+    path = blob_path(server, row)
+    async with server.app[DATABASE].sessions() as session, session.begin():
+        await session.execute(update(Region).where(Region.id == view.region_id).values(retention_days=30))
+        await session.execute(
+            update(Consultation).where(Consultation.id == consultation).values(ended_at=datetime.now(UTC) - timedelta(days=31))
+        )
+    assert await server.app[RETENTION].purge(view.region_id) == [consultation]
+    assert await server.app[RECORDINGS].get(view.id) is None and not path.exists()
+
+
+async def test_a_crash_mid_recording_leaves_a_failed_row_and_no_file(start_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data_dir = tmp_path / "crashed"
+    server = await start_server(data_dir=data_dir, instance="one")
+    consultation = await server.new_consultation("east")
+    view = await server.app[CONSULTATIONS].get(consultation)
+    assert view is not None
+    capture = await server.app[RECORDINGS].begin(view, "u0")
+    capture.sink.write(os.urandom(200_000))  # what a muxer wrote before the process died
+    capture.writer._file.flush()  # as the page cache would hold it
+    leftovers = [p for p in data_dir.joinpath("recordings").rglob("*") if p.is_file()]
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(".tmp-")
+    await server.stop()  # no finish: as if killed
+
+    again = await start_server(data_dir=data_dir, instance="one")
+    row = await again.app[RECORDINGS].get(capture.recording.id)
+    assert row is not None and (row.status, row.end_reason) == (RecordingStatus.FAILED, "interrupted")
+    assert [p for p in data_dir.joinpath("recordings").rglob("*") if p.is_file()] == []
