@@ -59,14 +59,19 @@ class Visit:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else "(no camera log)"
 
     def start_camera(
-        self, server_url: str, *extra: str, prefix: list[str] | None = None, env: dict[str, str] | None = None
+        self,
+        server_url: str,
+        *extra: str,
+        prefix: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        consent: str = "video,snapshots",
     ) -> None:
         """``woundcare camera`` in its own process (inside ``prefix``, e.g. ``ip netns exec``)."""
         env = {**os.environ, "PYTHONPATH": str(REPO), "WOUNDCARE_DEVICE_TOKEN": self.device_token, **(env or {})}
         with open(self.log_path, "wb") as log_file:
             self.camera = subprocess.Popen(
                 [*(prefix or []), sys.executable, "-m", "woundcare", "camera", "--server", server_url,
-                 "--patient", self.patient, "--consent", "video,snapshots", "--source", "synthetic",
+                 "--patient", self.patient, "--consent", consent, "--source", "synthetic",
                  "--queue-dir", str(self.tmp_path / "queue"), *extra],
                 cwd=self.tmp_path, env=env, stdout=log_file, stderr=subprocess.STDOUT,
             )

@@ -8,7 +8,6 @@ import asyncio
 import math
 import os
 import re
-import subprocess
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,15 +17,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from signaling.protocol import Role
 from tests.api.client import ApiClient
-from tests.camera.test_device import REPO, spawn_camera
+from tests.camera.scene import PASSWORD, Visit, home_visit
 from tests.recording.media import decoded
 from tests.recording.test_recordings import _flip_bit, _swap_chunks, _truncate
 from tests.server import RunningServer
 from woundcare.appkeys import DATABASE, KEYRING, RECORDINGS
-from woundcare.camera.client import SignalingClient
-from woundcare.camera.peer import Viewer, ice_configuration, pump, shutdown
 from woundcare.crypto import Binding, KeyShreddedError, RecordIntegrityError
 from woundcare.crypto.stream import CHUNK_SIZE, open_stream
 from woundcare.db.models import AuditEvent, RecordingStatus
@@ -34,7 +30,6 @@ from woundcare.db.models import Role as StaffRole
 from woundcare.records.recordings import KEY_KIND, VIDEO_KIND
 from woundcare.storage.blobs import TEMP_PREFIX
 
-PASSWORD = "correct horse battery staple"
 NATIONAL_ID = "01018012371"
 
 # Plaintext media, as a container or a raw stream would put it on disk.
@@ -107,10 +102,10 @@ class Watcher:
                 self.violations.append(("low entropy", where))
 
 
-async def until(check: Any, timeout: float, what: str, camera: subprocess.Popen[bytes], log: Path) -> Any:
+async def until(check: Any, timeout: float, what: str, visit: Visit) -> Any:
     async with asyncio.timeout(timeout):
         while not (found := await check()):
-            assert camera.poll() is None, f"camera exited while waiting for {what}:\n{log.read_text()}"
+            visit.assert_camera_running()
             await asyncio.sleep(0.1)
     return found
 
@@ -119,126 +114,84 @@ async def until(check: Any, timeout: float, what: str, camera: subprocess.Popen[
 async def test_a_live_call_is_recorded_sealed_and_plays_back_only_with_the_region_key(
     server: RunningServer, tmp_path: Path
 ) -> None:
-    await server.add_user("nurse1", PASSWORD, {"east": StaffRole.NURSE})
-    await server.add_user("spes", PASSWORD, {"east": StaffRole.SPECIALIST})
-    await server.add_user("admin", PASSWORD, {"east": StaffRole.ADMIN})
-    admin, nurse, spes = ApiClient(server.url), ApiClient(server.url), ApiClient(server.url)
     data_dir = server.settings.data_dir
     watcher = Watcher(data_dir, (server.settings.recording_dir, server.settings.blob_dir))
-    specialist = SignalingClient(server.url)
-    viewer = Viewer(specialist, ice_configuration([]))
-    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    tasks: list[asyncio.Task[None]] = []
-    camera: subprocess.Popen[bytes] | None = None
-    log_path = tmp_path / "camera.log"
-    try:
-        await admin.login("admin", PASSWORD)
-        device = await admin.json("POST", "/api/devices", expect=201,
-                                  json={"region": "east", "user": "nurse1", "name": "hodekamera 1"})
-        await nurse.login("nurse1", PASSWORD)
-        patient = await nurse.json("POST", "/api/patients", expect=201,
-                                   json={"region": "east", "nationalId": NATIONAL_ID, "name": "Per Øst"})
-        await spes.login("spes", PASSWORD)
-        env = {**os.environ, "PYTHONPATH": str(REPO), "WOUNDCARE_DEVICE_TOKEN": device["token"]}
-        camera = spawn_camera(
-            ["--server", server.url, "--patient", patient["id"], "--consent", "video,recording",
-             "--source", "synthetic", "--width", "640", "--height", "480",
-             "--queue-dir", str(tmp_path / "queue"), "--loopback-only"],
-            env, tmp_path, log_path,
-        )
+    async with home_visit(server, tmp_path) as visit:
+        try:
+            visit.start_camera(server.url, "--width", "640", "--height", "480", "--loopback-only",
+                               consent="video,recording")
+            await visit.join_specialist(30)
+            assert visit.viewer is not None
+            spes, inbox, consultation = visit.spes, visit.inbox, visit.consultation
+            async with asyncio.timeout(30):
+                live = await visit.viewer.frames(10)
+            watcher.start()
 
-        async def queued() -> str | None:
-            waiting = (await spes.json("GET", "/api/consultations/queue"))["consultations"]
-            return waiting[0]["id"] if waiting else None
+            started = await spes.json("POST", f"/api/consultations/{consultation}/recordings", expect=201)
+            assert started["status"] == "recording"
+            async with asyncio.timeout(20):
+                while True:
+                    frame = await inbox.get()
+                    if frame["type"] == "presence" and frame["participant"]["role"] == "recorder":
+                        break  # the recorder is announced as a recorder, not as a specialist
+            await spes.json("POST", f"/api/consultations/{consultation}/recordings", expect=409)  # one at a time
 
-        consultation = await until(queued, 30, "the consultation", camera, log_path)
+            async def chunks_written() -> bool:
+                return watcher.largest_temp > 1 + 3 * (4 + CHUNK_SIZE + 16)
 
-        async def joined_with_camera() -> bool:
-            token = (await spes.json("POST", f"/api/consultations/{consultation}/join-token"))["token"]
-            joined = await specialist.join(consultation, Role.SPECIALIST, token)
-            if any(p["role"] == "nurse" for p in joined["peers"]):
-                return True
-            await specialist.send({"type": "leave"})
-            await specialist.drop()
-            return False
+            await until(chunks_written, 90, "three sealed chunks on disk", visit)
+            stopped = await spes.json("POST", f"/api/recordings/{started['id']}/stop")
+            assert (stopped["status"], stopped["endReason"]) == ("complete", "stopped")
+            await asyncio.sleep(0.1)  # one more sweep over the published blob
+            watcher.stop()
+            assert watcher.violations == []
+            assert watcher.sweeps > 50
 
-        await until(joined_with_camera, 30, "the camera in the room", camera, log_path)
-        tasks.append(asyncio.create_task(pump(specialist, viewer, inbox)))
-        async with asyncio.timeout(30):
-            live = await viewer.frames(10)
-        watcher.start()
-
-        started = await spes.json("POST", f"/api/consultations/{consultation}/recordings", expect=201)
-        assert started["status"] == "recording"
-        async with asyncio.timeout(20):
-            while True:
-                frame = await inbox.get()
-                if frame["type"] == "presence" and frame["participant"]["role"] == "recorder":
-                    break  # the recorder is announced as a recorder, not as a specialist
-        await spes.json("POST", f"/api/consultations/{consultation}/recordings", expect=409)  # one at a time
-
-        async def chunks_written() -> bool:
-            return watcher.largest_temp > 1 + 3 * (4 + CHUNK_SIZE + 16)
-
-        await until(chunks_written, 90, "three sealed chunks on disk", camera, log_path)
-        stopped = await spes.json("POST", f"/api/recordings/{started['id']}/stop")
-        assert (stopped["status"], stopped["endReason"]) == ("complete", "stopped")
-        await asyncio.sleep(0.1)  # one more sweep over the published blob
-        watcher.stop()
-        assert watcher.violations == []
-        assert watcher.sweeps > 50
-
-        # Plays back for the region's specialist: PyAV decodes every frame, at the call's size.
-        response = await spes.request("GET", f"/api/recordings/{started['id']}")
-        assert response.status == 200 and response.headers["Cache-Control"] == "no-store"
-        assert response.content_type == "video/webm"
-        sizes = decoded(await response.read())
-        assert len(sizes) == stopped["frames"] >= 30
-        assert set(sizes) == {live.size} == {(stopped["width"], stopped["height"])}
-        listed = await spes.json("GET", f"/api/consultations/{consultation}/recordings")
-        assert [r["id"] for r in listed["recordings"]] == [started["id"]]
-
-        app = server.app
-        row = await app[RECORDINGS].get(started["id"])
-        assert row is not None and row.status is RecordingStatus.COMPLETE
-        [stored] = list(server.settings.recording_dir.rglob(row.blob_key))
-        original = stored.read_bytes()
-
-        # Another region's key opens neither the stream key nor, with it, the video.
-        west = await server.region("west")
-        with pytest.raises(RecordIntegrityError):
-            await app[KEYRING].open(Binding(west, KEY_KIND, row.id), row.key_sealed)
-        key = await app[KEYRING].open(Binding(row.region_id, KEY_KIND, row.id), row.key_sealed)
-        with pytest.raises(RecordIntegrityError), stored.open("rb") as file:
-            list(open_stream(key, Binding(west, VIDEO_KIND, row.id), file.read))
-
-        # A flipped bit, a truncated file, reordered chunks: integrity_error, audited.
-        for change in (_flip_bit, _truncate, _swap_chunks):
-            stored.write_bytes(change(original))
+            # Plays back for the region's specialist: PyAV decodes every frame, at the call's size.
             response = await spes.request("GET", f"/api/recordings/{started['id']}")
-            assert response.status == 500 and (await response.json())["error"]["code"] == "integrity_error"
-        stored.write_bytes(original)
-        async with app[DATABASE].sessions() as session:
-            outcomes = (await session.scalars(
-                select(AuditEvent.outcome).where(AuditEvent.resource == f"recording:{row.id}",
-                                                 AuditEvent.action == "recording.view")
-            )).all()
-        assert outcomes.count("integrity_error") == 3 and "ok" in outcomes
+            assert response.status == 200 and response.headers["Cache-Control"] == "no-store"
+            assert response.content_type == "video/webm"
+            sizes = decoded(await response.read())
+            assert len(sizes) == stopped["frames"] >= 30
+            assert set(sizes) == {live.size} == {(stopped["width"], stopped["height"])}
+            listed = await spes.json("GET", f"/api/consultations/{consultation}/recordings")
+            assert [r["id"] for r in listed["recordings"]] == [started["id"]]
 
-        # Crypto-shredding the region makes it unreadable.
-        await app[KEYRING].shred(row.region_id)
-        response = await spes.request("GET", f"/api/recordings/{started['id']}")
-        assert response.status == 403  # a shredded region's roles are gone with it
-        with pytest.raises(KeyShreddedError):
-            await app[RECORDINGS].media(row)
-    finally:
-        watcher.stop()
-        if camera is not None and camera.poll() is None:
-            camera.kill()
-            camera.wait(5)
-        await shutdown(tasks, viewer, specialist)
-        for client in (admin, nurse, spes):
-            await client.close()
+            app = server.app
+            row = await app[RECORDINGS].get(started["id"])
+            assert row is not None and row.status is RecordingStatus.COMPLETE
+            [stored] = list(server.settings.recording_dir.rglob(row.blob_key))
+            original = stored.read_bytes()
+
+            # Another region's key opens neither the stream key nor, with it, the video.
+            west = await server.region("west")
+            with pytest.raises(RecordIntegrityError):
+                await app[KEYRING].open(Binding(west, KEY_KIND, row.id), row.key_sealed)
+            key = await app[KEYRING].open(Binding(row.region_id, KEY_KIND, row.id), row.key_sealed)
+            with pytest.raises(RecordIntegrityError), stored.open("rb") as file:
+                list(open_stream(key, Binding(west, VIDEO_KIND, row.id), file.read))
+
+            # A flipped bit, a truncated file, reordered chunks: integrity_error, audited.
+            for change in (_flip_bit, _truncate, _swap_chunks):
+                stored.write_bytes(change(original))
+                response = await spes.request("GET", f"/api/recordings/{started['id']}")
+                assert response.status == 500 and (await response.json())["error"]["code"] == "integrity_error"
+            stored.write_bytes(original)
+            async with app[DATABASE].sessions() as session:
+                outcomes = (await session.scalars(
+                    select(AuditEvent.outcome).where(AuditEvent.resource == f"recording:{row.id}",
+                                                     AuditEvent.action == "recording.view")
+                )).all()
+            assert outcomes.count("integrity_error") == 3 and "ok" in outcomes
+
+            # Crypto-shredding the region makes it unreadable.
+            await app[KEYRING].shred(row.region_id)
+            response = await spes.request("GET", f"/api/recordings/{started['id']}")
+            assert response.status == 403  # a shredded region's roles are gone with it
+            with pytest.raises(KeyShreddedError):
+                await app[RECORDINGS].media(row)
+        finally:
+            watcher.stop()
 
 
 async def test_recording_needs_consent_a_specialist_and_the_region(server: RunningServer) -> None:
