@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import wave
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -75,7 +76,11 @@ async def test_camera_streams_to_a_specialist_and_answers_a_snapshot_request(
 
 
 @pytest.mark.usefixtures("loopback_ice")
-async def test_the_specialist_pins_the_low_profile_and_returns_to_auto(server: RunningServer, tmp_path: Path) -> None:
+async def test_the_specialist_pins_the_low_profile_and_returns_to_auto(
+    start_server: Callable[..., Awaitable[RunningServer]], tmp_path: Path
+) -> None:
+    # Credentials that live 2 s: the camera renews them every second.
+    server = await start_server(turn_ttl_seconds=2)
     async with home_visit(server, tmp_path) as visit:
         visit.start_camera(server.url, "--width", "1280", "--height", "720", "--loopback-only")
         await visit.join_specialist(30)
@@ -102,6 +107,9 @@ async def test_the_specialist_pins_the_low_profile_and_returns_to_auto(server: R
                 await asyncio.sleep(0.1)
         assert counter.frames >= 10
 
+        async with asyncio.timeout(10):
+            while visit.camera_log().count("TURN credentials renewed") < 2:
+                await asyncio.sleep(0.1)
         # The session log keeps the camera's changes and the specialist's choices.
         await server.app[SESSION_LOG].flush()
         events = (await visit.spes.json("GET", f"/api/consultations/{visit.consultation}"))["events"]

@@ -197,6 +197,7 @@ class Camera:
         self.uploader = SnapshotUploader(session, options.server, options.token, SnapshotQueue(options.queue_dir))
         self.consultation: str | None = options.consultation
         self.stop = asyncio.Event()
+        self._ice_ttl = 3600.0
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> int:
@@ -229,6 +230,7 @@ class Camera:
             await publisher.start()
             await adaptation.joined()
             self._spawn(adaptation.run())
+            self._spawn(self._renew_ice(publisher))
             log.info("joined as nurse; %d viewer(s) waiting", len(client.peers))
             return await self._serve(client, publisher, adaptation, tap)
         except DeviceError as exc:
@@ -256,8 +258,21 @@ class Camera:
     async def _ice(self) -> RTCConfiguration:
         """Fresh TURN credentials, with the TURN transport that gets through from here."""
         ice = await self._api.ice_servers()
+        self._ice_ttl = float(ice.get("ttlSeconds") or self._ice_ttl)
         servers = await prefer(ice["iceServers"], self.options.turn_transport)
         return ice_configuration(servers, ice.get("iceTransportPolicy") == "relay")
+
+    async def _renew_ice(self, publisher: Publisher) -> None:
+        """New credentials at half their lifetime (as the web pages do), so that a viewer who
+        joins late in a long call gets a connection TURN still accepts."""
+        while True:
+            await asyncio.sleep(self._ice_ttl / 2)
+            try:
+                publisher.configuration = await self._ice()
+                log.info("TURN credentials renewed")
+            except (aiohttp.ClientError, OSError, DeviceError) as exc:
+                log.warning("could not renew TURN credentials (%s); trying again soon", type(exc).__name__)
+                await asyncio.sleep(min(30.0, self._ice_ttl / 10))
 
     async def _serve(
         self, client: SignalingClient, publisher: Publisher, adaptation: Adaptation, tap: StillTap
