@@ -327,9 +327,18 @@ def _coerce(wire_name: str, value: Any, accepted: tuple[type, ...]) -> Any:
     raise ProtocolError(ErrorCode.BAD_MESSAGE, f"'{wire_name}' must be {names}")
 
 
+def _size_in_bytes(raw: str | bytes) -> int:
+    """The frame's size in UTF-8 bytes, as it travelled. A str is encoded only when its
+    length alone cannot decide the limit (a code point is 1 to 4 bytes)."""
+    size = len(raw)
+    if isinstance(raw, str) and MAX_MESSAGE_BYTES < size * 4 and size <= MAX_MESSAGE_BYTES:
+        size = len(raw.encode("utf-8", "surrogatepass"))
+    return size
+
+
 def parse(raw: str | bytes) -> ClientMessage:
     """Parse and validate one client frame."""
-    if len(raw) > MAX_MESSAGE_BYTES:
+    if _size_in_bytes(raw) > MAX_MESSAGE_BYTES:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"frames are limited to {MAX_MESSAGE_BYTES} bytes")
     try:
         data = orjson.loads(raw)
