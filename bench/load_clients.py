@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import time
 import traceback
 from collections import deque
@@ -244,6 +245,45 @@ async def _serve(conn: Connection, dialect: str, specs: list[tuple[int, Client, 
     finally:
         await fleet.close()
         conn.send(("ok", None))
+
+
+class ClientProcesses:
+    """Several client processes, each with a slice of the pairs, driven in lockstep."""
+
+    def __init__(self, dialect: str, pairs: list[tuple[Client, Client]], processes: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        indexed = list(enumerate(pairs))
+        self._pipes: list[Connection] = []
+        self._processes = []
+        for k in range(processes):
+            mine = [(index, a, b) for index, (a, b) in indexed[k::processes]]
+            ours, theirs = context.Pipe()
+            process = context.Process(target=run, args=(theirs, dialect, mine), daemon=True)
+            process.start()
+            self._pipes.append(ours)
+            self._processes.append(process)
+
+    def send(self, command: str, *args: Any) -> None:
+        for pipe in self._pipes:
+            pipe.send((command, args))
+
+    def gather(self) -> list[Any]:
+        results = []
+        for pipe in self._pipes:
+            status, value = pipe.recv()
+            if status != "ok":
+                raise RuntimeError(f"client process failed:\n{value}")
+            results.append(value)
+        return results
+
+    def ask(self, command: str, *args: Any) -> list[Any]:
+        self.send(command, *args)
+        return self.gather()
+
+    def close(self) -> None:
+        self.ask("close")
+        for process in self._processes:
+            process.join(10)
 
 
 def run(conn: Connection, dialect: str, specs: list[tuple[int, Client, Client]]) -> None:

@@ -138,19 +138,30 @@ class Woundcare:
     async def _prepare(self, pairs: int) -> list[tuple[str, str, str]]:
         from signaling.protocol import Role
         from tests.server import RunningServer
+        from woundcare.appkeys import DATABASE
         from woundcare.config import Settings
+        from woundcare.db.models import Consultation, Patient
+        from woundcare.demo import DEMO_REGION
 
         server = await RunningServer.start(Settings(port=free_port(), data_dir=self.data_dir, demo=False))
         try:
-            rooms = []
-            for index in range(pairs):
-                consultation = await server.new_consultation()
-                rooms.append((
+            region = await server.region(DEMO_REGION)
+            async with server.app[DATABASE].sessions() as session, session.begin():
+                patients = [Patient(region_id=region) for _ in range(pairs)]
+                session.add_all(patients)
+                await session.flush()
+                consultations = [Consultation(region_id=region, patient_id=p.id) for p in patients]
+                session.add_all(consultations)
+                await session.flush()
+                ids = [c.id for c in consultations]
+            return [
+                (
                     consultation,
                     server.invite(consultation, Role.NURSE, subject=f"bench-nurse-{index}", name="Bench nurse"),
                     server.invite(consultation, Role.SPECIALIST, subject=f"bench-spes-{index}", name="Bench spes"),
-                ))
-            return rooms
+                )
+                for index, consultation in enumerate(ids)
+            ]
         finally:
             await server.stop()
 
@@ -216,3 +227,21 @@ def bare_clients(port: int, pairs: int, prefix: str) -> list[tuple[Client, Clien
 def workspace() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="woundcare-load-") as folder:
         yield Path(folder)
+
+
+@contextmanager
+def started(name: str, workdir: Path, woundcare: Woundcare) -> Iterator[RunningProcess]:
+    """One of :data:`SERVERS`, stopped on leaving."""
+    server = woundcare.start(workdir) if name == "woundcare" else start_peerjs(workdir) if name == "peerjs" else start_bare(workdir)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def client_pairs(name: str, server: RunningProcess, woundcare: Woundcare, count: int) -> list[tuple[Client, Client]]:
+    if name == "woundcare":
+        return woundcare.clients(server.port, count)
+    if name == "peerjs":
+        return peerjs_clients(server.port, count, "p")
+    return bare_clients(server.port, count, "p")

@@ -28,31 +28,16 @@ rate; memory per client against the bare relay.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import statistics
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from bench import load_clients
-from bench.load_clients import PER_ROUND
-from bench.load_servers import (
-    SERVERS,
-    Client,
-    RunningProcess,
-    Woundcare,
-    bare_clients,
-    more_files,
-    peerjs_clients,
-    start_bare,
-    start_peerjs,
-    workspace,
-)
+from bench.load_clients import PER_ROUND, ClientProcesses
+from bench.load_servers import SERVERS, RunningProcess, Woundcare, client_pairs, more_files, started, workspace
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,45 +90,6 @@ class Run:
         return statistics.quantiles(self.connect, n=100, method="inclusive")[q - 1]
 
 
-class ClientProcesses:
-    """Several client processes, each with a slice of the pairs, driven in lockstep."""
-
-    def __init__(self, dialect: str, pairs: list[tuple[Client, Client]], processes: int) -> None:
-        context = multiprocessing.get_context("spawn")
-        indexed = list(enumerate((a, b) for a, b in pairs))
-        self._pipes: list[Connection] = []
-        self._processes = []
-        for k in range(processes):
-            mine = [(index, a, b) for index, (a, b) in indexed[k::processes]]
-            ours, theirs = context.Pipe()
-            process = context.Process(target=load_clients.run, args=(theirs, dialect, mine), daemon=True)
-            process.start()
-            self._pipes.append(ours)
-            self._processes.append(process)
-
-    def send(self, command: str, *args: Any) -> None:
-        for pipe in self._pipes:
-            pipe.send((command, args))
-
-    def gather(self) -> list[Any]:
-        results = []
-        for pipe in self._pipes:
-            status, value = pipe.recv()
-            if status != "ok":
-                raise RuntimeError(f"client process failed:\n{value}")
-            results.append(value)
-        return results
-
-    def ask(self, command: str, *args: Any) -> list[Any]:
-        self.send(command, *args)
-        return self.gather()
-
-    def close(self) -> None:
-        self.ask("close")
-        for process in self._processes:
-            process.join(10)
-
-
 def _sleep_until(when: float) -> None:
     delay = when - time.monotonic()
     if delay > 0:
@@ -162,29 +108,11 @@ def _phase(server: RunningProcess, fleet: ClientProcesses, command: str, args: t
     return Phase(sum(frames for frames, _ in results), end - start, cpu_end - cpu_start, latencies)
 
 
-@contextmanager
-def _started(name: str, workdir: Path, woundcare: Woundcare) -> Iterator[RunningProcess]:
-    server = {"woundcare": lambda: woundcare.start(workdir), "peerjs": lambda: start_peerjs(workdir),
-              "bare": lambda: start_bare(workdir)}[name]()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def _pairs(name: str, server: RunningProcess, woundcare: Woundcare, count: int) -> list[tuple[Client, Client]]:
-    if name == "woundcare":
-        return woundcare.clients(server.port, count)
-    if name == "peerjs":
-        return peerjs_clients(server.port, count, "p")
-    return bare_clients(server.port, count, "p")
-
-
 def measure(name: str, clients: int, profile: Profile, workdir: Path, woundcare: Woundcare) -> Run:
     pairs = clients // 2
-    with _started(name, workdir, woundcare) as server:
+    with started(name, workdir, woundcare) as server:
         before = server.memory("VmRSS")
-        fleet = ClientProcesses(name, _pairs(name, server, woundcare, pairs), profile.processes)
+        fleet = ClientProcesses(name, client_pairs(name, server, woundcare, pairs), profile.processes)
         try:
             connect = tuple(s for part in fleet.ask("connect") for s in part)
             rss_per_client = (server.memory("VmRSS") - before) / clients
