@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from typing import Final
 
 from aiohttp import WSMsgType, web
@@ -38,7 +37,8 @@ ADMISSION = web.AppKey("signaling_admission", Admission)
 SINK = web.AppKey("signaling_sink", EventSink)
 LIMITS = web.AppKey("signaling_limits", Limits)
 STATS = web.AppKey("signaling_stats", Stats)
-SOCKETS = web.AppKey("signaling_sockets", weakref.WeakSet["SocketOutlet"])
+SOCKETS = web.AppKey("signaling_sockets", set[SocketOutlet])
+"""Every open socket's outlet; its handler adds it and discards it on the way out."""
 
 # Which failed joins end the socket, and with which close code.
 _FATAL: Final[dict[ErrorCode, CloseCode]] = {
@@ -84,12 +84,12 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         max_msg_size=limits.max_message_bytes,
         compress=False,
     )
-    await ws.prepare(request)
+    writer = await ws.prepare(request)
     transport = request.transport
-    if transport is None:  # the client left during the upgrade
+    if transport is None or writer is None:  # the client left during the upgrade
         return ws
     sockets = app[SOCKETS]
-    outlet = SocketOutlet(ws, transport, limits.outbox_frames)
+    outlet = SocketOutlet(ws, transport, writer, limits.outbox_frames)
     sockets.add(outlet)
     address = request.remote
     participant: Participant | None = None
@@ -214,7 +214,7 @@ def setup(
     app[SINK] = sink
     app[LIMITS] = limits
     app[STATS] = Stats()
-    app[SOCKETS] = weakref.WeakSet()
+    app[SOCKETS] = set()
     app.router.add_get(path, websocket_handler)
     app.on_shutdown.append(_close_sockets)
     return rooms
