@@ -22,10 +22,6 @@ from pathlib import Path
 from bench.load_clients import ClientProcesses
 from bench.load_servers import SERVERS, Woundcare, client_pairs, more_files, started, workspace
 
-SETTLE_SECONDS = 2.0
-"""After the last join: the server finishes what the joins left (audit rows, timers)."""
-
-
 @dataclass(frozen=True, slots=True)
 class Held:
     server: str
@@ -50,7 +46,7 @@ def hold(name: str, sockets: int, processes: int, woundcare: Woundcare, workdir:
             began = time.monotonic()
             seconds = [s for part in fleet.ask("connect") for s in part]
             elapsed = time.monotonic() - began
-            time.sleep(SETTLE_SECONDS)
+            server.settle()
             after = server.memory("VmRSS")
         finally:
             fleet.close()

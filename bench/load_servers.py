@@ -84,6 +84,16 @@ class RunningProcess:
                     return int(line.split()[1]) * 1024
         raise RuntimeError(f"no {field} for {self.name}")
 
+    def settle(self, idle_share: float = 0.05, sample: float = 0.25, seconds: float = 60.0) -> None:
+        """Wait until the server uses under ``idle_share`` of a core: what the joins left
+        behind (audit rows) must not count as the exchange's cost."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            before = self.cpu_seconds()
+            time.sleep(sample)
+            if self.cpu_seconds() - before < idle_share * sample:
+                return
+
     def stop(self) -> None:
         self.process.terminate()
         try:

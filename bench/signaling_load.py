@@ -21,7 +21,7 @@ Servers are compared by CPU per frame at saturation (the clients share the machi
 frames per second says as much about them as about the server) and by p99 at the fixed
 rate; memory per client against the bare relay.
 
-    python -m bench.signaling_load            # N = 200, 1000, 2000 (about 6 minutes)
+    python -m bench.signaling_load            # N = 200, 1000, 2000, 3 runs each (about 15 minutes)
     python -m bench.signaling_load --quick    # N = 20, short phases: a smoke run
 """
 
@@ -31,7 +31,7 @@ import argparse
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,11 +49,13 @@ class Profile:
     seconds: float
     """The measured window of each phase."""
     rate: float
+    repeats: int = 1
+    """Runs of every server at every N, interleaved; the table shows medians."""
     lead: float = 0.5
     """Seconds from sending a phase's command to its start, so that every client process starts together."""
 
 
-FULL = Profile(sizes=(200, 1000, 2000), processes=4, warmup=2.0, seconds=10.0, rate=2000.0)
+FULL = Profile(sizes=(200, 1000, 2000), processes=4, warmup=1.5, seconds=5.0, rate=2000.0, repeats=3)
 QUICK = Profile(sizes=(20,), processes=1, warmup=0.2, seconds=0.5, rate=400.0, lead=0.2)
 
 
@@ -115,6 +117,7 @@ def measure(name: str, clients: int, profile: Profile, workdir: Path, woundcare:
         fleet = ClientProcesses(name, client_pairs(name, server, woundcare, pairs), profile.processes)
         try:
             connect = tuple(s for part in fleet.ask("connect") for s in part)
+            server.settle()
             rss_per_client = (server.memory("VmRSS") - before) / clients
             begin = time.monotonic() + profile.lead
             start = begin + profile.warmup
@@ -129,16 +132,50 @@ def measure(name: str, clients: int, profile: Profile, workdir: Path, woundcare:
 
 
 def measure_all(profile: Profile, servers: Sequence[str], progress: bool = True) -> list[Run]:
+    """Every server at every N, ``repeats`` times; each repeat starts with another server,
+    so that the machine's noise falls on all of them alike."""
     more_files()
     runs = []
     with workspace() as workdir:
         woundcare = Woundcare(workdir, max(profile.sizes) // 2)
         for clients in profile.sizes:
-            for name in servers:
-                if progress:
-                    print(f"  N={clients} {name} ...", file=sys.stderr, flush=True)
-                runs.append(measure(name, clients, profile, workdir, woundcare))
+            for repeat in range(profile.repeats):
+                shift = repeat % len(servers)
+                for name in (*servers[shift:], *servers[:shift]):
+                    if progress:
+                        print(f"  N={clients} {name} ({repeat + 1}/{profile.repeats}) ...", file=sys.stderr, flush=True)
+                    runs.append(measure(name, clients, profile, workdir, woundcare))
     return runs
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Medians over the repeats of one server at one N."""
+
+    server: str
+    clients: int
+    runs: tuple[Run, ...]
+
+    def median(self, value: Callable[[Run], float]) -> float:
+        return statistics.median(value(run) for run in self.runs)
+
+    @property
+    def cpu_per_frame(self) -> float:
+        return self.median(lambda run: run.saturated.cpu_per_frame)
+
+    @property
+    def p99(self) -> float:
+        return self.median(lambda run: run.fixed.percentile(99))
+
+    @property
+    def memory_per_client(self) -> float:
+        return self.median(lambda run: run.rss_per_client)
+
+
+def summarize(runs: list[Run]) -> list[Summary]:
+    keys = list(dict.fromkeys((run.server, run.clients) for run in runs))
+    return [Summary(name, clients, tuple(r for r in runs if (r.server, r.clients) == (name, clients)))
+            for name, clients in keys]
 
 
 def _ratio(ours: float, theirs: float) -> str:
@@ -149,32 +186,35 @@ def render(runs: list[Run], profile: Profile) -> str:
     header = ("N", "server", "connect p50/p99 ms", "sat. frames/s", "CPU µs/frame", "fixed-rate p50/p95/p99 ms",
               "CPU µs/frame", "KB/client", "VmHWM MB")
     rows = [header]
-    for run in runs:
+    summaries = sorted(summarize(runs), key=lambda s: s.clients)
+    for summary in summaries:
+        m = summary.median
         rows.append((
-            str(run.clients),
-            run.server,
-            f"{run.connect_percentile(50) * 1e3:.1f} / {run.connect_percentile(99) * 1e3:.1f}",
-            f"{run.saturated.per_second:,.0f}",
-            f"{run.saturated.cpu_per_frame * 1e6:.1f}",
-            " / ".join(f"{run.fixed.percentile(q) * 1e3:.2f}" for q in (50, 95, 99)),
-            f"{run.fixed.cpu_per_frame * 1e6:.1f}",
-            f"{run.rss_per_client / 1024:.1f}",
-            f"{run.peak / 2**20:.0f}",
+            str(summary.clients),
+            summary.server,
+            f"{m(lambda r: r.connect_percentile(50)) * 1e3:.1f} / {m(lambda r: r.connect_percentile(99)) * 1e3:.1f}",
+            f"{m(lambda r: r.saturated.per_second):,.0f}",
+            f"{summary.cpu_per_frame * 1e6:.1f}",
+            " / ".join(f"{m(lambda r, q=q: r.fixed.percentile(q)) * 1e3:.2f}" for q in (50, 95, 99)),
+            f"{m(lambda r: r.fixed.cpu_per_frame) * 1e6:.1f}",
+            f"{summary.memory_per_client / 1024:.1f}",
+            f"{m(lambda r: r.peak) / 2**20:.0f}",
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [
         f"signaling load: N clients in N/2 pairs, {PER_ROUND} relayed frames a round (offer and answer "
-        f"~3.5 KB, 4 candidates each way), {profile.processes} client processes; saturated and fixed rate "
-        f"({profile.rate:,.0f} frames/s) phases of {profile.seconds:g} s after {profile.warmup:g} s warm-up",
+        f"~3.5 KB, 4 candidates each way), {profile.processes} client processes; saturated and fixed-rate "
+        f"({profile.rate:,.0f} frames/s) phases of {profile.seconds:g} s after {profile.warmup:g} s warm-up; "
+        f"medians of {profile.repeats} interleaved run(s)",
         "",
     ]
     for row in rows:
         lines.append("  ".join(cell.rjust(width) if i > 1 else cell.ljust(width)
                                for i, (cell, width) in enumerate(zip(row, widths))).rstrip())
-    by_key = {(run.server, run.clients): run for run in runs}
-    if "woundcare" in {run.server for run in runs}:
-        lines += ["", "woundcare / other (lower is better; target <= 1.00 against PeerJS for CPU and p99, "
-                      "against the bare relay for memory):"]
+    by_key = {(s.server, s.clients): s for s in summaries}
+    if "woundcare" in {s.server for s in summaries}:
+        lines += ["", "woundcare / other (lower is better; targets: CPU/frame and p99 <= PeerJS's, "
+                      "memory/client <= the bare relay's):"]
         for clients in profile.sizes:
             ours = by_key.get(("woundcare", clients))
             for other in ("peerjs", "bare"):
@@ -182,9 +222,9 @@ def render(runs: list[Run], profile: Profile) -> str:
                 if ours is None or theirs is None:
                     continue
                 lines.append(
-                    f"  N={clients:<5} vs {other:<6}  CPU/frame saturated {_ratio(ours.saturated.cpu_per_frame, theirs.saturated.cpu_per_frame)}"
-                    f"   p99 at fixed rate {_ratio(ours.fixed.percentile(99), theirs.fixed.percentile(99))}"
-                    f"   memory/client {_ratio(ours.rss_per_client, theirs.rss_per_client)}"
+                    f"  N={clients:<5} vs {other:<6}  CPU/frame saturated {_ratio(ours.cpu_per_frame, theirs.cpu_per_frame)}"
+                    f"   p99 at fixed rate {_ratio(ours.p99, theirs.p99)}"
+                    f"   memory/client {_ratio(ours.memory_per_client, theirs.memory_per_client)}"
                 )
     return "\n".join(lines)
 
@@ -199,6 +239,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--processes", type=int, help="client processes (default 4; quick 2)")
     parser.add_argument("--seconds", type=float, help="length of each measured phase (default 10)")
     parser.add_argument("--rate", type=float, help="relayed frames per second in the fixed-rate phase (default 2000)")
+    parser.add_argument("--repeats", type=int, help="interleaved runs of each server at each N (default 3; quick 1)")
     args = parser.parse_args(argv)
     unknown = set(args.servers) - set(SERVERS)
     if unknown:
@@ -216,6 +257,7 @@ def profile_from(args: argparse.Namespace) -> Profile:
         warmup=base.warmup,
         seconds=args.seconds or base.seconds,
         rate=args.rate or base.rate,
+        repeats=args.repeats or base.repeats,
         lead=base.lead,
     )
 

@@ -95,7 +95,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     participant: Participant | None = None
     left = False
     bucket = _Bucket(limits.rate_per_second, limits.burst)
-    join_timer = asyncio.get_running_loop().call_later(
+    join_timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
         limits.join_timeout_seconds,
         outlet.close,
         CloseCode.JOIN_TIMEOUT,
@@ -103,7 +103,10 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         "no join received in time",
     )
     try:
-        async for msg in ws:
+        while True:
+            # An idle socket keeps nothing of its last frame (the join, with its token).
+            msg = message = None
+            msg = await ws.receive()
             if msg.type is not WSMsgType.TEXT and msg.type is not WSMsgType.BINARY:
                 break
             if outlet.closing:
@@ -123,7 +126,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                     if not isinstance(message, Join):
                         raise ProtocolError(ErrorCode.NOT_JOINED, "join a consultation first", message.type)
                     participant = await _admit(app, message, outlet, address)
-                    join_timer.cancel()
+                    if join_timer is not None:
+                        join_timer.cancel()
+                        join_timer = None
                 elif isinstance(message, Join):
                     raise ProtocolError(ErrorCode.ALREADY_JOINED, "this socket has joined already", "join")
                 elif isinstance(message, Leave):
@@ -147,7 +152,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         log.exception("signaling handler failed")
         outlet.close(CloseCode.INTERNAL, ErrorCode.INTERNAL, "internal error")
     finally:
-        join_timer.cancel()
+        if join_timer is not None:
+            join_timer.cancel()
         sockets.discard(outlet)
         if participant is not None and not left:
             rooms.drop(participant, outlet)
