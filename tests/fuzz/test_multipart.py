@@ -18,10 +18,8 @@ import orjson
 import pytest
 from yarl import URL
 
-from tests.api.client import ApiClient
-from tests.api.test_snapshots import PASSWORD, Ward, wound_jpeg
+from tests.api.test_snapshots import Ward, open_ward, wound_jpeg
 from tests.server import RunningServer
-from woundcare.db.models import Role as StaffRole
 
 MAX_BYTES = 256 * 1024
 UPLOAD_SECONDS = 1.0
@@ -119,17 +117,10 @@ async def _response(reader: asyncio.StreamReader) -> Reply:
 
 @pytest.fixture
 async def uploads(start_server: Callable[..., Awaitable[RunningServer]]) -> AsyncIterator[RawUploads]:
-    server = await start_server(snapshot_max_bytes=MAX_BYTES, upload_timeout_seconds=UPLOAD_SECONDS)
-    await server.add_user("nurse", PASSWORD, {"east": StaffRole.NURSE})
-    nurse = ApiClient(server.url)
-    await nurse.login("nurse", PASSWORD)
-    patient = await nurse.json("POST", "/api/patients", expect=201,
-                               json={"region": "east", "nationalId": "01018012371", "name": "Kari Øst"})
-    consultation = await nurse.json("POST", "/api/consultations", expect=201, json={"patient": patient["id"]})
-    await nurse.json("POST", f"/api/consultations/{consultation['id']}/consents", expect=201,
-                     json={"video": True, "snapshots": True})
-    yield RawUploads(Ward(server, nurse, nurse, consultation["id"], patient["id"]))
-    await nurse.close()
+    ward = await open_ward(await start_server(snapshot_max_bytes=MAX_BYTES, upload_timeout_seconds=UPLOAD_SECONDS))
+    yield RawUploads(ward)
+    await ward.nurse.close()
+    await ward.specialist.close()
 
 
 async def test_malformed_uploads_get_their_documented_codes_and_store_nothing(
