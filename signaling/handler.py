@@ -1,7 +1,7 @@
 """The ``/ws`` endpoint: one task reads a socket and routes its frames to the rooms.
 
-Writes go through a per-socket :class:`SocketOutlet` (a bounded queue drained by its own
-task), so a slow reader never stalls the sender's loop or the rest of its room.
+Writes go through a per-socket :class:`~signaling.outlet.SocketOutlet`, so a slow reader
+never stalls the sender's loop or the rest of its room.
 """
 
 from __future__ import annotations
@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
-from contextlib import suppress
 from typing import Final
 
 from aiohttp import WSMsgType, web
 
 from .admission import Admission
 from .limits import Limits
+from .outlet import SocketOutlet
 from .protocol import (
     CloseCode,
     ErrorCode,
@@ -38,7 +37,8 @@ ADMISSION = web.AppKey("signaling_admission", Admission)
 SINK = web.AppKey("signaling_sink", EventSink)
 LIMITS = web.AppKey("signaling_limits", Limits)
 STATS = web.AppKey("signaling_stats", Stats)
-SOCKETS = web.AppKey("signaling_sockets", weakref.WeakSet["SocketOutlet"])
+SOCKETS = web.AppKey("signaling_sockets", set[SocketOutlet])
+"""Every open socket's outlet; its handler adds it and discards it on the way out."""
 
 # Which failed joins end the socket, and with which close code.
 _FATAL: Final[dict[ErrorCode, CloseCode]] = {
@@ -49,69 +49,6 @@ _FATAL: Final[dict[ErrorCode, CloseCode]] = {
     ErrorCode.ROLE_TAKEN: CloseCode.CONFLICT,
     ErrorCode.UNSUPPORTED_VERSION: CloseCode.POLICY,
 }
-
-_CLOSE: Final = object()
-
-
-class SocketOutlet:
-    """Frames to one socket, in order, without ever blocking the caller."""
-
-    def __init__(self, ws: web.WebSocketResponse, capacity: int) -> None:
-        self._ws = ws
-        self._queue: asyncio.Queue[object] = asyncio.Queue()
-        self._capacity = capacity
-        self._close_code = CloseCode.NORMAL
-        self._closing = False
-        self._task = asyncio.create_task(self._write())
-
-    @property
-    def closing(self) -> bool:
-        return self._closing
-
-    def deliver(self, text: str) -> None:
-        if self._closing:
-            return
-        if self._queue.qsize() >= self._capacity:
-            self.close(CloseCode.SLOW_CONSUMER, ErrorCode.SLOW_CONSUMER, "reader too slow")
-            return
-        self._queue.put_nowait(text)
-
-    def close(self, code: CloseCode, error: ErrorCode, message: str) -> None:
-        if self._closing:
-            return
-        self._queue.put_nowait(dumps(error_frame(error, message)))
-        self.end(code)
-
-    def end(self, code: CloseCode = CloseCode.NORMAL) -> None:
-        """Close after the frames already queued."""
-        if self._closing:
-            return
-        self._closing = True
-        self._close_code = code
-        self._queue.put_nowait(_CLOSE)
-
-    async def finish(self, timeout: float = 2.0) -> None:
-        """Wait (briefly) for queued frames and the close handshake, then stop the writer."""
-        self.end(CloseCode.NORMAL)
-        with suppress(TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(self._task), timeout)
-        self._task.cancel()
-        with suppress(asyncio.CancelledError):
-            await self._task
-
-    async def _write(self) -> None:
-        ws = self._ws
-        try:
-            while True:
-                item = await self._queue.get()
-                if item is _CLOSE:
-                    await ws.close(code=self._close_code)
-                    return
-                await ws.send_str(item)  # type: ignore[arg-type]
-        except (ConnectionError, RuntimeError):
-            # The peer is gone; the reader notices and drops the participant.
-            self._closing = True
-
 
 class _Bucket:
     """Token bucket: ``rate`` frames per second, bursts of ``burst``."""
@@ -147,15 +84,18 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         max_msg_size=limits.max_message_bytes,
         compress=False,
     )
-    await ws.prepare(request)
+    writer = await ws.prepare(request)
+    transport = request.transport
+    if transport is None or writer is None:  # the client left during the upgrade
+        return ws
     sockets = app[SOCKETS]
-    outlet = SocketOutlet(ws, limits.outbox_frames)
+    outlet = SocketOutlet(ws, transport, writer, limits.outbox_frames)
     sockets.add(outlet)
     address = request.remote
     participant: Participant | None = None
     left = False
     bucket = _Bucket(limits.rate_per_second, limits.burst)
-    join_timer = asyncio.get_running_loop().call_later(
+    join_timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
         limits.join_timeout_seconds,
         outlet.close,
         CloseCode.JOIN_TIMEOUT,
@@ -163,7 +103,10 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         "no join received in time",
     )
     try:
-        async for msg in ws:
+        while True:
+            # An idle socket keeps nothing of its last frame (the join, with its token).
+            msg = message = None
+            msg = await ws.receive()
             if msg.type is not WSMsgType.TEXT and msg.type is not WSMsgType.BINARY:
                 break
             if outlet.closing:
@@ -183,7 +126,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                     if not isinstance(message, Join):
                         raise ProtocolError(ErrorCode.NOT_JOINED, "join a consultation first", message.type)
                     participant = await _admit(app, message, outlet, address)
-                    join_timer.cancel()
+                    if join_timer is not None:
+                        join_timer.cancel()
+                        join_timer = None
                 elif isinstance(message, Join):
                     raise ProtocolError(ErrorCode.ALREADY_JOINED, "this socket has joined already", "join")
                 elif isinstance(message, Leave):
@@ -207,7 +152,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         log.exception("signaling handler failed")
         outlet.close(CloseCode.INTERNAL, ErrorCode.INTERNAL, "internal error")
     finally:
-        join_timer.cancel()
+        if join_timer is not None:
+            join_timer.cancel()
         sockets.discard(outlet)
         if participant is not None and not left:
             rooms.drop(participant, outlet)
@@ -274,7 +220,7 @@ def setup(
     app[SINK] = sink
     app[LIMITS] = limits
     app[STATS] = Stats()
-    app[SOCKETS] = weakref.WeakSet()
+    app[SOCKETS] = set()
     app.router.add_get(path, websocket_handler)
     app.on_shutdown.append(_close_sockets)
     return rooms

@@ -331,10 +331,24 @@ _PY_NAMES = {py: wire for wire, py in _WIRE_NAMES.items()}
 
 
 @dataclass(frozen=True, slots=True)
+class _Field:
+    python: str
+    wire: str
+    accepted: tuple[type, ...]
+    """The Python types the field may hold (``NoneType`` for optional fields)."""
+    exact: frozenset[type]
+    """Types a parsed JSON value may have to be taken as it is: JSON gives exact builtins
+    (``bool`` is not ``int`` here), so only enums need :func:`_coerce`."""
+    required: bool
+
+
+@dataclass(frozen=True, slots=True)
 class _Spec:
     cls: type[Any]
-    # wire name -> (python name, accepted python types, required)
-    fields: dict[str, tuple[str, tuple[type, ...], bool]]
+    fields: dict[str, _Field]
+    """By wire name, in the dataclass's order."""
+    required: frozenset[str]
+    """Python names of the required fields."""
 
 
 def _build_specs() -> dict[str, _Spec]:
@@ -342,7 +356,7 @@ def _build_specs() -> dict[str, _Spec]:
     specs: dict[str, _Spec] = {}
     for cls in _CLASSES:
         hints = typing.get_type_hints(cls)
-        table: dict[str, tuple[str, tuple[type, ...], bool]] = {}
+        table: dict[str, _Field] = {}
         for f in dataclasses.fields(cls):
             hint = hints[f.name]
             args = typing.get_args(hint) or (hint,)
@@ -352,8 +366,10 @@ def _build_specs() -> dict[str, _Spec]:
             required = (
                 f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
             )
-            table[_PY_NAMES.get(f.name, f.name)] = (f.name, accepted, required)
-        specs[cls.type] = _Spec(cls, table)
+            exact = frozenset(a for a in accepted if not issubclass(a, enum.Enum))
+            wire = _PY_NAMES.get(f.name, f.name)
+            table[wire] = _Field(f.name, wire, accepted, exact, required)
+        specs[cls.type] = _Spec(cls, table, frozenset(f.python for f in table.values() if f.required))
     return specs
 
 
@@ -380,32 +396,41 @@ def _coerce(wire_name: str, value: Any, accepted: tuple[type, ...]) -> Any:
     raise ProtocolError(ErrorCode.BAD_MESSAGE, f"'{wire_name}' must be {names}")
 
 
+def _size_in_bytes(raw: str | bytes) -> int:
+    """The frame's size in UTF-8 bytes, as it travelled. A str is encoded only when its
+    length alone cannot decide the limit (a code point is 1 to 4 bytes)."""
+    size = len(raw)
+    if isinstance(raw, str) and MAX_MESSAGE_BYTES < size * 4 and size <= MAX_MESSAGE_BYTES:
+        size = len(raw.encode("utf-8", "surrogatepass"))
+    return size
+
+
 def parse(raw: str | bytes) -> ClientMessage:
     """Parse and validate one client frame."""
-    if len(raw) > MAX_MESSAGE_BYTES:
+    if _size_in_bytes(raw) > MAX_MESSAGE_BYTES:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"frames are limited to {MAX_MESSAGE_BYTES} bytes")
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise ProtocolError(ErrorCode.BAD_JSON, "frame is not valid JSON") from None
-    if not isinstance(data, dict):
+    if type(data) is not dict:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "frame must be a JSON object")
     kind = data.pop("type", None)
-    if not isinstance(kind, str):
+    if type(kind) is not str:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "'type' is required")
     spec = _SPECS.get(kind)
     if spec is None:
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, "unknown message type", kind[:40])
+    fields = spec.fields
     kwargs: dict[str, Any] = {}
     for wire_name, value in data.items():
-        entry = spec.fields.get(wire_name)
+        entry = fields.get(wire_name)
         if entry is None:
             raise ProtocolError(ErrorCode.BAD_MESSAGE, f"unexpected field '{wire_name[:40]}'", kind)
-        py_name, accepted, _ = entry
-        kwargs[py_name] = _coerce(wire_name, value, accepted)
-    for wire_name, (py_name, _, required) in spec.fields.items():
-        if required and py_name not in kwargs:
-            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"'{wire_name}' is required", kind)
+        kwargs[entry.python] = value if type(value) in entry.exact else _coerce(wire_name, value, entry.accepted)
+    if not spec.required <= kwargs.keys():
+        missing = next(f.wire for f in fields.values() if f.required and f.python not in kwargs)
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"'{missing}' is required", kind)
     try:
         return spec.cls(**kwargs)  # type: ignore[no-any-return]
     except ProtocolError as exc:
@@ -418,11 +443,10 @@ def parse(raw: str | bytes) -> ClientMessage:
 def to_wire(message: ClientMessage) -> dict[str, Any]:
     """The wire form of a client message (what a client sends)."""
     data: dict[str, Any] = {"type": message.type}
-    for f in dataclasses.fields(message):
-        value = getattr(message, f.name)
-        if value is None:
-            continue
-        data[_PY_NAMES.get(f.name, f.name)] = value.value if isinstance(value, enum.Enum) else value
+    for field in _SPECS[message.type].fields.values():
+        value = getattr(message, field.python)
+        if value is not None:
+            data[field.wire] = value.value if isinstance(value, enum.Enum) else value
     return data
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import suppress
 from datetime import timedelta
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 import signaling.handler
 from signaling.limits import Limits
@@ -133,6 +134,23 @@ async def _set(event: asyncio.Event) -> None:
     event.set()
 
 
+SIGNALING_PATH = "/ws"
+
+
+def _not_for_signaling(middleware: Middleware) -> Middleware:
+    """``middleware`` for every request but a signaling socket's. A middleware that only
+    passes the socket on still waits in a suspended coroutine for as long as the socket
+    lives, some 300 bytes each; this one hands the socket's handler back without a frame."""
+
+    @web.middleware
+    def skip(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+        if request.path == SIGNALING_PATH:
+            return handler(request)
+        return middleware(request, handler)
+
+    return skip
+
+
 def limits_from(settings: Settings) -> Limits:
     return Limits(
         max_message_bytes=settings.max_message_bytes,
@@ -156,7 +174,10 @@ def create_app(settings: Settings) -> web.Application:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # Uploads are streamed by their handler with their own cap; this bounds everything else.
     app = web.Application(
-        middlewares=[request_id_middleware, in_flight_middleware, metrics_middleware, error_middleware, guard_middleware],
+        middlewares=[
+            request_id_middleware,
+            *map(_not_for_signaling, (in_flight_middleware, metrics_middleware, error_middleware, guard_middleware)),
+        ],
         client_max_size=settings.snapshot_max_bytes + 1024 * 1024,
     )
     db = Database(settings.db_url, migrate=settings.auto_migrate)
@@ -214,6 +235,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_resources)
     signaling.handler.setup(
         app,
+        path=SIGNALING_PATH,
         admission=JoinAdmission(invitations, db),
         sink=MeteredSink(session_log, metrics),
         limits=limits_from(settings),

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     """With Redis: an instance silent this long is taken for dead; its participants resume elsewhere."""
     snapshot_max_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     snapshot_max_pixels: int = Field(40_000_000, ge=10_000)
+    upload_timeout_seconds: float = Field(300.0, gt=0)
+    """A snapshot upload's whole body must arrive within this (20 MB at about 0.5 Mbit/s)."""
     demo: bool = True
     """Create a demo region, users and a fictional patient in an empty database."""
 

@@ -17,7 +17,7 @@ from tests.server import RunningServer
 from tests.services import REDIS_URL
 from woundcare.appkeys import DATABASE
 from woundcare.cli import main
-from woundcare.db.models import AuditEvent, LoginSession
+from woundcare.db.models import AuditEvent, LoginSession, User
 from woundcare.db.models import Role as StaffRole
 
 PASSWORD = "correct horse battery staple"
@@ -269,3 +269,36 @@ async def test_a_pilot_lead_invites_a_second_viewer_who_joins_as_observer(server
         assert presence["participant"]["name"] == "Tolk (arabisk)"
         await camera.close()
         await guest.close()
+
+
+async def test_disabled_user_and_their_devices_are_disconnected_from_signaling(server: RunningServer, api: Any) -> None:
+    await server.add_user("nurse2", PASSWORD, {"east": StaffRole.NURSE})
+    await server.add_user("admin", PASSWORD, {"east": StaffRole.ADMIN})
+    admin = api()
+    await admin.login("admin", PASSWORD)
+    device = await admin.json("POST", "/api/devices", expect=201, json={"region": "east", "user": "nurse2", "name": "hodekamera 2"})
+    nurse, camera = api(), api()
+    await nurse.login("nurse2", PASSWORD)
+    camera.bearer = device["token"]
+    tokens = []
+    for client in (nurse, camera):
+        patient = await nurse.json("POST", "/api/patients", expect=201,
+                                   json={"region": "east", "nationalId": NATIONAL_ID, "name": "Per Øst"})
+        consultation = await client.json("POST", "/api/consultations", expect=201, json={"patient": patient["id"]})
+        token = (await client.json("POST", f"/api/consultations/{consultation['id']}/join-token"))["token"]
+        tokens.append((consultation["id"], token))
+    async with aiohttp.ClientSession() as session:
+        sockets = []
+        for consultation, token in tokens:
+            ws = await session.ws_connect(f"{server.url}/ws")
+            await ws.send_json({"type": "join", "v": 1, "consultation": consultation, "role": "nurse", "token": token})
+            assert (await ws.receive_json(timeout=5))["type"] == "joined"
+            sockets.append(ws)
+        async with server.app[DATABASE].sessions() as db, db.begin():
+            await db.execute(update(User).where(User.username == "nurse2").values(active=False))
+        for ws in sockets:  # the user's own socket, and their device's
+            frame = await ws.receive_json(timeout=10)
+            assert (frame["type"], frame["code"]) == ("error", "revoked")
+            msg = await ws.receive(timeout=5)
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            assert ws.close_code == CloseCode.UNAUTHORIZED

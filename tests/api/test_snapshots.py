@@ -68,7 +68,14 @@ class Ward:
 
 @pytest.fixture
 async def ward(start_server: Any, db_url: str) -> AsyncIterator[Ward]:
-    server = await start_server(database_url=db_url)
+    ward = await open_ward(await start_server(database_url=db_url))
+    yield ward
+    await ward.nurse.close()
+    await ward.specialist.close()
+
+
+async def open_ward(server: RunningServer) -> Ward:
+    """A logged-in nurse and specialist of region east, and a consultation with snapshot consent."""
     await server.add_user("nurse", PASSWORD, {"east": StaffRole.NURSE})
     await server.add_user("spes", PASSWORD, {"east": StaffRole.SPECIALIST})
     nurse, specialist = ApiClient(server.url), ApiClient(server.url)
@@ -79,9 +86,7 @@ async def ward(start_server: Any, db_url: str) -> AsyncIterator[Ward]:
     consultation = await nurse.json("POST", "/api/consultations", expect=201, json={"patient": patient["id"]})
     await nurse.json("POST", f"/api/consultations/{consultation['id']}/consents", expect=201,
                      json={"video": True, "snapshots": True})
-    yield Ward(server, nurse, specialist, consultation["id"], patient["id"])
-    await nurse.close()
-    await specialist.close()
+    return Ward(server, nurse, specialist, consultation["id"], patient["id"])
 
 
 async def test_upload_is_sealed_stripped_announced_and_readable(ward: Ward) -> None:

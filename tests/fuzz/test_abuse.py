@@ -7,8 +7,10 @@ The misbehaviours, ten sockets each (rate 300/s, burst 300), and the close each 
 - huge: joined, then one 1 MiB frame -> 1009
 - slow reader: a joined specialist that does not read while its own nurse (a well-behaved
   feeder, ten more sockets) chats 2000-character messages at the allowed rate. The socket's
-  receive buffer is made small so the kernel cannot absorb the backlog; when the reader reads
-  again it finds the frames queued before the overflow, ``slow_consumer`` and 4030.
+  receive buffer is made small so the kernel cannot absorb the backlog; when its 512-frame
+  outbox overflows the server cuts it off at once. Reading again, it finds what the kernel
+  had delivered (the first chats, in order), then the end of the connection: 4030 if the
+  close frame fitted, else 1006 (the server resets it rather than wait for the reader).
 - never joins -> ``join_timeout``, 4008
 
 The other 440 sockets are 220 nurse/specialist pairs, each in its own room, chatting both
@@ -30,8 +32,8 @@ import orjson
 import pytest
 from aiohappyeyeballs import AddrInfoType
 
-from signaling.handler import SOCKETS
-from signaling.protocol import MAX_CHAT_CHARS, CloseCode, Role
+from signaling.handler import ROOMS, SOCKETS
+from signaling.protocol import MAX_CHAT_CHARS, CloseCode, Presence, Role
 from tests.server import RunningServer
 from tests.signaling.test_ws import RawSocket
 
@@ -64,6 +66,11 @@ async def sessions() -> AsyncIterator[tuple[aiohttp.ClientSession, aiohttp.Clien
     yield normal, slow
     await normal.close()
     await slow.close()
+
+
+def fed(i: int) -> str:
+    """The i-th chat a feeder sends its slow reader: long, and numbered to check order."""
+    return f"{i:04d}" + "w" * (MAX_CHAT_CHARS - 4)
 
 
 class Reader:
@@ -168,9 +175,8 @@ async def test_500_sockets_50_misbehaving(
         await ws.send(type="chat", text="x" * (1 << 20))
 
     async def feed(ws: RawSocket) -> None:
-        text = "w" * MAX_CHAT_CHARS
         for i in range(FEED):
-            await ws.send(type="chat", text=f"{i:04d}" + text[4:])
+            await ws.send(type="chat", text=fed(i))
             if i >= RATE // 2:
                 await asyncio.sleep(1 / (RATE * 0.9))
 
@@ -199,18 +205,20 @@ async def test_500_sockets_50_misbehaving(
         assert await reader.closed(5) == CloseCode.JOIN_TIMEOUT
         assert reader.errors() == ["join_timeout"]
 
-    # The slow readers were cut off on the server: their outlets are closing.
-    slow_outlets = [o for o in server.app[SOCKETS] if o.closing]
-    assert len(slow_outlets) >= PER_KIND, len(slow_outlets)
-    # Reading now, each finds the frames queued before the overflow, then slow_consumer and 4030.
+    # The slow readers are gone on the server, without waiting for them to read: only the
+    # healthy pairs and the feeders still have a socket there.
+    async with asyncio.timeout(5):
+        while len(server.app[SOCKETS]) > 2 * HEALTHY_PAIRS + PER_KIND:
+            await asyncio.sleep(0.05)
+    # Reading now, each finds the first chats in order, then the connection's end.
     for _, slow in slow_rooms:
         late = Reader(slow.ws)
         code = await late.closed(15)
         chats = late.chats()
-        assert late.errors() == ["slow_consumer"], late.errors()
-        assert code == CloseCode.SLOW_CONSUMER
-        assert 512 <= len(chats) < FEED, len(chats)
-        assert chats == [f"{i:04d}" + "w" * (MAX_CHAT_CHARS - 4) for i in range(len(chats))]
+        assert late.errors() in ([], ["slow_consumer"]), late.errors()
+        assert code in (CloseCode.SLOW_CONSUMER, 1006), code
+        assert len(chats) < FEED, len(chats)
+        assert chats == [fed(i) for i in range(len(chats))]
     # The feeders see their reader drop to reconnecting, nothing worse.
     for feeder in feeders:
         async with asyncio.timeout(5):
@@ -234,3 +242,53 @@ async def test_500_sockets_50_misbehaving(
         await specialist.ws.close()
     for feeder in feeders:
         await feeder.ws.close()
+
+
+async def test_reader_that_never_reads_again_is_cut_off(
+    start_server: Callable[..., Awaitable[RunningServer]],
+    sessions: tuple[aiohttp.ClientSession, aiohttp.ClientSession],
+) -> None:
+    """A specialist that stops reading for good is gone from the server once its outbox
+    overflows: not after a heartbeat (set far beyond the test here), not when it reads."""
+    server = await start_server(rate_per_second=RATE, rate_burst=RATE, heartbeat_seconds=600)
+    session, slow_session = sessions
+    url = f"{server.url}/ws"
+
+    async def joined(http: aiohttp.ClientSession, role: Role, consultation: str) -> RawSocket:
+        ws = RawSocket(await http.ws_connect(url, max_msg_size=4 << 20))
+        frame = await ws.join(consultation, role, server.invite(consultation, role))
+        assert frame["type"] == "joined", frame
+        return ws
+
+    stuck_room, healthy_room = await server.new_consultation(), await server.new_consultation()
+    feeder = await joined(session, Role.NURSE, stuck_room)
+    stuck = await joined(slow_session, Role.SPECIALIST, stuck_room)
+    assert (await feeder.expect("presence"))["state"] == "joined"
+    nurse = await joined(session, Role.NURSE, healthy_room)
+    specialist = await joined(session, Role.SPECIALIST, healthy_room)
+    assert (await nurse.expect("presence"))["state"] == "joined"
+    sockets = server.app[SOCKETS]
+    assert len(sockets) == 4
+
+    # Feed until the server lets the stuck socket go; the stuck client never reads again.
+    sent = 0
+    while len(sockets) == 4 and sent < FEED:
+        await feeder.send(type="chat", text=fed(sent))
+        sent += 1
+        await asyncio.sleep(1 / (RATE * 0.9) if sent > RATE // 2 else 0)
+    assert len(sockets) == 3, f"still {len(sockets)} sockets after {sent} chats"
+    assert sent < FEED
+    room = server.app[ROOMS].get(stuck_room)
+    assert room is not None
+    assert [p.state for p in room.participants.values()].count(Presence.RECONNECTING) == 1
+
+    # The feeder sees its reader drop, nothing worse; the other room carries on.
+    assert (await feeder.expect("presence"))["state"] == "reconnecting"
+    for i in range(ROUNDS):
+        await nurse.send(type="chat", text=f"n{i}")
+        await specialist.send(type="chat", text=f"s{i}")
+    assert [(await specialist.expect("chat"))["text"] for _ in range(ROUNDS)] == [f"n{i}" for i in range(ROUNDS)]
+    assert [(await nurse.expect("chat"))["text"] for _ in range(ROUNDS)] == [f"s{i}" for i in range(ROUNDS)]
+    assert not stuck.ws.closed  # the client has not noticed yet: it does not read
+    for ws in (feeder, stuck, nurse, specialist):
+        await ws.ws.close()

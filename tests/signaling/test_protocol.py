@@ -79,6 +79,23 @@ def test_bad_frames_get_stable_codes(raw: str, code: ErrorCode) -> None:
     assert code_of(raw) is code
 
 
+def padded(text: str, size: int) -> str:
+    """A chat frame with ``text``, padded with JSON whitespace to ``size`` UTF-8 bytes."""
+    raw = frame(type="chat", text=text)
+    return raw + " " * (size - len(raw.encode()))
+
+
+def test_the_size_limit_counts_utf8_bytes_not_characters() -> None:
+    two_byte = "ø" * 1000
+    assert parse(padded(two_byte, MAX_MESSAGE_BYTES)) == Chat(text=two_byte)
+    over = padded(two_byte, MAX_MESSAGE_BYTES + 1)
+    assert len(over) < MAX_MESSAGE_BYTES  # fewer characters than the limit, more bytes
+    assert code_of(over) is code_of(over.encode()) is ErrorCode.TOO_LARGE
+    four_byte = "😀" * (MAX_MESSAGE_BYTES // 4)
+    assert code_of(frame(type="chat", text=four_byte)) is ErrorCode.TOO_LARGE
+    assert parse(frame(type="chat", text="😀" * 2000)) == Chat(text="😀" * 2000)
+
+
 def test_unknown_type_error_does_not_echo_long_input() -> None:
     with pytest.raises(ProtocolError) as info:
         parse(frame(type="x" * 1000))

@@ -3,7 +3,10 @@ annotations with the wound measurement; and a patient's wound timeline."""
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from signaling.handler import ROOMS
 
@@ -28,10 +31,24 @@ _REJECT_STATUS = {
 _MAX_REQUEST_ID = 64
 
 
-async def _read_upload(request: web.Request, limit: int) -> tuple[bytes, str | None]:
-    """The ``image`` part (at most ``limit`` bytes, read in chunks) and the optional ``request`` id."""
-    if not request.content_type.startswith("multipart/"):
-        raise api_error(415, "multipart_required", "send the image as multipart/form-data field 'image'")
+async def _read_capped(part: BodyPartReader, limit: int) -> bytes | None:
+    """The part's raw bytes, read in chunks; None as soon as there are more than ``limit``."""
+    chunks = bytearray()
+    while chunk := await part.read_chunk(256 * 1024):
+        chunks += chunk
+        if len(chunks) > limit:
+            return None
+    return bytes(chunks)
+
+
+def _request_id(raw: bytes | None) -> str:
+    value = (raw or b"").decode(errors="replace")
+    if not value or not value.replace("-", "").replace("_", "").isalnum() or not value.isascii():
+        raise api_error(400, "bad_request", "'request' must be a snapshot request id")
+    return value
+
+
+async def _read_parts(request: web.Request, limit: int) -> tuple[bytes, str | None]:
     reader = await request.multipart()
     image: bytes | None = None
     request_id: str | None = None
@@ -39,22 +56,37 @@ async def _read_upload(request: web.Request, limit: int) -> tuple[bytes, str | N
         if not isinstance(part, BodyPartReader):
             raise api_error(400, "bad_request", "nested multipart is not accepted")
         if part.name == "image":
-            chunks = bytearray()
-            while chunk := await part.read_chunk(256 * 1024):
-                chunks += chunk
-                if len(chunks) > limit:
-                    raise api_error(413, RejectCode.TOO_LARGE.value, "the image is too large")
-            image = bytes(chunks)
-        elif part.name == "request":
-            value = (await part.read(decode=True))[: _MAX_REQUEST_ID + 1].decode(errors="replace")
-            if not value or len(value) > _MAX_REQUEST_ID or not value.replace("-", "").replace("_", "").isalnum():
-                raise api_error(400, "bad_request", "'request' must be a snapshot request id")
-            request_id = value
+            if image is not None:
+                raise api_error(400, "bad_request", "one image per upload")
+            image = await _read_capped(part, limit)
+            if image is None:
+                raise api_error(413, RejectCode.TOO_LARGE.value, "the image is too large")
+        elif part.name == "request" and request_id is None:
+            request_id = _request_id(await _read_capped(part, _MAX_REQUEST_ID))
         else:
-            await part.release()
+            # Nothing else is read: an unknown or repeated field could be any size.
+            raise api_error(400, "bad_request", "the multipart fields are 'image' and optionally 'request'")
     if image is None:
         raise api_error(400, "bad_request", "the multipart field 'image' is required")
     return image, request_id
+
+
+async def _read_upload(request: web.Request, limit: int, seconds: float) -> tuple[bytes, str | None]:
+    """The ``image`` part (at most ``limit`` bytes) and the optional ``request`` id, within
+    ``seconds`` for the whole body so that a trickling client cannot hold the handler."""
+    if not request.content_type.startswith("multipart/"):
+        raise api_error(415, "multipart_required", "send the image as multipart/form-data field 'image'")
+    try:
+        async with asyncio.timeout(seconds):
+            return await _read_parts(request, limit)
+    except TimeoutError:
+        raise api_error(408, "request_timeout", "the upload did not arrive in time") from None
+    except (ValueError, BadHttpMessage):
+        # aiohttp's multipart reader: no or wrong boundary, truncated body, bad part headers.
+        raise api_error(400, "bad_request", "the multipart body is malformed") from None
+    except ConnectionError:
+        # The client went away mid-body; if it still listens, it learns why.
+        raise api_error(400, "bad_request", "the upload ended early") from None
 
 
 @routes.post("/api/consultations/{id}/snapshots")
@@ -64,7 +96,8 @@ async def upload_snapshot(request: web.Request) -> web.Response:
     app = request.config_dict
     if not (await app[CONSENTS].current(view.id))[ConsentKind.SNAPSHOTS]:
         raise api_error(409, "no_consent", "the patient has not consented to snapshots being stored")
-    data, request_id = await _read_upload(request, app[SETTINGS].snapshot_max_bytes)
+    settings = app[SETTINGS]
+    data, request_id = await _read_upload(request, settings.snapshot_max_bytes, settings.upload_timeout_seconds)
     try:
         stored = await app[SNAPSHOTS].store(
             view.id, view.region_id, view.patient_id, data, actor(request).subject, request_id

@@ -1,0 +1,57 @@
+"""The floor for signaling on this stack: the least an aiohttp WebSocket relay can do.
+
+A client connects to ``/ws?id=ID``; a JSON frame ``{"to": ID, ...}`` goes to that client
+with ``"from"`` added. No authentication, no validation beyond JSON, no rooms, no outbox,
+no audit. orjson and uvloop, as woundcare uses them.
+
+    python -m bench.bare_relay --port 8765
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Sequence
+
+import orjson
+import uvloop
+from aiohttp import WSMsgType, web
+
+PEERS = web.AppKey("peers", dict[str, web.WebSocketResponse])
+
+
+async def relay(request: web.Request) -> web.WebSocketResponse:
+    peers = request.app[PEERS]
+    me = request.query["id"]
+    ws = web.WebSocketResponse(compress=False)
+    await ws.prepare(request)
+    peers[me] = ws
+    try:
+        async for msg in ws:
+            if msg.type is not WSMsgType.TEXT:
+                break
+            frame = orjson.loads(msg.data)
+            target = peers.get(frame.pop("to", None))
+            if target is not None:
+                frame["from"] = me
+                await target.send_str(orjson.dumps(frame).decode())
+    finally:
+        if peers.get(me) is ws:
+            del peers[me]
+    return ws
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.bare_relay", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    app = web.Application()
+    app[PEERS] = {}
+    app.router.add_get("/ws", relay)
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    web.run_app(app, host=args.host, port=args.port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()
