@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -220,7 +221,7 @@ class Snapshots:
         self, key: str, put: Callable[[str], T], row: Callable[[T], RowStatement]
     ) -> T:
         """The blob from a worker thread, then its row from the event loop (a database server)."""
-        written = asyncio.ensure_future(asyncio.to_thread(put, key))
+        written = _submitted(put, key)
         try:
             # Checked out (and pinged) while the blob is written; one statement, its own
             # transaction: no BEGIN and COMMIT round trips after the blob is durable.
@@ -306,6 +307,13 @@ class Snapshots:
             return None
         plain = await self._keyring.open(Binding(row.region_id, ANNOTATIONS_KIND, row.id), row.annotations_sealed)
         return Annotations.from_json(orjson.loads(plain))
+
+
+def _submitted(function: Callable[[str], T], key: str) -> asyncio.Future[T]:
+    """``asyncio.to_thread`` submitted now rather than when the event loop next runs the task
+    (after whatever the caller does next), with the caller's context (request id) likewise."""
+    context = contextvars.copy_context()
+    return asyncio.get_running_loop().run_in_executor(None, context.run, function, key)
 
 
 def _one_row(result: CursorResult[Any]) -> None:
