@@ -6,6 +6,7 @@ from dataclasses import replace
 import pytest
 
 from woundcare.crypto import Binding, RecordIntegrityError, aad, key_id_of, open_with, seal
+from woundcare.crypto.aead import seal_into, sealed_size
 
 KEY = bytes(range(32))
 KEY_ID = "k1-test"
@@ -31,6 +32,27 @@ def test_round_trip_empty_and_large() -> None:
         envelope = seal(KEY, KEY_ID, BINDING, plaintext)
         assert len(envelope) == 2 + len(KEY_ID) + 12 + len(plaintext) + 16
         assert open_with(KEY, BINDING, envelope) == plaintext
+
+
+def test_seal_into_makes_an_envelope_in_place() -> None:
+    large = os.urandom(4 * 1024 * 1024)
+    buffer = bytearray(b"\xee" * (sealed_size(KEY_ID, len(large)) + 5))
+    size = seal_into(KEY, KEY_ID, BINDING, large, memoryview(buffer))
+
+    assert size == sealed_size(KEY_ID, len(large)) == len(seal(KEY, KEY_ID, BINDING, large))
+    assert open_with(KEY, BINDING, bytes(buffer[:size])) == large
+    assert buffer[size:] == b"\xee" * 5  # nothing written past the envelope
+    # A fresh nonce each time, into the same buffer.
+    first = nonce_of(bytes(buffer))
+    seal_into(KEY, KEY_ID, BINDING, large, memoryview(buffer))
+    assert nonce_of(bytes(buffer)) != first
+
+
+def test_seal_into_a_short_buffer_fails_before_writing() -> None:
+    buffer = bytearray(sealed_size(KEY_ID, len(SECRET)) - 1)
+    with pytest.raises(ValueError, match="buffer too small"):
+        seal_into(KEY, KEY_ID, BINDING, SECRET, memoryview(buffer))
+    assert buffer == bytearray(len(buffer))
 
 
 def test_envelope_layout() -> None:

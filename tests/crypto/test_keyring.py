@@ -88,6 +88,20 @@ async def test_round_trip(db: Db, master: MasterKey) -> None:
     assert await Keyring(db.sessions, [master]).open(db.binding(), envelope) == IDENTITY
 
 
+async def test_sealer_seals_with_the_current_key_for_its_region_only(db: Db, master: MasterKey) -> None:
+    ring = Keyring(db.sessions, [master])
+    sealer = await ring.sealer(db.north)
+    buffer = memoryview(bytearray(sealer.sealed_size(len(IDENTITY))))
+    size = sealer.seal_into(db.binding(), IDENTITY, buffer)
+
+    for envelope in (sealer.seal(db.binding(), IDENTITY), buffer[:size].tobytes()):
+        assert key_id_of(envelope) == sealer.key_id == await ring.ensure_region_key(db.north)
+        assert await ring.open(db.binding(), envelope) == IDENTITY
+    with pytest.raises(ValueError, match="region"):
+        sealer.seal(db.binding(region_id=db.south), IDENTITY)
+    assert repr(sealer) == f"Sealer(key_id={sealer.key_id!r}, region_id={db.north})"  # never the key
+
+
 async def test_ensure_region_key_once_under_concurrency(db: Db, master: MasterKey) -> None:
     rings = [Keyring(db.sessions, [master]) for _ in range(5)]
     key_ids = await asyncio.gather(*(ring.ensure_region_key(db.north) for ring in rings))

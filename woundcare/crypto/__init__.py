@@ -2,7 +2,7 @@
 
 from .aead import Binding, aad, key_id_of, open_with, seal
 from .errors import CryptoError, KeyShreddedError, MasterKeyError, RecordIntegrityError
-from .keyring import Keyring, MasterKey
+from .keyring import Keyring, MasterKey, Sealer
 
 __all__ = [
     "Binding",
@@ -12,6 +12,7 @@ __all__ = [
     "MasterKey",
     "MasterKeyError",
     "RecordIntegrityError",
+    "Sealer",
     "aad",
     "key_id_of",
     "open_with",

@@ -78,17 +78,35 @@ def aad(binding: Binding, key_id: str) -> bytes:
 
 
 def seal(key: bytes, key_id: str, binding: Binding, plaintext: bytes) -> bytes:
-    """Encrypt ``plaintext`` under ``key`` into an envelope bound to ``binding``.
-
-    The nonce is drawn here, fresh for every call: a nonce reused under one key breaks GCM.
-    """
-    if len(key) != KEY_SIZE:
-        raise ValueError(f"key must be {KEY_SIZE} bytes (got {len(key)})")
-    header = _header(key_id)
-    nonce = os.urandom(NONCE_SIZE)
-    sealed = AESGCM(key).encrypt(nonce, plaintext, aad(binding, key_id))
+    """Encrypt ``plaintext`` under ``key``, with a fresh random nonce, into an envelope bound
+    to ``binding``."""
+    header, nonce, cipher = _sealing(key, key_id)
+    sealed = cipher.encrypt(nonce, plaintext, aad(binding, key_id))
     # One copy of the payload, to join it to the header.
     return b"".join((header, nonce, sealed))
+
+
+def sealed_size(key_id: str, plaintext_size: int) -> int:
+    """The size of the envelope :func:`seal` makes of ``plaintext_size`` bytes under ``key_id``."""
+    return len(_header(key_id)) + NONCE_SIZE + plaintext_size + TAG_SIZE
+
+
+def seal_into(key: bytes, key_id: str, binding: Binding, plaintext: bytes, out: memoryview) -> int:
+    """Like :func:`seal`, but write the envelope to the start of ``out`` and return its size.
+
+    For multi-megabyte payloads: the ciphertext is made in place, so the envelope is neither
+    joined (a copy) nor freshly allocated (page faults on every new buffer). ``out`` must hold
+    :func:`sealed_size` bytes.
+    """
+    header, nonce, cipher = _sealing(key, key_id)
+    size = len(header) + NONCE_SIZE + len(plaintext) + TAG_SIZE
+    if len(out) < size:
+        raise ValueError(f"buffer too small for the envelope ({len(out)} < {size} bytes)")
+    start = len(header) + NONCE_SIZE
+    out[: len(header)] = header
+    out[len(header) : start] = nonce
+    cipher.encrypt_into(nonce, plaintext, aad(binding, key_id), out[start:size])
+    return size
 
 
 def open_with(key: bytes, binding: Binding, envelope: bytes) -> bytes:
@@ -113,6 +131,14 @@ def _check_int(name: str, value: object, bound: int) -> None:
     # bool is an int subclass; True as a region id is a bug, not region 1.
     if type(value) is not int or not 1 <= value < bound:
         raise ValueError(f"'{name}' must be an int in [1, {bound}) (got {value!r})")
+
+
+def _sealing(key: bytes, key_id: str) -> tuple[bytes, bytes, AESGCM]:
+    """The envelope's header, a fresh nonce and the cipher, for one seal."""
+    if len(key) != KEY_SIZE:
+        raise ValueError(f"key must be {KEY_SIZE} bytes (got {len(key)})")
+    # The nonce is drawn here, for every seal: a nonce reused under one key breaks GCM.
+    return _header(key_id), os.urandom(NONCE_SIZE), AESGCM(key)
 
 
 def _header(key_id: str) -> bytes:

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..db.models import Region, RegionKey, utcnow
-from .aead import KEY_SIZE, Binding, key_id_of, open_with, seal
+from .aead import KEY_SIZE, Binding, key_id_of, open_with, seal, seal_into, sealed_size
 from .errors import KeyShreddedError, MasterKeyError, RecordIntegrityError
 
 T = TypeVar("T")
@@ -124,6 +124,36 @@ class _DataKey:
         )
 
 
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Sealer:
+    """A region's current data key, to seal with synchronously: in a worker thread, beside
+    the write of what it seals, rather than on the event loop."""
+
+    _key: _DataKey
+
+    def __repr__(self) -> str:
+        return f"Sealer(key_id={self.key_id!r}, region_id={self._key.region_id})"
+
+    @property
+    def key_id(self) -> str:
+        return self._key.key_id
+
+    def seal(self, binding: Binding, plaintext: bytes) -> bytes:
+        return seal(self._key.secret, self._key.key_id, self._check(binding), plaintext)
+
+    def sealed_size(self, plaintext_size: int) -> int:
+        return sealed_size(self._key.key_id, plaintext_size)
+
+    def seal_into(self, binding: Binding, plaintext: bytes, out: memoryview) -> int:
+        """:func:`~woundcare.crypto.aead.seal_into` with this key."""
+        return seal_into(self._key.secret, self._key.key_id, self._check(binding), plaintext, out)
+
+    def _check(self, binding: Binding) -> Binding:
+        if binding.region_id != self._key.region_id:
+            raise ValueError(f"sealer of region {self._key.region_id} given region {binding.region_id}")
+        return binding
+
+
 class Keyring:
     """Seals and opens records with their region's data key.
 
@@ -158,8 +188,14 @@ class Keyring:
 
     async def seal(self, binding: Binding, plaintext: bytes) -> bytes:
         """Seal ``plaintext`` for ``binding`` with its region's current data key."""
-        key = await self._current_key(binding.region_id)
-        return seal(key.secret, key.key_id, binding, plaintext)
+        return (await self.sealer(binding.region_id)).seal(binding, plaintext)
+
+    async def sealer(self, region_id: int) -> Sealer:
+        """The region's current data key as a :class:`Sealer`, for sealing off the event loop.
+
+        Hold it for one record only: a :meth:`rotate` or :meth:`shred` does not reach it.
+        """
+        return Sealer(await self._current_key(region_id))
 
     async def open(self, binding: Binding, envelope: bytes) -> bytes:
         """Open ``envelope`` sealed for ``binding``, with the key named in it.

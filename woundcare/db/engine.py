@@ -1,8 +1,8 @@
-"""The async engine, made when the app starts (``Database.start`` in ``cleanup_ctx``)."""
+"""The engines, made when the app starts (``Database.start`` in ``cleanup_ctx``)."""
 
 from __future__ import annotations
 
-from sqlalchemy import event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -17,9 +17,28 @@ def _sqlite_pragmas(dbapi_connection: object, _record: ConnectionPoolEntry) -> N
     cursor.close()
 
 
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
 def make_engine(url: str) -> AsyncEngine:
-    if url.startswith("sqlite"):
+    if is_sqlite(url):
         engine = create_async_engine(url)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def make_thread_engine(url: str) -> Engine:
+    """A synchronous engine on the same SQLite file, for worker threads, in autocommit.
+
+    Each statement is its own transaction, so a connection returns to the pool with nothing
+    to roll back.
+    """
+    engine = create_engine(
+        make_url(url).set(drivername="sqlite+pysqlite"),
+        isolation_level="AUTOCOMMIT",
+        pool_reset_on_return=None,
+    )
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine

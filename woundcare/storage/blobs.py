@@ -92,8 +92,11 @@ class BlobStore:
         self._root = root
         self._make_shards()
 
-    def put(self, key: str, data: bytes) -> None:
-        """Store ``data`` under a new key; raises ``BlobExists`` if the key is taken."""
+    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        """Store ``data`` under a new key; raises ``BlobExists`` if the key is taken.
+
+        Any bytes-like ``data`` is written as it is, so a view of a reused buffer costs no copy.
+        """
         final = self._path(key)
         # Named for the key, so ``delete`` also removes what a put cut off by a crash left.
         temp = _temp_of(final)
