@@ -523,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     camera.add_argument("--token", help="device token wcd_... (default $WOUNDCARE_DEVICE_TOKEN)")
     target = camera.add_mutually_exclusive_group(required=True)
     target.add_argument("--consultation", metavar="ID", help="join this consultation")
-    target.add_argument("--patient", metavar="PSEUDONYM", help="start a consultation for this patient")
+    target.add_argument("--patient", metavar="PSEUDONYM", help="start a consultation for this patient (write --patient=P: a pseudonym may start with -)")
     camera.add_argument("--source", default="synthetic", help="synthetic, a media file, or /dev/videoN")
     camera.add_argument("--width", type=int, default=1920)
     camera.add_argument("--height", type=int, default=1080)

@@ -71,7 +71,7 @@ class Visit:
         with open(self.log_path, "wb") as log_file:
             self.camera = subprocess.Popen(
                 [*(prefix or []), sys.executable, "-m", "woundcare", "camera", "--server", server_url,
-                 "--patient", self.patient, "--consent", consent, "--source", "synthetic",
+                 f"--patient={self.patient}", "--consent", consent, "--source", "synthetic",
                  "--queue-dir", str(self.tmp_path / "queue"), *extra],
                 cwd=self.tmp_path, env=env, stdout=log_file, stderr=subprocess.STDOUT,
             )
