@@ -62,6 +62,10 @@ async def test_camera_streams_to_a_specialist_and_answers_a_snapshot_request(
             while list((tmp_path / "queue").glob("*.jpg")):
                 await asyncio.sleep(0.05)
 
+        # Let the speaker play for a while: 400 kB is over a second of 48 kHz stereo.
+        async with asyncio.timeout(30):
+            while not voice.exists() or voice.stat().st_size < 400_000:
+                await asyncio.sleep(0.1)
         assert await visit.stop_camera() == 0
         # The specialist's voice played on the camera's speaker (here a WAV file).
         with wave.open(str(voice)) as played:
