@@ -103,7 +103,7 @@ async def test_500_sockets_50_misbehaving(
     sessions: tuple[aiohttp.ClientSession, aiohttp.ClientSession],
 ) -> None:
     started = time.monotonic()
-    server = await start_server(rate_per_second=RATE, rate_burst=RATE, join_timeout_seconds=2)
+    server = await start_server(rate_per_second=RATE, rate_burst=RATE, join_timeout_seconds=8)  # 500 joins on a loaded 2-core machine can take over 2 s
     session, slow_session = sessions
     url = f"{server.url}/ws"
     gate = asyncio.Semaphore(64)
@@ -202,7 +202,7 @@ async def test_500_sockets_50_misbehaving(
     for reader in giant_readers:
         assert await reader.closed(5) == CloseCode.TOO_LARGE
     for reader in loiterers:
-        assert await reader.closed(5) == CloseCode.JOIN_TIMEOUT
+        assert await reader.closed(15) == CloseCode.JOIN_TIMEOUT
         assert reader.errors() == ["join_timeout"]
 
     # The slow readers are gone on the server, without waiting for them to read: only the
