@@ -56,7 +56,6 @@ export default {
   'status.mediaReconnecting': 'Video interrupted – reconnecting…',
   'status.closed': 'The call has ended',
 
-  'quality.none': 'No video yet',
   'quality.good': 'Good connection',
   'quality.fair': 'Fair connection',
   'quality.poor': 'Poor connection',
@@ -294,4 +293,12 @@ export default {
   'lead.event.ice_restart': 'ICE restart',
   'lead.event.snapshot_requested': 'requested a snapshot',
   'role.pilot_lead': 'Pilot lead',
+
+  // Honest states (issue 14): the server down while video plays, microphones, logged out.
+  'status.serverUnreachable': 'No contact with the server – the video is still running. Reconnecting…',
+  'microphone.own': 'Your microphone is not available – the other side cannot hear you. Use the chat.',
+  'microphone.nurse': 'The nurse has no microphone, so you cannot hear the nurse. Use the chat.',
+  'microphone.specialist': 'The specialist has no microphone, so you cannot hear the specialist. Use the chat.',
+  'relogin.heading': 'You are logged out – log in again',
+  'relogin.hint': 'The call goes on while you log in. What you were doing is finished afterwards.',
 };

@@ -56,7 +56,6 @@ export default {
   'status.mediaReconnecting': 'Videoen er avbrutt – kobler til igjen …',
   'status.closed': 'Samtalen er avsluttet',
 
-  'quality.none': 'Ingen video ennå',
   'quality.good': 'God forbindelse',
   'quality.fair': 'Middels forbindelse',
   'quality.poor': 'Dårlig forbindelse',
@@ -294,4 +293,12 @@ export default {
   'lead.event.ice_restart': 'ICE-omstart',
   'lead.event.snapshot_requested': 'ba om bilde',
   'role.pilot_lead': 'Pilotleder',
+
+  // Ærlige tilstander (issue 14): serveren nede mens videoen går, mikrofon, logget ut.
+  'status.serverUnreachable': 'Ingen kontakt med serveren – videoen går fortsatt. Kobler til igjen …',
+  'microphone.own': 'Mikrofonen din er ikke tilgjengelig – den andre parten hører deg ikke. Bruk chatten.',
+  'microphone.nurse': 'Sykepleieren har ingen mikrofon, så du hører ikke sykepleieren. Bruk chatten.',
+  'microphone.specialist': 'Spesialisten har ingen mikrofon, så du hører ikke spesialisten. Bruk chatten.',
+  'relogin.heading': 'Du er logget ut – logg inn igjen',
+  'relogin.hint': 'Samtalen fortsetter mens du logger inn. Det du holdt på med, blir gjort ferdig etterpå.',
 };

@@ -1,7 +1,8 @@
 /**
  * The HTTP API as the pages use it: the HttpOnly session cookie goes along by itself, and every
  * state change carries the CSRF token that login and GET /api/session return. The token lives in
- * this module's memory only, never in storage or a URL.
+ * this module's memory only, never in storage or a URL. Every request goes through `send`, so a
+ * 401 (the session expired or was revoked) is handled here for the whole page: see `onUnauthorized`.
  */
 
 export class ApiError extends Error {
@@ -26,6 +27,24 @@ export class ApiError extends Error {
 /** @type {string | null} */
 let csrfToken = null;
 
+/** Logging in and out answer 401 for a wrong password or no session: that is theirs to say. */
+const SESSION_PATH = '/api/session';
+
+/** @type {(() => Promise<void>) | null} */
+let unauthorizedHandler = null;
+/** The one re-login under way, which every request that met a 401 meanwhile waits for. @type {Promise<void> | null} */
+let loggingInAgain = null;
+
+/**
+ * Who answers a 401 on this page: `handler` resolves once the same user has logged in again
+ * (login() has then renewed the CSRF token), and each request that met the 401 is sent once
+ * more, so the caller never sees it.
+ * @param {() => Promise<void>} handler
+ */
+export function onUnauthorized(handler) {
+  unauthorizedHandler = handler;
+}
+
 /**
  * @param {string} method
  * @param {string} path
@@ -33,6 +52,23 @@ let csrfToken = null;
  * @returns {Promise<Response>}
  */
 async function send(method, path, body = {}) {
+  try {
+    return await sendOnce(method, path, body);
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 401) || !unauthorizedHandler || path === SESSION_PATH) throw error;
+    loggingInAgain ??= unauthorizedHandler().finally(() => { loggingInAgain = null; });
+    await loggingInAgain;
+    return send(method, path, body);
+  }
+}
+
+/**
+ * @param {string} method
+ * @param {string} path
+ * @param {{json?: unknown, form?: FormData}} body
+ * @returns {Promise<Response>}
+ */
+async function sendOnce(method, path, body) {
   /** @type {Record<string, string>} */
   const headers = { Accept: 'application/json' };
   if (method !== 'GET' && method !== 'HEAD' && csrfToken) headers['X-CSRF-Token'] = csrfToken;
@@ -107,20 +143,20 @@ export async function getBlob(path) {
  * @returns {Promise<Me>}
  */
 export async function login(username, password, totp) {
-  const me = await postJson('/api/session', totp ? { username, password, totp } : { username, password });
+  const me = await postJson(SESSION_PATH, totp ? { username, password, totp } : { username, password });
   csrfToken = me.csrfToken;
   return me;
 }
 
 /** @returns {Promise<Me>} */
 export async function currentSession() {
-  const me = await getJson('/api/session');
+  const me = await getJson(SESSION_PATH);
   csrfToken = me.csrfToken;
   return me;
 }
 
 export async function logout() {
-  await send('DELETE', '/api/session');
+  await send('DELETE', SESSION_PATH);
   csrfToken = null;
 }
 

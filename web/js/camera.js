@@ -6,14 +6,17 @@
 const SIZE = { width: { ideal: 1920 }, height: { ideal: 1080 } };
 
 /**
- * The camera and the microphone.
+ * The camera and the microphone; the camera alone when the microphone is missing or refused (the
+ * wound can still be seen, and both sides are told that the nurse cannot be heard).
  * @param {string} [deviceId] a particular camera instead of the back one
  */
-export function openCamera(deviceId) {
-  return navigator.mediaDevices.getUserMedia({
-    video: deviceId ? { deviceId: { exact: deviceId }, ...SIZE } : { facingMode: { ideal: 'environment' }, ...SIZE },
-    audio: { echoCancellation: true, noiseSuppression: true },
-  });
+export async function openCamera(deviceId) {
+  const video = deviceId ? { deviceId: { exact: deviceId }, ...SIZE } : { facingMode: { ideal: 'environment' }, ...SIZE };
+  try {
+    return await navigator.mediaDevices.getUserMedia({ video, audio: { echoCancellation: true, noiseSuppression: true } });
+  } catch {
+    return navigator.mediaDevices.getUserMedia({ video });
+  }
 }
 
 /** @returns {Promise<MediaDeviceInfo[]>} */

@@ -5,7 +5,7 @@
  */
 
 import { getBlob, getJson, postJson } from './api.js';
-import { renderConnection, renderQuality } from './call-status.js';
+import { Microphones, renderConnection, renderQuality } from './call-status.js';
 import { cameras, hasTorch, nextCamera, setTorch } from './camera.js';
 import { capturePhoto } from './capture.js';
 import { Chat } from './chat.js';
@@ -58,7 +58,8 @@ export async function runCall({ consultation, patient, consents, stream }) {
     clearTimeout(noticeTimer);
     noticeTimer = setTimeout(() => { notice.textContent = ''; delete notice.dataset.i18n; }, NOTICE_MS);
   };
-  const showState = () => renderConnection(status, signaling.state, peers.connected());
+  const showState = () => renderConnection(status, signaling.state, peers.connected(), byId('quality'));
+  const microphones = new Microphones(byId('microphone'), stream.getAudioTracks().length > 0);
 
   /** @param {import('./signaling.js').Participant[]} list */
   const viewersIn = (list) => list.filter((p) => p.role !== 'nurse').map((p) => p.id);
@@ -84,10 +85,15 @@ export async function runCall({ consultation, patient, consents, stream }) {
     if (frame.state === 'joined' && !peers.has(frame.participant.id)) peers.offerTo(frame.participant.id);
     else if (frame.state === 'left') {
       peers.close(frame.participant.id);
+      microphones.gone(frame.participant.id);
       document.getElementById(`voice-${frame.participant.id}`)?.remove();
     }
   });
-  signaling.addEventListener('answer', (event) => peers.answer(/** @type {CustomEvent} */ (event).detail));
+  signaling.addEventListener('answer', (event) => {
+    const frame = /** @type {CustomEvent} */ (event).detail;
+    peers.answer(frame);
+    microphones.heard(frame, participants.others.get(frame.from)?.role);
+  });
   signaling.addEventListener('candidate', (event) => peers.candidate(/** @type {CustomEvent} */ (event).detail));
   signaling.addEventListener('ice_restart', (event) => peers.restart(/** @type {CustomEvent} */ (event).detail.from));
   signaling.addEventListener('snapshot_request', (event) => {
@@ -148,6 +154,7 @@ export async function runCall({ consultation, patient, consents, stream }) {
 
   // --- controls ----------------------------------------------------------------------------
   const mute = byId('mute');
+  mute.hidden = stream.getAudioTracks().length === 0;
   mute.addEventListener('click', () => {
     const muted = mute.getAttribute('aria-pressed') !== 'true';
     for (const track of stream.getAudioTracks()) track.enabled = !muted;

@@ -1,11 +1,13 @@
 /**
  * What every signed-in page does first: translate itself, check the session (back to the login
- * page without one, or without the role the page is for), show who is signed in, wire logout.
+ * page without one, or without the role the page is for), show who is signed in, wire logout,
+ * and answer a session that ends later with the re-login dialog (relogin.js).
  */
 
 import { ApiError, currentSession, logout } from './api.js';
 import { byId } from './dom.js';
 import { mountLanguageSwitch, translate } from './i18n.js';
+import { watchSession } from './relogin.js';
 
 /**
  * @param {'nurse' | 'specialist'} role
@@ -26,6 +28,7 @@ export async function startPage(role) {
     throw new Error(`not a ${role}`);
   }
   byId('user-name').textContent = me.user.name;
+  watchSession(me);
   byId('logout').addEventListener('click', async () => {
     await logout().catch(() => {});
     location.replace('/');

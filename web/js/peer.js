@@ -147,6 +147,8 @@ export class CameraPeers extends EventTarget {
     const link = { pc, generation, candidates: new PendingCandidates(pc), serial: new Serial(), restartPending: false };
     this.#links.set(viewer, link);
     for (const track of this.stream.getTracks()) pc.addTrack(track, this.stream);
+    // No microphone here: still offer to hear the viewer, whose answer cannot add an audio section.
+    if (this.stream.getAudioTracks().length === 0) pc.addTransceiver('audio', { direction: 'recvonly' });
     trickle(pc, this.signaling, viewer, generation);
     watchIce(pc, () => this.restart(viewer), () => this.dispatchEvent(new Event('mediastate')));
     pc.addEventListener('track', ({ streams }) => {

@@ -102,14 +102,20 @@ export class QualityMonitor extends EventTarget {
   }
 
   /**
-   * One sample over all connections: total bitrate, the worst loss and round trip.
+   * One sample over all connections with live media: total bitrate, the worst loss and round
+   * trip; null when none has (the level is then `none`, and no badge is shown).
    * @returns {Promise<Sample | null>}
    */
   async measure() {
     /** @type {Sample | null} */
     let total = null;
     for (const pc of this.connections()) {
-      if (pc.connectionState === 'closed') continue;
+      if (!['connected', 'completed'].includes(pc.iceConnectionState)) {
+        // No video now: no sample from it (a cut is not a "fair" connection), and the first one
+        // after it comes back is not averaged over the cut.
+        this.#previous.delete(pc);
+        continue;
+      }
       const now = performance.now();
       const counters = countersOf(await pc.getStats(), this.direction);
       const before = this.#previous.get(pc);

@@ -6,7 +6,7 @@
 
 import { ApiError, getJson, postJson, putJson } from './api.js';
 import { applyMeasurement, fillAssessment, lockAssessment, readAssessment } from './assessment.js';
-import { renderConnection, renderQuality } from './call-status.js';
+import { Microphones, renderConnection, renderQuality } from './call-status.js';
 import { Chat } from './chat.js';
 import { byId, randomId } from './dom.js';
 import { IceConfig } from './ice.js';
@@ -57,16 +57,24 @@ export async function runSpecialistCall(consultation) {
     clearTimeout(noticeTimer);
     noticeTimer = setTimeout(() => { notice.textContent = ''; delete notice.dataset.i18n; }, NOTICE_MS);
   };
-  const showState = () => renderConnection(status, signaling.state, viewer.connected());
+  const showState = () => renderConnection(status, signaling.state, viewer.connected(), byId('quality'));
+  const microphones = new Microphones(byId('microphone'), Boolean(microphone));
 
   signaling.addEventListener('joined', (event) => participants.reset(/** @type {CustomEvent} */ (event).detail));
   signaling.addEventListener('presence', (event) => {
     const frame = /** @type {CustomEvent} */ (event).detail;
     participants.update(frame);
-    if (frame.state === 'left') viewer.closeIfCamera(frame.participant.id);
+    if (frame.state === 'left') {
+      viewer.closeIfCamera(frame.participant.id);
+      microphones.gone(frame.participant.id);
+    }
     if (frame.participant.role === 'recorder') recordings.refresh().catch(() => {});
   });
-  signaling.addEventListener('offer', (event) => viewer.offer(/** @type {CustomEvent} */ (event).detail));
+  signaling.addEventListener('offer', (event) => {
+    const frame = /** @type {CustomEvent} */ (event).detail;
+    viewer.offer(frame);
+    microphones.heard(frame, participants.others.get(frame.from)?.role);
+  });
   signaling.addEventListener('candidate', (event) => viewer.candidate(/** @type {CustomEvent} */ (event).detail));
   const videoMode = /** @type {HTMLSelectElement} */ (byId('video-mode'));
   const videoProfile = byId('video-profile');

@@ -1,0 +1,122 @@
+"""What a person does on the pages, for the browser tests: log in, register a patient and start
+a consultation as the nurse, join it from the specialist's queue; and a whole call in two
+Chromiums over a local coturn relay (:func:`call_in_two_browsers`), for tests of what happens
+to a live call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.coturn import Coturn, running_coturn
+from tests.e2e.browser import PEER_TRACKER, async_playwright, eventually, launch, media_stats
+from tests.server import RunningServer
+from woundcare.db.models import Role as StaffRole
+
+PASSWORD = "browser test password"
+PHONE = {"width": 412, "height": 915}
+DESKTOP = {"width": 1440, "height": 900}
+UI_TIMEOUT_MS = 15_000
+"""Bound on any one wait for the pages; media waits have their own."""
+MEDIA_SECONDS = 25.0
+NATIONAL_ID = "01018012371"
+PATIENT = "Kari Nordmann"
+
+
+async def log_in(page: Any, origin: str, username: str, landing: str) -> None:
+    await page.goto(origin + "/")
+    await page.fill("#username", username)
+    await page.fill("#password", PASSWORD)
+    await page.click("#login-form button[type=submit]")
+    await page.wait_for_url(origin + landing, timeout=UI_TIMEOUT_MS)
+
+
+async def start_consultation(nurse: Any, national_id: str = NATIONAL_ID, name: str = PATIENT) -> None:
+    """Register the patient, confirm who it is, consent to video and start (the nurse's page)."""
+    await nurse.click("#register-toggle")
+    await nurse.fill("#national-id", national_id)
+    await nurse.fill("#patient-name", name)
+    await nurse.click("#register-form button[type=submit]")
+    await nurse.check("#identity-confirmed")
+    await nurse.check("#consent-form input[name=video]")
+    await nurse.click("#start")
+    await nurse.locator("#status[data-state=waiting]").wait_for()
+
+
+async def join_first_in_queue(specialist: Any) -> str:
+    """Join the queue's first consultation (the specialist's page); returns its id."""
+    row = specialist.locator("#queue-body tr").first
+    consultation = await row.get_attribute("data-consultation")
+    assert consultation
+    await row.locator("button").click()
+    await specialist.locator("#call-view").wait_for()
+    return consultation
+
+
+@dataclass
+class Call:
+    """A live consultation between a nurse's phone and a specialist's desktop."""
+
+    server: RunningServer
+    turn: Coturn
+    turn_dir: Path
+    """coturn's working folder (its pid file is there)."""
+    nurse: Any
+    specialist: Any
+    consultation: str
+    users: dict[str, int]
+    """User ids by username: ``sykepleier`` and ``spesialist``."""
+    page_errors: list[str] = field(default_factory=list)
+
+
+@asynccontextmanager
+async def call_in_two_browsers(
+    start_server: Callable[..., Awaitable[RunningServer]],
+    tmp_path: Path,
+    *,
+    nurse_locale: str = "nb-NO",
+    specialist_locale: str = "nb-NO",
+    nurse_script: str = "",
+    specialist_script: str = "",
+) -> AsyncIterator[Call]:
+    """Two Chromiums, media relayed through a local coturn only, the nurse's call joined by the
+    specialist and video decoded; ``*_script`` runs in that browser's pages before their own."""
+    async with running_coturn(tmp_path / "coturn") as turn:
+        server = await start_server(turn_urls=[turn.url], turn_secret=turn.secret, ice_transport_policy="relay")
+        users = {
+            "sykepleier": await server.add_user("sykepleier", PASSWORD, {"east": StaffRole.NURSE}),
+            "spesialist": await server.add_user("spesialist", PASSWORD, {"east": StaffRole.SPECIALIST}),
+        }
+        async with async_playwright() as playwright:
+            browsers = [await launch(playwright), await launch(playwright)]
+            try:
+                pages = []
+                page_errors: list[str] = []
+                for browser, viewport, locale, script in (
+                    (browsers[0], PHONE, nurse_locale, nurse_script),
+                    (browsers[1], DESKTOP, specialist_locale, specialist_script),
+                ):
+                    context = await browser.new_context(viewport=viewport, locale=locale)
+                    for init in (PEER_TRACKER, script):
+                        if init:
+                            await context.add_init_script(init)
+                    page = await context.new_page()
+                    page.set_default_timeout(UI_TIMEOUT_MS)
+                    page.on("pageerror", lambda error: page_errors.append(str(error)))
+                    pages.append(page)
+                nurse, specialist = pages
+                await log_in(nurse, server.url, "sykepleier", "/nurse")
+                await start_consultation(nurse)
+                await log_in(specialist, server.url, "spesialist", "/specialist")
+                consultation = await join_first_in_queue(specialist)
+                await eventually(
+                    lambda: media_stats(specialist), lambda s: s["framesDecoded"] > 0 and s["relay"],
+                    MEDIA_SECONDS, "the specialist decodes the nurse's video over the relay")
+                yield Call(server, turn, tmp_path / "coturn", nurse, specialist, consultation, users, page_errors)
+            finally:
+                for browser in browsers:
+                    await browser.close()

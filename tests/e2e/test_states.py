@@ -1,0 +1,185 @@
+"""What the call pages say when something breaks, in two real Chromiums over a local coturn relay.
+
+- A session that ends mid-call (revoked on the server) opens the re-login dialog on both pages,
+  each in its own language; logging in again keeps the call: no reload, the same consultation,
+  frames still decoded, and the request that met the 401 goes through afterwards. Another user
+  logging in is taken to their own page.
+- A specialist without a microphone is shown as such on both pages, and so is a nurse without one.
+- The relay paused (media cut): "video interrupted" and no quality badge on either page.
+- The server down while the relay keeps carrying media: "server unreachable", video still live.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from tests.e2e.browser import eventually, media_stats
+from tests.e2e.flows import MEDIA_SECONDS, PASSWORD, UI_TIMEOUT_MS, Call, call_in_two_browsers
+from tests.server import RunningServer
+from woundcare.appkeys import DATABASE, SESSIONS
+from woundcare.db.models import Consultation, QualitySample
+
+NO_MICROPHONE = """
+(() => {
+  // A device without a microphone: any request for audio fails as Chromium's does.
+  const devices = navigator.mediaDevices;
+  const native = devices.getUserMedia.bind(devices);
+  devices.getUserMedia = (constraints) => (constraints && constraints.audio
+    ? Promise.reject(new DOMException('Requested device not found', 'NotFoundError'))
+    : native(constraints));
+})();
+"""
+"""An init script: getUserMedia rejects whenever audio is asked for."""
+
+MARK_PAGE = "() => { window.__notReloaded = true; }"
+PAGE_MARKED = "() => window.__notReloaded === true"
+
+
+async def frames_advance(page: Any, what: str) -> None:
+    before = (await media_stats(page))["framesDecoded"]
+    await eventually(lambda: media_stats(page), lambda s: s["framesDecoded"] > before + 10, MEDIA_SECONDS, what)
+
+
+async def quality_samples(server: RunningServer, consultation: str) -> int:
+    async with server.app[DATABASE].sessions() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(QualitySample).where(QualitySample.consultation_id == consultation)
+        )
+        return int(count or 0)
+
+
+async def consultations(server: RunningServer) -> int:
+    async with server.app[DATABASE].sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(Consultation)) or 0)
+
+
+async def log_in_again(page: Any, username: str) -> None:
+    await page.fill("#relogin-username", username)
+    await page.fill("#relogin-password", PASSWORD)
+    await page.click("#relogin button[type=submit]")
+
+
+async def test_logged_out_mid_call_logs_in_again_without_dropping_it(
+    start_server: Callable[..., Awaitable[RunningServer]], tmp_path: Path
+) -> None:
+    from playwright.async_api import expect
+
+    expect.set_options(timeout=UI_TIMEOUT_MS)
+    async with call_in_two_browsers(
+        start_server, tmp_path, nurse_locale="nb-NO", specialist_locale="en-GB", specialist_script=NO_MICROPHONE
+    ) as call:
+        nurse, specialist, server = call.nurse, call.specialist, call.server
+        # --- the specialist has no microphone: both sides are told -------------------------
+        await expect(specialist.locator("#microphone [data-microphone=own]")).to_have_text(
+            "Your microphone is not available – the other side cannot hear you. Use the chat.")
+        await expect(nurse.locator("#microphone [data-microphone=specialist]")).to_have_text(
+            "Spesialisten har ingen mikrofon, så du hører ikke spesialisten. Bruk chatten.")
+        await expect(nurse.locator("#microphone [data-microphone=own]")).to_have_count(0)
+        await expect(specialist.locator("#microphone [data-microphone=nurse]")).to_have_count(0)
+        await expect(specialist.locator("#mute")).to_be_hidden()
+
+        # --- both sessions end on the server mid-call --------------------------------------
+        for page in (nurse, specialist):
+            await page.evaluate(MARK_PAGE)
+            await expect(page.locator("#status")).to_have_attribute("data-state", "live")
+        count = await consultations(server)
+        for user in call.users.values():
+            await server.app[SESSIONS].revoke_user(user)
+        # An action of the specialist's meets the 401; it must go through after the re-login.
+        await specialist.evaluate("() => document.getElementById('assessment-form').requestSubmit()")
+        # The nurse's next quality report (every few seconds) meets it on her page.
+        await expect(nurse.locator("#relogin")).to_be_visible()
+        await expect(nurse.locator("#relogin h2")).to_have_text("Du er logget ut – logg inn igjen")
+        await expect(specialist.locator("#relogin")).to_be_visible()
+        await expect(specialist.locator("#relogin h2")).to_have_text("You are logged out – log in again")
+        await expect(specialist.locator("#assessment-status")).not_to_have_attribute("data-i18n", "assessment.saved")
+        await frames_advance(specialist, "video goes on while logged out")
+        samples = await quality_samples(server, call.consultation)
+
+        # --- the same users log in again: the call goes on where it was --------------------
+        await log_in_again(specialist, "spesialist")
+        await log_in_again(nurse, "sykepleier")
+        for page in (nurse, specialist):
+            await expect(page.locator("#relogin")).to_have_count(0)
+            assert await page.evaluate(PAGE_MARKED), "the page was reloaded"
+            await expect(page.locator("#status")).to_have_attribute("data-state", "live")
+        await expect(specialist.locator("#call-view")).to_be_visible()
+        await expect(specialist.locator("#assessment-status")).to_have_attribute("data-i18n", "assessment.saved")
+        await frames_advance(specialist, "video goes on after logging in again")
+        # The reports go through again: the new session's CSRF token is in use.
+        await eventually(
+            lambda: quality_samples(server, call.consultation), lambda n: n > samples,
+            MEDIA_SECONDS, "quality reports are stored after logging in again")
+        assert await consultations(server) == count, "logging in again made a new consultation"
+        assert specialist.url.endswith("/specialist"), specialist.url
+
+        # --- another user logs in on the specialist's page: on to that user's own page -----
+        await server.app[SESSIONS].revoke_user(call.users["spesialist"])
+        await specialist.evaluate("() => document.getElementById('assessment-form').requestSubmit()")
+        await expect(specialist.locator("#relogin")).to_be_visible()
+        await log_in_again(specialist, "sykepleier")
+        await specialist.wait_for_url(re.compile(r"/nurse$"), timeout=UI_TIMEOUT_MS)
+        assert not call.page_errors, call.page_errors
+
+
+async def test_media_cut_and_server_down_are_told_apart(
+    start_server: Callable[..., Awaitable[RunningServer]], tmp_path: Path
+) -> None:
+    from playwright.async_api import expect
+
+    expect.set_options(timeout=UI_TIMEOUT_MS)
+    async with call_in_two_browsers(
+        start_server, tmp_path, nurse_locale="nb-NO", specialist_locale="nb-NO", nurse_script=NO_MICROPHONE
+    ) as call:
+        nurse, specialist = call.nurse, call.specialist
+        pages = (nurse, specialist)
+        # --- the nurse has no microphone: both sides are told, she still hears ------------
+        await expect(nurse.locator("#microphone [data-microphone=own]")).to_be_visible()
+        await expect(specialist.locator("#microphone [data-microphone=nurse]")).to_have_attribute(
+            "data-i18n", "microphone.nurse")
+        await expect(nurse.locator("#mute")).to_be_hidden()
+        await eventually(
+            lambda: media_stats(nurse), lambda s: s["audioPacketsReceived"] > 0,
+            MEDIA_SECONDS, "the nurse without a microphone hears the specialist")
+        for page in pages:
+            await expect(page.locator("#quality")).to_have_attribute("data-level", re.compile("good|fair|poor"))
+            await expect(page.locator("#quality")).to_be_visible()
+
+        # --- the relay stops carrying media: video interrupted, no quality badge ----------
+        coturn = int((call.turn_dir / "turnserver.pid").read_text())
+        os.kill(coturn, signal.SIGSTOP)
+        try:
+            for page in pages:
+                await expect(page.locator("#status")).to_have_attribute("data-state", "mediaReconnecting")
+                await expect(page.locator("#status")).to_have_text("Videoen er avbrutt – kobler til igjen …")
+                await expect(page.locator("#quality")).to_be_hidden()
+            # Past another quality sample or two: still no badge while the media is cut.
+            await specialist.wait_for_timeout(5000)
+            for page in pages:
+                await expect(page.locator("#status")).to_have_attribute("data-state", "mediaReconnecting")
+                await expect(page.locator("#quality")).to_be_hidden()
+        finally:
+            os.kill(coturn, signal.SIGCONT)
+        for page in pages:
+            await expect(page.locator("#status")).to_have_attribute("data-state", "live", timeout=45_000)
+        await frames_advance(specialist, "video comes back after the relay does")
+        for page in pages:
+            await expect(page.locator("#quality")).to_be_visible(timeout=30_000)
+
+        # --- the server goes down; the relay carries the video on --------------------------
+        await call.server.stop()
+        for page in pages:
+            await expect(page.locator("#status")).to_have_attribute("data-i18n", "status.serverUnreachable")
+            await expect(page.locator("#status")).to_have_text(
+                "Ingen kontakt med serveren – videoen går fortsatt. Kobler til igjen …")
+        await frames_advance(specialist, "video plays on with the server down")
+        for page in pages:
+            await expect(page.locator("#status")).to_have_attribute("data-i18n", "status.serverUnreachable")
+        assert not call.page_errors, call.page_errors

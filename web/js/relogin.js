@@ -1,0 +1,77 @@
+/**
+ * The one answer to a 401 on a signed-in page: "You are logged out – log in again" as a dialog
+ * over the page, which stays as it is underneath (a live call goes on: its signaling socket
+ * keeps its resume token, media never needed the session). Logging in again as the same user
+ * closes the dialog, and api.js sends the requests that met the 401 again; another user is
+ * taken to their own page. Single sign-on runs in a new tab, since leaving this page would drop
+ * the call; back here, the new session is looked for.
+ */
+
+import { currentSession, oidcEnabled, onUnauthorized } from './api.js';
+import { h } from './dom.js';
+import { setText } from './i18n.js';
+import { landingOf, wireLoginForm } from './login-form.js';
+
+/**
+ * Answer every 401 on this page with the dialog, for the user signed in now.
+ * @param {import('./api.js').Me} me
+ */
+export function watchSession(me) {
+  onUnauthorized(() => logInAgain(me.user.id));
+}
+
+/**
+ * @param {string} user the id of the user who must come back
+ * @returns {Promise<void>} resolves once that user has a session again
+ */
+function logInAgain(user) {
+  const { dialog, form, error, totpRow, oidc } = build();
+  document.body.append(dialog);
+  // Nothing to cancel to: the page cannot go on without a session.
+  dialog.addEventListener('cancel', (event) => event.preventDefault());
+  dialog.showModal();
+  oidcEnabled().then((enabled) => { oidc.hidden = !enabled; });
+  return new Promise((resolve) => {
+    /** @param {import('./api.js').Me} me */
+    const loggedIn = (me) => {
+      if (me.user.id !== user) {
+        location.assign(landingOf(me) ?? '/');
+        return;
+      }
+      window.removeEventListener('focus', lookForSession);
+      dialog.close();
+      dialog.remove();
+      resolve();
+    };
+    const lookForSession = () => currentSession().then(loggedIn, () => {});
+    window.addEventListener('focus', lookForSession);
+    wireLoginForm(form, { error, totpRow }, loggedIn);
+  });
+}
+
+function build() {
+  /** @param {string} key @param {HTMLElement} element */
+  const text = (key, element) => {
+    setText(element, key);
+    return element;
+  };
+  const input = (/** @type {Record<string, string>} */ attrs) => h('input', attrs);
+  const error = h('p', { id: 'relogin-error', class: 'error', role: 'alert' });
+  const totpRow = h('div', { hidden: '' },
+    text('login.totp', h('label', { for: 'relogin-totp' })),
+    input({ id: 'relogin-totp', name: 'totp', inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: '10' }));
+  const oidc = text('login.oidc', h('a', { class: 'big button secondary', href: '/api/oidc/login', target: '_blank', rel: 'noopener', hidden: '' }));
+  const form = /** @type {HTMLFormElement} */ (h('form', { novalidate: '' },
+    text('relogin.heading', h('h2', { id: 'relogin-heading' })),
+    text('relogin.hint', h('p', { class: 'hint' })),
+    text('login.username', h('label', { for: 'relogin-username' })),
+    input({ id: 'relogin-username', name: 'username', autocomplete: 'username', maxlength: '64', required: '' }),
+    text('login.password', h('label', { for: 'relogin-password' })),
+    input({ id: 'relogin-password', name: 'password', type: 'password', autocomplete: 'current-password', required: '' }),
+    totpRow,
+    error,
+    text('login.submit', h('button', { type: 'submit', class: 'big primary' })),
+    oidc));
+  const dialog = h('dialog', { id: 'relogin', class: 'relogin card', 'aria-labelledby': 'relogin-heading' }, form);
+  return { dialog, form, error, totpRow, oidc };
+}
