@@ -35,23 +35,16 @@ from tests.e2e.browser import (
     launch,
     media_stats,
 )
+from tests.e2e.flows import DESKTOP, MEDIA_SECONDS, NATIONAL_ID, PASSWORD, PATIENT, PHONE, UI_TIMEOUT_MS, log_in
 from tests.e2e.process import REPO_ROOT
 from tests.server import RunningServer
 from woundcare.appkeys import DATABASE
 from woundcare.db.models import Consultation, QualitySample
 from woundcare.db.models import Role as StaffRole
 
-PASSWORD = "browser test password"
-NATIONAL_ID = "01018012371"
-PATIENT = "Kari Nordmann"
-PHONE = {"width": 412, "height": 915}
-DESKTOP = {"width": 1440, "height": 900}
 OFFLINE_SECONDS = 10.0
 SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
 README_SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
-UI_TIMEOUT_MS = 15_000
-"""Bound on any one wait for the pages; media waits have their own below."""
-MEDIA_SECONDS = 25.0
 
 
 async def consultation_count(server: RunningServer) -> int:
@@ -65,14 +58,6 @@ async def quality_samples(server: RunningServer, consultation: str) -> list[tupl
             select(QualitySample.role, QualitySample.direction).where(QualitySample.consultation_id == consultation)
         )
         return [(role, direction) for role, direction in rows]
-
-
-async def log_in(page: Any, origin: str, username: str, landing: str) -> None:
-    await page.goto(origin + "/")
-    await page.fill("#username", username)
-    await page.fill("#password", PASSWORD)
-    await page.click("#login-form button[type=submit]")
-    await page.wait_for_url(origin + landing, timeout=UI_TIMEOUT_MS)
 
 
 async def drag(page: Any, points: list[tuple[float, float]]) -> None:

@@ -132,6 +132,17 @@ export async function getBlob(path) {
 }
 
 /**
+ * A file the API serves as an attachment: its content and the name the server gives it.
+ * @param {string} path
+ * @returns {Promise<{blob: Blob, name: string}>}
+ */
+export async function getFile(path) {
+  const response = await send('GET', path);
+  const name = /filename="([^"]+)"/.exec(response.headers.get('Content-Disposition') ?? '')?.[1] ?? '';
+  return { blob: await response.blob(), name };
+}
+
+/**
  * @typedef {{code: string, name: string, roles: string[]}} Region
  * @typedef {{user: {id: string, name: string}, regions: Region[], csrfToken: string | null, device: boolean}} Me
  */

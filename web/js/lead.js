@@ -4,7 +4,7 @@
  * both. Everything comes from /api/pilot/*; the API only answers for the lead's own regions.
  */
 
-import { getJson } from './api.js';
+import { getFile, getJson } from './api.js';
 import { barChart } from './charts.js';
 import { byId, h } from './dom.js';
 import { LANGUAGE_EVENT, formatNumber, language, setText, t } from './i18n.js';
@@ -282,6 +282,21 @@ form.addEventListener('submit', (event) => {
   event.preventDefault();
   load();
 });
+// A plain link is a navigation, which a session that has ended answers with a bare 401 page;
+// fetched through api.js, the re-login dialog answers it and the download follows.
+for (const link of [byId('figures-csv'), byId('sessions-csv')]) {
+  link.addEventListener('click', async (event) => {
+    event.preventDefault();
+    try {
+      const { blob, name } = await getFile(/** @type {string} */ (link.getAttribute('href')));
+      const url = URL.createObjectURL(blob);
+      h('a', { href: url, download: name }).click();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    } catch {
+      setText(error, 'error.generic');
+    }
+  });
+}
 for (const input of [regionSelect, fromInput, toInput]) input.addEventListener('change', () => load());
 window.addEventListener(LANGUAGE_EVENT, render);
 

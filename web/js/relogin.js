@@ -3,14 +3,17 @@
  * over the page, which stays as it is underneath (a live call goes on: its signaling socket
  * keeps its resume token, media never needed the session). Logging in again as the same user
  * closes the dialog, and api.js sends the requests that met the 401 again; another user is
- * taken to their own page. Single sign-on runs in a new tab, since leaving this page would drop
- * the call; back here, the new session is looked for.
+ * taken to their own page. Single sign-on runs in a window of its own, since leaving this page
+ * would drop the call; meanwhile the page looks for the new session, then closes that window.
  */
 
 import { currentSession, oidcEnabled, onUnauthorized } from './api.js';
 import { h } from './dom.js';
 import { setText } from './i18n.js';
 import { landingOf, wireLoginForm } from './login-form.js';
+
+/** How often the page looks for the session that single sign-on in its own window opens. */
+const SSO_POLL_MS = 2000;
 
 /**
  * Answer every 401 on this page with the dialog, for the user signed in now.
@@ -32,20 +35,29 @@ function logInAgain(user) {
   dialog.showModal();
   oidcEnabled().then((enabled) => { oidc.hidden = !enabled; });
   return new Promise((resolve) => {
+    /** @type {ReturnType<typeof setInterval> | undefined} */
+    let polling;
     /** @param {import('./api.js').Me} me */
     const loggedIn = (me) => {
+      clearInterval(polling);
       if (me.user.id !== user) {
         location.assign(landingOf(me) ?? '/');
         return;
       }
-      window.removeEventListener('focus', lookForSession);
       dialog.close();
       dialog.remove();
       resolve();
     };
-    const lookForSession = () => currentSession().then(loggedIn, () => {});
-    window.addEventListener('focus', lookForSession);
     wireLoginForm(form, { error, totpRow }, loggedIn);
+    oidc.addEventListener('click', (event) => {
+      event.preventDefault();
+      const popup = window.open(oidc.href, 'woundcare-sso', 'popup');
+      clearInterval(polling);
+      polling = setInterval(() => currentSession().then((me) => {
+        popup?.close();
+        loggedIn(me);
+      }, () => {}), SSO_POLL_MS);
+    });
   });
 }
 
@@ -60,7 +72,7 @@ function build() {
   const totpRow = h('div', { hidden: '' },
     text('login.totp', h('label', { for: 'relogin-totp' })),
     input({ id: 'relogin-totp', name: 'totp', inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: '10' }));
-  const oidc = text('login.oidc', h('a', { class: 'big button secondary', href: '/api/oidc/login', target: '_blank', rel: 'noopener', hidden: '' }));
+  const oidc = text('login.oidc', h('a', { class: 'big button secondary', href: '/api/oidc/login', hidden: '' }));
   const form = /** @type {HTMLFormElement} */ (h('form', { novalidate: '' },
     text('relogin.heading', h('h2', { id: 'relogin-heading' })),
     text('relogin.hint', h('p', { class: 'hint' })),

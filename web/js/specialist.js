@@ -3,7 +3,7 @@
  * it updates without a reload), and joining one (specialist-call.js).
  */
 
-import { ApiError, getJson } from './api.js';
+import { getJson } from './api.js';
 import { byId, h } from './dom.js';
 import { LANGUAGE_EVENT, setText } from './i18n.js';
 import { startPage } from './page.js';
@@ -70,8 +70,7 @@ async function refresh() {
     for (const [id, row] of rows) if (!current.has(id)) { row.remove(); rows.delete(id); }
     body.append(...consultations.map(rowFor));
     setText(status, consultations.length ? 'specialist.queue.count' : 'specialist.queue.empty', { count: consultations.length });
-  } catch (error) {
-    if (error instanceof ApiError && error.status === 401) location.replace('/');
+  } catch {
     setText(status, 'specialist.queue.offline');
   }
   timer = setTimeout(refresh, POLL_MS);
