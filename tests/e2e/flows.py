@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.coturn import Coturn, running_coturn
+from tests.coturn import running_coturn
 from tests.e2e.browser import PEER_TRACKER, async_playwright, eventually, launch, media_stats
 from tests.server import RunningServer
 from woundcare.db.models import Role as StaffRole
@@ -62,7 +62,6 @@ class Call:
     """A live consultation between a nurse's phone and a specialist's desktop."""
 
     server: RunningServer
-    turn: Coturn
     turn_dir: Path
     """coturn's working folder (its pid file is there)."""
     nurse: Any
@@ -116,7 +115,7 @@ async def call_in_two_browsers(
                 await eventually(
                     lambda: media_stats(specialist), lambda s: s["framesDecoded"] > 0 and s["relay"],
                     MEDIA_SECONDS, "the specialist decodes the nurse's video over the relay")
-                yield Call(server, turn, tmp_path / "coturn", nurse, specialist, consultation, users, page_errors)
+                yield Call(server, tmp_path / "coturn", nurse, specialist, consultation, users, page_errors)
             finally:
                 for browser in browsers:
                     await browser.close()

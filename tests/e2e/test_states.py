@@ -18,9 +18,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
-from tests.e2e.browser import eventually, media_stats
+from tests.e2e.browser import async_playwright, eventually, media_stats
 from tests.e2e.flows import MEDIA_SECONDS, PASSWORD, UI_TIMEOUT_MS, Call, call_in_two_browsers
 from tests.server import RunningServer
 from woundcare.appkeys import DATABASE, SESSIONS
@@ -40,6 +41,16 @@ NO_MICROPHONE = """
 
 MARK_PAGE = "() => { window.__notReloaded = true; }"
 PAGE_MARKED = "() => window.__notReloaded === true"
+
+
+@pytest.fixture
+def expect() -> Any:
+    """Playwright's ``expect`` with the pages' timeout (a skip without Playwright or Chromium)."""
+    async_playwright()
+    from playwright.async_api import expect
+
+    expect.set_options(timeout=UI_TIMEOUT_MS)
+    return expect
 
 
 async def frames_advance(page: Any, what: str) -> None:
@@ -67,11 +78,8 @@ async def log_in_again(page: Any, username: str) -> None:
 
 
 async def test_logged_out_mid_call_logs_in_again_without_dropping_it(
-    start_server: Callable[..., Awaitable[RunningServer]], tmp_path: Path
+    start_server: Callable[..., Awaitable[RunningServer]], tmp_path: Path, expect: Any
 ) -> None:
-    from playwright.async_api import expect
-
-    expect.set_options(timeout=UI_TIMEOUT_MS)
     async with call_in_two_browsers(
         start_server, tmp_path, nurse_locale="nb-NO", specialist_locale="en-GB", specialist_script=NO_MICROPHONE
     ) as call:
@@ -130,11 +138,8 @@ async def test_logged_out_mid_call_logs_in_again_without_dropping_it(
 
 
 async def test_media_cut_and_server_down_are_told_apart(
-    start_server: Callable[..., Awaitable[RunningServer]], tmp_path: Path
+    start_server: Callable[..., Awaitable[RunningServer]], tmp_path: Path, expect: Any
 ) -> None:
-    from playwright.async_api import expect
-
-    expect.set_options(timeout=UI_TIMEOUT_MS)
     async with call_in_two_browsers(
         start_server, tmp_path, nurse_locale="nb-NO", specialist_locale="nb-NO", nurse_script=NO_MICROPHONE
     ) as call:

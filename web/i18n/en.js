@@ -300,5 +300,5 @@ export default {
   'microphone.nurse': 'The nurse has no microphone, so you cannot hear the nurse. Use the chat.',
   'microphone.specialist': 'The specialist has no microphone, so you cannot hear the specialist. Use the chat.',
   'relogin.heading': 'You are logged out – log in again',
-  'relogin.hint': 'The call goes on while you log in. What you were doing is finished afterwards.',
+  'relogin.hint': 'The page stays as it is, and a call goes on. What you were doing is finished once you are logged in.',
 };

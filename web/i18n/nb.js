@@ -300,5 +300,5 @@ export default {
   'microphone.nurse': 'Sykepleieren har ingen mikrofon, så du hører ikke sykepleieren. Bruk chatten.',
   'microphone.specialist': 'Spesialisten har ingen mikrofon, så du hører ikke spesialisten. Bruk chatten.',
   'relogin.heading': 'Du er logget ut – logg inn igjen',
-  'relogin.hint': 'Samtalen fortsetter mens du logger inn. Det du holdt på med, blir gjort ferdig etterpå.',
+  'relogin.hint': 'Siden blir som den er, og en samtale fortsetter. Det du holdt på med, blir gjort ferdig når du er logget inn.',
 };
