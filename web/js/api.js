@@ -34,6 +34,8 @@ const SESSION_PATH = '/api/session';
 let unauthorizedHandler = null;
 /** The one re-login under way, which every request that met a 401 meanwhile waits for. @type {Promise<void> | null} */
 let loggingInAgain = null;
+/** How many re-logins have completed: a 401 to a request sent before the last one is stale. */
+let reloginCount = 0;
 
 /**
  * Who answers a 401 on this page: `handler` resolves once the same user has logged in again
@@ -52,12 +54,19 @@ export function onUnauthorized(handler) {
  * @returns {Promise<Response>}
  */
 async function send(method, path, body = {}) {
+  const sentAfter = reloginCount;
   try {
     return await sendOnce(method, path, body);
   } catch (error) {
     if (!(error instanceof ApiError && error.status === 401) || !unauthorizedHandler || path === SESSION_PATH) throw error;
-    loggingInAgain ??= unauthorizedHandler().finally(() => { loggingInAgain = null; });
-    await loggingInAgain;
+    // Sent with the old session while the user logged in again: just send it again.
+    if (sentAfter === reloginCount) {
+      loggingInAgain ??= unauthorizedHandler().finally(() => {
+        reloginCount += 1;
+        loggingInAgain = null;
+      });
+      await loggingInAgain;
+    }
     return send(method, path, body);
   }
 }
