@@ -22,7 +22,8 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.e2e.browser import async_playwright, eventually, media_stats
-from tests.e2e.flows import MEDIA_SECONDS, PASSWORD, UI_TIMEOUT_MS, Call, call_in_two_browsers
+from tests.e2e.flows import MEDIA_SECONDS, PASSWORD, UI_TIMEOUT_MS, call_in_two_browsers
+from tests.e2e.process import REPO_ROOT
 from tests.server import RunningServer
 from woundcare.appkeys import DATABASE, SESSIONS
 from woundcare.db.models import Consultation, QualitySample
@@ -39,6 +40,8 @@ NO_MICROPHONE = """
 """
 """An init script: getUserMedia rejects whenever audio is asked for."""
 
+SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
+"""Where the re-login dialog and the server-down state are shot (docs/screenshots has copies)."""
 MARK_PAGE = "() => { window.__notReloaded = true; }"
 PAGE_MARKED = "() => window.__notReloaded === true"
 
@@ -109,6 +112,8 @@ async def test_logged_out_mid_call_logs_in_again_without_dropping_it(
         await expect(specialist.locator("#relogin h2")).to_have_text("You are logged out – log in again")
         await expect(specialist.locator("#assessment-status")).not_to_have_attribute("data-i18n", "assessment.saved")
         await frames_advance(specialist, "video goes on while logged out")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        await nurse.screenshot(path=str(SCREENSHOTS / "relogin-phone.png"))
         samples = await quality_samples(server, call.consultation)
 
         # --- the same users log in again: the call goes on where it was --------------------
@@ -185,6 +190,8 @@ async def test_media_cut_and_server_down_are_told_apart(
             await expect(page.locator("#status")).to_have_text(
                 "Ingen kontakt med serveren – videoen går fortsatt. Kobler til igjen …")
         await frames_advance(specialist, "video plays on with the server down")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        await specialist.screenshot(path=str(SCREENSHOTS / "specialist-server-unreachable.png"))
         for page in pages:
             await expect(page.locator("#status")).to_have_attribute("data-i18n", "status.serverUnreachable")
         assert not call.page_errors, call.page_errors

@@ -20,8 +20,9 @@ export function renderConnection(element, signaling, media, quality) {
   let key;
   if (signaling === 'reconnecting') {
     state = 'reconnecting';
-    // Media goes peer to peer through TURN, not through our server: it may well play on.
-    key = media ? 'serverUnreachable' : 'reconnecting';
+    // Media goes peer to peer through TURN, not through our server: it may well play on. A
+    // device that is offline itself has lost both, whatever ICE has not noticed yet.
+    key = media && navigator.onLine ? 'serverUnreachable' : 'reconnecting';
   } else if (signaling === 'closed') state = 'closed';
   else if (signaling !== 'joined') state = 'connecting';
   else if (media === null) state = 'waiting';
