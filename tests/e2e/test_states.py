@@ -7,6 +7,7 @@
 - A specialist without a microphone is shown as such on both pages, and so is a nurse without one.
 - The relay paused (media cut): "video interrupted" and no quality badge on either page.
 - The server down while the relay keeps carrying media: "server unreachable", video still live.
+- The pilot lead's page has the same dialog; a CSV download that met the 401 follows it.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from tests.e2e.browser import async_playwright, eventually, media_stats
-from tests.e2e.flows import MEDIA_SECONDS, PASSWORD, UI_TIMEOUT_MS, call_in_two_browsers
+from tests.e2e.browser import async_playwright, eventually, launch, media_stats
+from tests.e2e.flows import DESKTOP, MEDIA_SECONDS, PASSWORD, UI_TIMEOUT_MS, call_in_two_browsers, log_in
 from tests.e2e.process import REPO_ROOT
 from tests.server import RunningServer
 from woundcare.appkeys import DATABASE, SESSIONS
 from woundcare.db.models import Consultation, QualitySample
+from woundcare.db.models import Role as StaffRole
 
 NO_MICROPHONE = """
 (() => {
@@ -195,3 +197,31 @@ async def test_media_cut_and_server_down_are_told_apart(
         for page in pages:
             await expect(page.locator("#status")).to_have_attribute("data-i18n", "status.serverUnreachable")
         assert not call.page_errors, call.page_errors
+
+
+async def test_the_lead_page_logs_in_again_and_downloads(
+    start_server: Callable[..., Awaitable[RunningServer]], expect: Any
+) -> None:
+    """The pilot lead's page has the same dialog; a CSV download that met the 401 follows the re-login."""
+    server = await start_server()
+    lead = await server.add_user("pilotleder", PASSWORD, {"east": StaffRole.PILOT_LEAD})
+    async with async_playwright() as playwright:
+        browser = await launch(playwright)
+        try:
+            page = await (await browser.new_context(viewport=DESKTOP, locale="en-GB")).new_page()
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            await log_in(page, server.url, "pilotleder", "/lead")
+            await expect(page.locator("#lead-status")).to_have_attribute("data-i18n", "lead.loaded")
+            await page.evaluate(MARK_PAGE)
+            await server.app[SESSIONS].revoke_user(lead)
+            async with page.expect_download() as download_info:
+                await page.click("#figures-csv")
+                await expect(page.locator("#relogin h2")).to_have_text("You are logged out – log in again")
+                await log_in_again(page, "pilotleder")
+            download = await download_info.value
+            assert download.suggested_filename == "pilot-figures.csv"
+            await expect(page.locator("#relogin")).to_have_count(0)
+            assert await page.evaluate(PAGE_MARKED), "the page was reloaded"
+            await expect(page.locator("#lead-error")).to_have_text("")
+        finally:
+            await browser.close()
