@@ -7,7 +7,8 @@
 - A specialist without a microphone is shown as such on both pages, and so is a nurse without one.
 - The relay paused (media cut): "video interrupted" and no quality badge on either page.
 - The server down while the relay keeps carrying media: "server unreachable", video still live.
-- The pilot lead's page has the same dialog; a CSV download that met the 401 follows it.
+- The pilot lead's page has the same dialog; a CSV download that met the 401 follows it, and
+  single sign-on from the dialog runs in a window of its own.
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from tests.e2e.browser import async_playwright, eventually, launch, media_stats
 from tests.e2e.flows import DESKTOP, MEDIA_SECONDS, PASSWORD, UI_TIMEOUT_MS, call_in_two_browsers, log_in
 from tests.e2e.process import REPO_ROOT
 from tests.server import RunningServer
 from woundcare.appkeys import DATABASE, SESSIONS
-from woundcare.db.models import Consultation, QualitySample
+from tests.api.test_oidc import NATIONAL_ID, PID_CLAIM, oidc_settings
+from tests.oidc_provider import OidcProvider
+from woundcare.db.models import Consultation, QualitySample, User
 from woundcare.db.models import Role as StaffRole
 
 NO_MICROPHONE = """
@@ -199,29 +202,48 @@ async def test_media_cut_and_server_down_are_told_apart(
         assert not call.page_errors, call.page_errors
 
 
-async def test_the_lead_page_logs_in_again_and_downloads(
+async def test_the_lead_page_logs_in_again_with_a_password_or_single_sign_on(
     start_server: Callable[..., Awaitable[RunningServer]], expect: Any
 ) -> None:
-    """The pilot lead's page has the same dialog; a CSV download that met the 401 follows the re-login."""
-    server = await start_server()
-    lead = await server.add_user("pilotleder", PASSWORD, {"east": StaffRole.PILOT_LEAD})
-    async with async_playwright() as playwright:
-        browser = await launch(playwright)
-        try:
-            page = await (await browser.new_context(viewport=DESKTOP, locale="en-GB")).new_page()
-            page.set_default_timeout(UI_TIMEOUT_MS)
-            await log_in(page, server.url, "pilotleder", "/lead")
-            await expect(page.locator("#lead-status")).to_have_attribute("data-i18n", "lead.loaded")
-            await page.evaluate(MARK_PAGE)
-            await server.app[SESSIONS].revoke_user(lead)
-            async with page.expect_download() as download_info:
-                await page.click("#figures-csv")
-                await expect(page.locator("#relogin h2")).to_have_text("You are logged out – log in again")
-                await log_in_again(page, "pilotleder")
-            download = await download_info.value
-            assert download.suggested_filename == "pilot-figures.csv"
-            await expect(page.locator("#relogin")).to_have_count(0)
-            assert await page.evaluate(PAGE_MARKED), "the page was reloaded"
-            await expect(page.locator("#lead-error")).to_have_text("")
-        finally:
-            await browser.close()
+    """The pilot lead's page has the same dialog: a CSV download that met the 401 follows a
+    password login; single sign-on runs in a window of its own, which closes when done."""
+    provider = await OidcProvider(claims={PID_CLAIM: NATIONAL_ID}).start()
+    try:
+        server = await start_server(**oidc_settings(provider))
+        lead = await server.add_user("pilotleder", PASSWORD, {"east": StaffRole.PILOT_LEAD})
+        async with server.app[DATABASE].sessions() as session, session.begin():
+            await session.execute(update(User).where(User.id == lead).values(oidc_subject=NATIONAL_ID))
+        async with async_playwright() as playwright:
+            browser = await launch(playwright)
+            try:
+                context = await browser.new_context(viewport=DESKTOP, locale="en-GB")
+                page = await context.new_page()
+                page.set_default_timeout(UI_TIMEOUT_MS)
+                await log_in(page, server.url, "pilotleder", "/lead")
+                await expect(page.locator("#lead-status")).to_have_attribute("data-i18n", "lead.loaded")
+                await page.evaluate(MARK_PAGE)
+
+                await server.app[SESSIONS].revoke_user(lead)
+                async with page.expect_download() as download_info:
+                    await page.click("#figures-csv")
+                    await expect(page.locator("#relogin h2")).to_have_text("You are logged out – log in again")
+                    await log_in_again(page, "pilotleder")
+                download = await download_info.value
+                assert download.suggested_filename == "pilot-figures.csv"
+                await expect(page.locator("#relogin")).to_have_count(0)
+
+                await server.app[SESSIONS].revoke_user(lead)
+                await page.click("#filter button[type=submit]")
+                async with context.expect_page() as popup_info:
+                    await page.click("#relogin a")
+                popup = await popup_info.value
+                await expect(page.locator("#relogin")).to_have_count(0)
+                await expect(page.locator("#lead-status")).to_have_attribute("data-i18n", "lead.loaded")
+                assert provider.authorize_requests, "the window did not go through the provider"
+                if not popup.is_closed():
+                    await popup.wait_for_event("close", timeout=UI_TIMEOUT_MS)
+                assert await page.evaluate(PAGE_MARKED), "the page was reloaded"
+            finally:
+                await browser.close()
+    finally:
+        await provider.stop()
