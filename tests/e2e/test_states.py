@@ -9,6 +9,8 @@
 - The server down while the relay keeps carrying media: "server unreachable", video still live.
 - The pilot lead's page has the same dialog; a CSV download that met the 401 follows it, and
   single sign-on from the dialog runs in a window of its own.
+- A login in another tab of the same browser is taken up: the open dialog closes by itself,
+  and a page whose CSRF token went stale carries on without asking.
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ import pytest
 from sqlalchemy import func, select, update
 
 from tests.e2e.browser import async_playwright, eventually, launch, media_stats
-from tests.e2e.flows import DESKTOP, MEDIA_SECONDS, PASSWORD, UI_TIMEOUT_MS, call_in_two_browsers, log_in
+from tests.e2e.flows import (
+    DESKTOP,
+    MEDIA_SECONDS,
+    PASSWORD,
+    PHONE,
+    UI_TIMEOUT_MS,
+    call_in_two_browsers,
+    log_in,
+)
 from tests.e2e.process import REPO_ROOT
 from tests.server import RunningServer
 from woundcare.appkeys import DATABASE, SESSIONS
@@ -47,6 +57,8 @@ NO_MICROPHONE = """
 
 SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
 """Where the re-login dialog and the server-down state are shot (docs/screenshots has copies)."""
+OTHER_NATIONAL_ID = "02028010047"
+"""A second fictional national id number (valid check digits)."""
 MARK_PAGE = "() => { window.__notReloaded = true; }"
 PAGE_MARKED = "() => window.__notReloaded === true"
 
@@ -247,3 +259,50 @@ async def test_the_lead_page_logs_in_again_with_a_password_or_single_sign_on(
                 await browser.close()
     finally:
         await provider.stop()
+
+
+async def test_a_login_in_another_tab_is_taken_up_without_asking_twice(
+    start_server: Callable[..., Awaitable[RunningServer]], expect: Any
+) -> None:
+    """Logged out in another tab: the dialog, which closes by itself once that tab logs in
+    again. Logged out and in again there before this page noticed: the page's CSRF token is
+    stale, and the session is taken up without a dialog."""
+    server = await start_server()
+    await server.add_user("sykepleier", PASSWORD, {"east": StaffRole.NURSE})
+    async with async_playwright() as playwright:
+        browser = await launch(playwright)
+        try:
+            context = await browser.new_context(viewport=PHONE, locale="nb-NO")
+            page, other = await context.new_page(), await context.new_page()
+            for tab in (page, other):
+                tab.set_default_timeout(UI_TIMEOUT_MS)
+            await log_in(page, server.url, "sykepleier", "/nurse")
+            await page.evaluate(MARK_PAGE)
+
+            async def relog_in_other_tab(*, log_in_again: bool) -> None:
+                await other.goto(server.url + "/nurse")
+                await other.click("#logout")
+                await other.wait_for_url(server.url + "/")
+                if log_in_again:
+                    await log_in(other, server.url, "sykepleier", "/nurse")
+
+            await relog_in_other_tab(log_in_again=False)
+            await page.click("#register-toggle")
+            await page.fill("#national-id", NATIONAL_ID)
+            await page.fill("#patient-name", "Kari Nordmann")
+            await page.click("#register-form button[type=submit]")
+            await expect(page.locator("#relogin h2")).to_have_text("Du er logget ut – logg inn igjen")
+            await log_in(other, server.url, "sykepleier", "/nurse")
+            await expect(page.locator("#relogin")).to_have_count(0)
+            await expect(page.locator("#identity-name")).to_have_text("Kari Nordmann")
+
+            await relog_in_other_tab(log_in_again=True)
+            await page.click("#register-toggle")
+            await page.fill("#national-id", OTHER_NATIONAL_ID)
+            await page.fill("#patient-name", "Ola Nordmann")
+            await page.click("#register-form button[type=submit]")
+            await expect(page.locator("#identity-name")).to_have_text("Ola Nordmann")
+            await expect(page.locator("#relogin")).to_have_count(0)
+            assert await page.evaluate(PAGE_MARKED), "the page was reloaded"
+        finally:
+            await browser.close()

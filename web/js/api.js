@@ -38,13 +38,22 @@ let loggingInAgain = null;
 let reloginCount = 0;
 
 /**
- * Who answers a 401 on this page: `handler` resolves once the same user has logged in again
- * (login() has then renewed the CSRF token), and each request that met the 401 is sent once
- * more, so the caller never sees it.
+ * Who answers a lost session on this page: `handler` resolves once the same user has a session
+ * again (login() or currentSession() has then renewed the CSRF token), and each request that
+ * met the loss is sent again, so the caller never sees it.
  * @param {() => Promise<void>} handler
  */
 export function onUnauthorized(handler) {
   unauthorizedHandler = handler;
+}
+
+/**
+ * The session this page knew is gone: expired or revoked (401), or replaced by a login in another
+ * tab, whose cookie this page now sends with the old session's CSRF token (403 `csrf_failed`).
+ * @param {ApiError} error
+ */
+function lostSession(error) {
+  return error.status === 401 || error.code === 'csrf_failed';
 }
 
 /**
@@ -58,7 +67,7 @@ async function send(method, path, body = {}) {
   try {
     return await sendOnce(method, path, body);
   } catch (error) {
-    if (!(error instanceof ApiError && error.status === 401) || !unauthorizedHandler || path === SESSION_PATH) throw error;
+    if (!(error instanceof ApiError && lostSession(error)) || !unauthorizedHandler || path === SESSION_PATH) throw error;
     // Sent with the old session while the user logged in again: just send it again.
     if (sentAfter === reloginCount) {
       loggingInAgain ??= unauthorizedHandler().finally(() => {

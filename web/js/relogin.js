@@ -3,8 +3,9 @@
  * over the page, which stays as it is underneath (a live call goes on: its signaling socket
  * keeps its resume token, media never needed the session). Logging in again as the same user
  * closes the dialog, and api.js sends the requests that met the 401 again; another user is
- * taken to their own page. Single sign-on runs in a window of its own, since leaving this page
- * would drop the call; meanwhile the page looks for the new session, then closes that window.
+ * taken to their own page. A session opened elsewhere in this browser counts too: another tab,
+ * or single sign-on, which runs in a window of its own since leaving this page would drop the
+ * call; while the dialog is open the page looks for such a session every few seconds.
  */
 
 import { currentSession, oidcEnabled, onUnauthorized } from './api.js';
@@ -12,8 +13,8 @@ import { h } from './dom.js';
 import { setText } from './i18n.js';
 import { landingOf, wireLoginForm } from './login-form.js';
 
-/** How often the page looks for the session that single sign-on in its own window opens. */
-const SSO_POLL_MS = 2000;
+/** How often an open dialog looks for a session opened in another tab or window. */
+const LOOK_EVERY_MS = 2000;
 
 /**
  * Answer every 401 on this page with the dialog, for the user signed in now.
@@ -25,9 +26,20 @@ export function watchSession(me) {
 
 /**
  * @param {string} user the id of the user who must come back
- * @returns {Promise<void>} resolves once that user has a session again
+ * @returns {Promise<void>} resolves once that user has a session again (and its CSRF token)
  */
-function logInAgain(user) {
+async function logInAgain(user) {
+  /** @param {import('./api.js').Me} me */
+  const sameUser = (me) => {
+    if (me.user.id !== user) location.assign(landingOf(me) ?? '/');
+    return me.user.id === user;
+  };
+  // Another tab may have logged in already (our CSRF token was then refused): no need to ask.
+  const current = await currentSession().catch(() => null);
+  if (current) {
+    if (sameUser(current)) return;
+    return new Promise(() => {}); // the page is leaving
+  }
   const { dialog, form, error, totpRow, oidc } = build();
   document.body.append(dialog);
   // Nothing to cancel to: the page cannot go on without a session.
@@ -35,28 +47,22 @@ function logInAgain(user) {
   dialog.showModal();
   oidcEnabled().then((enabled) => { oidc.hidden = !enabled; });
   return new Promise((resolve) => {
-    /** @type {ReturnType<typeof setInterval> | undefined} */
-    let polling;
+    /** @type {Window | null} */
+    let popup = null;
     /** @param {import('./api.js').Me} me */
     const loggedIn = (me) => {
-      clearInterval(polling);
-      if (me.user.id !== user) {
-        location.assign(landingOf(me) ?? '/');
-        return;
-      }
+      clearInterval(looking);
+      popup?.close();
+      if (!sameUser(me)) return;
       dialog.close();
       dialog.remove();
       resolve();
     };
+    const looking = setInterval(() => currentSession().then(loggedIn, () => {}), LOOK_EVERY_MS);
     wireLoginForm(form, { error, totpRow }, loggedIn);
     oidc.addEventListener('click', (event) => {
       event.preventDefault();
-      const popup = window.open(oidc.href, 'woundcare-sso', 'popup');
-      clearInterval(polling);
-      polling = setInterval(() => currentSession().then((me) => {
-        popup?.close();
-        loggedIn(me);
-      }, () => {}), SSO_POLL_MS);
+      popup = window.open(oidc.href, 'woundcare-sso', 'popup');
     });
   });
 }
