@@ -100,6 +100,7 @@ async def log_in_again(page: Any, username: str) -> None:
 async def test_logged_out_mid_call_logs_in_again_without_dropping_it(
     start_server: Callable[..., Awaitable[RunningServer]], tmp_path: Path, expect: Any
 ) -> None:
+    """Nurse in Norwegian, specialist (without a microphone) in English; both sessions revoked."""
     async with call_in_two_browsers(
         start_server, tmp_path, nurse_locale="nb-NO", specialist_locale="en-GB", specialist_script=NO_MICROPHONE
     ) as call:
@@ -162,6 +163,7 @@ async def test_logged_out_mid_call_logs_in_again_without_dropping_it(
 async def test_media_cut_and_server_down_are_told_apart(
     start_server: Callable[..., Awaitable[RunningServer]], tmp_path: Path, expect: Any
 ) -> None:
+    """The nurse without a microphone; coturn paused, then resumed; then the server stopped."""
     async with call_in_two_browsers(
         start_server, tmp_path, nurse_locale="nb-NO", specialist_locale="nb-NO", nurse_script=NO_MICROPHONE
     ) as call:
