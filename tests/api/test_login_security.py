@@ -12,6 +12,7 @@ from unittest import mock
 
 import aiohttp
 import pytest
+from argon2 import PasswordHasher
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 from sqlalchemy import select
@@ -21,11 +22,20 @@ from tests.server import RunningServer
 from tests.services import REDIS_URL
 from woundcare.api.forwarded import ProxyTrust
 from woundcare.appkeys import DATABASE
+from woundcare.auth import passwords
 from woundcare.db.models import AuditEvent, User
 from woundcare.db.models import Role as StaffRole
 
 PASSWORD = "correct horse battery staple"
 Start = Callable[..., Awaitable[RunningServer]]
+
+
+@pytest.fixture(autouse=True)
+def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2 at its floor: these tests count attempts, and dozens of full-cost checks in
+    parallel would take a loaded machine minutes. Each hash carries its own parameters, so
+    the server's dummy hash and the users' are checked at the same (low) cost."""
+    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
 @pytest.fixture(params=["memory", "redis"])
