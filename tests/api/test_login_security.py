@@ -210,10 +210,10 @@ async def test_cross_site_login_is_refused_and_audited(server: RunningServer, cl
 
 
 async def test_the_throttle_answers_alike_for_unknown_and_existing_names(
-    start_server: Start, db_url: str, clients: Callable[[str], ApiClient]
+    start_server: Start, db_url: str, ledger: dict[str, Any], clients: Callable[[str], ApiClient]
 ) -> None:
     # A long wait, so that no try of the run comes after it ends, however loaded the machine.
-    server = await start_server(database_url=db_url, login_throttle_base_seconds=60.0)
+    server = await start_server(database_url=db_url, login_throttle_base_seconds=60.0, **ledger)
     await server.add_user("nurse1", PASSWORD, {"east": StaffRole.NURSE})
     client = clients(server.url)
 

@@ -24,9 +24,11 @@ import hashlib
 import secrets
 import time
 from collections import defaultdict, deque
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import redis.asyncio as aioredis
+
+_V = TypeVar("_V")
 
 NAME_WINDOW = 86400.0
 """How long attempts on a name without an account are remembered (an account's count is
@@ -63,8 +65,8 @@ class MemoryLedger:
     """One process's memory: right for a single instance (the default)."""
 
     MAX_NAMES = 100_000
-    """Names without an account remembered at most; the oldest go first (a spray of made-up
-    names must not fill memory)."""
+    """Names (waits, and counts of names without an account) remembered at most; the least
+    recently tried go first, so that a spray of made-up names cannot fill memory."""
 
     def __init__(self) -> None:
         self._waits: dict[str, float] = {}
@@ -95,12 +97,10 @@ class MemoryLedger:
 
     async def count_name(self, name: str) -> tuple[int, float]:
         now = time.time()
-        count, until = self._names.pop(name, (0, 0.0))
+        count, until = self._names.get(name, (0, 0.0))
         if until <= now:
             count, until = 0, now + NAME_WINDOW
-        self._names[name] = (count + 1, until)
-        if len(self._names) > self.MAX_NAMES:
-            del self._names[next(iter(self._names))]
+        self._remember(self._names, name, (count + 1, until))
         return count + 1, until - now
 
     async def keep_name(self, name: str, seconds: float) -> None:
@@ -112,17 +112,23 @@ class MemoryLedger:
         until = self._waits.get(name, 0.0)
         if until > now:
             return until - now
-        self._waits[name] = now + seconds
+        self._remember(self._waits, name, now + seconds)
         return 0.0
 
     async def set_wait(self, name: str, seconds: float) -> None:
-        self._waits[name] = time.time() + seconds
+        self._remember(self._waits, name, time.time() + seconds)
 
     async def forget(self, name: str) -> None:
         self._waits.pop(name, None)
 
     async def close(self) -> None:
         return None
+
+    def _remember(self, entries: dict[str, _V], name: str, value: _V) -> None:
+        entries.pop(name, None)  # to the end of the insertion order
+        entries[name] = value
+        if len(entries) > self.MAX_NAMES:
+            del entries[next(iter(entries))]
 
 
 class RedisLedger:
