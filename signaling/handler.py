@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Final
 
 from aiohttp import WSMsgType, web
@@ -38,6 +39,8 @@ SINK = web.AppKey("signaling_sink", EventSink)
 LIMITS = web.AppKey("signaling_limits", Limits)
 STATS = web.AppKey("signaling_stats", Stats)
 SOCKETS = web.AppKey("signaling_sockets", set[SocketOutlet])
+CLIENT_ADDRESS = web.AppKey("signaling_client_address", Callable[[web.Request], "str | None"])
+"""Who a socket's peer is (behind a proxy, the app knows better than ``request.remote``)."""
 """Every open socket's outlet; its handler adds it and discards it on the way out."""
 
 # Which failed joins end the socket, and with which close code.
@@ -91,7 +94,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     sockets = app[SOCKETS]
     outlet = SocketOutlet(ws, transport, writer, limits.outbox_frames)
     sockets.add(outlet)
-    address = request.remote
+    address = app[CLIENT_ADDRESS](request)
     participant: Participant | None = None
     left = False
     bucket = _Bucket(limits.rate_per_second, limits.burst)
@@ -201,6 +204,7 @@ def setup(
     instance: str = "local",
     redis_prefix: str = "wc",
     instance_ttl_seconds: float = 5.0,
+    client_address: Callable[[web.Request], str | None] = lambda request: request.remote,
 ) -> Rooms:
     """Mount signaling on ``app`` and return its rooms: in memory, or shared through Redis
     with every instance on the same ``redis_url`` and ``redis_prefix`` when it is set."""
@@ -221,6 +225,7 @@ def setup(
     app[LIMITS] = limits
     app[STATS] = Stats()
     app[SOCKETS] = set()
+    app[CLIENT_ADDRESS] = client_address
     app.router.add_get(path, websocket_handler)
     app.on_shutdown.append(_close_sockets)
     return rooms

@@ -34,6 +34,7 @@ from .api import (
     snapshots,
 )
 from .api.errors import error_middleware
+from .api.forwarded import PROXY_TRUST, ProxyTrust, client_address
 from .api.guard import guard_middleware
 from .api.health import DRAINING
 from .appkeys import (
@@ -187,6 +188,7 @@ def create_app(settings: Settings) -> web.Application:
     audit = AuditLog(db, CheckpointSigner.from_secrets(secret))
     keyring = Keyring(db.sessions, master_keys(settings))
     app[SETTINGS] = settings
+    app[PROXY_TRUST] = ProxyTrust(settings.trusted_proxies, settings.proxy_header)
     metrics = app[METRICS] = Metrics()
     draining = app[DRAINING] = asyncio.Event()
     app[IN_FLIGHT] = InFlight()
@@ -243,6 +245,7 @@ def create_app(settings: Settings) -> web.Application:
         instance=settings.instance_name,
         redis_prefix=settings.redis_prefix,
         instance_ttl_seconds=settings.instance_ttl_seconds,
+        client_address=client_address,
     )
     # After signaling's own: recorders leave their rooms before a cluster's bus stops.
     app.cleanup_ctx.append(recorders.running)

@@ -9,13 +9,15 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+from ipaddress import ip_network
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -86,6 +88,13 @@ class Settings(BaseSettings):
     login_lock_minutes: int = Field(15, gt=0)
     address_failure_limit: int = Field(50, ge=1)
     """Failed logins from one address per 10 minutes before it is refused."""
+    # Client addresses behind a reverse proxy (docs/security.md, "Proxies and client addresses").
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Addresses or CIDRs of the reverse proxies whose forwarding header names the client
+    (``127.0.0.1,::1`` for nginx on the same host); unset: the peer is the client."""
+    proxy_header: Literal["X-Forwarded-For", "Forwarded"] = "X-Forwarded-For"
+    """The header those proxies write; the other one is never read."""
+
     pilot_timezone: str = "Europe/Oslo"
     """Where the pilot's days begin and end, for the figures' ``from`` and ``to``."""
     revocation_poll_seconds: float = Field(2.0, gt=0)
@@ -123,6 +132,17 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_networks(cls, value: Any) -> Any:
+        items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        for item in items:
+            try:
+                ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError("trusted_proxies must be IP addresses or CIDR networks") from None
+        return items
 
     @model_validator(mode="after")
     def _turn_needs_secret(self) -> Settings:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import ssl
 import subprocess
 from collections.abc import AsyncIterator
@@ -13,11 +14,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from sqlalchemy import select
 
 from signaling.protocol import Role
 from tests.server import RunningServer
 from tests.services import free_port, missing
 from tests.tls import self_signed
+from woundcare.appkeys import DATABASE
+from woundcare.db.models import AuditEvent
 
 DEPLOY = Path(__file__).parents[2] / "deploy" / "nginx"
 
@@ -70,6 +74,12 @@ http {{
 
 
 @pytest.fixture
+async def server(start_server: Any) -> RunningServer:
+    """As deployed (deploy/systemd): the app believes the X-Forwarded-For of the nginx in front."""
+    return await start_server(trusted_proxies=["127.0.0.1", "::1"])
+
+
+@pytest.fixture
 async def nginx(server: RunningServer, tmp_path: Path) -> AsyncIterator[int]:
     binary = nginx_binary()
     https_port = free_port()
@@ -115,3 +125,21 @@ async def test_signaling_join_over_wss_through_the_shipped_nginx(server: Running
     log = (tmp_path / "access.log").read_text()
     assert f"rid={request_id}" in log  # nginx's request id is the app's
     assert "?" not in log  # no query strings in the access log
+
+
+async def test_the_app_sees_the_client_address_nginx_saw_not_a_forged_one(
+    server: RunningServer, nginx: int, tmp_path: Path
+) -> None:
+    context = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+    # The client comes from 127.0.0.3; nginx reaches the app from 127.0.0.1, a trusted proxy.
+    connector = aiohttp.TCPConnector(ssl=context, family=socket.AF_INET, local_addr=("127.0.0.3", 0))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with session.post(
+            f"https://localhost:{nginx}/api/session",
+            json={"username": "nobody", "password": "wrong"},
+            headers={"X-Forwarded-For": "203.0.113.9"},
+        ) as response:
+            assert response.status == 401
+    async with server.app[DATABASE].sessions() as db:
+        addresses = (await db.scalars(select(AuditEvent.address).where(AuditEvent.action == "login"))).all()
+    assert addresses == ["127.0.0.3"]

@@ -28,6 +28,7 @@ from ..auth.sessions import COOKIE, CSRF_HEADER, OpenSession
 from ..crypto import KeyShreddedError, RecordIntegrityError
 from ..db.models import Region, Role
 from .errors import api_error
+from .forwarded import client_address
 
 log = logging.getLogger(__name__)
 
@@ -135,15 +136,18 @@ async def _resolve(request: web.Request) -> tuple[Actor | None, OpenSession | No
     return None, None
 
 
+def from_this_site(request: web.Request) -> bool:
+    """False when the browser says another site's page sent the request: an ``Origin`` not
+    ours, or ``Sec-Fetch-Site`` other than same-origin. Programs send neither and pass."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin not in (request.config_dict[SETTINGS].base_url, f"{request.scheme}://{request.host}"):
+        return False
+    return request.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none")
+
+
 def _csrf_ok(request: web.Request, open_session: OpenSession) -> bool:
     given = request.headers.get(CSRF_HEADER, "")
-    if not hmac.compare_digest(given.encode(), open_session.csrf_token.encode()):
-        return False
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return True
-    base = request.config_dict[SETTINGS].base_url
-    return origin in (base, f"{request.scheme}://{request.host}")
+    return hmac.compare_digest(given.encode(), open_session.csrf_token.encode()) and from_this_site(request)
 
 
 @web.middleware
@@ -213,6 +217,6 @@ async def _audit(
             role=_role(who, action, region_id),
             region_id=region_id,
             resource=resource,
-            address=request.remote,
+            address=client_address(request),
         )
     )

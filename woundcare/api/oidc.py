@@ -35,6 +35,7 @@ from ..auth.oidc import (
 from ..config import Settings
 from ..db.models import User
 from .errors import api_error
+from .forwarded import client_address
 from .guard import public
 from .session import start_browser_session
 
@@ -192,6 +193,6 @@ async def _audit(request: web.Request, outcome: Outcome, reason: str | None, *, 
             outcome,
             actor=actor,
             resource=f"oidc:{reason}" if reason else None,
-            address=request.remote,
+            address=client_address(request),
         )
     )

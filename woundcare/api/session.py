@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..appkeys import DATABASE, LOGIN, SESSIONS, SETTINGS
+from ..appkeys import AUDIT, DATABASE, LOGIN, SESSIONS, SETTINGS
+from ..audit.log import AuditEntry, Outcome
 from ..auth.actors import actor_for
 from ..auth.login import LoginError
 from ..auth.policy import Action, Actor
@@ -12,7 +13,8 @@ from ..auth.sessions import COOKIE
 from ..db.models import User
 from .body import json_body, text_field
 from .errors import api_error
-from .guard import SESSION, actor, public, requires
+from .forwarded import client_address
+from .guard import SESSION, actor, from_this_site, public, requires
 from .regions import regions_of
 
 routes = web.RouteTableDef()
@@ -30,6 +32,14 @@ def _me(who: Actor, csrf_token: str | None, regions: list[dict[str, object]]) ->
 @routes.post("/api/session")
 @public
 async def login(request: web.Request) -> web.Response:
+    # Login CSRF: another site's form or fetch must not log the browser in as someone else.
+    if not from_this_site(request):
+        await request.config_dict[AUDIT].record(
+            AuditEntry("login.cross_site", Outcome.DENIED, address=client_address(request))
+        )
+        raise api_error(403, "cross_site", "log in from this site's own pages")
+    if request.content_type != "application/json":
+        raise api_error(415, "json_required", "the login must be sent as application/json")
     data = await json_body(request)
     username = text_field(data, "username", max_length=64) or ""
     password = data.get("password")
@@ -38,7 +48,7 @@ async def login(request: web.Request) -> web.Response:
     totp = data.get("totp") if isinstance(data.get("totp"), str) else None
     app = request.config_dict
     try:
-        user = await app[LOGIN].password(username, password, totp, request.remote)
+        user = await app[LOGIN].password(username, password, totp, client_address(request))
     except LoginError as exc:
         error = api_error(exc.status, exc.code, exc.message)
         if exc.retry_after is not None:

@@ -1,30 +1,39 @@
 """Password login with brute-force protection.
 
-Per account: after ``throttle_after`` failures in a row each next try must wait (1 s, 2 s,
-4 s...), and after ``lock_after`` the account is locked for ``lock_minutes``. Per address:
-more than ``address_limit`` failures in 10 minutes are refused. Every outcome is audited.
-The waits and address counts are kept in a :mod:`.failures` ledger (Redis when several
-instances share the load, so that each does not grant its own budget).
+Every attempt is counted *before* its password is checked, in one atomic step (an
+``UPDATE ... SET failed_logins = failed_logins + 1 ... RETURNING`` for an existing account;
+the :mod:`.failures` ledger for a name without one), so parallel tries cannot slip past a
+count that none of them had added to yet. The count is cleared by a successful login.
+
+Per account: from the ``throttle_after``-th attempt in a row each next one must wait (1 s,
+2 s, 4 s... after the last failure); one attempt at a time holds the wait, so a burst gets
+one try through. Past ``lock_after`` attempts the account is locked for ``lock_minutes``.
+Names without an account get the same answers from the same rules, so the throttle does not
+tell which names exist. Per address: more than ``address_limit`` failed (or still running)
+attempts in 10 minutes are refused. Every outcome but the address refusal is audited.
 Unknown usernames cost the same Argon2 work as known ones, so timing does not tell them apart.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, case, null, or_, update
 
 from ..audit.log import AuditEntry, AuditLog, Outcome
 from ..db.database import Database
+from ..db.engine import is_sqlite
 from ..db.models import User
 from .failures import FailureLedger
 from .passwords import hash_password, verify_password
 from .totp import TotpBox
 
 _ADDRESS_WINDOW = 600.0
+_CHECK_SECONDS = 30.0
+"""Longer than a password check takes, however loaded the server."""
 
 
 class LoginError(Exception):
@@ -45,6 +54,18 @@ class LoginPolicy:
     address_limit: int = 50
 
 
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """One attempt, counted: its number in the run since the last success, and the account
+    it names (``None`` for a name without one)."""
+
+    username: str
+    number: int
+    locked_for: float
+    """Seconds left of a lock in force when the attempt was counted (0.0: none)."""
+    user: User | None
+
+
 class Login:
     def __init__(
         self, db: Database, audit: AuditLog, totp: TotpBox, policy: LoginPolicy, failures: FailureLedger
@@ -55,19 +76,28 @@ class Login:
         self._policy = policy
         self._failures = failures
         self._dummy_hash = hash_password("not a real password")
+        # SQLite has one writer at a time: a burst of attempts queues here, in order, rather
+        # than on the file lock, whose busy timeout the end of a long queue would outlast.
+        self._writing: AbstractAsyncContextManager[object] = asyncio.Lock() if is_sqlite(db.url) else nullcontext()
 
     async def password(self, username: str, password: str, totp: str | None, address: str | None) -> User:
         """The user these credentials open, or :class:`LoginError`."""
         key = address or "-"
-        await self._check_address(key)
+        ticket = await self._failures.take_address(key, _ADDRESS_WINDOW, self._policy.address_limit)
+        if ticket is None:
+            raise LoginError(429, "throttled", "too many failed logins from this address", int(_ADDRESS_WINDOW))
         outcomes: list[tuple[Outcome, str]] = []
+        attempt: _Attempt | None = None
         error: LoginError | None = None
-        # Failure counters must commit, so errors are raised only after the transaction.
-        async with self._db.sessions() as session, session.begin():
-            user = await session.scalar(select(User).where(User.username == username))
-            error = await self._check(user, password, totp, outcomes)
-            if error is not None and error.code in ("invalid_credentials", "invalid_totp"):
-                await self._failures.add_address_failure(key, _ADDRESS_WINDOW)
+        try:
+            attempt = await self._count(username)
+            error = await self._check(attempt, password, totp, outcomes)
+        finally:
+            # Only a checked password that was wrong counts against the address.
+            if error is None or error.code not in ("invalid_credentials", "invalid_totp"):
+                await self._failures.give_back_address(key, ticket)
+        assert attempt is not None
+        user = attempt.user
         for outcome, action in outcomes:
             await self._audit.record(
                 AuditEntry(action, outcome, actor=f"u{user.id}" if user else None, address=address)
@@ -77,63 +107,101 @@ class Login:
         assert user is not None
         return user
 
-    async def _check(
-        self, user: User | None, password: str, totp: str | None, outcomes: list[tuple[Outcome, str]]
-    ) -> LoginError | None:
+    async def close(self) -> None:
+        await self._failures.close()
+
+    async def _count(self, username: str) -> _Attempt:
         now = datetime.now(UTC)
-        if user is not None and user.locked_until is not None and user.locked_until > now:
+        # A lock that has run out starts a new run of attempts.
+        lapsed = and_(User.locked_until.is_not(None), User.locked_until <= now)
+        async with self._writing, self._db.sessions() as session, session.begin():
+            user = await session.scalar(
+                update(User)
+                .where(User.username == username)
+                .values(
+                    failed_logins=case((lapsed, 1), else_=User.failed_logins + 1),
+                    locked_until=case((lapsed, null()), else_=User.locked_until),
+                )
+                .returning(User),
+                execution_options={"synchronize_session": False},
+            )
+        if user is not None:
+            locked_for = (user.locked_until - now).total_seconds() if user.locked_until is not None else 0.0
+            return _Attempt(username, user.failed_logins, max(locked_for, 0.0), user)
+        number, left = await self._failures.count_name(username)
+        return _Attempt(username, number, left if number > self._policy.lock_after else 0.0, None)
+
+    async def _check(
+        self, attempt: _Attempt, password: str, totp: str | None, outcomes: list[tuple[Outcome, str]]
+    ) -> LoginError | None:
+        policy = self._policy
+        user = attempt.user
+        if attempt.locked_for > 0 or attempt.number > policy.lock_after:
+            # Past the limit with no lock yet: a parallel attempt has not set it; this one does.
+            retry = attempt.locked_for if attempt.locked_for > 0 else await self._lock(attempt)
             outcomes.append((Outcome.LOCKED, "login"))
-            retry = int((user.locked_until - now).total_seconds()) + 1
-            return LoginError(403, "account_locked", "too many failed logins; try again later", retry)
-        if user is not None and (wait := await self._throttle_wait(user)) > 0:
-            outcomes.append((Outcome.THROTTLED, "login"))
-            return LoginError(429, "throttled", "too many failed logins; wait before trying again", int(wait) + 1)
+            return LoginError(403, "account_locked", "too many failed logins; try again later", int(retry) + 1)
+        if attempt.number >= policy.throttle_after:
+            # Held while the password is checked too (a failure sets the wait proper), so a
+            # slow check cannot let the next parallel try through.
+            wait = await self._failures.take_wait(attempt.username, self._delay(attempt.number) + _CHECK_SECONDS)
+            if wait > 0 and attempt.number > policy.throttle_after:
+                outcomes.append((Outcome.THROTTLED, "login"))
+                return LoginError(429, "throttled", "too many failed logins; wait before trying again", int(wait) + 1)
         stored = user.password_hash if user is not None and user.password_hash else self._dummy_hash
         ok = await asyncio.to_thread(verify_password, stored, password)
         if user is None or not user.active or user.password_hash is None or not ok:
             outcomes.append((Outcome.FAILED, "login"))
-            if user is not None and await self._fail(user):
-                outcomes.append((Outcome.LOCKED, "login"))
+            await self._failed(attempt, outcomes)
             return LoginError(401, "invalid_credentials", "wrong username or password")
         if user.totp_secret_sealed is not None:
             if not totp:
+                # The right password is no failure: the code comes in the next request.
+                await self._set_count(user, case((User.failed_logins > 0, User.failed_logins - 1), else_=0))
+                await self._failures.forget(attempt.username)
                 return LoginError(401, "totp_required", "enter the code from your authenticator app")
             if not self._totp.verify(user.id, user.totp_secret_sealed, totp):
                 outcomes.append((Outcome.FAILED, "login.totp"))
-                if await self._fail(user):
-                    outcomes.append((Outcome.LOCKED, "login"))
+                await self._failed(attempt, outcomes)
                 return LoginError(401, "invalid_totp", "the code is wrong or has expired")
-        user.failed_logins = 0
-        user.locked_until = None
-        await self._failures.forget(user.id)
+        await self._set_count(user, 0, unlock=True)
+        await self._failures.forget(attempt.username)
         outcomes.append((Outcome.OK, "login"))
         return None
-
-    async def close(self) -> None:
-        await self._failures.close()
-
-    async def _check_address(self, key: str) -> None:
-        if await self._failures.address_failures(key, _ADDRESS_WINDOW) >= self._policy.address_limit:
-            raise LoginError(429, "throttled", "too many failed logins from this address", int(_ADDRESS_WINDOW))
 
     def _delay(self, failures: int) -> float:
         excess = failures - self._policy.throttle_after
         return self._policy.throttle_base_seconds * (2 ** min(excess, 10)) if excess >= 0 else 0.0
 
-    async def _throttle_wait(self, user: User) -> float:
-        delay = self._delay(user.failed_logins)
-        last = await self._failures.last_failure(user.id) if delay else None
-        if last is None:
-            return 0.0
-        return max(0.0, last + delay - time.time())
+    async def _failed(self, attempt: _Attempt, outcomes: list[tuple[Outcome, str]]) -> None:
+        if attempt.number >= self._policy.lock_after:
+            await self._lock(attempt)
+            outcomes.append((Outcome.LOCKED, "login"))
+        elif attempt.number >= self._policy.throttle_after:
+            await self._failures.set_wait(attempt.username, self._delay(attempt.number))
 
-    async def _fail(self, user: User) -> bool:
-        """Count a failure; True if it locks the account."""
-        user.failed_logins += 1
-        if user.failed_logins < self._policy.lock_after:
-            await self._failures.set_last_failure(user.id, time.time(), self._delay(user.failed_logins))
-            return False
-        user.locked_until = datetime.now(UTC) + timedelta(minutes=self._policy.lock_minutes)
-        user.failed_logins = 0
-        await self._failures.forget(user.id)
-        return True
+    async def _lock(self, attempt: _Attempt) -> float:
+        """Lock the account (or the name) unless a lock is already in force; its seconds."""
+        seconds = self._policy.lock_minutes * 60.0
+        if attempt.user is None:
+            await self._failures.keep_name(attempt.username, seconds)
+            return seconds
+        now = datetime.now(UTC)
+        async with self._writing, self._db.sessions() as session, session.begin():
+            await session.execute(
+                update(User)
+                .where(User.id == attempt.user.id, or_(User.locked_until.is_(None), User.locked_until <= now))
+                .values(locked_until=now + timedelta(seconds=seconds)),
+                execution_options={"synchronize_session": False},
+            )
+        return seconds
+
+    async def _set_count(self, user: User, count: object, *, unlock: bool = False) -> None:
+        values: dict[str, object] = {"failed_logins": count}
+        if unlock:
+            values["locked_until"] = None
+        async with self._writing, self._db.sessions() as session, session.begin():
+            await session.execute(
+                update(User).where(User.id == user.id).values(values),
+                execution_options={"synchronize_session": False},
+            )
