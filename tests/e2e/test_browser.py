@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from tests.api.client import ApiClient
 from tests.coturn import running_coturn
@@ -35,10 +35,11 @@ from tests.e2e.browser import (
     launch,
     media_stats,
 )
+from tests.e2e.flows import UI_TIMEOUT_MS, confirm_and_consent, consultation_count, log_in, register_patient
 from tests.e2e.process import REPO_ROOT
 from tests.server import RunningServer
 from woundcare.appkeys import DATABASE
-from woundcare.db.models import Consultation, QualitySample
+from woundcare.db.models import QualitySample
 from woundcare.db.models import Role as StaffRole
 
 PASSWORD = "browser test password"
@@ -49,14 +50,7 @@ DESKTOP = {"width": 1440, "height": 900}
 OFFLINE_SECONDS = 10.0
 SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
 README_SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
-UI_TIMEOUT_MS = 15_000
-"""Bound on any one wait for the pages; media waits have their own below."""
 MEDIA_SECONDS = 25.0
-
-
-async def consultation_count(server: RunningServer) -> int:
-    async with server.app[DATABASE].sessions() as session:
-        return int(await session.scalar(select(func.count()).select_from(Consultation)) or 0)
 
 
 async def quality_samples(server: RunningServer, consultation: str) -> list[tuple[str, str]]:
@@ -65,14 +59,6 @@ async def quality_samples(server: RunningServer, consultation: str) -> list[tupl
             select(QualitySample.role, QualitySample.direction).where(QualitySample.consultation_id == consultation)
         )
         return [(role, direction) for role, direction in rows]
-
-
-async def log_in(page: Any, origin: str, username: str, landing: str) -> None:
-    await page.goto(origin + "/")
-    await page.fill("#username", username)
-    await page.fill("#password", PASSWORD)
-    await page.click("#login-form button[type=submit]")
-    await page.wait_for_url(origin + landing, timeout=UI_TIMEOUT_MS)
 
 
 async def drag(page: Any, points: list[tuple[float, float]]) -> None:
@@ -150,23 +136,18 @@ async def test_consultation_in_two_browsers(
                 await expect(nurse.locator("#login-form h1")).to_have_text("Logg inn")
                 await expect(nurse.locator("#oidc-link")).to_be_hidden()
                 await shoot(nurse, "login-phone")
-                await log_in(nurse, origin, "sykepleier", "/nurse")
-                await nurse.click("#register-toggle")
-                await nurse.fill("#national-id", NATIONAL_ID)
-                await nurse.fill("#patient-name", PATIENT)
-                await nurse.click("#register-form button[type=submit]")
+                await log_in(nurse, origin, "sykepleier", PASSWORD, "/nurse")
+                await register_patient(nurse, NATIONAL_ID, PATIENT)
                 await expect(nurse.locator("#identity-name")).to_have_text(PATIENT)
                 await expect(nurse.locator("#identity-nid")).to_have_text(NATIONAL_ID)
                 await expect(nurse.locator("#start")).to_be_disabled()
-                await nurse.check("#identity-confirmed")
-                await nurse.check("#consent-form input[name=video]")
-                await nurse.check("#consent-form input[name=snapshots]")
+                await confirm_and_consent(nurse, "snapshots")
                 await shoot(nurse, "nurse-setup")
                 await nurse.click("#start")
                 await expect(nurse.locator("#status")).to_have_attribute("data-state", "waiting")
 
                 # --- the specialist: the queue updates by itself; join ------------------------
-                await log_in(specialist, origin, "spesialist", "/specialist")
+                await log_in(specialist, origin, "spesialist", PASSWORD, "/specialist")
                 row = specialist.locator("#queue-body tr")
                 await expect(row).to_have_count(1)
                 await expect(row.locator(".queue-patient")).to_have_text(PATIENT)

@@ -7,6 +7,18 @@ import { ApiError, currentSession, logout } from './api.js';
 import { byId } from './dom.js';
 import { mountLanguageSwitch, translate } from './i18n.js';
 
+/** @type {(() => boolean) | null} */
+let logoutCheck = null;
+
+/**
+ * Let the page ask before the user logs out (a call screen: confirm, and keep the call to come
+ * back to); `check` returns whether to go on. `null` removes it.
+ * @param {(() => boolean) | null} check
+ */
+export function askBeforeLogout(check) {
+  logoutCheck = check;
+}
+
 /**
  * @param {'nurse' | 'specialist'} role
  * @returns {Promise<import('./api.js').Me>}
@@ -27,6 +39,7 @@ export async function startPage(role) {
   }
   byId('user-name').textContent = me.user.name;
   byId('logout').addEventListener('click', async () => {
+    if (logoutCheck && !logoutCheck()) return;
     await logout().catch(() => {});
     location.replace('/');
   });

@@ -110,12 +110,14 @@ export class CameraPeers extends EventTarget {
    * @param {Signaling} signaling
    * @param {MediaStream} stream the camera and microphone
    * @param {IceConfig} ice
+   * @param {number} [firstGeneration] where this page's `pc` numbers start (call-memory.js)
    */
-  constructor(signaling, stream, ice) {
+  constructor(signaling, stream, ice, firstGeneration = 0) {
     super();
     this.signaling = signaling;
     this.stream = stream;
     this.ice = ice;
+    this.firstGeneration = firstGeneration;
   }
 
   /** @returns {RTCPeerConnection[]} */
@@ -142,7 +144,7 @@ export class CameraPeers extends EventTarget {
     const previous = this.#links.get(viewer);
     previous?.pc.close();
     const pc = new RTCPeerConnection(await this.ice.get());
-    const generation = previous ? previous.generation + 1 : 0;
+    const generation = previous ? previous.generation + 1 : this.firstGeneration;
     /** @type {Link} */
     const link = { pc, generation, candidates: new PendingCandidates(pc), serial: new Serial(), restartPending: false };
     this.#links.set(viewer, link);
