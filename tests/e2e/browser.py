@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,26 @@ def async_playwright() -> Any:
 
 async def launch(playwright: Any) -> Any:
     return await playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(FLAGS), headless=True)
+
+
+PHONE = {"width": 412, "height": 915}
+DESKTOP = {"width": 1440, "height": 900}
+
+
+@asynccontextmanager
+async def two_browsers(playwright: Any) -> AsyncIterator[tuple[Any, Any]]:
+    """A nurse's phone and a specialist's desktop, each its own Chromium, in Norwegian, with
+    the peer tracker; yields their browser contexts and closes both browsers after."""
+    nurse_browser, specialist_browser = await launch(playwright), await launch(playwright)
+    try:
+        nurse = await nurse_browser.new_context(viewport=PHONE, locale="nb-NO")
+        specialist = await specialist_browser.new_context(viewport=DESKTOP, locale="nb-NO")
+        for context in (nurse, specialist):
+            await context.add_init_script(PEER_TRACKER)
+        yield nurse, specialist
+    finally:
+        await nurse_browser.close()
+        await specialist_browser.close()
 
 
 async def media_stats(page: Any) -> dict[str, Any]:

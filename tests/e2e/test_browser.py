@@ -27,14 +27,7 @@ from sqlalchemy import select
 
 from tests.api.client import ApiClient
 from tests.coturn import running_coturn
-from tests.e2e.browser import (
-    PEER_TRACKER,
-    Traffic,
-    async_playwright,
-    eventually,
-    launch,
-    media_stats,
-)
+from tests.e2e.browser import Traffic, async_playwright, eventually, media_stats, two_browsers
 from tests.e2e.flows import UI_TIMEOUT_MS, confirm_and_consent, consultation_count, log_in, register_patient
 from tests.e2e.process import REPO_ROOT
 from tests.server import RunningServer
@@ -45,8 +38,6 @@ from woundcare.db.models import Role as StaffRole
 PASSWORD = "browser test password"
 NATIONAL_ID = "01018012371"
 PATIENT = "Kari Nordmann"
-PHONE = {"width": 412, "height": 915}
-DESKTOP = {"width": 1440, "height": 900}
 OFFLINE_SECONDS = 10.0
 SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
 README_SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
@@ -118,12 +109,7 @@ async def test_consultation_in_two_browsers(
         traffic = Traffic(origin)
         page_errors: list[str] = []
         async with playwright_context as playwright:
-            nurse_browser, specialist_browser = await launch(playwright), await launch(playwright)
-            try:
-                nurse_context = await nurse_browser.new_context(viewport=PHONE, locale="nb-NO")
-                specialist_context = await specialist_browser.new_context(viewport=DESKTOP, locale="nb-NO")
-                for context in (nurse_context, specialist_context):
-                    await context.add_init_script(PEER_TRACKER)
+            async with two_browsers(playwright) as (nurse_context, specialist_context):
                 nurse = await nurse_context.new_page()
                 specialist = await specialist_context.new_page()
                 for page in (nurse, specialist):
@@ -253,9 +239,6 @@ async def test_consultation_in_two_browsers(
                 await expect(specialist.locator("#call-ended")).to_be_visible()
                 await expect(nurse.locator("#ended-reason")).to_have_attribute("data-i18n", "nurse.ended.ended")
                 await shoot(nurse, "nurse-ended")
-            finally:
-                await nurse_browser.close()
-                await specialist_browser.close()
 
         # --- the record, read back through the API ----------------------------------------
         api = ApiClient(origin)

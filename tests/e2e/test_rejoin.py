@@ -5,9 +5,10 @@ phone and a specialist's desktop in one call. The nurse then
 
 1. taps Log out and is asked first (in Norwegian, then in English); saying no keeps the call;
 2. reloads the page (asked first): the page resumes the same participant, the specialist sees
-   her reconnecting, then rejoined, and video again;
+   her reconnecting, then rejoined, and video again; the consents still hold;
 3. logs out (saying yes), logs in again and presses Start for the same patient: refused with
-   the offer to rejoin, and Rejoin takes her back into the call;
+   the offer to rejoin, and Rejoin takes her back into the call (a screenshot of the offer goes
+   to ``artifacts/screenshots/``);
 4. closes the tab and opens the page in a new one, which has no resume token: Rejoin joins
    the same consultation afresh once the old place's grace window is over.
 
@@ -22,21 +23,23 @@ from pathlib import Path
 from typing import Any
 
 from tests.coturn import running_coturn
-from tests.e2e.browser import PEER_TRACKER, Traffic, async_playwright, eventually, launch, media_stats
+from tests.e2e.browser import Traffic, async_playwright, eventually, media_stats, two_browsers
 from tests.e2e.flows import UI_TIMEOUT_MS, confirm_and_consent, consultation_count, log_in, register_patient
+from tests.e2e.process import REPO_ROOT
 from tests.server import RunningServer
 from woundcare.db.models import Role as StaffRole
 
 PASSWORD = "rejoin test password"
 NATIONAL_ID = "01018012371"
 PATIENT = "Kari Nordmann"
-PHONE = {"width": 412, "height": 915}
-DESKTOP = {"width": 1440, "height": 900}
 GRACE_SECONDS = 20.0
 """Short, so that the new-tab return (which must wait the window out) stays quick; long
 enough for a reload, or a logout and login, to resume inside it on a loaded machine."""
 MEDIA_SECONDS = 30.0
+SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
 LOGOUT_QUESTION = {"nb": "Logge ut likevel?", "en": "Log out anyway?"}
+REJOIN = {"nb": ("Pågående konsultasjon", "Gå inn igjen"), "en": ("Consultation in progress", "Rejoin")}
+"""The offer's heading and button."""
 
 
 class Dialogs:
@@ -115,12 +118,7 @@ async def test_nurse_returns_to_the_same_consultation(
             await expect(page.locator("#status")).to_have_attribute("data-state", "live", timeout=MEDIA_SECONDS * 1000)
 
         async with playwright_context as playwright:
-            nurse_browser, specialist_browser = await launch(playwright), await launch(playwright)
-            try:
-                nurse_context = await nurse_browser.new_context(viewport=PHONE, locale="nb-NO")
-                specialist_context = await specialist_browser.new_context(viewport=DESKTOP, locale="nb-NO")
-                for context in (nurse_context, specialist_context):
-                    await context.add_init_script(PEER_TRACKER)
+            async with two_browsers(playwright) as (nurse_context, specialist_context):
                 nurse, specialist = await nurse_context.new_page(), await specialist_context.new_page()
                 watch(nurse)
                 watch(specialist)
@@ -169,6 +167,9 @@ async def test_nurse_returns_to_the_same_consultation(
                 sent = [json.loads(f) for f in traffic.sent_frames if f.startswith("{")]
                 assert any(f["type"] == "join" and f.get("resume") for f in sent), "the reloaded page did not resume"
                 assert await consultation_count(server) == 1, "the reload created a consultation"
+                # The consents recorded before the reload still hold: a photo is taken and stored.
+                await nurse.click("#snapshot")
+                await expect(nurse.locator("#notice")).to_have_attribute("data-i18n", "nurse.snapshot.stored")
 
                 # --- 3. logged out and in again: Start is refused with the offer, Rejoin resumes
                 frames = (await media_stats(specialist))["framesDecoded"]
@@ -181,6 +182,8 @@ async def test_nurse_returns_to_the_same_consultation(
                 offer = nurse.locator("#rejoin")
                 await expect(offer).to_be_visible()
                 await expect(offer.locator("dd").first).to_have_text(PATIENT)
+                await expect(offer.locator("h2")).to_have_text(REJOIN["en"][0])  # English since step 1
+                await expect(offer.locator("button")).to_have_text(REJOIN["en"][1])
                 await expect(nurse.locator("#call")).to_be_hidden()
                 await offer.evaluate("(section) => { section.hidden = true; }")  # so that only the refusal shows it
                 patient = await nurse.locator("#patient-select option").nth(1).get_attribute("value")
@@ -189,6 +192,8 @@ async def test_nurse_returns_to_the_same_consultation(
                 await nurse.click("#start")
                 await expect(offer).to_be_visible()
                 await expect(offer).to_be_focused()
+                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                await nurse.screenshot(path=str(SCREENSHOTS / "nurse-rejoin.png"))
                 await expect(nurse.locator("#start-error")).to_have_text("")
                 assert start_answers == [201, 409], start_answers
                 await offer.locator("button[data-consultation]").click()
@@ -205,6 +210,9 @@ async def test_nurse_returns_to_the_same_consultation(
                 await nurse.goto(origin + "/nurse")
                 await expect(nurse.locator("#rejoin")).to_be_visible()
                 await expect(nurse.locator("#call")).to_be_hidden()
+                await nurse.select_option("#language", "nb")
+                await expect(nurse.locator("#rejoin h2")).to_have_text(REJOIN["nb"][0])
+                await expect(nurse.locator("#rejoin button")).to_have_text(REJOIN["nb"][1])
                 frames = (await media_stats(specialist))["framesDecoded"]
                 await nurse.locator(f"#rejoin button[data-consultation='{consultation}']").click()
                 await in_call(nurse)
@@ -213,9 +221,6 @@ async def test_nurse_returns_to_the_same_consultation(
                 assert states[:3] == ["reconnecting", "left", "joined"], presence.frames[seen:]
                 assert await consultation_count(server) == 1
                 await expect(specialist.locator("#participants li")).to_have_count(2)
-            finally:
-                await nurse_browser.close()
-                await specialist_browser.close()
 
     assert not traffic.foreign, f"pages loaded from outside the server: {traffic.foreign}"
     assert not page_errors, page_errors

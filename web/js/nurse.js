@@ -124,8 +124,10 @@ consentForm.addEventListener('submit', async (event) => {
     updateStart();
     if (failure instanceof ApiError && failure.code === 'consultation_live') {
       // This patient's consultation is still open, the specialist perhaps in it: go back there.
-      await offerRejoin(await liveConsultations());
-      byId('rejoin').focus();
+      await liveConsultations().then(offerRejoin).then(
+        () => byId('rejoin').focus(),
+        () => setText(error, 'error.generic'),
+      );
     } else {
       setText(error, 'error.generic');
     }
@@ -197,7 +199,8 @@ function identityCard(shown) {
     term('patient.nationalId'), h('dd', {}, shown.nationalId ?? ''));
 }
 
-const live = await liveConsultations();
+// Without the list (the server briefly unreachable) the page still serves a new consultation.
+const live = await liveConsultations().catch(() => []);
 const remembered = memory.get();
 const current = live.find((c) => c.id === remembered?.consultation);
 if (!current) memory.forget();
