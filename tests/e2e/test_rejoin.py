@@ -7,10 +7,10 @@ phone and a specialist's desktop in one call. The nurse then
 2. reloads the page (asked first): the page resumes the same participant, the specialist sees
    her reconnecting, then rejoined, and video again; the consents still hold;
 3. logs out (saying yes), logs in again and presses Start for the same patient: refused with
-   the offer to rejoin, and Rejoin takes her back into the call (a screenshot of the offer goes
-   to ``artifacts/screenshots/``);
+   the offer to rejoin, and Rejoin takes her back into the call;
 4. closes the tab and opens the page in a new one, which has no resume token: Rejoin joins
-   the same consultation afresh once the old place's grace window is over.
+   the same consultation afresh once the old place's grace window is over (a screenshot of
+   the offer goes to ``artifacts/screenshots/``).
 
 Through it all the record holds one consultation.
 """
@@ -192,8 +192,6 @@ async def test_nurse_returns_to_the_same_consultation(
                 await nurse.click("#start")
                 await expect(offer).to_be_visible()
                 await expect(offer).to_be_focused()
-                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-                await nurse.screenshot(path=str(SCREENSHOTS / "nurse-rejoin.png"))
                 await expect(nurse.locator("#start-error")).to_have_text("")
                 assert start_answers == [201, 409], start_answers
                 await offer.locator("button[data-consultation]").click()
@@ -213,6 +211,8 @@ async def test_nurse_returns_to_the_same_consultation(
                 await nurse.select_option("#language", "nb")
                 await expect(nurse.locator("#rejoin h2")).to_have_text(REJOIN["nb"][0])
                 await expect(nurse.locator("#rejoin button")).to_have_text(REJOIN["nb"][1])
+                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                await nurse.screenshot(path=str(SCREENSHOTS / "nurse-rejoin.png"))
                 frames = (await media_stats(specialist))["framesDecoded"]
                 await nurse.locator(f"#rejoin button[data-consultation='{consultation}']").click()
                 await in_call(nurse)
