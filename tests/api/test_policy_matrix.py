@@ -25,8 +25,12 @@ from woundcare.records.assessments import AssessmentContent
 DOC = Path(__file__).parents[2] / "docs" / "security.md"
 ROLES = [Role.NURSE, Role.SPECIALIST, Role.PILOT_LEAD, Role.ADMIN]
 PASSWORD = "matrix password 1"
-REGION_FREE = {"POST /api/session", "GET /api/session", "DELETE /api/session", "GET /api/regions", "GET /api/ice-servers"}
-"""Routes that name no region's resource: allowed or not by role alone."""
+REGION_FREE = {
+    "POST /api/session", "GET /api/session", "DELETE /api/session", "GET /api/regions", "GET /api/ice-servers",
+    "GET /api/consultations/live",
+}
+"""Routes that name no region's resource: allowed or not by role alone (the live list holds
+only the caller's own consultations of her regions)."""
 
 
 def documented() -> dict[str, tuple[str, dict[Role, bool]]]:

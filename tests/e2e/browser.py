@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,40 @@ def async_playwright() -> Any:
 
 async def launch(playwright: Any) -> Any:
     return await playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(FLAGS), headless=True)
+
+
+PHONE = {"width": 412, "height": 915}
+DESKTOP = {"width": 1440, "height": 900}
+
+
+@asynccontextmanager
+async def two_browsers(
+    playwright: Any,
+    *,
+    nurse_locale: str = "nb-NO",
+    specialist_locale: str = "nb-NO",
+    nurse_script: str = "",
+    specialist_script: str = "",
+) -> AsyncIterator[tuple[Any, Any]]:
+    """A nurse's phone and a specialist's desktop, each its own Chromium, with the peer tracker
+    (and ``*_script``, run in that browser's pages before their own); yields their browser
+    contexts and closes both browsers after."""
+    nurse_browser, specialist_browser = await launch(playwright), await launch(playwright)
+    try:
+        contexts = []
+        for browser, viewport, locale, script in (
+            (nurse_browser, PHONE, nurse_locale, nurse_script),
+            (specialist_browser, DESKTOP, specialist_locale, specialist_script),
+        ):
+            context = await browser.new_context(viewport=viewport, locale=locale)
+            for init in (PEER_TRACKER, script):
+                if init:
+                    await context.add_init_script(init)
+            contexts.append(context)
+        yield contexts[0], contexts[1]
+    finally:
+        await nurse_browser.close()
+        await specialist_browser.close()
 
 
 async def media_stats(page: Any) -> dict[str, Any]:

@@ -12,14 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func, select
+
 from tests.coturn import running_coturn
-from tests.e2e.browser import PEER_TRACKER, async_playwright, eventually, launch, media_stats
+from tests.e2e.browser import async_playwright, eventually, media_stats, two_browsers
 from tests.server import RunningServer
+from woundcare.appkeys import DATABASE
+from woundcare.db.models import Consultation
 from woundcare.db.models import Role as StaffRole
 
 PASSWORD = "browser test password"
-PHONE = {"width": 412, "height": 915}
-DESKTOP = {"width": 1440, "height": 900}
 UI_TIMEOUT_MS = 15_000
 """Bound on any one wait for the pages; media waits have their own."""
 MEDIA_SECONDS = 25.0
@@ -27,24 +29,38 @@ NATIONAL_ID = "01018012371"
 PATIENT = "Kari Nordmann"
 
 
-async def log_in(page: Any, origin: str, username: str, landing: str) -> None:
+async def log_in(page: Any, origin: str, username: str, landing: str, *, password: str = PASSWORD) -> None:
+    """Through the login page to the role's ``landing`` page."""
     await page.goto(origin + "/")
     await page.fill("#username", username)
-    await page.fill("#password", PASSWORD)
+    await page.fill("#password", password)
     await page.click("#login-form button[type=submit]")
     await page.wait_for_url(origin + landing, timeout=UI_TIMEOUT_MS)
 
 
-async def start_consultation(nurse: Any, national_id: str = NATIONAL_ID, name: str = PATIENT) -> None:
-    """Register the patient, confirm who it is, consent to video and start (the nurse's page)."""
-    await nurse.click("#register-toggle")
-    await nurse.fill("#national-id", national_id)
-    await nurse.fill("#patient-name", name)
-    await nurse.click("#register-form button[type=submit]")
-    await nurse.check("#identity-confirmed")
-    await nurse.check("#consent-form input[name=video]")
+async def register_patient(page: Any, national_id: str, name: str) -> None:
+    """Register a patient on the nurse's page; the identity card then shows it."""
+    await page.click("#register-toggle")
+    await page.fill("#national-id", national_id)
+    await page.fill("#patient-name", name)
+    await page.click("#register-form button[type=submit]")
+    await page.locator("#identity-name").filter(has_text=name).wait_for(timeout=UI_TIMEOUT_MS)
+
+
+async def confirm_and_consent(page: Any, *consents: str) -> None:
+    """Tick the identity check and the consents (video always) on the nurse's page."""
+    await page.check("#identity-confirmed")
+    for consent in ("video", *consents):
+        await page.check(f"#consent-form input[name={consent}]")
+
+
+async def start_consultation(nurse: Any, national_id: str = NATIONAL_ID, name: str = PATIENT, *consents: str) -> None:
+    """Register the patient, confirm who it is, consent and start; returns once the nurse's page
+    waits for a specialist."""
+    await register_patient(nurse, national_id, name)
+    await confirm_and_consent(nurse, *consents)
     await nurse.click("#start")
-    await nurse.locator("#status[data-state=waiting]").wait_for()
+    await nurse.locator("#status[data-state=waiting]").wait_for(timeout=UI_TIMEOUT_MS)
 
 
 async def join_first_in_queue(specialist: Any) -> str:
@@ -55,6 +71,11 @@ async def join_first_in_queue(specialist: Any) -> str:
     await row.locator("button").click()
     await specialist.locator("#call-view").wait_for()
     return consultation
+
+
+async def consultation_count(server: RunningServer) -> int:
+    async with server.app[DATABASE].sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(Consultation)) or 0)
 
 
 @dataclass
@@ -90,32 +111,26 @@ async def call_in_two_browsers(
             "sykepleier": await server.add_user("sykepleier", PASSWORD, {"east": StaffRole.NURSE}),
             "spesialist": await server.add_user("spesialist", PASSWORD, {"east": StaffRole.SPECIALIST}),
         }
-        async with async_playwright() as playwright:
-            browsers = [await launch(playwright), await launch(playwright)]
-            try:
-                pages = []
-                page_errors: list[str] = []
-                for browser, viewport, locale, script in (
-                    (browsers[0], PHONE, nurse_locale, nurse_script),
-                    (browsers[1], DESKTOP, specialist_locale, specialist_script),
-                ):
-                    context = await browser.new_context(viewport=viewport, locale=locale)
-                    for init in (PEER_TRACKER, script):
-                        if init:
-                            await context.add_init_script(init)
-                    page = await context.new_page()
-                    page.set_default_timeout(UI_TIMEOUT_MS)
-                    page.on("pageerror", lambda error: page_errors.append(str(error)))
-                    pages.append(page)
-                nurse, specialist = pages
-                await log_in(nurse, server.url, "sykepleier", "/nurse")
-                await start_consultation(nurse)
-                await log_in(specialist, server.url, "spesialist", "/specialist")
-                consultation = await join_first_in_queue(specialist)
-                await eventually(
-                    lambda: media_stats(specialist), lambda s: s["framesDecoded"] > 0 and s["relay"],
-                    MEDIA_SECONDS, "the specialist decodes the nurse's video over the relay")
-                yield Call(server, tmp_path / "coturn", nurse, specialist, consultation, users, page_errors)
-            finally:
-                for browser in browsers:
-                    await browser.close()
+        async with async_playwright() as playwright, two_browsers(
+            playwright,
+            nurse_locale=nurse_locale,
+            specialist_locale=specialist_locale,
+            nurse_script=nurse_script,
+            specialist_script=specialist_script,
+        ) as contexts:
+            page_errors: list[str] = []
+            pages = []
+            for context in contexts:
+                page = await context.new_page()
+                page.set_default_timeout(UI_TIMEOUT_MS)
+                page.on("pageerror", lambda error: page_errors.append(str(error)))
+                pages.append(page)
+            nurse, specialist = pages
+            await log_in(nurse, server.url, "sykepleier", "/nurse")
+            await start_consultation(nurse)
+            await log_in(specialist, server.url, "spesialist", "/specialist")
+            consultation = await join_first_in_queue(specialist)
+            await eventually(
+                lambda: media_stats(specialist), lambda s: s["framesDecoded"] > 0 and s["relay"],
+                MEDIA_SECONDS, "the specialist decodes the nurse's video over the relay")
+            yield Call(server, tmp_path / "coturn", nurse, specialist, consultation, users, page_errors)

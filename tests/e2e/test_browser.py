@@ -23,33 +23,31 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from tests.api.client import ApiClient
 from tests.coturn import running_coturn
-from tests.e2e.browser import (
-    PEER_TRACKER,
-    Traffic,
-    async_playwright,
-    eventually,
-    launch,
-    media_stats,
+from tests.e2e.browser import DESKTOP, PHONE, Traffic, async_playwright, eventually, media_stats, two_browsers
+from tests.e2e.flows import (
+    MEDIA_SECONDS,
+    NATIONAL_ID,
+    PASSWORD,
+    PATIENT,
+    UI_TIMEOUT_MS,
+    confirm_and_consent,
+    consultation_count,
+    log_in,
+    register_patient,
 )
-from tests.e2e.flows import DESKTOP, MEDIA_SECONDS, NATIONAL_ID, PASSWORD, PATIENT, PHONE, UI_TIMEOUT_MS, log_in
 from tests.e2e.process import REPO_ROOT
 from tests.server import RunningServer
 from woundcare.appkeys import DATABASE
-from woundcare.db.models import Consultation, QualitySample
+from woundcare.db.models import QualitySample
 from woundcare.db.models import Role as StaffRole
 
 OFFLINE_SECONDS = 10.0
 SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
 README_SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
-
-
-async def consultation_count(server: RunningServer) -> int:
-    async with server.app[DATABASE].sessions() as session:
-        return int(await session.scalar(select(func.count()).select_from(Consultation)) or 0)
 
 
 async def quality_samples(server: RunningServer, consultation: str) -> list[tuple[str, str]]:
@@ -117,12 +115,7 @@ async def test_consultation_in_two_browsers(
         traffic = Traffic(origin)
         page_errors: list[str] = []
         async with playwright_context as playwright:
-            nurse_browser, specialist_browser = await launch(playwright), await launch(playwright)
-            try:
-                nurse_context = await nurse_browser.new_context(viewport=PHONE, locale="nb-NO")
-                specialist_context = await specialist_browser.new_context(viewport=DESKTOP, locale="nb-NO")
-                for context in (nurse_context, specialist_context):
-                    await context.add_init_script(PEER_TRACKER)
+            async with two_browsers(playwright) as (nurse_context, specialist_context):
                 nurse = await nurse_context.new_page()
                 specialist = await specialist_context.new_page()
                 for page in (nurse, specialist):
@@ -136,16 +129,11 @@ async def test_consultation_in_two_browsers(
                 await expect(nurse.locator("#oidc-link")).to_be_hidden()
                 await shoot(nurse, "login-phone")
                 await log_in(nurse, origin, "sykepleier", "/nurse")
-                await nurse.click("#register-toggle")
-                await nurse.fill("#national-id", NATIONAL_ID)
-                await nurse.fill("#patient-name", PATIENT)
-                await nurse.click("#register-form button[type=submit]")
+                await register_patient(nurse, NATIONAL_ID, PATIENT)
                 await expect(nurse.locator("#identity-name")).to_have_text(PATIENT)
                 await expect(nurse.locator("#identity-nid")).to_have_text(NATIONAL_ID)
                 await expect(nurse.locator("#start")).to_be_disabled()
-                await nurse.check("#identity-confirmed")
-                await nurse.check("#consent-form input[name=video]")
-                await nurse.check("#consent-form input[name=snapshots]")
+                await confirm_and_consent(nurse, "snapshots")
                 await shoot(nurse, "nurse-setup")
                 await nurse.click("#start")
                 await expect(nurse.locator("#status")).to_have_attribute("data-state", "waiting")
@@ -257,9 +245,6 @@ async def test_consultation_in_two_browsers(
                 await expect(specialist.locator("#call-ended")).to_be_visible()
                 await expect(nurse.locator("#ended-reason")).to_have_attribute("data-i18n", "nurse.ended.ended")
                 await shoot(nurse, "nurse-ended")
-            finally:
-                await nurse_browser.close()
-                await specialist_browser.close()
 
         # --- the record, read back through the API ----------------------------------------
         api = ApiClient(origin)

@@ -23,8 +23,8 @@ import pytest
 
 from tests.api.client import ApiClient
 from tests.coturn import running_coturn
-from tests.e2e.browser import PEER_TRACKER, Traffic, async_playwright, eventually, launch, media_stats
-from tests.e2e.test_browser import DESKTOP, PASSWORD, PHONE, UI_TIMEOUT_MS, log_in
+from tests.e2e.browser import DESKTOP, PEER_TRACKER, PHONE, Traffic, async_playwright, eventually, launch, media_stats
+from tests.e2e.flows import PASSWORD, UI_TIMEOUT_MS, log_in
 from tests.server import RunningServer
 from woundcare.db.models import Role as StaffRole
 

@@ -25,12 +25,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from tests.e2e.browser import async_playwright, eventually, launch, media_stats
+from tests.e2e.browser import DESKTOP, PHONE, async_playwright, eventually, launch, media_stats
 from tests.e2e.flows import (
-    DESKTOP,
     MEDIA_SECONDS,
     PASSWORD,
-    PHONE,
     UI_TIMEOUT_MS,
     call_in_two_browsers,
     log_in,

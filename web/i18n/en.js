@@ -116,6 +116,12 @@ export default {
   'nurse.ended.error': 'The connection could not be kept. Start again if needed.',
   'nurse.again': 'Back to start',
 
+  // Rejoin a live consultation (issue 14)
+  'nurse.rejoin.heading': 'Consultation in progress',
+  'nurse.rejoin.hint': 'This consultation has not ended. Rejoin it instead of starting a new one.',
+  'nurse.rejoin.button': 'Rejoin',
+  'nurse.logout.confirm': 'You are in a call. Log out anyway? The consultation goes on, and you can rejoin it after logging in again.',
+
   'specialist.title': 'Specialist – Wound consultation',
   'specialist.queue.heading': 'Waiting consultations',
   'specialist.queue.region': 'Region',

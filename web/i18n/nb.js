@@ -116,6 +116,12 @@ export default {
   'nurse.ended.error': 'Forbindelsen kunne ikke holdes. Start på nytt om nødvendig.',
   'nurse.again': 'Tilbake til start',
 
+  // Rejoin a live consultation (issue 14)
+  'nurse.rejoin.heading': 'Pågående konsultasjon',
+  'nurse.rejoin.hint': 'Denne konsultasjonen er ikke avsluttet. Gå inn igjen i den i stedet for å starte en ny.',
+  'nurse.rejoin.button': 'Gå inn igjen',
+  'nurse.logout.confirm': 'Du er i en samtale. Logge ut likevel? Konsultasjonen fortsetter, og du kan gå inn igjen etter at du har logget inn.',
+
   'specialist.title': 'Spesialist – Sårkonsultasjon',
   'specialist.queue.heading': 'Ventende konsultasjoner',
   'specialist.queue.region': 'Region',

@@ -1,7 +1,8 @@
 /**
  * The nurse's call: the camera offered to every viewer, their voices played back, mute,
  * camera switch, torch, snapshots (asked for or taken by hand, kept in the outbox until
- * uploaded), the earlier photo as an overlay to match the framing, quality, chat.
+ * uploaded), the earlier photo as an overlay to match the framing, quality, chat. The call
+ * survives the page: leaving or logging out asks first, and a reload comes back into it.
  */
 
 import { getBlob, getJson, postJson } from './api.js';
@@ -11,7 +12,8 @@ import { capturePhoto } from './capture.js';
 import { Chat } from './chat.js';
 import { birthDateOf, byId, h } from './dom.js';
 import { IceConfig } from './ice.js';
-import { setText } from './i18n.js';
+import { setText, t } from './i18n.js';
+import { askBeforeLogout } from './page.js';
 import { CameraPeers } from './peer.js';
 import { Participants } from './presence.js';
 import { QualityMonitor } from './quality.js';
@@ -27,9 +29,10 @@ const ice = new IceConfig();
 
 /**
  * @param {{consultation: {id: string}, patient: import('./nurse.js').Patient,
- *   consents: {video: boolean, snapshots: boolean, recording: boolean}, stream: MediaStream}} call
+ *   consents: {video: boolean, snapshots: boolean, recording: boolean}, stream: MediaStream,
+ *   memory: import('./call-memory.js').CallMemory}} call
  */
-export async function runCall({ consultation, patient, consents, stream }) {
+export async function runCall({ consultation, patient, consents, stream, memory }) {
   const id = consultation.id;
   const video = /** @type {HTMLVideoElement} */ (byId('local-video'));
   const status = byId('status');
@@ -38,12 +41,14 @@ export async function runCall({ consultation, patient, consents, stream }) {
   byId('call').hidden = false;
   byId('call-patient').textContent = `${patient.name ?? ''} (${birthDateOf(patient.nationalId)})`;
 
+  const { resumeToken, firstGeneration } = memory.open(id);
   const signaling = new Signaling({
     consultation: id,
     role: 'nurse',
     joinToken: async () => (await postJson(`/api/consultations/${id}/join-token`)).token,
+    resumeToken,
   });
-  const peers = new CameraPeers(signaling, stream, ice);
+  const peers = new CameraPeers(signaling, stream, ice, firstGeneration);
   const participants = new Participants(/** @type {HTMLUListElement} */ (byId('participants')));
   new Chat(/** @type {HTMLFormElement} */ (byId('chat-form')), /** @type {HTMLOListElement} */ (byId('chat-log')),
     signaling, (from) => participants.nameOf(from));
@@ -68,6 +73,7 @@ export async function runCall({ consultation, patient, consents, stream }) {
 
   signaling.addEventListener('joined', (event) => {
     const frame = /** @type {CustomEvent} */ (event).detail;
+    memory.update({ resumeToken: frame.resumeToken });
     participants.reset(frame);
     const viewers = viewersIn(frame.peers);
     if (frame.resumed) {
@@ -214,11 +220,28 @@ export async function runCall({ consultation, patient, consents, stream }) {
     signaling.leave();
   });
 
+  // Leaving the page or logging out asks first. Whoever goes anyway leaves the consultation
+  // open: the specialist sees the nurse reconnecting, and the nurse can come back into it.
+  const stay = (/** @type {BeforeUnloadEvent} */ event) => {
+    event.preventDefault();
+    event.returnValue = '';
+  };
+  window.addEventListener('beforeunload', stay);
+  askBeforeLogout(() => {
+    if (!confirm(t('nurse.logout.confirm'))) return false;
+    window.removeEventListener('beforeunload', stay);
+    memory.update({ paused: true });
+    return true;
+  });
+
   let finished = false;
   /** @param {string} reason */
   function finish(reason) {
     if (finished) return;
     finished = true;
+    window.removeEventListener('beforeunload', stay);
+    askBeforeLogout(null);
+    memory.forget();
     quality.stop();
     peers.closeAll();
     for (const track of stream.getTracks()) track.stop();

@@ -1,9 +1,12 @@
 /**
  * The nurse's page, before the call: choose or register the patient, confirm who the patient
  * is, record the consent, then open the camera and start the consultation (nurse-call.js).
+ * A consultation of hers that is still live is not started again: after a reload the page goes
+ * straight back into it, otherwise (a new tab, after logging in again) it offers to rejoin.
  */
 
 import { ApiError, getJson, postJson } from './api.js';
+import { CallMemory } from './call-memory.js';
 import { openCamera } from './camera.js';
 import { birthDateOf, byId, h } from './dom.js';
 import { setText } from './i18n.js';
@@ -13,6 +16,7 @@ import { startPage } from './page.js';
 /** @typedef {{id: string, name?: string, nationalId?: string}} Patient */
 
 const me = await startPage('nurse');
+const memory = new CallMemory(me.user.id);
 
 const patientSelect = /** @type {HTMLSelectElement} */ (byId('patient-select'));
 const placeholder = patientSelect.options[0];
@@ -114,12 +118,96 @@ consentForm.addEventListener('submit', async (event) => {
     const consultation = await postJson('/api/consultations', { patient: patient.id });
     await postJson(`/api/consultations/${consultation.id}/consents`, consents);
     byId('setup').hidden = true;
-    await runCall({ consultation, patient, consents, stream });
-  } catch {
+    await runCall({ consultation, patient, consents, stream, memory });
+  } catch (failure) {
     for (const track of stream.getTracks()) track.stop();
-    setText(error, 'error.generic');
     updateStart();
+    if (failure instanceof ApiError && failure.code === 'consultation_live') {
+      // This patient's consultation is still open, the specialist perhaps in it: go back there.
+      await liveConsultations().then(offerRejoin).then(
+        () => byId('rejoin').focus(),
+        () => setText(error, 'error.generic'),
+      );
+    } else {
+      setText(error, 'error.generic');
+    }
   }
 });
 
+// --- rejoin a live consultation ---------------------------------------------------------------
+
+/** @typedef {{id: string, patient: string}} Consultation */
+
+/** @returns {Promise<Consultation[]>} */
+async function liveConsultations() {
+  return (await getJson('/api/consultations/live')).consultations;
+}
+
+/**
+ * Back into a live consultation: the camera opened again, the consents already recorded.
+ * @param {Consultation} consultation
+ */
+async function rejoin(consultation) {
+  const stream = await openCamera();
+  try {
+    const [found, { consents }] = await Promise.all([
+      getJson(`/api/patients/${encodeURIComponent(consultation.patient)}`),
+      getJson(`/api/consultations/${consultation.id}/consents`),
+    ]);
+    byId('setup').hidden = true;
+    await runCall({ consultation, patient: found, consents, stream, memory });
+  } catch (failure) {
+    for (const track of stream.getTracks()) track.stop();
+    throw failure;
+  }
+}
+
+/**
+ * Offer each live consultation, its patient shown as on the identity card.
+ * @param {Consultation[]} live
+ */
+async function offerRejoin(live) {
+  const section = byId('rejoin');
+  const patients = await Promise.all(live.map((c) => getJson(`/api/patients/${encodeURIComponent(c.patient)}`)));
+  byId('rejoin-list').replaceChildren(...live.map((consultation, i) => {
+    const button = h('button', { type: 'button', class: 'big primary', 'data-consultation': consultation.id });
+    setText(button, 'nurse.rejoin.button');
+    button.addEventListener('click', async () => {
+      byId('rejoin-error').textContent = '';
+      button.disabled = true;
+      try {
+        await rejoin(consultation);
+      } catch (failure) {
+        setText(byId('rejoin-error'), failure instanceof ApiError ? 'error.generic' : 'nurse.error.camera');
+        button.disabled = false;
+      }
+    });
+    return h('li', { class: 'rejoin-item' }, identityCard(patients[i]), button);
+  }));
+  section.hidden = live.length === 0;
+}
+
+/** @param {Patient} shown */
+function identityCard(shown) {
+  const term = (/** @type {string} */ key) => {
+    const dt = h('dt');
+    setText(dt, key);
+    return dt;
+  };
+  return h('dl', { class: 'identity' },
+    term('patient.name'), h('dd', {}, shown.name ?? ''),
+    term('patient.nationalId'), h('dd', {}, shown.nationalId ?? ''));
+}
+
+// Without the list (the server briefly unreachable) the page still serves a new consultation.
+const live = await liveConsultations().catch(() => []);
+const remembered = memory.get();
+const current = live.find((c) => c.id === remembered?.consultation);
+if (!current) memory.forget();
+if (current && !remembered?.paused) {
+  // A reload (or a restored tab) in the middle of the call: straight back into it.
+  await rejoin(current).catch(() => offerRejoin(live));
+} else {
+  await offerRejoin(live);
+}
 await loadPatients();

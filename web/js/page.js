@@ -9,6 +9,18 @@ import { byId } from './dom.js';
 import { mountLanguageSwitch, translate } from './i18n.js';
 import { watchSession } from './relogin.js';
 
+/** @type {(() => boolean) | null} */
+let logoutCheck = null;
+
+/**
+ * Let the page ask before the user logs out (a call screen: confirm, and keep the call to come
+ * back to); `check` returns whether to go on. `null` removes it.
+ * @param {(() => boolean) | null} check
+ */
+export function askBeforeLogout(check) {
+  logoutCheck = check;
+}
+
 /**
  * @param {'nurse' | 'specialist'} role
  * @returns {Promise<import('./api.js').Me>}
@@ -30,6 +42,7 @@ export async function startPage(role) {
   byId('user-name').textContent = me.user.name;
   watchSession(me);
   byId('logout').addEventListener('click', async () => {
+    if (logoutCheck && !logoutCheck()) return;
     await logout().catch(() => {});
     location.replace('/');
   });

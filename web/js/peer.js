@@ -163,12 +163,14 @@ export class CameraPeers extends EventTarget {
    * @param {Signaling} signaling
    * @param {MediaStream} stream the camera and microphone
    * @param {IceConfig} ice
+   * @param {number} [firstGeneration] where this page's `pc` numbers start (call-memory.js)
    */
-  constructor(signaling, stream, ice) {
+  constructor(signaling, stream, ice, firstGeneration = 0) {
     super();
     this.signaling = signaling;
     this.stream = stream;
     this.ice = ice;
+    this.firstGeneration = firstGeneration;
   }
 
   /** @returns {RTCPeerConnection[]} */
@@ -197,7 +199,7 @@ export class CameraPeers extends EventTarget {
     if (previous) this.#drop(previous);
     /** @type {Link} */
     const link = {
-      pc: null, generation: previous ? previous.generation + 1 : 0, candidates: new PendingCandidates(),
+      pc: null, generation: previous ? previous.generation + 1 : this.firstGeneration, candidates: new PendingCandidates(),
       serial: new Serial(), restartPending: false, watchdog: new Watchdog(CAMERA_WATCHDOG_MS, () => this.restart(viewer)),
     };
     this.#links.set(viewer, link);

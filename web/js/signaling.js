@@ -2,7 +2,8 @@
  * The /ws signaling socket (docs/protocol.md): join with a fresh join token, keep the latest
  * resume token, and when the socket drops, reconnect with backoff and resume the same
  * participant. Frames arrive as events named by their `type`; `state` events tell the page
- * whether it is connecting, joined, reconnecting or closed.
+ * whether it is connecting, joined, reconnecting or closed. A page that comes back into a call
+ * (after a reload) starts with the resume token it kept.
  */
 
 /** Close codes after which retrying with the same credentials cannot help (protocol §9). */
@@ -32,16 +33,20 @@ export class Signaling extends EventTarget {
   #leaving = false;
   /** A fatal error frame came before the close; its code decides whether to retry. */
   #fatal = '';
+  /** When a nurse join was first refused with `role_taken`; 0 when it was not. */
+  #placeHeldSince = 0;
 
   /**
-   * @param {{consultation: string, role: string, joinToken: () => Promise<string>}} options
-   *   joinToken: fetches a new signaling token (POST /api/consultations/{id}/join-token)
+   * @param {{consultation: string, role: string, joinToken: () => Promise<string>, resumeToken?: string | null}} options
+   *   joinToken: fetches a new signaling token (POST /api/consultations/{id}/join-token);
+   *   resumeToken: the one an earlier page of this call kept, to come back as the same participant
    */
-  constructor({ consultation, role, joinToken }) {
+  constructor({ consultation, role, joinToken, resumeToken = null }) {
     super();
     this.consultation = consultation;
     this.role = role;
     this.joinToken = joinToken;
+    this.#resumeToken = resumeToken;
     this.url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
     // A lost network leaves the socket looking open until the server's ping times out (~30 s);
     // drop it at once, so the page says "reconnecting" honestly and resumes when the network is back.
@@ -113,6 +118,7 @@ export class Signaling extends EventTarget {
       this.#graceMs = frame.graceSeconds * 1000;
       this.#attempt = 0;
       this.#lostAt = 0;
+      this.#placeHeldSince = 0;
       this.#setState('joined');
     } else if (frame.type === 'error') {
       if (frame.code === 'resume_invalid') {
@@ -136,12 +142,28 @@ export class Signaling extends EventTarget {
   #closed(code) {
     this.#ws = null;
     if (this.#leaving) return;
+    if (this.#fatal === 'role_taken' && this.#placeHeld()) {
+      // Our own earlier place (a closed tab's) is held for its grace window: join once it is free.
+      this.#fatal = '';
+      this.#lose();
+      return;
+    }
     if (FINAL_CLOSE_CODES.has(code)) {
       this.#finish(this.#fatal || 'closed');
       return;
     }
     this.#fatal = '';
     this.#lose();
+  }
+
+  /**
+   * A nurse coming back without her resume token is refused while her old participant waits
+   * out its grace window (protocol §11, step 6); whether that window may still be running.
+   */
+  #placeHeld() {
+    if (this.role !== 'nurse') return false;
+    if (!this.#placeHeldSince) this.#placeHeldSince = Date.now();
+    return Date.now() - this.#placeHeldSince < this.#graceMs + MAX_BACKOFF_MS;
   }
 
   /** The socket is gone without a leave: keep our place by resuming, within the grace window. */

@@ -1,4 +1,4 @@
-"""``/api/consultations``: start, queue, read, join, invite a second viewer, end."""
+"""``/api/consultations``: start, the caller's live ones, queue, read, join, invite a second viewer, end."""
 
 from __future__ import annotations
 
@@ -38,9 +38,33 @@ async def start_consultation(request: web.Request) -> web.Response:
     data = await json_body(request)
     patient = await visible_patient(request, text_field(data, "patient", max_length=40) or "", Action.CONSULTATION_START)
     who = actor(request)
-    view = await request.config_dict[CONSULTATIONS].start(patient, who.user_id)
+    consultations = request.config_dict[CONSULTATIONS]
+    if who.user_id is not None:
+        # A second one would split the record while the specialist waits in the first: the
+        # nurse rejoins that one instead. Its id is no patient data, so the error may name it.
+        live = await consultations.live(who.user_id, [patient.region_id], patient.id)
+        if live:
+            audit_target(request, f"consultation:{live[0].id}", live[0].region_id)
+            raise api_error(
+                409, "consultation_live", "this patient already has a live consultation of yours",
+                consultation=live[0].id,
+            )
+    view = await consultations.start(patient, who.user_id)
     audit_target(request, f"consultation:{view.id}", view.region_id)
     return web.json_response(view.json(), status=201)
+
+
+@routes.get("/api/consultations/live")
+@requires(Action.CONSULTATION_READ)
+async def live_consultations(request: web.Request) -> web.Response:
+    """The caller's own consultations that are not over (waiting or active), to rejoin."""
+    who = actor(request)
+    views = (
+        await request.config_dict[CONSULTATIONS].live(who.user_id, who.regions_for(Action.CONSULTATION_READ))
+        if who.user_id is not None
+        else []
+    )
+    return web.json_response({"consultations": [v.json() for v in views]})
 
 
 @routes.get("/api/consultations/queue")

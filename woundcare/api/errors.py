@@ -15,7 +15,9 @@ from aiohttp.typedefs import Handler
 log = logging.getLogger(__name__)
 
 
-def api_error(status: int, code: str, message: str) -> web.HTTPException:
+def api_error(status: int, code: str, message: str, **details: str) -> web.HTTPException:
+    """``details`` go into the error object beside the code: ids that help the client on (such
+    as the live consultation a refused start names), never input echoed back."""
     exc_class = web.HTTPException
     for cls in (
         web.HTTPBadRequest,
@@ -35,7 +37,7 @@ def api_error(status: int, code: str, message: str) -> web.HTTPException:
             break
     kwargs = {"max_size": 0, "actual_size": 0} if exc_class is web.HTTPRequestEntityTooLarge else {}
     exc = exc_class(
-        text=orjson.dumps({"error": {"code": code, "message": message}}).decode(),
+        text=orjson.dumps({"error": {"code": code, "message": message, **details}}).decode(),
         content_type="application/json",
         **kwargs,
     )

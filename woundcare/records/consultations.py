@@ -63,6 +63,23 @@ class Consultations:
             region = await session.scalar(select(Region.code).where(Region.id == patient.region_id))
         return _view((consultation, region or "", patient.pseudonym))
 
+    async def live(
+        self, created_by: int, region_ids: list[int], patient_id: int | None = None
+    ) -> list[ConsultationView]:
+        """The consultations this user started that are not over yet (waiting or active), in
+        these regions, optionally of one patient; oldest first. A nurse rejoins these rather
+        than start a second one."""
+        query = _select().where(
+            Consultation.created_by == created_by,
+            Consultation.region_id.in_(region_ids),
+            Consultation.status.in_((ConsultationStatus.WAITING, ConsultationStatus.ACTIVE)),
+        )
+        if patient_id is not None:
+            query = query.where(Consultation.patient_id == patient_id)
+        async with self._db.sessions() as session:
+            rows = (await session.execute(query.order_by(Consultation.created_at))).all()
+        return [_view(r) for r in rows]
+
     async def get(self, consultation_id: str) -> ConsultationView | None:
         async with self._db.sessions() as session:
             row = (await session.execute(_select().where(Consultation.id == consultation_id))).one_or_none()
