@@ -294,4 +294,18 @@ export default {
   'lead.event.ice_restart': 'ICE restart',
   'lead.event.snapshot_requested': 'requested a snapshot',
   'role.pilot_lead': 'Pilot lead',
+  // A truthful queue (issue 14): the nurse's connection, alerts, abandoned consultations.
+  'specialist.queue.nurse': 'Nurse',
+  'specialist.queue.nurse.joined': 'Connected',
+  'specialist.queue.nurse.reconnecting': 'Reconnecting',
+  'specialist.queue.nurse.absent': 'Not connected',
+  'specialist.queue.nurse.absentFor': 'Not connected ({minutes} min)',
+  'specialist.alert.on': 'Alerts on',
+  'specialist.alert.muted': 'Alerts muted',
+  'specialist.alert.waiting': 'A nurse is waiting ({region})',
+  'specialist.alert.body': 'Open the queue to join.',
+  'consultation.status.abandoned': 'Abandoned',
+  'lead.status.abandoned': 'Abandoned',
+  'lead.event.abandoned': 'abandoned (no nurse)',
+  'lead.fig.abandoned': 'Abandoned',
 };

@@ -294,4 +294,18 @@ export default {
   'lead.event.ice_restart': 'ICE-omstart',
   'lead.event.snapshot_requested': 'ba om bilde',
   'role.pilot_lead': 'Pilotleder',
+  // A truthful queue (issue 14): the nurse's connection, alerts, abandoned consultations.
+  'specialist.queue.nurse': 'Sykepleier',
+  'specialist.queue.nurse.joined': 'Tilkoblet',
+  'specialist.queue.nurse.reconnecting': 'Kobler til igjen',
+  'specialist.queue.nurse.absent': 'Ikke tilkoblet',
+  'specialist.queue.nurse.absentFor': 'Ikke tilkoblet ({minutes} min)',
+  'specialist.alert.on': 'Varsler på',
+  'specialist.alert.muted': 'Varsler dempet',
+  'specialist.alert.waiting': 'En sykepleier venter ({region})',
+  'specialist.alert.body': 'Åpne køen for å bli med.',
+  'consultation.status.abandoned': 'Forlatt',
+  'lead.status.abandoned': 'Forlatt',
+  'lead.event.abandoned': 'forlatt (ingen sykepleier)',
+  'lead.fig.abandoned': 'Forlatt',
 };
