@@ -19,6 +19,7 @@ import re
 import shutil
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from sqlalchemy import func, select
 
 from tests.api.client import ApiClient
 from tests.coturn import running_coturn
+from tests.e2e import flows
 from tests.e2e.browser import (
     PEER_TRACKER,
     Traffic,
@@ -67,12 +69,7 @@ async def quality_samples(server: RunningServer, consultation: str) -> list[tupl
         return [(role, direction) for role, direction in rows]
 
 
-async def log_in(page: Any, origin: str, username: str, landing: str) -> None:
-    await page.goto(origin + "/")
-    await page.fill("#username", username)
-    await page.fill("#password", PASSWORD)
-    await page.click("#login-form button[type=submit]")
-    await page.wait_for_url(origin + landing, timeout=UI_TIMEOUT_MS)
+log_in = partial(flows.log_in, password=PASSWORD)
 
 
 async def drag(page: Any, points: list[tuple[float, float]]) -> None:
