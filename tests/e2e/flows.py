@@ -7,6 +7,10 @@ from typing import Any
 
 UI_TIMEOUT_MS = 15_000
 """Bound on any one wait for the pages."""
+PHONE = {"width": 412, "height": 915}
+"""The nurse's phone."""
+DESKTOP = {"width": 1440, "height": 900}
+"""The specialist's and the pilot lead's desktop."""
 
 
 async def log_in(page: Any, origin: str, username: str, landing: str, *, password: str) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tests.e2e.browser import Traffic, async_playwright, eventually, launch
-from tests.e2e.flows import UI_TIMEOUT_MS, log_in, start_visit
+from tests.e2e.flows import DESKTOP, PHONE, UI_TIMEOUT_MS, log_in, start_visit
 from tests.server import RunningServer
 from woundcare.appkeys import DATABASE
 from woundcare.db.models import Consultation, ConsultationStatus
@@ -18,8 +18,6 @@ from woundcare.db.models import Role as StaffRole
 PASSWORD = "queue browser password"
 NATIONAL_ID = "01018012371"
 PATIENT = "Kari Nordmann"
-PHONE = {"width": 412, "height": 915}
-DESKTOP = {"width": 1440, "height": 900}
 ABANDON_SECONDS = 3.0
 
 ALERT_RECORDER = """
