@@ -35,7 +35,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final
@@ -61,7 +61,7 @@ from .protocol import (
     dumps,
     relay_frame,
 )
-from .rooms import Outlet, Participant, Room, Rooms, _digest, addressed_event
+from .rooms import Occupancy, Outlet, Participant, Room, Rooms, _digest, addressed_event
 from .sink import EventKind, EventSink
 
 log = logging.getLogger(__name__)
@@ -256,6 +256,24 @@ class ClusterRooms(Rooms):
 
     def _resume_key(self, digest: bytes) -> str:
         return f"{self._p}resume:{digest.hex()}"
+
+    async def occupancy(self, consultations: Iterable[str]) -> dict[str, Occupancy]:
+        """From the rooms' records in Redis, so participants on every instance count."""
+        wanted = list(consultations)
+
+        async def read(redis: aioredis.Redis) -> list[list[bytes]]:
+            pipe = redis.pipeline(transaction=False)
+            for consultation in wanted:
+                pipe.hvals(self._room_key(consultation))
+            return await pipe.execute()  # type: ignore[no-any-return]
+
+        found = await self._bus.call(read) if wanted else []
+        return {
+            consultation: Occupancy.of(
+                (Role(r["role"]), Presence(r["state"])) for r in map(orjson.loads, raw)
+            )
+            for consultation, raw in zip(wanted, found, strict=True)
+        }
 
     # -- joining ---------------------------------------------------------------------
 

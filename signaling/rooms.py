@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import secrets
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -123,6 +123,26 @@ class Room:
         return next((p for p in self.participants.values() if p.identity.role is Role.NURSE), None)
 
 
+@dataclass(frozen=True, slots=True)
+class Occupancy:
+    """Who is in a consultation's room now, on every instance: what a queue shows."""
+
+    nurse: Presence | None
+    """``joined``, ``reconnecting`` (her place held for the grace window), or None: no nurse."""
+    viewers: int
+    """Specialists and observers in the room, joined or reconnecting."""
+
+    @classmethod
+    def of(cls, members: Iterable[tuple[Role, Presence]]) -> Occupancy:
+        nurse, viewers = None, 0
+        for role, state in members:
+            if role is Role.NURSE:
+                nurse = state
+            elif role in (Role.SPECIALIST, Role.OBSERVER):
+                viewers += 1
+        return cls(nurse, viewers)
+
+
 class Rooms:
     """All rooms of this server instance, in memory (the default: one instance).
 
@@ -142,6 +162,15 @@ class Rooms:
 
     def participants(self) -> int:
         return sum(len(r.participants) for r in self._rooms.values())
+
+    async def occupancy(self, consultations: Iterable[str]) -> dict[str, Occupancy]:
+        """Who is in each of these rooms now."""
+        found = {}
+        for consultation in consultations:
+            room = self._rooms.get(consultation)
+            members = room.participants.values() if room is not None else ()
+            found[consultation] = Occupancy.of((p.identity.role, p.state) for p in members)
+        return found
 
     def join(
         self, join: Join, identity: Identity, outlet: Outlet, address: str | None = None

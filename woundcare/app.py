@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import suppress
 from datetime import timedelta
+from functools import partial
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -50,6 +51,7 @@ from .appkeys import (
     LOGIN,
     PATIENTS,
     QUALITY,
+    QUEUE,
     RECORDERS,
     RECORDINGS,
     RETENTION,
@@ -82,6 +84,7 @@ from .records.consents import Consents
 from .records.consultations import Consultations
 from .records.patients import Patients
 from .records.quality import Quality
+from .records.queue import Queue
 from .records.recordings import Recordings
 from .records.retention import Retention
 from .records.session_log import SessionLog
@@ -249,6 +252,15 @@ def create_app(settings: Settings) -> web.Application:
     )
     # After signaling's own: recorders leave their rooms before a cluster's bus stops.
     app.cleanup_ctx.append(recorders.running)
+    queue = app[QUEUE] = Queue(
+        app[CONSULTATIONS],
+        app[signaling.handler.ROOMS],
+        session_log,
+        audit,
+        partial(consultations.close_consultation, app, message="the consultation was abandoned"),
+        settings.abandon_seconds,
+    )
+    app.cleanup_ctx.append(queue.running)
     oidc.setup(app, settings, secret)
     api = (
         session,

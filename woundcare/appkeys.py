@@ -19,6 +19,7 @@ from .records.consents import Consents
 from .records.consultations import Consultations
 from .records.patients import Patients
 from .records.quality import Quality
+from .records.queue import Queue
 from .records.recordings import Recordings
 from .records.retention import Retention
 from .records.session_log import SessionLog
@@ -43,3 +44,4 @@ ACCESS_LOG = web.AppKey("access_log", AccessLog)
 RETENTION = web.AppKey("retention", Retention)
 RECORDINGS = web.AppKey("recordings", Recordings)
 RECORDERS = web.AppKey("recorders", Recorders)
+QUEUE = web.AppKey("queue", Queue)

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
 
     invitation_ttl_seconds: int = Field(8 * 3600, gt=0)
     grace_seconds: float = Field(60.0, gt=0)
+    abandon_seconds: float = Field(600.0, gt=0)
+    """An open consultation with no nurse in it for this long is abandoned: it leaves the queue."""
     heartbeat_seconds: float = Field(10.0, gt=0)
     join_timeout_seconds: float = Field(10.0, gt=0)
     max_message_bytes: int = Field(64 * 1024, ge=1024, le=1024 * 1024)

@@ -187,7 +187,7 @@ async def test_consultations_export_as_valid_pseudonymous_bundles(server: Runnin
 
 def test_withdrawn_consent_and_open_consultation() -> None:
     now = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
-    view = ConsultationView("c1", 1, "west", "pseudo-1", 1, ConsultationStatus.ACTIVE, now, now, None)
+    view = ConsultationView("c1", 1, "west", "Region west", "pseudo-1", 1, ConsultationStatus.ACTIVE, now, now, None)
     bundle = build_bundle(
         view,
         consents=[ConsentAnswer(ConsentKind.VIDEO, True, now), ConsentAnswer(ConsentKind.VIDEO, True, now, now)],

@@ -44,7 +44,7 @@ FIGURES_HEADER = [
     "duration_median_s", "duration_p90_s", "reconnections", "reconnections_per_consultation",
     "bitrate_median_kbps", "bitrate_p90_kbps", "loss_median_pct", "loss_p90_pct", "rtt_median_ms",
     "rtt_p90_ms", "snapshots", "snapshots_per_consultation", "treated_at_home", "referred", "no_outcome",
-    "travel_avoided_km", "travel_avoided_hours",
+    "travel_avoided_km", "travel_avoided_hours", "abandoned",
 ]
 SESSIONS_HEADER = [
     "consultation", "region", "patient", "status", "created_at", "started_at", "ended_at", "wait_s",
@@ -113,6 +113,10 @@ async def seed(server: RunningServer) -> list[Seeded]:
                 if fate > 0.2:
                     ended = started + timedelta(seconds=rng.randrange(60, 5400), milliseconds=rng.randrange(1000))
                     status = ConsultationStatus.ENDED
+            if status is not ConsultationStatus.ENDED and rng.random() < 0.6:
+                # Left with no nurse until the server marked it (some have an outcome all the same).
+                status = ConsultationStatus.ABANDONED
+                ended = (started or created) + timedelta(seconds=rng.randrange(600, 3600))
             cid = f"c{i:04d}x{rng.randrange(10**6):06d}"
             row = {"id": cid, "region_id": region_id, "patient_id": patient_id, "status": status,
                    "created_at": created, "started_at": started, "ended_at": ended}
@@ -186,13 +190,15 @@ def expected_figures(items: list[Seeded], code: str) -> dict[str, Any]:
     n = len(mine)
     waits = [(s.consultation["started_at"] - s.consultation["created_at"]).total_seconds()
              for s in mine if s.consultation["started_at"] is not None]
+    # An abandoned consultation's end is when it was marked, not when its call ended.
     durations = [(s.consultation["ended_at"] - s.consultation["started_at"]).total_seconds()
-                 for s in mine if s.consultation["ended_at"] is not None]
+                 for s in mine if s.consultation["status"] is ConsultationStatus.ENDED]
     reconnections = sum(1 for s in mine for e in s.events if e["kind"] == "reconnecting")
     received = [x for s in mine for x in s.samples if x["direction"] == "receive"]
     snapshots = sum(s.snapshots for s in mine)
     home = sum(1 for s in mine if s.outcome == "treated_at_home")
     referred = sum(1 for s in mine if s.outcome == "referred")
+    abandoned = sum(1 for s in mine if s.consultation["status"] is ConsultationStatus.ABANDONED and s.outcome is None)
 
     def spread(values: list[float]) -> dict[str, Any]:
         return {"values": len(values), "median": percentile(values, 50), "p90": percentile(values, 90)}
@@ -209,7 +215,8 @@ def expected_figures(items: list[Seeded], code: str) -> dict[str, Any]:
         "reconnections": {"count": reconnections, "perConsultation": reconnections / n if n else None},
         "quality": {"bitrateKbps": measure("bitrate_kbps"), "lossPct": measure("loss_pct"), "rttMs": measure("rtt_ms")},
         "snapshots": {"count": snapshots, "perConsultation": snapshots / n if n else None},
-        "outcomes": {"treatedAtHome": home, "referred": referred, "none": n - home - referred},
+        "outcomes": {"treatedAtHome": home, "referred": referred, "abandoned": abandoned,
+                     "none": n - home - referred - abandoned},
         "travelAvoided": {"km": home * KM_PER_TRIP, "hours": home * HOURS_PER_TRIP, "kmPerTrip": KM_PER_TRIP,
                           "hoursPerTrip": HOURS_PER_TRIP, "placeholder": home > 0, "estimatedTrips": home},
     }
@@ -264,6 +271,7 @@ def check_csv_row(row: dict[str, str], want: dict[str, Any]) -> None:
         "no_outcome": want["outcomes"]["none"],
         "travel_avoided_km": want["travelAvoided"]["km"],
         "travel_avoided_hours": want["travelAvoided"]["hours"],
+        "abandoned": want["outcomes"]["abandoned"],
     }
     for key, value in flat.items():
         if value is None:
@@ -304,6 +312,7 @@ async def test_figures_match_the_seeded_pilot(pilot: tuple[RunningServer, list[S
         for got in body["regions"]:
             same(got, expected_figures(items, got["region"]), got["region"])
         assert sum(r["consultations"] for r in body["regions"]) == 500
+        assert all(r["outcomes"]["abandoned"] > 0 for r in body["regions"])
 
         # A period cuts on created_at by whole Norwegian days, both ends included.
         query = "from=2025-03-05&to=2025-03-20"
@@ -358,7 +367,11 @@ async def test_sessions_list_the_logs_by_pseudonym(pilot: tuple[RunningServer, l
             if c["started_at"] is not None:
                 assert g["waitSeconds"] == pytest.approx((c["started_at"] - c["created_at"]).total_seconds())
             else:
-                assert g["waitSeconds"] is None and g["durationSeconds"] is None
+                assert g["waitSeconds"] is None
+            if c["status"] is ConsultationStatus.ENDED:
+                assert g["durationSeconds"] == pytest.approx((c["ended_at"] - c["started_at"]).total_seconds())
+            else:  # an abandoned one's end is when it was marked
+                assert g["durationSeconds"] is None
             log = sorted(s.events, key=lambda e: e["at"])
             assert [(datetime.fromisoformat(e["at"]), e["kind"], e["role"]) for e in g["events"]] == [
                 (e["at"], e["kind"], e["role"]) for e in log

@@ -13,7 +13,8 @@ import aiohttp
 import pytest
 
 from signaling.handler import ROOMS
-from signaling.protocol import CloseCode, ErrorCode, Role
+from signaling.protocol import CloseCode, ErrorCode, Presence, Role
+from signaling.rooms import Occupancy, Rooms
 from tests.server import RunningServer
 from tests.services import REDIS_URL
 from tests.signaling.test_ws import RawSocket
@@ -198,3 +199,28 @@ async def test_a_stopped_instance_hands_its_participants_to_a_survivor(cluster: 
     left = await specialist.expect("presence", timeout=6)
     assert (left["state"], left["reason"]) == ("left", "timeout")
     assert await specialist.silent(1.0)
+
+
+async def test_every_instance_sees_who_is_in_a_room(cluster: Any, sockets: Any) -> None:
+    """What the specialists' queue asks: a nurse on A is in the room for B, which has no
+    participant of that room itself; reconnecting while her place is held; then gone."""
+    a, b = await cluster(grace_seconds=2.0), await cluster(grace_seconds=2.0)
+    consultation, nurse, specialist, _ = await meet(a, b, sockets)
+    other = await a.new_consultation()
+    rooms_a, rooms_b = a.app[ROOMS], b.app[ROOMS]
+    assert rooms_b.get(other) is None
+    found = await rooms_b.occupancy([consultation, other])
+    assert found == {consultation: Occupancy(Presence.JOINED, 1), other: Occupancy(None, 0)}
+    await specialist.send(type="leave")
+    await nurse.ws.close()
+    seen = [await _occupancy_until(rooms_b, consultation, lambda o: o.viewers == 0 and o.nurse is not Presence.JOINED)]
+    seen.append(await _occupancy_until(rooms_a, consultation, lambda o: o.nurse is None))
+    assert seen == [Occupancy(Presence.RECONNECTING, 0), Occupancy(None, 0)]
+    assert await rooms_b.occupancy([]) == {}
+
+
+async def _occupancy_until(rooms: Rooms, consultation: str, accept: Callable[[Occupancy], bool]) -> Occupancy:
+    async with asyncio.timeout(5):
+        while not accept(found := (await rooms.occupancy([consultation]))[consultation]):
+            await asyncio.sleep(0.02)
+    return found

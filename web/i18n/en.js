@@ -307,4 +307,19 @@ export default {
   'microphone.specialist': 'The specialist has no microphone, so you cannot hear the specialist. Use the chat.',
   'relogin.heading': 'You are logged out – log in again',
   'relogin.hint': 'The page stays as it is, and a call goes on. What you were doing is finished once you are logged in.',
+
+  // A truthful queue (issue 14): the nurse's connection, alerts, abandoned consultations.
+  'specialist.queue.nurse': 'Nurse',
+  'specialist.queue.nurse.joined': 'Connected',
+  'specialist.queue.nurse.reconnecting': 'Reconnecting',
+  'specialist.queue.nurse.absent': 'Not connected',
+  'specialist.queue.nurse.absentFor': 'Not connected ({minutes} min)',
+  'specialist.alert.on': 'Alerts on',
+  'specialist.alert.muted': 'Alerts muted',
+  'specialist.alert.waiting': 'A nurse is waiting ({region})',
+  'specialist.alert.body': 'Open the queue to join.',
+  'consultation.status.abandoned': 'Abandoned',
+  'lead.status.abandoned': 'Abandoned',
+  'lead.event.abandoned': 'abandoned (no nurse)',
+  'lead.fig.abandoned': 'Abandoned',
 };

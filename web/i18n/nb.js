@@ -307,4 +307,19 @@ export default {
   'microphone.specialist': 'Spesialisten har ingen mikrofon, så du hører ikke spesialisten. Bruk chatten.',
   'relogin.heading': 'Du er logget ut – logg inn igjen',
   'relogin.hint': 'Siden blir som den er, og en samtale fortsetter. Det du holdt på med, blir gjort ferdig når du er logget inn.',
+
+  // A truthful queue (issue 14): the nurse's connection, alerts, abandoned consultations.
+  'specialist.queue.nurse': 'Sykepleier',
+  'specialist.queue.nurse.joined': 'Tilkoblet',
+  'specialist.queue.nurse.reconnecting': 'Kobler til igjen',
+  'specialist.queue.nurse.absent': 'Ikke tilkoblet',
+  'specialist.queue.nurse.absentFor': 'Ikke tilkoblet ({minutes} min)',
+  'specialist.alert.on': 'Varsler på',
+  'specialist.alert.muted': 'Varsler dempet',
+  'specialist.alert.waiting': 'En sykepleier venter ({region})',
+  'specialist.alert.body': 'Åpne køen for å bli med.',
+  'consultation.status.abandoned': 'Forlatt',
+  'lead.status.abandoned': 'Forlatt',
+  'lead.event.abandoned': 'forlatt (ingen sykepleier)',
+  'lead.fig.abandoned': 'Forlatt',
 };

@@ -18,7 +18,7 @@ import { startPage } from './page.js';
  *   reconnections: {count: number, perConsultation: number | null},
  *   quality: {bitrateKbps: Spread, lossPct: Spread, rttMs: Spread},
  *   snapshots: {count: number, perConsultation: number | null},
- *   outcomes: {treatedAtHome: number, referred: number, none: number},
+ *   outcomes: {treatedAtHome: number, referred: number, abandoned: number, none: number},
  *   travelAvoided: {km: number, hours: number, kmPerTrip: number, hoursPerTrip: number, placeholder: boolean},
  * }} RegionFigures
  * @typedef {{at: string, kind: string, role: string | null, participant: string | null}} SessionEvent
@@ -129,6 +129,7 @@ function regionCard(f) {
     figure('snapshots-per', 'lead.fig.snapshotsPer', num(f.snapshots.perConsultation), f.snapshots.perConsultation),
     figure('treated-at-home', 'lead.fig.treatedAtHome', String(f.outcomes.treatedAtHome), f.outcomes.treatedAtHome),
     figure('referred', 'lead.fig.referred', String(f.outcomes.referred), f.outcomes.referred),
+    figure('abandoned', 'lead.fig.abandoned', String(f.outcomes.abandoned), f.outcomes.abandoned),
     figure('travel-km', 'lead.fig.travelKm', t('lead.unit.km', { km: num(f.travelAvoided.km, 0) }), f.travelAvoided.km, 'lead.estimate'),
     figure('travel-hours', 'lead.fig.travelHours', t('lead.unit.h', { h: num(f.travelAvoided.hours, 1) }), f.travelAvoided.hours, 'lead.estimate'),
   );
@@ -148,11 +149,15 @@ function charts(figures) {
       series: [
         { key: 'home', label: t('outcome.treated_at_home'), className: 'fill-home' },
         { key: 'referred', label: t('outcome.referred'), className: 'fill-referred' },
+        { key: 'abandoned', label: t('lead.fig.abandoned'), className: 'fill-abandoned' },
         { key: 'none', label: t('lead.outcome.none'), className: 'fill-none' },
       ],
       groups: figures.map((f) => ({
         label: f.name,
-        values: { home: f.outcomes.treatedAtHome, referred: f.outcomes.referred, none: f.outcomes.none },
+        values: {
+          home: f.outcomes.treatedAtHome, referred: f.outcomes.referred,
+          abandoned: f.outcomes.abandoned, none: f.outcomes.none,
+        },
       })),
     }),
     barChart({

@@ -1,18 +1,25 @@
 /**
  * The specialist's page: the live queue of waiting consultations in their regions (polled, so
- * it updates without a reload), and joining one (specialist-call.js).
+ * it updates without a reload) with whether each nurse is connected now, a chime and a
+ * notification when a nurse enters the queue (queue-alerts.js), and joining one
+ * (specialist-call.js).
  */
 
 import { getJson } from './api.js';
 import { byId, h } from './dom.js';
 import { LANGUAGE_EVENT, setText } from './i18n.js';
 import { startPage } from './page.js';
+import { QueueAlerts } from './queue-alerts.js';
 import { runSpecialistCall } from './specialist-call.js';
 
 const POLL_MS = 3000;
 
 /**
- * @typedef {{id: string, region: string, patient: string, status: string, createdAt: string}} Consultation
+ * @typedef {{state: 'joined' | 'reconnecting' | 'absent', connected: boolean, lastSeenAt: string | null}} Nurse
+ * @typedef {{
+ *   id: string, region: string, regionName: string, patient: string, status: string, createdAt: string,
+ *   waitedSeconds: number, nurse: Nurse,
+ * }} Consultation
  */
 
 await startPage('specialist');
@@ -25,6 +32,10 @@ const names = new Map();
 const rows = new Map();
 /** @type {ReturnType<typeof setTimeout> | undefined} */
 let timer;
+const alerts = new QueueAlerts(byId('queue-alerts'));
+/** Whether each waiting entry's nurse was connected at the last refresh; none before the first,
+ * so entries already there when the page opens do not alert. @type {Map<string, boolean> | undefined} */
+let connected;
 
 /** @param {string} patient */
 function nameOf(patient) {
@@ -40,6 +51,19 @@ function minutesSince(since) {
 }
 
 /**
+ * @param {HTMLElement} cell
+ * @param {Nurse} nurse
+ */
+function showNurse(cell, nurse) {
+  cell.dataset.nurse = nurse.state;
+  if (nurse.state === 'absent' && nurse.lastSeenAt) {
+    setText(cell, 'specialist.queue.nurse.absentFor', { minutes: minutesSince(nurse.lastSeenAt) });
+  } else {
+    setText(cell, `specialist.queue.nurse.${nurse.state}`);
+  }
+}
+
+/**
  * Rows are updated in place, not rebuilt, so keyboard focus on a join button survives a refresh.
  * @param {Consultation} consultation
  */
@@ -50,8 +74,9 @@ function rowFor(consultation) {
     setText(join, 'specialist.queue.join');
     join.addEventListener('click', () => open(consultation));
     row = /** @type {HTMLTableRowElement} */ (h('tr', { 'data-consultation': consultation.id },
-      h('td', { class: 'queue-patient' }), h('td', {}, consultation.region), h('td', { class: 'queue-status' }),
-      h('td', { class: 'queue-waiting' }), h('td', {}, join)));
+      h('td', { class: 'queue-patient' }), h('td', { class: 'queue-region' }, consultation.regionName),
+      h('td', { class: 'queue-status' }), h('td', { class: 'queue-nurse' }), h('td', { class: 'queue-waiting' }),
+      h('td', {}, join)));
     nameOf(consultation.patient).then((name) => {
       /** @type {HTMLElement} */ (row?.querySelector('.queue-patient')).textContent = name;
       join.setAttribute('aria-label', `${join.textContent}: ${name}`);
@@ -59,7 +84,8 @@ function rowFor(consultation) {
     rows.set(consultation.id, row);
   }
   setText(/** @type {HTMLElement} */ (row.querySelector('.queue-status')), `consultation.status.${consultation.status}`);
-  setText(/** @type {HTMLElement} */ (row.querySelector('.queue-waiting')), 'specialist.queue.minutes', { minutes: minutesSince(consultation.createdAt) });
+  showNurse(/** @type {HTMLElement} */ (row.querySelector('.queue-nurse')), consultation.nurse);
+  setText(/** @type {HTMLElement} */ (row.querySelector('.queue-waiting')), 'specialist.queue.minutes', { minutes: Math.round(consultation.waitedSeconds / 60) });
   return row;
 }
 
@@ -69,11 +95,25 @@ async function refresh() {
     const current = new Set(consultations.map((/** @type {Consultation} */ c) => c.id));
     for (const [id, row] of rows) if (!current.has(id)) { row.remove(); rows.delete(id); }
     body.append(...consultations.map(rowFor));
+    alertArrivals(consultations);
     setText(status, consultations.length ? 'specialist.queue.count' : 'specialist.queue.empty', { count: consultations.length });
   } catch {
     setText(status, 'specialist.queue.offline');
   }
   timer = setTimeout(refresh, POLL_MS);
+}
+
+/**
+ * Alert once per arrival: a new waiting entry whose nurse is connected, or one whose nurse
+ * has just connected.
+ * @param {Consultation[]} consultations
+ */
+function alertArrivals(consultations) {
+  const waiting = consultations.filter((c) => c.status === 'waiting');
+  if (connected) {
+    for (const c of waiting) if (c.nurse.connected && !connected.get(c.id)) alerts.notify(c.regionName, c.id);
+  }
+  connected = new Map(waiting.map((c) => [c.id, c.nurse.connected]));
 }
 
 /** @param {Consultation} consultation */

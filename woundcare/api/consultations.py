@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -10,7 +13,7 @@ from signaling.handler import ROOMS
 from signaling.protocol import CloseCode, ErrorCode
 from signaling.protocol import Role as WireRole
 
-from ..appkeys import CONSULTATIONS, INVITATIONS, RECORDERS
+from ..appkeys import CONSULTATIONS, INVITATIONS, QUEUE, RECORDERS
 from ..auth.policy import Action
 from ..db.models import Role
 from ..records.consultations import ConsultationView
@@ -70,8 +73,9 @@ async def live_consultations(request: web.Request) -> web.Response:
 @routes.get("/api/consultations/queue")
 @requires(Action.CONSULTATION_QUEUE)
 async def queue(request: web.Request) -> web.Response:
-    views = await request.config_dict[CONSULTATIONS].queue(actor(request).regions_for(Action.CONSULTATION_QUEUE))
-    return web.json_response({"consultations": [v.json() for v in views]})
+    entries = await request.config_dict[QUEUE].entries(actor(request).regions_for(Action.CONSULTATION_QUEUE))
+    now = datetime.now(UTC)
+    return web.json_response({"consultations": [e.json(now) for e in entries]})
 
 
 @routes.get("/api/consultations/{id}")
@@ -116,6 +120,11 @@ async def end_consultation(request: web.Request) -> web.Response:
     view = await visible_consultation(request, Action.CONSULTATION_END)
     await request.config_dict[CONSULTATIONS].end(view.id)
     # Finished before the answer, so the recording is complete once the consultation has ended.
-    await request.config_dict[RECORDERS].stop_consultation(view.id, "ended")
-    request.config_dict[ROOMS].close_room(view.id, CloseCode.NORMAL, ErrorCode.ENDED, "the consultation has ended")
+    await close_consultation(request.config_dict, view.id, "the consultation has ended")
     return web.Response(status=204)
+
+
+async def close_consultation(app: Mapping[Any, Any], consultation_id: str, message: str) -> None:
+    """After the record says ended or abandoned: finish the recording, then close the room."""
+    await app[RECORDERS].stop_consultation(consultation_id, "ended")
+    app[ROOMS].close_room(consultation_id, CloseCode.NORMAL, ErrorCode.ENDED, message)

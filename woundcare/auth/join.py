@@ -14,7 +14,7 @@ from signaling.admission import Identity
 from signaling.protocol import ErrorCode, Join, ProtocolError
 
 from ..db.database import Database
-from ..db.models import Consultation, ConsultationStatus, Device, Region, User
+from ..db.models import OPEN_STATUSES, Consultation, Device, Region, User
 from .actors import actor_for
 from .invitations import Invitation, InvitationError, Invitations
 from .policy import Action, Actor, Denied, authorize
@@ -45,7 +45,8 @@ class JoinAdmission:
             # Unknown and foreign consultations answer alike: a token holder learns nothing more.
             if row is None or row.code != invitation.region:
                 raise ProtocolError(ErrorCode.WRONG_CONSULTATION, "token is for another consultation", "join")
-            if row.status is ConsultationStatus.ENDED:
+            # An abandoned one too: a nurse coming back to it starts a new consultation.
+            if row.status not in OPEN_STATUSES:
                 raise ProtocolError(ErrorCode.FORBIDDEN, "this consultation has ended", "join")
             actor = await self._actor(session, invitation)
         if actor is not None:

@@ -67,6 +67,13 @@ class ConsultationStatus(str, enum.Enum):
     WAITING = "waiting"
     ACTIVE = "active"
     ENDED = "ended"
+    ABANDONED = "abandoned"
+    """Left open with no nurse for ``abandon_seconds``: out of the queue, closed like ended.
+    Stored by name in a VARCHAR(20) without a CHECK, so no migration was needed to add it."""
+
+
+OPEN_STATUSES = (ConsultationStatus.WAITING, ConsultationStatus.ACTIVE)
+"""A consultation in one of these is in the specialists' queue and may be joined."""
 
 
 class Region(Base):

@@ -72,6 +72,7 @@ _ENCOUNTER_STATUS = {
     ConsultationStatus.WAITING: "planned",
     ConsultationStatus.ACTIVE: "in-progress",
     ConsultationStatus.ENDED: "finished",
+    ConsultationStatus.ABANDONED: "cancelled",
 }
 
 _PARTICIPATION = {

@@ -10,13 +10,17 @@ Definitions:
   whole days in the pilot's time zone (``pilot_timezone``, Europe/Oslo), both included, so
   a visit at 00:30 Norwegian time counts on that day, not the one before.
 - Waiting time: ``started_at - created_at`` (the first viewer joined), over consultations
-  that started. Duration: ``ended_at - started_at`` over consultations that started and ended.
+  that started. Duration: ``ended_at - started_at`` over consultations that started and ended
+  (not abandoned ones: their end is when they were marked).
 - Percentiles are **nearest-rank**: the p-th percentile of n sorted values is the value at
   rank ``ceil(p / 100 * n)`` (1-based), so it is always one of the measured values; the
   median is the 50th percentile by the same rule (the lower middle value for even n).
 - Call quality: samples with direction ``receive`` (what a participant actually got), each
   measure over its non-empty values. For loss and RTT the p90 is the bad tail; for bitrate
   it is the good one.
+- Outcomes: treated at home and referred by the signed assessment; *abandoned* are the
+  consultations without one that were left with no nurse until they were marked abandoned
+  (``ConsultationStatus.ABANDONED``); *no outcome* are the rest.
 - Travel avoided: for each consultation treated at home, the round trip from the patient's
   municipality as the lead entered it (``travel_distances``), else :data:`DEFAULT_TRAVEL`.
 """
@@ -38,6 +42,7 @@ from ..db.models import (
     Assessment,
     Consultation,
     ConsultationEvent,
+    ConsultationStatus,
     Outcome,
     Patient,
     QualitySample,
@@ -148,6 +153,8 @@ class RegionFigures:
     snapshots: int = 0
     treated_at_home: int = 0
     referred: int = 0
+    abandoned: int = 0
+    """Abandoned without an outcome."""
     travel_km: float = 0.0
     travel_hours: float = 0.0
     travel_estimated: int = 0
@@ -155,7 +162,7 @@ class RegionFigures:
 
     @property
     def no_outcome(self) -> int:
-        return self.consultations - self.treated_at_home - self.referred
+        return self.consultations - self.treated_at_home - self.referred - self.abandoned
 
     @property
     def travel(self) -> Travel:
@@ -178,7 +185,12 @@ class RegionFigures:
                 "rttMs": self.rtt_ms.json(),
             },
             "snapshots": {"count": self.snapshots, "perConsultation": _mean(self.snapshots, self.consultations)},
-            "outcomes": {"treatedAtHome": self.treated_at_home, "referred": self.referred, "none": self.no_outcome},
+            "outcomes": {
+                "treatedAtHome": self.treated_at_home,
+                "referred": self.referred,
+                "abandoned": self.abandoned,
+                "none": self.no_outcome,
+            },
             "travelAvoided": {
                 "km": self.travel_km,
                 "hours": self.travel_hours,
@@ -216,6 +228,7 @@ class RegionFigures:
             self.no_outcome,
             self.travel_km,
             self.travel_hours,
+            self.abandoned,
         ]
 
 
@@ -244,6 +257,7 @@ FIGURES_COLUMNS: tuple[str, ...] = (
     "no_outcome",
     "travel_avoided_km",
     "travel_avoided_hours",
+    "abandoned",
 )
 """The CSV export's columns, in their fixed order: append new ones at the end."""
 
@@ -267,14 +281,20 @@ async def compute_figures(session: AsyncSession, regions: Sequence[RegionRef], p
     waits: dict[int, list[float]] = defaultdict(list)
     durations: dict[int, list[float]] = defaultdict(list)
     rows = await session.execute(
-        select(Consultation.region_id, Consultation.created_at, Consultation.started_at, Consultation.ended_at)
-        .where(*where)
+        select(
+            Consultation.region_id,
+            Consultation.status,
+            Consultation.created_at,
+            Consultation.started_at,
+            Consultation.ended_at,
+        ).where(*where)
     )
-    for region_id, created, started, ended in rows:
+    for region_id, status, created, started, ended in rows:
         figures[region_id].consultations += 1
         if started is not None:
             waits[region_id].append((started - created).total_seconds())
-            if ended is not None:
+            # An abandoned consultation's end is when it was marked, not when its call ended.
+            if ended is not None and status is ConsultationStatus.ENDED:
                 durations[region_id].append((ended - started).total_seconds())
 
     reconnections = await session.execute(
@@ -306,6 +326,15 @@ async def compute_figures(session: AsyncSession, regions: Sequence[RegionRef], p
             figures[region_id].treated_at_home = count
         elif outcome is Outcome.REFERRED:
             figures[region_id].referred = count
+
+    abandoned = await session.execute(
+        select(Consultation.region_id, func.count(Consultation.id))
+        .outerjoin(Assessment, (Assessment.consultation_id == Consultation.id) & Assessment.outcome.is_not(None))
+        .where(*where, Consultation.status == ConsultationStatus.ABANDONED, Assessment.id.is_(None))
+        .group_by(Consultation.region_id)
+    )
+    for region_id, count in abandoned:
+        figures[region_id].abandoned = count
 
     # Each consultation treated at home saved its patient's round trip: from the lead's
     # table for the patient's municipality, else the default estimate.
@@ -407,7 +436,7 @@ class SessionSummary:
 
     @property
     def duration_seconds(self) -> float | None:
-        if self.started_at is None or self.ended_at is None:
+        if self.started_at is None or self.ended_at is None or self.status == ConsultationStatus.ABANDONED.value:
             return None
         return (self.ended_at - self.started_at).total_seconds()
 

@@ -5,10 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, exists, func, select, update
 
 from ..db.database import Database
-from ..db.models import Consultation, ConsultationEvent, ConsultationStatus, Patient, Region
+from ..db.models import OPEN_STATUSES, Consultation, ConsultationEvent, ConsultationStatus, Patient, Region
+
+NURSE = "nurse"
+"""The session log's role of the nurse camera (``signaling.protocol.Role.NURSE``)."""
+ABANDONED_EVENT = "abandoned"
+"""The session-log event of the abandonment (no participant: the server did it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +21,7 @@ class ConsultationView:
     id: str
     region_id: int
     region: str
+    region_name: str
     patient: str
     """The patient's pseudonym."""
     patient_id: int
@@ -28,6 +34,7 @@ class ConsultationView:
         return {
             "id": self.id,
             "region": self.region,
+            "regionName": self.region_name,
             "patient": self.patient,
             "status": self.status.value,
             "createdAt": self.created_at.isoformat(),
@@ -38,16 +45,16 @@ class ConsultationView:
 
 def _select():  # type: ignore[no-untyped-def]
     return (
-        select(Consultation, Region.code, Patient.pseudonym)
+        select(Consultation, Region.code, Region.name, Patient.pseudonym)
         .join(Region, Region.id == Consultation.region_id)
         .join(Patient, Patient.id == Consultation.patient_id)
     )
 
 
-def _view(row: Row[tuple[Consultation, str, str]] | tuple[Consultation, str, str]) -> ConsultationView:
-    c, region, patient = row
+def _view(row: Row[tuple[Consultation, str, str, str]] | tuple[Consultation, str, str, str]) -> ConsultationView:
+    c, region, region_name, patient = row
     return ConsultationView(
-        c.id, c.region_id, region, patient, c.patient_id, c.status, c.created_at, c.started_at, c.ended_at
+        c.id, c.region_id, region, region_name, patient, c.patient_id, c.status, c.created_at, c.started_at, c.ended_at
     )
 
 
@@ -60,8 +67,8 @@ class Consultations:
             consultation = Consultation(region_id=patient.region_id, patient_id=patient.id, created_by=created_by)
             session.add(consultation)
             await session.flush()
-            region = await session.scalar(select(Region.code).where(Region.id == patient.region_id))
-        return _view((consultation, region or "", patient.pseudonym))
+            region = (await session.execute(select(Region.code, Region.name).where(Region.id == patient.region_id))).one()
+        return _view((consultation, *region, patient.pseudonym))
 
     async def live(
         self, created_by: int, region_ids: list[int], patient_id: int | None = None
@@ -72,7 +79,7 @@ class Consultations:
         query = _select().where(
             Consultation.created_by == created_by,
             Consultation.region_id.in_(region_ids),
-            Consultation.status.in_((ConsultationStatus.WAITING, ConsultationStatus.ACTIVE)),
+            Consultation.status.in_(OPEN_STATUSES),
         )
         if patient_id is not None:
             query = query.where(Consultation.patient_id == patient_id)
@@ -85,20 +92,49 @@ class Consultations:
             row = (await session.execute(_select().where(Consultation.id == consultation_id))).one_or_none()
         return _view(row) if row else None
 
-    async def queue(self, region_ids: list[int]) -> list[ConsultationView]:
-        """Open consultations of these regions, longest waiting first."""
+    async def queue(self, region_ids: list[int] | None) -> list[tuple[ConsultationView, datetime | None]]:
+        """Open consultations of these regions (None: of all), longest waiting first, each
+        with when its nurse was last in the session log (None: she never joined)."""
+        seen = (
+            select(func.max(ConsultationEvent.at))
+            .where(ConsultationEvent.consultation_id == Consultation.id, ConsultationEvent.role == NURSE)
+            .scalar_subquery()
+        )
+        query = _select().add_columns(seen).where(Consultation.status.in_(OPEN_STATUSES))
+        if region_ids is not None:
+            query = query.where(Consultation.region_id.in_(region_ids))
         async with self._db.sessions() as session:
-            rows = (
-                await session.execute(
-                    _select()
-                    .where(
-                        Consultation.region_id.in_(region_ids),
-                        Consultation.status != ConsultationStatus.ENDED,
-                    )
-                    .order_by(Consultation.created_at)
+            rows = (await session.execute(query.order_by(Consultation.created_at, Consultation.id))).all()
+        return [(_view(row[:4]), row[4]) for row in rows]
+
+    async def abandon(self, consultation_id: str, nurse_gone_since: datetime) -> bool:
+        """Mark an open consultation abandoned if its nurse has been gone since
+        ``nurse_gone_since``: created before it, and no nurse event in the session log after.
+
+        One conditional UPDATE, so of concurrent callers (queue reads, every instance's
+        sweep) exactly one gets True; it also writes the session-log event."""
+        now = datetime.now(UTC)
+        nurse_since = exists().where(
+            ConsultationEvent.consultation_id == Consultation.id,
+            ConsultationEvent.role == NURSE,
+            ConsultationEvent.at >= nurse_gone_since,
+        )
+        async with self._db.sessions() as session, session.begin():
+            result = await session.execute(
+                update(Consultation)
+                .where(
+                    Consultation.id == consultation_id,
+                    Consultation.status.in_(OPEN_STATUSES),
+                    Consultation.created_at < nurse_gone_since,
+                    ~nurse_since,
                 )
-            ).all()
-        return [_view(r) for r in rows]
+                .values(status=ConsultationStatus.ABANDONED, ended_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            session.add(ConsultationEvent(consultation_id=consultation_id, at=now, kind=ABANDONED_EVENT))
+        return True
 
     async def of_patient(self, patient_id: int) -> list[ConsultationView]:
         async with self._db.sessions() as session:
@@ -113,7 +149,7 @@ class Consultations:
         async with self._db.sessions() as session, session.begin():
             await session.execute(
                 update(Consultation)
-                .where(Consultation.id == consultation_id, Consultation.status != ConsultationStatus.ENDED)
+                .where(Consultation.id == consultation_id, Consultation.status.in_(OPEN_STATUSES))
                 .values(status=ConsultationStatus.ENDED, ended_at=datetime.now(UTC))
             )
 

@@ -96,9 +96,13 @@ class SessionLog:
                 )
                 if event.kind is EventKind.JOINED and event.role in (Role.SPECIALIST, Role.OBSERVER):
                     # The first viewer to join starts the consultation (the nurse's wait ends);
-                    # the recorder is no viewer.
+                    # the recorder is no viewer. One abandoned while this event was queued stays so.
                     await session.execute(
                         update(Consultation)
-                        .where(Consultation.id == event.consultation, Consultation.started_at.is_(None))
+                        .where(
+                            Consultation.id == event.consultation,
+                            Consultation.started_at.is_(None),
+                            Consultation.status == ConsultationStatus.WAITING,
+                        )
                         .values(started_at=event.at, status=ConsultationStatus.ACTIVE)
                     )
