@@ -56,8 +56,9 @@ class Settings(BaseSettings):
     demo: bool = True
     """Create a demo region, users and a fictional patient in an empty database."""
 
-    stun_urls: list[str] = Field(default_factory=list)
-    turn_urls: list[str] = Field(default_factory=list)
+    # Lists are comma-separated in the environment (NoDecode: not JSON), lists in TOML.
+    stun_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    turn_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     turn_secret: SecretStr | None = None
     """coturn's ``static-auth-secret``."""
     turn_ttl_seconds: int = Field(3600, gt=0, le=86400)
@@ -78,7 +79,7 @@ class Settings(BaseSettings):
     """Base64 master key wrapping the regions' data keys; else ``master_key_file``."""
     master_key_file: Path | None = None
     """Default ``<data_dir>/master.key`` (created on first start). Back it up apart from the database."""
-    old_master_keys: list[SecretStr] = Field(default_factory=list)
+    old_master_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     """Accepted for unwrapping during a master-key rotation."""
 
     session_idle_minutes: int = Field(30, gt=0)
@@ -111,7 +112,7 @@ class Settings(BaseSettings):
     """Private JWK (JSON) or PEM key for ``private_key_jwt``, the only method HelseID accepts."""
     oidc_subject_claim: str = "sub"
     """ID-token claim matched against ``users.oidc_subject`` (HelseID: ``helseid://claims/identity/pid``)."""
-    oidc_scopes: list[str] = Field(default_factory=lambda: ["openid"])
+    oidc_scopes: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["openid"])
     oidc_timeout_seconds: float = Field(10.0, gt=0, le=60)
 
     log_level: str = "INFO"
@@ -127,7 +128,7 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Oslo)") from None
         return value
 
-    @field_validator("stun_urls", "turn_urls", "old_master_keys", "oidc_scopes", mode="before")
+    @field_validator("stun_urls", "turn_urls", "old_master_keys", "oidc_scopes", "trusted_proxies", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         # Environment variables give "a,b"; TOML gives a list.
@@ -135,10 +136,9 @@ class Settings(BaseSettings):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies")
     @classmethod
-    def _proxy_networks(cls, value: Any) -> Any:
-        items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+    def _proxy_networks(cls, items: list[str]) -> list[str]:
         for item in items:
             try:
                 ip_network(item, strict=False)

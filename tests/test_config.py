@@ -1,0 +1,43 @@
+"""Settings as the README gives them: comma-separated lists in the environment, lists in TOML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from woundcare.config import Settings
+
+
+def test_environment_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("WOUNDCARE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("WOUNDCARE_TURN_URLS", "turn:127.0.0.1:3478, turns:127.0.0.1:443?transport=tcp")
+    monkeypatch.setenv("WOUNDCARE_TURN_SECRET", "s3cret")
+    monkeypatch.setenv("WOUNDCARE_STUN_URLS", "stun:127.0.0.1:3478")
+    monkeypatch.setenv("WOUNDCARE_OIDC_SCOPES", "openid,profile")
+    monkeypatch.setenv("WOUNDCARE_TRUSTED_PROXIES", "127.0.0.1,::1")
+    settings = Settings()
+    assert settings.turn_urls == ["turn:127.0.0.1:3478", "turns:127.0.0.1:443?transport=tcp"]
+    assert settings.stun_urls == ["stun:127.0.0.1:3478"]
+    assert settings.oidc_scopes == ["openid", "profile"]
+    assert settings.trusted_proxies == ["127.0.0.1", "::1"]
+
+
+def test_toml_lists(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "woundcare.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path}"\nturn_urls = ["turn:127.0.0.1:3478"]\nturn_secret = "s3cret"\n'
+        'trusted_proxies = ["10.0.0.0/8"]\n'
+    )
+    monkeypatch.setenv("WOUNDCARE_CONFIG", str(config))
+    settings = Settings()
+    assert settings.turn_urls == ["turn:127.0.0.1:3478"]
+    assert settings.trusted_proxies == ["10.0.0.0/8"]
+
+
+def test_a_bad_proxy_names_the_rule_not_the_value(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("WOUNDCARE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("WOUNDCARE_TRUSTED_PROXIES", "127.0.0.1,not-an-address")
+    with pytest.raises(ValidationError, match="IP addresses or CIDR networks"):
+        Settings()
