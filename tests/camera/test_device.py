@@ -15,13 +15,15 @@ from aiortc.mediastreams import AudioStreamTrack
 from av import AudioFrame
 from aiohttp import web
 from PIL import Image
+from sqlalchemy import func, select
 
 from signaling.protocol import SnapshotRequest, VideoMode, VideoProfileMessage
 from tests.camera.scene import home_visit, next_of
 from tests.server import RunningServer
 from tests.services import free_port
-from woundcare.appkeys import SESSION_LOG
+from woundcare.appkeys import DATABASE, SESSION_LOG
 from woundcare.camera.snapshots import SnapshotQueue, SnapshotUploader
+from woundcare.db.models import Consultation
 
 
 @pytest.mark.usefixtures("loopback_ice")
@@ -185,3 +187,37 @@ async def test_upload_failure_keeps_the_file(tmp_path: Path) -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
     assert item.path.exists() and [q.request for q in queue.pending()] == [None]
+
+
+@pytest.mark.usefixtures("loopback_ice")
+async def test_a_restarted_camera_goes_back_into_its_consultation(
+    start_server: Callable[..., Awaitable[RunningServer]], tmp_path: Path
+) -> None:
+    """Killed mid-call and started again for the same patient, the camera does not split the
+    record: the server names the live consultation (409 ``consultation_live``) and the camera
+    waits for its earlier run's place to free (the grace window) and joins it again."""
+    server = await start_server(grace_seconds=3.0)
+
+    async def nurse_in_queue() -> tuple[str, bool] | None:
+        queue = (await visit.spes.json("GET", "/api/consultations/queue"))["consultations"]
+        assert len(queue) <= 1, queue
+        return (queue[0]["id"], queue[0]["nurse"]["connected"]) if queue else None
+
+    async with home_visit(server, tmp_path) as visit:
+        visit.start_camera(server.url, "--loopback-only")
+        consultation = await visit.find_consultation(30)
+        async with asyncio.timeout(30):
+            while await nurse_in_queue() != (consultation, True):
+                visit.assert_camera_running()
+                await asyncio.sleep(0.2)
+        assert visit.camera is not None
+        visit.camera.kill()  # no leave: the nurse's place is held for the grace window
+        await asyncio.to_thread(visit.camera.wait)
+        visit.start_camera(server.url, "--loopback-only")
+        async with asyncio.timeout(45):
+            while await nurse_in_queue() != (consultation, True):
+                visit.assert_camera_running()
+                await asyncio.sleep(0.2)
+        assert f"consultation {consultation}" in visit.camera_log()
+        async with server.app[DATABASE].sessions() as session:
+            assert await session.scalar(select(func.count()).select_from(Consultation)) == 1

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 TOKEN_ENV = "WOUNDCARE_DEVICE_TOKEN"
 CONSENT_KINDS = frozenset({"video", "snapshots", "recording"})
+ROLE_TAKEN_RETRY_SECONDS = 2.0
+"""How often a restarted camera asks for the nurse's place its earlier run still holds."""
 _FINAL = frozenset({ErrorCode.ENDED.value, ErrorCode.REVOKED.value})
 """Error codes after which reconnecting is pointless."""
 
@@ -48,9 +50,11 @@ _FINAL = frozenset({ErrorCode.ENDED.value, ErrorCode.REVOKED.value})
 class DeviceError(Exception):
     """The camera cannot go on (bad token, unknown patient, consultation ended...)."""
 
-    def __init__(self, message: str, code: str | None = None) -> None:
+    def __init__(self, message: str, code: str | None = None, consultation: str | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.consultation = consultation
+        """The consultation the server named in its answer (``consultation_live``)."""
 
 
 @dataclass(frozen=True)
@@ -107,12 +111,21 @@ class DeviceApi:
             if response.status >= 400:
                 error = (data or {}).get("error", {}) if isinstance(data, dict) else {}
                 raise DeviceError(
-                    f"{method} {path.split('/')[2]}: {response.status} {error.get('code')}", error.get("code")
+                    f"{method} {path.split('/')[2]}: {response.status} {error.get('code')}",
+                    error.get("code"),
+                    error.get("consultation"),
                 )
             return data
 
     async def start(self, patient: str) -> str:
-        return str((await self.json("POST", "/api/consultations", {"patient": patient}))["id"])
+        """A new consultation for ``patient``, or the one this nurse has open for them already:
+        a camera restarted mid-call goes back into its call instead of splitting the record."""
+        try:
+            return str((await self.json("POST", "/api/consultations", {"patient": patient}))["id"])
+        except DeviceError as error:
+            if error.code == "consultation_live" and error.consultation:
+                return error.consultation
+            raise
 
     async def record_consent(self, consultation: str, kinds: frozenset[str]) -> None:
         await self.json("POST", f"/api/consultations/{consultation}/consents", {k: True for k in sorted(kinds)})
@@ -228,7 +241,8 @@ class Camera:
                 client, track, await ice, microphone=voice, on_voice=speaker.play if speaker else None
             )
             adaptation = Adaptation(client, publisher, track, mode=self.options.video_mode)
-            await client.join(self.consultation, Role.NURSE, await self._api.join_token(self.consultation))
+            if not await self._first_join(client):
+                return 0
             await publisher.start()
             await adaptation.joined()
             self._spawn(adaptation.run())
@@ -339,6 +353,26 @@ class Camera:
             return
         assert self.consultation is not None
         self.uploader.submit(self.consultation, request, jpeg)
+
+    async def _first_join(self, client: SignalingClient) -> bool:
+        """Join as the nurse. A camera restarted mid-call (killed, rebooted) finds its earlier
+        run still holding the nurse's place for the grace window (``role_taken``): it waits
+        for the place to free and goes back into the same consultation. False if stopped."""
+        assert self.consultation is not None
+        while True:
+            try:
+                await client.join(self.consultation, Role.NURSE, await self._api.join_token(self.consultation))
+                return True
+            except SignalingClosed as exc:
+                code = (exc.error or {}).get("code")
+                if code != ErrorCode.ROLE_TAKEN.value:
+                    raise DeviceError(f"join refused: {code}", code) from exc
+            log.info("the nurse's place is still held (an earlier run?); waiting for it to free")
+            await client.drop()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), ROLE_TAKEN_RETRY_SECONDS)
+            if self.stop.is_set():
+                return False
 
     async def _reconnect(
         self, client: SignalingClient, publisher: Publisher, adaptation: Adaptation, stopping: asyncio.Task[Any]
