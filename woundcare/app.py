@@ -7,9 +7,11 @@ import logging
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import suppress
 from datetime import timedelta
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from sqlalchemy import make_url
 
 import signaling.handler
 from signaling.limits import Limits
@@ -84,9 +86,11 @@ from .records.quality import Quality
 from .records.recordings import Recordings
 from .records.retention import Retention
 from .records.session_log import SessionLog
+from .records.imagework import ImageWork
 from .records.snapshots import Snapshots
 from .storage.blobs import BlobStore
 from .storage.intents import Intents
+from .storage.private import private_dir, private_file
 
 
 log = logging.getLogger(__name__)
@@ -113,6 +117,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     await app[SESSION_LOG].stop()
     await app[LOGIN].close()
     await db.stop()
+    app[IMAGE_WORK].close()
 
 
 CHECKPOINT_SECONDS = 300.0
@@ -151,6 +156,30 @@ def _not_for_signaling(middleware: Middleware) -> Middleware:
     return skip
 
 
+IMAGE_WORK = web.AppKey("image_work", ImageWork)
+
+
+async def _hardened(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer's defaults, set once here rather than per route: no server version, and
+    for the API (patient data, the login's CSRF token) no caching and no content sniffing. A
+    route that sets its own ``Cache-Control`` keeps it."""
+    response.headers["Server"] = "woundcare"
+    if request.path.startswith("/api/"):
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+
+
+def _private_data(settings: Settings) -> None:
+    """The data folder 0700 and a SQLite database 0600 before SQLite opens it (its WAL and
+    shared-memory files take the database file's mode), whatever the umask."""
+    private_dir(settings.data_dir)
+    url = make_url(settings.db_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        path = Path(url.database)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path, "-wal", "-shm", "-journal")
+
+
 def limits_from(settings: Settings) -> Limits:
     return Limits(
         max_message_bytes=settings.max_message_bytes,
@@ -171,7 +200,7 @@ def master_keys(settings: Settings) -> list[MasterKey]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _private_data(settings)
     # Uploads are streamed by their handler with their own cap; this bounds everything else.
     app = web.Application(
         middlewares=[
@@ -180,6 +209,7 @@ def create_app(settings: Settings) -> web.Application:
         ],
         client_max_size=settings.snapshot_max_bytes + 1024 * 1024,
     )
+    app.on_response_prepare.append(_hardened)
     db = Database(settings.db_url, migrate=settings.auto_migrate)
     secret = settings.signing_key()
     invitations = Invitations(secret, settings.invitation_ttl_seconds)
@@ -220,6 +250,7 @@ def create_app(settings: Settings) -> web.Application:
     app[QUALITY] = Quality(db)
     app[ASSESSMENTS] = Assessments(db, keyring)
     blobs = BlobStore(settings.blob_dir)
+    app[IMAGE_WORK] = ImageWork(settings.image_workers, settings.image_pixel_budget, settings.image_wait_seconds)
     recording_blobs = BlobStore(settings.recording_dir)
     app[RETENTION] = Retention(db, blobs, recording_blobs)
     app[RECORDINGS] = Recordings(db, keyring, recording_blobs, settings.instance_name)
@@ -231,6 +262,7 @@ def create_app(settings: Settings) -> web.Application:
         Intents(settings.intent_dir, settings.instance_name),
         max_bytes=settings.snapshot_max_bytes,
         max_pixels=settings.snapshot_max_pixels,
+        images=app[IMAGE_WORK],
     )
     app.cleanup_ctx.append(_resources)
     signaling.handler.setup(
@@ -267,6 +299,7 @@ def create_app(settings: Settings) -> web.Application:
     for module in api:
         app.add_routes(module.routes)
     app.add_routes(health.routes)
-    app.router.add_get("/metrics", metrics_handler)
-    pages.setup(app)
+    token = settings.metrics_token
+    app.router.add_get("/metrics", metrics_handler(token.get_secret_value() if token else None))
+    pages.setup(app, settings.public_url)
     return app
