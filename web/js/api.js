@@ -30,11 +30,12 @@ let csrfToken = null;
  * @param {string} method
  * @param {string} path
  * @param {{json?: unknown, form?: FormData}} [body]
+ * @param {Record<string, string>} [extra] more request headers
  * @returns {Promise<Response>}
  */
-async function send(method, path, body = {}) {
+async function send(method, path, body = {}, extra = {}) {
   /** @type {Record<string, string>} */
-  const headers = { Accept: 'application/json' };
+  const headers = { Accept: 'application/json', ...extra };
   if (method !== 'GET' && method !== 'HEAD' && csrfToken) headers['X-CSRF-Token'] = csrfToken;
   /** @type {BodyInit | undefined} */
   let payload;
@@ -83,6 +84,21 @@ export async function postJson(path, json = {}) {
 /** @param {string} path @param {unknown} json */
 export async function putJson(path, json) {
   return jsonOrNull(await send('PUT', path, { json }));
+}
+
+/**
+ * A JSON request on a versioned resource (the assessment): `If-Match` names the version last
+ * read, and the new version (`ETag`) comes back with the body. A version someone else has
+ * replaced meanwhile fails as ApiError `precondition_failed` (412).
+ * @param {string} method
+ * @param {string} path
+ * @param {string | null} etag the version last read; null for none yet
+ * @param {unknown} [json]
+ * @returns {Promise<{body: any, etag: string | null}>}
+ */
+export async function versioned(method, path, etag, json) {
+  const response = await send(method, path, json === undefined ? {} : { json }, etag ? { 'If-Match': etag } : {});
+  return { body: await jsonOrNull(response), etag: response.headers.get('ETag') };
 }
 
 /** @param {string} path @param {FormData} form */
