@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +15,11 @@ import pytest
 
 from tests.api.client import ApiClient
 from tests.api.test_snapshots import Ward, open_ward, wound_jpeg
+from tests.api.test_snapshots import ward  # noqa: F401  (the fixture: SQLite and PostgreSQL)
 from woundcare.storage.blobs import BlobStore
 
 ECHO = "ECHOx"
 """A marker in refused input that no answer may repeat."""
-
-
-@pytest.fixture
-async def ward(start_server: Any, db_url: str) -> AsyncIterator[Ward]:
-    ward = await open_ward(await start_server(database_url=db_url))
-    yield ward
-    await ward.nurse.close()
-    await ward.specialist.close()
 
 
 async def _snapshot(ward: Ward) -> str:
