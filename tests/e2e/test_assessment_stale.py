@@ -3,6 +3,7 @@ changed it meanwhile (issue 15, finding 3), in Chromium against the real server.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from playwright.async_api import expect
@@ -33,6 +34,9 @@ async def test_a_stale_page_is_told_and_overwrites_nothing(start_server: Any) ->
             await page.click("#login-form button[type=submit]")
             await page.wait_for_url(server.url + "/specialist", timeout=UI_TIMEOUT_MS)
             await page.locator(f"#queue-body tr[data-consultation='{consultation}'] button").click()
+            # The call view shows its state once all its controls listen; a submit before that
+            # would reload the page.
+            await expect(page.locator("#status")).to_have_attribute("data-state", re.compile(".+"))
 
             form = page.locator("#assessment-form")
             status = page.locator("#assessment-status")
