@@ -81,12 +81,12 @@ from .records.access_log import AccessLog
 from .records.assessments import Assessments
 from .records.consents import Consents
 from .records.consultations import Consultations
+from .records.imagework import ImageWork
 from .records.patients import Patients
 from .records.quality import Quality
 from .records.recordings import Recordings
 from .records.retention import Retention
 from .records.session_log import SessionLog
-from .records.imagework import ImageWork
 from .records.snapshots import Snapshots
 from .storage.blobs import BlobStore
 from .storage.intents import Intents
