@@ -9,7 +9,7 @@ from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp import web, web_response
 from aiohttp.typedefs import Handler, Middleware
 from sqlalchemy import make_url
 
@@ -159,11 +159,14 @@ def _not_for_signaling(middleware: Middleware) -> Middleware:
 IMAGE_WORK = web.AppKey("image_work", ImageWork)
 
 
+SERVER_NAME = "woundcare"
+"""The ``Server`` header: no Python or aiohttp version for a scanner to match."""
+
+
 async def _hardened(request: web.Request, response: web.StreamResponse) -> None:
-    """Every answer's defaults, set once here rather than per route: no server version, and
-    for the API (patient data, the login's CSRF token) no caching and no content sniffing. A
-    route that sets its own ``Cache-Control`` keeps it."""
-    response.headers["Server"] = "woundcare"
+    """The API's defaults, set once here rather than per route: no caching (patient data, the
+    login's CSRF token) and no content sniffing. A route that sets its own ``Cache-Control``
+    keeps it."""
     if request.path.startswith("/api/"):
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -210,6 +213,9 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.snapshot_max_bytes + 1024 * 1024,
     )
     app.on_response_prepare.append(_hardened)
+    # aiohttp writes its default ``Server`` into every answer, also the 400s of its HTTP parser,
+    # which come before any application code; naming the server there covers them all.
+    web_response.SERVER_SOFTWARE = SERVER_NAME
     db = Database(settings.db_url, migrate=settings.auto_migrate)
     secret = settings.signing_key()
     invitations = Invitations(secret, settings.invitation_ttl_seconds)

@@ -4,6 +4,7 @@ a failed integrity check."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import stat
@@ -48,8 +49,14 @@ async def test_api_answers_are_neither_cached_nor_sniffed_and_name_no_server_ver
     async with aiohttp.ClientSession() as session:
         for path in ("/", "/static/js/api.js", "/healthz", "/api/session"):
             async with session.get(ward.server.url + path) as response:
-                server = response.headers.get("Server", "")
-                assert "aiohttp" not in server and "Python" not in server, (path, server)
+                assert response.headers["Server"] == "woundcare", path
+    # A request the HTTP parser refuses is answered before any application code runs.
+    reader, writer = await asyncio.open_connection("127.0.0.1", ward.server.settings.port)
+    writer.write(b"GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = (await reader.read(1000)).split(b"\r\n\r\n")[0].split(b"\r\n")
+    writer.close()
+    assert head[0].startswith(b"HTTP/1.") and b" 400 " in head[0]
+    assert b"Server: woundcare" in head, head
 
 
 async def test_errors_name_the_rule_never_the_input(ward: Ward) -> None:
