@@ -59,7 +59,7 @@ async def test_saves_racing_a_signing_never_change_what_was_signed(
         assert set(statuses) <= {200, 409}, statuses
         kept = await specialist.json("GET", path)
         assert kept["signedAt"] == signed["signedAt"] is not None
-        assert kept["treatmentPlan"] == signed["treatmentPlan"], (round_, kept["treatmentPlan"], signed["treatmentPlan"])
+        assert kept["treatmentPlan"] == signed["treatmentPlan"], (round_, kept, signed)
         assert (await specialist.request("PUT", path, json=_draft(99))).status == 409
 
 

@@ -249,7 +249,9 @@ class Assessments:
         outcome. The view returned is the content signed, which can no longer change."""
         for _ in range(_SIGN_TRIES):
             async with self._db.sessions() as session:
-                row = await session.scalar(select(AssessmentRow).where(AssessmentRow.consultation_id == consultation_id))
+                row = await session.scalar(
+                    select(AssessmentRow).where(AssessmentRow.consultation_id == consultation_id)
+                )
             if row is None:
                 return None
             if row.signed_at is not None:

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import io
 import struct
-from contextlib import nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from enum import StrEnum
 
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
-
-from .imagework import PixelBudget
 
 
 class MediaType(StrEnum):
@@ -114,7 +113,7 @@ def clean_image(
     max_pixels: int = 40_000_000,
     min_side: int = 16,
     thumb_side: int = 320,
-    budget: PixelBudget | None = None,
+    hold_pixels: Callable[[int], AbstractContextManager[None]] | None = None,
 ) -> CleanImage:
     """Check an uploaded photo and return it re-encoded without metadata, plus a thumbnail.
 
@@ -126,8 +125,8 @@ def clean_image(
     and refuses the rest as ``too_many_pixels``. A ``max_pixels`` above Pillow's limit
     therefore needs that limit raised too.
 
-    With a ``budget``, the decode and re-encode wait until the picture's pixels fit in it
-    (``ImageBusy`` if they do not in time).
+    ``hold_pixels(n)``, if given, is held around the decode and re-encode of the picture's
+    ``n`` pixels: a pixel budget (``woundcare.records.imagework``) makes them wait there.
     """
     if len(data) > max_bytes:
         raise ImageRejected(RejectCode.TOO_LARGE)
@@ -147,7 +146,7 @@ def clean_image(
     if min(width, height) < min_side:
         raise ImageRejected(RejectCode.TOO_SMALL)
 
-    with budget.hold(width * height) if budget is not None else nullcontext():
+    with hold_pixels(width * height) if hold_pixels is not None else nullcontext():
         try:
             image.load()
             ImageOps.exif_transpose(image, in_place=True)

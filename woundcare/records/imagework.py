@@ -9,8 +9,9 @@ So photos are decoded in a thread pool of their own (``ImageWork.executor``, thr
 ``image-*``), never in the default pool that hashes passwords, and under a
 ``PixelBudget``: the pixels of all the photos being decoded at once stay under a total.
 A photo that does not fit waits for others to finish; one that cannot start within
-``wait_seconds`` is refused with ``ImageBusy`` (the API answers ``503 busy``). A photo larger
-than the whole budget is decoded alone.
+``wait_seconds`` of its upload's arrival (queueing for a thread included) is refused with
+``ImageBusy`` (the API answers ``503 busy``). A photo larger than the whole budget is decoded
+alone.
 """
 
 from __future__ import annotations
@@ -40,10 +41,13 @@ class PixelBudget:
         return self._in_use
 
     @contextmanager
-    def hold(self, pixels: int) -> Iterator[None]:
-        """Block this (worker) thread until ``pixels`` fit, then hold them for the block."""
+    def hold(self, pixels: int, *, since: float | None = None) -> Iterator[None]:
+        """Block this (worker) thread until ``pixels`` fit, then hold them for the block.
+
+        The wait is counted from ``since`` (``time.monotonic()``; default now): an upload that
+        queued for a thread has spent part of its wait already."""
         wanted = min(max(pixels, 1), self.total)
-        deadline = time.monotonic() + self._wait_seconds
+        deadline = (time.monotonic() if since is None else since) + self._wait_seconds
         with self._changed:
             while self._in_use + wanted > self.total:
                 left = deadline - time.monotonic()

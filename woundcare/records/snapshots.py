@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -137,14 +139,13 @@ class Snapshots:
         taken_at = datetime.now(UTC)
         sealer = await self._keyring.sealer(region_id)
         image = Binding(region_id, IMAGE_KIND, snapshot_id)
+        hold_pixels = functools.partial(self._images.budget.hold, since=time.monotonic())
 
         def check_seal_put(key: str) -> _Stored:
             # One image thread does all of an upload's blocking work, with no hand-off between
             # steps: the check and re-encode (its pixels held in the budget), sealing (4 MB of
             # AES-GCM off the event loop), the blob's write and fsyncs.
-            clean = clean_image(
-                data, max_bytes=self._max_bytes, max_pixels=self._max_pixels, budget=self._images.budget
-            )
+            clean = clean_image(data, max_bytes=self._max_bytes, max_pixels=self._max_pixels, hold_pixels=hold_pixels)
             thumb_sealed = sealer.seal(Binding(region_id, THUMB_KIND, snapshot_id), clean.thumbnail)
             buffer = _sealing_buffer(sealer.sealed_size(len(clean.data)))
             with self._intent(key):
