@@ -53,10 +53,17 @@ async def test_unready_without_its_database_and_while_draining(start_server: Any
                 assert (await response.json())["draining"] is True
 
 
-async def test_metrics_parse_and_move(server: RunningServer) -> None:
+METRICS_TOKEN = "metrics test token"
+
+
+async def test_metrics_parse_and_move(start_server: Any) -> None:
+    server = await start_server(metrics_token=METRICS_TOKEN)
     consultation = await server.new_consultation()
+    scraper = {"Authorization": f"Bearer {METRICS_TOKEN}"}
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{server.url}/metrics") as response:
+            assert response.status == 404  # only for the scraper holding the token
+        async with session.get(f"{server.url}/metrics", headers=scraper) as response:
             before = samples(await response.text())
         ws = await session.ws_connect(f"{server.url}/ws")
         await ws.send_json({"type": "join", "v": 1, "consultation": consultation, "role": "nurse",
@@ -67,7 +74,7 @@ async def test_metrics_parse_and_move(server: RunningServer) -> None:
         assert (await ws.receive_json(timeout=5))["code"] == "bad_json"
         async with session.get(f"{server.url}/api/session") as response:
             assert response.status == 401
-        async with session.get(f"{server.url}/metrics") as response:
+        async with session.get(f"{server.url}/metrics", headers=scraper) as response:
             after = samples(await response.text())
         await ws.close()
     joined = ("woundcare_room_events_total", (("kind", "joined"), ("role", "nurse")))

@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator, Awaitable
 from contextlib import suppress
 from datetime import timedelta
 from functools import partial
+from pathlib import Path
 
-from aiohttp import web
+from aiohttp import web, web_response
 from aiohttp.typedefs import Handler, Middleware
+from sqlalchemy import make_url
 
 import signaling.handler
 from signaling.limits import Limits
@@ -82,6 +84,7 @@ from .records.access_log import AccessLog
 from .records.assessments import Assessments
 from .records.consents import Consents
 from .records.consultations import Consultations
+from .records.imagework import ImageWork
 from .records.patients import Patients
 from .records.quality import Quality
 from .records.queue import Queue
@@ -91,6 +94,7 @@ from .records.session_log import SessionLog
 from .records.snapshots import Snapshots
 from .storage.blobs import BlobStore
 from .storage.intents import Intents
+from .storage.private import private_dir, private_file
 
 
 log = logging.getLogger(__name__)
@@ -117,6 +121,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     await app[SESSION_LOG].stop()
     await app[LOGIN].close()
     await db.stop()
+    app[IMAGE_WORK].close()
 
 
 CHECKPOINT_SECONDS = 300.0
@@ -155,6 +160,33 @@ def _not_for_signaling(middleware: Middleware) -> Middleware:
     return skip
 
 
+IMAGE_WORK = web.AppKey("image_work", ImageWork)
+
+
+SERVER_NAME = "woundcare"
+"""The ``Server`` header: no Python or aiohttp version for a scanner to match."""
+
+
+async def _hardened(request: web.Request, response: web.StreamResponse) -> None:
+    """The API's defaults, set once here rather than per route: no caching (patient data, the
+    login's CSRF token) and no content sniffing. A route that sets its own ``Cache-Control``
+    keeps it."""
+    if request.path.startswith("/api/"):
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+
+
+def _private_data(settings: Settings) -> None:
+    """The data folder 0700 and a SQLite database 0600 before SQLite opens it (its WAL and
+    shared-memory files take the database file's mode), whatever the umask."""
+    private_dir(settings.data_dir)
+    url = make_url(settings.db_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        path = Path(url.database)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path, "-wal", "-shm", "-journal")
+
+
 def limits_from(settings: Settings) -> Limits:
     return Limits(
         max_message_bytes=settings.max_message_bytes,
@@ -175,7 +207,7 @@ def master_keys(settings: Settings) -> list[MasterKey]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _private_data(settings)
     # Uploads are streamed by their handler with their own cap; this bounds everything else.
     app = web.Application(
         middlewares=[
@@ -184,6 +216,10 @@ def create_app(settings: Settings) -> web.Application:
         ],
         client_max_size=settings.snapshot_max_bytes + 1024 * 1024,
     )
+    app.on_response_prepare.append(_hardened)
+    # aiohttp writes its default ``Server`` into every answer, also the 400s of its HTTP parser,
+    # which come before any application code; naming the server there covers them all.
+    web_response.SERVER_SOFTWARE = SERVER_NAME
     db = Database(settings.db_url, migrate=settings.auto_migrate)
     secret = settings.signing_key()
     invitations = Invitations(secret, settings.invitation_ttl_seconds)
@@ -225,6 +261,7 @@ def create_app(settings: Settings) -> web.Application:
     app[QUALITY] = Quality(db)
     app[ASSESSMENTS] = Assessments(db, keyring)
     blobs = BlobStore(settings.blob_dir)
+    app[IMAGE_WORK] = ImageWork(settings.image_workers, settings.image_pixel_budget, settings.image_wait_seconds)
     recording_blobs = BlobStore(settings.recording_dir)
     app[RETENTION] = Retention(db, blobs, recording_blobs)
     app[RECORDINGS] = Recordings(db, keyring, recording_blobs, settings.instance_name)
@@ -236,6 +273,7 @@ def create_app(settings: Settings) -> web.Application:
         Intents(settings.intent_dir, settings.instance_name),
         max_bytes=settings.snapshot_max_bytes,
         max_pixels=settings.snapshot_max_pixels,
+        images=app[IMAGE_WORK],
     )
     app.cleanup_ctx.append(_resources)
     signaling.handler.setup(
@@ -282,6 +320,7 @@ def create_app(settings: Settings) -> web.Application:
     for module in api:
         app.add_routes(module.routes)
     app.add_routes(health.routes)
-    app.router.add_get("/metrics", metrics_handler)
-    pages.setup(app)
+    token = settings.metrics_token
+    app.router.add_get("/metrics", metrics_handler(token.get_secret_value() if token else None))
+    pages.setup(app, settings.public_url)
     return app

@@ -115,6 +115,16 @@ class Settings(BaseSettings):
     oidc_scopes: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["openid"])
     oidc_timeout_seconds: float = Field(10.0, gt=0, le=60)
 
+    # Hardening (issue 15): who may read /metrics, and how much image decoding runs at once.
+    metrics_token: SecretStr | None = None
+    """``GET /metrics`` answers only ``Authorization: Bearer <token>``; unset, it answers 404."""
+    image_workers: int = Field(2, ge=1, le=32)
+    """Threads that decode uploaded photos, apart from the pool that hashes passwords."""
+    image_pixel_budget: int = Field(50_000_000, ge=10_000)
+    """Pixels decoded at once across all uploads (several bytes each in memory); the rest wait."""
+    image_wait_seconds: float = Field(30.0, gt=0)
+    """An upload that cannot start decoding within this gets ``503 busy``."""
+
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     """``json``: one JSON object per line with the request id (for log shipping)."""

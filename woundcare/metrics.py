@@ -4,6 +4,7 @@ roles, never ids, so no label can carry patient data."""
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Iterator
 
@@ -112,8 +113,23 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         metrics.latency.labels(route).observe(time.perf_counter() - started)
 
 
-async def metrics_handler(request: web.Request) -> web.Response:
-    """Prometheus text format. Expose it to the monitoring network only (see deploy/nginx)."""
+def metrics_handler(token: str | None) -> Handler:
+    """``/metrics`` for a scraper that sends ``Authorization: Bearer <token>``; for anyone else,
+    and for everyone while no token is set, it does not exist (404): traffic, room and error
+    counts are for monitoring, not for the network."""
+    expected = f"Bearer {token}".encode() if token else None
+
+    async def scrape(request: web.Request) -> web.Response:
+        given = request.headers.get("Authorization", "").encode()
+        if expected is None or not hmac.compare_digest(given, expected):
+            raise web.HTTPNotFound()
+        return _render(request)
+
+    return scrape
+
+
+def _render(request: web.Request) -> web.Response:
+    """Prometheus text format."""
     app = request.config_dict
     metrics = app[METRICS]
     # Gauges are read at scrape time rather than tracked on every change.

@@ -24,6 +24,12 @@ from woundcare.appkeys import DATABASE
 from woundcare.db.models import AuditEvent
 
 DEPLOY = Path(__file__).parents[2] / "deploy" / "nginx"
+METRICS_TOKEN = "nginx test metrics token"
+
+
+@pytest.fixture
+async def server(start_server: Any) -> RunningServer:
+    return await start_server(metrics_token=METRICS_TOKEN)
 
 
 def nginx_binary() -> str:
@@ -114,7 +120,8 @@ async def test_signaling_join_over_wss_through_the_shipped_nginx(server: Running
             assert response.status == 200
             assert response.headers["Strict-Transport-Security"].startswith("max-age=")
             request_id = response.headers["X-Request-Id"]
-        async with session.get(f"https://localhost:{nginx}/metrics") as response:
+        scraper = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+        async with session.get(f"https://localhost:{nginx}/metrics", headers=scraper) as response:
             assert response.status == 200  # loopback is the monitoring network here
         ws = await session.ws_connect(f"wss://localhost:{nginx}/ws")
         await ws.send_json({"type": "join", "v": 1, "consultation": consultation, "role": "nurse",

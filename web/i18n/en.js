@@ -209,6 +209,8 @@ export default {
   'assessment.signed': 'Signed {time}. The assessment is final.',
   'assessment.error.outcome': 'Choose an outcome before signing.',
   'assessment.error.invalid': 'The assessment has invalid values. Check sizes and percentages (at most 100 % together).',
+  // Issue 15: a stale assessment (412 precondition_failed).
+  'assessment.error.stale': 'Someone else changed this assessment after you opened it. Reload the page to see their version, then save or sign again.',
   'woundType.pressure_ulcer': 'Pressure ulcer',
   'woundType.venous_leg_ulcer': 'Venous leg ulcer',
   'woundType.arterial_ulcer': 'Arterial ulcer',

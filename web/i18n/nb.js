@@ -209,6 +209,8 @@ export default {
   'assessment.signed': 'Signert {time}. Vurderingen er endelig.',
   'assessment.error.outcome': 'Velg utfall før du signerer.',
   'assessment.error.invalid': 'Vurderingen har ugyldige verdier. Sjekk mål og prosenter (høyst 100 % til sammen).',
+  // Issue 15: a stale assessment (412 precondition_failed).
+  'assessment.error.stale': 'Noen andre endret vurderingen etter at du åpnet den. Last inn siden på nytt for å se endringen, og lagre eller signer igjen.',
   'woundType.pressure_ulcer': 'Trykksår',
   'woundType.venous_leg_ulcer': 'Venøst leggsår',
   'woundType.arterial_ulcer': 'Arterielt sår',

@@ -60,12 +60,13 @@ function lostSession(error) {
  * @param {string} method
  * @param {string} path
  * @param {{json?: unknown, form?: FormData}} [body]
+ * @param {Record<string, string>} [extra] more request headers
  * @returns {Promise<Response>}
  */
-async function send(method, path, body = {}) {
+async function send(method, path, body = {}, extra = {}) {
   const sentAfter = reloginCount;
   try {
-    return await sendOnce(method, path, body);
+    return await sendOnce(method, path, body, extra);
   } catch (error) {
     if (!(error instanceof ApiError && lostSession(error)) || !unauthorizedHandler || path === SESSION_PATH) throw error;
     // Sent with the old session while the user logged in again: just send it again.
@@ -76,7 +77,7 @@ async function send(method, path, body = {}) {
       });
       await loggingInAgain;
     }
-    return send(method, path, body);
+    return send(method, path, body, extra);
   }
 }
 
@@ -84,11 +85,12 @@ async function send(method, path, body = {}) {
  * @param {string} method
  * @param {string} path
  * @param {{json?: unknown, form?: FormData}} body
+ * @param {Record<string, string>} extra
  * @returns {Promise<Response>}
  */
-async function sendOnce(method, path, body) {
+async function sendOnce(method, path, body, extra) {
   /** @type {Record<string, string>} */
-  const headers = { Accept: 'application/json' };
+  const headers = { Accept: 'application/json', ...extra };
   if (method !== 'GET' && method !== 'HEAD' && csrfToken) headers['X-CSRF-Token'] = csrfToken;
   /** @type {BodyInit | undefined} */
   let payload;
@@ -137,6 +139,21 @@ export async function postJson(path, json = {}) {
 /** @param {string} path @param {unknown} json */
 export async function putJson(path, json) {
   return jsonOrNull(await send('PUT', path, { json }));
+}
+
+/**
+ * A JSON request on a versioned resource (the assessment): `If-Match` names the version last
+ * read, and the new version (`ETag`) comes back with the body. A version someone else has
+ * replaced meanwhile fails as ApiError `precondition_failed` (412).
+ * @param {string} method
+ * @param {string} path
+ * @param {string | null} etag the version last read; null for none yet
+ * @param {unknown} [json]
+ * @returns {Promise<{body: any, etag: string | null}>}
+ */
+export async function versioned(method, path, etag, json) {
+  const response = await send(method, path, json === undefined ? {} : { json }, etag ? { 'If-Match': etag } : {});
+  return { body: await jsonOrNull(response), etag: response.headers.get('ETag') };
 }
 
 /** @param {string} path @param {FormData} form */

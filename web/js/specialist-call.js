@@ -4,7 +4,7 @@
  * structured assessment, and ending the consultation.
  */
 
-import { ApiError, getJson, postJson, putJson } from './api.js';
+import { ApiError, getJson, postJson, versioned } from './api.js';
 import { applyMeasurement, fillAssessment, lockAssessment, readAssessment } from './assessment.js';
 import { Microphones, renderConnection, renderQuality } from './call-status.js';
 import { Chat } from './chat.js';
@@ -169,15 +169,27 @@ export async function runSpecialistCall(consultation) {
       setText(assessmentStatus, 'assessment.saved', { time: new Date(saved.updatedAt).toLocaleTimeString() });
     }
   };
-  getJson(`/api/consultations/${id}/assessment`).then((saved) => { fillAssessment(form, saved); showSaved(saved); }, () => {});
-  const save = async () => {
-    const saved = await putJson(`/api/consultations/${id}/assessment`, readAssessment(form));
-    showSaved(saved);
-    return saved;
+  const assessmentPath = `/api/consultations/${id}/assessment`;
+  /** The version (ETag) last read or saved: saving and signing apply to it only. */
+  let assessmentVersion = /** @type {string | null} */ (null);
+  /** @param {string} method @param {string} path @param {unknown} [json] */
+  const writeAssessment = async (method, path, json) => {
+    const { body, etag } = await versioned(method, path, assessmentVersion, json);
+    assessmentVersion = etag;
+    showSaved(body);
+    return body;
   };
+  versioned('GET', assessmentPath, null).then(({ body, etag }) => {
+    assessmentVersion = etag;
+    fillAssessment(form, body);
+    showSaved(body);
+  }, () => {});
+  const save = () => writeAssessment('PUT', assessmentPath, readAssessment(form));
+  /** @type {Record<string, string>} */
+  const explanations = { bad_assessment: 'assessment.error.invalid', precondition_failed: 'assessment.error.stale' };
   /** @param {unknown} failure */
   const explain = (failure) => setText(assessmentStatus,
-    failure instanceof ApiError && failure.code === 'bad_assessment' ? 'assessment.error.invalid' : 'error.generic');
+    (failure instanceof ApiError && explanations[failure.code]) || 'error.generic');
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     save().catch(explain);
@@ -189,7 +201,7 @@ export async function runSpecialistCall(consultation) {
     }
     try {
       await save();
-      showSaved(await postJson(`/api/consultations/${id}/assessment/sign`));
+      await writeAssessment('POST', `${assessmentPath}/sign`, {});
     } catch (failure) {
       explain(failure);
     }

@@ -1,4 +1,10 @@
-"""``/api/consultations/{id}/assessment``: the specialist's structured assessment."""
+"""``/api/consultations/{id}/assessment``: the specialist's structured assessment.
+
+Its ``ETag`` is the assessment's version. A save or a signing sent with ``If-Match`` applies
+only to that version, else ``412 precondition_failed``: an editor who saved from a stale page
+(another tab, another specialist) learns so instead of overwriting, and signs only what they
+saw.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,13 @@ from aiohttp import web
 
 from ..appkeys import ASSESSMENTS
 from ..auth.policy import Action
-from ..records.assessments import AssessmentContent, AssessmentError, AssessmentSigned, AssessmentView
+from ..records.assessments import (
+    AssessmentChanged,
+    AssessmentContent,
+    AssessmentError,
+    AssessmentSigned,
+    AssessmentView,
+)
 from .body import json_body
 from .consultations import visible_consultation
 from .errors import api_error
@@ -19,6 +31,28 @@ def _signed() -> web.HTTPException:
     return api_error(409, "signed", "the assessment is signed and can no longer change")
 
 
+def _changed() -> web.HTTPException:
+    return api_error(412, "precondition_failed", "the assessment changed since it was read; reload it")
+
+
+def _expected_version(request: web.Request) -> int | None:
+    """The version ``If-Match`` names; None without one (or with ``*``)."""
+    tags = request.if_match
+    if not tags or any(tag.value == "*" for tag in tags):
+        return None
+    # If-Match compares strongly: a weak tag matches nothing.
+    versions = {int(tag.value) for tag in tags if not tag.is_weak and tag.value.isdigit()}
+    if len(versions) != 1:
+        raise _changed()
+    return versions.pop()
+
+
+def _response(view: AssessmentView) -> web.Response:
+    response = web.json_response(view.json())
+    response.etag = str(view.version)
+    return response
+
+
 @routes.get("/api/consultations/{id}/assessment")
 @requires(Action.ASSESSMENT_READ)
 async def read_assessment(request: web.Request) -> web.Response:
@@ -26,35 +60,41 @@ async def read_assessment(request: web.Request) -> web.Response:
     found = await request.config_dict[ASSESSMENTS].get(view.id)
     if found is None:
         raise api_error(404, "not_found", "no assessment yet")
-    return web.json_response(found.json())
+    return _response(found)
 
 
 @routes.put("/api/consultations/{id}/assessment")
 @requires(Action.ASSESSMENT_WRITE)
 async def save_assessment(request: web.Request) -> web.Response:
     view = await visible_consultation(request, Action.ASSESSMENT_WRITE)
+    expected = _expected_version(request)
     try:
         content = AssessmentContent.from_json(await json_body(request))
         saved: AssessmentView = await request.config_dict[ASSESSMENTS].save(
-            view.id, view.region_id, content, actor(request).subject
+            view.id, view.region_id, content, actor(request).subject, expected
         )
     except AssessmentError as exc:
         raise api_error(400, "bad_assessment", str(exc)) from None
     except AssessmentSigned:
         raise _signed() from None
-    return web.json_response(saved.json())
+    except AssessmentChanged:
+        raise _changed() from None
+    return _response(saved)
 
 
 @routes.post("/api/consultations/{id}/assessment/sign")
 @requires(Action.ASSESSMENT_SIGN)
 async def sign_assessment(request: web.Request) -> web.Response:
     view = await visible_consultation(request, Action.ASSESSMENT_SIGN)
+    expected = _expected_version(request)
     try:
-        signed = await request.config_dict[ASSESSMENTS].sign(view.id, actor(request).subject)
+        signed = await request.config_dict[ASSESSMENTS].sign(view.id, actor(request).subject, expected)
     except AssessmentError as exc:
         raise api_error(400, "bad_assessment", str(exc)) from None
     except AssessmentSigned:
         raise _signed() from None
+    except AssessmentChanged:
+        raise _changed() from None
     if signed is None:
         raise api_error(404, "not_found", "no assessment to sign")
-    return web.json_response(signed.json())
+    return _response(signed)

@@ -181,6 +181,9 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         response = await handler(request)
     except RecordIntegrityError:
+        # Tampering or corruption is for the operators too, not only the audit trail; the
+        # action and the request id (in the log record) say where, without patient data.
+        log.error("a stored record failed its integrity check (action %s)", rule.value)
         await _audit(request, rule, Outcome.INTEGRITY, who)
         raise api_error(500, "integrity_error", "a stored record failed its integrity check") from None
     except KeyShreddedError:

@@ -14,25 +14,34 @@ from pathlib import Path
 from typing import Final
 
 from aiohttp import web
+from yarl import URL
 
 WEB_ROOT: Final = Path(__file__).resolve().parents[2] / "web"
 
-CSP: Final = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; "
-    "media-src 'self' blob:; img-src 'self' blob: data:; connect-src 'self' ws: wss:; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
 
-_COMMON: Final = {
-    "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Permissions-Policy": "camera=(self), microphone=(self), geolocation=()",
-}
-_HTML_HEADERS: Final = {**_COMMON, "Cache-Control": "no-store"}
-# Assets are small and change with every deploy; revalidating (ETag/Last-Modified) keeps a
-# nurse's phone from running yesterday's module against today's page.
-_ASSET_HEADERS: Final = {**_COMMON, "Cache-Control": "no-cache"}
+def content_security_policy(public_url: str | None) -> str:
+    """The pages' policy: scripts, styles and connections to this server only. ``'self'``
+    covers same-origin WebSockets; behind a proxy the public URL's ws(s) origin is named too,
+    and no other host may be reached (not ``ws: wss:``, which is any host)."""
+    connect = "'self'"
+    if public_url:
+        url = URL(public_url)
+        if url.scheme in ("http", "https") and url.host:
+            connect += f" {url.with_scheme('wss' if url.scheme == 'https' else 'ws').origin()}"
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; "
+        f"media-src 'self' blob:; img-src 'self' blob: data:; connect-src {connect}; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
+_HEADERS = web.AppKey("page_headers", dict[str, str])
+"""The headers every page and asset carries."""
+
+# HTML is never cached; assets are small and change with every deploy: revalidating
+# (ETag/Last-Modified) keeps a nurse's phone from running yesterday's module against today's page.
+_HTML_CACHE: Final = {"Cache-Control": "no-store"}
+_ASSET_CACHE: Final = {"Cache-Control": "no-cache"}
 
 _ASSET_DIRS: Final = frozenset({"css", "js", "i18n", "img", "vendor"})
 _TYPES: Final = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".png": "image/png"}
@@ -40,28 +49,29 @@ _TYPES: Final = {".js": "text/javascript", ".css": "text/css", ".svg": "image/sv
 routes = web.RouteTableDef()
 
 
-def _page(name: str) -> web.FileResponse:
-    return web.FileResponse(WEB_ROOT / name, headers={**_HTML_HEADERS, "Content-Type": "text/html; charset=utf-8"})
+def _page(request: web.Request, name: str) -> web.FileResponse:
+    headers = {**request.config_dict[_HEADERS], **_HTML_CACHE, "Content-Type": "text/html; charset=utf-8"}
+    return web.FileResponse(WEB_ROOT / name, headers=headers)
 
 
 @routes.get("/")
 async def login_page(request: web.Request) -> web.FileResponse:
-    return _page("index.html")
+    return _page(request, "index.html")
 
 
 @routes.get("/nurse")
 async def nurse_page(request: web.Request) -> web.FileResponse:
-    return _page("nurse.html")
+    return _page(request, "nurse.html")
 
 
 @routes.get("/specialist")
 async def specialist_page(request: web.Request) -> web.FileResponse:
-    return _page("specialist.html")
+    return _page(request, "specialist.html")
 
 
 @routes.get("/lead")
 async def lead_page(request: web.Request) -> web.FileResponse:
-    return _page("lead.html")
+    return _page(request, "lead.html")
 
 
 @routes.get("/static/{path:.+}")
@@ -70,12 +80,23 @@ async def asset(request: web.Request) -> web.FileResponse:
     relative = Path(request.match_info["path"])
     if relative.is_absolute() or ".." in relative.parts or not relative.parts or relative.parts[0] not in _ASSET_DIRS:
         raise web.HTTPNotFound()
-    path = (WEB_ROOT / relative).resolve()
-    if not path.is_relative_to(WEB_ROOT) or not path.is_file():
+    try:
+        path = (WEB_ROOT / relative).resolve()
+        found = path.is_relative_to(WEB_ROOT) and path.is_file()
+    except (ValueError, OSError):
+        # A NUL byte (``%00``) or a name the filesystem refuses: no such asset.
+        found = False
+    if not found:
         raise web.HTTPNotFound()
     kind = _TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return web.FileResponse(path, headers={**_ASSET_HEADERS, "Content-Type": kind})
+    return web.FileResponse(path, headers={**request.config_dict[_HEADERS], **_ASSET_CACHE, "Content-Type": kind})
 
 
-def setup(app: web.Application) -> None:
+def setup(app: web.Application, public_url: str | None) -> None:
+    app[_HEADERS] = {
+        "Content-Security-Policy": content_security_policy(public_url),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Permissions-Policy": "camera=(self), microphone=(self), geolocation=()",
+    }
     app.add_routes(routes)

@@ -14,6 +14,7 @@ from ..appkeys import ASSESSMENTS, CONSENTS, CONSULTATIONS, SETTINGS, SNAPSHOTS
 from ..auth.policy import Action
 from ..db.models import ConsentKind, Snapshot
 from ..records.images import ImageRejected, RejectCode
+from ..records.imagework import ImageBusy
 from ..records.measurement import Annotations
 from .body import json_body
 from .consultations import visible_consultation
@@ -104,6 +105,8 @@ async def upload_snapshot(request: web.Request) -> web.Response:
         )
     except ImageRejected as exc:
         raise api_error(_REJECT_STATUS.get(exc.code, 422), exc.code.value, exc.message) from None
+    except ImageBusy:
+        raise api_error(503, "busy", "too many photos are being processed; please send it again shortly") from None
     audit_target(request, f"snapshot:{stored.id}", view.region_id)
     app[ROOMS].publish(view.id, {"type": "snapshot_stored", "id": stored.id, "request": request_id})
     return web.json_response(stored.json(), status=201)

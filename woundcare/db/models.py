@@ -329,6 +329,8 @@ class Assessment(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     signed_at: Mapped[datetime | None] = mapped_column(default=None)
     signed_by: Mapped[str | None] = mapped_column(String(80), default=None)
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
+    """Raised by every save; writes check it, so none interleaves with signing (issue 15)."""
 
 
 

@@ -2,6 +2,12 @@
 
 A draft can be saved many times; signing fixes it. The outcome (treated at home or
 referred) is also kept plain, because the pilot counts it and it identifies no one.
+
+Every save raises the row's ``version``, and every write is one ``UPDATE`` whose ``WHERE``
+checks the state it was decided on: a save changes only an unsigned row (and, given the
+version the editor read, only that version); signing fixes only the version whose content it
+returns. So a save and a signing cannot interleave, on PostgreSQL or on SQLite (where
+``SELECT ... FOR UPDATE`` locks nothing), and the API's ``ETag``/``If-Match`` is the version.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from ..crypto import Binding, Keyring
 from ..db.database import Database
@@ -51,6 +58,8 @@ class InfectionSign(str, enum.Enum):
 
 
 TISSUES = ("granulation", "slough", "necrotic", "epithelial")
+_FIELDS = ("woundType", "location", "size", "tissue", "exudate", "infectionSigns", "treatmentPlan", "nextReview",
+           "outcome")
 
 
 class AssessmentError(ValueError):
@@ -59,6 +68,14 @@ class AssessmentError(ValueError):
 
 class AssessmentSigned(Exception):
     """A signed assessment is final."""
+
+
+class AssessmentChanged(Exception):
+    """The assessment is not at the version the caller expected: someone saved since."""
+
+
+_SIGN_TRIES = 5
+"""Signing without an expected version signs the latest; saves racing it get this many rounds."""
 
 
 def _text(data: dict[str, Any], name: str, limit: int, required: bool = False) -> str | None:
@@ -121,11 +138,8 @@ class AssessmentContent:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AssessmentContent:
-        known = {"woundType", "location", "size", "tissue", "exudate", "infectionSigns",
-                 "treatmentPlan", "nextReview", "outcome"}
-        unknown = set(data) - known
-        if unknown:
-            raise AssessmentError(f"unknown field '{sorted(unknown)[0][:40]}'")
+        if set(data) - set(_FIELDS):
+            raise AssessmentError(f"unknown field; an assessment takes {', '.join(_FIELDS)}")
         signs = data.get("infectionSigns") or []
         if not isinstance(signs, list) or len(signs) > len(InfectionSign):
             raise AssessmentError("'infectionSigns' must be a list")
@@ -167,6 +181,8 @@ class AssessmentView:
     updated_at: datetime
     signed_at: datetime | None
     signed_by: str | None
+    version: int
+    """Raised by every save; the API's ETag."""
 
     def json(self) -> dict[str, Any]:
         return {
@@ -184,39 +200,82 @@ class Assessments:
         self._keyring = keyring
 
     async def save(
-        self, consultation_id: str, region_id: int, content: AssessmentContent, author: str
+        self,
+        consultation_id: str,
+        region_id: int,
+        content: AssessmentContent,
+        author: str,
+        expected: int | None = None,
     ) -> AssessmentView:
+        """Save the draft; with ``expected``, only over that version (else ``AssessmentChanged``)."""
         sealed = await self._keyring.seal(_binding(consultation_id, region_id), orjson.dumps(content.to_json()))
-        async with self._db.sessions() as session, session.begin():
-            row = await session.scalar(
-                select(AssessmentRow).where(AssessmentRow.consultation_id == consultation_id).with_for_update()
-            )
-            if row is None:
-                row = AssessmentRow(consultation_id=consultation_id, region_id=region_id)
-                session.add(row)
-            elif row.signed_at is not None:
-                raise AssessmentSigned
-            row.content_sealed = sealed
-            row.outcome = content.outcome
-            row.author = author
-            row.updated_at = datetime.now(UTC)
-        return AssessmentView(content, author, row.updated_at, None, None)
+        values = {"content_sealed": sealed, "outcome": content.outcome, "author": author}
+        for _ in range(2):
+            now = datetime.now(UTC)
+            try:
+                version = await self._save(consultation_id, region_id, {**values, "updated_at": now}, expected)
+            except IntegrityError:
+                # Another first save created the row meanwhile: save over it.
+                continue
+            return AssessmentView(content, author, now, None, None, version)
+        raise AssessmentChanged
 
-    async def sign(self, consultation_id: str, signer: str) -> AssessmentView | None:
-        """Sign the draft; None if there is none. Signing needs an outcome."""
+    async def _save(self, consultation_id: str, region_id: int, values: dict[str, Any], expected: int | None) -> int:
+        where = [AssessmentRow.consultation_id == consultation_id, AssessmentRow.signed_at.is_(None)]
+        if expected is not None:
+            where.append(AssessmentRow.version == expected)
         async with self._db.sessions() as session, session.begin():
-            row = await session.scalar(
-                select(AssessmentRow).where(AssessmentRow.consultation_id == consultation_id).with_for_update()
+            # The UPDATE comes first: on SQLite it takes the write lock before anything is read.
+            version = await session.scalar(
+                update(AssessmentRow)
+                .where(*where)
+                .values(**values, version=AssessmentRow.version + 1)
+                .returning(AssessmentRow.version)
             )
+            if version is not None:
+                return version
+            found = (await session.execute(
+                select(AssessmentRow.signed_at).where(AssessmentRow.consultation_id == consultation_id)
+            )).one_or_none()
+            if found is not None and found.signed_at is not None:
+                raise AssessmentSigned
+            if found is not None or expected is not None:
+                raise AssessmentChanged
+            session.add(AssessmentRow(consultation_id=consultation_id, region_id=region_id, version=1, **values))
+        return 1
+
+    async def sign(self, consultation_id: str, signer: str, expected: int | None = None) -> AssessmentView | None:
+        """Sign the draft, at ``expected`` if given; None if there is none. Signing needs an
+        outcome. The view returned is the content signed, which can no longer change."""
+        for _ in range(_SIGN_TRIES):
+            async with self._db.sessions() as session:
+                row = await session.scalar(
+                    select(AssessmentRow).where(AssessmentRow.consultation_id == consultation_id)
+                )
             if row is None:
                 return None
             if row.signed_at is not None:
                 raise AssessmentSigned
+            if expected is not None and row.version != expected:
+                raise AssessmentChanged
             if row.outcome is None:
                 raise AssessmentError("'outcome' is required before signing")
-            row.signed_at = datetime.now(UTC)
-            row.signed_by = signer
-        return await self._view(row)
+            now = datetime.now(UTC)
+            async with self._db.sessions() as session, session.begin():
+                result = await session.execute(
+                    update(AssessmentRow)
+                    .where(
+                        AssessmentRow.id == row.id,
+                        AssessmentRow.version == row.version,
+                        AssessmentRow.signed_at.is_(None),
+                    )
+                    .values(signed_at=now, signed_by=signer)
+                )
+            if result.rowcount == 1:
+                row.signed_at, row.signed_by = now, signer
+                return await self._view(row)
+            # A save (or a signing) came between reading and signing: look again.
+        raise AssessmentChanged
 
     async def get(self, consultation_id: str) -> AssessmentView | None:
         async with self._db.sessions() as session:
@@ -226,7 +285,7 @@ class Assessments:
     async def _view(self, row: AssessmentRow) -> AssessmentView:
         plain = await self._keyring.open(_binding(row.consultation_id, row.region_id), row.content_sealed)
         content = AssessmentContent.from_json(orjson.loads(plain))
-        return AssessmentView(content, row.author, row.updated_at, row.signed_at, row.signed_by)
+        return AssessmentView(content, row.author, row.updated_at, row.signed_at, row.signed_by, row.version)
 
 
 def _binding(consultation_id: str, region_id: int) -> Binding:

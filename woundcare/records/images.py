@@ -15,13 +15,16 @@ Every refusal is an ``ImageRejected`` with a stable ``code`` and a fixed message
 echoes the upload. Errors are raised ``from None`` because the decoder's own messages may
 quote bytes of the upload.
 
-``clean_image`` is synchronous and CPU-bound; call it through ``asyncio.to_thread``.
+``clean_image`` is synchronous and CPU-bound; call it in the image threads, holding its pixels
+in their budget (``woundcare.records.imagework``).
 """
 
 from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -110,6 +113,7 @@ def clean_image(
     max_pixels: int = 40_000_000,
     min_side: int = 16,
     thumb_side: int = 320,
+    hold_pixels: Callable[[int], AbstractContextManager[None]] | None = None,
 ) -> CleanImage:
     """Check an uploaded photo and return it re-encoded without metadata, plus a thumbnail.
 
@@ -120,6 +124,9 @@ def clean_image(
     images above twice its limit as ``decompression_bomb``; ``max_pixels`` applies per call
     and refuses the rest as ``too_many_pixels``. A ``max_pixels`` above Pillow's limit
     therefore needs that limit raised too.
+
+    ``hold_pixels(n)``, if given, is held around the decode and re-encode of the picture's
+    ``n`` pixels: a pixel budget (``woundcare.records.imagework``) makes them wait there.
     """
     if len(data) > max_bytes:
         raise ImageRejected(RejectCode.TOO_LARGE)
@@ -139,21 +146,23 @@ def clean_image(
     if min(width, height) < min_side:
         raise ImageRejected(RejectCode.TOO_SMALL)
 
-    try:
-        image.load()
-        ImageOps.exif_transpose(image, in_place=True)
-    except _DECODE_ERRORS:
-        raise ImageRejected(RejectCode.TRUNCATED) from None
-
-    encoded = _encode(image, media_type, lossless_webp=_webp_is_lossless(data))
-    thumb = _thumbnail(image, thumb_side)
+    with hold_pixels(width * height) if hold_pixels is not None else nullcontext():
+        try:
+            image.load()
+            ImageOps.exif_transpose(image, in_place=True)
+        except _DECODE_ERRORS:
+            raise ImageRejected(RejectCode.TRUNCATED) from None
+        width, height = image.size  # upright
+        encoded = _encode(image, media_type, lossless_webp=_webp_is_lossless(data))
+        thumb = _thumbnail(image, thumb_side)
+        del image  # the decoded pixels, before the budget is returned
     thumb_bytes = io.BytesIO()
     thumb.save(thumb_bytes, "JPEG", quality=_THUMB_QUALITY, optimize=True)
     return CleanImage(
         data=encoded,
         media_type=media_type,
-        width=image.width,
-        height=image.height,
+        width=width,
+        height=height,
         thumbnail=thumb_bytes.getvalue(),
         thumb_width=thumb.width,
         thumb_height=thumb.height,

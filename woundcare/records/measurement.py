@@ -482,11 +482,6 @@ def _check_point(name: str, value: object) -> None:
         raise ValueError(f"'{name}' must be a Point")
 
 
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 32 else text[:29] + "..."
-
-
 def _build(where: str, make: Callable[[], _T]) -> _T:
     try:
         return make()
@@ -499,7 +494,7 @@ def _object(value: object, where: str, fields: set[str], required: bool = False)
         raise ValueError(f"{where} must be an object")
     for key in value:
         if key not in fields:
-            raise ValueError(f"{where} has an unknown field {_short(key)}")
+            raise ValueError(f"{where} has an unknown field; it takes {', '.join(sorted(fields))}")
     if required:
         for key in sorted(fields):
             if key not in value:
@@ -537,7 +532,7 @@ def _item_from_json(value: object, where: str) -> Item:
         raise ValueError(f"{where} must be an object")
     kind = value.get("kind")
     if not isinstance(kind, str) or kind not in _KINDS:
-        raise ValueError(f"{where} has an unknown kind {_short(kind)}")
+        raise ValueError(f"{where} has an unknown kind; kinds are {', '.join(_KINDS)}")
     obj = _object(value, where, _KINDS[kind], required=True)
     if kind == "arrow":
         start, end = _point_from_json(obj["start"], f"{where}.start"), _point_from_json(obj["end"], f"{where}.end")

@@ -32,9 +32,8 @@ class Sample:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Sample:
-        unknown = set(data) - set(_BOUNDS) - {"direction"}
-        if unknown:
-            raise QualityError(f"unknown field '{sorted(unknown)[0][:40]}'")
+        if set(data) - set(_BOUNDS) - {"direction"}:
+            raise QualityError(f"unknown field; a sample takes direction, {', '.join(_BOUNDS)}")
         direction = data.get("direction")
         if direction not in ("send", "receive"):
             raise QualityError("'direction' must be send or receive")

@@ -12,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -29,6 +32,7 @@ from ..db.models import Snapshot
 from ..storage.blobs import BlobStore
 from ..storage.intents import Intents
 from .images import CleanImage, clean_image
+from .imagework import ImageWork
 from .measurement import Annotations
 
 IMAGE_KIND = "snapshot_image"
@@ -102,9 +106,18 @@ class _Stored:
 
 class Snapshots:
     def __init__(
-        self, db: Database, keyring: Keyring, blobs: BlobStore, intents: Intents, *, max_bytes: int, max_pixels: int
+        self,
+        db: Database,
+        keyring: Keyring,
+        blobs: BlobStore,
+        intents: Intents,
+        *,
+        max_bytes: int,
+        max_pixels: int,
+        images: ImageWork,
     ) -> None:
         self._db = db
+        self._images = images
         self._keyring = keyring
         self._blobs = blobs
         self._intents = intents
@@ -126,12 +139,13 @@ class Snapshots:
         taken_at = datetime.now(UTC)
         sealer = await self._keyring.sealer(region_id)
         image = Binding(region_id, IMAGE_KIND, snapshot_id)
+        hold_pixels = functools.partial(self._images.budget.hold, since=time.monotonic())
 
         def check_seal_put(key: str) -> _Stored:
-            # One worker thread does all of an upload's blocking work, with no hand-off between
-            # steps: the check and re-encode, sealing (4 MB of AES-GCM off the event loop), the
-            # blob's write and fsyncs.
-            clean = clean_image(data, max_bytes=self._max_bytes, max_pixels=self._max_pixels)
+            # One image thread does all of an upload's blocking work, with no hand-off between
+            # steps: the check and re-encode (its pixels held in the budget), sealing (4 MB of
+            # AES-GCM off the event loop), the blob's write and fsyncs.
+            clean = clean_image(data, max_bytes=self._max_bytes, max_pixels=self._max_pixels, hold_pixels=hold_pixels)
             thumb_sealed = sealer.seal(Binding(region_id, THUMB_KIND, snapshot_id), clean.thumbnail)
             buffer = _sealing_buffer(sealer.sealed_size(len(clean.data)))
             with self._intent(key):
@@ -157,7 +171,7 @@ class Snapshots:
                 "key_id": sealer.key_id,
             }
 
-        clean = (await self._write_blob(key, check_seal_put, insert)).clean
+        clean = (await self._write_blob(key, check_seal_put, insert, self._images.executor)).clean
         return SnapshotView(
             snapshot_id, consultation_id, taken_at, taken_by, request_id,
             clean.media_type.value, clean.width, clean.height, None,
@@ -191,17 +205,20 @@ class Snapshots:
         await self._write_blob(new, put, repoint)
         await asyncio.to_thread(self._blobs.delete, old)
 
-    async def _write_blob(self, key: str, put: Callable[[str], T], row: Callable[[T], RowStatement]) -> T:
-        """Write a blob with ``put`` (in a worker thread; it records the intent), then the row
-        that refers to it (``row`` of what ``put`` returned), crash-safely: after a crash there
-        is the row and its durable blob, or an intent that names the blob for recovery.
+    async def _write_blob(
+        self, key: str, put: Callable[[str], T], row: Callable[[T], RowStatement], executor: Executor | None = None
+    ) -> T:
+        """Write a blob with ``put`` (in a thread of ``executor``, default the event loop's; it
+        records the intent), then the row that refers to it (``row`` of what ``put`` returned),
+        crash-safely: after a crash there is the row and its durable blob, or an intent that
+        names the blob for recovery.
 
         Runs to its end even if the caller is cancelled, so a row is never left without its blob.
         """
         thread_engine = self._db.thread_engine
         if thread_engine is not None:
-            return await asyncio.shield(asyncio.to_thread(self._put_and_insert, thread_engine, key, put, row))
-        return await asyncio.shield(self._put_then_insert(key, put, row))
+            return await asyncio.shield(_submitted(executor, self._put_and_insert, thread_engine, key, put, row))
+        return await asyncio.shield(self._put_then_insert(key, put, row, executor))
 
     def _put_and_insert(
         self, engine: Engine, key: str, put: Callable[[str], T], row: Callable[[T], RowStatement]
@@ -218,10 +235,10 @@ class Snapshots:
         return made
 
     async def _put_then_insert(
-        self, key: str, put: Callable[[str], T], row: Callable[[T], RowStatement]
+        self, key: str, put: Callable[[str], T], row: Callable[[T], RowStatement], executor: Executor | None
     ) -> T:
         """The blob from a worker thread, then its row from the event loop (a database server)."""
-        written = _submitted(put, key)
+        written = _submitted(executor, put, key)
         try:
             # Checked out (and pinged) while the blob is written; one statement, its own
             # transaction: no BEGIN and COMMIT round trips after the blob is durable.
@@ -309,11 +326,11 @@ class Snapshots:
         return Annotations.from_json(orjson.loads(plain))
 
 
-def _submitted(function: Callable[[str], T], key: str) -> asyncio.Future[T]:
-    """``asyncio.to_thread`` submitted now rather than when the event loop next runs the task
-    (after whatever the caller does next), with the caller's context (request id) likewise."""
+def _submitted(executor: Executor | None, function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """``asyncio.to_thread`` in ``executor``, submitted now rather than when the event loop next
+    runs the task (after whatever the caller does next), with the caller's context (request id)."""
     context = contextvars.copy_context()
-    return asyncio.get_running_loop().run_in_executor(None, context.run, function, key)
+    return asyncio.get_running_loop().run_in_executor(executor, context.run, function, *args)
 
 
 def _one_row(result: CursorResult[Any]) -> None:

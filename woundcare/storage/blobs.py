@@ -42,10 +42,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from .private import DIR_MODE as _DIR_MODE
+from .private import FILE_MODE as _FILE_MODE
+
 _KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
 TEMP_PREFIX = ".tmp-"
-_DIR_MODE = 0o700
-_FILE_MODE = 0o600
 
 
 class BlobError(Exception):

@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from .private import DIR_MODE, FILE_MODE
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -22,9 +24,11 @@ class Intents:
         self._dir = root / _UNSAFE.sub("_", owner)
 
     def add(self, keys: Iterable[str]) -> None:
-        self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Not parents=True: that would make the shared folder with the umask's mode.
+        self._dir.parent.mkdir(exist_ok=True, mode=DIR_MODE)
+        self._dir.mkdir(exist_ok=True, mode=DIR_MODE)
         for key in keys:
-            os.close(os.open(self._dir / key, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            os.close(os.open(self._dir / key, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, FILE_MODE))
 
     def remove(self, keys: Iterable[str]) -> None:
         for key in keys:

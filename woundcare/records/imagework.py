@@ -1,0 +1,74 @@
+"""Where uploaded photos are decoded, and how many pixels at once.
+
+A photo's file size says little about its decoding cost: a 113 KB all-zero PNG of
+6300x6300 decodes to 119 MB of pixels, and re-encoding and the thumbnail copy them again.
+Six such uploads at once once took a server from 156 MB to over 1 GB, and, decoded in the
+default thread pool, kept password hashing (logins) waiting for seconds.
+
+So photos are decoded in a thread pool of their own (``ImageWork.executor``, threads named
+``image-*``), never in the default pool that hashes passwords, and under a
+``PixelBudget``: the pixels of all the photos being decoded at once stay under a total.
+A photo that does not fit waits for others to finish; one that cannot start within
+``wait_seconds`` of its upload's arrival (queueing for a thread included) is refused with
+``ImageBusy`` (the API answers ``503 busy``). A photo larger than the whole budget is decoded
+alone.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+
+class ImageBusy(Exception):
+    """The pixel budget stayed spent for longer than an upload may wait."""
+
+
+class PixelBudget:
+    """Pixels being decoded at once, across threads; taken before a decode, returned after."""
+
+    def __init__(self, total: int, wait_seconds: float) -> None:
+        self.total = total
+        self._wait_seconds = wait_seconds
+        self._in_use = 0
+        self._changed = threading.Condition()
+
+    @property
+    def in_use(self) -> int:
+        return self._in_use
+
+    @contextmanager
+    def hold(self, pixels: int, *, since: float | None = None) -> Iterator[None]:
+        """Block this (worker) thread until ``pixels`` fit, then hold them for the block.
+
+        The wait is counted from ``since`` (``time.monotonic()``; default now): an upload that
+        queued for a thread has spent part of its wait already."""
+        wanted = min(max(pixels, 1), self.total)
+        deadline = (time.monotonic() if since is None else since) + self._wait_seconds
+        with self._changed:
+            while self._in_use + wanted > self.total:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ImageBusy
+                self._changed.wait(left)
+            self._in_use += wanted
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._in_use -= wanted
+                self._changed.notify_all()
+
+
+class ImageWork:
+    """The image threads and their pixel budget; one per server."""
+
+    def __init__(self, workers: int = 2, pixel_budget: int = 50_000_000, wait_seconds: float = 30.0) -> None:
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix="image")
+        self.budget = PixelBudget(pixel_budget, wait_seconds)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
