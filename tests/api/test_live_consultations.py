@@ -3,12 +3,13 @@ real API on SQLite and PostgreSQL (issue 14)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from tests.api.client import ApiClient
 from tests.server import RunningServer
@@ -102,3 +103,23 @@ async def test_the_live_list_is_the_callers_own(ward: Ward) -> None:
                 AuditEvent.action == "consultation.read", AuditEvent.actor == f"u{ward.nurse_id}")
         )).all()
     assert reads == ["ok"]
+
+
+async def test_concurrent_starts_make_one_consultation(ward: Ward) -> None:
+    """Twelve Starts for one patient at the same moment (a double tap, two tabs): the database
+    lets one through and the rest are told which one is live."""
+    answers = await asyncio.gather(*(
+        ward.nurse.request("POST", "/api/consultations", json={"patient": ward.patients[0]}) for _ in range(12)
+    ))
+    bodies = [(answer.status, await answer.json()) for answer in answers]
+    created = [body["id"] for status, body in bodies if status == 201]
+    assert len(created) == 1, [status for status, _ in bodies]
+    assert all(
+        status == 409 and body["error"] == {**body["error"], "code": "consultation_live", "consultation": created[0]}
+        for status, body in bodies if status != 201
+    )
+    async with ward.server.app[DATABASE].sessions() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(Consultation).where(Consultation.patient_id.is_not(None))
+        )
+    assert count == 1

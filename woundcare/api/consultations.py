@@ -16,7 +16,7 @@ from signaling.protocol import Role as WireRole
 from ..appkeys import CONSULTATIONS, INVITATIONS, QUEUE, RECORDERS
 from ..auth.policy import Action
 from ..db.models import Role
-from ..records.consultations import ConsultationView
+from ..records.consultations import ConsultationLive, ConsultationView
 from .body import json_body, text_field
 from .errors import api_error
 from .guard import actor, audit_target, check, may, requires
@@ -41,18 +41,16 @@ async def start_consultation(request: web.Request) -> web.Response:
     data = await json_body(request)
     patient = await visible_patient(request, text_field(data, "patient", max_length=40) or "", Action.CONSULTATION_START)
     who = actor(request)
-    consultations = request.config_dict[CONSULTATIONS]
-    if who.user_id is not None:
+    try:
+        view = await request.config_dict[CONSULTATIONS].start(patient, who.user_id)
+    except ConsultationLive as error:
         # A second one would split the record while the specialist waits in the first: the
         # nurse rejoins that one instead. Its id is no patient data, so the error may name it.
-        live = await consultations.live(who.user_id, [patient.region_id], patient.id)
-        if live:
-            audit_target(request, f"consultation:{live[0].id}", live[0].region_id)
-            raise api_error(
-                409, "consultation_live", "this patient already has a live consultation of yours",
-                consultation=live[0].id,
-            )
-    view = await consultations.start(patient, who.user_id)
+        audit_target(request, f"consultation:{error.live.id}", error.live.region_id)
+        raise api_error(
+            409, "consultation_live", "this patient already has a live consultation of yours",
+            consultation=error.live.id,
+        ) from None
     audit_target(request, f"consultation:{view.id}", view.region_id)
     return web.json_response(view.json(), status=201)
 

@@ -17,6 +17,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -74,6 +75,8 @@ class ConsultationStatus(str, enum.Enum):
 
 OPEN_STATUSES = (ConsultationStatus.WAITING, ConsultationStatus.ACTIVE)
 """A consultation in one of these is in the specialists' queue and may be joined."""
+OPEN_STATUS_SQL = "status IN ('WAITING', 'ACTIVE')"
+"""The same, as the partial index's condition (statuses are stored by name)."""
 
 
 class Region(Base):
@@ -153,7 +156,18 @@ class Patient(Base):
 
 class Consultation(Base):
     __tablename__ = "consultations"
-    __table_args__ = (Index("ix_consultations_region_status", "region_id", "status"),)
+    __table_args__ = (
+        Index("ix_consultations_region_status", "region_id", "status"),
+        # One open consultation per nurse and patient: a second would split the record.
+        Index(
+            "uq_consultations_open_per_nurse",
+            "patient_id",
+            "created_by",
+            unique=True,
+            sqlite_where=text(OPEN_STATUS_SQL),
+            postgresql_where=text(OPEN_STATUS_SQL),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=new_public_id)
     region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Row, exists, func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from ..db.database import Database
 from ..db.models import OPEN_STATUSES, Consultation, ConsultationEvent, ConsultationStatus, Patient, Region
@@ -14,6 +15,14 @@ NURSE = "nurse"
 """The session log's role of the nurse camera (``signaling.protocol.Role.NURSE``)."""
 ABANDONED_EVENT = "abandoned"
 """The session-log event of the abandonment (no participant: the server did it)."""
+
+
+class ConsultationLive(Exception):
+    """The nurse already has an open consultation for this patient: rejoin it, not a second."""
+
+    def __init__(self, live: ConsultationView) -> None:
+        super().__init__("this patient already has a live consultation of this nurse")
+        self.live = live
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +72,24 @@ class Consultations:
         self._db = db
 
     async def start(self, patient: Patient, created_by: int | None) -> ConsultationView:
-        async with self._db.sessions() as session, session.begin():
-            consultation = Consultation(region_id=patient.region_id, patient_id=patient.id, created_by=created_by)
-            session.add(consultation)
-            await session.flush()
-            region = (await session.execute(select(Region.code, Region.name).where(Region.id == patient.region_id))).one()
+        """A new consultation; :class:`ConsultationLive` if this nurse has one open for the
+        patient already. The database decides (a unique index over the open ones), so two
+        Starts at the same moment cannot both make one."""
+        try:
+            async with self._db.sessions() as session, session.begin():
+                consultation = Consultation(region_id=patient.region_id, patient_id=patient.id, created_by=created_by)
+                session.add(consultation)
+                await session.flush()
+                region = (
+                    await session.execute(select(Region.code, Region.name).where(Region.id == patient.region_id))
+                ).one()
+        except IntegrityError:
+            if created_by is None:
+                raise
+            live = await self.live(created_by, [patient.region_id], patient.id)
+            if not live:
+                raise
+            raise ConsultationLive(live[0]) from None
         return _view((consultation, *region, patient.pseudonym))
 
     async def live(
