@@ -80,8 +80,18 @@ def async_playwright() -> Any:
     return start()
 
 
-async def launch(playwright: Any) -> Any:
-    return await playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(FLAGS), headless=True)
+async def launch(playwright: Any, *extra_flags: str) -> Any:
+    """Chromium with :data:`FLAGS` and ``extra_flags`` (e.g. a WAV file for the fake microphone)."""
+    return await playwright.chromium.launch(executable_path=str(CHROMIUM), args=[*FLAGS, *extra_flags], headless=True)
+
+
+async def log_in(page: Any, origin: str, username: str, password: str, landing: str, timeout_ms: float = 15_000) -> None:
+    """Through the login page, until the browser is at ``landing``."""
+    await page.goto(origin + "/")
+    await page.fill("#username", username)
+    await page.fill("#password", password)
+    await page.click("#login-form button[type=submit]")
+    await page.wait_for_url(origin + landing, timeout=timeout_ms)
 
 
 async def media_stats(page: Any) -> dict[str, Any]:

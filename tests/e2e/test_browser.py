@@ -33,6 +33,7 @@ from tests.e2e.browser import (
     async_playwright,
     eventually,
     launch,
+    log_in,
     media_stats,
 )
 from tests.e2e.process import REPO_ROOT
@@ -65,14 +66,6 @@ async def quality_samples(server: RunningServer, consultation: str) -> list[tupl
             select(QualitySample.role, QualitySample.direction).where(QualitySample.consultation_id == consultation)
         )
         return [(role, direction) for role, direction in rows]
-
-
-async def log_in(page: Any, origin: str, username: str, landing: str) -> None:
-    await page.goto(origin + "/")
-    await page.fill("#username", username)
-    await page.fill("#password", PASSWORD)
-    await page.click("#login-form button[type=submit]")
-    await page.wait_for_url(origin + landing, timeout=UI_TIMEOUT_MS)
 
 
 async def drag(page: Any, points: list[tuple[float, float]]) -> None:
@@ -150,7 +143,7 @@ async def test_consultation_in_two_browsers(
                 await expect(nurse.locator("#login-form h1")).to_have_text("Logg inn")
                 await expect(nurse.locator("#oidc-link")).to_be_hidden()
                 await shoot(nurse, "login-phone")
-                await log_in(nurse, origin, "sykepleier", "/nurse")
+                await log_in(nurse, origin, "sykepleier", PASSWORD, "/nurse", UI_TIMEOUT_MS)
                 await nurse.click("#register-toggle")
                 await nurse.fill("#national-id", NATIONAL_ID)
                 await nurse.fill("#patient-name", PATIENT)
@@ -166,7 +159,7 @@ async def test_consultation_in_two_browsers(
                 await expect(nurse.locator("#status")).to_have_attribute("data-state", "waiting")
 
                 # --- the specialist: the queue updates by itself; join ------------------------
-                await log_in(specialist, origin, "spesialist", "/specialist")
+                await log_in(specialist, origin, "spesialist", PASSWORD, "/specialist", UI_TIMEOUT_MS)
                 row = specialist.locator("#queue-body tr")
                 await expect(row).to_have_count(1)
                 await expect(row.locator(".queue-patient")).to_have_text(PATIENT)

@@ -82,6 +82,7 @@ class Publisher:
         self.configuration = configuration
         """For the next peer connections; the camera renews it after a reconnect."""
         self._pcs: dict[str, tuple[int, RTCPeerConnection]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     def connection(self, viewer: str) -> RTCPeerConnection | None:
         entry = self._pcs.get(viewer)
@@ -111,7 +112,7 @@ class Publisher:
     async def offer(self, viewer: str) -> None:
         """(Re)negotiate with ``viewer`` on a fresh peer connection of the next generation."""
         generation = self._pcs[viewer][0] + 1 if viewer in self._pcs else 0
-        await self._close(viewer)
+        self._retire(viewer)
         pc = RTCPeerConnection(self.configuration)
         self._pcs[viewer] = (generation, pc)
         pc.addTrack(self._relay.subscribe(self._source, buffered=False))
@@ -138,7 +139,7 @@ class Publisher:
             if frame["state"] == "joined":
                 await self.offer(peer["id"])
             elif frame["state"] == "left":
-                await self._close(peer["id"])
+                self._retire(peer["id"])
         elif kind in ("answer", "candidate"):
             entry = self._pcs.get(frame["from"])
             if entry is None or entry[0] != frame.get("pc", 0):
@@ -150,14 +151,26 @@ class Publisher:
         elif kind == "ice_restart":
             await self.offer(frame["from"])
 
-    async def _close(self, viewer: str) -> None:
+    def _retire(self, viewer: str) -> None:
+        """Forget ``viewer``'s connection and close it in the background. Closing waits for TURN
+        to confirm the relay's release, half a minute when TURN no longer knows it (after a
+        freeze or a network change): meanwhile the viewer must get its new offer, and the
+        socket must be read, or the server's heartbeat drops the camera for missing pongs."""
         entry = self._pcs.pop(viewer, None)
         if entry is not None:
-            await entry[1].close()
+            task = asyncio.create_task(entry[1].close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 5.0) -> None:
+        """Close every connection; those still closing after ``timeout`` are left behind (TURN
+        frees a relay it was not told about when its lifetime ends)."""
         for viewer in list(self._pcs):
-            await self._close(viewer)
+            self._retire(viewer)
+        if self._closing:
+            _, pending = await asyncio.wait(self._closing, timeout=timeout)
+            if pending:
+                log.warning("%d peer connection(s) did not close within %.0f s", len(pending), timeout)
 
 
 OnFrame = Callable[[VideoFrame], None]
