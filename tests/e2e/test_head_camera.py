@@ -12,7 +12,9 @@ back: the page takes its fresh peer connection (aiortc has no ICE restart) and s
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -24,7 +26,7 @@ from PIL import Image
 
 from tests.camera.scene import PASSWORD, Visit, home_visit, last_second, write_tone
 from tests.coturn import running_coturn
-from tests.e2e.browser import PEER_TRACKER, async_playwright, eventually, launch, log_in, media_stats
+from tests.e2e.browser import PEER_TRACKER, Traffic, async_playwright, eventually, launch, log_in, media_stats
 from tests.e2e.process import REPO_ROOT
 from tests.server import RunningServer
 
@@ -92,8 +94,14 @@ class Call:
     consultation: str
     page: Any
     """The specialist's page, in the call."""
+    traffic: Traffic
+    """What the page loaded and sent on its WebSocket."""
     errors: list[str]
     """Uncaught errors on the page."""
+
+    def sent(self, kind: str) -> int:
+        """How many frames of type ``kind`` the page has sent."""
+        return sum(json.loads(frame).get("type") == kind for frame in self.traffic.sent_frames if frame.startswith("{"))
 
     async def camera_video(self, what: str, more_than: int = 0) -> dict[str, Any]:
         """Once the page's video has shown ``more_than`` + 30 frames at the standard profile's size."""
@@ -129,7 +137,8 @@ async def head_camera_call(
                 context = await browser.new_context(viewport=DESKTOP, locale="nb-NO")
                 await context.add_init_script(PEER_TRACKER)
                 page = await context.new_page()
-                call = Call(visit, consultation, page, [])
+                call = Call(visit, consultation, page, Traffic(server.url), [])
+                call.traffic.watch(page)
                 page.on("pageerror", lambda error: call.errors.append(str(error)))
                 page.set_default_timeout(UI_TIMEOUT_MS)
                 await log_in(page, server.url, "spes", PASSWORD, "/specialist", UI_TIMEOUT_MS)
@@ -138,6 +147,7 @@ async def head_camera_call(
                 await page.evaluate(WATCH_VIDEO)
                 yield call
                 assert not call.errors, call.errors
+                assert not call.traffic.foreign, call.traffic.foreign
             finally:
                 await browser.close()
 
@@ -196,17 +206,20 @@ async def test_the_page_gets_the_head_camera_back_after_a_freeze(
 ) -> None:
     from playwright.async_api import expect
 
-    # A 3 s heartbeat: the server drops a camera silent for 1.5 s after a ping, so that a short
-    # freeze does what a long stall on a real link does.
+    # The server pings every 12 s, so the page's ICE restart request reaches the frozen camera's
+    # socket before the server drops it: the camera reads it on waking, as after a stalled link.
     camera = ["--width", "1280", "--height", "720"]  # what the page gets anyway, for less work
-    async with head_camera_call(start_server, tmp_path, camera, heartbeat_seconds=3.0) as call:
+    async with head_camera_call(start_server, tmp_path, camera, heartbeat_seconds=12.0) as call:
         page, visit = call.page, call.visit
         shown = await call.camera_video("the page's video shows the camera")
         assert visit.camera is not None
         visit.camera.send_signal(signal.SIGSTOP)
         try:
             await expect(page.locator("#status")).to_have_attribute("data-state", "mediaReconnecting")
-            await expect(page.locator("#participants")).to_contain_text("kobler til igjen")  # the server dropped it
+            await eventually(lambda: asyncio.sleep(0, call.sent("ice_restart")), lambda n: n > 0, MEDIA_SECONDS,
+                             "the page asks the frozen camera to restart")
+            # The server dropped the camera; it keeps its place for a resume.
+            await expect(page.locator("#participants")).to_contain_text("kobler til igjen", timeout=MEDIA_SECONDS * 1000)
         finally:
             visit.camera.send_signal(signal.SIGCONT)
         await call.camera_video("the page's video shows the camera again", more_than=(await page.evaluate(VIDEO))["frames"])
