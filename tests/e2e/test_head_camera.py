@@ -168,6 +168,7 @@ async def test_the_specialist_page_sees_and_hears_the_head_camera(
         stats = await media_stats(page)
         assert stats["relay"] and stats["framesDecoded"] > 0, stats
         await expect(page.locator("#status")).to_have_attribute("data-state", "live")
+        await expect(page.locator("#video-profile")).to_have_text("Standard bilde")  # the camera said so
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(SCREENSHOT))
 
