@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -169,6 +170,9 @@ async def test_the_specialist_page_sees_and_hears_the_head_camera(
         assert stats["relay"] and stats["framesDecoded"] > 0, stats
         await expect(page.locator("#status")).to_have_attribute("data-state", "live")
         await expect(page.locator("#video-profile")).to_have_text("Standard bilde")  # the camera said so
+        # Figures from the camera's stream (the first after two 4 s samples; the level depends on the ramp-up).
+        await expect(page.locator("#quality")).to_have_attribute(
+            "data-level", re.compile("good|fair|poor"), timeout=MEDIA_SECONDS * 1000)
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(SCREENSHOT))
 
