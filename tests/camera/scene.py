@@ -101,13 +101,16 @@ class Visit:
         prefix: list[str] | None = None,
         env: dict[str, str] | None = None,
         consent: str = "video,snapshots",
+        consultation: str | None = None,
     ) -> None:
-        """``woundcare camera`` in its own process (inside ``prefix``, e.g. ``ip netns exec``)."""
+        """``woundcare camera`` in its own process (inside ``prefix``, e.g. ``ip netns exec``),
+        starting a consultation for the visit's patient, or joining ``consultation``."""
         env = {**os.environ, "PYTHONPATH": str(REPO), "WOUNDCARE_DEVICE_TOKEN": self.device_token, **(env or {})}
-        with open(self.log_path, "wb") as log_file:
+        target = f"--consultation={consultation}" if consultation else f"--patient={self.patient}"
+        with open(self.log_path, "ab") as log_file:  # a restarted camera adds to the log
             self.camera = subprocess.Popen(
                 [*(prefix or []), sys.executable, "-m", "woundcare", "camera", "--server", server_url,
-                 f"--patient={self.patient}", "--consent", consent, "--source", "synthetic",
+                 target, "--consent", consent, "--source", "synthetic",
                  "--queue-dir", str(self.tmp_path / "queue"), *extra],
                 cwd=self.tmp_path, env=env, stdout=log_file, stderr=subprocess.STDOUT,
             )

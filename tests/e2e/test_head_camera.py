@@ -7,7 +7,8 @@ it: the page shows the camera's video at the standard profile's 1280x720 with fr
 the nurse's tone is heard in the page, a still requested with the page's button is stored at
 the camera's full 1920x1080, and the specialist's voice plays on the camera's speaker. And a
 camera frozen for longer than the server's heartbeat (a stalled link, a suspended device) comes
-back: the page takes its fresh peer connection (aiortc has no ICE restart) and shows video again.
+back: the page takes its fresh peer connection (aiortc has no ICE restart) and shows video again;
+so does a camera killed and started again (a crash, a power cut).
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def loud_tone(tone: float) -> Callable[[dict[str, Any]], bool]:
 @dataclass
 class Call:
     visit: Visit
+    server_url: str
     consultation: str
     page: Any
     """The specialist's page, in the call."""
@@ -138,7 +140,7 @@ async def head_camera_call(
                 context = await browser.new_context(viewport=DESKTOP, locale="nb-NO")
                 await context.add_init_script(PEER_TRACKER)
                 page = await context.new_page()
-                call = Call(visit, consultation, page, Traffic(server.url), [])
+                call = Call(visit, server.url, consultation, page, Traffic(server.url), [])
                 call.traffic.watch(page)
                 page.on("pageerror", lambda error: call.errors.append(str(error)))
                 page.set_default_timeout(UI_TIMEOUT_MS)
@@ -234,6 +236,35 @@ async def test_the_page_gets_the_head_camera_back_after_a_freeze(
         assert peers[-1] == "connected" and len(peers) >= 2, peers  # a fresh connection, not a restart
         assert shown["frames"] > 0
         assert "offering fresh peer connections" in visit.camera_log()
+        assert await visit.stop_camera() == 0, visit.camera_log()
+
+
+async def test_a_restarted_head_camera_comes_back_on_the_page(
+    start_server: Callable[..., Awaitable[RunningServer]], tmp_path: Path
+) -> None:
+    from playwright.async_api import expect
+
+    # A crash or a power cut: the camera's place is held for a resume that will never come,
+    # for 3 s here (60 s by default); the restarted camera waits for it and joins afresh.
+    camera = ["--width", "1280", "--height", "720"]
+    async with head_camera_call(start_server, tmp_path, camera, grace_seconds=3.0) as call:
+        page, visit = call.page, call.visit
+        await call.camera_video("the page's video shows the camera")
+        crashing = visit.camera
+        assert crashing is not None
+        try:
+            # Started before the old one dies, so that it surely finds the place held.
+            visit.start_camera(call.server_url, "--loopback-only", *camera, consultation=call.consultation)
+            await eventually(lambda: asyncio.sleep(0, visit.camera_log()), lambda log: "place is still held" in log,
+                             MEDIA_SECONDS, "the second camera finds the place held")
+        finally:
+            crashing.kill()
+            crashing.wait()
+        await call.camera_video("the page's video shows the restarted camera",
+                                more_than=(await page.evaluate(VIDEO))["frames"])
+        visit.assert_camera_running()
+        await expect(page.locator("#status")).to_have_attribute("data-state", "live")
+        await expect(page.locator("#participants li")).to_have_count(2)
         assert await visit.stop_camera() == 0, visit.camera_log()
 
 

@@ -226,7 +226,8 @@ class Camera:
                 client, track, await self._ice(), microphone=voice, on_voice=speaker.play if speaker else None
             )
             adaptation = Adaptation(client, publisher, track, mode=self.options.video_mode)
-            await client.join(self.consultation, Role.NURSE, await self._api.join_token(self.consultation))
+            if not await self._join(client):
+                return 0
             await publisher.start()
             await adaptation.joined()
             self._spawn(adaptation.run())
@@ -254,6 +255,27 @@ class Camera:
             if speaker is not None:
                 await speaker.stop()
             await client.close()
+
+    async def _join(self, client: SignalingClient) -> bool:
+        """Join as the nurse; False if stopped meanwhile. A camera restarted after a crash or a
+        power cut finds its place still held for the run that died, whose resume token died
+        with it: it tries again until the server's grace window frees the place."""
+        assert self.consultation is not None
+        backoff = self._first_backoff
+        while not self.stop.is_set():
+            try:
+                await client.join(self.consultation, Role.NURSE, await self._api.join_token(self.consultation))
+                return True
+            except SignalingClosed as exc:
+                code = (exc.error or {}).get("code")
+                if code != ErrorCode.ROLE_TAKEN.value:
+                    raise DeviceError(f"join refused: {code}", code) from exc
+            await client.drop()
+            log.warning("the camera's place is still held (an earlier run?); next try in %.1f s", backoff)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), backoff)
+            backoff = min(backoff * 2, self._max_backoff)
+        return False
 
     async def _ice(self) -> RTCConfiguration:
         """Fresh TURN credentials, with the TURN transport that gets through from here."""
