@@ -317,6 +317,8 @@ class Viewer:
         self._relay = MediaRelay()
         self.pc: RTCPeerConnection | None = None
         self.generation: int | None = None
+        self.camera: str | None = None
+        """The participant whose offer :attr:`pc` answers: a restarted camera is another one."""
         self._candidates: _RemoteCandidates | None = None
         self.counters: list[FrameCounter] = []
         self.video = asyncio.Event()
@@ -333,7 +335,8 @@ class Viewer:
         kind = frame["type"]
         generation = frame.get("pc", 0)
         if kind == "offer":
-            if self.pc is None or generation != self.generation:
+            if self.pc is None or generation != self.generation or frame["from"] != self.camera:
+                self.camera = frame["from"]
                 await self._replace(generation)
             assert self.pc is not None and self._candidates is not None
             pc, candidates = self.pc, self._candidates
@@ -345,7 +348,9 @@ class Viewer:
             await self._client.send(Answer(to=frame["from"], sdp=pc.localDescription.sdp, pc=generation))
             await self._client.send(EndOfCandidates(to=frame["from"], pc=generation))
             await candidates.flush()
-        elif kind == "candidate" and self._candidates is not None and generation == self.generation:
+        elif kind == "candidate" and self._candidates is not None and (generation, frame["from"]) == (
+            self.generation, self.camera
+        ):
             await self._candidates.add(frame)
 
     async def frames(self, count: int = 1) -> FrameCounter:
