@@ -162,7 +162,7 @@ class Publisher:
         connections of those who left meanwhile: their watchdogs would offer to nobody."""
         viewers = [peer["id"] for peer in self._client.peers if peer["role"] != Role.NURSE.value]
         for viewer in set(self._links) - set(viewers):
-            await self._close(viewer)
+            self._close(viewer)
         for viewer in viewers:
             await self.offer(viewer)
 
