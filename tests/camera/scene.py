@@ -7,12 +7,14 @@ import asyncio
 import os
 import subprocess
 import sys
+import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 from aiortc import MediaStreamTrack
 
 from signaling.protocol import ClientMessage, Role
@@ -34,6 +36,40 @@ async def next_of(inbox: asyncio.Queue[dict[str, Any]], kind: str, timeout: floa
             frame = await inbox.get()
             if frame["type"] == kind and all(frame.get(k) == v for k, v in match.items()):
                 return frame
+
+
+def write_tone(path: Path, hertz: float, seconds: float, rate: int = 48000) -> Path:
+    """A mono 16-bit WAV of one pitch: a microphone for ``--microphone`` or a fake capture device."""
+    t = np.arange(int(seconds * rate)) / rate
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((8000 * np.sin(2 * np.pi * hertz * t)).astype(np.int16).tobytes())
+    return path
+
+
+class Heard(NamedTuple):
+    hertz: float
+    """The dominant pitch."""
+    level: float
+    """RMS, of 32767."""
+    purity: float
+    """The share of the energy within 10 Hz of :attr:`hertz`: near 1 for a clean tone."""
+
+
+def last_second(path: Path) -> Heard:
+    """What the last second of a WAV's first channel holds."""
+    with wave.open(str(path)) as played:
+        rate = played.getframerate()
+        samples = np.frombuffer(played.readframes(played.getnframes()), dtype=np.int16)
+        samples = samples.reshape(-1, played.getnchannels())[:, 0].astype(np.float64)
+    assert len(samples) > rate, f"{path.name} holds under a second"
+    tail = samples[-rate:]
+    energy = np.abs(np.fft.rfft(tail)) ** 2  # 1 Hz bins: the tail is one second long
+    peak = int(np.argmax(energy))
+    purity = energy[max(0, peak - 10) : peak + 11].sum() / max(energy.sum(), 1.0)
+    return Heard(float(peak), float(np.sqrt(np.mean(tail**2))), float(purity))
 
 
 @dataclass
@@ -65,13 +101,16 @@ class Visit:
         prefix: list[str] | None = None,
         env: dict[str, str] | None = None,
         consent: str = "video,snapshots",
+        consultation: str | None = None,
     ) -> None:
-        """``woundcare camera`` in its own process (inside ``prefix``, e.g. ``ip netns exec``)."""
+        """``woundcare camera`` in its own process (inside ``prefix``, e.g. ``ip netns exec``),
+        starting a consultation for the visit's patient, or joining ``consultation``."""
         env = {**os.environ, "PYTHONPATH": str(REPO), "WOUNDCARE_DEVICE_TOKEN": self.device_token, **(env or {})}
-        with open(self.log_path, "wb") as log_file:
+        target = f"--consultation={consultation}" if consultation else f"--patient={self.patient}"
+        with open(self.log_path, "ab") as log_file:  # a restarted camera adds to the log
             self.camera = subprocess.Popen(
                 [*(prefix or []), sys.executable, "-m", "woundcare", "camera", "--server", server_url,
-                 f"--patient={self.patient}", "--consent", consent, "--source", "synthetic",
+                 target, "--consent", consent, "--source", "synthetic",
                  "--queue-dir", str(self.tmp_path / "queue"), *extra],
                 cwd=self.tmp_path, env=env, stdout=log_file, stderr=subprocess.STDOUT,
             )

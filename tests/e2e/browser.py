@@ -81,8 +81,9 @@ def async_playwright() -> Any:
     return start()
 
 
-async def launch(playwright: Any) -> Any:
-    return await playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(FLAGS), headless=True)
+async def launch(playwright: Any, *extra_flags: str) -> Any:
+    """Chromium with :data:`FLAGS` and ``extra_flags`` (e.g. a WAV file for the fake microphone)."""
+    return await playwright.chromium.launch(executable_path=str(CHROMIUM), args=[*FLAGS, *extra_flags], headless=True)
 
 
 PHONE = {"width": 412, "height": 915}

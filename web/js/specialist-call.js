@@ -81,9 +81,10 @@ export async function runSpecialistCall(consultation) {
   const videoMode = /** @type {HTMLSelectElement} */ (byId('video-mode'));
   const videoProfile = byId('video-profile');
   signaling.addEventListener('video_profile', (event) => {
-    const { mode, active, reason } = /** @type {CustomEvent} */ (event).detail;
+    // Not the camera's `reason`: English figures, which the quality badge shows translated.
+    const { mode, active } = /** @type {CustomEvent} */ (event).detail;
     videoMode.value = mode;
-    setText(videoProfile, `specialist.video.active.${active}`, { reason: reason ?? '' });
+    setText(videoProfile, `specialist.video.active.${active}`);
   });
   videoMode.addEventListener('change', () => {
     const camera = participants.withRole('nurse')[0];

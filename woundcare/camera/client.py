@@ -88,10 +88,16 @@ class SignalingClient:
         return frame
 
     async def send(self, message: ClientMessage | dict[str, Any]) -> None:
+        """Raises :class:`SignalingClosed` when the socket has gone, as :meth:`recv` does."""
         if self._ws is None:
             raise RuntimeError("not connected")
         data = message if isinstance(message, dict) else to_wire(message)
-        await self._ws.send_str(orjson.dumps(data).decode())
+        try:
+            await self._ws.send_str(orjson.dumps(data).decode())
+        except ConnectionResetError as exc:
+            # aiohttp's "Cannot write to closing transport": a frame read before the socket
+            # died (an ice_restart after a freeze) is answered on it. The caller reconnects.
+            raise SignalingClosed(self._ws.close_code, self._last_error) from exc
 
     async def recv(self, timeout: float | None = None) -> dict[str, Any]:
         """The next frame; raises :class:`SignalingClosed` when the socket ends."""

@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 
 TOKEN_ENV = "WOUNDCARE_DEVICE_TOKEN"
 CONSENT_KINDS = frozenset({"video", "snapshots", "recording"})
-ROLE_TAKEN_RETRY_SECONDS = 2.0
-"""How often a restarted camera asks for the nurse's place its earlier run still holds."""
 _FINAL = frozenset({ErrorCode.ENDED.value, ErrorCode.REVOKED.value})
 """Error codes after which reconnecting is pointless."""
 
@@ -241,7 +239,7 @@ class Camera:
                 client, track, await ice, microphone=voice, on_voice=speaker.play if speaker else None
             )
             adaptation = Adaptation(client, publisher, track, mode=self.options.video_mode)
-            if not await self._first_join(client):
+            if not await self._join(client):
                 return 0
             await publisher.start()
             await adaptation.joined()
@@ -270,6 +268,27 @@ class Camera:
             if speaker is not None:
                 await speaker.stop()
             await client.close()
+
+    async def _join(self, client: SignalingClient) -> bool:
+        """Join as the nurse; False if stopped meanwhile. A camera restarted after a crash or a
+        power cut finds its place still held for the run that died, whose resume token died
+        with it: it tries again until the server's grace window frees the place."""
+        assert self.consultation is not None
+        backoff = self._first_backoff
+        while not self.stop.is_set():
+            try:
+                await client.join(self.consultation, Role.NURSE, await self._api.join_token(self.consultation))
+                return True
+            except SignalingClosed as exc:
+                code = (exc.error or {}).get("code")
+                if code != ErrorCode.ROLE_TAKEN.value:
+                    raise DeviceError(f"join refused: {code}", code) from exc
+            await client.drop()
+            log.warning("the camera's place is still held (an earlier run?); next try in %.1f s", backoff)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), backoff)
+            backoff = min(backoff * 2, self._max_backoff)
+        return False
 
     async def _ice(self) -> RTCConfiguration:
         """Fresh TURN credentials, with the TURN transport that gets through from here."""
@@ -353,26 +372,6 @@ class Camera:
             return
         assert self.consultation is not None
         self.uploader.submit(self.consultation, request, jpeg)
-
-    async def _first_join(self, client: SignalingClient) -> bool:
-        """Join as the nurse. A camera restarted mid-call (killed, rebooted) finds its earlier
-        run still holding the nurse's place for the grace window (``role_taken``): it waits
-        for the place to free and goes back into the same consultation. False if stopped."""
-        assert self.consultation is not None
-        while True:
-            try:
-                await client.join(self.consultation, Role.NURSE, await self._api.join_token(self.consultation))
-                return True
-            except SignalingClosed as exc:
-                code = (exc.error or {}).get("code")
-                if code != ErrorCode.ROLE_TAKEN.value:
-                    raise DeviceError(f"join refused: {code}", code) from exc
-            log.info("the nurse's place is still held (an earlier run?); waiting for it to free")
-            await client.drop()
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), ROLE_TAKEN_RETRY_SECONDS)
-            if self.stop.is_set():
-                return False
 
     async def _reconnect(
         self, client: SignalingClient, publisher: Publisher, adaptation: Adaptation, stopping: asyncio.Task[Any]

@@ -134,6 +134,7 @@ class Publisher:
         self.configuration = configuration
         """For the next peer connections; the camera renews it after a reconnect."""
         self._links: dict[str, _Link] = {}
+        self._closing: set[asyncio.Task[None]] = set()
         self._misses: dict[str, int] = {}
         """Watchdog replacements in a row, per viewer."""
 
@@ -161,7 +162,7 @@ class Publisher:
         connections of those who left meanwhile: their watchdogs would offer to nobody."""
         viewers = [peer["id"] for peer in self._client.peers if peer["role"] != Role.NURSE.value]
         for viewer in set(self._links) - set(viewers):
-            await self._close(viewer)
+            self._close(viewer)
         for viewer in viewers:
             await self.offer(viewer)
 
@@ -186,7 +187,7 @@ class Publisher:
                 await self._on_voice(track)
 
         if previous is not None:
-            await previous.close()
+            self._retire(previous)
         try:
             await pc.setLocalDescription(await pc.createOffer())
         except InvalidStateError:
@@ -207,7 +208,7 @@ class Publisher:
             if frame["state"] == "joined":
                 await self.offer(peer["id"])
             elif frame["state"] == "left":
-                await self._close(peer["id"])
+                self._close(peer["id"])
         elif kind in ("answer", "candidate"):
             viewer = frame["from"]
             link = self._links.get(viewer)
@@ -239,15 +240,30 @@ class Publisher:
         except (SignalingClosed, ConnectionError, RuntimeError):
             log.info("could not offer afresh: signaling is down; the reconnect offers again")
 
-    async def _close(self, viewer: str) -> None:
+    def _close(self, viewer: str) -> None:
         link = self._links.pop(viewer, None)
         self._misses.pop(viewer, None)
         if link is not None:
-            await link.close()
+            self._retire(link)
 
-    async def close(self) -> None:
+    def _retire(self, link: _Link) -> None:
+        """Close a replaced connection in the background. Closing waits for TURN to confirm the
+        relay's release, half a minute when TURN no longer knows it (after a freeze or a network
+        change): meanwhile the viewer must get its new offer, and the socket must be read, or
+        the server's heartbeat drops the camera for missing pongs."""
+        task = asyncio.create_task(link.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Close every connection; those still closing after ``timeout`` are left behind (TURN
+        frees a relay it was not told about when its lifetime ends)."""
         for viewer in list(self._links):
-            await self._close(viewer)
+            self._close(viewer)
+        if self._closing:
+            _, pending = await asyncio.wait(self._closing, timeout=timeout)
+            if pending:
+                log.warning("%d peer connection(s) did not close within %.0f s", len(pending), timeout)
 
 
 OnFrame = Callable[[VideoFrame], None]
@@ -305,6 +321,8 @@ class Viewer:
         self._relay = MediaRelay()
         self.pc: RTCPeerConnection | None = None
         self.generation: int | None = None
+        self.camera: str | None = None
+        """The participant whose offer :attr:`pc` answers: a restarted camera is another one."""
         self._candidates: _RemoteCandidates | None = None
         self.counters: list[FrameCounter] = []
         self.video = asyncio.Event()
@@ -321,7 +339,8 @@ class Viewer:
         kind = frame["type"]
         generation = frame.get("pc", 0)
         if kind == "offer":
-            if self.pc is None or generation != self.generation:
+            if self.pc is None or generation != self.generation or frame["from"] != self.camera:
+                self.camera = frame["from"]
                 await self._replace(generation)
             assert self.pc is not None and self._candidates is not None
             pc, candidates = self.pc, self._candidates
@@ -333,7 +352,9 @@ class Viewer:
             await self._client.send(Answer(to=frame["from"], sdp=pc.localDescription.sdp, pc=generation))
             await self._client.send(EndOfCandidates(to=frame["from"], pc=generation))
             await candidates.flush()
-        elif kind == "candidate" and self._candidates is not None and generation == self.generation:
+        elif kind == "candidate" and self._candidates is not None and (generation, frame["from"]) == (
+            self.generation, self.camera
+        ):
             await self._candidates.add(frame)
 
     async def frames(self, count: int = 1) -> FrameCounter:
