@@ -74,10 +74,6 @@ class AssessmentChanged(Exception):
     """The assessment is not at the version the caller expected: someone saved since."""
 
 
-_SIGN_TRIES = 5
-"""Signing without an expected version signs the latest; saves racing it get this many rounds."""
-
-
 def _text(data: dict[str, Any], name: str, limit: int, required: bool = False) -> str | None:
     value = data.get(name)
     if value is None:
@@ -247,35 +243,34 @@ class Assessments:
     async def sign(self, consultation_id: str, signer: str, expected: int | None = None) -> AssessmentView | None:
         """Sign the draft, at ``expected`` if given; None if there is none. Signing needs an
         outcome. The view returned is the content signed, which can no longer change."""
-        for _ in range(_SIGN_TRIES):
-            async with self._db.sessions() as session:
-                row = await session.scalar(
+        where = [
+            AssessmentRow.consultation_id == consultation_id,
+            AssessmentRow.signed_at.is_(None),
+            AssessmentRow.outcome.is_not(None),
+        ]
+        if expected is not None:
+            where.append(AssessmentRow.version == expected)
+        async with self._db.sessions() as session, session.begin():
+            # One statement that signs and returns what it signed: no save can come between,
+            # and saves racing it cannot make it retry.
+            row = await session.scalar(
+                update(AssessmentRow)
+                .where(*where)
+                .values(signed_at=datetime.now(UTC), signed_by=signer)
+                .returning(AssessmentRow)
+            )
+            if row is None:
+                found = await session.scalar(
                     select(AssessmentRow).where(AssessmentRow.consultation_id == consultation_id)
                 )
-            if row is None:
-                return None
-            if row.signed_at is not None:
-                raise AssessmentSigned
-            if expected is not None and row.version != expected:
+                if found is None:
+                    return None
+                if found.signed_at is not None:
+                    raise AssessmentSigned
+                if found.outcome is None:
+                    raise AssessmentError("'outcome' is required before signing")
                 raise AssessmentChanged
-            if row.outcome is None:
-                raise AssessmentError("'outcome' is required before signing")
-            now = datetime.now(UTC)
-            async with self._db.sessions() as session, session.begin():
-                result = await session.execute(
-                    update(AssessmentRow)
-                    .where(
-                        AssessmentRow.id == row.id,
-                        AssessmentRow.version == row.version,
-                        AssessmentRow.signed_at.is_(None),
-                    )
-                    .values(signed_at=now, signed_by=signer)
-                )
-            if result.rowcount == 1:
-                row.signed_at, row.signed_by = now, signer
-                return await self._view(row)
-            # A save (or a signing) came between reading and signing: look again.
-        raise AssessmentChanged
+        return await self._view(row)
 
     async def get(self, consultation_id: str) -> AssessmentView | None:
         async with self._db.sessions() as session:
