@@ -13,6 +13,8 @@ anything that leaves the server's origin.
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -23,6 +25,7 @@ from typing import Any
 from tests.services import missing
 
 CHROMIUM = Path("/usr/bin/chromium")
+README_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 FLAGS = (
     "--no-sandbox",
     "--disable-gpu",
@@ -118,6 +121,16 @@ async def two_browsers(
     finally:
         await nurse_browser.close()
         await specialist_browser.close()
+
+
+def publish_screenshots(*shots: Path) -> None:
+    """Copy a passing run's screenshots over the README's, only when asked to
+    (``WOUNDCARE_UPDATE_SCREENSHOTS=1``): a test run leaves the checkout as it found it."""
+    if os.environ.get("WOUNDCARE_UPDATE_SCREENSHOTS") != "1":
+        return
+    README_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for shot in shots:
+        shutil.copyfile(shot, README_SCREENSHOTS / shot.name)
 
 
 async def media_stats(page: Any) -> dict[str, Any]:

@@ -16,7 +16,6 @@ import asyncio
 import json
 import math
 import re
-import shutil
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -27,7 +26,16 @@ from sqlalchemy import select
 
 from tests.api.client import ApiClient
 from tests.coturn import running_coturn
-from tests.e2e.browser import DESKTOP, PHONE, Traffic, async_playwright, eventually, media_stats, two_browsers
+from tests.e2e.browser import (
+    DESKTOP,
+    PHONE,
+    Traffic,
+    async_playwright,
+    eventually,
+    media_stats,
+    publish_screenshots,
+    two_browsers,
+)
 from tests.e2e.flows import (
     MEDIA_SECONDS,
     NATIONAL_ID,
@@ -47,7 +55,6 @@ from woundcare.db.models import Role as StaffRole
 
 OFFLINE_SECONDS = 10.0
 SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
-README_SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 
 
 async def quality_samples(server: RunningServer, consultation: str) -> list[tuple[str, str]]:
@@ -282,9 +289,7 @@ async def test_consultation_in_two_browsers(
 
     assert not traffic.foreign, f"pages loaded from outside the server: {traffic.foreign}"
     assert not page_errors, page_errors
-    README_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for shot in shots:
-        shutil.copyfile(shot, README_SCREENSHOTS / shot.name)
+    publish_screenshots(*shots)
 
 
 async def test_pages_carry_a_strict_policy(start_server: Callable[..., Awaitable[RunningServer]]) -> None:

@@ -10,10 +10,9 @@ and, after a passing run, ``docs/screenshots/``.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Awaitable, Callable
 
-from tests.e2e.browser import Traffic, async_playwright, launch
+from tests.e2e.browser import Traffic, async_playwright, launch, publish_screenshots
 from tests.e2e.process import REPO_ROOT
 from tests.pilot.test_figures import REGIONS, seed
 from tests.server import RunningServer
@@ -22,7 +21,6 @@ from woundcare.db.models import Role as StaffRole
 PASSWORD = "dashboard test password"
 DESKTOP = {"width": 1440, "height": 900}
 SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
-README_SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 UI_TIMEOUT_MS = 15_000
 MINE, FOREIGN = ("pa", "pb"), "pc"
 
@@ -155,5 +153,4 @@ async def test_pilot_lead_dashboard(start_server: Callable[..., Awaitable[Runnin
 
     assert not page_errors, page_errors
     assert not traffic.foreign, traffic.foreign
-    README_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(shot, README_SCREENSHOTS / shot.name)
+    publish_screenshots(shot)

@@ -27,7 +27,15 @@ from PIL import Image
 
 from tests.camera.scene import PASSWORD, Visit, home_visit, last_second, write_tone
 from tests.coturn import running_coturn
-from tests.e2e.browser import PEER_TRACKER, Traffic, async_playwright, eventually, launch, media_stats
+from tests.e2e.browser import (
+    PEER_TRACKER,
+    Traffic,
+    async_playwright,
+    eventually,
+    launch,
+    media_stats,
+    publish_screenshots,
+)
 from tests.e2e.flows import log_in
 from tests.e2e.process import REPO_ROOT
 from tests.server import RunningServer
@@ -177,6 +185,7 @@ async def test_the_specialist_page_sees_and_hears_the_head_camera(
             "data-level", re.compile("good|fair|poor"), timeout=MEDIA_SECONDS * 1000)
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(SCREENSHOT))
+        publish_screenshots(SCREENSHOT)
 
         # --- the nurse's microphone, heard in the page -----------------------------------------
         await eventually(lambda: page.evaluate(HEARD), loud_tone(440), MEDIA_SECONDS,

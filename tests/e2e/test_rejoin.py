@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.coturn import running_coturn
-from tests.e2e.browser import Traffic, async_playwright, eventually, media_stats, two_browsers
+from tests.e2e.browser import Traffic, async_playwright, eventually, media_stats, publish_screenshots, two_browsers
 from tests.e2e.flows import (
     NATIONAL_ID,
     PASSWORD,
@@ -219,6 +219,7 @@ async def test_nurse_returns_to_the_same_consultation(
                 await expect(nurse.locator("#rejoin button")).to_have_text(REJOIN["nb"][1])
                 SCREENSHOTS.mkdir(parents=True, exist_ok=True)
                 await nurse.screenshot(path=str(SCREENSHOTS / "nurse-rejoin.png"))
+                publish_screenshots(SCREENSHOTS / "nurse-rejoin.png")
                 frames = (await media_stats(specialist))["framesDecoded"]
                 await nurse.locator(f"#rejoin button[data-consultation='{consultation}']").click()
                 await in_call(nurse)

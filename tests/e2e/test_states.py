@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from tests.e2e.browser import DESKTOP, PHONE, async_playwright, eventually, launch, media_stats
+from tests.e2e.browser import DESKTOP, PHONE, async_playwright, eventually, launch, media_stats, publish_screenshots
 from tests.e2e.flows import (
     MEDIA_SECONDS,
     PASSWORD,
@@ -54,7 +54,7 @@ NO_MICROPHONE = """
 """An init script: getUserMedia rejects whenever audio is asked for."""
 
 SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
-"""Where the re-login dialog and the server-down state are shot (docs/screenshots has copies)."""
+"""Where the re-login dialog and the server-down state are shot (copied to docs/screenshots on request)."""
 OTHER_NATIONAL_ID = "02028010047"
 """A second fictional national id number (valid check digits)."""
 MARK_PAGE = "() => { window.__notReloaded = true; }"
@@ -130,6 +130,7 @@ async def test_logged_out_mid_call_logs_in_again_without_dropping_it(
         await frames_advance(specialist, "video goes on while logged out")
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         await nurse.screenshot(path=str(SCREENSHOTS / "relogin-phone.png"))
+        publish_screenshots(SCREENSHOTS / "relogin-phone.png")
         samples = await quality_samples(server, call.consultation)
 
         # --- the same users log in again: the call goes on where it was --------------------
@@ -209,6 +210,7 @@ async def test_media_cut_and_server_down_are_told_apart(
         await frames_advance(specialist, "video plays on with the server down")
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         await specialist.screenshot(path=str(SCREENSHOTS / "specialist-server-unreachable.png"))
+        publish_screenshots(SCREENSHOTS / "specialist-server-unreachable.png")
         for page in pages:
             await expect(page.locator("#status")).to_have_attribute("data-i18n", "status.serverUnreachable")
         assert not call.page_errors, call.page_errors
