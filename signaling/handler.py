@@ -39,9 +39,9 @@ SINK = web.AppKey("signaling_sink", EventSink)
 LIMITS = web.AppKey("signaling_limits", Limits)
 STATS = web.AppKey("signaling_stats", Stats)
 SOCKETS = web.AppKey("signaling_sockets", set[SocketOutlet])
+"""Every open socket's outlet; its handler adds it and discards it on the way out."""
 CLIENT_ADDRESS = web.AppKey("signaling_client_address", Callable[[web.Request], "str | None"])
 """Who a socket's peer is (behind a proxy, the app knows better than ``request.remote``)."""
-"""Every open socket's outlet; its handler adds it and discards it on the way out."""
 
 # Which failed joins end the socket, and with which close code.
 _FATAL: Final[dict[ErrorCode, CloseCode]] = {

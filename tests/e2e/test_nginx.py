@@ -27,11 +27,6 @@ DEPLOY = Path(__file__).parents[2] / "deploy" / "nginx"
 METRICS_TOKEN = "nginx test metrics token"
 
 
-@pytest.fixture
-async def server(start_server: Any) -> RunningServer:
-    return await start_server(metrics_token=METRICS_TOKEN)
-
-
 def nginx_binary() -> str:
     found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     if found is None:
@@ -81,8 +76,9 @@ http {{
 
 @pytest.fixture
 async def server(start_server: Any) -> RunningServer:
-    """As deployed (deploy/systemd): the app believes the X-Forwarded-For of the nginx in front."""
-    return await start_server(trusted_proxies=["127.0.0.1", "::1"])
+    """As deployed (deploy/systemd): the app believes the X-Forwarded-For of the nginx in front,
+    and /metrics answers the scraper's token."""
+    return await start_server(trusted_proxies=["127.0.0.1", "::1"], metrics_token=METRICS_TOKEN)
 
 
 @pytest.fixture

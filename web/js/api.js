@@ -61,14 +61,18 @@ function lostSession(error) {
  * @param {string} path
  * @param {{json?: unknown, form?: FormData}} [body]
  * @param {Record<string, string>} [extra] more request headers
+ * @param {boolean} [again] sent again after a re-login: a second loss is the caller's (a server
+ *   that refuses this page's origin would otherwise be asked in a loop)
  * @returns {Promise<Response>}
  */
-async function send(method, path, body = {}, extra = {}) {
+async function send(method, path, body = {}, extra = {}, again = false) {
   const sentAfter = reloginCount;
   try {
     return await sendOnce(method, path, body, extra);
   } catch (error) {
-    if (!(error instanceof ApiError && lostSession(error)) || !unauthorizedHandler || path === SESSION_PATH) throw error;
+    if (!(error instanceof ApiError && lostSession(error)) || !unauthorizedHandler || path === SESSION_PATH || again) {
+      throw error;
+    }
     // Sent with the old session while the user logged in again: just send it again.
     if (sentAfter === reloginCount) {
       loggingInAgain ??= unauthorizedHandler().finally(() => {
@@ -77,7 +81,7 @@ async function send(method, path, body = {}, extra = {}) {
       });
       await loggingInAgain;
     }
-    return send(method, path, body, extra);
+    return send(method, path, body, extra, true);
   }
 }
 

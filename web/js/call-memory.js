@@ -31,7 +31,10 @@ export class CallMemory {
   get() {
     try {
       const found = JSON.parse(sessionStorage.getItem(KEY) ?? 'null');
-      return found?.user === this.user ? found : null;
+      if (found?.user === this.user) return found;
+      // Another user's call in this tab: its resume token must not outlive the user's session.
+      if (found) this.forget();
+      return null;
     } catch {
       return null;
     }

@@ -204,10 +204,11 @@ const live = await liveConsultations().catch(() => []);
 const remembered = memory.get();
 const current = live.find((c) => c.id === remembered?.consultation);
 if (!current) memory.forget();
+// Whatever goes wrong with the offer, the page must still let the nurse start a consultation.
 if (current && !remembered?.paused) {
   // A reload (or a restored tab) in the middle of the call: straight back into it.
-  await rejoin(current).catch(() => offerRejoin(live));
+  await rejoin(current).catch(() => offerRejoin(live)).catch(() => {});
 } else {
-  await offerRejoin(live);
+  await offerRejoin(live).catch(() => {});
 }
 await loadPatients();

@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 TOKEN_ENV = "WOUNDCARE_DEVICE_TOKEN"
 CONSENT_KINDS = frozenset({"video", "snapshots", "recording"})
+ROLE_TAKEN_WAIT_SECONDS = 180.0
+"""How long a restarted camera waits for its earlier run's place: well past the server's
+grace window (60 s by default), after which the place is another device's in use."""
 _FINAL = frozenset({ErrorCode.ENDED.value, ErrorCode.REVOKED.value})
 """Error codes after which reconnecting is pointless."""
 
@@ -272,16 +275,18 @@ class Camera:
     async def _join(self, client: SignalingClient) -> bool:
         """Join as the nurse; False if stopped meanwhile. A camera restarted after a crash or a
         power cut finds its place still held for the run that died, whose resume token died
-        with it: it tries again until the server's grace window frees the place."""
+        with it: it tries again until the server's grace window frees the place. A place held
+        longer is someone's in use (the nurse's phone page in the same consultation): stop."""
         assert self.consultation is not None
         backoff = self._first_backoff
+        deadline = asyncio.get_running_loop().time() + ROLE_TAKEN_WAIT_SECONDS
         while not self.stop.is_set():
             try:
                 await client.join(self.consultation, Role.NURSE, await self._api.join_token(self.consultation))
                 return True
             except SignalingClosed as exc:
                 code = (exc.error or {}).get("code")
-                if code != ErrorCode.ROLE_TAKEN.value:
+                if code != ErrorCode.ROLE_TAKEN.value or asyncio.get_running_loop().time() > deadline:
                     raise DeviceError(f"join refused: {code}", code) from exc
             await client.drop()
             log.warning("the camera's place is still held (an earlier run?); next try in %.1f s", backoff)

@@ -2,8 +2,8 @@
 
 Two Starts at the same moment both passed a check made before the insert; the index lets the
 database decide. Open duplicates left by earlier versions would stop the index from being
-built: all but the newest of each are marked abandoned first, as the queue would mark them
-(nothing is deleted; their session logs and snapshots stay).
+built: all but the newest of each are marked abandoned first, the status the queue gives
+an open consultation nobody is in (nothing is deleted; session logs and snapshots stay).
 
 Revision ID: 0004
 Revises: 0003
@@ -31,7 +31,8 @@ def upgrade() -> None:
         f"WHERE {OPEN} AND created_by IS NOT NULL AND EXISTS ("
         "SELECT 1 FROM consultations newer WHERE newer.patient_id = consultations.patient_id "
         "AND newer.created_by = consultations.created_by "
-        "AND newer.status IN ('WAITING', 'ACTIVE') AND newer.created_at > consultations.created_at)"
+        "AND newer.status IN ('WAITING', 'ACTIVE') AND (newer.created_at > consultations.created_at "
+        "OR (newer.created_at = consultations.created_at AND newer.id > consultations.id)))"
     )
     op.create_index(
         'uq_consultations_open_per_nurse', 'consultations', ['patient_id', 'created_by'], unique=True,
