@@ -13,10 +13,11 @@ anything that leaves the server's origin.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,12 +141,15 @@ async def media_stats(page: Any) -> dict[str, Any]:
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[Any]], accept: Callable[[Any], bool], timeout: float, what: str
+    probe: Callable[[], Any], accept: Callable[[Any], bool], timeout: float, what: str
 ) -> Any:
-    """Poll ``probe`` until ``accept`` holds for its value; fail naming ``what`` and the last value."""
+    """Poll ``probe`` (a plain or a coroutine function) until ``accept`` holds for its value;
+    fail naming ``what`` and the last value."""
     deadline = time.monotonic() + timeout
     while True:
-        value = await probe()
+        value = probe()
+        if inspect.isawaitable(value):
+            value = await value
         if accept(value):
             return value
         if time.monotonic() > deadline:

@@ -22,13 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from sqlalchemy import select
 
 from tests.api.client import ApiClient
 from tests.coturn import running_coturn
 from tests.e2e.browser import (
-    DESKTOP,
-    PHONE,
     Traffic,
     async_playwright,
     eventually,
@@ -45,24 +42,15 @@ from tests.e2e.flows import (
     confirm_and_consent,
     consultation_count,
     log_in,
+    quality_samples,
     register_patient,
 )
 from tests.e2e.process import REPO_ROOT
 from tests.server import RunningServer
-from woundcare.appkeys import DATABASE
-from woundcare.db.models import QualitySample
 from woundcare.db.models import Role as StaffRole
 
 OFFLINE_SECONDS = 10.0
 SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
-
-
-async def quality_samples(server: RunningServer, consultation: str) -> list[tuple[str, str]]:
-    async with server.app[DATABASE].sessions() as session:
-        rows = await session.execute(
-            select(QualitySample.role, QualitySample.direction).where(QualitySample.consultation_id == consultation)
-        )
-        return [(role, direction) for role, direction in rows]
 
 
 async def drag(page: Any, points: list[tuple[float, float]]) -> None:

@@ -208,7 +208,7 @@ async def test_the_specialist_page_sees_and_hears_the_head_camera(
         assert more["frames"] > shown["frames"], (shown, more)
 
         # --- the specialist's voice on the camera's speaker: over a second of it ---------------
-        await eventually(lambda: _now(_size(speaker)), lambda size: size > 400_000, MEDIA_SECONDS,
+        await eventually(lambda: _size(speaker), lambda size: size > 400_000, MEDIA_SECONDS,
                          "the camera's speaker plays the specialist")
         assert await visit.stop_camera() == 0, visit.camera_log()
     # Chromium's noise suppression takes a steady tone for noise and turns it down (about
@@ -232,7 +232,7 @@ async def test_the_page_gets_the_head_camera_back_after_a_freeze(
         visit.camera.send_signal(signal.SIGSTOP)
         try:
             await expect(page.locator("#status")).to_have_attribute("data-state", "mediaReconnecting")
-            await eventually(lambda: _now(call.sent("ice_restart")), lambda n: n > 0, MEDIA_SECONDS,
+            await eventually(lambda: call.sent("ice_restart"), lambda n: n > 0, MEDIA_SECONDS,
                              "the page asks the frozen camera to restart")
             # The server dropped the camera; it keeps its place for a resume.
             await expect(page.locator("#participants")).to_contain_text("kobler til igjen", timeout=MEDIA_SECONDS * 1000)
@@ -264,7 +264,7 @@ async def test_a_restarted_head_camera_comes_back_on_the_page(
         try:
             # Started before the old one dies, so that it surely finds the place held.
             visit.start_camera(call.server_url, "--loopback-only", *camera, consultation=call.consultation)
-            await eventually(lambda: _now(visit.camera_log()), lambda log: "place is still held" in log,
+            await eventually(lambda: visit.camera_log(), lambda log: "place is still held" in log,
                              MEDIA_SECONDS, "the second camera finds the place held")
         finally:
             crashing.kill()
@@ -276,10 +276,6 @@ async def test_a_restarted_head_camera_comes_back_on_the_page(
         await expect(page.locator("#participants li")).to_have_count(2)
         assert await visit.stop_camera() == 0, visit.camera_log()
 
-
-async def _now(value: Any) -> Any:
-    """``value``, awaitable: :func:`eventually` polls coroutines."""
-    return value
 
 
 def _size(path: Path) -> int:

@@ -6,7 +6,6 @@ here) and is counted so on the pilot lead's dashboard."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from tests.e2e.browser import DESKTOP, PHONE, Traffic, async_playwright, eventually, launch
 from tests.e2e.flows import NATIONAL_ID, PASSWORD, PATIENT, UI_TIMEOUT_MS, log_in, start_consultation

@@ -151,7 +151,7 @@ async def test_nurse_returns_to_the_same_consultation(
                     await nurse.select_option("#language", language)
                     asked = len(dialogs.seen)
                     await nurse.click("#logout")
-                    await eventually(lambda: _value(len(dialogs.seen)), lambda n: n > asked, 10, "a logout question")
+                    await eventually(lambda: len(dialogs.seen), lambda n: n > asked, 10, "a logout question")
                     kind, message = dialogs.seen[-1]
                     assert kind == "confirm" and LOGOUT_QUESTION[language] in message, dialogs.seen
                     assert nurse.url == origin + "/nurse"
@@ -165,7 +165,7 @@ async def test_nurse_returns_to_the_same_consultation(
                 await nurse.reload()
                 assert "beforeunload" in [kind for kind, _ in dialogs.seen], "the reload did not ask first"
                 await in_call(nurse)
-                await eventually(lambda: _value(presence.nurse_states(seen)), lambda s: "rejoined" in s, MEDIA_SECONDS,
+                await eventually(lambda: presence.nurse_states(seen), lambda s: "rejoined" in s, MEDIA_SECONDS,
                                  "the specialist sees the nurse rejoin")
                 assert presence.nurse_states(seen)[:2] == ["reconnecting", "rejoined"], presence.frames[seen:]
                 assert {p for _, role, p in presence.frames[seen:] if role == "nurse"} == {nurse_id}
@@ -232,6 +232,3 @@ async def test_nurse_returns_to_the_same_consultation(
     assert not traffic.foreign, f"pages loaded from outside the server: {traffic.foreign}"
     assert not page_errors, page_errors
 
-
-async def _value(value: Any) -> Any:
-    return value

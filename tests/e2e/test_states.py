@@ -23,22 +23,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import update
 
 from tests.e2e.browser import DESKTOP, PHONE, async_playwright, eventually, launch, media_stats, publish_screenshots
+from tests.api.test_oidc import NATIONAL_ID, PID_CLAIM, oidc_settings
 from tests.e2e.flows import (
     MEDIA_SECONDS,
     PASSWORD,
     UI_TIMEOUT_MS,
     call_in_two_browsers,
+    consultation_count,
     log_in,
+    quality_samples,
 )
 from tests.e2e.process import REPO_ROOT
+from tests.oidc_provider import OidcProvider
 from tests.server import RunningServer
 from woundcare.appkeys import DATABASE, SESSIONS
-from tests.api.test_oidc import NATIONAL_ID, PID_CLAIM, oidc_settings
-from tests.oidc_provider import OidcProvider
-from woundcare.db.models import Consultation, QualitySample, User
+from woundcare.db.models import User
 from woundcare.db.models import Role as StaffRole
 
 NO_MICROPHONE = """
@@ -76,19 +78,6 @@ async def frames_advance(page: Any, what: str) -> None:
     await eventually(lambda: media_stats(page), lambda s: s["framesDecoded"] > before + 10, MEDIA_SECONDS, what)
 
 
-async def quality_samples(server: RunningServer, consultation: str) -> int:
-    async with server.app[DATABASE].sessions() as session:
-        count = await session.scalar(
-            select(func.count()).select_from(QualitySample).where(QualitySample.consultation_id == consultation)
-        )
-        return int(count or 0)
-
-
-async def consultations(server: RunningServer) -> int:
-    async with server.app[DATABASE].sessions() as session:
-        return int(await session.scalar(select(func.count()).select_from(Consultation)) or 0)
-
-
 async def log_in_again(page: Any, username: str) -> None:
     await page.fill("#relogin-username", username)
     await page.fill("#relogin-password", PASSWORD)
@@ -116,7 +105,7 @@ async def test_logged_out_mid_call_logs_in_again_without_dropping_it(
         for page in (nurse, specialist):
             await page.evaluate(MARK_PAGE)
             await expect(page.locator("#status")).to_have_attribute("data-state", "live")
-        count = await consultations(server)
+        count = await consultation_count(server)
         for user in call.users.values():
             await server.app[SESSIONS].revoke_user(user)
         # An action of the specialist's meets the 401; it must go through after the re-login.
@@ -131,7 +120,7 @@ async def test_logged_out_mid_call_logs_in_again_without_dropping_it(
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         await nurse.screenshot(path=str(SCREENSHOTS / "relogin-phone.png"))
         publish_screenshots(SCREENSHOTS / "relogin-phone.png")
-        samples = await quality_samples(server, call.consultation)
+        samples = len(await quality_samples(server, call.consultation))
 
         # --- the same users log in again: the call goes on where it was --------------------
         await log_in_again(specialist, "spesialist")
@@ -145,9 +134,9 @@ async def test_logged_out_mid_call_logs_in_again_without_dropping_it(
         await frames_advance(specialist, "video goes on after logging in again")
         # The reports go through again: the new session's CSRF token is in use.
         await eventually(
-            lambda: quality_samples(server, call.consultation), lambda n: n > samples,
+            lambda: quality_samples(server, call.consultation), lambda rows: len(rows) > samples,
             MEDIA_SECONDS, "quality reports are stored after logging in again")
-        assert await consultations(server) == count, "logging in again made a new consultation"
+        assert await consultation_count(server) == count, "logging in again made a new consultation"
         assert specialist.url.endswith("/specialist"), specialist.url
 
         # --- another user logs in on the specialist's page: on to that user's own page -----
