@@ -103,7 +103,12 @@ class SignalingClient:
         """The next frame; raises :class:`SignalingClosed` when the socket ends."""
         if self._ws is None:
             raise RuntimeError("not connected")
-        msg = await self._ws.receive(timeout=timeout)
+        try:
+            msg = await self._ws.receive(timeout=timeout)
+        except ConnectionResetError as exc:
+            # aiohttp answers a ping inside receive(): on a closing transport that raises
+            # (seen by bench.browser_join as a camera crash). The socket has gone: reconnect.
+            raise SignalingClosed(self._ws.close_code, self._last_error) from exc
         if msg.type is aiohttp.WSMsgType.TEXT:
             frame: dict[str, Any] = orjson.loads(msg.data)
             if frame.get("type") == "error":
