@@ -22,6 +22,8 @@ import { VideoProfiles } from './video-profile.js';
 /** How long the end button waits for the confirming second tap. */
 const CONFIRM_MS = 4000;
 const NOTICE_MS = 5000;
+/** Fetched as the page loads and kept fresh, so that joining never waits for it. */
+const ice = new IceConfig();
 
 /**
  * @param {{consultation: {id: string}, patient: import('./nurse.js').Patient,
@@ -41,7 +43,7 @@ export async function runCall({ consultation, patient, consents, stream }) {
     role: 'nurse',
     joinToken: async () => (await postJson(`/api/consultations/${id}/join-token`)).token,
   });
-  const peers = new CameraPeers(signaling, stream, new IceConfig());
+  const peers = new CameraPeers(signaling, stream, ice);
   const participants = new Participants(/** @type {HTMLUListElement} */ (byId('participants')));
   new Chat(/** @type {HTMLFormElement} */ (byId('chat-form')), /** @type {HTMLOListElement} */ (byId('chat-log')),
     signaling, (from) => participants.nameOf(from));

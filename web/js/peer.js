@@ -10,6 +10,11 @@ import { IceConfig } from './ice.js';
 
 /** How long `disconnected` may last before we restart ICE; it often heals by itself. */
 const DISCONNECTED_GRACE_MS = 2500;
+/** How long media may take to connect after the camera applied an answer before it restarts ICE. */
+const CAMERA_WATCHDOG_MS = 4000;
+/** The viewer waits longer, so that it asks only when the camera's own watchdog did not act. */
+const VIEWER_WATCHDOG_MS = 7000;
+const WATCHDOG_MAX_MS = 30_000;
 
 /**
  * @typedef {import('./signaling.js').Signaling} Signaling
@@ -31,25 +36,71 @@ class Serial {
   }
 }
 
-/** Remote candidates that arrive before the description they belong to is applied. */
+/**
+ * A connection's remote candidates, kept from the moment its offer arrives (or is made) until its
+ * remote description is applied. The connection itself may not exist yet: it waits for the ICE
+ * configuration, and the candidates that come meanwhile must not be lost (protocol §12.1).
+ */
 class PendingCandidates {
   /** @type {RTCIceCandidateInit[]} */
   #waiting = [];
-
-  /** @param {RTCPeerConnection} pc */
-  constructor(pc) {
-    this.pc = pc;
-  }
+  /** @type {RTCPeerConnection | null} */
+  pc = null;
 
   /** @param {Frame} frame */
   async add(frame) {
     const init = { candidate: frame.candidate, sdpMid: frame.sdpMid ?? null, sdpMLineIndex: frame.sdpMLineIndex ?? null };
-    if (this.pc.remoteDescription) await this.pc.addIceCandidate(init);
+    if (this.pc?.remoteDescription) await this.pc.addIceCandidate(init);
     else this.#waiting.push(init);
   }
 
+  /** After the remote description: add what waited. */
   async flush() {
+    if (!this.pc) return;
     for (const init of this.#waiting.splice(0)) await this.pc.addIceCandidate(init);
+  }
+}
+
+/** @param {RTCPeerConnection} pc */
+function isConnected(pc) {
+  return ['connected', 'completed'].includes(pc.iceConnectionState);
+}
+
+/**
+ * Restarts ICE when media has not connected some time after an answer (protocol §12.6): lost
+ * candidates or a path that does not work would otherwise leave the call without video until
+ * ICE gives up, half a minute later. Each restart that did not help doubles the wait.
+ */
+class Watchdog {
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #timer;
+  #misses = 0;
+
+  /**
+   * @param {number} ms the first wait
+   * @param {() => void} onStuck
+   */
+  constructor(ms, onStuck) {
+    this.ms = ms;
+    this.onStuck = onStuck;
+  }
+
+  /** @param {RTCPeerConnection} pc just answered */
+  arm(pc) {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      if (pc.signalingState === 'closed') return;
+      if (isConnected(pc)) {
+        this.#misses = 0;
+        return;
+      }
+      this.#misses += 1;
+      this.onStuck();
+    }, Math.min(this.ms * 2 ** this.#misses, WATCHDOG_MAX_MS));
+  }
+
+  stop() {
+    clearTimeout(this.#timer);
   }
 }
 
@@ -94,8 +145,10 @@ function watchIce(pc, onTrouble, onChange) {
 }
 
 /**
- * @typedef {{pc: RTCPeerConnection, generation: number, candidates: PendingCandidates,
- *   serial: Serial, restartPending: boolean}} Link
+ * A connection to one viewer. It is registered, with its generation, the moment it is decided
+ * on; `pc` follows once the ICE configuration is at hand.
+ * @typedef {{pc: RTCPeerConnection | null, generation: number, candidates: PendingCandidates,
+ *   serial: Serial, restartPending: boolean, watchdog: Watchdog}} Link
  */
 
 /**
@@ -120,13 +173,13 @@ export class CameraPeers extends EventTarget {
 
   /** @returns {RTCPeerConnection[]} */
   connections() {
-    return [...this.#links.values()].map((link) => link.pc);
+    return [...this.#links.values()].flatMap((link) => (link.pc ? [link.pc] : []));
   }
 
   /** Whether any viewer's media is connected; null when nobody is watching. */
   connected() {
     if (this.#links.size === 0) return null;
-    return this.connections().some((pc) => ['connected', 'completed'].includes(pc.iceConnectionState));
+    return this.connections().some(isConnected);
   }
 
   /** @param {string} viewer */
@@ -135,26 +188,34 @@ export class CameraPeers extends EventTarget {
   }
 
   /**
-   * A fresh connection to `viewer` with the next generation, replacing any older one.
+   * A fresh connection to `viewer` with the next generation, replacing any older one. The
+   * generation is taken at once, so two calls in a row never offer the same one.
    * @param {string} viewer
    */
-  async offerTo(viewer) {
+  offerTo(viewer) {
     const previous = this.#links.get(viewer);
-    previous?.pc.close();
-    const pc = new RTCPeerConnection(await this.ice.get());
-    const generation = previous ? previous.generation + 1 : 0;
+    if (previous) this.#drop(previous);
     /** @type {Link} */
-    const link = { pc, generation, candidates: new PendingCandidates(pc), serial: new Serial(), restartPending: false };
+    const link = {
+      pc: null, generation: previous ? previous.generation + 1 : 0, candidates: new PendingCandidates(),
+      serial: new Serial(), restartPending: false, watchdog: new Watchdog(CAMERA_WATCHDOG_MS, () => this.restart(viewer)),
+    };
     this.#links.set(viewer, link);
-    for (const track of this.stream.getTracks()) pc.addTrack(track, this.stream);
-    trickle(pc, this.signaling, viewer, generation);
-    watchIce(pc, () => this.restart(viewer), () => this.dispatchEvent(new Event('mediastate')));
-    pc.addEventListener('track', ({ streams }) => {
-      if (streams[0]) this.dispatchEvent(new CustomEvent('remotestream', { detail: { viewer, stream: streams[0] } }));
-    });
-    await link.serial.run(async () => {
+    return link.serial.run(async () => {
+      const pc = new RTCPeerConnection(await this.ice.get());
+      if (this.#links.get(viewer) !== link) {
+        pc.close(); // replaced or closed while we waited
+        return;
+      }
+      link.pc = link.candidates.pc = pc;
+      for (const track of this.stream.getTracks()) pc.addTrack(track, this.stream);
+      trickle(pc, this.signaling, viewer, link.generation);
+      watchIce(pc, () => this.restart(viewer), () => this.dispatchEvent(new Event('mediastate')));
+      pc.addEventListener('track', ({ streams }) => {
+        if (streams[0]) this.dispatchEvent(new CustomEvent('remotestream', { detail: { viewer, stream: streams[0] } }));
+      });
       await pc.setLocalDescription(await pc.createOffer());
-      this.signaling.send({ type: 'offer', to: viewer, sdp: pc.localDescription?.sdp, pc: generation, restart: false });
+      this.signaling.send({ type: 'offer', to: viewer, sdp: pc.localDescription?.sdp, pc: link.generation, restart: false });
     });
   }
 
@@ -167,17 +228,19 @@ export class CameraPeers extends EventTarget {
     const link = this.#links.get(viewer);
     if (!link) return Promise.resolve();
     return link.serial.run(async () => {
-      if (link.pc.signalingState !== 'stable') {
+      const pc = link.pc;
+      if (!pc || pc.signalingState === 'closed') return;
+      if (pc.signalingState !== 'stable') {
         link.restartPending = true;
         return;
       }
-      link.pc.setConfiguration(await this.ice.get());
-      await link.pc.setLocalDescription(await link.pc.createOffer({ iceRestart: true }));
+      pc.setConfiguration(await this.ice.get());
+      await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
       const sent = this.signaling.send({
-        type: 'offer', to: viewer, sdp: link.pc.localDescription?.sdp, pc: link.generation, restart: true,
+        type: 'offer', to: viewer, sdp: pc.localDescription?.sdp, pc: link.generation, restart: true,
       });
       // Offline: nobody will answer. Roll back so the restart after the resume starts clean.
-      if (!sent) await link.pc.setLocalDescription({ type: 'rollback' });
+      if (!sent) await pc.setLocalDescription({ type: 'rollback' });
     });
   }
 
@@ -199,9 +262,11 @@ export class CameraPeers extends EventTarget {
     const link = this.#links.get(frame.from);
     if (!link || frame.pc !== link.generation) return;
     link.serial.run(async () => {
-      if (link.pc.signalingState !== 'have-local-offer') return;
-      await link.pc.setRemoteDescription({ type: 'answer', sdp: frame.sdp });
+      const pc = link.pc;
+      if (pc?.signalingState !== 'have-local-offer') return;
+      await pc.setRemoteDescription({ type: 'answer', sdp: frame.sdp });
       await link.candidates.flush();
+      link.watchdog.arm(pc);
       if (link.restartPending) {
         link.restartPending = false;
         this.restart(frame.from);
@@ -225,7 +290,8 @@ export class CameraPeers extends EventTarget {
 
   /** @param {string} viewer */
   close(viewer) {
-    this.#links.get(viewer)?.pc.close();
+    const link = this.#links.get(viewer);
+    if (link) this.#drop(link);
     this.#links.delete(viewer);
     this.dispatchEvent(new Event('mediastate'));
   }
@@ -233,7 +299,19 @@ export class CameraPeers extends EventTarget {
   closeAll() {
     for (const viewer of [...this.#links.keys()]) this.close(viewer);
   }
+
+  /** @param {Link} link */
+  #drop(link) {
+    link.watchdog.stop();
+    link.pc?.close();
+  }
 }
+
+/**
+ * The connection a viewer answers: recorded the moment the camera's offer arrives, before
+ * anything is awaited, so that the candidates right behind the offer find it.
+ * @typedef {{camera: string, generation: number, candidates: PendingCandidates}} Offered
+ */
 
 /**
  * A viewer's side: answers the camera's offers and sends its microphone back. Events:
@@ -242,13 +320,11 @@ export class CameraPeers extends EventTarget {
 export class ViewerPeer extends EventTarget {
   /** @type {RTCPeerConnection | null} */
   pc = null;
-  #generation = -1;
-  /** @type {string | null} */
-  #camera = null;
-  /** @type {PendingCandidates | null} */
-  #candidates = null;
+  /** @type {Offered | null} */
+  #current = null;
   #serial = new Serial();
   #lastRestartRequest = 0;
+  #watchdog = new Watchdog(VIEWER_WATCHDOG_MS, () => this.requestRestart());
 
   /**
    * @param {Signaling} signaling
@@ -264,66 +340,78 @@ export class ViewerPeer extends EventTarget {
 
   /** @param {Frame} frame */
   offer(frame) {
+    const generation = frame.pc ?? 0;
+    let offered = this.#current;
+    if (!offered || offered.camera !== frame.from || offered.generation !== generation) {
+      // A new connection (§12.3): the old one is done with, whatever is still queued for it.
+      this.close();
+      offered = this.#current = { camera: frame.from, generation, candidates: new PendingCandidates() };
+    }
+    const current = offered;
     this.#serial.run(async () => {
-      const fresh = !this.pc || frame.from !== this.#camera || frame.pc !== this.#generation;
-      if (fresh) await this.#replace(frame.from, frame.pc ?? 0);
-      const pc = /** @type {RTCPeerConnection} */ (this.pc);
+      if (this.#current !== current) return; // replaced while queued
+      let pc = current.candidates.pc;
+      const fresh = !pc;
+      if (!pc) {
+        pc = new RTCPeerConnection(await this.ice.get());
+        if (this.#current !== current) {
+          pc.close();
+          return;
+        }
+        this.#open(pc, current);
+      }
       await pc.setRemoteDescription({ type: 'offer', sdp: frame.sdp });
       if (fresh && this.microphone) {
         // After the offer, so addTrack reuses the offered audio transceiver (sendrecv) instead of adding one.
         for (const track of this.microphone.getAudioTracks()) pc.addTrack(track, this.microphone);
       }
       await pc.setLocalDescription(await pc.createAnswer());
-      this.signaling.send({ type: 'answer', to: frame.from, sdp: pc.localDescription?.sdp, pc: this.#generation });
-      await this.#candidates?.flush();
+      this.signaling.send({ type: 'answer', to: frame.from, sdp: pc.localDescription?.sdp, pc: generation });
+      await current.candidates.flush();
+      this.#watchdog.arm(pc);
     });
   }
 
   /** @param {Frame} frame */
   candidate(frame) {
-    if (frame.from !== this.#camera || frame.pc !== this.#generation) return;
-    const pending = this.#candidates;
-    this.#serial.run(async () => pending?.add(frame));
+    const current = this.#current;
+    if (!current || frame.from !== current.camera || (frame.pc ?? 0) !== current.generation) return;
+    this.#serial.run(() => current.candidates.add(frame));
   }
 
   /** Whether the camera's media is connected; null before any offer. */
   connected() {
-    if (!this.pc) return null;
-    return ['connected', 'completed'].includes(this.pc.iceConnectionState);
+    return this.pc ? isConnected(this.pc) : null;
   }
 
   /** Ask the camera to restart ICE (protocol §12.2); at most every few seconds. */
   requestRestart() {
-    if (!this.#camera || Date.now() - this.#lastRestartRequest < 5000) return;
-    if (this.signaling.send({ type: 'ice_restart', to: this.#camera })) this.#lastRestartRequest = Date.now();
+    const camera = this.#current?.camera;
+    if (!camera || Date.now() - this.#lastRestartRequest < 5000) return;
+    if (this.signaling.send({ type: 'ice_restart', to: camera })) this.#lastRestartRequest = Date.now();
   }
 
   /** @param {string} participant the camera that left, or any participant */
   closeIfCamera(participant) {
-    if (participant !== this.#camera) return;
-    this.pc?.close();
-    this.pc = null;
-    this.#camera = null;
+    if (participant !== this.#current?.camera) return;
+    this.close();
     this.dispatchEvent(new Event('mediastate'));
   }
 
   close() {
+    this.#watchdog.stop();
     this.pc?.close();
     this.pc = null;
+    this.#current = null;
   }
 
   /**
-   * @param {string} camera
-   * @param {number} generation
+   * @param {RTCPeerConnection} pc
+   * @param {Offered} offered
    */
-  async #replace(camera, generation) {
-    this.pc?.close();
-    const pc = new RTCPeerConnection(await this.ice.get());
-    this.pc = pc;
-    this.#camera = camera;
-    this.#generation = generation;
-    this.#candidates = new PendingCandidates(pc);
-    trickle(pc, this.signaling, camera, generation);
+  #open(pc, offered) {
+    this.pc = offered.candidates.pc = pc;
+    trickle(pc, this.signaling, offered.camera, offered.generation);
     watchIce(pc, () => this.requestRestart(), () => this.dispatchEvent(new Event('mediastate')));
     pc.addEventListener('track', ({ streams }) => {
       if (streams[0]) this.dispatchEvent(new CustomEvent('remotestream', { detail: { stream: streams[0] } }));

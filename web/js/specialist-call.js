@@ -21,6 +21,8 @@ import { showTimeline } from './timeline.js';
 
 const CONFIRM_MS = 4000;
 const NOTICE_MS = 6000;
+/** Fetched as the page loads and kept fresh, so that joining never waits for it. */
+const ice = new IceConfig();
 
 /** @param {import('./specialist.js').Consultation} consultation */
 export async function runSpecialistCall(consultation) {
@@ -41,7 +43,7 @@ export async function runSpecialistCall(consultation) {
     role: 'specialist',
     joinToken: async () => (await postJson(`/api/consultations/${id}/join-token`)).token,
   });
-  const viewer = new ViewerPeer(signaling, microphone, new IceConfig());
+  const viewer = new ViewerPeer(signaling, microphone, ice);
   const participants = new Participants(/** @type {HTMLUListElement} */ (byId('participants')));
   new Chat(/** @type {HTMLFormElement} */ (byId('chat-form')), /** @type {HTMLOListElement} */ (byId('chat-log')),
     signaling, (from) => participants.nameOf(from));

@@ -24,6 +24,7 @@ from aiortc import (
     RTCRtpSender,
     RTCSessionDescription,
 )
+from aiortc.exceptions import InvalidStateError
 from aiortc.mediastreams import MediaStreamError
 from aiortc.contrib.media import MediaRelay
 from aiortc.sdp import candidate_from_sdp
@@ -61,9 +62,58 @@ async def _add_candidate(pc: RTCPeerConnection, frame: dict[str, Any]) -> None:
     await pc.addIceCandidate(candidate)
 
 
+def _connected(pc: RTCPeerConnection) -> bool:
+    return pc.iceConnectionState in ("completed", "connected")
+
+
+class _RemoteCandidates:
+    """A connection's trickled remote candidates (browsers trickle theirs, protocol §12.1),
+    held until its remote description is applied, so that none is lost whatever order the
+    frames and our own awaits come in."""
+
+    def __init__(self, pc: RTCPeerConnection) -> None:
+        self.pc = pc
+        self._waiting: list[dict[str, Any]] = []
+
+    async def add(self, frame: dict[str, Any]) -> None:
+        if self.pc.remoteDescription is None:
+            self._waiting.append(frame)
+        else:
+            await _add_candidate(self.pc, frame)
+
+    async def flush(self) -> None:
+        """After the remote description: add what waited."""
+        while self._waiting:
+            await _add_candidate(self.pc, self._waiting.pop(0))
+
+
+WATCHDOG_SECONDS = 4.0
+"""How long media may take to connect after an answer before the camera offers afresh."""
+WATCHDOG_MAX_SECONDS = 30.0
+
+
+class _Link:
+    """The connection to one viewer, of one ``pc`` generation."""
+
+    def __init__(self, generation: int, pc: RTCPeerConnection) -> None:
+        self.generation = generation
+        self.pc = pc
+        self.candidates = _RemoteCandidates(pc)
+        self.watchdog: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+        await self.pc.close()
+
+
 class Publisher:
     """The head camera's side: offers its video (and the nurse's voice, if there is a
-    microphone) to every viewer in the room, and hands each viewer's voice to ``on_voice``."""
+    microphone) to every viewer in the room, and hands each viewer's voice to ``on_voice``.
+
+    A connection whose media has not connected ``watchdog`` seconds after its answer is
+    replaced by a fresh one (protocol §12.6); each such replacement that did not help doubles
+    the wait."""
 
     def __init__(
         self,
@@ -73,28 +123,32 @@ class Publisher:
         *,
         microphone: MediaStreamTrack | None = None,
         on_voice: Callable[[MediaStreamTrack], Awaitable[None]] | None = None,
+        watchdog: float = WATCHDOG_SECONDS,
     ) -> None:
         self._client = client
         self._relay = EncoderFormatRelay()
         self._source = source
         self._microphone = microphone
         self._on_voice = on_voice
+        self._watchdog = watchdog
         self.configuration = configuration
         """For the next peer connections; the camera renews it after a reconnect."""
-        self._pcs: dict[str, tuple[int, RTCPeerConnection]] = {}
+        self._links: dict[str, _Link] = {}
+        self._misses: dict[str, int] = {}
+        """Watchdog replacements in a row, per viewer."""
 
     def connection(self, viewer: str) -> RTCPeerConnection | None:
-        entry = self._pcs.get(viewer)
-        return entry[1] if entry else None
+        link = self._links.get(viewer)
+        return link.pc if link else None
 
     def senders(self) -> list[RTCRtpSender]:
-        return [sender for _, pc in self._pcs.values() for sender in pc.getSenders()]
+        return [sender for link in self._links.values() for sender in link.pc.getSenders()]
 
     async def link_sample(self) -> LinkSample | None:
         """The worst link among the viewers, from their latest receiver reports."""
         samples = []
-        for _, pc in list(self._pcs.values()):
-            for stats in (await pc.getStats()).values():
+        for link in list(self._links.values()):
+            for stats in (await link.pc.getStats()).values():
                 if stats.type == "remote-inbound-rtp" and stats.kind == "video":
                     samples.append(LinkSample(stats.fractionLost / 256, stats.roundTripTime))
         if not samples:
@@ -109,11 +163,14 @@ class Publisher:
                 await self.offer(peer["id"])
 
     async def offer(self, viewer: str) -> None:
-        """(Re)negotiate with ``viewer`` on a fresh peer connection of the next generation."""
-        generation = self._pcs[viewer][0] + 1 if viewer in self._pcs else 0
-        await self._close(viewer)
-        pc = RTCPeerConnection(self.configuration)
-        self._pcs[viewer] = (generation, pc)
+        """(Re)negotiate with ``viewer`` on a fresh peer connection of the next generation.
+
+        The new connection is registered before anything is awaited, so frames of its
+        generation always find it, and a second offer made meanwhile takes the generation after."""
+        previous = self._links.get(viewer)
+        link = _Link(previous.generation + 1 if previous else 0, RTCPeerConnection(self.configuration))
+        self._links[viewer] = link
+        pc = link.pc
         pc.addTrack(self._relay.subscribe(self._source, buffered=False))
         if self._microphone is not None:
             pc.addTrack(self._relay.subscribe(self._microphone, buffered=False))
@@ -125,9 +182,18 @@ class Publisher:
             if track.kind == "audio" and self._on_voice is not None:
                 await self._on_voice(track)
 
-        await pc.setLocalDescription(await pc.createOffer())
-        await self._client.send(Offer(to=viewer, sdp=pc.localDescription.sdp, pc=generation))
-        await self._client.send(EndOfCandidates(to=viewer, pc=generation))
+        if previous is not None:
+            await previous.close()
+        try:
+            await pc.setLocalDescription(await pc.createOffer())
+        except InvalidStateError:
+            if self._links.get(viewer) is link:
+                raise
+            return  # replaced (and closed) while we gathered
+        if self._links.get(viewer) is not link:
+            return
+        await self._client.send(Offer(to=viewer, sdp=pc.localDescription.sdp, pc=link.generation))
+        await self._client.send(EndOfCandidates(to=viewer, pc=link.generation))
 
     async def handle(self, frame: dict[str, Any]) -> None:
         kind = frame["type"]
@@ -140,23 +206,43 @@ class Publisher:
             elif frame["state"] == "left":
                 await self._close(peer["id"])
         elif kind in ("answer", "candidate"):
-            entry = self._pcs.get(frame["from"])
-            if entry is None or entry[0] != frame.get("pc", 0):
+            viewer = frame["from"]
+            link = self._links.get(viewer)
+            if link is None or link.generation != frame.get("pc", 0):
                 return  # for a connection we have already replaced
-            if kind == "answer":
-                await entry[1].setRemoteDescription(RTCSessionDescription(frame["sdp"], "answer"))
-            else:
-                await _add_candidate(entry[1], frame)
+            if kind == "candidate":
+                await link.candidates.add(frame)
+            elif link.pc.remoteDescription is None:
+                await link.pc.setRemoteDescription(RTCSessionDescription(frame["sdp"], "answer"))
+                await link.candidates.flush()
+                link.watchdog = asyncio.create_task(self._watch(viewer, link))
         elif kind == "ice_restart":
             await self.offer(frame["from"])
 
+    async def _watch(self, viewer: str, link: _Link) -> None:
+        misses = self._misses.get(viewer, 0)
+        await asyncio.sleep(min(self._watchdog * 2**misses, WATCHDOG_MAX_SECONDS))
+        if self._links.get(viewer) is not link:
+            return
+        if _connected(link.pc):
+            self._misses.pop(viewer, None)
+            return
+        log.info("media not connected %.0f s after the answer; offering afresh", self._watchdog * 2**misses)
+        self._misses[viewer] = misses + 1
+        link.watchdog = None  # offer() closes this link: it must not cancel us
+        try:
+            await self.offer(viewer)
+        except (SignalingClosed, ConnectionError, RuntimeError):
+            log.info("could not offer afresh: signaling is down; the reconnect offers again")
+
     async def _close(self, viewer: str) -> None:
-        entry = self._pcs.pop(viewer, None)
-        if entry is not None:
-            await entry[1].close()
+        link = self._links.pop(viewer, None)
+        self._misses.pop(viewer, None)
+        if link is not None:
+            await link.close()
 
     async def close(self) -> None:
-        for viewer in list(self._pcs):
+        for viewer in list(self._links):
             await self._close(viewer)
 
 
@@ -215,6 +301,7 @@ class Viewer:
         self._relay = MediaRelay()
         self.pc: RTCPeerConnection | None = None
         self.generation: int | None = None
+        self._candidates: _RemoteCandidates | None = None
         self.counters: list[FrameCounter] = []
         self.video = asyncio.Event()
         """Set when a video track arrives (again, after a fresh connection)."""
@@ -232,16 +319,18 @@ class Viewer:
         if kind == "offer":
             if self.pc is None or generation != self.generation:
                 await self._replace(generation)
-            assert self.pc is not None
-            await self.pc.setRemoteDescription(RTCSessionDescription(frame["sdp"], "offer"))
-            if self._microphone is not None and not any(s.track for s in self.pc.getSenders()):
+            assert self.pc is not None and self._candidates is not None
+            pc, candidates = self.pc, self._candidates
+            await pc.setRemoteDescription(RTCSessionDescription(frame["sdp"], "offer"))
+            if self._microphone is not None and not any(s.track for s in pc.getSenders()):
                 # After the offer, so that the offered audio transceiver carries it.
-                self.pc.addTrack(self._relay.subscribe(self._microphone, buffered=False))
-            await self.pc.setLocalDescription(await self.pc.createAnswer())
-            await self._client.send(Answer(to=frame["from"], sdp=self.pc.localDescription.sdp, pc=generation))
+                pc.addTrack(self._relay.subscribe(self._microphone, buffered=False))
+            await pc.setLocalDescription(await pc.createAnswer())
+            await self._client.send(Answer(to=frame["from"], sdp=pc.localDescription.sdp, pc=generation))
             await self._client.send(EndOfCandidates(to=frame["from"], pc=generation))
-        elif kind == "candidate" and self.pc is not None and generation == self.generation:
-            await _add_candidate(self.pc, frame)
+            await candidates.flush()
+        elif kind == "candidate" and self._candidates is not None and generation == self.generation:
+            await self._candidates.add(frame)
 
     async def frames(self, count: int = 1) -> FrameCounter:
         """Until the current video track has decoded ``count`` frames; returns its counter."""
@@ -254,17 +343,22 @@ class Viewer:
         await self._client.send(IceRestart(to=camera))
 
     async def _replace(self, generation: int) -> None:
-        if self.pc is not None:
-            await self.pc.close()
+        """A new connection for ``generation``, registered before the old one is awaited
+        closed, so that the candidates behind the offer find it."""
+        old = self.pc
         self.video.clear()
-        self.pc = RTCPeerConnection(self._configuration)
+        pc = self.pc = RTCPeerConnection(self._configuration)
         self.generation = generation
+        self._candidates = _RemoteCandidates(pc)
 
-        @self.pc.on("track")
+        @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "video":
                 self.counters.append(FrameCounter(track, self.on_frame))
                 self.video.set()
+
+        if old is not None:
+            await old.close()
 
     async def close(self) -> None:
         for counter in self.counters:
