@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
+import os
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +49,7 @@ from aiohttp import web
 
 from bench.common import free_port
 from signaling.turn import ice_servers
-from tests.camera.scene import Visit, home_visit
+from tests.camera.scene import REPO, Visit, home_visit
 from tests.coturn import Coturn, running_coturn
 from tests.e2e.browser import CHROMIUM, FLAGS, async_playwright
 from tests.e2e.test_browser import DESKTOP, PASSWORD, PHONE, log_in
@@ -211,6 +212,22 @@ async def camera_in_call(visit: Visit, origin: str) -> str:
     return await visit.find_consultation(60)
 
 
+def restart_camera(visit: Visit, origin: str, consultation: str) -> None:
+    """Start the camera again after it exited, back into its consultation, so that one crash
+    does not end the run; the log of the one that exited is kept beside the new one's."""
+    log = visit.log_path.with_name(f"camera-{time.monotonic_ns()}.log")
+    visit.log_path.rename(log)
+    print(f"  the camera exited with code {visit.camera and visit.camera.returncode}; restarted. Its log's end:\n"
+          + log.read_text(errors="replace")[-3000:], file=sys.stderr, flush=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WOUNDCARE_DEVICE_TOKEN": visit.device_token}
+    with open(visit.log_path, "wb") as log_file:
+        visit.camera = subprocess.Popen(
+            [sys.executable, "-m", "woundcare", "camera", "--server", origin, "--consultation", consultation,
+             "--source", "synthetic", "--queue-dir", str(visit.tmp_path / "queue"), "--loopback-only"],
+            cwd=visit.tmp_path, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        )
+
+
 # --- the floor -------------------------------------------------------------------------------
 
 
@@ -290,7 +307,8 @@ def relay_config(turn: Coturn) -> dict[str, Any]:
     }
 
 
-async def measure(joins: int, warmup: int, progress: bool = True) -> list[Joins]:
+async def measure(joins: int, warmup: int, progress: bool = True) -> tuple[list[Joins], int]:
+    """Every setting's join times, and how often the camera exited and was started again."""
     results = {setting.key: Joins(setting) for setting in SETTINGS}
     async with AsyncExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="woundcare-bench-")))
@@ -343,19 +361,22 @@ async def measure(joins: int, warmup: int, progress: bool = True) -> list[Joins]
             page = pages[setting.key.partition("/")[2]]
             return specialist_join(page, origin, consultation)
 
+        camera_restarts = 0
         for round_ in range(warmup + joins):
             # Each round starts at another setting, so that none always follows the same one.
             shift = round_ % len(SETTINGS)
             for setting in (*SETTINGS[shift:], *SETTINGS[:shift]):
                 seconds = await run(setting)
-                visit.assert_camera_running()
+                if visit.camera is not None and visit.camera.poll() is not None:
+                    camera_restarts += 1
+                    restart_camera(visit, origin, camera_consultation)
                 if round_ >= warmup:
                     results[setting.key].seconds.append(seconds)
                 if progress:
                     kind = "warm-up" if round_ < warmup else f"{round_ - warmup + 1}/{joins}"
                     print(f"  {setting.key:<18} {kind:>7}  {seconds * 1000:9.0f} ms", file=sys.stderr, flush=True)
         del nurse
-    return list(results.values())
+    return list(results.values()), camera_restarts
 
 
 # --- the table -------------------------------------------------------------------------------
@@ -365,7 +386,11 @@ def _ms(seconds: float) -> str:
     return "timeout" if math.isinf(seconds) else f"{seconds * 1000:.0f} ms"
 
 
-def render(results: list[Joins], warmup: int, when: str, load: str) -> str:
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def render(results: list[Joins], camera_restarts: int, warmup: int, when: str, loads: tuple[str, str]) -> str:
     by_key = {r.setting.key: r for r in results}
     header = ("setting", "source", "injected delay", "joins", "median", "p95", "max", "> 3 s", "floor median", "ratio")
     rows = [header]
@@ -393,12 +418,14 @@ def render(results: list[Joins], warmup: int, when: str, load: str) -> str:
     lines = [
         f"specialist join -> first decoded frame (click on Join to requestVideoFrameCallback on the "
         f"specialist's video), two Chromiums over coturn (relay only), {joins} joins per setting "
-        f"(+{warmup} warm-up), interleaved; {when}, load average {load}",
+        f"(+{warmup} warm-up), interleaved; {when}, load average {loads[0]} at the start, {loads[1]} at the end",
         "",
     ]
     for row in rows:
         lines.append("  ".join(cell.ljust(w) if i in left else cell.rjust(w)
                                for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+    if camera_restarts:
+        lines += ["", f"the camera exited {camera_restarts} time(s) and was started again (its log is on stderr)"]
     lines += ["", f"targets: no join over {TARGET_MAX:g} s, p95 <= {TARGET_P95:g} s, median <= {TARGET_RATIO} x its floor's", *verdicts]
     return "\n".join(lines)
 
@@ -417,10 +444,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     joins = args.joins or (QUICK_JOINS if args.quick else JOINS)
     warmup = 0 if args.quick else 1
-    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    start = load_average()
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    results = asyncio.run(measure(joins, warmup))
-    print(render(results, warmup, when, load))
+    results, camera_restarts = asyncio.run(measure(joins, warmup))
+    print(render(results, camera_restarts, warmup, when, (start, load_average())))
     return 0
 
 
