@@ -66,6 +66,11 @@ FRAME_DELAY = 0.05
 JOIN_TIMEOUT = 40.0
 """A join with no frame by then counts as timed out (the stalls this bench was made for took 12-20 s)."""
 UI_TIMEOUT_MS = 30_000
+CAMERA_RESTART_SECONDS = 120.0
+RELAY_PORTS = 1024
+"""coturn's relay ports. A page that is reloaded leaves its TURN allocations to expire (10 min),
+so hundreds of joins need far more than the tests' 16; with too few, allocations fail (508)
+and joins stall on the bench, not on the code."""
 TARGET_MAX = 3.0
 TARGET_P95 = 1.5
 TARGET_RATIO = 1.2
@@ -212,20 +217,27 @@ async def camera_in_call(visit: Visit, origin: str) -> str:
     return await visit.find_consultation(60)
 
 
-def restart_camera(visit: Visit, origin: str, consultation: str) -> None:
+async def restart_camera(visit: Visit, origin: str, consultation: str) -> None:
     """Start the camera again after it exited, back into its consultation, so that one crash
-    does not end the run; the log of the one that exited is kept beside the new one's."""
-    log = visit.log_path.with_name(f"camera-{time.monotonic_ns()}.log")
-    visit.log_path.rename(log)
-    print(f"  the camera exited with code {visit.camera and visit.camera.returncode}; restarted. Its log's end:\n"
-          + log.read_text(errors="replace")[-3000:], file=sys.stderr, flush=True)
+    does not end the run; the log of the one that exited goes to stderr. Its old place in the
+    room is held for the grace window (a new one is refused ``role_taken`` meanwhile), so this
+    tries until one has joined."""
+    print(f"  the camera exited with code {visit.camera and visit.camera.returncode}; its log's end:\n"
+          + visit.camera_log()[-3000:], file=sys.stderr, flush=True)
     env = {**os.environ, "PYTHONPATH": str(REPO), "WOUNDCARE_DEVICE_TOKEN": visit.device_token}
-    with open(visit.log_path, "wb") as log_file:
-        visit.camera = subprocess.Popen(
-            [sys.executable, "-m", "woundcare", "camera", "--server", origin, "--consultation", consultation,
-             "--source", "synthetic", "--queue-dir", str(visit.tmp_path / "queue"), "--loopback-only"],
-            cwd=visit.tmp_path, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-        )
+    async with asyncio.timeout(CAMERA_RESTART_SECONDS):
+        while True:
+            with open(visit.log_path, "wb") as log_file:
+                visit.camera = subprocess.Popen(
+                    [sys.executable, "-m", "woundcare", "camera", "--server", origin, "--consultation", consultation,
+                     "--source", "synthetic", "--queue-dir", str(visit.tmp_path / "queue"), "--loopback-only"],
+                    cwd=visit.tmp_path, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                )
+            while visit.camera.poll() is None and "joined as nurse" not in visit.camera_log():
+                await asyncio.sleep(0.2)
+            if visit.camera.poll() is None:
+                return
+            await asyncio.sleep(2)
 
 
 # --- the floor -------------------------------------------------------------------------------
@@ -312,7 +324,7 @@ async def measure(joins: int, warmup: int, progress: bool = True) -> tuple[list[
     results = {setting.key: Joins(setting) for setting in SETTINGS}
     async with AsyncExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="woundcare-bench-")))
-        turn = await stack.enter_async_context(running_coturn(work / "coturn"))
+        turn = await stack.enter_async_context(running_coturn(work / "coturn", relay_ports=RELAY_PORTS))
         settings = Settings(
             port=free_port(), data_dir=work / "server", database_url=None, demo=False,
             turn_urls=[turn.url], turn_secret=turn.secret, ice_transport_policy="relay",
@@ -369,7 +381,7 @@ async def measure(joins: int, warmup: int, progress: bool = True) -> tuple[list[
                 seconds = await run(setting)
                 if visit.camera is not None and visit.camera.poll() is not None:
                     camera_restarts += 1
-                    restart_camera(visit, origin, camera_consultation)
+                    await restart_camera(visit, origin, camera_consultation)
                 if round_ >= warmup:
                     results[setting.key].seconds.append(seconds)
                 if progress:
