@@ -40,11 +40,6 @@ export class IceConfig {
     }
   }
 
-  /** Stops the renewals (the call ended). */
-  close() {
-    clearTimeout(this.#timer);
-  }
-
   /** One fetch at a time; on success the next renewal is due at half the lifetime. */
   #renew() {
     this.#fetching ??= getJson('/api/ice-servers').then(

@@ -209,6 +209,8 @@ class Camera:
         client = SignalingClient(self.options.server)  # its own session: no request timeouts on /ws
         publisher: Publisher | None = None
         uploading = asyncio.create_task(self.uploader.run())
+        # Asked at once, so that the TURN probe overlaps the setup instead of delaying the join.
+        ice = asyncio.create_task(self._ice())
         try:
             if self.consultation is None:
                 assert self.options.patient is not None
@@ -223,7 +225,7 @@ class Camera:
             if self.options.microphone:
                 voice, microphone = audio.open_microphone(self.options.microphone)
             publisher = Publisher(
-                client, track, await self._ice(), microphone=voice, on_voice=speaker.play if speaker else None
+                client, track, await ice, microphone=voice, on_voice=speaker.play if speaker else None
             )
             adaptation = Adaptation(client, publisher, track, mode=self.options.video_mode)
             await client.join(self.consultation, Role.NURSE, await self._api.join_token(self.consultation))
@@ -237,9 +239,9 @@ class Camera:
             log.error("camera stopped: %s", exc)
             return 0 if exc.code == ErrorCode.ENDED.value else 1
         finally:
-            for task in [*self._tasks, uploading]:
+            for task in [*self._tasks, uploading, ice]:
                 task.cancel()
-            await asyncio.gather(*self._tasks, uploading, return_exceptions=True)
+            await asyncio.gather(*self._tasks, uploading, ice, return_exceptions=True)
             if client.connected and self.stop.is_set():
                 with suppress(Exception):
                     await client.send(Leave())

@@ -157,10 +157,13 @@ class Publisher:
         return LinkSample(max(s.loss for s in samples), max(rtts) if rtts else None)
 
     async def start(self) -> None:
-        """Offer to the viewers already in the room."""
-        for peer in self._client.peers:
-            if peer["role"] != Role.NURSE.value:
-                await self.offer(peer["id"])
+        """Offer to the viewers in the room (after our own join or rejoin), and drop the
+        connections of those who left meanwhile: their watchdogs would offer to nobody."""
+        viewers = [peer["id"] for peer in self._client.peers if peer["role"] != Role.NURSE.value]
+        for viewer in set(self._links) - set(viewers):
+            await self._close(viewer)
+        for viewer in viewers:
+            await self.offer(viewer)
 
     async def offer(self, viewer: str) -> None:
         """(Re)negotiate with ``viewer`` on a fresh peer connection of the next generation.
@@ -221,13 +224,14 @@ class Publisher:
 
     async def _watch(self, viewer: str, link: _Link) -> None:
         misses = self._misses.get(viewer, 0)
-        await asyncio.sleep(min(self._watchdog * 2**misses, WATCHDOG_MAX_SECONDS))
+        wait = min(self._watchdog * 2**misses, WATCHDOG_MAX_SECONDS)
+        await asyncio.sleep(wait)
         if self._links.get(viewer) is not link:
             return
         if _connected(link.pc):
             self._misses.pop(viewer, None)
             return
-        log.info("media not connected %.0f s after the answer; offering afresh", self._watchdog * 2**misses)
+        log.info("media not connected %.0f s after the answer; offering afresh", wait)
         self._misses[viewer] = misses + 1
         link.watchdog = None  # offer() closes this link: it must not cancel us
         try:
