@@ -88,6 +88,29 @@ JOIN_PROBE = """
   document.addEventListener('click', (event) => {
     if (event.target instanceof Element && event.target.closest('#queue-body button')) join.clickAt = performance.now();
   }, true);
+  // Steps on the way, for the progress lines: the socket open, `joined`, the camera's offer, ICE connected.
+  join.steps = {};
+  const mark = (step) => { if (join.clickAt !== null) join.steps[step] ??= performance.now(); };
+  const NativeSocket = window.WebSocket;
+  window.WebSocket = class extends NativeSocket {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('open', () => mark('open'));
+      this.addEventListener('message', (event) => {
+        const type = typeof event.data === 'string' && event.data.match(/"type":"(joined|offer)"/)?.[1];
+        if (type) mark(type);
+      });
+    }
+  };
+  const NativePeer = window.RTCPeerConnection;
+  window.RTCPeerConnection = class extends NativePeer {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('iceconnectionstatechange', () => {
+        if (['connected', 'completed'].includes(this.iceConnectionState)) mark('connected');
+      });
+    }
+  };
   document.addEventListener('DOMContentLoaded', () => {
     document.getElementById('remote-video')
       ?.requestVideoFrameCallback((now, frame) => { join.frameAt = frame.presentationTime; });
@@ -171,6 +194,9 @@ async def specialist_join(page: Any, origin: str, consultation: str) -> float:
         took = await page.evaluate("() => (window.__benchJoin.frameAt - window.__benchJoin.clickAt) / 1000")
     except PlaywrightTimeout:
         took = math.inf
+    steps = await page.evaluate("""() => Object.entries(window.__benchJoin.steps)
+      .map(([step, at]) => `${step} ${Math.round(at - window.__benchJoin.clickAt)}`).join(', ')""")
+    print(f"    steps after the click (ms): {steps}", file=sys.stderr, flush=True)
     await page.click("#leave")
     await page.locator("#call-ended").wait_for(state="visible")
     return float(took)
