@@ -161,7 +161,8 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
 
 @asynccontextmanager
 async def running_coturn(
-    workdir: Path, startup_timeout: float = 10.0, tls: tuple[Path, Path] | None = None
+    workdir: Path, startup_timeout: float = 10.0, tls: tuple[Path, Path] | None = None,
+    relay_ports: int = RELAY_PORTS,
 ) -> AsyncIterator[Coturn]:
     """Start ``turnserver`` on loopback, yield once it answers STUN, stop it on exit. With
     ``tls`` (certificate, key) it also takes TURN over TLS on :attr:`Coturn.tls_port`.
@@ -171,7 +172,7 @@ async def running_coturn(
     """
     binary = turnserver_path()
     workdir.mkdir(parents=True, exist_ok=True)
-    ports = free_port_block(2 + RELAY_PORTS)
+    ports = free_port_block(2 + relay_ports)
     turn = Coturn(
         port=ports[0],
         secret=secrets.token_urlsafe(24),

@@ -1,0 +1,493 @@
+"""Specialist joins in real browsers: the click on Join to the first decoded video frame.
+
+Two headless Chromiums (Debian's, driven by Playwright as in ``tests/e2e``), one real server
+and a local coturn that the server hands out with ``iceTransportPolicy: relay``. A nurse page
+(login, patient registration, consent, Start, as in ``tests/e2e/test_browser.py``) and a
+``woundcare camera`` (aiortc, synthetic 1080p source, a device token, as in
+``tests/camera``) wait in their consultations; the specialist's page joins one from the queue,
+is timed, leaves and joins again. The span is measured in the specialist's page: from the
+click on Join to the ``requestVideoFrameCallback`` of ``#remote-video``'s first frame
+(``presentationTime``).
+
+Each source is joined in three settings:
+
+``plain``
+    as it is.
+``ice+300ms``
+    the specialist page's ``GET /api/ice-servers`` answered 300 ms late (Playwright routing).
+``ws+50ms``
+    the specialist page's ``/ws`` through a TCP delay relay (``tests.relay.tcp_delay``) that
+    holds every chunk 50 ms in each direction; an init script points the page's WebSocket at it.
+
+The floor: the same two browsers with no server, a minimal page (``bench/floor.html``) on
+each, offer, answer and candidates handed between the pages by this script, relay only
+through the same coturn; its span runs from the viewer's "join" to its first frame. It runs
+as it is and with every handed message held 50 ms (beside ``ws+50ms``). All settings are
+interleaved, one join of each per round, so the machine's noise falls on all of them.
+
+    python -m bench.browser_join            # 50 joins per setting (about 30 minutes)
+    python -m bench.browser_join --quick    # 3 joins per setting: a smoke run (tests/bench runs it)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from bench.common import free_port
+from signaling.turn import ice_servers
+from tests.camera.scene import REPO, Visit, home_visit
+from tests.coturn import Coturn, running_coturn
+from tests.e2e.browser import CHROMIUM, FLAGS, async_playwright
+from tests.e2e.test_browser import DESKTOP, PASSWORD, PHONE, log_in
+from tests.relay import tcp_delay
+from tests.server import RunningServer
+from woundcare.config import Settings
+from woundcare.db.models import Role as StaffRole
+
+JOINS = 50
+QUICK_JOINS = 3
+ICE_DELAY = 0.3
+FRAME_DELAY = 0.05
+"""Held in each direction on the specialist's socket: every frame to or from the page."""
+JOIN_TIMEOUT = 40.0
+"""A join with no frame by then counts as timed out (the stalls this bench was made for took 12-20 s)."""
+UI_TIMEOUT_MS = 30_000
+CAMERA_RESTART_SECONDS = 120.0
+RELAY_PORTS = 1024
+"""coturn's relay ports. A page that is reloaded leaves its TURN allocations to expire (10 min),
+so hundreds of joins need far more than the tests' 16; with too few, allocations fail (508)
+and joins stall on the bench, not on the code."""
+TARGET_MAX = 3.0
+TARGET_P95 = 1.5
+TARGET_RATIO = 1.2
+FLOOR_PAGE = Path(__file__).with_name("floor.html")
+NATIONAL_ID = "01018000055"
+"""The browser nurse's patient (fictional; home_visit's camera patient has another)."""
+
+# Chromium plays the remote video without a gesture, as the floor page has no click.
+BENCH_FLAGS = (*FLAGS, "--autoplay-policy=no-user-gesture-required")
+
+JOIN_PROBE = """
+(() => {
+  const join = { clickAt: null, frameAt: null };
+  Object.defineProperty(window, '__benchJoin', { value: join });
+  document.addEventListener('click', (event) => {
+    if (event.target instanceof Element && event.target.closest('#queue-body button')) join.clickAt = performance.now();
+  }, true);
+  // Steps on the way, for the progress lines: the socket open, `joined`, the camera's offer, ICE connected.
+  join.steps = {};
+  const mark = (step) => { if (join.clickAt !== null) join.steps[step] ??= performance.now(); };
+  const NativeSocket = window.WebSocket;
+  window.WebSocket = class extends NativeSocket {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('open', () => mark('open'));
+      this.addEventListener('message', (event) => {
+        const type = typeof event.data === 'string' && event.data.match(/"type":"(joined|offer)"/)?.[1];
+        if (type) mark(type);
+      });
+    }
+  };
+  const NativePeer = window.RTCPeerConnection;
+  window.RTCPeerConnection = class extends NativePeer {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('iceconnectionstatechange', () => {
+        if (['connected', 'completed'].includes(this.iceConnectionState)) mark('connected');
+      });
+    }
+  };
+  document.addEventListener('DOMContentLoaded', () => {
+    document.getElementById('remote-video')
+      ?.requestVideoFrameCallback((now, frame) => { join.frameAt = frame.presentationTime; });
+  });
+})();
+"""
+"""The click on a queue row's Join and the first frame of the specialist's video, on the page's clock."""
+
+WS_VIA = """
+(() => {
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(url, protocols) {
+      const target = new URL(url, location.href);
+      if (target.pathname === '/ws') target.port = '%d';
+      super(target.href, protocols);
+    }
+  };
+})();
+"""
+"""Send the page's /ws through the delay relay; every other request goes to the server directly."""
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    key: str
+    """The table's first column: the source, and the delay if any."""
+    source: str
+    delay: str
+    floor: str
+    """The key of the floor this setting is set beside."""
+
+
+SETTINGS = (
+    Setting("browser", "nurse page", "-", "floor"),
+    Setting("browser/ice+300ms", "nurse page", "ICE-server fetch +300 ms", "floor"),
+    Setting("browser/ws+50ms", "nurse page", "/ws +50 ms each way", "floor/msg+50ms"),
+    Setting("camera", "woundcare camera", "-", "floor"),
+    Setting("camera/ice+300ms", "woundcare camera", "ICE-server fetch +300 ms", "floor"),
+    Setting("camera/ws+50ms", "woundcare camera", "/ws +50 ms each way", "floor/msg+50ms"),
+    Setting("floor", "in-page, no server", "-", "floor"),
+    Setting("floor/msg+50ms", "in-page, no server", "messages +50 ms", "floor/msg+50ms"),
+)
+
+
+@dataclass(slots=True)
+class Joins:
+    setting: Setting
+    seconds: list[float] = field(default_factory=list)
+    """Timed-out joins count as infinite: they sort last and fail every target."""
+
+    def percentile(self, q: float) -> float:
+        """Nearest rank, so that a timed-out join is reported as one, never interpolated."""
+        ordered = sorted(self.seconds)
+        return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+    @property
+    def median(self) -> float:
+        return self.percentile(50)
+
+    @property
+    def worst(self) -> float:
+        return max(self.seconds)
+
+    @property
+    def over_target(self) -> int:
+        return sum(s > TARGET_MAX for s in self.seconds)
+
+
+# --- the specialist's page -------------------------------------------------------------------
+
+
+async def specialist_join(page: Any, origin: str, consultation: str) -> float:
+    """Open the queue, click Join on ``consultation``'s row, wait for the first frame, leave."""
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+    await page.goto(origin + "/specialist")
+    await page.locator(f'#queue-body tr[data-consultation="{consultation}"] button').click()
+    try:
+        await page.wait_for_function("() => window.__benchJoin.frameAt !== null", timeout=JOIN_TIMEOUT * 1000, polling=50)
+        took = await page.evaluate("() => (window.__benchJoin.frameAt - window.__benchJoin.clickAt) / 1000")
+    except PlaywrightTimeout:
+        took = math.inf
+    steps = await page.evaluate("""() => Object.entries(window.__benchJoin.steps)
+      .map(([step, at]) => `${step} ${Math.round(at - window.__benchJoin.clickAt)}`).join(', ')""")
+    print(f"    steps after the click (ms): {steps}", file=sys.stderr, flush=True)
+    await page.click("#leave")
+    await page.locator("#call-ended").wait_for(state="visible")
+    return float(took)
+
+
+async def specialist_page(browser: Any, origin: str, ice_delay: float = 0.0, ws_port: int | None = None) -> Any:
+    """A logged-in specialist in a context of its own, with the join probe and the setting's delay."""
+    context = await browser.new_context(viewport=DESKTOP, locale="nb-NO")
+    await context.add_init_script(JOIN_PROBE)
+    if ws_port is not None:
+        await context.add_init_script(WS_VIA % ws_port)
+    if ice_delay:
+        async def late(route: Any) -> None:
+            await asyncio.sleep(ice_delay)
+            await route.continue_()
+
+        await context.route("**/api/ice-servers", late)
+    page = await context.new_page()
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    await log_in(page, origin, "spesialist", "/specialist")
+    return page
+
+
+async def nurse_in_call(browser: Any, origin: str) -> Any:
+    """The nurse page of tests/e2e/test_browser.py up to Start: waiting in its consultation."""
+    context = await browser.new_context(viewport=PHONE, locale="nb-NO")
+    nurse = await context.new_page()
+    nurse.set_default_timeout(UI_TIMEOUT_MS)
+    await log_in(nurse, origin, "sykepleier", "/nurse")
+    await nurse.click("#register-toggle")
+    await nurse.fill("#national-id", NATIONAL_ID)
+    await nurse.fill("#patient-name", "Benk Pasient")
+    await nurse.click("#register-form button[type=submit]")
+    await nurse.check("#identity-confirmed")
+    await nurse.check("#consent-form input[name=video]")
+    await nurse.click("#start")
+    await nurse.locator("#status[data-state=waiting]").wait_for()
+    return nurse
+
+
+async def camera_in_call(visit: Visit, origin: str) -> str:
+    """``woundcare camera`` started for the visit's patient; its consultation, once queued."""
+    visit.start_camera(origin, "--loopback-only")
+    return await visit.find_consultation(60)
+
+
+async def restart_camera(visit: Visit, origin: str, consultation: str) -> None:
+    """Start the camera again after it exited, back into its consultation, so that one crash
+    does not end the run; the log of the one that exited goes to stderr. Its old place in the
+    room is held for the grace window (a new one is refused ``role_taken`` meanwhile), so this
+    tries until one has joined."""
+    print(f"  the camera exited with code {visit.camera and visit.camera.returncode}; its log's end:\n"
+          + visit.camera_log()[-3000:], file=sys.stderr, flush=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WOUNDCARE_DEVICE_TOKEN": visit.device_token}
+    async with asyncio.timeout(CAMERA_RESTART_SECONDS):
+        while True:
+            with open(visit.log_path, "wb") as log_file:
+                visit.camera = subprocess.Popen(
+                    [sys.executable, "-m", "woundcare", "camera", "--server", origin, "--consultation", consultation,
+                     "--source", "synthetic", "--queue-dir", str(visit.tmp_path / "queue"), "--loopback-only"],
+                    cwd=visit.tmp_path, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                )
+            while visit.camera.poll() is None and "joined as nurse" not in visit.camera_log():
+                await asyncio.sleep(0.2)
+            if visit.camera.poll() is None:
+                return
+            await asyncio.sleep(2)
+
+
+# --- the floor -------------------------------------------------------------------------------
+
+
+class FloorLink:
+    """Hands each page's messages to the other, in order, each held ``delay`` seconds."""
+
+    def __init__(self, nurse: Any, viewer: Any) -> None:
+        self.delay = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._queues: dict[str, asyncio.Queue[tuple[float, Any]]] = {}
+        for name, other in (("nurse", viewer), ("viewer", nurse)):
+            queue: asyncio.Queue[tuple[float, Any]] = asyncio.Queue()
+            self._queues[name] = queue
+            self._tasks.append(asyncio.create_task(self._deliver(queue, other)))
+        self.pages = {"nurse": nurse, "viewer": viewer}
+
+    async def bind(self) -> None:
+        for name, page in self.pages.items():
+            queue = self._queues[name]
+            await page.expose_binding(
+                "benchSend", lambda source, message, queue=queue: queue.put_nowait((time.monotonic() + self.delay, message))
+            )
+
+    async def _deliver(self, queue: asyncio.Queue[tuple[float, Any]], target: Any) -> None:
+        while True:
+            due, message = await queue.get()
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            with suppress(Exception):  # a page mid-reload misses what was meant for the old one
+                await target.evaluate("(message) => window.benchReceive(message)", message)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+@asynccontextmanager
+async def floor_site() -> AsyncIterator[str]:
+    """``bench/floor.html`` on a loopback port of its own (getUserMedia needs an http origin)."""
+    page = FLOOR_PAGE.read_text()
+    app = web.Application()
+    app.router.add_get("/floor", lambda request: web.Response(text=page, content_type="text/html"))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}/floor"
+    finally:
+        await runner.cleanup()
+
+
+async def floor_join(link: FloorLink, url: str, config: dict[str, Any], delay: float) -> float:
+    viewer = link.pages["viewer"]
+    await viewer.goto(url + "?role=viewer")
+    await viewer.evaluate("(config) => window.benchInit(config)", config)
+    link.delay = delay
+    await viewer.evaluate("() => window.benchBegin()")
+    try:
+        await viewer.wait_for_function("() => window.benchJoin.frameAt !== null", timeout=JOIN_TIMEOUT * 1000, polling=50)
+        took = await viewer.evaluate("() => (window.benchJoin.frameAt - window.benchJoin.beganAt) / 1000")
+    except Exception:
+        took = math.inf
+    link.delay = 0.0
+    await link.pages["nurse"].evaluate("() => window.benchReceive({ type: 'leave' })")
+    return float(took)
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def relay_config(turn: Coturn) -> dict[str, Any]:
+    """What /api/ice-servers would hand out: coturn with fresh credentials, relay only."""
+    return {
+        "iceServers": ice_servers([], [turn.url], turn.secret.encode(), "bench-floor", 3600),
+        "iceTransportPolicy": "relay",
+    }
+
+
+async def measure(joins: int, warmup: int, progress: bool = True) -> tuple[list[Joins], int]:
+    """Every setting's join times, and how often the camera exited and was started again."""
+    results = {setting.key: Joins(setting) for setting in SETTINGS}
+    async with AsyncExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="woundcare-bench-")))
+        turn = await stack.enter_async_context(running_coturn(work / "coturn", relay_ports=RELAY_PORTS))
+        settings = Settings(
+            port=free_port(), data_dir=work / "server", database_url=None, demo=False,
+            turn_urls=[turn.url], turn_secret=turn.secret, ice_transport_policy="relay",
+        )
+        server = await RunningServer.start(settings)
+        stack.push_async_callback(server.stop)
+        origin = server.url
+        ws_port = free_port()
+        await stack.enter_async_context(tcp_delay(("127.0.0.1", ws_port), ("127.0.0.1", settings.port), FRAME_DELAY))
+        (work / "visit").mkdir()
+        visit = await stack.enter_async_context(home_visit(server, work / "visit"))
+        for username, role in (("sykepleier", StaffRole.NURSE), ("spesialist", StaffRole.SPECIALIST)):
+            await server.add_user(username, PASSWORD, {"east": role})
+        floor_url = await stack.enter_async_context(floor_site())
+        config = relay_config(turn)
+
+        playwright = await stack.enter_async_context(async_playwright())
+        browsers = []
+        for _ in range(2):
+            browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(BENCH_FLAGS), headless=True)
+            stack.push_async_callback(browser.close)
+            browsers.append(browser)
+        nurse_browser, specialist_browser = browsers
+
+        camera_consultation = await camera_in_call(visit, origin)
+        nurse = await nurse_in_call(nurse_browser, origin)
+        queue = (await visit.spes.json("GET", "/api/consultations/queue"))["consultations"]
+        [nurse_consultation] = [c["id"] for c in queue if c["id"] != camera_consultation]
+        pages = {
+            "": await specialist_page(specialist_browser, origin),
+            "ice+300ms": await specialist_page(specialist_browser, origin, ice_delay=ICE_DELAY),
+            "ws+50ms": await specialist_page(specialist_browser, origin, ws_port=ws_port),
+        }
+        floor_nurse = await (await nurse_browser.new_context(viewport=PHONE)).new_page()
+        floor_viewer = await (await specialist_browser.new_context(viewport=DESKTOP)).new_page()
+        link = FloorLink(floor_nurse, floor_viewer)
+        stack.push_async_callback(link.close)
+        await link.bind()
+        await floor_nurse.goto(floor_url + "?role=nurse")
+        await floor_nurse.evaluate("(config) => window.benchInit(config)", config)
+
+        def run(setting: Setting) -> Awaitable[float]:
+            if setting.key.startswith("floor"):
+                return floor_join(link, floor_url, config, FRAME_DELAY if "msg" in setting.key else 0.0)
+            consultation = nurse_consultation if setting.key.startswith("browser") else camera_consultation
+            page = pages[setting.key.partition("/")[2]]
+            return specialist_join(page, origin, consultation)
+
+        camera_restarts = 0
+        for round_ in range(warmup + joins):
+            # Each round starts at another setting, so that none always follows the same one.
+            shift = round_ % len(SETTINGS)
+            for setting in (*SETTINGS[shift:], *SETTINGS[:shift]):
+                seconds = await run(setting)
+                if visit.camera is not None and visit.camera.poll() is not None:
+                    camera_restarts += 1
+                    await restart_camera(visit, origin, camera_consultation)
+                if round_ >= warmup:
+                    results[setting.key].seconds.append(seconds)
+                if progress:
+                    kind = "warm-up" if round_ < warmup else f"{round_ - warmup + 1}/{joins}"
+                    print(f"  {setting.key:<18} {kind:>7}  {seconds * 1000:9.0f} ms", file=sys.stderr, flush=True)
+        del nurse
+    return list(results.values()), camera_restarts
+
+
+# --- the table -------------------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> str:
+    return "timeout" if math.isinf(seconds) else f"{seconds * 1000:.0f} ms"
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def render(results: list[Joins], camera_restarts: int, warmup: int, when: str, loads: tuple[str, str]) -> str:
+    by_key = {r.setting.key: r for r in results}
+    header = ("setting", "source", "injected delay", "joins", "median", "p95", "max", "> 3 s", "floor median", "ratio")
+    rows = [header]
+    verdicts = []
+    for r in results:
+        floor = by_key[r.setting.floor]
+        ratio = r.median / floor.median
+        is_floor = r.setting.key == r.setting.floor
+        rows.append((
+            r.setting.key, r.setting.source, r.setting.delay, str(len(r.seconds)), _ms(r.median),
+            _ms(r.percentile(95)), _ms(r.worst), str(r.over_target),
+            "-" if is_floor else _ms(floor.median), "-" if is_floor else f"{ratio:.2f}",
+        ))
+        if not is_floor:
+            met = r.over_target == 0 and r.percentile(95) <= TARGET_P95 and ratio <= TARGET_RATIO
+            missed = [name for name, ok in (
+                ("a join over 3 s", r.over_target == 0),
+                ("p95 over 1.5 s", r.percentile(95) <= TARGET_P95),
+                (f"median over {TARGET_RATIO} x floor", ratio <= TARGET_RATIO),
+            ) if not ok]
+            verdicts.append(f"  {r.setting.key:<18} {'met' if met else 'NOT met: ' + ', '.join(missed)}")
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    left = {0, 1, 2}
+    joins = len(results[0].seconds)
+    lines = [
+        f"specialist join -> first decoded frame (click on Join to requestVideoFrameCallback on the "
+        f"specialist's video), two Chromiums over coturn (relay only), {joins} joins per setting "
+        f"(+{warmup} warm-up), interleaved; {when}, load average {loads[0]} at the start, {loads[1]} at the end",
+        "",
+    ]
+    for row in rows:
+        lines.append("  ".join(cell.ljust(w) if i in left else cell.rjust(w)
+                               for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+    if camera_restarts:
+        lines += ["", f"the camera exited {camera_restarts} time(s) and was started again (its log is on stderr)"]
+    lines += ["", f"targets: no join over {TARGET_MAX:g} s, p95 <= {TARGET_P95:g} s, median <= {TARGET_RATIO} x its floor's", *verdicts]
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.browser_join", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_JOINS} joins per setting, no warm-up: a smoke run")
+    parser.add_argument("--joins", type=int, help=f"measured joins per setting (default {JOINS})")
+    args = parser.parse_args(argv)
+    if args.joins is not None and args.joins < 1:
+        parser.error("--joins must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    joins = args.joins or (QUICK_JOINS if args.quick else JOINS)
+    warmup = 0 if args.quick else 1
+    start = load_average()
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    results, camera_restarts = asyncio.run(measure(joins, warmup))
+    print(render(results, camera_restarts, warmup, when, (start, load_average())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
