@@ -51,8 +51,8 @@ from bench.common import free_port
 from signaling.turn import ice_servers
 from tests.camera.scene import REPO, Visit, home_visit
 from tests.coturn import Coturn, running_coturn
-from tests.e2e.browser import CHROMIUM, FLAGS, async_playwright
-from tests.e2e.test_browser import DESKTOP, PASSWORD, PHONE, log_in
+from tests.e2e.browser import CHROMIUM, DESKTOP, FLAGS, PHONE, async_playwright
+from tests.e2e.flows import PASSWORD, log_in
 from tests.relay import tcp_delay
 from tests.server import RunningServer
 from woundcare.config import Settings
