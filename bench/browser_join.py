@@ -204,7 +204,9 @@ async def specialist_join(page: Any, origin: str, consultation: str) -> float:
 
 async def specialist_page(browser: Any, origin: str, ice_delay: float = 0.0, ws_port: int | None = None) -> Any:
     """A logged-in specialist in a context of its own, with the join probe and the setting's delay."""
-    context = await browser.new_context(viewport=DESKTOP, locale="nb-NO")
+    # The page's CSP allows sockets to its own origin only: the delay relay's port is another
+    # origin, so that one context is let past the policy (the server is unchanged).
+    context = await browser.new_context(viewport=DESKTOP, locale="nb-NO", bypass_csp=ws_port is not None)
     await context.add_init_script(JOIN_PROBE)
     if ws_port is not None:
         await context.add_init_script(WS_VIA % ws_port)
