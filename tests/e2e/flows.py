@@ -36,6 +36,10 @@ async def log_in(page: Any, origin: str, username: str, landing: str, *, passwor
     await page.fill("#password", password)
     await page.click("#login-form button[type=submit]")
     await page.wait_for_url(origin + landing, timeout=UI_TIMEOUT_MS)
+    # Until its module has run, a page's buttons do nothing and its first requests are still
+    # out (on a loaded machine a click could land before the handler, or a logout in another
+    # tab before the page's own ICE-server fetch).
+    await page.wait_for_load_state("networkidle", timeout=UI_TIMEOUT_MS)
 
 
 async def register_patient(page: Any, national_id: str, name: str) -> None:
