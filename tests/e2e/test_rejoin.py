@@ -32,7 +32,7 @@ from tests.e2e.flows import (
     confirm_and_consent,
     consultation_count,
     log_in,
-    register_patient,
+    start_consultation,
 )
 from tests.e2e.process import REPO_ROOT
 from tests.server import RunningServer
@@ -133,10 +133,7 @@ async def test_nurse_returns_to_the_same_consultation(
                 # --- a consultation under way, video over the relay -----------------------------
                 await log_in(nurse, origin, "sykepleier", "/nurse")
                 await expect(nurse.locator("#rejoin")).to_be_hidden()
-                await register_patient(nurse, NATIONAL_ID, PATIENT)
-                await confirm_and_consent(nurse, "snapshots")
-                await nurse.click("#start")
-                await expect(nurse.locator("#status")).to_have_attribute("data-state", "waiting")
+                await start_consultation(nurse, NATIONAL_ID, PATIENT, "snapshots")
                 await log_in(specialist, origin, "spesialist", "/specialist")
                 row = specialist.locator("#queue-body tr")
                 await expect(row).to_have_count(1)
