@@ -2,7 +2,7 @@
 
 Two aiortc peers, a camera (:class:`~woundcare.camera.peer.Publisher` fed by a 640x480 30 fps
 :class:`~woundcare.camera.synthetic.SyntheticVideoTrack`) and a specialist
-(:class:`~woundcare.camera.peer.Viewer`), meet in two ways, measured interleaved in one process:
+(:class:`~woundcare.webrtc.peer.Viewer`), meet in two ways, measured interleaved in one process:
 
 ``server``
     The nurse has joined and waits. The span starts just before the specialist sends its
@@ -39,14 +39,9 @@ from aiortc.contrib.media import MediaRelay
 from bench.common import free_port
 from signaling.protocol import Leave, Role
 from tests.server import RunningServer
-from woundcare.camera.client import SignalingClient
-from woundcare.camera.peer import (
-    FrameCounter,
-    Publisher,
-    Viewer,
-    ice_configuration,
-    pump,
-)
+from woundcare.camera.peer import Publisher
+from woundcare.webrtc.client import SignalingClient
+from woundcare.webrtc.peer import FrameCounter, Viewer, ice_configuration, pump
 from woundcare.camera.synthetic import SyntheticVideoTrack
 from woundcare.config import Settings
 

@@ -20,8 +20,8 @@ from aiortc import MediaStreamTrack
 from signaling.protocol import ClientMessage, Role
 from tests.api.client import ApiClient
 from tests.server import RunningServer
-from woundcare.camera.client import SignalingClient
-from woundcare.camera.peer import Viewer, ice_configuration, pump, shutdown
+from woundcare.webrtc.client import SignalingClient
+from woundcare.webrtc.peer import Viewer, ice_configuration, pump, shutdown
 from woundcare.db.models import Role as StaffRole
 
 REPO = Path(__file__).resolve().parents[2]

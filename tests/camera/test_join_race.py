@@ -25,9 +25,9 @@ from aiortc.sdp import candidate_to_sdp
 from signaling.protocol import Answer, Candidate, ClientMessage, IceRestart, Role
 from tests.camera.scene import Visit, home_visit
 from tests.server import RunningServer
-from woundcare.camera.client import SignalingClient, SignalingClosed
+from woundcare.webrtc.client import SignalingClient, SignalingClosed
 from woundcare.camera.device import Camera, DeviceApi, DeviceOptions
-from woundcare.camera.peer import Viewer, ice_configuration
+from woundcare.webrtc.peer import Viewer, ice_configuration
 
 FETCH_DELAY_SECONDS = 1.5
 

@@ -19,8 +19,9 @@ from signaling.protocol import Role
 from tests.e2e.process import ServerProcess, child_environ, woundcare_cli
 from tests.e2e.test_crash import PASSWORD, logged_in, new_consultation
 from tests.services import REDIS_URL, free_port
-from woundcare.camera.client import SignalingClient
-from woundcare.camera.peer import Publisher, Viewer, ice_configuration, pump, shutdown
+from woundcare.webrtc.client import SignalingClient
+from woundcare.camera.peer import Publisher
+from woundcare.webrtc.peer import Viewer, ice_configuration, pump, shutdown
 from woundcare.camera.synthetic import SyntheticVideoTrack
 from woundcare.db.engine import make_engine
 from woundcare.db.models import Consultation, ConsultationEvent, ConsultationStatus

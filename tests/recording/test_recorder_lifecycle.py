@@ -16,8 +16,9 @@ from tests.recording.media import decoded
 from tests.recording.test_recordings import media_of
 from tests.server import RunningServer
 from woundcare.appkeys import CONSENTS, CONSULTATIONS, RECORDERS, RECORDINGS
-from woundcare.camera.client import SignalingClient
-from woundcare.camera.peer import Publisher, ice_configuration, pump, shutdown
+from woundcare.webrtc.client import SignalingClient
+from woundcare.camera.peer import Publisher
+from woundcare.webrtc.peer import ice_configuration, pump, shutdown
 from woundcare.camera.synthetic import SyntheticVideoTrack
 from woundcare.db.models import ConsentKind, RecordingStatus
 from woundcare.db.models import Role as StaffRole

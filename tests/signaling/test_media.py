@@ -9,8 +9,9 @@ import pytest
 
 from signaling.protocol import Chat, Role
 from tests.server import RunningServer
-from woundcare.camera.client import SignalingClient
-from woundcare.camera.peer import Publisher, Viewer, ice_configuration, pump, shutdown
+from woundcare.webrtc.client import SignalingClient
+from woundcare.camera.peer import Publisher
+from woundcare.webrtc.peer import Viewer, ice_configuration, pump, shutdown
 from woundcare.camera.synthetic import SyntheticVideoTrack
 
 pytestmark = pytest.mark.usefixtures("loopback_ice")

@@ -28,8 +28,9 @@ from tests.coturn import Coturn
 from tests.server import RunningServer
 from woundcare.appkeys import INVITATIONS
 from woundcare.auth.invitations import Invitations
-from woundcare.camera.client import SignalingClient
-from woundcare.camera.peer import Publisher, Viewer, ice_configuration, pump, shutdown
+from woundcare.webrtc.client import SignalingClient
+from woundcare.camera.peer import Publisher
+from woundcare.webrtc.peer import Viewer, ice_configuration, pump, shutdown
 from woundcare.camera.synthetic import SyntheticVideoTrack
 
 pytestmark = pytest.mark.usefixtures("loopback_ice")

@@ -14,7 +14,7 @@ from typing import Any
 
 from signaling.protocol import Role, VideoMode, VideoProfile, VideoProfileMessage
 
-from .client import SignalingClient, SignalingClosed
+from ..webrtc.client import SignalingClient, SignalingClosed
 from .peer import Publisher
 from .profile import Chooser, LinkSample, ProfileTrack, cap_bitrate, reason, resolve
 

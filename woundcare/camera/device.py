@@ -28,10 +28,11 @@ from aiortc import RTCConfiguration
 
 from signaling.protocol import ErrorCode, Leave, Role, VideoMode
 
+from ..webrtc.client import SignalingClient, SignalingClosed
+from ..webrtc.peer import ice_configuration
 from . import audio
 from .adaptation import Adaptation
-from .client import SignalingClient, SignalingClosed
-from .peer import Publisher, ice_configuration
+from .peer import Publisher
 from .profile import ProfileTrack
 from .snapshots import SnapshotQueue, SnapshotUploader
 from .synthetic import SyntheticVideoTrack

@@ -5,7 +5,7 @@ mints for it (valid for a minute: it is only needed to join), and answers the ca
 like any viewer: the camera offers to every participant who is not the nurse. It sends
 nothing else (signaling refuses a recorder's chat, snapshot requests and offers). Each decoded
 frame goes to an encoder thread of its own, which writes WebM into a
-:class:`~woundcare.recording.sink.SealedSink`, so only ciphertext ever reaches the disk.
+:class:`~woundcare.crypto.sealed_sink.SealedSink`, so only ciphertext ever reaches the disk.
 
 A recording ends when it is stopped (by a specialist, because the consultation ended or the
 consent was withdrawn, or because the server shuts down), when its socket is closed (the room
@@ -33,12 +33,12 @@ from signaling.turn import ice_servers
 
 from ..audit.log import AuditEntry, AuditLog, Outcome
 from ..auth.invitations import Invitations
-from ..camera.client import SignalingClient, SignalingClosed
-from ..camera.peer import Viewer, ice_configuration
 from ..config import Settings
 from ..db.models import RecordingStatus
 from ..records.consultations import ConsultationView
 from ..records.recordings import Capture, Recordings, RecordingView
+from ..webrtc.client import SignalingClient, SignalingClosed
+from ..webrtc.peer import Viewer, ice_configuration
 from .encoder import WebmEncoder
 
 log = logging.getLogger(__name__)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Row, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..db.database import Database
 from ..db.models import OPEN_STATUSES, Consultation, ConsultationEvent, ConsultationStatus, Patient, Region
@@ -15,6 +16,22 @@ NURSE = "nurse"
 """The session log's role of the nurse camera (``signaling.protocol.Role.NURSE``)."""
 ABANDONED_EVENT = "abandoned"
 """The session-log event of the abandonment (no participant: the server did it)."""
+
+
+async def mark_started(session: AsyncSession, consultation_id: str, at: datetime) -> None:
+    """A waiting consultation becomes active at ``at``, when its first viewer joined.
+
+    In the caller's transaction, so the session log's join event and the start are stored
+    together; one abandoned while that event was queued stays abandoned."""
+    await session.execute(
+        update(Consultation)
+        .where(
+            Consultation.id == consultation_id,
+            Consultation.started_at.is_(None),
+            Consultation.status == ConsultationStatus.WAITING,
+        )
+        .values(started_at=at, status=ConsultationStatus.ACTIVE)
+    )
 
 
 class ConsultationLive(Exception):

@@ -26,7 +26,7 @@ from ..crypto import Binding, Keyring, key_id_of
 from ..crypto.stream import StreamSealer, open_stream
 from ..db.database import Database
 from ..db.models import Recording, RecordingStatus, new_public_id
-from ..recording.sink import SealedSink
+from ..crypto.sealed_sink import SealedSink
 from ..storage.blobs import BlobStore, BlobWriter
 from .consultations import ConsultationView
 

@@ -10,13 +10,14 @@ import asyncio
 import logging
 from contextlib import suppress
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from signaling.protocol import Role
 from signaling.sink import EventKind, RoomEvent
 
 from ..db.database import Database
-from ..db.models import Consultation, ConsultationEvent, ConsultationStatus
+from ..db.models import Consultation, ConsultationEvent
+from .consultations import mark_started
 
 log = logging.getLogger(__name__)
 security_log = logging.getLogger("woundcare.security")
@@ -96,13 +97,5 @@ class SessionLog:
                 )
                 if event.kind is EventKind.JOINED and event.role in (Role.SPECIALIST, Role.OBSERVER):
                     # The first viewer to join starts the consultation (the nurse's wait ends);
-                    # the recorder is no viewer. One abandoned while this event was queued stays so.
-                    await session.execute(
-                        update(Consultation)
-                        .where(
-                            Consultation.id == event.consultation,
-                            Consultation.started_at.is_(None),
-                            Consultation.status == ConsultationStatus.WAITING,
-                        )
-                        .values(started_at=event.at, status=ConsultationStatus.ACTIVE)
-                    )
+                    # the recorder is no viewer. In the event's transaction: both or neither.
+                    await mark_started(session, event.consultation, event.at)

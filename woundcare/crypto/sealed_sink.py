@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..crypto.stream import CHUNK_SIZE, StreamSealer
 from ..storage.blobs import BlobWriter
+from .stream import CHUNK_SIZE, StreamSealer
 
 
 class SealedSink:
