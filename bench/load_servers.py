@@ -149,7 +149,7 @@ class Woundcare:
     async def _prepare(self, pairs: int) -> list[tuple[str, str, str]]:
         from signaling.protocol import Role
         from tests.server import RunningServer
-        from woundcare.appkeys import DATABASE
+        from woundcare.appkeys import SERVICES
         from woundcare.config import Settings
         from woundcare.db.models import Consultation, Patient
         from woundcare.demo import DEMO_REGION
@@ -157,7 +157,7 @@ class Woundcare:
         server = await RunningServer.start(Settings(port=free_port(), data_dir=self.data_dir, demo=False))
         try:
             region = await server.region(DEMO_REGION)
-            async with server.app[DATABASE].sessions() as session, session.begin():
+            async with server.app[SERVICES].database.sessions() as session, session.begin():
                 patients = [Patient(region_id=region) for _ in range(pairs)]
                 session.add_all(patients)
                 await session.flush()

@@ -9,7 +9,7 @@ interleaved in one process:
     file per snapshot in a temporary directory on the same filesystem, fsync'd and closed.
     No database, no thumbnail, no directory fsync: the cheapest durable encrypted write.
 ``storage only`` (b)
-    ``Snapshots.store`` through a started app (the ``SNAPSHOTS`` service), with ``clean_image``
+    ``Snapshots.store`` through a started app (``services.snapshots``), with ``clean_image``
     replaced by its precomputed result. What is left is what the issue names: seal image and
     thumbnail with the region key, the write intent, the atomic blob write (file and
     directory fsyncs) and the snapshot row's commit (the thumbnail sealed into the row).
@@ -48,7 +48,7 @@ from PIL import Image
 import woundcare.records.snapshots as snapshots_module
 from bench.common import free_port, postgres_database
 from tests.server import RunningServer
-from woundcare.appkeys import DATABASE, SNAPSHOTS
+from woundcare.appkeys import SERVICES
 from woundcare.config import Settings
 from woundcare.db.models import Consultation
 from woundcare.records.images import CleanImage, clean_image
@@ -143,7 +143,7 @@ class Target:
 
     @property
     def snapshots(self) -> Snapshots:
-        return self.server.app[SNAPSHOTS]
+        return self.server.app[SERVICES].snapshots
 
     @property
     def blob_dir(self) -> Path:
@@ -154,7 +154,7 @@ class Target:
         settings = Settings(port=free_port(), data_dir=data_dir, database_url=database_url, demo=False)
         server = await RunningServer.start(settings)
         consultation_id = await server.new_consultation()
-        async with server.app[DATABASE].sessions() as session:
+        async with server.app[SERVICES].database.sessions() as session:
             consultation = await session.get_one(Consultation, consultation_id)
         return cls(server, consultation_id, consultation.region_id, consultation.patient_id)
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from signaling.protocol import Role
 from woundcare.app import create_app
-from woundcare.appkeys import DATABASE, INVITATIONS
+from woundcare.appkeys import SERVICES
 from woundcare.config import Settings
 from woundcare.auth.passwords import hash_password
 from woundcare.db.models import Consultation, Membership, Patient, Region, User
@@ -40,13 +40,13 @@ class RunningServer:
 
     def invite(self, consultation: str, role: Role, *, name: str | None = None, ttl: int | None = None,
                region: str = DEMO_REGION, subject: str | None = None) -> str:
-        return self.app[INVITATIONS].issue(
+        return self.app[SERVICES].invitations.issue(
             consultation, role, subject or f"test-{role.value}", name or f"Test {role.value}", region, ttl
         )
 
     async def new_consultation(self, region: str = DEMO_REGION) -> str:
         """A waiting consultation for a new fictional patient in ``region``."""
-        async with self.app[DATABASE].sessions() as session, session.begin():
+        async with self.app[SERVICES].database.sessions() as session, session.begin():
             region_row = await session.scalar(select(Region).where(Region.code == region))
             if region_row is None:
                 region_row = Region(code=region, name=f"Region {region}")
@@ -61,7 +61,7 @@ class RunningServer:
             return consultation.id
 
     async def region(self, code: str) -> int:
-        async with self.app[DATABASE].sessions() as session, session.begin():
+        async with self.app[SERVICES].database.sessions() as session, session.begin():
             region_id = await session.scalar(select(Region.id).where(Region.code == code))
             if region_id is None:
                 region = Region(code=code, name=f"Region {code}")
@@ -73,7 +73,7 @@ class RunningServer:
     async def add_user(self, username: str, password: str, roles: dict[str, StaffRole]) -> int:
         """A user with a role in each named region (regions made as needed)."""
         region_ids = {code: await self.region(code) for code in roles}
-        async with self.app[DATABASE].sessions() as session, session.begin():
+        async with self.app[SERVICES].database.sessions() as session, session.begin():
             user = User(username=username, display_name=f"Test {username}", password_hash=hash_password(password))
             session.add(user)
             await session.flush()

@@ -10,8 +10,7 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from aiohttp import web
@@ -21,23 +20,21 @@ from sqlalchemy.exc import IntegrityError
 from signaling.protocol import Role
 
 from . import logs
-from .app import create_app
 from .api.health import DRAINING
-from .appkeys import DATABASE, KEYRING, SETTINGS, SNAPSHOTS
-from .inflight import IN_FLIGHT
-from .audit.log import AuditEntry, AuditLog, Outcome
+from .app import create_app
+from .appkeys import SERVICES
+from .audit.log import AuditEntry, Outcome
 from .audit.verify import verify_command
-from .auth.devices import Devices
-from .auth.invitations import Invitations
 from .auth.passwords import hash_password
 from .auth.sessions import revoke_user_sessions
 from .auth.totp import TotpBox
 from .config import Settings
-from .db.database import Database
-from .db.models import Consultation, Device, Membership, Region, User
+from .db.models import Device, Membership, Region, User
 from .db.models import Role as UserRole
 from .demo import DEMO_LOGINS, DEMO_REGION, demo_consultation
+from .inflight import IN_FLIGHT
 from .records.rekey import Reencryption
+from .services import Services, build_services
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -57,9 +54,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 async def _banner(app: web.Application) -> None:
-    settings = app[SETTINGS]
+    services = app[SERVICES]
+    settings = services.settings
     lines = [f"woundcare listening on {settings.base_url}"]
-    consultation = await demo_consultation(app[DATABASE]) if settings.demo else None
+    consultation = await demo_consultation(services.database) if settings.demo else None
     if consultation is not None:
         lines.append(f"demo region '{DEMO_REGION}', demo consultation {consultation}")
         lines.append("demo logins (demo only; change or disable with --no-demo):")
@@ -130,59 +128,46 @@ NEW_PASSWORD_ENV = "WOUNDCARE_NEW_PASSWORD"
 """Where ``user add`` and ``user reset-password`` take the password from; else one is generated."""
 
 
-@asynccontextmanager
-async def _database(settings: Settings, *, migrate: bool | None = None) -> AsyncIterator[Database]:
-    if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.db_url, migrate=settings.auto_migrate if migrate is None else migrate)
-    await db.start()
-    try:
-        yield db
-    finally:
-        await db.stop()
+def _services(args: argparse.Namespace, **overrides: object) -> Services:
+    """The services for a command's settings, ``overrides`` applied: no web app around them."""
+    return build_services(_settings(args).model_copy(update=overrides))
 
 
-async def _invite(settings: Settings, consultation: str, role: Role, name: str | None) -> str:
-    async with _database(settings) as db, db.sessions() as session:
-        region = await session.scalar(
-            select(Region.code)
-            .join(Consultation, Consultation.region_id == Region.id)
-            .where(Consultation.id == consultation)
-        )
-    if region is None:
+async def _invite(services: Services, consultation: str, role: Role, name: str | None) -> str:
+    async with services:
+        view = await services.consultations.get(consultation)
+    if view is None:
         raise CliError(f"no such consultation: {consultation}")
-    invitations = Invitations(settings.signing_key(), settings.invitation_ttl_seconds)
-    return invitations.issue(
-        consultation, role, f"inv-{secrets.token_hex(4)}", name or role.value.capitalize(), region
+    return services.invitations.issue(
+        consultation, role, f"inv-{secrets.token_hex(4)}", name or role.value.capitalize(), view.region
     )
 
 
 def _invite_cmd(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    print(asyncio.run(_invite(settings, args.consultation, Role(args.role), args.name)))
+    print(asyncio.run(_invite(_services(args), args.consultation, Role(args.role), args.name)))
     return 0
 
 
-# Administration. Each command opens the database, acts, writes one audit entry per action
+# Administration. Each command opens the services, acts, writes one audit entry per action
 # (actor "cli"; ids only, never passwords or tokens) and returns the process exit code.
 
-AdminCommand = Callable[[Database, argparse.Namespace], Awaitable[int]]
+AdminCommand = Callable[[Services, argparse.Namespace], Awaitable[int]]
 
 
 def _admin(command: AdminCommand) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        async def with_db() -> int:
-            async with _database(_settings(args)) as db:
-                return await command(db, args)
+        async def opened() -> int:
+            async with _services(args) as services:
+                return await command(services, args)
 
-        return asyncio.run(with_db())
+        return asyncio.run(opened())
 
     return run
 
 
-async def _audit(db: Database, action: str, resource: str, region_id: int | None = None) -> None:
-    # Chained like every entry; the running server's timed checkpoints sign it.
-    await AuditLog(db).record(
+async def _audit(services: Services, action: str, resource: str, region_id: int | None = None) -> None:
+    # Chained like every entry; a checkpoint is signed as often as the server would.
+    await services.audit.record(
         AuditEntry(f"admin.{action}", Outcome.OK, actor="cli", region_id=region_id, resource=resource)
     )
 
@@ -195,50 +180,50 @@ def _new_password() -> tuple[str, bool]:
     return secrets.token_urlsafe(12), True
 
 
-async def _region_id(db: Database, code: str) -> int:
-    async with db.sessions() as session:
+async def _region_id(services: Services, code: str) -> int:
+    async with services.database.sessions() as session:
         region_id = await session.scalar(select(Region.id).where(Region.code == code))
     if region_id is None:
         raise CliError(f"no such region: {code}")
     return region_id
 
 
-async def _user_id(db: Database, username: str) -> int:
-    async with db.sessions() as session:
+async def _user_id(services: Services, username: str) -> int:
+    async with services.database.sessions() as session:
         user_id = await session.scalar(select(User.id).where(User.username == username))
     if user_id is None:
         raise CliError(f"no such user: {username}")
     return user_id
 
 
-async def _region_add(db: Database, args: argparse.Namespace) -> int:
+async def _region_add(services: Services, args: argparse.Namespace) -> int:
     try:
-        async with db.sessions() as session, session.begin():
+        async with services.database.sessions() as session, session.begin():
             region = Region(code=args.code, name=args.name)
             session.add(region)
     except IntegrityError as exc:
         raise CliError(f"region already exists: {args.code}") from exc
-    await _audit(db, "region.add", f"region:{region.code}", region.id)
+    await _audit(services, "region.add", f"region:{region.code}", region.id)
     print(f"region {region.code} added (id {region.id})")
     return 0
 
 
-async def _region_retention(db: Database, args: argparse.Namespace) -> int:
-    region_id = await _region_id(db, args.code)
+async def _region_retention(services: Services, args: argparse.Namespace) -> int:
+    region_id = await _region_id(services, args.code)
     days = None if args.days == 0 else args.days
-    async with db.sessions() as session, session.begin():
+    async with services.database.sessions() as session, session.begin():
         await session.execute(update(Region).where(Region.id == region_id).values(retention_days=days))
-    await _audit(db, "region.retention", f"region:{args.code}:{days or 'keep'}", region_id)
+    await _audit(services, "region.retention", f"region:{args.code}:{days or 'keep'}", region_id)
     print(f"region {args.code}: " + (f"consultations ended over {days} days ago are due" if days else "kept"))
     return 0
 
 
-async def _user_add(db: Database, args: argparse.Namespace) -> int:
-    region_ids = [await _region_id(db, code) for code in dict.fromkeys(args.region)]
+async def _user_add(services: Services, args: argparse.Namespace) -> int:
+    region_ids = [await _region_id(services, code) for code in dict.fromkeys(args.region)]
     password, generated = _new_password()
     role = UserRole(args.role)
     try:
-        async with db.sessions() as session, session.begin():
+        async with services.database.sessions() as session, session.begin():
             user = User(username=args.username, display_name=args.name, password_hash=hash_password(password))
             session.add(user)
             await session.flush()
@@ -246,48 +231,48 @@ async def _user_add(db: Database, args: argparse.Namespace) -> int:
     except IntegrityError as exc:
         raise CliError(f"user already exists: {args.username}") from exc
     for region_id in region_ids:
-        await _audit(db, "user.add", f"user:u{user.id}", region_id)
+        await _audit(services, "user.add", f"user:u{user.id}", region_id)
     print(f"user {user.username} added (id {user.id}, {role.value} in {', '.join(args.region)})")
     if generated:
         print(f"password (shown once): {password}")
     return 0
 
 
-async def _user_disable(db: Database, args: argparse.Namespace) -> int:
-    user_id = await _user_id(db, args.username)
-    async with db.sessions() as session, session.begin():
+async def _user_disable(services: Services, args: argparse.Namespace) -> int:
+    user_id = await _user_id(services, args.username)
+    async with services.database.sessions() as session, session.begin():
         await session.execute(update(User).where(User.id == user_id).values(active=False))
         await session.execute(revoke_user_sessions(user_id))
-    await _audit(db, "user.disable", f"user:u{user_id}")
+    await _audit(services, "user.disable", f"user:u{user_id}")
     print(f"user {args.username} disabled; sessions revoked")
     return 0
 
 
-async def _user_reset_password(db: Database, args: argparse.Namespace) -> int:
-    user_id = await _user_id(db, args.username)
+async def _user_reset_password(services: Services, args: argparse.Namespace) -> int:
+    user_id = await _user_id(services, args.username)
     password, generated = _new_password()
-    async with db.sessions() as session, session.begin():
+    async with services.database.sessions() as session, session.begin():
         await session.execute(
             update(User)
             .where(User.id == user_id)
             .values(password_hash=hash_password(password), failed_logins=0, locked_until=None)
         )
         await session.execute(revoke_user_sessions(user_id))
-    await _audit(db, "user.reset_password", f"user:u{user_id}")
+    await _audit(services, "user.reset_password", f"user:u{user_id}")
     print(f"password of {args.username} reset; sessions revoked")
     if generated:
         print(f"password (shown once): {password}")
     return 0
 
 
-async def _user_totp(db: Database, args: argparse.Namespace) -> int:
+async def _user_totp(services: Services, args: argparse.Namespace) -> int:
     """Enrol (or re-enrol) a TOTP second factor; the secret is shown once, for the user's app."""
-    user_id = await _user_id(db, args.username)
-    secret, sealed = TotpBox(_settings(args).signing_key()).new_secret(user_id)
-    async with db.sessions() as session, session.begin():
+    user_id = await _user_id(services, args.username)
+    secret, sealed = TotpBox(services.settings.signing_key()).new_secret(user_id)
+    async with services.database.sessions() as session, session.begin():
         await session.execute(update(User).where(User.id == user_id).values(totp_secret_sealed=sealed))
         await session.execute(revoke_user_sessions(user_id))
-    await _audit(db, "user.totp", f"user:u{user_id}")
+    await _audit(services, "user.totp", f"user:u{user_id}")
     print(f"TOTP enrolled for {args.username}; sessions revoked")
     print(f"secret (shown once): {secret}")
     print(f"authenticator URI: {TotpBox.uri(secret, args.username)}")
@@ -295,11 +280,9 @@ async def _user_totp(db: Database, args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-
     async def run() -> int:
-        async with _database(settings) as db:
-            return await verify_command(db, settings)
+        async with _services(args) as services:
+            return await verify_command(services.database, services.settings)
 
     return asyncio.run(run())
 
@@ -308,7 +291,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     """The deploy step: bring the schema to the newest migration, whatever auto_migrate says."""
 
     async def run() -> None:
-        async with _database(_settings(args), migrate=True):
+        async with _services(args, auto_migrate=True):
             pass
 
     asyncio.run(run())
@@ -316,44 +299,36 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _device_issue(db: Database, args: argparse.Namespace) -> int:
-    user_id = await _user_id(db, args.user)
-    region_id = await _region_id(db, args.region)
-    async with db.sessions() as session:
+async def _device_issue(services: Services, args: argparse.Namespace) -> int:
+    user_id = await _user_id(services, args.user)
+    region_id = await _region_id(services, args.region)
+    async with services.database.sessions() as session:
         user = await session.get_one(User, user_id)
     if not user.active:
         raise CliError(f"user is disabled: {args.user}")
     if not any(m.region_id == region_id and m.role is UserRole.NURSE for m in user.memberships):
         raise CliError(f"{args.user} is not a nurse of region {args.region}")
-    device_id, token = await Devices(db).issue(user_id, region_id, args.name)
-    await _audit(db, "device.issue", f"device:{device_id}", region_id)
+    device_id, token = await services.devices.issue(user_id, region_id, args.name)
+    await _audit(services, "device.issue", f"device:{device_id}", region_id)
     print(f"device {device_id} issued to {args.user} in {args.region}")
     print(f"token (shown once): {token}")
     return 0
 
 
-AppCommand = Callable[[web.Application, argparse.Namespace], Awaitable[int]]
-
-
-def _with_app(command: AppCommand) -> Callable[[argparse.Namespace], int]:
-    """Run ``command`` with the application's services, without serving.
+def _keys_admin(command: AdminCommand) -> Callable[[argparse.Namespace], int]:
+    """Run a command that re-seals records: first, the blobs a killed earlier run left.
 
     The instance is named ``keys-cli``, so blobs left by a killed earlier run are this
     instance's own and are cleaned up first; run one such command at a time.
     """
 
     def run(args: argparse.Namespace) -> int:
-        async def with_app() -> int:
-            settings = _settings(args).model_copy(update={"instance": "keys-cli", "demo": False})
-            app = create_app(settings)
-            await app[DATABASE].start()
-            try:
-                await app[SNAPSHOTS].recover()
-                return await command(app, args)
-            finally:
-                await app[DATABASE].stop()
+        async def opened() -> int:
+            async with _services(args, instance="keys-cli", demo=False) as services:
+                await services.snapshots.recover()
+                return await command(services, args)
 
-        return asyncio.run(with_app())
+        return asyncio.run(opened())
 
     return run
 
@@ -364,50 +339,48 @@ def _progress(done: int, total: int) -> None:
     print(f"\rre-encrypting [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}", end=end, file=sys.stderr, flush=True)
 
 
-async def _keys_rotate(app: web.Application, args: argparse.Namespace) -> int:
-    db = app[DATABASE]
-    region_id = await _region_id(db, args.region)
+async def _keys_rotate(services: Services, args: argparse.Namespace) -> int:
+    region_id = await _region_id(services, args.region)
     if not args.resume:
-        key_id = await app[KEYRING].rotate(region_id)
-        await _audit(db, "keys.rotate", f"key:{key_id}", region_id)
+        key_id = await services.keyring.rotate(region_id)
+        await _audit(services, "keys.rotate", f"key:{key_id}", region_id)
         print(f"region {args.region}: new data key {key_id}")
-    rekey = Reencryption(db, app[KEYRING], app[SNAPSHOTS])
+    rekey = Reencryption(services.database, services.keyring, services.snapshots)
     moved = await rekey.run(region_id, _progress)
-    await _audit(db, "keys.reencrypt", f"records:{moved}", region_id)
+    await _audit(services, "keys.reencrypt", f"records:{moved}", region_id)
     print(f"region {args.region}: {moved} records re-encrypted; {await rekey.pending(region_id)} left")
     return 0
 
 
-async def _keys_rewrap(app: web.Application, args: argparse.Namespace) -> int:
-    count = await app[KEYRING].rewrap_all()
-    await _audit(app[DATABASE], "keys.rewrap", f"keys:{count}")
+async def _keys_rewrap(services: Services, args: argparse.Namespace) -> int:
+    count = await services.keyring.rewrap_all()
+    await _audit(services, "keys.rewrap", f"keys:{count}")
     print(f"{count} region keys re-wrapped under the current master key")
     return 0
 
 
-async def _region_shred(app: web.Application, args: argparse.Namespace) -> int:
+async def _region_shred(services: Services, args: argparse.Namespace) -> int:
     """Destroy a region's keys: every record sealed with them becomes unreadable, for good."""
-    db = app[DATABASE]
-    region_id = await _region_id(db, args.code)
+    region_id = await _region_id(services, args.code)
     confirm = args.confirm
     if confirm is None and sys.stdin.isatty():
         confirm = input(f"This destroys every record of region {args.code} for good. Type the code to confirm: ")
     if confirm != args.code:
         raise CliError("not confirmed: pass --confirm with the region code")
-    await app[KEYRING].shred(region_id)
-    await _audit(db, "region.shred", f"region:{args.code}", region_id)
+    await services.keyring.shred(region_id)
+    await _audit(services, "region.shred", f"region:{args.code}", region_id)
     print(f"region {args.code} shredded: its records can no longer be decrypted")
     return 0
 
 
-async def _device_revoke(db: Database, args: argparse.Namespace) -> int:
-    async with db.sessions() as session:
+async def _device_revoke(services: Services, args: argparse.Namespace) -> int:
+    async with services.database.sessions() as session:
         device = await session.get(Device, args.id)
     if device is None:
         raise CliError(f"no such device: {args.id}")
-    if not await Devices(db).revoke(device.id):
+    if not await services.devices.revoke(device.id):
         raise CliError(f"device already revoked: {args.id}")
-    await _audit(db, "device.revoke", f"device:{device.id}", device.region_id)
+    await _audit(services, "device.revoke", f"device:{device.id}", device.region_id)
     print(f"device {device.id} revoked")
     return 0
 
@@ -474,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     region_shred.add_argument("code")
     region_shred.add_argument("--confirm", metavar="CODE", help="the region code again, to confirm")
-    region_shred.set_defaults(func=_with_app(_region_shred))
+    region_shred.set_defaults(func=_keys_admin(_region_shred))
 
     keys = sub.add_parser("keys", help="encryption keys").add_subparsers(dest="action", required=True)
     keys_rotate = keys.add_parser(
@@ -482,11 +455,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     keys_rotate.add_argument("--region", required=True, metavar="CODE")
     keys_rotate.add_argument("--resume", action="store_true", help="finish an interrupted pass; no new key")
-    keys_rotate.set_defaults(func=_with_app(_keys_rotate))
+    keys_rotate.set_defaults(func=_keys_admin(_keys_rotate))
     keys_rewrap = keys.add_parser(
         "rewrap", parents=[common], help="wrap all region keys under the current master key (master key rotation)"
     )
-    keys_rewrap.set_defaults(func=_with_app(_keys_rewrap))
+    keys_rewrap.set_defaults(func=_keys_admin(_keys_rewrap))
 
     new_password = f"password from ${NEW_PASSWORD_ENV}, else generated and printed once"
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)

@@ -15,7 +15,7 @@ from signaling.protocol import CloseCode, Role
 from tests.api.client import ApiClient
 from tests.server import RunningServer
 from tests.services import REDIS_URL
-from woundcare.appkeys import DATABASE
+from woundcare.appkeys import SERVICES
 from woundcare.cli import main
 from woundcare.db.models import AuditEvent, LoginSession, User
 from woundcare.db.models import Role as StaffRole
@@ -39,7 +39,7 @@ async def api(server: RunningServer) -> Any:
 
 
 async def audit_rows(server: RunningServer, action: str) -> list[AuditEvent]:
-    async with server.app[DATABASE].sessions() as session:
+    async with server.app[SERVICES].database.sessions() as session:
         return list((await session.scalars(select(AuditEvent).where(AuditEvent.action == action))).all())
 
 
@@ -75,13 +75,13 @@ async def test_expired_and_revoked_sessions_are_refused(server: RunningServer, a
     expired, revoked = api(), api()
     await expired.login("spes", PASSWORD)
     await revoked.login("spes", PASSWORD)
-    async with server.app[DATABASE].sessions() as session, session.begin():
+    async with server.app[SERVICES].database.sessions() as session, session.begin():
         rows = (await session.scalars(select(LoginSession).order_by(LoginSession.created_at))).all()
         await session.execute(update(LoginSession).where(LoginSession.id == rows[0].id).values(
             expires_at=rows[0].created_at))
     await expired.json("GET", "/api/session", expect=401)
     await revoked.json("GET", "/api/session")
-    async with server.app[DATABASE].sessions() as session, session.begin():
+    async with server.app[SERVICES].database.sessions() as session, session.begin():
         await session.execute(update(LoginSession).where(LoginSession.id == rows[1].id).values(
             revoked_at=rows[1].created_at))
     await revoked.json("GET", "/api/session", expect=401)
@@ -293,7 +293,7 @@ async def test_disabled_user_and_their_devices_are_disconnected_from_signaling(s
             await ws.send_json({"type": "join", "v": 1, "consultation": consultation, "role": "nurse", "token": token})
             assert (await ws.receive_json(timeout=5))["type"] == "joined"
             sockets.append(ws)
-        async with server.app[DATABASE].sessions() as db, db.begin():
+        async with server.app[SERVICES].database.sessions() as db, db.begin():
             await db.execute(update(User).where(User.username == "nurse2").values(active=False))
         for ws in sockets:  # the user's own socket, and their device's
             frame = await ws.receive_json(timeout=10)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-import woundcare.app
+from woundcare.appkeys import SERVICES
 import woundcare.auth.login
 import woundcare.records.images
 from tests.api.client import ApiClient
@@ -126,7 +126,7 @@ async def test_an_upload_that_cannot_get_pixels_in_time_is_busy(start_server: An
     """The budget's other side: with no room within ``image_wait_seconds``, ``503 busy``."""
     server = await start_server(image_pixel_budget=BUDGET, image_wait_seconds=0.5)
     ward = await open_ward(server)
-    budget = server.app[woundcare.app.IMAGE_WORK].budget
+    budget = server.app[SERVICES].image_work.budget
     with budget.hold(BUDGET):  # another upload holds the whole budget
         refused = await ward.upload(zero_png, filename="zero.png")
         body = await refused.json()

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 
 from tests.api.client import ApiClient
 from tests.server import RunningServer
-from woundcare.appkeys import DATABASE
+from woundcare.appkeys import SERVICES
 from woundcare.db.models import AuditEvent, Consultation, ConsultationStatus
 from woundcare.db.models import Role as StaffRole
 
@@ -63,7 +63,7 @@ async def test_a_second_start_for_the_same_patient_names_the_live_one(ward: Ward
     assert refused["error"]["consultation"] == first["id"]
     assert ward.patients[0] not in refused["error"]["message"]
     # Still live once a participant made it active; another patient, or another nurse, starts freely.
-    async with ward.server.app[DATABASE].sessions() as session, session.begin():
+    async with ward.server.app[SERVICES].database.sessions() as session, session.begin():
         await session.execute(
             update(Consultation).where(Consultation.id == first["id"]).values(status=ConsultationStatus.ACTIVE)
         )
@@ -77,7 +77,7 @@ async def test_a_second_start_for_the_same_patient_names_the_live_one(ward: Ward
     await ward.nurse.json("POST", f"/api/consultations/{first['id']}/end", expect=204)
     assert await live(ward.nurse) == [other["id"]]
     await ward.nurse.json("POST", "/api/consultations", expect=201, json={"patient": ward.patients[0]})
-    async with ward.server.app[DATABASE].sessions() as session:
+    async with ward.server.app[SERVICES].database.sessions() as session:
         refusals = (await session.scalars(
             select(AuditEvent.resource).where(AuditEvent.action == "consultation.start", AuditEvent.outcome == "failed")
         )).all()
@@ -97,7 +97,7 @@ async def test_the_live_list_is_the_callers_own(ward: Ward) -> None:
         await anonymous.json("GET", "/api/consultations/live", expect=401)
     finally:
         await anonymous.close()
-    async with ward.server.app[DATABASE].sessions() as session:
+    async with ward.server.app[SERVICES].database.sessions() as session:
         reads = (await session.scalars(
             select(AuditEvent.outcome).where(
                 AuditEvent.action == "consultation.read", AuditEvent.actor == f"u{ward.nurse_id}")
@@ -118,7 +118,7 @@ async def test_concurrent_starts_make_one_consultation(ward: Ward) -> None:
         status == 409 and body["error"] == {**body["error"], "code": "consultation_live", "consultation": created[0]}
         for status, body in bodies if status != 201
     )
-    async with ward.server.app[DATABASE].sessions() as session:
+    async with ward.server.app[SERVICES].database.sessions() as session:
         count = await session.scalar(
             select(func.count()).select_from(Consultation).where(Consultation.patient_id.is_not(None))
         )

@@ -21,7 +21,7 @@ from tests.api.client import ApiClient
 from tests.server import RunningServer
 from tests.services import REDIS_URL
 from woundcare.api.forwarded import ProxyTrust
-from woundcare.appkeys import DATABASE
+from woundcare.appkeys import SERVICES
 from woundcare.auth import passwords
 from woundcare.db.models import AuditEvent, User
 from woundcare.db.models import Role as StaffRole
@@ -60,14 +60,14 @@ async def clients() -> AsyncIterator[Callable[[str], ApiClient]]:
 
 
 async def user_row(server: RunningServer, username: str) -> User:
-    async with server.app[DATABASE].sessions() as session:
+    async with server.app[SERVICES].database.sessions() as session:
         user = await session.scalar(select(User).where(User.username == username))
     assert user is not None
     return user
 
 
 async def audit_rows(server: RunningServer, action: str) -> list[AuditEvent]:
-    async with server.app[DATABASE].sessions() as session:
+    async with server.app[SERVICES].database.sessions() as session:
         return list((await session.scalars(select(AuditEvent).where(AuditEvent.action == action))).all())
 
 

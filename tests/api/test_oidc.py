@@ -21,7 +21,7 @@ from tests.api.client import ApiClient
 from tests.oidc_provider import OidcProvider, rsa_key
 from tests.server import RunningServer
 from woundcare.api.oidc import CALLBACK_PATH, FLOW_COOKIE, OIDC
-from woundcare.appkeys import DATABASE
+from woundcare.appkeys import SERVICES
 from woundcare.auth.oidc import Flow, FlowError, FlowSealer
 from woundcare.db.models import AuditEvent, LoginSession, User
 from woundcare.db.models import Role as StaffRole
@@ -66,7 +66,7 @@ async def browser(server: RunningServer) -> AsyncIterator[ApiClient]:
 
 async def linked_user(server: RunningServer, subject: str = NATIONAL_ID, *, active: bool = True) -> int:
     user_id = await server.add_user("nurse1", PASSWORD, {"east": StaffRole.NURSE})
-    async with server.app[DATABASE].sessions() as session, session.begin():
+    async with server.app[SERVICES].database.sessions() as session, session.begin():
         await session.execute(update(User).where(User.id == user_id).values(oidc_subject=subject, active=active))
     return user_id
 
@@ -95,7 +95,7 @@ async def error_code(response: aiohttp.ClientResponse) -> str:
 
 
 async def audit(server: RunningServer) -> list[AuditEvent]:
-    async with server.app[DATABASE].sessions() as session:
+    async with server.app[SERVICES].database.sessions() as session:
         rows = list((await session.scalars(select(AuditEvent).where(AuditEvent.action == "login.oidc"))).all())
     for row in rows:
         assert NATIONAL_ID not in f"{row.actor} {row.resource}"
@@ -137,7 +137,7 @@ async def test_login_through_the_provider_opens_a_session(
     me = await browser.json("GET", "/api/session")
     assert me["user"] == {"id": f"u{user_id}", "name": "Test nurse1"}
     assert me["regions"] == [{"code": "east", "name": "Region east", "roles": ["nurse"]}]
-    async with server.app[DATABASE].sessions() as session:
+    async with server.app[SERVICES].database.sessions() as session:
         assert await session.scalar(select(LoginSession.method).where(LoginSession.user_id == user_id)) == "oidc"
     [request] = provider.authorize_requests
     assert request["code_challenge_method"] == "S256" and request["scope"].split()[0] == "openid"
@@ -155,7 +155,7 @@ async def test_unknown_subject_is_refused_and_audited(
     assert not has_session_cookie(browser)
     assert done.cookies[FLOW_COOKIE].value == "", "a refused attempt is spent too"
     assert [(r.outcome, r.actor, r.resource) for r in await audit(server)] == [("denied", None, "oidc:unknown_user")]
-    async with server.app[DATABASE].sessions() as session:
+    async with server.app[SERVICES].database.sessions() as session:
         assert await session.scalar(select(User.id).where(User.oidc_subject == NATIONAL_ID)) is None, "no auto-provisioning"
 
 

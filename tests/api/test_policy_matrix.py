@@ -17,7 +17,7 @@ from tests.api.client import ApiClient
 from tests.recording.media import stored_recording
 from tests.server import RunningServer
 from woundcare.api.guard import rule_of
-from woundcare.appkeys import ASSESSMENTS, CONSENTS, CONSULTATIONS, DEVICES, RECORDERS, SNAPSHOTS
+from woundcare.appkeys import SERVICES
 from woundcare.auth.policy import RULES, Action
 from woundcare.db.models import ConsentKind, Outcome, Role
 from woundcare.records.assessments import AssessmentContent
@@ -97,10 +97,9 @@ async def world(server: RunningServer) -> World:
 async def patient_of(server: RunningServer, consultation: str) -> str:
     from sqlalchemy import select
 
-    from woundcare.appkeys import DATABASE
     from woundcare.db.models import Consultation, Patient
 
-    async with server.app[DATABASE].sessions() as session:
+    async with server.app[SERVICES].database.sessions() as session:
         pseudonym = await session.scalar(
             select(Patient.pseudonym).join(Consultation, Consultation.patient_id == Patient.id)
             .where(Consultation.id == consultation)
@@ -123,20 +122,20 @@ async def attempt(world: World, route: str, client: ApiClient, region: str, role
         elif path.startswith("/api/recordings"):
             path = path.replace("{id}", await recording_in(world, region, live=route.endswith("/stop")))
         elif path.startswith("/api/devices"):
-            device_id, _ = await world.server.app[DEVICES].issue(
+            device_id, _ = await world.server.app[SERVICES].devices.issue(
                 world.user_ids[(region, Role.NURSE)], await world.server.region(region), "cam")
             path = path.replace("{id}", str(device_id))
         else:
             consultation = await world.consultation(region)
             path = path.replace("{id}", consultation)
             if route in ("POST /api/consultations/{id}/snapshots", "POST /api/consultations/{id}/recordings"):
-                view = await world.server.app[CONSULTATIONS].get(consultation)
+                view = await world.server.app[SERVICES].consultations.get(consultation)
                 assert view is not None
-                await world.server.app[CONSENTS].record(
+                await world.server.app[SERVICES].consents.record(
                     consultation, view.patient_id, view.region_id,
                     {ConsentKind.SNAPSHOTS: True, ConsentKind.RECORDING: True}, "u0")
             if "/assessment" in path:
-                await world.server.app[ASSESSMENTS].save(
+                await world.server.app[SERVICES].assessments.save(
                     consultation, await world.server.region(region),
                     AssessmentContent(outcome=Outcome.TREATED_AT_HOME), "u0")
     if route == "POST /api/session":
@@ -187,9 +186,9 @@ def small_jpeg() -> bytes:
 
 
 async def snapshot_in(world: World, region: str) -> str:
-    view = await world.server.app[CONSULTATIONS].get(await world.consultation(region))
+    view = await world.server.app[SERVICES].consultations.get(await world.consultation(region))
     assert view is not None
-    stored = await world.server.app[SNAPSHOTS].store(view.id, view.region_id, view.patient_id, small_jpeg(), "u0")
+    stored = await world.server.app[SERVICES].snapshots.store(view.id, view.region_id, view.patient_id, small_jpeg(), "u0")
     return stored.id
 
 
@@ -198,9 +197,9 @@ async def recording_in(world: World, region: str, *, live: bool) -> str:
     consultation = await world.consultation(region)
     if not live:
         return (await stored_recording(world.server, consultation)).id
-    view = await world.server.app[CONSULTATIONS].get(consultation)
+    view = await world.server.app[SERVICES].consultations.get(consultation)
     assert view is not None
-    return (await world.server.app[RECORDERS].start(view, "u0")).id
+    return (await world.server.app[SERVICES].recorders.start(view, "u0")).id
 
 
 async def ws_join(world: World, region: str, role: Role) -> bool:

@@ -17,7 +17,7 @@ from signaling.protocol import Role
 from tests.api.client import ApiClient
 from tests.server import RunningServer
 from tests.signaling.test_ws import RawSocket
-from woundcare.appkeys import DATABASE, QUEUE, SESSION_LOG
+from woundcare.appkeys import QUEUE, SERVICES
 from woundcare.db.models import AuditEvent, Consultation, ConsultationEvent, ConsultationStatus
 from woundcare.db.models import Role as StaffRole
 from woundcare.demo import DEMO_REGION
@@ -56,16 +56,16 @@ class Scene:
         return socket
 
     async def status(self, consultation: str) -> ConsultationStatus:
-        async with self.server.app[DATABASE].sessions() as session:
+        async with self.server.app[SERVICES].database.sessions() as session:
             return (await session.get(Consultation, consultation)).status  # type: ignore[union-attr]
 
     async def count(self, model: Any, *where: Any) -> int:
-        async with self.server.app[DATABASE].sessions() as session:
+        async with self.server.app[SERVICES].database.sessions() as session:
             return int(await session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
     async def backdate(self, consultation: str, seconds: float) -> None:
         """As if it had been created ``seconds`` ago, with nothing in its session log since."""
-        async with self.server.app[DATABASE].sessions() as session, session.begin():
+        async with self.server.app[SERVICES].database.sessions() as session, session.begin():
             await session.execute(
                 update(Consultation)
                 .where(Consultation.id == consultation)
@@ -130,10 +130,10 @@ async def test_a_consultation_with_no_nurse_is_abandoned_once(scene: Any) -> Non
     assert await s.status(kept_by_nurse) is ConsultationStatus.WAITING
 
     # Logged once in the session log and the audit, by id only.
-    await s.server.app[SESSION_LOG].flush()
+    await s.server.app[SERVICES].session_log.flush()
     assert await s.count(ConsultationEvent, ConsultationEvent.kind == "abandoned") == 1
     assert await s.count(AuditEvent, AuditEvent.action == ABANDON_ACTION) == 1
-    async with s.server.app[DATABASE].sessions() as session:
+    async with s.server.app[SERVICES].database.sessions() as session:
         audit = (await session.scalars(select(AuditEvent).where(AuditEvent.action == ABANDON_ACTION))).one()
     assert (audit.actor, audit.resource) == ("system", f"consultation:{deserted}")
 
@@ -173,6 +173,6 @@ async def test_concurrent_queue_reads_and_sweeps_mark_it_once(scene: Any) -> Non
     readers = [s.queue() for _ in range(12)] + [queue.sweep() for _ in range(6)]
     await asyncio.gather(*readers)
     assert [await s.status(c) for c in deserted] == [ConsultationStatus.ABANDONED] * 3
-    await s.server.app[SESSION_LOG].flush()
+    await s.server.app[SERVICES].session_log.flush()
     assert await s.count(ConsultationEvent, ConsultationEvent.kind == "abandoned") == 3
     assert await s.count(AuditEvent, AuditEvent.action == ABANDON_ACTION) == 3

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 
 from tests.api.client import ApiClient
 from tests.server import RunningServer
-from woundcare.appkeys import DATABASE
+from woundcare.appkeys import SERVICES
 from woundcare.cli import main
 from woundcare.db.models import Assessment, AuditEvent, Consultation, Patient, QualitySample
 from woundcare.db.models import Role as StaffRole
@@ -81,7 +81,7 @@ async def test_assessment_draft_sign_and_lock(visit: Visit) -> None:
     assert (await visit.specialist.json("PUT", path, expect=409, json=ASSESSMENT))["error"]["code"] == "signed"
     await visit.nurse.json("PUT", path, expect=403, json=ASSESSMENT)
     # The clinical text is sealed: it is nowhere in the database row.
-    async with visit.server.app[DATABASE].sessions() as session:
+    async with visit.server.app[SERVICES].database.sessions() as session:
         row = await session.scalar(select(Assessment))
     assert row is not None and b"Compression" not in row.content_sealed
 
@@ -100,7 +100,7 @@ async def test_bad_assessments_are_refused_with_the_field_named(visit: Visit, co
 async def test_a_flipped_bit_is_an_audited_integrity_error(visit: Visit) -> None:
     path = f"/api/consultations/{visit.consultation}/assessment"
     await visit.specialist.json("PUT", path, json=ASSESSMENT)
-    async with visit.server.app[DATABASE].sessions() as session, session.begin():
+    async with visit.server.app[SERVICES].database.sessions() as session, session.begin():
         row = await session.scalar(select(Assessment))
         assert row is not None
         tampered = bytearray(row.content_sealed)
@@ -108,7 +108,7 @@ async def test_a_flipped_bit_is_an_audited_integrity_error(visit: Visit) -> None
         await session.execute(update(Assessment).values(content_sealed=bytes(tampered)))
     error = await visit.specialist.json("GET", path, expect=500)
     assert error["error"]["code"] == "integrity_error"
-    async with visit.server.app[DATABASE].sessions() as session:
+    async with visit.server.app[SERVICES].database.sessions() as session:
         outcomes = (await session.scalars(
             select(AuditEvent.outcome).where(AuditEvent.action == "assessment.read"))).all()
     assert "integrity_error" in outcomes
@@ -123,7 +123,7 @@ async def test_swapped_or_moved_ciphertexts_are_audited_integrity_errors(visit: 
     region = "west" if tamper == "move" else "east"
     second = await other.json("POST", "/api/patients", expect=201,
                               json={"region": region, "nationalId": "01018012371", "name": "Ola Annen"})
-    async with server.app[DATABASE].sessions() as session, session.begin():
+    async with server.app[SERVICES].database.sessions() as session, session.begin():
         first_row = await session.scalar(select(Patient).where(Patient.pseudonym == visit.patient))
         second_row = await session.scalar(select(Patient).where(Patient.pseudonym == second["id"]))
         assert first_row is not None and second_row is not None
@@ -135,7 +135,7 @@ async def test_swapped_or_moved_ciphertexts_are_audited_integrity_errors(visit: 
     if tamper == "swap":
         assert (await visit.nurse.json("GET", f"/api/patients/{visit.patient}", expect=500))["error"]["code"] \
             == "integrity_error"
-    async with server.app[DATABASE].sessions() as session:
+    async with server.app[SERVICES].database.sessions() as session:
         rows = (await session.scalars(select(AuditEvent).where(AuditEvent.outcome == "integrity_error"))).all()
     assert rows and all(r.resource and r.resource.startswith("patient:") for r in rows)
     await other.close()
@@ -151,7 +151,7 @@ async def test_quality_samples_are_validated_and_stored(visit: Visit) -> None:
                 {"direction": "send", "jitter": 3}):
         error = await visit.nurse.json("POST", path, expect=400, json=bad)
         assert error["error"]["code"] == "bad_sample"
-    async with visit.server.app[DATABASE].sessions() as session:
+    async with visit.server.app[SERVICES].database.sessions() as session:
         rows = (await session.scalars(select(QualitySample).order_by(QualitySample.id))).all()
     assert [(r.role, r.direction, r.loss_pct) for r in rows] == [("specialist", "receive", 3.5), ("nurse", "send", None)]
 
@@ -207,7 +207,7 @@ async def test_retention_flags_and_deletes_what_is_past_the_period(visit: Visit)
         await visit.specialist.json("POST", f"/api/consultations/{visit.consultation}/end", expect=204)
         assert (await admin.json("GET", "/api/retention?region=east"))["due"] == []
         long_ago = datetime.now(UTC) - timedelta(days=400)
-        async with server.app[DATABASE].sessions() as session, session.begin():
+        async with server.app[SERVICES].database.sessions() as session, session.begin():
             await session.execute(update(Consultation).values(ended_at=long_ago))
         due = (await admin.json("GET", "/api/retention?region=east"))["due"]
         assert [d["consultation"] for d in due] == [visit.consultation]

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from tests.api.client import ApiClient
 from tests.records.test_images import bilevel_png
 from tests.server import RunningServer
-from woundcare.appkeys import DATABASE
+from woundcare.appkeys import SERVICES
 from woundcare.db.models import Snapshot
 from woundcare.db.models import Role as StaffRole
 from woundcare.storage.blobs import BlobStore
@@ -58,7 +58,7 @@ class Ward:
 
     async def stored(self) -> tuple[int, int, int]:
         """Snapshot rows, unfinished write intents, blobs on disk."""
-        async with self.server.app[DATABASE].sessions() as session:
+        async with self.server.app[SERVICES].database.sessions() as session:
             rows = await session.scalar(select(func.count()).select_from(Snapshot))
         settings = self.server.settings
         intents = len(Intents(settings.intent_dir, settings.instance_name).list())

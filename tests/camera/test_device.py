@@ -20,7 +20,7 @@ from signaling.protocol import SnapshotRequest, VideoMode, VideoProfileMessage
 from tests.camera.scene import home_visit, last_second, next_of
 from tests.server import RunningServer
 from tests.services import free_port
-from woundcare.appkeys import DATABASE, SESSION_LOG
+from woundcare.appkeys import SERVICES
 from woundcare.camera.snapshots import SnapshotQueue, SnapshotUploader
 from woundcare.db.models import Consultation
 
@@ -110,7 +110,7 @@ async def test_the_specialist_pins_the_low_profile_and_returns_to_auto(
             while visit.camera_log().count("TURN credentials renewed") < 2:
                 await asyncio.sleep(0.1)
         # The session log keeps the camera's changes and the specialist's choices.
-        await server.app[SESSION_LOG].flush()
+        await server.app[SERVICES].session_log.flush()
         events = (await visit.spes.json("GET", f"/api/consultations/{visit.consultation}"))["events"]
         details = [(e["kind"], e["detail"]) for e in events if e["kind"].startswith("video_profile")]
         assert ("video_profile_asked", "low") in details and ("video_profile", "low/low") in details
@@ -212,5 +212,5 @@ async def test_a_restarted_camera_goes_back_into_its_consultation(
                 visit.assert_camera_running()
                 await asyncio.sleep(0.2)
         assert f"consultation {consultation}" in visit.camera_log()
-        async with server.app[DATABASE].sessions() as session:
+        async with server.app[SERVICES].database.sessions() as session:
             assert await session.scalar(select(func.count()).select_from(Consultation)) == 1

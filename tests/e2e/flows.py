@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from tests.coturn import running_coturn
 from tests.e2e.browser import async_playwright, eventually, media_stats, two_browsers
 from tests.server import RunningServer
-from woundcare.appkeys import DATABASE
+from woundcare.appkeys import SERVICES
 from woundcare.db.models import Consultation, QualitySample
 from woundcare.db.models import Role as StaffRole
 
@@ -78,13 +78,13 @@ async def join_first_in_queue(specialist: Any) -> str:
 
 
 async def consultation_count(server: RunningServer) -> int:
-    async with server.app[DATABASE].sessions() as session:
+    async with server.app[SERVICES].database.sessions() as session:
         return int(await session.scalar(select(func.count()).select_from(Consultation)) or 0)
 
 
 async def quality_samples(server: RunningServer, consultation: str) -> list[tuple[str, str]]:
     """(role, direction) of each quality report the pages stored for ``consultation``."""
-    async with server.app[DATABASE].sessions() as session:
+    async with server.app[SERVICES].database.sessions() as session:
         rows = await session.execute(
             select(QualitySample.role, QualitySample.direction).where(QualitySample.consultation_id == consultation)
         )

@@ -20,7 +20,7 @@ from signaling.protocol import Role
 from tests.server import RunningServer
 from tests.services import free_port, missing
 from tests.tls import self_signed
-from woundcare.appkeys import DATABASE
+from woundcare.appkeys import SERVICES
 from woundcare.db.models import AuditEvent
 
 DEPLOY = Path(__file__).parents[2] / "deploy" / "nginx"
@@ -143,6 +143,6 @@ async def test_the_app_sees_the_client_address_nginx_saw_not_a_forged_one(
             headers={"X-Forwarded-For": "203.0.113.9"},
         ) as response:
             assert response.status == 401
-    async with server.app[DATABASE].sessions() as db:
+    async with server.app[SERVICES].database.sessions() as db:
         addresses = (await db.scalars(select(AuditEvent.address).where(AuditEvent.action == "login"))).all()
     assert addresses == ["127.0.0.3"]

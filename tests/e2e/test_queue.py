@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from tests.e2e.browser import DESKTOP, PHONE, Traffic, async_playwright, eventually, launch
 from tests.e2e.flows import NATIONAL_ID, PASSWORD, PATIENT, UI_TIMEOUT_MS, log_in, start_consultation
 from tests.server import RunningServer
-from woundcare.appkeys import DATABASE
+from woundcare.appkeys import SERVICES
 from woundcare.db.models import Consultation, ConsultationStatus
 from woundcare.db.models import Role as StaffRole
 
@@ -97,7 +97,7 @@ async def test_a_nurse_entering_the_queue_alerts_and_an_abandoned_one_leaves(
             await expect(row.locator(".queue-nurse")).to_contain_text("Ikke tilkoblet")
             await expect(row).to_have_count(0)
             await expect(specialist.locator("#queue-status")).to_have_text("Ingen venter.")
-            async with server.app[DATABASE].sessions() as session:
+            async with server.app[SERVICES].database.sessions() as session:
                 found = await session.get(Consultation, consultation)
                 assert found is not None and found.status is ConsultationStatus.ABANDONED
 

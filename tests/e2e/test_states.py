@@ -39,7 +39,7 @@ from tests.e2e.flows import (
 from tests.e2e.process import REPO_ROOT
 from tests.oidc_provider import OidcProvider
 from tests.server import RunningServer
-from woundcare.appkeys import DATABASE, SESSIONS
+from woundcare.appkeys import SERVICES
 from woundcare.db.models import User
 from woundcare.db.models import Role as StaffRole
 
@@ -107,7 +107,7 @@ async def test_logged_out_mid_call_logs_in_again_without_dropping_it(
             await expect(page.locator("#status")).to_have_attribute("data-state", "live")
         count = await consultation_count(server)
         for user in call.users.values():
-            await server.app[SESSIONS].revoke_user(user)
+            await server.app[SERVICES].sessions.revoke_user(user)
         # An action of the specialist's meets the 401; it must go through after the re-login.
         await specialist.evaluate("() => document.getElementById('assessment-form').requestSubmit()")
         # The nurse's next quality report (every few seconds) meets it on her page.
@@ -140,7 +140,7 @@ async def test_logged_out_mid_call_logs_in_again_without_dropping_it(
         assert specialist.url.endswith("/specialist"), specialist.url
 
         # --- another user logs in on the specialist's page: on to that user's own page -----
-        await server.app[SESSIONS].revoke_user(call.users["spesialist"])
+        await server.app[SERVICES].sessions.revoke_user(call.users["spesialist"])
         await specialist.evaluate("() => document.getElementById('assessment-form').requestSubmit()")
         await expect(specialist.locator("#relogin")).to_be_visible()
         await log_in_again(specialist, "sykepleier")
@@ -214,7 +214,7 @@ async def test_the_lead_page_logs_in_again_with_a_password_or_single_sign_on(
     try:
         server = await start_server(**oidc_settings(provider))
         lead = await server.add_user("pilotleder", PASSWORD, {"east": StaffRole.PILOT_LEAD})
-        async with server.app[DATABASE].sessions() as session, session.begin():
+        async with server.app[SERVICES].database.sessions() as session, session.begin():
             await session.execute(update(User).where(User.id == lead).values(oidc_subject=NATIONAL_ID))
         async with async_playwright() as playwright:
             browser = await launch(playwright)
@@ -226,7 +226,7 @@ async def test_the_lead_page_logs_in_again_with_a_password_or_single_sign_on(
                 await expect(page.locator("#lead-status")).to_have_attribute("data-i18n", "lead.loaded")
                 await page.evaluate(MARK_PAGE)
 
-                await server.app[SESSIONS].revoke_user(lead)
+                await server.app[SERVICES].sessions.revoke_user(lead)
                 async with page.expect_download() as download_info:
                     await page.click("#figures-csv")
                     await expect(page.locator("#relogin h2")).to_have_text("You are logged out – log in again")
@@ -235,7 +235,7 @@ async def test_the_lead_page_logs_in_again_with_a_password_or_single_sign_on(
                 assert download.suggested_filename == "pilot-figures.csv"
                 await expect(page.locator("#relogin")).to_have_count(0)
 
-                await server.app[SESSIONS].revoke_user(lead)
+                await server.app[SERVICES].sessions.revoke_user(lead)
                 await page.click("#filter button[type=submit]")
                 async with context.expect_page() as popup_info:
                     await page.click("#relogin a")

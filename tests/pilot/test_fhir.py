@@ -15,7 +15,7 @@ from signaling.protocol import Role
 from signaling.sink import EventKind, RoomEvent
 from tests.records.test_rekey import fill
 from tests.server import RunningServer
-from woundcare.appkeys import ASSESSMENTS, CONSENTS, CONSULTATIONS, PATIENTS, SESSION_LOG, SNAPSHOTS
+from woundcare.appkeys import SERVICES
 from woundcare.db.models import ConsentKind, ConsultationStatus
 from woundcare.db.models import Role as StaffRole
 from woundcare.pilot.fhir import ConsentAnswer, SessionEvent, build_bundle, export_bundle
@@ -70,17 +70,17 @@ async def test_consultations_export_as_valid_pseudonymous_bundles(server: Runnin
 
     # One consultation with everything: measurement, consent, signed assessment, session log, ended.
     for consultation, snapshot_id in ((full, east.snapshots[0]), (measured_draft, east.snapshots[2])):
-        row = await app[SNAPSHOTS].get(snapshot_id)
+        row = await app[SERVICES].snapshots.get(snapshot_id)
         assert row is not None
-        await app[SNAPSHOTS].annotate(row, MEASURED)
-    view = await app[CONSULTATIONS].get(full)
+        await app[SERVICES].snapshots.annotate(row, MEASURED)
+    view = await app[SERVICES].consultations.get(full)
     assert view is not None
-    await app[CONSENTS].record(
+    await app[SERVICES].consents.record(
         full, view.patient_id, region_id,
         {ConsentKind.VIDEO: True, ConsentKind.SNAPSHOTS: True, ConsentKind.RECORDING: False}, f"u{nurse}",
     )
-    await app[ASSESSMENTS].save(full, region_id, SIGNED, f"u{specialist}")
-    await app[ASSESSMENTS].sign(full, f"u{specialist}")
+    await app[SERVICES].assessments.save(full, region_id, SIGNED, f"u{specialist}")
+    await app[SERVICES].assessments.sign(full, f"u{specialist}")
     for kind, subject, role in (
         (EventKind.JOINED, f"u{nurse}", Role.NURSE),
         (EventKind.JOINED, f"u{specialist}", Role.SPECIALIST),
@@ -88,12 +88,12 @@ async def test_consultations_export_as_valid_pseudonymous_bundles(server: Runnin
         (EventKind.REJOINED, f"u{specialist}", Role.SPECIALIST),
         (EventKind.LEFT, f"u{specialist}", Role.SPECIALIST),
     ):
-        app[SESSION_LOG].emit(RoomEvent(full, kind, subject, role, "east", participant="p1"))
-    await app[SESSION_LOG].flush()
-    await app[CONSULTATIONS].end(full)
+        app[SERVICES].session_log.emit(RoomEvent(full, kind, subject, role, "east", participant="p1"))
+    await app[SERVICES].session_log.flush()
+    await app[SERVICES].consultations.end(full)
 
-    bundles = {c: await export_bundle(app, c) for c in east.consultations}
-    assert await export_bundle(app, "no-such-consultation") is None
+    bundles = {c: await export_bundle(app[SERVICES], c) for c in east.consultations}
+    assert await export_bundle(app[SERVICES], "no-such-consultation") is None
     for consultation, bundle in bundles.items():
         assert bundle is not None
         parsed = validate(bundle)
@@ -118,7 +118,7 @@ async def test_consultations_export_as_valid_pseudonymous_bundles(server: Runnin
             "contentType": "image/jpeg", "url": f"/api/snapshots/{snapshot}", "creation": media["createdDateTime"]}
         assert (media["width"], media["height"]) == (320, 240)
         assert all(set(p) == {"resourceType", "id", "identifier"} for p in of_type(bundle, "Practitioner"))
-        assert await export_bundle(app, consultation) == bundle  # stable urls, nothing random
+        assert await export_bundle(app[SERVICES], consultation) == bundle  # stable urls, nothing random
 
     # The full one.
     full_bundle = bundles[full]
@@ -136,7 +136,7 @@ async def test_consultations_export_as_valid_pseudonymous_bundles(server: Runnin
     consents = {c["provision"]["code"][0]["coding"][0]["code"]: c["status"] for c in of_type(full_bundle, "Consent")}
     assert consents == {"video": "active", "snapshots": "active", "recording": "rejected"}
 
-    [snap_view] = await app[SNAPSHOTS].of_consultation(full)
+    [snap_view] = await app[SERVICES].snapshots.of_consultation(full)
     measurement = snap_view.annotations.measurement() if snap_view.annotations else None
     assert measurement is not None and measurement.area_cm2 == pytest.approx(2.0)
     [media] = of_type(full_bundle, "Media")
@@ -182,7 +182,7 @@ async def test_consultations_export_as_valid_pseudonymous_bundles(server: Runnin
         assert composition["status"] == "preliminary"
         assert "attester" not in composition
         assert of_type(bundle, "Encounter")[0]["status"] == "planned"
-    assert await app[PATIENTS].find(east.patients[0]) is not None  # the record itself is untouched
+    assert await app[SERVICES].patients.find(east.patients[0]) is not None  # the record itself is untouched
 
 
 def test_withdrawn_consent_and_open_consultation() -> None:

@@ -21,7 +21,7 @@ from sqlalchemy import func, insert, select
 
 from tests.api.client import ApiClient
 from tests.server import RunningServer
-from woundcare.appkeys import DATABASE
+from woundcare.appkeys import SERVICES
 from woundcare.db.models import (
     Assessment,
     AuditEvent,
@@ -79,7 +79,7 @@ def percentile(values: list[float], p: int) -> float | None:
 async def seed(server: RunningServer) -> list[Seeded]:
     rng = random.Random(20250301)
     seeded: list[Seeded] = []
-    async with server.app[DATABASE].sessions() as session, session.begin():
+    async with server.app[SERVICES].database.sessions() as session, session.begin():
         region_ids: dict[str, int] = {}
         for code, name in REGIONS.items():
             region = Region(code=code, name=name)
@@ -424,7 +424,7 @@ async def test_a_lead_sees_only_their_region_and_a_nurse_nothing(pilot: tuple[Ru
         await lead.close()
         await nurse.close()
 
-    async with server.app[DATABASE].sessions() as session:
+    async with server.app[SERVICES].database.sessions() as session:
         audited = dict((await session.execute(
             select(AuditEvent.outcome, func.count()).where(AuditEvent.action == "pilot.figures")
             .group_by(AuditEvent.outcome)
@@ -432,7 +432,7 @@ async def test_a_lead_sees_only_their_region_and_a_nurse_nothing(pilot: tuple[Ru
     assert audited.get("ok", 0) == 4, audited
     assert audited.get("denied", 0) >= 4 * 5, audited
     # A refused foreign region is audited against that region.
-    async with server.app[DATABASE].sessions() as session:
+    async with server.app[SERVICES].database.sessions() as session:
         foreign = await session.scalar(select(Region.id).where(Region.code == "pb"))
         denied_there = await session.scalar(
             select(func.count()).where(AuditEvent.action == "pilot.figures", AuditEvent.region_id == foreign)

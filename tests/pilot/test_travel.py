@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.api.client import ApiClient
-from woundcare.appkeys import ASSESSMENTS, CONSULTATIONS, PATIENTS
+from woundcare.appkeys import SERVICES
 from woundcare.db.models import Outcome
 from woundcare.db.models import Role as StaffRole
 from woundcare.records.assessments import AssessmentContent
@@ -20,11 +20,11 @@ async def test_entered_distances_replace_the_estimate(start_server: Any) -> None
     region_id = await server.region("east")
     app = server.app
     for municipality in ("3403 Hamar", "3430 Os", None):
-        view = await app[PATIENTS].register(region_id, PatientIdentity("01018012371", "Test"), municipality)
-        patient = await app[PATIENTS].find(view.pseudonym)
+        view = await app[SERVICES].patients.register(region_id, PatientIdentity("01018012371", "Test"), municipality)
+        patient = await app[SERVICES].patients.find(view.pseudonym)
         assert patient is not None
-        consultation = await app[CONSULTATIONS].start(patient, None)
-        await app[ASSESSMENTS].save(
+        consultation = await app[SERVICES].consultations.start(patient, None)
+        await app[SERVICES].assessments.save(
             consultation.id, region_id, AssessmentContent(outcome=Outcome.TREATED_AT_HOME), "u1"
         )
     lead = ApiClient(server.url)

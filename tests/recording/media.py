@@ -11,7 +11,7 @@ import numpy as np
 from av import VideoFrame
 
 from tests.server import RunningServer
-from woundcare.appkeys import CONSULTATIONS, RECORDINGS
+from woundcare.appkeys import SERVICES
 from woundcare.camera.synthetic import SyntheticVideoTrack
 from woundcare.recording.encoder import WebmEncoder
 from woundcare.records.recordings import RecordingView
@@ -22,9 +22,9 @@ async def stored_recording(
 ) -> RecordingView:
     """A complete recording of ``frames`` synthetic frames, 1/30 s apart; with ``noise``,
     frames that do not compress, so the video spans several sealed chunks."""
-    view = await server.app[CONSULTATIONS].get(consultation)
+    view = await server.app[SERVICES].consultations.get(consultation)
     assert view is not None
-    recordings = server.app[RECORDINGS]
+    recordings = server.app[SERVICES].recordings
     capture = await recordings.begin(view, "u0")
     source = SyntheticVideoTrack(*size)
     encoder = WebmEncoder(capture.sink)

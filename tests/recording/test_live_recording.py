@@ -22,7 +22,7 @@ from tests.camera.scene import PASSWORD, Visit, home_visit
 from tests.recording.media import decoded
 from tests.recording.test_recordings import _flip_bit, _swap_chunks, _truncate
 from tests.server import RunningServer
-from woundcare.appkeys import DATABASE, KEYRING, RECORDINGS
+from woundcare.appkeys import SERVICES
 from woundcare.crypto import Binding, KeyShreddedError, RecordIntegrityError
 from woundcare.crypto.stream import CHUNK_SIZE, open_stream
 from woundcare.db.models import AuditEvent, RecordingStatus
@@ -158,7 +158,7 @@ async def test_a_live_call_is_recorded_sealed_and_plays_back_only_with_the_regio
             assert [r["id"] for r in listed["recordings"]] == [started["id"]]
 
             app = server.app
-            row = await app[RECORDINGS].get(started["id"])
+            row = await app[SERVICES].recordings.get(started["id"])
             assert row is not None and row.status is RecordingStatus.COMPLETE
             [stored] = list(server.settings.recording_dir.rglob(row.blob_key))
             original = stored.read_bytes()
@@ -166,8 +166,8 @@ async def test_a_live_call_is_recorded_sealed_and_plays_back_only_with_the_regio
             # Another region's key opens neither the stream key nor, with it, the video.
             west = await server.region("west")
             with pytest.raises(RecordIntegrityError):
-                await app[KEYRING].open(Binding(west, KEY_KIND, row.id), row.key_sealed)
-            key = await app[KEYRING].open(Binding(row.region_id, KEY_KIND, row.id), row.key_sealed)
+                await app[SERVICES].keyring.open(Binding(west, KEY_KIND, row.id), row.key_sealed)
+            key = await app[SERVICES].keyring.open(Binding(row.region_id, KEY_KIND, row.id), row.key_sealed)
             with pytest.raises(RecordIntegrityError), stored.open("rb") as file:
                 list(open_stream(key, Binding(west, VIDEO_KIND, row.id), file.read))
 
@@ -177,7 +177,7 @@ async def test_a_live_call_is_recorded_sealed_and_plays_back_only_with_the_regio
                 response = await spes.request("GET", f"/api/recordings/{started['id']}")
                 assert response.status == 500 and (await response.json())["error"]["code"] == "integrity_error"
             stored.write_bytes(original)
-            async with app[DATABASE].sessions() as session:
+            async with app[SERVICES].database.sessions() as session:
                 outcomes = (await session.scalars(
                     select(AuditEvent.outcome).where(AuditEvent.resource == f"recording:{row.id}",
                                                      AuditEvent.action == "recording.view")
@@ -185,11 +185,11 @@ async def test_a_live_call_is_recorded_sealed_and_plays_back_only_with_the_regio
             assert outcomes.count("integrity_error") == 3 and "ok" in outcomes
 
             # Crypto-shredding the region makes it unreadable.
-            await app[KEYRING].shred(row.region_id)
+            await app[SERVICES].keyring.shred(row.region_id)
             response = await spes.request("GET", f"/api/recordings/{started['id']}")
             assert response.status == 403  # a shredded region's roles are gone with it
             with pytest.raises(KeyShreddedError):
-                await app[RECORDINGS].media(row)
+                await app[SERVICES].recordings.media(row)
         finally:
             watcher.stop()
 
@@ -225,7 +225,7 @@ async def test_recording_needs_consent_a_specialist_and_the_region(server: Runni
         [ended] = (await spes.json("GET", f"/api/consultations/{consultation}/recordings"))["recordings"]
         assert (ended["status"], ended["endReason"]) == ("failed", "no_video")
         assert [p for p in server.settings.recording_dir.rglob("*") if p.is_file()] == []
-        async with server.app[DATABASE].sessions() as session:
+        async with server.app[SERVICES].database.sessions() as session:
             actions = (await session.scalars(
                 select(AuditEvent.action).where(AuditEvent.resource == f"recording:{started['id']}"))).all()
         assert "recording.start" in actions and "recording.end.no_video" in actions

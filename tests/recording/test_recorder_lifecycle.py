@@ -15,7 +15,7 @@ from tests.api.client import ApiClient
 from tests.recording.media import decoded
 from tests.recording.test_recordings import media_of
 from tests.server import RunningServer
-from woundcare.appkeys import CONSENTS, CONSULTATIONS, RECORDERS, RECORDINGS
+from woundcare.appkeys import SERVICES
 from woundcare.webrtc.client import SignalingClient
 from woundcare.camera.peer import Publisher
 from woundcare.webrtc.peer import ice_configuration, pump, shutdown
@@ -43,12 +43,12 @@ async def camera_in(server: RunningServer, consultation: str) -> AsyncIterator[N
 
 async def recording_with_video(server: RunningServer, consultation: str) -> RecordingView:
     """Start recording ``consultation`` and wait until the recorder has encoded some frames."""
-    view = await server.app[CONSULTATIONS].get(consultation)
+    view = await server.app[SERVICES].consultations.get(consultation)
     assert view is not None
-    await server.app[CONSENTS].record(consultation, view.patient_id, view.region_id, {ConsentKind.RECORDING: True}, "u0")
-    started = await server.app[RECORDERS].start(view, "u0")
+    await server.app[SERVICES].consents.record(consultation, view.patient_id, view.region_id, {ConsentKind.RECORDING: True}, "u0")
+    started = await server.app[SERVICES].recorders.start(view, "u0")
     async with asyncio.timeout(30):
-        while (recorder := server.app[RECORDERS].recorder(consultation)) is None or recorder.frames < FRAMES:
+        while (recorder := server.app[SERVICES].recorders.recorder(consultation)) is None or recorder.frames < FRAMES:
             await asyncio.sleep(0.05)
     return started
 
@@ -64,9 +64,9 @@ async def test_ending_the_consultation_finishes_the_recording(server: RunningSer
             started = await recording_with_video(server, consultation)
             response = await spes.request("POST", f"/api/consultations/{consultation}/end")
             assert response.status == 204
-        row = await server.app[RECORDINGS].get(started.id)
+        row = await server.app[SERVICES].recordings.get(started.id)
         assert row is not None and (row.status, row.end_reason) == (RecordingStatus.COMPLETE, "ended")
-        assert server.app[RECORDERS].recorder(consultation) is None
+        assert server.app[SERVICES].recorders.recorder(consultation) is None
         sizes = decoded(await media_of(server, started.id))
         assert len(sizes) == row.frames >= FRAMES and set(sizes) == {(160, 120)}
     finally:
@@ -84,7 +84,7 @@ async def test_a_server_shutdown_finishes_the_recording(
         started = await recording_with_video(server, consultation)
         await server.stop()  # graceful: sockets told to go away, then cleanup_ctx finishes recordings
     again = await start_server(data_dir=data_dir, instance="one")
-    row = await again.app[RECORDINGS].get(started.id)
+    row = await again.app[SERVICES].recordings.get(started.id)
     assert row is not None and (row.status, row.end_reason) == (RecordingStatus.COMPLETE, "shutdown")
     sizes = decoded(await media_of(again, started.id))
     assert len(sizes) == row.frames >= FRAMES

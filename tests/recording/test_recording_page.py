@@ -9,7 +9,7 @@ from pathlib import Path
 from tests.e2e.browser import async_playwright, eventually, launch
 from tests.recording.media import stored_recording
 from tests.server import RunningServer
-from woundcare.appkeys import CONSENTS, CONSULTATIONS
+from woundcare.appkeys import SERVICES
 from woundcare.db.models import ConsentKind
 from woundcare.db.models import Role as StaffRole
 
@@ -27,9 +27,9 @@ async def test_the_specialist_plays_back_and_records_from_the_page(server: Runni
 
     await server.add_user("spes", PASSWORD, {"east": StaffRole.SPECIALIST})
     consultation = await server.new_consultation("east")
-    view = await server.app[CONSULTATIONS].get(consultation)
+    view = await server.app[SERVICES].consultations.get(consultation)
     assert view is not None
-    await server.app[CONSENTS].record(consultation, view.patient_id, view.region_id, {ConsentKind.RECORDING: True}, "u0")
+    await server.app[SERVICES].consents.record(consultation, view.patient_id, view.region_id, {ConsentKind.RECORDING: True}, "u0")
     await stored_recording(server, consultation, frames=30, size=(160, 120))
 
     async with async_playwright() as playwright:

@@ -12,14 +12,7 @@ from sqlalchemy import update
 
 from tests.recording.media import decoded, stored_recording
 from tests.server import RunningServer
-from woundcare.appkeys import (
-    CONSULTATIONS,
-    DATABASE,
-    KEYRING,
-    RECORDINGS,
-    RETENTION,
-    SNAPSHOTS,
-)
+from woundcare.appkeys import SERVICES
 from woundcare.crypto import Binding, KeyShreddedError, RecordIntegrityError
 from woundcare.crypto.stream import open_stream
 from woundcare.db.models import Consultation, Recording, RecordingStatus, Region
@@ -28,7 +21,7 @@ from woundcare.records.rekey import Reencryption
 
 
 async def media_of(server: RunningServer, recording_id: str) -> bytes:
-    recordings = server.app[RECORDINGS]
+    recordings = server.app[SERVICES].recordings
     row = await recordings.get(recording_id)
     assert row is not None
     media = await recordings.media(row)
@@ -50,11 +43,11 @@ async def test_round_trip_sealed_on_disk(start_server, db_url: str) -> None:  # 
     media = await media_of(server, view.id)
     assert media[:4] == bytes.fromhex("1a45dfa3")
     assert decoded(media) == [(160, 120)] * 20
-    row = await server.app[RECORDINGS].get(view.id)
+    row = await server.app[SERVICES].recordings.get(view.id)
     assert row is not None
     stored = blob_path(server, row).read_bytes()
     assert len(stored) == row.size and bytes.fromhex("1a45dfa3") not in stored and b"webm" not in stored
-    listed = await server.app[RECORDINGS].of_consultation(consultation)
+    listed = await server.app[SERVICES].recordings.of_consultation(consultation)
     assert [r.id for r in listed] == [view.id]
 
 
@@ -62,10 +55,10 @@ async def test_tampering_and_other_regions_fail(server: RunningServer) -> None:
     consultation = await server.new_consultation("east")
     other_region = await server.region("west")
     view = await stored_recording(server, consultation, frames=30, size=(320, 240), noise=True)
-    recordings = server.app[RECORDINGS]
+    recordings = server.app[SERVICES].recordings
     row = await recordings.get(view.id)
     assert row is not None
-    keyring = server.app[KEYRING]
+    keyring = server.app[SERVICES].keyring
     # The stream key does not open for another region, nor for another recording.
     for binding in (Binding(other_region, KEY_KIND, row.id), Binding(row.region_id, KEY_KIND, "other")):
         with pytest.raises(RecordIntegrityError):
@@ -120,16 +113,16 @@ async def test_rotation_reseals_the_key_and_shredding_makes_it_unreadable(server
     app = server.app
     old_key = view.key_id
     region_id = view.region_id
-    await app[KEYRING].rotate(region_id)
-    rekey = Reencryption(app[DATABASE], app[KEYRING], app[SNAPSHOTS])
+    await app[SERVICES].keyring.rotate(region_id)
+    rekey = Reencryption(app[SERVICES].database, app[SERVICES].keyring, app[SERVICES].snapshots)
     assert await rekey.pending(region_id) == 1
     assert await rekey.run(region_id) == 1 and await rekey.pending(region_id) == 0
-    row = await app[RECORDINGS].get(view.id)
-    assert row is not None and row.key_id != old_key and row.key_id == await app[KEYRING].ensure_region_key(region_id)
+    row = await app[SERVICES].recordings.get(view.id)
+    assert row is not None and row.key_id != old_key and row.key_id == await app[SERVICES].keyring.ensure_region_key(region_id)
     assert decoded(await media_of(server, view.id))
 
     other = await stored_recording(server, await server.new_consultation("west"))
-    await app[KEYRING].shred(region_id)
+    await app[SERVICES].keyring.shred(region_id)
     with pytest.raises(KeyShreddedError):
         await media_of(server, view.id)
     assert decoded(await media_of(server, other.id))  # other regions are untouched
@@ -138,25 +131,25 @@ async def test_rotation_reseals_the_key_and_shredding_makes_it_unreadable(server
 async def test_retention_purge_deletes_recordings_with_their_blobs(server: RunningServer) -> None:
     consultation = await server.new_consultation("east")
     view = await stored_recording(server, consultation)
-    row = await server.app[RECORDINGS].get(view.id)
+    row = await server.app[SERVICES].recordings.get(view.id)
     assert row is not None
     path = blob_path(server, row)
-    async with server.app[DATABASE].sessions() as session, session.begin():
+    async with server.app[SERVICES].database.sessions() as session, session.begin():
         await session.execute(update(Region).where(Region.id == view.region_id).values(retention_days=30))
         await session.execute(
             update(Consultation).where(Consultation.id == consultation).values(ended_at=datetime.now(UTC) - timedelta(days=31))
         )
-    assert await server.app[RETENTION].purge(view.region_id) == [consultation]
-    assert await server.app[RECORDINGS].get(view.id) is None and not path.exists()
+    assert await server.app[SERVICES].retention.purge(view.region_id) == [consultation]
+    assert await server.app[SERVICES].recordings.get(view.id) is None and not path.exists()
 
 
 async def test_a_crash_mid_recording_leaves_a_failed_row_and_no_file(start_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     data_dir = tmp_path / "crashed"
     server = await start_server(data_dir=data_dir, instance="one")
     consultation = await server.new_consultation("east")
-    view = await server.app[CONSULTATIONS].get(consultation)
+    view = await server.app[SERVICES].consultations.get(consultation)
     assert view is not None
-    capture = await server.app[RECORDINGS].begin(view, "u0")
+    capture = await server.app[SERVICES].recordings.begin(view, "u0")
     capture.sink.write(os.urandom(200_000))  # what a muxer wrote before the process died
     capture.writer._file.flush()  # as the page cache would hold it
     leftovers = [p for p in data_dir.joinpath("recordings").rglob("*") if p.is_file()]
@@ -164,6 +157,6 @@ async def test_a_crash_mid_recording_leaves_a_failed_row_and_no_file(start_serve
     await server.stop()  # no finish: as if killed
 
     again = await start_server(data_dir=data_dir, instance="one")
-    row = await again.app[RECORDINGS].get(capture.recording.id)
+    row = await again.app[SERVICES].recordings.get(capture.recording.id)
     assert row is not None and (row.status, row.end_reason) == (RecordingStatus.FAILED, "interrupted")
     assert [p for p in data_dir.joinpath("recordings").rglob("*") if p.is_file()] == []

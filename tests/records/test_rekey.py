@@ -13,9 +13,9 @@ from sqlalchemy import select
 
 from tests.api.test_snapshots import wound_jpeg
 from tests.server import RunningServer
-from woundcare.appkeys import ASSESSMENTS, CONSULTATIONS, DATABASE, KEYRING, PATIENTS, SNAPSHOTS
+from woundcare.appkeys import SERVICES
 from woundcare.cli import main
-from woundcare.app import master_keys
+from woundcare.services import master_keys
 from woundcare.crypto import Binding, Keyring, KeyShreddedError, key_id_of
 from woundcare.db.models import AuditEvent, Outcome, Patient, Snapshot
 from woundcare.records.assessments import AssessmentContent
@@ -44,15 +44,15 @@ async def fill(server: RunningServer, code: str, count: int) -> Region:
     region = Region(region_id, [], [], [])
     image = wound_jpeg(320, 240)
     for i in range(count):
-        patient = await app[PATIENTS].register(region_id, PatientIdentity("01018012371", f"Pasient {i}"))
-        found = await app[PATIENTS].find(patient.pseudonym)
+        patient = await app[SERVICES].patients.register(region_id, PatientIdentity("01018012371", f"Pasient {i}"))
+        found = await app[SERVICES].patients.find(patient.pseudonym)
         assert found is not None
-        consultation = await app[CONSULTATIONS].start(found, None)
-        await app[ASSESSMENTS].save(consultation.id, region_id, AssessmentContent(outcome=Outcome.REFERRED), "u1")
-        snapshot = await app[SNAPSHOTS].store(consultation.id, region_id, found.id, image, "u1")
-        row = await app[SNAPSHOTS].get(snapshot.id)
+        consultation = await app[SERVICES].consultations.start(found, None)
+        await app[SERVICES].assessments.save(consultation.id, region_id, AssessmentContent(outcome=Outcome.REFERRED), "u1")
+        snapshot = await app[SERVICES].snapshots.store(consultation.id, region_id, found.id, image, "u1")
+        row = await app[SERVICES].snapshots.get(snapshot.id)
         assert row is not None
-        await app[SNAPSHOTS].annotate(row, ANNOTATIONS)
+        await app[SERVICES].snapshots.annotate(row, ANNOTATIONS)
         region.patients.append(patient.pseudonym)
         region.consultations.append(consultation.id)
         region.snapshots.append(snapshot.id)
@@ -63,17 +63,17 @@ async def read_all(server: RunningServer, region: Region) -> None:
     """Open every sealed value of the region; raises if any does not decrypt."""
     app = server.app
     for pseudonym in region.patients:
-        patient = await app[PATIENTS].find(pseudonym)
+        patient = await app[SERVICES].patients.find(pseudonym)
         assert patient is not None
-        assert (await app[PATIENTS].identity(patient)) is not None
+        assert (await app[SERVICES].patients.identity(patient)) is not None
     for consultation in region.consultations:
-        assert (await app[ASSESSMENTS].get(consultation)) is not None
+        assert (await app[SERVICES].assessments.get(consultation)) is not None
     for snapshot_id in region.snapshots:
-        row = await app[SNAPSHOTS].get(snapshot_id)
+        row = await app[SERVICES].snapshots.get(snapshot_id)
         assert row is not None
-        assert (await app[SNAPSHOTS].image(row))[:3] == b"\xff\xd8\xff"
-        assert (await app[SNAPSHOTS].image(row, thumbnail=True))[:3] == b"\xff\xd8\xff"
-    views = [v for c in region.consultations for v in await app[SNAPSHOTS].of_consultation(c)]
+        assert (await app[SERVICES].snapshots.image(row))[:3] == b"\xff\xd8\xff"
+        assert (await app[SERVICES].snapshots.image(row, thumbnail=True))[:3] == b"\xff\xd8\xff"
+    views = [v for c in region.consultations for v in await app[SERVICES].snapshots.of_consultation(c)]
     assert all(v.annotations == ANNOTATIONS for v in views)
 
 
@@ -89,9 +89,9 @@ async def server(start_server: Any, db_url: str) -> AsyncIterator[RunningServer]
 async def test_rotation_stopped_half_way_resumes_and_finishes(server: RunningServer) -> None:
     east = await fill(server, "east", 4)
     app = server.app
-    old_key = await app[KEYRING].ensure_region_key(east.id)
-    new_key = await app[KEYRING].rotate(east.id)
-    rekey = Reencryption(app[DATABASE], app[KEYRING], app[SNAPSHOTS])
+    old_key = await app[SERVICES].keyring.ensure_region_key(east.id)
+    new_key = await app[SERVICES].keyring.rotate(east.id)
+    rekey = Reencryption(app[SERVICES].database, app[SERVICES].keyring, app[SERVICES].snapshots)
     total = await rekey.pending(east.id)
     assert total == 4 * 4  # identity, assessment, annotations, snapshot blobs per patient
 
@@ -107,7 +107,7 @@ async def test_rotation_stopped_half_way_resumes_and_finishes(server: RunningSer
     assert await rekey.run(east.id) == total - 7
     assert await rekey.pending(east.id) == 0
     await read_all(server, east)
-    async with app[DATABASE].sessions() as session:
+    async with app[SERVICES].database.sessions() as session:
         identities = (await session.scalars(select(Patient.identity_sealed))).all()
         snapshot_keys = set((await session.scalars(select(Snapshot.key_id))).all())
         referenced = set((await session.scalars(select(Snapshot.blob_key))).all())
@@ -128,18 +128,18 @@ async def test_keys_rotate_cli_then_shred_one_region_leaves_the_other(server: Ru
     assert await asyncio.to_thread(main, ["region", "shred", "east", *common]) == 2  # not confirmed
     assert await asyncio.to_thread(main, ["region", "shred", "east", "--confirm", "east", *common]) == 0
     app = server.app
-    patient = await app[PATIENTS].find(east.patients[0])
+    patient = await app[SERVICES].patients.find(east.patients[0])
     assert patient is not None
     # The server's own keyring has the east keys cached; a fresh one, like any restart, has not.
-    fresh = Keyring(app[DATABASE].sessions, master_keys(server.settings))
+    fresh = Keyring(app[SERVICES].database.sessions, master_keys(server.settings))
     with pytest.raises(KeyShreddedError):
         await fresh.open(*_identity_binding(patient))
-    row = await app[SNAPSHOTS].get(east.snapshots[0])
+    row = await app[SERVICES].snapshots.get(east.snapshots[0])
     assert row is not None
     with pytest.raises(KeyShreddedError):
         await fresh.open(*_image_binding(row, server))
     await read_all(server, west)
-    async with app[DATABASE].sessions() as session:
+    async with app[SERVICES].database.sessions() as session:
         actions = set((await session.scalars(select(AuditEvent.action).where(AuditEvent.actor == "cli"))).all())
     assert {"admin.keys.rotate", "admin.keys.reencrypt", "admin.region.shred"} <= actions
 

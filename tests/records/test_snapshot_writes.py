@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tests.api.test_snapshots import wound_jpeg
 from tests.server import RunningServer
-from woundcare.appkeys import DATABASE, SNAPSHOTS
+from woundcare.appkeys import SERVICES
 from woundcare.db.models import Consultation
 from woundcare.storage.blobs import BlobStore
 
@@ -31,7 +31,7 @@ async def server(start_server: Callable[..., Awaitable[RunningServer]], db_url: 
 
 async def consultation_of(server: RunningServer) -> Consultation:
     consultation_id = await server.new_consultation()
-    async with server.app[DATABASE].sessions() as session:
+    async with server.app[SERVICES].database.sessions() as session:
         return await session.get_one(Consultation, consultation_id)
 
 
@@ -43,7 +43,7 @@ async def test_a_write_cancelled_mid_way_still_ends_with_its_row_and_blob(
     server: RunningServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     consultation = await consultation_of(server)
-    snapshots = server.app[SNAPSHOTS]
+    snapshots = server.app[SERVICES].snapshots
     writing, release = threading.Event(), threading.Event()
     put = BlobStore.put
 
@@ -79,7 +79,7 @@ async def test_a_row_that_fails_removes_its_blob_and_intent(server: RunningServe
     consultation = await consultation_of(server)
     with pytest.raises(IntegrityError):
         # No such consultation: the row's foreign key fails after the blob was written.
-        await server.app[SNAPSHOTS].store(
+        await server.app[SERVICES].snapshots.store(
             "no-such-consultation", consultation.region_id, consultation.patient_id, wound_jpeg(320, 240), "u1"
         )
     assert files_under(server.settings.blob_dir) == []

@@ -26,7 +26,7 @@ from signaling.turn import ice_servers as build_ice_servers
 from signaling.turn import turn_credential
 from tests.coturn import Coturn
 from tests.server import RunningServer
-from woundcare.appkeys import INVITATIONS
+from woundcare.appkeys import SERVICES
 from woundcare.auth.invitations import Invitations
 from woundcare.webrtc.client import SignalingClient
 from woundcare.camera.peer import Publisher
@@ -168,7 +168,7 @@ async def test_ice_servers_with_forged_token_is_token_invalid(server: RunningSer
 
 async def test_ice_servers_with_expired_token_is_token_expired(server: RunningServer) -> None:
     consultation = await server.new_consultation()
-    expired = server.app[INVITATIONS].issue(
+    expired = server.app[SERVICES].invitations.issue(
         consultation, Role.NURSE, "d1", "Camera", "test", ttl_seconds=60, now=time.time() - 3600
     )
     status, _, body = await _get_ice_servers(server, {"Authorization": f"Bearer {expired}"})

@@ -8,7 +8,7 @@ import asyncio
 from aiohttp import web
 from sqlalchemy import text
 
-from ..appkeys import DATABASE, KEYRING, SETTINGS
+from ..appkeys import SERVICES
 
 routes = web.RouteTableDef()
 
@@ -21,12 +21,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def _database(request: web.Request) -> None:
-    async with request.config_dict[DATABASE].engine.connect() as connection:
+    async with request.config_dict[SERVICES].database.engine.connect() as connection:
         await connection.execute(text("SELECT 1"))
 
 
 async def _redis(request: web.Request) -> None:
-    url = request.config_dict[SETTINGS].redis_url
+    url = request.config_dict[SERVICES].settings.redis_url
     if url is None:
         return
     import redis.asyncio as redis
@@ -40,7 +40,7 @@ async def _redis(request: web.Request) -> None:
 
 async def _keys(request: web.Request) -> None:
     # Unwrapping needs the master key; a wrong or missing one fails here, not on a patient read.
-    await request.config_dict[KEYRING].check()
+    await request.config_dict[SERVICES].keyring.check()
 
 
 @routes.get("/readyz")

@@ -14,10 +14,8 @@ from datetime import date
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from sqlalchemy import select
 
-from ..appkeys import DATABASE, SETTINGS
-from ..db.models import TravelDistance
+from ..appkeys import SERVICES
 from ..auth.policy import Action
 from ..pilot.figures import (
     DEFAULT_TRAVEL,
@@ -54,7 +52,7 @@ def _day(request: web.Request, name: str) -> date | None:
 
 def _period(request: web.Request) -> Period:
     try:
-        zone = ZoneInfo(request.config_dict[SETTINGS].pilot_timezone)
+        zone = ZoneInfo(request.config_dict[SERVICES].settings.pilot_timezone)
         return Period(_day(request, "from"), _day(request, "to"), zone)
     except ValueError as exc:
         raise api_error(400, "bad_period", str(exc)) from None
@@ -70,8 +68,7 @@ async def _regions(request: web.Request, what: str) -> list[RegionRef]:
     else:
         audit_target(request, f"pilot:{what}")
         ids = actor(request).regions_for(ACTION)
-    async with request.config_dict[DATABASE].sessions() as session:
-        return await visible_regions(session, ids)
+    return await visible_regions(request.config_dict[SERVICES].pilot, ids)
 
 
 def _csv(text: str, filename: str) -> web.Response:
@@ -91,8 +88,7 @@ def _csv(text: str, filename: str) -> web.Response:
 async def figures(request: web.Request) -> web.Response:
     period = _period(request)
     regions = await _regions(request, "figures")
-    async with request.config_dict[DATABASE].sessions() as session:
-        found = await compute_figures(session, regions, period)
+    found = await compute_figures(request.config_dict[SERVICES].pilot, regions, period)
     return web.json_response(
         {
             **period.json(),
@@ -113,8 +109,7 @@ async def figures(request: web.Request) -> web.Response:
 async def figures_csv(request: web.Request) -> web.Response:
     period = _period(request)
     regions = await _regions(request, "figures.csv")
-    async with request.config_dict[DATABASE].sessions() as session:
-        found = await compute_figures(session, regions, period)
+    found = await compute_figures(request.config_dict[SERVICES].pilot, regions, period)
     return _csv(to_csv(FIGURES_COLUMNS, [f.row() for f in found]), "pilot-figures.csv")
 
 
@@ -123,8 +118,7 @@ async def figures_csv(request: web.Request) -> web.Response:
 async def sessions(request: web.Request) -> web.Response:
     period = _period(request)
     regions = await _regions(request, "sessions")
-    async with request.config_dict[DATABASE].sessions() as session:
-        found = await list_sessions(session, regions, period)
+    found = await list_sessions(request.config_dict[SERVICES].pilot, regions, period)
     return web.json_response(
         {**period.json(), "sessions": [s.json() for s in found]}, headers={"Cache-Control": "no-store"}
     )
@@ -135,8 +129,7 @@ async def sessions(request: web.Request) -> web.Response:
 async def sessions_csv(request: web.Request) -> web.Response:
     period = _period(request)
     regions = await _regions(request, "sessions.csv")
-    async with request.config_dict[DATABASE].sessions() as session:
-        found = await list_sessions(session, regions, period)
+    found = await list_sessions(request.config_dict[SERVICES].pilot, regions, period)
     return _csv(to_csv(SESSIONS_COLUMNS, [s.row() for s in found]), "pilot-sessions.csv")
 
 
@@ -146,12 +139,7 @@ async def travel_table(request: web.Request) -> web.Response:
     """The region's round-trip distances per municipality, as the lead entered them."""
     code = request.query.get("region") or ""
     region_id = await checked_region(request, code, Action.PILOT_FIGURES)
-    async with request.config_dict[DATABASE].sessions() as session:
-        rows = (
-            await session.scalars(
-                select(TravelDistance).where(TravelDistance.region_id == region_id).order_by(TravelDistance.municipality)
-            )
-        ).all()
+    rows = await request.config_dict[SERVICES].pilot.travel(region_id)
     return web.json_response(
         {
             "region": code,
@@ -175,15 +163,6 @@ async def set_travel(request: web.Request) -> web.Response:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= limit:
             raise api_error(400, "bad_request", f"'{name}' must be a number from 0 to {limit:g}")
         values[name] = float(value)
-    async with request.config_dict[DATABASE].sessions() as session, session.begin():
-        row = await session.scalar(
-            select(TravelDistance).where(
-                TravelDistance.region_id == region_id, TravelDistance.municipality == municipality
-            )
-        )
-        if row is None:
-            session.add(TravelDistance(region_id=region_id, municipality=municipality, **values))
-        else:
-            row.km, row.hours = values["km"], values["hours"]
+    await request.config_dict[SERVICES].pilot.set_travel(region_id, municipality, values["km"], values["hours"])
     audit_target(request, f"travel:{code}", region_id)
     return web.json_response({"region": code, "municipality": municipality, **values})

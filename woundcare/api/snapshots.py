@@ -10,7 +10,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 
 from signaling.handler import ROOMS
 
-from ..appkeys import ASSESSMENTS, CONSENTS, CONSULTATIONS, SETTINGS, SNAPSHOTS
+from ..appkeys import SERVICES
 from ..auth.policy import Action
 from ..db.models import ConsentKind, Snapshot
 from ..records.images import ImageRejected, RejectCode
@@ -95,12 +95,12 @@ async def _read_upload(request: web.Request, limit: int, seconds: float) -> tupl
 async def upload_snapshot(request: web.Request) -> web.Response:
     view = await visible_consultation(request, Action.SNAPSHOT_UPLOAD)
     app = request.config_dict
-    if not (await app[CONSENTS].current(view.id))[ConsentKind.SNAPSHOTS]:
+    if not (await app[SERVICES].consents.current(view.id))[ConsentKind.SNAPSHOTS]:
         raise api_error(409, "no_consent", "the patient has not consented to snapshots being stored")
-    settings = app[SETTINGS]
+    settings = app[SERVICES].settings
     data, request_id = await _read_upload(request, settings.snapshot_max_bytes, settings.upload_timeout_seconds)
     try:
-        stored = await app[SNAPSHOTS].store(
+        stored = await app[SERVICES].snapshots.store(
             view.id, view.region_id, view.patient_id, data, actor(request).subject, request_id
         )
     except ImageRejected as exc:
@@ -116,12 +116,12 @@ async def upload_snapshot(request: web.Request) -> web.Response:
 @requires(Action.SNAPSHOT_READ)
 async def list_snapshots(request: web.Request) -> web.Response:
     view = await visible_consultation(request, Action.SNAPSHOT_READ)
-    views = await request.config_dict[SNAPSHOTS].of_consultation(view.id)
+    views = await request.config_dict[SERVICES].snapshots.of_consultation(view.id)
     return web.json_response({"snapshots": [v.json() for v in views]})
 
 
 async def visible_snapshot(request: web.Request, action: Action) -> Snapshot:
-    row = await request.config_dict[SNAPSHOTS].get(request.match_info["id"])
+    row = await request.config_dict[SERVICES].snapshots.get(request.match_info["id"])
     if row is not None and may(request, action, f"snapshot:{row.id}", row.region_id):
         return row
     raise api_error(404, "not_found", "no such snapshot")
@@ -129,7 +129,7 @@ async def visible_snapshot(request: web.Request, action: Action) -> Snapshot:
 
 async def _image(request: web.Request, thumbnail: bool) -> web.Response:
     row = await visible_snapshot(request, Action.SNAPSHOT_READ)
-    body = await request.config_dict[SNAPSHOTS].image(row, thumbnail)
+    body = await request.config_dict[SERVICES].snapshots.image(row, thumbnail)
     return web.Response(
         body=body,
         content_type="image/jpeg" if thumbnail else row.media_type,
@@ -159,7 +159,7 @@ async def annotate_snapshot(request: web.Request) -> web.Response:
             annotations.measurement()
     except ValueError as exc:
         raise api_error(400, "bad_annotations", str(exc)) from None
-    view = await request.config_dict[SNAPSHOTS].annotate(row, annotations)
+    view = await request.config_dict[SERVICES].snapshots.annotate(row, annotations)
     return web.json_response(view.json())
 
 
@@ -169,11 +169,11 @@ async def timeline(request: web.Request) -> web.Response:
     """Everything about a patient's wound in time order, to see whether it heals."""
     patient = await visible_patient(request, request.match_info["id"], Action.TIMELINE_READ)
     app = request.config_dict
-    consultations = await app[CONSULTATIONS].of_patient(patient.id)
-    snapshots = await app[SNAPSHOTS].of_patient(patient.id)
+    consultations = await app[SERVICES].consultations.of_patient(patient.id)
+    snapshots = await app[SERVICES].snapshots.of_patient(patient.id)
     entries: list[dict[str, object]] = []
     for consultation in consultations:
-        assessment = await app[ASSESSMENTS].get(consultation.id)
+        assessment = await app[SERVICES].assessments.get(consultation.id)
         entries.append(
             {
                 "kind": "consultation",

@@ -41,14 +41,13 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
-from sqlalchemy import select
-
-from ..appkeys import ASSESSMENTS, CONSULTATIONS, DATABASE, SNAPSHOTS
-from ..db.models import Consent, ConsentKind, Consultation, ConsultationEvent, ConsultationStatus, Membership
+from ..db.models import ConsentKind, ConsultationStatus
 from ..db.models import Role as StaffRole
 from ..records.assessments import AssessmentView
+from ..records.consents import ConsentAnswer
 from ..records.consultations import ConsultationView
 from ..records.snapshots import SnapshotView
+from ..services import Services
 
 PSEUDONYM_SYSTEM = "urn:woundcare:pseudonym:"
 """Followed by the region code: a pseudonym is unique, and meaningful, within its region."""
@@ -94,14 +93,6 @@ _EVENT_TYPES = {
     "left": (("110114", "User Authentication"), ("110123", "Logout")),
 }
 _APPLICATION_ACTIVITY = ("110100", "Application Activity")
-
-
-@dataclass(frozen=True, slots=True)
-class ConsentAnswer:
-    kind: ConsentKind
-    given: bool
-    recorded_at: datetime
-    withdrawn_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,40 +254,22 @@ def build_bundle(
     }
 
 
-async def export_bundle(app: Mapping[Any, Any], consultation_id: str, *, api_base: str = "") -> dict[str, Any] | None:
+async def export_bundle(services: Services, consultation_id: str, *, api_base: str = "") -> dict[str, Any] | None:
     """Gather one consultation from the record services and build its bundle; None if there
     is no such consultation. The caller checks the actor's region and audits the export."""
-    consultation = await app[CONSULTATIONS].get(consultation_id)
+    consultation = await services.consultations.get(consultation_id)
     if consultation is None:
         return None
-    assessment = await app[ASSESSMENTS].get(consultation_id)
-    snapshots = await app[SNAPSHOTS].of_consultation(consultation_id)
-    async with app[DATABASE].sessions() as session:
-        consents = (
-            await session.scalars(
-                select(Consent).where(Consent.consultation_id == consultation_id).order_by(Consent.id)
-            )
-        ).all()
-        events = (
-            await session.scalars(
-                select(ConsultationEvent)
-                .where(ConsultationEvent.consultation_id == consultation_id)
-                .order_by(ConsultationEvent.id)
-            )
-        ).all()
-        created_by = await session.scalar(select(Consultation.created_by).where(Consultation.id == consultation_id))
-        memberships = (
-            await session.execute(
-                select(Membership.user_id, Membership.role).where(Membership.region_id == consultation.region_id)
-            )
-        ).all()
+    created_by = await services.consultations.creator(consultation_id)
     return build_bundle(
         consultation,
-        consents=[ConsentAnswer(c.kind, c.given, c.recorded_at, c.withdrawn_at) for c in consents],
-        assessment=assessment,
-        snapshots=snapshots,
-        events=[SessionEvent(e.at, e.kind, e.role, e.subject) for e in events],
-        staff=_staff_roles(memberships),
+        consents=await services.consents.answers(consultation_id),
+        assessment=await services.assessments.get(consultation_id),
+        snapshots=await services.snapshots.of_consultation(consultation_id),
+        events=[
+            SessionEvent(e.at, e.kind, e.role, e.subject) for e in await services.consultations.events(consultation_id)
+        ],
+        staff=_staff_roles(await services.pilot.staff(consultation.region_id)),
         created_by=f"u{created_by}" if created_by is not None else None,
         api_base=api_base,
     )

@@ -35,21 +35,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from ..db.models import (
-    Assessment,
-    Consultation,
-    ConsultationEvent,
-    ConsultationStatus,
-    Outcome,
-    Patient,
-    QualitySample,
-    Region,
-    Snapshot,
-    TravelDistance,
-)
+from ..db.models import ConsultationStatus, Outcome
+from ..records.pilot import Pilot, Window
 
 RECONNECTING = "reconnecting"
 """The session-log event kind counted as a reconnection (``signaling.sink.EventKind``)."""
@@ -115,6 +102,10 @@ class Period:
             "from": self.first.isoformat() if self.first else None,
             "to": self.last.isoformat() if self.last else None,
         }
+
+    def window(self, region_ids: Sequence[int]) -> Window:
+        """The consultations of ``region_ids`` created in this period."""
+        return Window(region_ids, self.start, self.end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,96 +253,39 @@ FIGURES_COLUMNS: tuple[str, ...] = (
 """The CSV export's columns, in their fixed order: append new ones at the end."""
 
 
-def _in_period(period: Period, region_ids: Sequence[int]) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [Consultation.region_id.in_(region_ids)]
-    if period.start is not None:
-        conditions.append(Consultation.created_at >= period.start)
-    if period.end is not None:
-        conditions.append(Consultation.created_at < period.end)
-    return conditions
-
-
-async def compute_figures(session: AsyncSession, regions: Sequence[RegionRef], period: Period) -> list[RegionFigures]:
+async def compute_figures(pilot: Pilot, regions: Sequence[RegionRef], period: Period) -> list[RegionFigures]:
     """One :class:`RegionFigures` per region in ``regions`` (in that order), for ``period``."""
     figures = {r.id: RegionFigures(r) for r in regions}
     if not figures:
         return []
-    where = _in_period(period, list(figures))
+    rows = await pilot.figure_rows(period.window(list(figures)), RECONNECTING)
 
     waits: dict[int, list[float]] = defaultdict(list)
     durations: dict[int, list[float]] = defaultdict(list)
-    rows = await session.execute(
-        select(
-            Consultation.region_id,
-            Consultation.status,
-            Consultation.created_at,
-            Consultation.started_at,
-            Consultation.ended_at,
-        ).where(*where)
-    )
-    for region_id, status, created, started, ended in rows:
+    for region_id, status, created, started, ended in rows.consultations:
         figures[region_id].consultations += 1
         if started is not None:
             waits[region_id].append((started - created).total_seconds())
             # An abandoned consultation's end is when it was marked, not when its call ended.
             if ended is not None and status is ConsultationStatus.ENDED:
                 durations[region_id].append((ended - started).total_seconds())
-
-    reconnections = await session.execute(
-        select(Consultation.region_id, func.count(ConsultationEvent.id))
-        .join(ConsultationEvent, ConsultationEvent.consultation_id == Consultation.id)
-        .where(*where, ConsultationEvent.kind == RECONNECTING)
-        .group_by(Consultation.region_id)
-    )
-    for region_id, count in reconnections:
+    for region_id, count in rows.events:
         figures[region_id].reconnections = count
-
-    snapshots = await session.execute(
-        select(Consultation.region_id, func.count(Snapshot.id))
-        .join(Snapshot, Snapshot.consultation_id == Consultation.id)
-        .where(*where)
-        .group_by(Consultation.region_id)
-    )
-    for region_id, count in snapshots:
+    for region_id, count in rows.snapshots:
         figures[region_id].snapshots = count
-
-    outcomes = await session.execute(
-        select(Consultation.region_id, Assessment.outcome, func.count(Assessment.id))
-        .join(Assessment, Assessment.consultation_id == Consultation.id)
-        .where(*where, Assessment.outcome.is_not(None))
-        .group_by(Consultation.region_id, Assessment.outcome)
-    )
-    for region_id, outcome, count in outcomes:
+    for region_id, outcome, count in rows.outcomes:
         if outcome is Outcome.TREATED_AT_HOME:
             figures[region_id].treated_at_home = count
         elif outcome is Outcome.REFERRED:
             figures[region_id].referred = count
-
-    abandoned = await session.execute(
-        select(Consultation.region_id, func.count(Consultation.id))
-        .outerjoin(Assessment, (Assessment.consultation_id == Consultation.id) & Assessment.outcome.is_not(None))
-        .where(*where, Consultation.status == ConsultationStatus.ABANDONED, Assessment.id.is_(None))
-        .group_by(Consultation.region_id)
-    )
-    for region_id, count in abandoned:
+    for region_id, count in rows.abandoned:
         figures[region_id].abandoned = count
 
     # Each consultation treated at home saved its patient's round trip: from the lead's
     # table for the patient's municipality, else the default estimate.
-    trips = await session.execute(
-        select(Consultation.region_id, TravelDistance.km, TravelDistance.hours)
-        .join(Assessment, Assessment.consultation_id == Consultation.id)
-        .join(Patient, Patient.id == Consultation.patient_id)
-        .outerjoin(
-            TravelDistance,
-            (TravelDistance.region_id == Consultation.region_id)
-            & (TravelDistance.municipality == Patient.municipality),
-        )
-        .where(*where, Assessment.outcome == Outcome.TREATED_AT_HOME)
-    )
-    for region_id, km, hours in trips:
+    for region_id, km, hours in rows.home_trips:
         found = figures[region_id]
-        if km is None:
+        if km is None or hours is None:
             found.travel_estimated += 1
             km, hours = found.travel.km, found.travel.hours
         found.travel_km = round(found.travel_km + km, 3)
@@ -360,12 +294,7 @@ async def compute_figures(session: AsyncSession, regions: Sequence[RegionRef], p
     bitrate: dict[int, list[float]] = defaultdict(list)
     loss: dict[int, list[float]] = defaultdict(list)
     rtt: dict[int, list[float]] = defaultdict(list)
-    samples = await session.execute(
-        select(Consultation.region_id, QualitySample.bitrate_kbps, QualitySample.loss_pct, QualitySample.rtt_ms)
-        .join(QualitySample, QualitySample.consultation_id == Consultation.id)
-        .where(*where, QualitySample.direction == "receive")
-    )
-    for region_id, kbps, loss_pct, rtt_ms in samples:
+    for region_id, kbps, loss_pct, rtt_ms in rows.received:
         if kbps is not None:
             bitrate[region_id].append(kbps)
         if loss_pct is not None:
@@ -480,63 +409,34 @@ class SessionSummary:
         ]
 
 
-async def list_sessions(session: AsyncSession, regions: Sequence[RegionRef], period: Period) -> list[SessionSummary]:
+async def list_sessions(pilot: Pilot, regions: Sequence[RegionRef], period: Period) -> list[SessionSummary]:
     """The consultations of ``regions`` created in ``period``, oldest first, with their logs."""
     if not regions:
         return []
     codes = {r.id: r.code for r in regions}
-    where = _in_period(period, list(codes))
-    rows = await session.execute(
-        select(Consultation, Patient.pseudonym, Assessment.outcome)
-        .join(Patient, Patient.id == Consultation.patient_id)
-        .outerjoin(Assessment, Assessment.consultation_id == Consultation.id)
-        .where(*where)
-        .order_by(Consultation.created_at, Consultation.id)
-    )
+    rows = await pilot.session_rows(period.window(list(codes)))
     found: dict[str, SessionSummary] = {}
-    for consultation, pseudonym, outcome in rows:
-        found[consultation.id] = SessionSummary(
-            id=consultation.id,
-            region=codes[consultation.region_id],
+    for consultation_id, region_id, pseudonym, status, created, started, ended, outcome in rows.consultations:
+        found[consultation_id] = SessionSummary(
+            id=consultation_id,
+            region=codes[region_id],
             patient=pseudonym,
-            status=consultation.status.value,
-            created_at=consultation.created_at,
-            started_at=consultation.started_at,
-            ended_at=consultation.ended_at,
+            status=status.value,
+            created_at=created,
+            started_at=started,
+            ended_at=ended,
             outcome=outcome.value if outcome is not None else None,
         )
-    if not found:
-        return []
-    events = await session.execute(
-        select(ConsultationEvent.consultation_id, ConsultationEvent.at, ConsultationEvent.kind,
-               ConsultationEvent.role, ConsultationEvent.participant)
-        .join(Consultation, Consultation.id == ConsultationEvent.consultation_id)
-        .where(*where)
-        .order_by(ConsultationEvent.at, ConsultationEvent.id)
-    )
-    for consultation_id, at, kind, role, participant in events:
+    for consultation_id, at, kind, role, participant in rows.events:
         found[consultation_id].events.append(SessionEvent(at, kind, role, participant))
-    snapshots = await session.execute(
-        select(Snapshot.consultation_id, func.count(Snapshot.id))
-        .join(Consultation, Consultation.id == Snapshot.consultation_id)
-        .where(*where)
-        .group_by(Snapshot.consultation_id)
-    )
-    for consultation_id, count in snapshots:
+    for consultation_id, count in rows.snapshots:
         found[consultation_id].snapshots = count
     return list(found.values())
 
 
-async def visible_regions(session: AsyncSession, region_ids: Sequence[int]) -> list[RegionRef]:
+async def visible_regions(pilot: Pilot, region_ids: Sequence[int]) -> list[RegionRef]:
     """The regions among ``region_ids`` that are not shredded, by code."""
-    if not region_ids:
-        return []
-    rows = await session.execute(
-        select(Region.id, Region.code, Region.name)
-        .where(Region.id.in_(region_ids), Region.shredded_at.is_(None))
-        .order_by(Region.code)
-    )
-    return [RegionRef(*row) for row in rows]
+    return [RegionRef(*row) for row in await pilot.regions(region_ids)]
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

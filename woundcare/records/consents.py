@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from sqlalchemy import select
 
 from ..db.database import Database
 from ..db.models import Consent, ConsentKind
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentAnswer:
+    kind: ConsentKind
+    given: bool
+    recorded_at: datetime
+    withdrawn_at: datetime | None = None
 
 
 class Consents:
@@ -28,15 +39,19 @@ class Consents:
                 for kind, value in given.items()
             )
 
-    async def current(self, consultation_id: str) -> dict[ConsentKind, bool]:
-        """The latest answer per kind; a kind never asked counts as not given."""
+    async def answers(self, consultation_id: str) -> list[ConsentAnswer]:
+        """Every answer recorded for the consultation, oldest first."""
         async with self._db.sessions() as session:
             rows = (
                 await session.scalars(
                     select(Consent).where(Consent.consultation_id == consultation_id).order_by(Consent.id)
                 )
             ).all()
+        return [ConsentAnswer(r.kind, r.given, r.recorded_at, r.withdrawn_at) for r in rows]
+
+    async def current(self, consultation_id: str) -> dict[ConsentKind, bool]:
+        """The latest answer per kind; a kind never asked counts as not given."""
         answers = {kind: False for kind in ConsentKind}
-        for row in rows:
-            answers[row.kind] = row.given and row.withdrawn_at is None
+        for answer in await self.answers(consultation_id):
+            answers[answer.kind] = answer.given and answer.withdrawn_at is None
         return answers

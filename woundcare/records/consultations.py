@@ -69,6 +69,28 @@ class ConsultationView:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """One session-log entry of a consultation."""
+
+    at: datetime
+    kind: str
+    role: str | None
+    subject: str | None
+    """Pseudonymous: ``u<user id>`` for staff, an invitation's subject otherwise; not shown."""
+    participant: str | None
+    detail: str | None
+
+    def json(self) -> dict[str, object]:
+        return {
+            "at": self.at.isoformat(),
+            "kind": self.kind,
+            "role": self.role,
+            "participant": self.participant,
+            "detail": self.detail,
+        }
+
+
 def _select():  # type: ignore[no-untyped-def]
     return (
         select(Consultation, Region.code, Region.name, Patient.pseudonym)
@@ -192,7 +214,13 @@ class Consultations:
                 .values(status=ConsultationStatus.ENDED, ended_at=datetime.now(UTC))
             )
 
-    async def events(self, consultation_id: str) -> list[dict[str, object]]:
+    async def creator(self, consultation_id: str) -> int | None:
+        """The user who started the consultation; None for one started otherwise (the demo)."""
+        async with self._db.sessions() as session:
+            return await session.scalar(select(Consultation.created_by).where(Consultation.id == consultation_id))
+
+    async def events(self, consultation_id: str) -> list[LoggedEvent]:
+        """The consultation's session log, in order."""
         async with self._db.sessions() as session:
             rows = (
                 await session.scalars(
@@ -201,7 +229,4 @@ class Consultations:
                     .order_by(ConsultationEvent.id)
                 )
             ).all()
-        return [
-            {"at": e.at.isoformat(), "kind": e.kind, "role": e.role, "participant": e.participant, "detail": e.detail}
-            for e in rows
-        ]
+        return [LoggedEvent(e.at, e.kind, e.role, e.subject, e.participant, e.detail) for e in rows]
