@@ -57,7 +57,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     services = app[SERVICES]
     async with services:
         if services.settings.demo:
-            await seed_demo(services.database, services.patients)
+            await seed_demo(services)
         await services.snapshots.recover()
         await services.recordings.recover()
         await services.session_log.start()

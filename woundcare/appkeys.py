@@ -12,3 +12,8 @@ from .services import Services
 
 SERVICES = web.AppKey("services", Services)
 QUEUE = web.AppKey("queue", Queue)
+
+
+def services(request: web.Request) -> Services:
+    """The services a handler acts through (from the app, also in a sub-app's request)."""
+    return request.config_dict[SERVICES]

@@ -57,7 +57,7 @@ async def _banner(app: web.Application) -> None:
     services = app[SERVICES]
     settings = services.settings
     lines = [f"woundcare listening on {settings.base_url}"]
-    consultation = await demo_consultation(services.database) if settings.demo else None
+    consultation = await demo_consultation(services) if settings.demo else None
     if consultation is not None:
         lines.append(f"demo region '{DEMO_REGION}', demo consultation {consultation}")
         lines.append("demo logins (demo only; change or disable with --no-demo):")

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
-
 from .auth.passwords import hash_password
-from .db.database import Database
-from .db.models import Consultation, Membership, Region, Role, User
-from .records.patients import PatientIdentity, Patients, with_control_digits
+from .db.models import Role
+from .records.demo import DemoUser, seed_accounts
+from .records.patients import PatientIdentity, with_control_digits
+from .services import Services
 
 DEMO_REGION = "demo"
 
@@ -41,38 +40,21 @@ _NAMES = {
 DEMO_PATIENT = PatientIdentity(with_control_digits("010180123") or "", "Kari Demo Nordmann")
 
 
-async def seed_demo(db: Database, patients: Patients) -> bool:
+async def seed_demo(services: Services) -> bool:
     """Fill an empty database with the demo; returns False if it was not empty."""
-    async with db.sessions() as session, session.begin():
-        if await session.scalar(select(func.count()).select_from(Region)):
-            return False
-        region = Region(code=DEMO_REGION, name="Demo pilot region")
-        session.add(region)
-        await session.flush()
-        for login in DEMO_LOGINS:
-            user = User(
-                username=login.username,
-                display_name=_NAMES[login.role],
-                password_hash=hash_password(login.password),
-            )
-            session.add(user)
-            await session.flush()
-            session.add(Membership(user_id=user.id, region_id=region.id, role=login.role))
-    patient = await patients.register(region.id, DEMO_PATIENT)
-    found = await patients.find(patient.pseudonym)
+    users = [
+        DemoUser(login.username, _NAMES[login.role], hash_password(login.password), login.role) for login in DEMO_LOGINS
+    ]
+    region_id = await seed_accounts(services.database, DEMO_REGION, "Demo pilot region", users)
+    if region_id is None:
+        return False
+    patient = await services.patients.register(region_id, DEMO_PATIENT)
+    found = await services.patients.find(patient.pseudonym)
     assert found is not None
-    async with db.sessions() as session, session.begin():
-        session.add(Consultation(region_id=region.id, patient_id=found.id))
+    await services.consultations.start(found, None)
     return True
 
 
-async def demo_consultation(db: Database) -> str | None:
+async def demo_consultation(services: Services) -> str | None:
     """The demo region's newest open consultation, if any."""
-    async with db.sessions() as session:
-        return await session.scalar(
-            select(Consultation.id)
-            .join(Region, Region.id == Consultation.region_id)
-            .where(Region.code == DEMO_REGION, Consultation.ended_at.is_(None))
-            .order_by(Consultation.created_at.desc())
-            .limit(1)
-        )
+    return await services.consultations.newest_open(DEMO_REGION)

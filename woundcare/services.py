@@ -37,6 +37,7 @@ from .records.patients import Patients
 from .records.pilot import Pilot
 from .records.quality import Quality
 from .records.recordings import Recordings
+from .records.region_keys import RegionKeys
 from .records.retention import Retention
 from .records.session_log import SessionLog
 from .records.snapshots import Snapshots
@@ -118,7 +119,7 @@ def build_services(settings: Settings) -> Services:
     secret = settings.signing_key()
     invitations = Invitations(secret, settings.invitation_ttl_seconds)
     audit = AuditLog(db, CheckpointSigner.from_secrets(secret))
-    keyring = Keyring(db.sessions, master_keys(settings))
+    keyring = Keyring(RegionKeys(db.sessions), master_keys(settings))
     blobs = BlobStore(settings.blob_dir)
     recording_blobs = BlobStore(settings.recording_dir)
     image_work = ImageWork(settings.image_workers, settings.image_pixel_budget, settings.image_wait_seconds)

@@ -24,6 +24,7 @@ from woundcare.crypto import (
 )
 from woundcare.db.database import Database
 from woundcare.db.models import Region, RegionKey, utcnow
+from woundcare.records.region_keys import RegionKeys
 
 IDENTITY = b"01019012345 Kari Nordmann"
 
@@ -76,7 +77,7 @@ def master() -> MasterKey:
 
 
 async def test_round_trip(db: Db, master: MasterKey) -> None:
-    ring = Keyring(db.sessions, [master])
+    ring = Keyring(RegionKeys(db.sessions), [master])
     envelope = await ring.seal(db.binding(), IDENTITY)
 
     assert IDENTITY not in envelope
@@ -85,11 +86,11 @@ async def test_round_trip(db: Db, master: MasterKey) -> None:
     assert (row.id, row.version, row.master_key_id) == (key_id_of(envelope), 1, master.id)
     assert row.wrapped is not None and len(row.wrapped) > 32
     # A fresh keyring (empty cache) reads the same key from the database.
-    assert await Keyring(db.sessions, [master]).open(db.binding(), envelope) == IDENTITY
+    assert await Keyring(RegionKeys(db.sessions), [master]).open(db.binding(), envelope) == IDENTITY
 
 
 async def test_sealer_seals_with_the_current_key_for_its_region_only(db: Db, master: MasterKey) -> None:
-    ring = Keyring(db.sessions, [master])
+    ring = Keyring(RegionKeys(db.sessions), [master])
     sealer = await ring.sealer(db.north)
     buffer = memoryview(bytearray(sealer.sealed_size(len(IDENTITY))))
     size = sealer.seal_into(db.binding(), IDENTITY, buffer)
@@ -103,7 +104,7 @@ async def test_sealer_seals_with_the_current_key_for_its_region_only(db: Db, mas
 
 
 async def test_ensure_region_key_once_under_concurrency(db: Db, master: MasterKey) -> None:
-    rings = [Keyring(db.sessions, [master]) for _ in range(5)]
+    rings = [Keyring(RegionKeys(db.sessions), [master]) for _ in range(5)]
     key_ids = await asyncio.gather(*(ring.ensure_region_key(db.north) for ring in rings))
 
     assert len(set(key_ids)) == 1
@@ -112,7 +113,7 @@ async def test_ensure_region_key_once_under_concurrency(db: Db, master: MasterKe
 
 
 async def test_unknown_region(db: Db, master: MasterKey) -> None:
-    ring = Keyring(db.sessions, [master])
+    ring = Keyring(RegionKeys(db.sessions), [master])
     with pytest.raises(LookupError):
         await ring.ensure_region_key(9999)
     with pytest.raises(LookupError):
@@ -120,7 +121,7 @@ async def test_unknown_region(db: Db, master: MasterKey) -> None:
 
 
 async def test_flipped_bit_anywhere_fails(db: Db, master: MasterKey) -> None:
-    ring = Keyring(db.sessions, [master])
+    ring = Keyring(RegionKeys(db.sessions), [master])
     envelope = await ring.seal(db.binding(), IDENTITY)
     for position in range(len(envelope)):
         for bit in range(8):
@@ -131,7 +132,7 @@ async def test_flipped_bit_anywhere_fails(db: Db, master: MasterKey) -> None:
 
 
 async def test_swapped_records_fail(db: Db, master: MasterKey) -> None:
-    ring = Keyring(db.sessions, [master])
+    ring = Keyring(RegionKeys(db.sessions), [master])
     first = await ring.seal(db.binding("rec-1"), b"first patient")
     second = await ring.seal(db.binding("rec-2"), b"second patient")
 
@@ -142,7 +143,7 @@ async def test_swapped_records_fail(db: Db, master: MasterKey) -> None:
 
 
 async def test_moved_to_other_region_fails(db: Db, master: MasterKey) -> None:
-    ring = Keyring(db.sessions, [master])
+    ring = Keyring(RegionKeys(db.sessions), [master])
     envelope = await ring.seal(db.binding(), IDENTITY)
     await ring.ensure_region_key(db.south)
 
@@ -153,14 +154,14 @@ async def test_moved_to_other_region_fails(db: Db, master: MasterKey) -> None:
 
 
 async def test_other_kind_fails(db: Db, master: MasterKey) -> None:
-    ring = Keyring(db.sessions, [master])
+    ring = Keyring(RegionKeys(db.sessions), [master])
     envelope = await ring.seal(db.binding(), IDENTITY)
     with pytest.raises(RecordIntegrityError):
         await ring.open(replace(db.binding(), kind="snapshot"), envelope)
 
 
 async def test_unknown_key_id_fails(db: Db, master: MasterKey) -> None:
-    ring = Keyring(db.sessions, [master])
+    ring = Keyring(RegionKeys(db.sessions), [master])
     await ring.ensure_region_key(db.north)
     forged = seal(os.urandom(32), "no-such-key", db.binding(), IDENTITY)
 
@@ -170,7 +171,7 @@ async def test_unknown_key_id_fails(db: Db, master: MasterKey) -> None:
 
 
 async def test_rotation(db: Db, master: MasterKey) -> None:
-    ring = Keyring(db.sessions, [master])
+    ring = Keyring(RegionKeys(db.sessions), [master])
     old = await ring.seal(db.binding(), IDENTITY)
 
     new_key_id = await ring.rotate(db.north)
@@ -187,8 +188,8 @@ async def test_rotation(db: Db, master: MasterKey) -> None:
 
 
 async def test_rotation_seen_by_another_process(db: Db, master: MasterKey) -> None:
-    here = Keyring(db.sessions, [master])
-    elsewhere = Keyring(db.sessions, [master], cache_ttl=0)
+    here = Keyring(RegionKeys(db.sessions), [master])
+    elsewhere = Keyring(RegionKeys(db.sessions), [master], cache_ttl=0)
     before = await elsewhere.seal(db.binding(), IDENTITY)
 
     new_key_id = await here.rotate(db.north)
@@ -198,7 +199,7 @@ async def test_rotation_seen_by_another_process(db: Db, master: MasterKey) -> No
 
 
 async def test_retired_key_opens_but_no_longer_seals(db: Db, master: MasterKey) -> None:
-    ring = Keyring(db.sessions, [master], cache_ttl=0)
+    ring = Keyring(RegionKeys(db.sessions), [master], cache_ttl=0)
     old = await ring.seal(db.binding(), IDENTITY)
     async with db.sessions.begin() as session:
         await session.execute(
@@ -214,29 +215,29 @@ async def test_retired_key_opens_but_no_longer_seals(db: Db, master: MasterKey) 
 
 async def test_master_key_rotation(db: Db, master: MasterKey) -> None:
     envelopes = {}
-    old_ring = Keyring(db.sessions, [master])
+    old_ring = Keyring(RegionKeys(db.sessions), [master])
     for region_id in (db.north, db.south):
         envelopes[region_id] = await old_ring.seal(db.binding(region_id=region_id), IDENTITY)
     await old_ring.rotate(db.north)
     new_master = MasterKey(os.urandom(32))
     with pytest.raises(MasterKeyError):
-        await Keyring(db.sessions, [new_master]).open(db.binding(), envelopes[db.north])
+        await Keyring(RegionKeys(db.sessions), [new_master]).open(db.binding(), envelopes[db.north])
 
-    assert await Keyring(db.sessions, [new_master, master]).rewrap_all() == 3
-    assert await Keyring(db.sessions, [new_master, master]).rewrap_all() == 0
+    assert await Keyring(RegionKeys(db.sessions), [new_master, master]).rewrap_all() == 3
+    assert await Keyring(RegionKeys(db.sessions), [new_master, master]).rewrap_all() == 0
 
-    only_new = Keyring(db.sessions, [new_master])
+    only_new = Keyring(RegionKeys(db.sessions), [new_master])
     for region_id, envelope in envelopes.items():
         assert await only_new.open(db.binding(region_id=region_id), envelope) == IDENTITY
     rows = await db.keys(db.north) + await db.keys(db.south)
     assert {row.master_key_id for row in rows} == {new_master.id}
     with pytest.raises(MasterKeyError):
-        await Keyring(db.sessions, [master]).open(db.binding(), envelopes[db.north])
+        await Keyring(RegionKeys(db.sessions), [master]).open(db.binding(), envelopes[db.north])
 
 
 async def test_shred(db: Db, master: MasterKey) -> None:
-    ring = Keyring(db.sessions, [master])
-    elsewhere = Keyring(db.sessions, [master], cache_ttl=0)
+    ring = Keyring(RegionKeys(db.sessions), [master])
+    elsewhere = Keyring(RegionKeys(db.sessions), [master], cache_ttl=0)
     north = await ring.seal(db.binding(), IDENTITY)
     await ring.rotate(db.north)
     south = await ring.seal(db.binding(region_id=db.south), IDENTITY)
@@ -244,7 +245,7 @@ async def test_shred(db: Db, master: MasterKey) -> None:
 
     await ring.shred(db.north)
 
-    for reader in (ring, elsewhere, Keyring(db.sessions, [master])):
+    for reader in (ring, elsewhere, Keyring(RegionKeys(db.sessions), [master])):
         with pytest.raises(KeyShreddedError) as caught:
             await reader.open(db.binding(), north)
         assert caught.value.region_id == db.north
@@ -261,13 +262,13 @@ async def test_shred(db: Db, master: MasterKey) -> None:
 
 async def test_key_left_beside_a_shred_is_refused(db: Db, master: MasterKey) -> None:
     # What a key made in the same instant as a shred looks like: still wrapped, region shredded.
-    envelope = await Keyring(db.sessions, [master]).seal(db.binding(), IDENTITY)
+    envelope = await Keyring(RegionKeys(db.sessions), [master]).seal(db.binding(), IDENTITY)
     async with db.sessions.begin() as session:
         await session.execute(
             update(Region).where(Region.id == db.north).values(shredded_at=utcnow())
         )
 
-    ring = Keyring(db.sessions, [master])
+    ring = Keyring(RegionKeys(db.sessions), [master])
     with pytest.raises(KeyShreddedError):
         await ring.open(db.binding(), envelope)
     with pytest.raises(KeyShreddedError):
@@ -275,23 +276,23 @@ async def test_key_left_beside_a_shred_is_refused(db: Db, master: MasterKey) -> 
 
 
 async def test_wrong_master_key(db: Db, master: MasterKey) -> None:
-    envelope = await Keyring(db.sessions, [master]).seal(db.binding(), IDENTITY)
+    envelope = await Keyring(RegionKeys(db.sessions), [master]).seal(db.binding(), IDENTITY)
     stranger = MasterKey(os.urandom(32))
 
     with pytest.raises(MasterKeyError) as caught:
-        await Keyring(db.sessions, [stranger]).open(db.binding(), envelope)
+        await Keyring(RegionKeys(db.sessions), [stranger]).open(db.binding(), envelope)
     assert caught.value.master_key_id == master.id
 
     # A row claiming the stranger wrapped it: the stranger is loaded but does not unwrap it.
     async with db.sessions.begin() as session:
         await session.execute(update(RegionKey).values(master_key_id=stranger.id))
     with pytest.raises(MasterKeyError) as caught:
-        await Keyring(db.sessions, [stranger, master]).open(db.binding(), envelope)
+        await Keyring(RegionKeys(db.sessions), [stranger, master]).open(db.binding(), envelope)
     assert caught.value.master_key_id == stranger.id
 
 
 async def test_wrapped_key_moved_to_another_row_does_not_unwrap(db: Db, master: MasterKey) -> None:
-    ring = Keyring(db.sessions, [master])
+    ring = Keyring(RegionKeys(db.sessions), [master])
     envelope = await ring.seal(db.binding(), IDENTITY)
     await ring.ensure_region_key(db.south)
     [north_row], [south_row] = await db.keys(db.north), await db.keys(db.south)
@@ -301,12 +302,12 @@ async def test_wrapped_key_moved_to_another_row_does_not_unwrap(db: Db, master: 
         )
 
     with pytest.raises(MasterKeyError):
-        await Keyring(db.sessions, [master]).open(db.binding(), envelope)
+        await Keyring(RegionKeys(db.sessions), [master]).open(db.binding(), envelope)
 
 
 def test_keyring_needs_a_master_key() -> None:
     with pytest.raises(MasterKeyError):
-        Keyring(async_sessionmaker(), [])
+        Keyring(RegionKeys(async_sessionmaker()), [])
 
 
 def test_master_key_file_created_private(tmp_path: Path) -> None:

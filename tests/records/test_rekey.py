@@ -23,6 +23,7 @@ from woundcare.records.measurement import Annotations
 from woundcare.records.patients import IDENTITY_KIND
 from woundcare.records.snapshots import IMAGE_KIND
 from woundcare.records.patients import PatientIdentity
+from woundcare.records.region_keys import RegionKeys
 from woundcare.records.rekey import Reencryption
 from woundcare.storage.blobs import BlobStore
 
@@ -131,7 +132,7 @@ async def test_keys_rotate_cli_then_shred_one_region_leaves_the_other(server: Ru
     patient = await app[SERVICES].patients.find(east.patients[0])
     assert patient is not None
     # The server's own keyring has the east keys cached; a fresh one, like any restart, has not.
-    fresh = Keyring(app[SERVICES].database.sessions, master_keys(server.settings))
+    fresh = Keyring(RegionKeys(app[SERVICES].database.sessions), master_keys(server.settings))
     with pytest.raises(KeyShreddedError):
         await fresh.open(*_identity_binding(patient))
     row = await app[SERVICES].snapshots.get(east.snapshots[0])

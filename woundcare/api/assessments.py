@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..appkeys import SERVICES
+from ..appkeys import services
 from ..auth.policy import Action
 from ..records.assessments import (
     AssessmentChanged,
@@ -57,7 +57,7 @@ def _response(view: AssessmentView) -> web.Response:
 @requires(Action.ASSESSMENT_READ)
 async def read_assessment(request: web.Request) -> web.Response:
     view = await visible_consultation(request, Action.ASSESSMENT_READ)
-    found = await request.config_dict[SERVICES].assessments.get(view.id)
+    found = await services(request).assessments.get(view.id)
     if found is None:
         raise api_error(404, "not_found", "no assessment yet")
     return _response(found)
@@ -70,7 +70,7 @@ async def save_assessment(request: web.Request) -> web.Response:
     expected = _expected_version(request)
     try:
         content = AssessmentContent.from_json(await json_body(request))
-        saved: AssessmentView = await request.config_dict[SERVICES].assessments.save(
+        saved: AssessmentView = await services(request).assessments.save(
             view.id, view.region_id, content, actor(request).subject, expected
         )
     except AssessmentError as exc:
@@ -88,7 +88,7 @@ async def sign_assessment(request: web.Request) -> web.Response:
     view = await visible_consultation(request, Action.ASSESSMENT_SIGN)
     expected = _expected_version(request)
     try:
-        signed = await request.config_dict[SERVICES].assessments.sign(view.id, actor(request).subject, expected)
+        signed = await services(request).assessments.sign(view.id, actor(request).subject, expected)
     except AssessmentError as exc:
         raise api_error(400, "bad_assessment", str(exc)) from None
     except AssessmentSigned:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..appkeys import SERVICES
+from ..appkeys import services
 from ..auth.policy import Action
 from ..db.models import ConsentKind
 from .body import json_body
@@ -35,11 +35,11 @@ async def record_consent(request: web.Request) -> web.Response:
         given[kind] = value
     if not given:
         raise api_error(400, "bad_request", "no consent given or refused")
-    consents = request.config_dict[SERVICES].consents
+    consents = services(request).consents
     await consents.record(view.id, view.patient_id, view.region_id, given, actor(request).subject)
     current = await consents.current(view.id)
     if not current[ConsentKind.RECORDING]:
-        await request.config_dict[SERVICES].recorders.stop_consultation(view.id, "consent_withdrawn")
+        await services(request).recorders.stop_consultation(view.id, "consent_withdrawn")
     return web.json_response(consents_json(current), status=201)
 
 
@@ -47,4 +47,4 @@ async def record_consent(request: web.Request) -> web.Response:
 @requires(Action.CONSULTATION_READ)
 async def read_consent(request: web.Request) -> web.Response:
     view = await visible_consultation(request, Action.CONSULTATION_READ)
-    return web.json_response(consents_json(await request.config_dict[SERVICES].consents.current(view.id)))
+    return web.json_response(consents_json(await services(request).consents.current(view.id)))

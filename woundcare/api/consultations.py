@@ -13,7 +13,7 @@ from signaling.handler import ROOMS
 from signaling.protocol import CloseCode, ErrorCode
 from signaling.protocol import Role as WireRole
 
-from ..appkeys import QUEUE, SERVICES
+from ..appkeys import QUEUE, SERVICES, services
 from ..auth.policy import Action
 from ..db.models import Role
 from ..records.consultations import ConsultationLive, ConsultationView
@@ -29,7 +29,7 @@ JOIN_TOKEN_SECONDS = 600
 
 async def visible_consultation(request: web.Request, action: Action) -> ConsultationView:
     """The consultation if the caller may ``action`` it; otherwise the same 404 as for none."""
-    view = await request.config_dict[SERVICES].consultations.get(request.match_info["id"])
+    view = await services(request).consultations.get(request.match_info["id"])
     if view is not None and may(request, action, f"consultation:{view.id}", view.region_id):
         return view
     raise api_error(404, "not_found", "no such consultation")
@@ -42,7 +42,7 @@ async def start_consultation(request: web.Request) -> web.Response:
     patient = await visible_patient(request, text_field(data, "patient", max_length=40) or "", Action.CONSULTATION_START)
     who = actor(request)
     try:
-        view = await request.config_dict[SERVICES].consultations.start(patient, who.user_id)
+        view = await services(request).consultations.start(patient, who.user_id)
     except ConsultationLive as error:
         # A second one would split the record while the specialist waits in the first: the
         # nurse rejoins that one instead. Its id is no patient data, so the error may name it.
@@ -61,7 +61,7 @@ async def live_consultations(request: web.Request) -> web.Response:
     """The caller's own consultations that are not over (waiting or active), to rejoin."""
     who = actor(request)
     views = (
-        await request.config_dict[SERVICES].consultations.live(who.user_id, who.regions_for(Action.CONSULTATION_READ))
+        await services(request).consultations.live(who.user_id, who.regions_for(Action.CONSULTATION_READ))
         if who.user_id is not None
         else []
     )
@@ -81,7 +81,7 @@ async def queue(request: web.Request) -> web.Response:
 async def read_consultation(request: web.Request) -> web.Response:
     view = await visible_consultation(request, Action.CONSULTATION_READ)
     body = view.json()
-    body["events"] = [e.json() for e in await request.config_dict[SERVICES].consultations.events(view.id)]
+    body["events"] = [e.json() for e in await services(request).consultations.events(view.id)]
     return web.json_response(body)
 
 
@@ -95,7 +95,7 @@ async def join_token(request: web.Request) -> web.Response:
     who = actor(request)
     role = check(request, Action.CONSULTATION_JOIN, view.region_id)
     wire_role = WireRole.NURSE if role is Role.NURSE else WireRole.SPECIALIST
-    token = request.config_dict[SERVICES].invitations.issue(
+    token = services(request).invitations.issue(
         view.id, wire_role, who.subject, who.display_name, view.region, JOIN_TOKEN_SECONDS
     )
     return web.json_response({"token": token, "role": wire_role.value, "consultation": view.id})
@@ -108,7 +108,7 @@ async def invite_viewer(request: web.Request) -> web.Response:
     view = await visible_consultation(request, Action.CONSULTATION_INVITE)
     data = await json_body(request)
     name = text_field(data, "name", max_length=100) or ""
-    token = request.config_dict[SERVICES].invitations.issue(view.id, WireRole.OBSERVER, f"inv-{secrets.token_hex(4)}", name, view.region)
+    token = services(request).invitations.issue(view.id, WireRole.OBSERVER, f"inv-{secrets.token_hex(4)}", name, view.region)
     return web.json_response({"token": token, "role": WireRole.OBSERVER.value, "consultation": view.id}, status=201)
 
 
@@ -116,7 +116,7 @@ async def invite_viewer(request: web.Request) -> web.Response:
 @requires(Action.CONSULTATION_END)
 async def end_consultation(request: web.Request) -> web.Response:
     view = await visible_consultation(request, Action.CONSULTATION_END)
-    await request.config_dict[SERVICES].consultations.end(view.id)
+    await services(request).consultations.end(view.id)
     # Finished before the answer, so the recording is complete once the consultation has ended.
     await close_consultation(request.config_dict, view.id, "the consultation has ended")
     return web.Response(status=204)

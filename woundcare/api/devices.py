@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy import select
 
-from ..appkeys import SERVICES
+from ..appkeys import services
 from ..auth.policy import Action
 from ..db.models import Device, Membership, Role, User
 from .body import json_body, text_field
@@ -23,7 +23,7 @@ async def issue_device(request: web.Request) -> web.Response:
     region_id = await checked_region(request, text_field(data, "region", max_length=32) or "", Action.DEVICE_ISSUE)
     username = text_field(data, "user", max_length=64) or ""
     name = text_field(data, "name", max_length=100) or ""
-    async with request.config_dict[SERVICES].database.sessions() as session:
+    async with services(request).database.sessions() as session:
         user_id = await session.scalar(
             select(User.id)
             .join(Membership, Membership.user_id == User.id)
@@ -36,7 +36,7 @@ async def issue_device(request: web.Request) -> web.Response:
         )
     if user_id is None:
         raise api_error(400, "bad_request", "'user' must be an active nurse of this region")
-    device_id, token = await request.config_dict[SERVICES].devices.issue(user_id, region_id, name)
+    device_id, token = await services(request).devices.issue(user_id, region_id, name)
     audit_target(request, f"device:{device_id}", region_id)
     return web.json_response({"id": device_id, "token": token}, status=201)
 
@@ -48,10 +48,10 @@ async def revoke_device(request: web.Request) -> web.Response:
         device_id = int(request.match_info["id"])
     except ValueError:
         raise api_error(404, "not_found", "no such device") from None
-    async with request.config_dict[SERVICES].database.sessions() as session:
+    async with services(request).database.sessions() as session:
         region_id = await session.scalar(select(Device.region_id).where(Device.id == device_id))
     # Another region's device answers like none, so ids do not tell what exists elsewhere.
     if region_id is None or not may(request, Action.DEVICE_REVOKE, f"device:{device_id}", region_id):
         raise api_error(404, "not_found", "no such device")
-    await request.config_dict[SERVICES].devices.revoke(device_id)
+    await services(request).devices.revoke(device_id)
     return web.Response(status=204)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from ..appkeys import SERVICES
+from ..appkeys import services
 from ..auth.policy import Action
 from ..pilot.fhir import export_bundle
 from .consultations import visible_consultation
@@ -20,7 +20,7 @@ routes = web.RouteTableDef()
 @requires(Action.FHIR_EXPORT)
 async def consultation_bundle(request: web.Request) -> web.Response:
     view = await visible_consultation(request, Action.FHIR_EXPORT)
-    bundle = await export_bundle(request.config_dict[SERVICES], view.id)
+    bundle = await export_bundle(services(request), view.id)
     if bundle is None:
         raise api_error(404, "not_found", "no such consultation")
     return web.Response(

@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from sqlalchemy import select
 
-from ..appkeys import SERVICES
+from ..appkeys import services
 from ..audit.log import AuditEntry, Outcome
 from ..auth.actors import actor_for
 from ..auth.devices import TOKEN_PREFIX
@@ -99,16 +99,15 @@ def check(request: web.Request, action: Action, region_id: int) -> Role:
 
 
 async def _resolve(request: web.Request) -> tuple[Actor | None, OpenSession | None]:
-    app = request.config_dict
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() == "bearer" and token:
         if token.startswith(TOKEN_PREFIX + "_"):
-            login = await app[SERVICES].devices.resolve(token)
+            login = await services(request).devices.resolve(token)
             if login is None:
                 raise api_error(401, "token_invalid", "device token is unknown or revoked")
-            async with app[SERVICES].database.sessions() as session:
+            async with services(request).database.sessions() as session:
                 return (
                     await actor_for(
                         session, login.user, device_id=login.device.id, device_region=login.device.region_id
@@ -116,10 +115,10 @@ async def _resolve(request: web.Request) -> tuple[Actor | None, OpenSession | No
                     None,
                 )
         try:
-            invitation = app[SERVICES].invitations.verify(token)
+            invitation = services(request).invitations.verify(token)
         except InvitationError as exc:
             raise api_error(401, exc.code, exc.message) from None
-        async with app[SERVICES].database.sessions() as session:
+        async with services(request).database.sessions() as session:
             region_id = await session.scalar(select(Region.id).where(Region.code == invitation.region))
         roles = {region_id: frozenset({Role.SPECIALIST})} if region_id is not None else {}
         return (
@@ -128,10 +127,10 @@ async def _resolve(request: web.Request) -> tuple[Actor | None, OpenSession | No
         )
     cookie = request.cookies.get(COOKIE)
     if cookie:
-        open_session = await app[SERVICES].sessions.resolve(cookie)
+        open_session = await services(request).sessions.resolve(cookie)
         if open_session is None:
             return None, None
-        async with app[SERVICES].database.sessions() as session:
+        async with services(request).database.sessions() as session:
             return await actor_for(session, open_session.user, session_id=open_session.id), open_session
     return None, None
 
@@ -140,7 +139,7 @@ def from_this_site(request: web.Request) -> bool:
     """False when the browser says another site's page sent the request: an ``Origin`` not
     ours, or ``Sec-Fetch-Site`` other than same-origin. Programs send neither and pass."""
     origin = request.headers.get("Origin")
-    if origin is not None and origin not in (request.config_dict[SERVICES].settings.base_url, f"{request.scheme}://{request.host}"):
+    if origin is not None and origin not in (services(request).settings.base_url, f"{request.scheme}://{request.host}"):
         return False
     return request.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none")
 
@@ -212,7 +211,7 @@ async def _audit(
 ) -> None:
     resource = request.get(AUDIT_RESOURCE)
     region_id = request.get(AUDIT_REGION)
-    await request.config_dict[SERVICES].audit.record(
+    await services(request).audit.record(
         AuditEntry(
             action.value if detail is None else f"{action.value}.{detail}",
             outcome,

@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
-from sqlalchemy import text
 
-from ..appkeys import SERVICES
+from ..appkeys import services
 
 routes = web.RouteTableDef()
 
@@ -21,12 +20,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def _database(request: web.Request) -> None:
-    async with request.config_dict[SERVICES].database.engine.connect() as connection:
-        await connection.execute(text("SELECT 1"))
+    await services(request).database.ping()
 
 
 async def _redis(request: web.Request) -> None:
-    url = request.config_dict[SERVICES].settings.redis_url
+    url = services(request).settings.redis_url
     if url is None:
         return
     import redis.asyncio as redis
@@ -40,7 +38,7 @@ async def _redis(request: web.Request) -> None:
 
 async def _keys(request: web.Request) -> None:
     # Unwrapping needs the master key; a wrong or missing one fails here, not on a patient read.
-    await request.config_dict[SERVICES].keyring.check()
+    await services(request).keyring.check()
 
 
 @routes.get("/readyz")

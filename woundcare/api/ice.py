@@ -6,7 +6,7 @@ from aiohttp import web
 
 from signaling.turn import ice_servers
 
-from ..appkeys import SERVICES
+from ..appkeys import services
 from ..auth.policy import Action
 from .guard import actor, requires
 
@@ -16,7 +16,7 @@ routes = web.RouteTableDef()
 @routes.get("/api/ice-servers")
 @requires(Action.ICE_SERVERS)
 async def get_ice_servers(request: web.Request) -> web.Response:
-    settings = request.config_dict[SERVICES].settings
+    settings = services(request).settings
     secret = settings.turn_secret.get_secret_value().encode() if settings.turn_secret else None
     servers = ice_servers(
         settings.stun_urls, settings.turn_urls, secret, actor(request).subject, settings.turn_ttl_seconds

@@ -17,7 +17,7 @@ from typing import Final
 from aiohttp import hdrs, web
 from sqlalchemy import select
 
-from ..appkeys import SERVICES
+from ..appkeys import services
 from ..audit.log import AuditEntry, Outcome
 from ..auth.oidc import (
     FLOW_TTL_SECONDS,
@@ -113,7 +113,7 @@ async def login(request: web.Request) -> web.Response:
         FLOW_COOKIE,
         request.config_dict[OIDC_FLOWS].seal(flow),
         httponly=True,
-        secure=request.config_dict[SERVICES].settings.cookie_secure,
+        secure=services(request).settings.cookie_secure,
         samesite="Lax",
         path=CALLBACK_PATH,
         max_age=FLOW_TTL_SECONDS,
@@ -161,7 +161,7 @@ async def _finish(request: web.Request, client: OidcClient) -> Identity:
 
 async def _user_behind(request: web.Request, client: OidcClient, identity: Identity) -> User:
     """The active local user linked to ``identity``; no user is ever created here."""
-    async with request.config_dict[SERVICES].database.sessions() as session:
+    async with services(request).database.sessions() as session:
         user = await session.scalar(select(User).where(User.oidc_subject == identity.subject))
     if user is None or not user.active:
         reason = "unknown_user" if user is None else "user_inactive"
@@ -187,7 +187,7 @@ def _forget_flow() -> str:
 
 
 async def _audit(request: web.Request, outcome: Outcome, reason: str | None, *, actor: str | None = None) -> None:
-    await request.config_dict[SERVICES].audit.record(
+    await services(request).audit.record(
         AuditEntry(
             AUDIT_ACTION,
             outcome,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..appkeys import SERVICES
+from ..appkeys import services
 from ..auth.policy import Action
 from ..db.models import Patient
 from ..records.patients import PatientIdentity, PatientView, valid_national_id
@@ -29,7 +29,7 @@ def patient_json(view: PatientView) -> dict[str, object]:
 
 async def visible_patient(request: web.Request, pseudonym: str, action: Action) -> Patient:
     """The patient if the caller may ``action`` it; otherwise the same 404 as for none."""
-    patient = await request.config_dict[SERVICES].patients.find(pseudonym)
+    patient = await services(request).patients.find(pseudonym)
     if patient is not None and may(request, action, f"patient:{patient.pseudonym}", patient.region_id):
         return patient
     raise api_error(404, "not_found", "no such patient")
@@ -45,7 +45,7 @@ async def register_patient(request: web.Request) -> web.Response:
         raise api_error(400, "bad_national_id", "'nationalId' is not a valid Norwegian identity number")
     name = text_field(data, "name", max_length=200) or ""
     municipality = text_field(data, "municipality", max_length=64, required=False)
-    view = await request.config_dict[SERVICES].patients.register(region_id, PatientIdentity(national_id, name), municipality)
+    view = await services(request).patients.register(region_id, PatientIdentity(national_id, name), municipality)
     audit_target(request, f"patient:{view.pseudonym}", region_id)
     return web.json_response(patient_json(view), status=201)
 
@@ -58,7 +58,7 @@ async def list_patients(request: web.Request) -> web.Response:
     if code is not None:
         region_id = await region_id_for(request, code)
         regions = [r for r in regions if r == region_id]
-    patients = request.config_dict[SERVICES].patients
+    patients = services(request).patients
     rows = await patients.in_regions(regions)
     audit_target(request, f"patients:{len(rows)}")
     return web.json_response(
@@ -74,7 +74,7 @@ async def list_patients(request: web.Request) -> web.Response:
 @requires(Action.PATIENT_READ)
 async def read_patient(request: web.Request) -> web.Response:
     patient = await visible_patient(request, request.match_info["id"], Action.PATIENT_READ)
-    patients = request.config_dict[SERVICES].patients
+    patients = services(request).patients
     return web.json_response(
         patient_json(PatientView(patient.pseudonym, patient.region_id, await patients.identity(patient)))
     )
@@ -85,5 +85,5 @@ async def read_patient(request: web.Request) -> web.Response:
 async def access_log(request: web.Request) -> web.Response:
     """Which staff opened this patient's records and when (the patient's right to know)."""
     patient = await visible_patient(request, request.match_info["id"], Action.PATIENT_ACCESS_LOG)
-    entries = await request.config_dict[SERVICES].access_log.of_patient(patient.id, patient.pseudonym)
+    entries = await services(request).access_log.of_patient(patient.id, patient.pseudonym)
     return web.json_response({"patient": patient.pseudonym, "accesses": [e.json() for e in entries]})

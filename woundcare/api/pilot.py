@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from ..appkeys import SERVICES
+from ..appkeys import services
 from ..auth.policy import Action
 from ..pilot.figures import (
     DEFAULT_TRAVEL,
@@ -52,7 +52,7 @@ def _day(request: web.Request, name: str) -> date | None:
 
 def _period(request: web.Request) -> Period:
     try:
-        zone = ZoneInfo(request.config_dict[SERVICES].settings.pilot_timezone)
+        zone = ZoneInfo(services(request).settings.pilot_timezone)
         return Period(_day(request, "from"), _day(request, "to"), zone)
     except ValueError as exc:
         raise api_error(400, "bad_period", str(exc)) from None
@@ -68,7 +68,7 @@ async def _regions(request: web.Request, what: str) -> list[RegionRef]:
     else:
         audit_target(request, f"pilot:{what}")
         ids = actor(request).regions_for(ACTION)
-    return await visible_regions(request.config_dict[SERVICES].pilot, ids)
+    return await visible_regions(services(request).pilot, ids)
 
 
 def _csv(text: str, filename: str) -> web.Response:
@@ -88,7 +88,7 @@ def _csv(text: str, filename: str) -> web.Response:
 async def figures(request: web.Request) -> web.Response:
     period = _period(request)
     regions = await _regions(request, "figures")
-    found = await compute_figures(request.config_dict[SERVICES].pilot, regions, period)
+    found = await compute_figures(services(request).pilot, regions, period)
     return web.json_response(
         {
             **period.json(),
@@ -109,7 +109,7 @@ async def figures(request: web.Request) -> web.Response:
 async def figures_csv(request: web.Request) -> web.Response:
     period = _period(request)
     regions = await _regions(request, "figures.csv")
-    found = await compute_figures(request.config_dict[SERVICES].pilot, regions, period)
+    found = await compute_figures(services(request).pilot, regions, period)
     return _csv(to_csv(FIGURES_COLUMNS, [f.row() for f in found]), "pilot-figures.csv")
 
 
@@ -118,7 +118,7 @@ async def figures_csv(request: web.Request) -> web.Response:
 async def sessions(request: web.Request) -> web.Response:
     period = _period(request)
     regions = await _regions(request, "sessions")
-    found = await list_sessions(request.config_dict[SERVICES].pilot, regions, period)
+    found = await list_sessions(services(request).pilot, regions, period)
     return web.json_response(
         {**period.json(), "sessions": [s.json() for s in found]}, headers={"Cache-Control": "no-store"}
     )
@@ -129,7 +129,7 @@ async def sessions(request: web.Request) -> web.Response:
 async def sessions_csv(request: web.Request) -> web.Response:
     period = _period(request)
     regions = await _regions(request, "sessions.csv")
-    found = await list_sessions(request.config_dict[SERVICES].pilot, regions, period)
+    found = await list_sessions(services(request).pilot, regions, period)
     return _csv(to_csv(SESSIONS_COLUMNS, [s.row() for s in found]), "pilot-sessions.csv")
 
 
@@ -139,7 +139,7 @@ async def travel_table(request: web.Request) -> web.Response:
     """The region's round-trip distances per municipality, as the lead entered them."""
     code = request.query.get("region") or ""
     region_id = await checked_region(request, code, Action.PILOT_FIGURES)
-    rows = await request.config_dict[SERVICES].pilot.travel(region_id)
+    rows = await services(request).pilot.travel(region_id)
     return web.json_response(
         {
             "region": code,
@@ -163,6 +163,6 @@ async def set_travel(request: web.Request) -> web.Response:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= limit:
             raise api_error(400, "bad_request", f"'{name}' must be a number from 0 to {limit:g}")
         values[name] = float(value)
-    await request.config_dict[SERVICES].pilot.set_travel(region_id, municipality, values["km"], values["hours"])
+    await services(request).pilot.set_travel(region_id, municipality, values["km"], values["hours"])
     audit_target(request, f"travel:{code}", region_id)
     return web.json_response({"region": code, "municipality": municipality, **values})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..appkeys import SERVICES
+from ..appkeys import services
 from ..auth.policy import Action
 from ..records.quality import QualityError, Sample
 from .body import json_body
@@ -24,5 +24,5 @@ async def report_quality(request: web.Request) -> web.Response:
     except QualityError as exc:
         raise api_error(400, "bad_sample", str(exc)) from None
     role = check(request, Action.QUALITY_REPORT, view.region_id)
-    await request.config_dict[SERVICES].quality.record(view.id, view.region_id, role.value, sample)
+    await services(request).quality.record(view.id, view.region_id, role.value, sample)
     return web.Response(status=204)

@@ -6,7 +6,7 @@ from contextlib import aclosing
 
 from aiohttp import web
 
-from ..appkeys import SERVICES
+from ..appkeys import services
 from ..auth.policy import Action
 from ..db.models import ConsentKind, Recording, RecordingStatus
 from ..recording.recorder import RecordingBusy
@@ -22,13 +22,12 @@ routes = web.RouteTableDef()
 @requires(Action.RECORDING_START)
 async def start_recording(request: web.Request) -> web.Response:
     view = await visible_consultation(request, Action.RECORDING_START)
-    app = request.config_dict
     if view.ended_at is not None:
         raise api_error(409, "ended", "this consultation has ended")
-    if not (await app[SERVICES].consents.current(view.id))[ConsentKind.RECORDING]:
+    if not (await services(request).consents.current(view.id))[ConsentKind.RECORDING]:
         raise api_error(409, "no_consent", "the patient has not consented to the video being recorded")
     try:
-        recording = await app[SERVICES].recorders.start(view, actor(request).subject)
+        recording = await services(request).recorders.start(view, actor(request).subject)
     except RecordingBusy:
         raise api_error(409, "recording", "this consultation is being recorded already") from None
     audit_target(request, f"recording:{recording.id}", view.region_id)
@@ -39,12 +38,12 @@ async def start_recording(request: web.Request) -> web.Response:
 @requires(Action.RECORDING_VIEW)
 async def list_recordings(request: web.Request) -> web.Response:
     view = await visible_consultation(request, Action.RECORDING_VIEW)
-    recordings = await request.config_dict[SERVICES].recordings.of_consultation(view.id)
+    recordings = await services(request).recordings.of_consultation(view.id)
     return web.json_response({"recordings": [r.json() for r in recordings]})
 
 
 async def visible_recording(request: web.Request, action: Action) -> Recording:
-    row = await request.config_dict[SERVICES].recordings.get(request.match_info["id"])
+    row = await services(request).recordings.get(request.match_info["id"])
     if row is not None and may(request, action, f"recording:{row.id}", row.region_id):
         return row
     raise api_error(404, "not_found", "no such recording")
@@ -57,7 +56,7 @@ async def stop_recording(request: web.Request) -> web.Response:
     row = await visible_recording(request, Action.RECORDING_STOP)
     if row.status is not RecordingStatus.RECORDING:
         raise api_error(409, "not_recording", "this recording has ended")
-    stopped = await request.config_dict[SERVICES].recorders.stop(row.id)
+    stopped = await services(request).recorders.stop(row.id)
     if stopped is None:
         # Another instance is making it; it ends with the consultation's room there.
         raise api_error(409, "other_instance", "this recording is made by another server instance")
@@ -71,7 +70,7 @@ async def play_recording(request: web.Request) -> web.StreamResponse:
     row = await visible_recording(request, Action.RECORDING_VIEW)
     if row.status is not RecordingStatus.COMPLETE:
         raise api_error(409, "not_complete", "this recording is not complete")
-    media = await request.config_dict[SERVICES].recordings.media(row)
+    media = await services(request).recordings.media(row)
     response = web.StreamResponse(
         headers={
             "Content-Type": MEDIA_TYPE,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy import select
 
-from ..appkeys import SERVICES
+from ..appkeys import services
 from ..auth.policy import Action, Actor
 from ..db.models import Region
 from .errors import api_error
@@ -17,7 +17,7 @@ routes = web.RouteTableDef()
 async def regions_of(request: web.Request, who: Actor) -> list[dict[str, object]]:
     if not who.roles:
         return []
-    async with request.config_dict[SERVICES].database.sessions() as session:
+    async with services(request).database.sessions() as session:
         rows = (await session.scalars(select(Region).where(Region.id.in_(who.roles)).order_by(Region.code))).all()
     return [
         {"code": r.code, "name": r.name, "roles": sorted(role.value for role in who.roles[r.id])} for r in rows
@@ -31,7 +31,7 @@ async def list_regions(request: web.Request) -> web.Response:
 
 
 async def region_id_for(request: web.Request, code: str) -> int | None:
-    async with request.config_dict[SERVICES].database.sessions() as session:
+    async with services(request).database.sessions() as session:
         return await session.scalar(select(Region.id).where(Region.code == code, Region.shredded_at.is_(None)))
 
 

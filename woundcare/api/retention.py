@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..appkeys import SERVICES
+from ..appkeys import services
 from ..auth.policy import Action
 from .body import json_body, text_field
 from .errors import api_error
@@ -21,7 +21,7 @@ async def retention_due(request: web.Request) -> web.Response:
     if not code:
         raise api_error(400, "bad_request", "'region' is required")
     region_id = await checked_region(request, code, Action.RETENTION_MANAGE)
-    days, due = await request.config_dict[SERVICES].retention.due(region_id)
+    days, due = await services(request).retention.due(region_id)
     audit_target(request, f"region:{code}", region_id)
     return web.json_response(
         {
@@ -37,6 +37,6 @@ async def retention_due(request: web.Request) -> web.Response:
 async def retention_purge(request: web.Request) -> web.Response:
     code = text_field(await json_body(request), "region", max_length=32) or ""
     region_id = await checked_region(request, code, Action.RETENTION_MANAGE)
-    deleted = await request.config_dict[SERVICES].retention.purge(region_id)
+    deleted = await services(request).retention.purge(region_id)
     audit_target(request, f"consultations:{len(deleted)}", region_id)
     return web.json_response({"region": code, "deleted": deleted})

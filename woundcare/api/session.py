@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..appkeys import SERVICES
+from ..appkeys import services
 from ..audit.log import AuditEntry, Outcome
 from ..auth.actors import actor_for
 from ..auth.login import LoginError
@@ -34,7 +34,7 @@ def _me(who: Actor, csrf_token: str | None, regions: list[dict[str, object]]) ->
 async def login(request: web.Request) -> web.Response:
     # Login CSRF: another site's form or fetch must not log the browser in as someone else.
     if not from_this_site(request):
-        await request.config_dict[SERVICES].audit.record(
+        await services(request).audit.record(
             AuditEntry("login.cross_site", Outcome.DENIED, address=client_address(request))
         )
         raise api_error(403, "cross_site", "log in from this site's own pages")
@@ -46,9 +46,8 @@ async def login(request: web.Request) -> web.Response:
     if not isinstance(password, str) or not password or len(password) > 1024:
         raise api_error(400, "bad_request", "'password' is required")
     totp = data.get("totp") if isinstance(data.get("totp"), str) else None
-    app = request.config_dict
     try:
-        user = await app[SERVICES].login.password(username, password, totp, client_address(request))
+        user = await services(request).login.password(username, password, totp, client_address(request))
     except LoginError as exc:
         error = api_error(exc.status, exc.code, exc.message)
         if exc.retry_after is not None:
@@ -63,15 +62,14 @@ async def start_browser_session(
 ) -> web.Response:
     """Open a browser session for ``user`` and answer with its cookie: the caller as JSON
     (password login), or a 302 to ``redirect_to`` (the OIDC callback, a top-level navigation)."""
-    app = request.config_dict
-    token, open_session = await app[SERVICES].sessions.create(user.id, method)
+    token, open_session = await services(request).sessions.create(user.id, method)
     if redirect_to is None:
-        async with app[SERVICES].database.sessions() as session:
+        async with services(request).database.sessions() as session:
             who = await actor_for(session, user, session_id=open_session.id)
         response = web.json_response(_me(who, open_session.csrf_token, await regions_of(request, who)))
     else:
         response = web.Response(status=302, headers={"Location": redirect_to, "Cache-Control": "no-store"})
-    settings = app[SERVICES].settings
+    settings = services(request).settings
     response.set_cookie(
         COOKIE,
         token,
@@ -100,7 +98,7 @@ async def logout(request: web.Request) -> web.Response:
     open_session = request.get(SESSION)
     if open_session is None:
         raise api_error(400, "no_session", "this request is not a browser session")
-    await request.config_dict[SERVICES].sessions.revoke(open_session.id)
+    await services(request).sessions.revoke(open_session.id)
     response = web.Response(status=204)
     response.del_cookie(COOKIE, path="/")
     return response

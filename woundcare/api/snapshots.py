@@ -10,7 +10,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 
 from signaling.handler import ROOMS
 
-from ..appkeys import SERVICES
+from ..appkeys import services
 from ..auth.policy import Action
 from ..db.models import ConsentKind, Snapshot
 from ..records.images import ImageRejected, RejectCode
@@ -94,13 +94,12 @@ async def _read_upload(request: web.Request, limit: int, seconds: float) -> tupl
 @requires(Action.SNAPSHOT_UPLOAD)
 async def upload_snapshot(request: web.Request) -> web.Response:
     view = await visible_consultation(request, Action.SNAPSHOT_UPLOAD)
-    app = request.config_dict
-    if not (await app[SERVICES].consents.current(view.id))[ConsentKind.SNAPSHOTS]:
+    if not (await services(request).consents.current(view.id))[ConsentKind.SNAPSHOTS]:
         raise api_error(409, "no_consent", "the patient has not consented to snapshots being stored")
-    settings = app[SERVICES].settings
+    settings = services(request).settings
     data, request_id = await _read_upload(request, settings.snapshot_max_bytes, settings.upload_timeout_seconds)
     try:
-        stored = await app[SERVICES].snapshots.store(
+        stored = await services(request).snapshots.store(
             view.id, view.region_id, view.patient_id, data, actor(request).subject, request_id
         )
     except ImageRejected as exc:
@@ -108,7 +107,7 @@ async def upload_snapshot(request: web.Request) -> web.Response:
     except ImageBusy:
         raise api_error(503, "busy", "too many photos are being processed; please send it again shortly") from None
     audit_target(request, f"snapshot:{stored.id}", view.region_id)
-    app[ROOMS].publish(view.id, {"type": "snapshot_stored", "id": stored.id, "request": request_id})
+    request.config_dict[ROOMS].publish(view.id, {"type": "snapshot_stored", "id": stored.id, "request": request_id})
     return web.json_response(stored.json(), status=201)
 
 
@@ -116,12 +115,12 @@ async def upload_snapshot(request: web.Request) -> web.Response:
 @requires(Action.SNAPSHOT_READ)
 async def list_snapshots(request: web.Request) -> web.Response:
     view = await visible_consultation(request, Action.SNAPSHOT_READ)
-    views = await request.config_dict[SERVICES].snapshots.of_consultation(view.id)
+    views = await services(request).snapshots.of_consultation(view.id)
     return web.json_response({"snapshots": [v.json() for v in views]})
 
 
 async def visible_snapshot(request: web.Request, action: Action) -> Snapshot:
-    row = await request.config_dict[SERVICES].snapshots.get(request.match_info["id"])
+    row = await services(request).snapshots.get(request.match_info["id"])
     if row is not None and may(request, action, f"snapshot:{row.id}", row.region_id):
         return row
     raise api_error(404, "not_found", "no such snapshot")
@@ -129,7 +128,7 @@ async def visible_snapshot(request: web.Request, action: Action) -> Snapshot:
 
 async def _image(request: web.Request, thumbnail: bool) -> web.Response:
     row = await visible_snapshot(request, Action.SNAPSHOT_READ)
-    body = await request.config_dict[SERVICES].snapshots.image(row, thumbnail)
+    body = await services(request).snapshots.image(row, thumbnail)
     return web.Response(
         body=body,
         content_type="image/jpeg" if thumbnail else row.media_type,
@@ -159,7 +158,7 @@ async def annotate_snapshot(request: web.Request) -> web.Response:
             annotations.measurement()
     except ValueError as exc:
         raise api_error(400, "bad_annotations", str(exc)) from None
-    view = await request.config_dict[SERVICES].snapshots.annotate(row, annotations)
+    view = await services(request).snapshots.annotate(row, annotations)
     return web.json_response(view.json())
 
 
@@ -168,12 +167,11 @@ async def annotate_snapshot(request: web.Request) -> web.Response:
 async def timeline(request: web.Request) -> web.Response:
     """Everything about a patient's wound in time order, to see whether it heals."""
     patient = await visible_patient(request, request.match_info["id"], Action.TIMELINE_READ)
-    app = request.config_dict
-    consultations = await app[SERVICES].consultations.of_patient(patient.id)
-    snapshots = await app[SERVICES].snapshots.of_patient(patient.id)
+    consultations = await services(request).consultations.of_patient(patient.id)
+    snapshots = await services(request).snapshots.of_patient(patient.id)
     entries: list[dict[str, object]] = []
     for consultation in consultations:
-        assessment = await app[SERVICES].assessments.get(consultation.id)
+        assessment = await services(request).assessments.get(consultation.id)
         entries.append(
             {
                 "kind": "consultation",

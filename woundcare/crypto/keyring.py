@@ -1,6 +1,7 @@
 """Master keys and the per-region data keys they wrap.
 
-Each region has data keys (DEKs, 32 random bytes) in ``region_keys``, versioned: the newest
+Each region has data keys (DEKs, 32 random bytes) in a :class:`~woundcare.crypto.keystore.KeyStore`
+(the ``region_keys`` table), versioned: the newest
 version seals new records (a new one is made if it was retired), older ones still open what
 they sealed. A DEK is stored only wrapped, sealed with the master key in an
 :mod:`~woundcare.crypto.aead` envelope bound to the region, the key id and the version, so a
@@ -18,25 +19,16 @@ import hashlib
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from ..db.models import Region, RegionKey, utcnow
 from .aead import KEY_SIZE, Binding, key_id_of, open_with, seal, seal_into, sealed_size
 from .errors import KeyShreddedError, MasterKeyError, RecordIntegrityError
-
-T = TypeVar("T")
+from .keystore import KeyStore, KeyWrite, WrappedKey
 
 _MASTER_ID_DOMAIN = b"woundcare/master-key-id/v1\x00"
 _WRAP_KIND = "region-key"
-_WRITE_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True, eq=False, repr=False)
@@ -166,14 +158,14 @@ class Keyring:
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        store: KeyStore,
         master_keys: Sequence[MasterKey],
         *,
         cache_ttl: float = 60.0,
     ) -> None:
         if not master_keys:
             raise MasterKeyError("no master key given")
-        self._sessions = sessions
+        self._store = store
         self._master = master_keys[0]
         self._masters = {key.id: key for key in master_keys}
         self._cache_ttl = cache_ttl
@@ -211,7 +203,7 @@ class Keyring:
 
         Older keys keep opening what they sealed; :meth:`reseal` moves records to the new key.
         """
-        key = await self._write(lambda session: self._new_version(session, region_id))
+        key = await self._store.write(lambda write: self._new_version(write, region_id))
         self._epoch += 1
         self._remember(key, self._epoch, current=True)
         return key.key_id
@@ -231,46 +223,17 @@ class Keyring:
     async def check(self) -> None:
         """Unwrap the newest live data key, so a wrong or missing master key shows in a
         readiness check rather than on a patient's record; raises :class:`MasterKeyError`."""
-        async with self._sessions() as session:
-            row = await session.scalar(
-                select(RegionKey).where(RegionKey.wrapped.is_not(None)).order_by(RegionKey.created_at.desc()).limit(1)
-            )
-        if row is not None:
-            self._unwrap(row)
+        newest = await self._store.newest_live()
+        if newest is not None:
+            self._unwrap(newest)
 
     async def rewrap_all(self) -> int:
         """Wrap every live data key under the current master key; returns how many changed."""
-        async with self._sessions.begin() as session:
-            rows = await session.scalars(
-                select(RegionKey).where(
-                    RegionKey.wrapped.is_not(None), RegionKey.master_key_id != self._master.id
-                )
-            )
-            changed = 0
-            for row in rows.all():
-                rewrapped = self._wrap(self._unwrap(row))
-                # Only if untouched since read: a shred committed meanwhile must stay shredded.
-                result = await session.execute(
-                    update(RegionKey)
-                    .where(RegionKey.id == row.id, RegionKey.wrapped == row.wrapped)
-                    .values(wrapped=rewrapped, master_key_id=self._master.id)
-                    .returning(RegionKey.id)
-                    .execution_options(synchronize_session=False)
-                )
-                changed += len(result.all())
-        return changed
+        return await self._store.rewrap(self._master.id, lambda stored: self._wrap(self._unwrap(stored)))
 
     async def shred(self, region_id: int) -> None:
         """Destroy every data key of the region and mark it shredded; other regions keep theirs."""
-        async with self._sessions.begin() as session:
-            shredded_at = await _lock_region(session, region_id)
-            await session.execute(
-                update(RegionKey).where(RegionKey.region_id == region_id).values(wrapped=None)
-            )
-            if shredded_at is None:
-                await session.execute(
-                    update(Region).where(Region.id == region_id).values(shredded_at=utcnow())
-                )
+        await self._store.shred(region_id)
         self._epoch += 1
         self._current.pop(region_id, None)
         for key_id in [k.key_id for k in self._keys.values() if k.region_id == region_id]:
@@ -281,26 +244,24 @@ class Keyring:
         if cached is not None and self._is_fresh(cached):
             return cached
         epoch = self._epoch
-        key = await self._write(lambda session: self._find_or_create_current(session, region_id))
+        key = await self._store.write(lambda write: self._find_or_create_current(write, region_id))
         self._remember(key, epoch, current=True)
         return key
 
-    async def _find_or_create_current(self, session: AsyncSession, region_id: int) -> _DataKey:
-        await _lock_live_region(session, region_id)
-        newest = await _newest_key(session, region_id)
+    async def _find_or_create_current(self, write: KeyWrite, region_id: int) -> _DataKey:
+        await _lock_live_region(write, region_id)
+        newest = await write.newest(region_id)
         # A retired key still opens what it sealed but seals nothing new.
-        if newest is None or newest.retired_at is not None:
-            return await self._create_key(session, region_id, _next_version(newest))
+        if newest is None or newest.retired:
+            return await self._create_key(write, region_id, _next_version(newest))
         return self._unwrap(newest)
 
-    async def _new_version(self, session: AsyncSession, region_id: int) -> _DataKey:
-        await _lock_live_region(session, region_id)
-        newest = await _newest_key(session, region_id)
-        return await self._create_key(session, region_id, _next_version(newest))
+    async def _new_version(self, write: KeyWrite, region_id: int) -> _DataKey:
+        await _lock_live_region(write, region_id)
+        newest = await write.newest(region_id)
+        return await self._create_key(write, region_id, _next_version(newest))
 
-    async def _create_key(self, session: AsyncSession, region_id: int, version: int) -> _DataKey:
-        # The version comes from what this transaction read: if another writer took it
-        # meanwhile, the unique (region_id, version) constraint fails and _write retries.
+    async def _create_key(self, write: KeyWrite, region_id: int, version: int) -> _DataKey:
         key = _DataKey(
             key_id=secrets.token_urlsafe(18),
             region_id=region_id,
@@ -308,16 +269,7 @@ class Keyring:
             secret=os.urandom(KEY_SIZE),
             loaded_at=time.monotonic(),
         )
-        session.add(
-            RegionKey(
-                id=key.key_id,
-                region_id=region_id,
-                version=version,
-                wrapped=self._wrap(key),
-                master_key_id=self._master.id,
-            )
-        )
-        await session.flush()
+        await write.add(WrappedKey(key.key_id, region_id, version, self._wrap(key), self._master.id))
         return key
 
     async def _key_for(self, binding: Binding, key_id: str) -> _DataKey:
@@ -331,32 +283,13 @@ class Keyring:
         return key
 
     async def _load(self, binding: Binding, key_id: str) -> _DataKey:
-        async with self._sessions() as session:
-            found = (
-                await session.execute(
-                    select(RegionKey, Region.shredded_at)
-                    .join(Region, Region.id == RegionKey.region_id)
-                    .where(RegionKey.id == key_id)
-                )
-            ).one_or_none()
+        found = await self._store.find(key_id)
         if found is None:
             raise RecordIntegrityError.about("unknown key id", binding, key_id)
-        row, shredded_at = found
-        if shredded_at is not None:
-            raise KeyShreddedError(row.region_id, key_id)
-        return self._unwrap(row)
-
-    async def _write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        """Run ``work`` in a transaction, again if a concurrent writer took the same key version."""
-        attempt = 1
-        while True:
-            try:
-                async with self._sessions.begin() as session:
-                    return await work(session)
-            except IntegrityError:
-                if attempt == _WRITE_ATTEMPTS:
-                    raise
-                attempt += 1
+        stored, shredded = found
+        if shredded:
+            raise KeyShreddedError(stored.region_id, key_id)
+        return self._unwrap(stored)
 
     def _remember(self, key: _DataKey, epoch: int, *, current: bool) -> None:
         if epoch != self._epoch:
@@ -372,7 +305,7 @@ class Keyring:
         binding = _wrap_binding(key.region_id, key.key_id, key.version)
         return seal(self._master.secret, self._master.id, binding, key.secret)
 
-    def _unwrap(self, row: RegionKey) -> _DataKey:
+    def _unwrap(self, row: WrappedKey) -> _DataKey:
         if row.wrapped is None:
             raise KeyShreddedError(row.region_id, row.id)
         master = self._masters.get(row.master_key_id)
@@ -400,36 +333,10 @@ def _wrap_binding(region_id: int, key_id: str, version: int) -> Binding:
     return Binding(region_id=region_id, kind=_WRAP_KIND, record_id=f"{key_id}/{version}")
 
 
-async def _newest_key(session: AsyncSession, region_id: int) -> RegionKey | None:
-    return await session.scalar(
-        select(RegionKey)
-        .where(RegionKey.region_id == region_id)
-        .order_by(RegionKey.version.desc())
-        .limit(1)
-    )
-
-
-def _next_version(newest: RegionKey | None) -> int:
+def _next_version(newest: WrappedKey | None) -> int:
     return 1 if newest is None else newest.version + 1
 
 
-async def _lock_region(session: AsyncSession, region_id: int) -> datetime | None:
-    """The region's ``shredded_at``, its row locked (on PostgreSQL) until the transaction ends.
-
-    The lock keeps a new key from being made beside a concurrent :meth:`Keyring.shred`. SQLite
-    ignores it; there a key made in the same instant is still refused, as ``_load`` checks the
-    region's ``shredded_at`` before unwrapping.
-    """
-    found = (
-        await session.execute(
-            select(Region.shredded_at).where(Region.id == region_id).with_for_update()
-        )
-    ).one_or_none()
-    if found is None:
-        raise LookupError(f"no region {region_id}")
-    return found[0]
-
-
-async def _lock_live_region(session: AsyncSession, region_id: int) -> None:
-    if await _lock_region(session, region_id) is not None:
+async def _lock_live_region(write: KeyWrite, region_id: int) -> None:
+    if await write.region_shredded(region_id):
         raise KeyShreddedError(region_id)

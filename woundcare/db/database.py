@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .engine import is_sqlite, make_engine, make_thread_engine
@@ -41,6 +41,11 @@ class Database:
             await upgrade(self._engine)
         if is_sqlite(self.url):
             self._thread_engine = make_thread_engine(self.url)
+
+    async def ping(self) -> None:
+        """One round trip to the database: raises if it cannot be reached."""
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
 
     async def stop(self) -> None:
         if self._thread_engine is not None:

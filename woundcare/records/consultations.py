@@ -148,6 +148,17 @@ class Consultations:
             rows = (await session.execute(query.order_by(Consultation.created_at))).all()
         return [_view(r) for r in rows]
 
+    async def newest_open(self, region: str) -> str | None:
+        """The id of the newest consultation of region ``region`` (a code) that has not ended."""
+        async with self._db.sessions() as session:
+            return await session.scalar(
+                select(Consultation.id)
+                .join(Region, Region.id == Consultation.region_id)
+                .where(Region.code == region, Consultation.ended_at.is_(None))
+                .order_by(Consultation.created_at.desc())
+                .limit(1)
+            )
+
     async def get(self, consultation_id: str) -> ConsultationView | None:
         async with self._db.sessions() as session:
             row = (await session.execute(_select().where(Consultation.id == consultation_id))).one_or_none()

@@ -1,0 +1,126 @@
+"""The ``region_keys`` table as the keyring's :class:`~woundcare.crypto.keystore.KeyStore`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ..crypto.keystore import KeyWrite, WrappedKey
+from ..db.models import Region, RegionKey, utcnow
+
+T = TypeVar("T")
+
+_WRITE_ATTEMPTS = 3
+
+
+def _key(row: RegionKey) -> WrappedKey:
+    return WrappedKey(row.id, row.region_id, row.version, row.wrapped, row.master_key_id, row.retired_at is not None)
+
+
+class _Write:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def region_shredded(self, region_id: int) -> bool:
+        return await _lock_region(self._session, region_id)
+
+    async def newest(self, region_id: int) -> WrappedKey | None:
+        row = await self._session.scalar(
+            select(RegionKey).where(RegionKey.region_id == region_id).order_by(RegionKey.version.desc()).limit(1)
+        )
+        return None if row is None else _key(row)
+
+    async def add(self, key: WrappedKey) -> None:
+        # The version comes from what this transaction read: if another writer took it
+        # meanwhile, the unique (region_id, version) constraint fails here and write() retries.
+        self._session.add(
+            RegionKey(
+                id=key.id,
+                region_id=key.region_id,
+                version=key.version,
+                wrapped=key.wrapped,
+                master_key_id=key.master_key_id,
+            )
+        )
+        await self._session.flush()
+
+
+async def _lock_region(session: AsyncSession, region_id: int) -> bool:
+    """Whether the region is shredded, its row locked (on PostgreSQL) until the transaction ends.
+
+    SQLite ignores the lock; there a key made in the same instant as a shred is still refused,
+    as the keyring checks the region's shredding before it unwraps a key it loads.
+    """
+    found = (
+        await session.execute(select(Region.shredded_at).where(Region.id == region_id).with_for_update())
+    ).one_or_none()
+    if found is None:
+        raise LookupError(f"no region {region_id}")
+    return found[0] is not None
+
+
+class RegionKeys:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def write(self, work: Callable[[KeyWrite], Awaitable[T]]) -> T:
+        attempt = 1
+        while True:
+            try:
+                async with self._sessions.begin() as session:
+                    return await work(_Write(session))
+            except IntegrityError:
+                if attempt == _WRITE_ATTEMPTS:
+                    raise
+                attempt += 1
+
+    async def find(self, key_id: str) -> tuple[WrappedKey, bool] | None:
+        async with self._sessions() as session:
+            found = (
+                await session.execute(
+                    select(RegionKey, Region.shredded_at)
+                    .join(Region, Region.id == RegionKey.region_id)
+                    .where(RegionKey.id == key_id)
+                )
+            ).one_or_none()
+        if found is None:
+            return None
+        row, shredded_at = found
+        return _key(row), shredded_at is not None
+
+    async def newest_live(self) -> WrappedKey | None:
+        async with self._sessions() as session:
+            row = await session.scalar(
+                select(RegionKey).where(RegionKey.wrapped.is_not(None)).order_by(RegionKey.created_at.desc()).limit(1)
+            )
+        return None if row is None else _key(row)
+
+    async def rewrap(self, master_key_id: str, rewrap: Callable[[WrappedKey], bytes]) -> int:
+        async with self._sessions.begin() as session:
+            rows = await session.scalars(
+                select(RegionKey).where(RegionKey.wrapped.is_not(None), RegionKey.master_key_id != master_key_id)
+            )
+            changed = 0
+            for row in rows.all():
+                rewrapped = rewrap(_key(row))
+                # Only if untouched since read: a shred committed meanwhile must stay shredded.
+                result = await session.execute(
+                    update(RegionKey)
+                    .where(RegionKey.id == row.id, RegionKey.wrapped == row.wrapped)
+                    .values(wrapped=rewrapped, master_key_id=master_key_id)
+                    .returning(RegionKey.id)
+                    .execution_options(synchronize_session=False)
+                )
+                changed += len(result.all())
+        return changed
+
+    async def shred(self, region_id: int) -> None:
+        async with self._sessions.begin() as session:
+            shredded = await _lock_region(session, region_id)
+            await session.execute(update(RegionKey).where(RegionKey.region_id == region_id).values(wrapped=None))
+            if not shredded:
+                await session.execute(update(Region).where(Region.id == region_id).values(shredded_at=utcnow()))
