@@ -42,6 +42,7 @@ from woundcare.audit.log import AuditEntry, AuditLog, Outcome
 from woundcare.audit.verify import verify
 from woundcare.db.database import Database
 from woundcare.db.models import AuditCheckpoint, AuditEvent, Base
+from woundcare.records.audit_trail import AuditTrail
 
 TARGET_SECONDS = 10.0
 """Verifying 100,000 entries must take less than this (median run)."""
@@ -143,7 +144,7 @@ async def seed(db: Database, count: int) -> float:
 
 async def time_verify(db: Database, count: int) -> float:
     started = time.perf_counter()
-    result = await verify(db, SIGNER)
+    result = await verify(AuditTrail(db), SIGNER)
     seconds = time.perf_counter() - started
     if not result.ok or result.entries != count:
         raise RuntimeError(f"the seeded chain does not verify: {result}")
@@ -151,7 +152,7 @@ async def time_verify(db: Database, count: int) -> float:
 
 
 async def time_appends(db: Database, count: int) -> float:
-    log = AuditLog(db, SIGNER, checkpoint_every=CHECKPOINT_EVERY)
+    log = AuditLog(AuditTrail(db), SIGNER, checkpoint_every=CHECKPOINT_EVERY)
     for n in range(WARMUP_APPENDS):
         await log.record(_entry(n))
     started = time.perf_counter()

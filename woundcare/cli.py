@@ -33,6 +33,7 @@ from .db.models import Device, Membership, Region, User
 from .db.models import Role as UserRole
 from .demo import DEMO_LOGINS, DEMO_REGION, demo_consultation
 from .inflight import IN_FLIGHT
+from .records.audit_trail import AuditTrail
 from .records.rekey import Reencryption
 from .services import Services, build_services
 
@@ -282,7 +283,7 @@ async def _user_totp(services: Services, args: argparse.Namespace) -> int:
 def _audit_verify(args: argparse.Namespace) -> int:
     async def run() -> int:
         async with _services(args) as services:
-            return await verify_command(services.database, services.settings)
+            return await verify_command(AuditTrail(services.database), services.settings)
 
     return asyncio.run(run())
 

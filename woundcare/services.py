@@ -30,6 +30,7 @@ from .db.engine import sqlite_file
 from .recording.recorder import Recorders
 from .records.access_log import AccessLog
 from .records.assessments import Assessments
+from .records.audit_trail import AuditTrail
 from .records.consents import Consents
 from .records.consultations import Consultations
 from .records.imagework import ImageWork
@@ -118,7 +119,7 @@ def build_services(settings: Settings) -> Services:
     db = Database(settings.db_url, migrate=settings.auto_migrate)
     secret = settings.signing_key()
     invitations = Invitations(secret, settings.invitation_ttl_seconds)
-    audit = AuditLog(db, CheckpointSigner.from_secrets(secret))
+    audit = AuditLog(AuditTrail(db), CheckpointSigner.from_secrets(secret))
     keyring = Keyring(RegionKeys(db.sessions), master_keys(settings))
     blobs = BlobStore(settings.blob_dir)
     recording_blobs = BlobStore(settings.recording_dir)

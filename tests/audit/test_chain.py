@@ -16,6 +16,7 @@ from woundcare.audit.log import AuditEntry, AuditLog, Outcome
 from woundcare.audit.verify import BreakKind, ProgressBar, VerifyResult, render, verify
 from woundcare.db.database import Database
 from woundcare.db.models import AuditCheckpoint, AuditEvent, Base
+from woundcare.records.audit_trail import AuditTrail
 
 SIGNER = CheckpointSigner.from_secrets(b"test server secret")
 EVERY = 60
@@ -43,10 +44,10 @@ async def db(db_url: str) -> AsyncIterator[Database]:
 
 @pytest.fixture
 async def seeded(db: Database) -> Database:
-    log = AuditLog(db, SIGNER, checkpoint_every=EVERY)
+    log = AuditLog(AuditTrail(db), SIGNER, checkpoint_every=EVERY)
     for n in range(SIZE):
         await log.record(_entry(n))
-    result = await verify(db, SIGNER)
+    result = await verify(AuditTrail(db), SIGNER)
     assert result.ok and result.head_seq == SIZE and result.last_checkpoint_seq == 180
     return db
 
@@ -111,7 +112,7 @@ async def _shift_seq(db: Database, from_seq: int, by: int) -> None:
 
 
 async def _broken(db: Database) -> tuple[BreakKind, int]:
-    result = await verify(db, SIGNER, batch_size=64)  # small batches: breaks near batch edges too
+    result = await verify(AuditTrail(db), SIGNER, batch_size=64)  # small batches: breaks near batch edges too
     assert result.broken is not None, render(result)
     return result.broken.kind, result.broken.seq
 
@@ -143,8 +144,8 @@ PINNED = "5c2e2b418cf901c7d9cb5ceed43724a66f85185f32c316f05840368c04c8884e"
 async def test_concurrent_appends_from_two_processes_form_one_chain(db: Database, db_url: str) -> None:
     other = await _open(db_url)  # a second Database: as a CLI process beside the server
     try:
-        first = AuditLog(db, SIGNER, checkpoint_every=25)
-        second = AuditLog(other, SIGNER, checkpoint_every=25)
+        first = AuditLog(AuditTrail(db), SIGNER, checkpoint_every=25)
+        second = AuditLog(AuditTrail(other), SIGNER, checkpoint_every=25)
         for n in range(40):
             await first.record(_entry(n))
         await asyncio.gather(
@@ -157,7 +158,9 @@ async def test_concurrent_appends_from_two_processes_form_one_chain(db: Database
         assert (await first.checkpoint()) == on_demand  # nothing new: the same checkpoint
 
         seen: list[tuple[int, int]] = []
-        result = await verify(db, SIGNER, progress=lambda done, total: seen.append((done, total)), batch_size=64)
+        result = await verify(
+            AuditTrail(db), SIGNER, progress=lambda done, total: seen.append((done, total)), batch_size=64
+        )
         assert result.ok, render(result)
         assert (result.entries, result.head_seq, result.checkpoints) == (200, 200, 8)
         assert result.last_checkpoint_seq == 200 and result.unanchored == 0
@@ -170,16 +173,16 @@ async def test_concurrent_appends_from_two_processes_form_one_chain(db: Database
 
 
 async def test_empty_chain_verifies(db: Database) -> None:
-    result = await verify(db, SIGNER)
+    result = await verify(AuditTrail(db), SIGNER)
     assert result.ok and result.entries == 0 and result.head_hash == GENESIS
 
 
 async def test_no_signer_means_no_checkpoints(db: Database) -> None:
-    log = AuditLog(db, checkpoint_every=1)
+    log = AuditLog(AuditTrail(db), checkpoint_every=1)
     await log.record(_entry(1))
     with pytest.raises(RuntimeError):
         await log.checkpoint()
-    result = await verify(db, SIGNER)
+    result = await verify(AuditTrail(db), SIGNER)
     assert result.ok and result.checkpoints == 0 and result.unanchored == 1
 
 
@@ -245,14 +248,14 @@ async def test_tail_after_the_last_checkpoint_is_not_protected(seeded: Database)
     """The documented limit: 181..200 are after the last checkpoint (180); cutting them off
     leaves a valid earlier chain. What verify does show is how much is exposed."""
     await _sql(seeded, "DELETE FROM audit_events WHERE seq > 190")
-    result = await verify(seeded, SIGNER)
+    result = await verify(AuditTrail(seeded), SIGNER)
     assert result.ok and result.head_seq == 190 and result.unanchored == 10
 
 
 async def test_rollback_with_the_checkpoints_over_it_is_not_detectable(seeded: Database) -> None:
     """Also documented: deleting entries *and* the checkpoints over them is a valid earlier state."""
     await _sql(seeded, "DELETE FROM audit_events WHERE seq > 100", "DELETE FROM audit_checkpoints WHERE seq > 100")
-    result = await verify(seeded, SIGNER)
+    result = await verify(AuditTrail(seeded), SIGNER)
     assert result.ok and result.last_checkpoint_seq == 60 and result.unanchored == 40
 
 
@@ -260,7 +263,7 @@ async def test_chain_rewritten_with_recomputed_hashes(seeded: Database) -> None:
     await _sql(seeded, "UPDATE audit_events SET actor = 'u999' WHERE seq = :s", s=TARGET)
     await _rehash_from(seeded, TARGET)
     # Self-consistent from genesis to head: only the signed checkpoint at 60 gives it away.
-    result = await verify(seeded, SIGNER)
+    result = await verify(AuditTrail(seeded), SIGNER)
     assert result.broken is not None
     assert (result.broken.kind, result.broken.seq) == (BreakKind.REWRITTEN, 60)
     assert "entries 1..60" in result.broken.detail
@@ -291,8 +294,8 @@ async def test_checkpoint_forged_with_another_key(seeded: Database) -> None:
 
 async def test_rotated_secret_still_verifies_old_checkpoints(seeded: Database) -> None:
     rotated = CheckpointSigner.from_secrets(b"the new secret", b"test server secret")
-    assert (await verify(seeded, rotated)).ok
-    assert not (await verify(seeded, CheckpointSigner.from_secrets(b"the new secret"))).ok
+    assert (await verify(AuditTrail(seeded), rotated)).ok
+    assert not (await verify(AuditTrail(seeded), CheckpointSigner.from_secrets(b"the new secret"))).ok
 
 
 def test_report_names_the_break() -> None:

@@ -34,15 +34,11 @@ import enum
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
-
-from sqlalchemy import Row, and_, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import TextIO
 
 from ..config import Settings
-from ..db.database import Database
-from ..db.models import AuditCheckpoint, AuditEvent
 from .chain import GENESIS, CheckpointSigner, encode_entry, link
+from .store import ChainStore, StoredCheckpoint, StoredEntry
 
 BATCH_SIZE = 5000
 WINDOW = 8
@@ -50,30 +46,6 @@ WINDOW = 8
 
 Progress = Callable[[int, int], None]
 """Called with (entries checked, entries to check)."""
-
-_ENTRY_COLUMNS = (
-    AuditEvent.id,
-    AuditEvent.seq,
-    AuditEvent.at,
-    AuditEvent.actor,
-    AuditEvent.role,
-    AuditEvent.region_id,
-    AuditEvent.action,
-    AuditEvent.resource,
-    AuditEvent.outcome,
-    AuditEvent.address,
-    AuditEvent.prev_hash,
-    AuditEvent.hash,
-)
-_CHECKPOINT_COLUMNS = (
-    AuditCheckpoint.id,
-    AuditCheckpoint.seq,
-    AuditCheckpoint.hash,
-    AuditCheckpoint.signed_at,
-    AuditCheckpoint.key_id,
-    AuditCheckpoint.signature,
-)
-
 
 class BreakKind(str, enum.Enum):
     EDITED = "edited"
@@ -120,7 +92,7 @@ class VerifyResult:
 
 
 async def verify(
-    db: Database,
+    store: ChainStore,
     signer: CheckpointSigner,
     *,
     progress: Progress | None = None,
@@ -129,18 +101,15 @@ async def verify(
     """Walk the whole chain; the result names the first break, if any."""
     if batch_size < WINDOW:
         raise ValueError(f"'batch_size' must be at least {WINDOW} (got {batch_size})")
-    async with db.engine.connect() as conn:
-        # Checkpoints first: a checkpoint is committed with or after its entry, so every
-        # checkpoint read here has its entry at or below the head read next, unless cut off.
-        last_checkpoint = await conn.scalar(select(func.max(AuditCheckpoint.seq)))
-        head = await conn.scalar(select(func.max(AuditEvent.seq))) or 0
-        await conn.rollback()
-        walk = _Walk(conn, signer, head, batch_size)
-        broken = await walk.run(progress)
-        if broken is None and last_checkpoint is not None and last_checkpoint > head:
-            broken = await walk.beyond_head(last_checkpoint)
-        if progress is not None and head == 0:
-            progress(0, 0)
+    # Checkpoints first: a checkpoint is committed with or after its entry, so every
+    # checkpoint read here has its entry at or below the head read next, unless cut off.
+    last_checkpoint, head = await store.heads()
+    walk = _Walk(store, signer, head, batch_size)
+    broken = await walk.run(progress)
+    if broken is None and last_checkpoint is not None and last_checkpoint > head:
+        broken = await walk.beyond_head(last_checkpoint)
+    if progress is not None and head == 0:
+        progress(0, 0)
     return VerifyResult(
         entries=walk.checked,
         head_seq=walk.prev.seq if walk.prev is not None else 0,
@@ -152,12 +121,12 @@ async def verify(
 
 
 class _Walk:
-    def __init__(self, conn: AsyncConnection, signer: CheckpointSigner, head: int, batch_size: int) -> None:
-        self._conn = conn
+    def __init__(self, store: ChainStore, signer: CheckpointSigner, head: int, batch_size: int) -> None:
+        self._store = store
         self._signer = signer
         self._head = head
         self._batch_size = batch_size
-        self.prev: Row[Any] | None = None
+        self.prev: StoredEntry | None = None
         self.checked = 0
         self.checkpoints = 0
         self.last_checkpoint = 0
@@ -168,8 +137,7 @@ class _Walk:
             rows = await self._entries(after, self._batch_size)
             if not rows:
                 return None
-            checkpoints = list(await self._checkpoints(after[0] if after else None, rows[-1].seq))
-            await self._conn.rollback()  # no transaction held open between batches
+            checkpoints = list(await self._store.checkpoints(after[0] if after else None, rows[-1].seq))
             for index, row in enumerate(rows):
                 broken = await self._check(row, rows, index, checkpoints)
                 if broken is not None:
@@ -180,7 +148,7 @@ class _Walk:
 
     async def beyond_head(self, last_checkpoint: int) -> Break | None:
         """Checkpoints signed for entries the chain no longer has."""
-        for cp in await self._checkpoints(self._head, last_checkpoint):
+        for cp in await self._store.checkpoints(self._head, last_checkpoint):
             if (why := self._bad_signature(cp)) is not None:
                 return Break(BreakKind.BAD_CHECKPOINT, cp.seq, cp.id, why)
             return Break(
@@ -193,7 +161,7 @@ class _Walk:
         return None
 
     async def _check(
-        self, row: Row[Any], rows: Sequence[Row[Any]], index: int, checkpoints: list[Row[Any]]
+        self, row: StoredEntry, rows: Sequence[StoredEntry], index: int, checkpoints: list[StoredCheckpoint]
     ) -> Break | None:
         expected = self.prev.seq + 1 if self.prev is not None else 1
         if row.seq > expected:
@@ -229,27 +197,14 @@ class _Walk:
         self.checked += 1
         return None
 
-    def _bad_signature(self, cp: Row[Any]) -> str | None:
+    def _bad_signature(self, cp: StoredCheckpoint) -> str | None:
         return self._signer.check(cp.seq, cp.hash, cp.signed_at, cp.key_id, cp.signature)
 
-    async def _entries(self, after: tuple[int, int] | None, limit: int) -> Sequence[Any]:
-        query = select(*_ENTRY_COLUMNS).where(AuditEvent.seq <= self._head)
-        if after is not None:
-            seq, id_ = after
-            # (seq, id) rather than seq alone: a duplicated seq must not be skipped.
-            query = query.where(or_(AuditEvent.seq > seq, and_(AuditEvent.seq == seq, AuditEvent.id > id_)))
-        query = query.order_by(AuditEvent.seq, AuditEvent.id).limit(limit)
-        return (await self._conn.execute(query)).all()
-
-    async def _checkpoints(self, above: int | None, up_to: int) -> Sequence[Any]:
-        query = select(*_CHECKPOINT_COLUMNS).where(AuditCheckpoint.seq <= up_to)
-        if above is not None:
-            query = query.where(AuditCheckpoint.seq > above)
-        query = query.order_by(AuditCheckpoint.seq, AuditCheckpoint.id)
-        return (await self._conn.execute(query)).all()
+    async def _entries(self, after: tuple[int, int] | None, limit: int) -> Sequence[StoredEntry]:
+        return await self._store.entries(self._head, after, limit)
 
 
-def _rehash(row: Row[Any], *, seq: int | None = None) -> bytes | None:
+def _rehash(row: StoredEntry, *, seq: int | None = None) -> bytes | None:
     """The hash ``row`` should have (with ``seq`` instead of its own, if given); None if the
     row cannot even be encoded (a tampered value of the wrong type or size)."""
     try:
@@ -269,7 +224,9 @@ def _rehash(row: Row[Any], *, seq: int | None = None) -> bytes | None:
         return None
 
 
-def _classify(row: Row[Any], prev: Row[Any] | None, prev_hash: bytes, window: Sequence[Row[Any]]) -> Break:
+def _classify(
+    row: StoredEntry, prev: StoredEntry | None, prev_hash: bytes, window: Sequence[StoredEntry]
+) -> Break:
     """Name the break at ``row`` (its seq is the expected one; its hash or link is wrong)."""
     self_ok = _rehash(row) == row.hash
     if row.prev_hash == prev_hash:
@@ -349,14 +306,14 @@ def render(result: VerifyResult) -> str:
 
 
 async def verify_command(
-    db: Database, settings: Settings, *, out: TextIO | None = None, err: TextIO | None = None
+    store: ChainStore, settings: Settings, *, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
     """``woundcare audit verify``: a progress bar on ``err``, the verdict on ``out`` (the
     process's streams, looked up at call time); returns the exit code (0 intact, 1 broken)."""
     out = out or sys.stdout
     signer = CheckpointSigner.from_secrets(settings.signing_key())
     bar = ProgressBar(err or sys.stderr)
-    result = await verify(db, signer, progress=bar)
+    result = await verify(store, signer, progress=bar)
     bar.finish()
     print(render(result), file=out)
     return 0 if result.ok else 1

@@ -1,0 +1,146 @@
+"""The ``audit_events`` and ``audit_checkpoints`` tables as the audit chain's
+:class:`~woundcare.audit.store.ChainStore`.
+
+An append is one short transaction that holds the chain's lock, reads the last entry's seq and
+hash, and inserts the next one:
+
+- PostgreSQL: ``pg_advisory_xact_lock(CHAIN_LOCK_ID)``, released at commit or rollback, so
+  every server instance and CLI process queues on it;
+- SQLite: ``BEGIN IMMEDIATE``, which takes the database's write lock before the read (other
+  processes wait up to ``busy_timeout``).
+
+``seq`` is unique as well, so even a writer that skipped the lock could not fork the chain: its
+insert fails and is retried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import and_, func, insert, or_, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..audit.chain import SignedCheckpoint
+from ..audit.store import ChainWrite, StoredCheckpoint, StoredEntry
+from ..db.database import Database
+from ..db.models import AuditCheckpoint, AuditEvent
+
+T = TypeVar("T")
+
+CHAIN_LOCK_ID = int.from_bytes(hashlib.sha256(b"woundcare.audit.chain").digest()[:8], "big", signed=True)
+"""The PostgreSQL advisory lock that serialises appends (any fixed 64-bit number)."""
+_APPEND_ATTEMPTS = 3
+
+_LAST = select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+_ENTRY_COLUMNS = (
+    AuditEvent.id,
+    AuditEvent.seq,
+    AuditEvent.at,
+    AuditEvent.actor,
+    AuditEvent.role,
+    AuditEvent.region_id,
+    AuditEvent.action,
+    AuditEvent.resource,
+    AuditEvent.outcome,
+    AuditEvent.address,
+    AuditEvent.prev_hash,
+    AuditEvent.hash,
+)
+_CHECKPOINT_COLUMNS = (
+    AuditCheckpoint.id,
+    AuditCheckpoint.seq,
+    AuditCheckpoint.hash,
+    AuditCheckpoint.signed_at,
+    AuditCheckpoint.key_id,
+    AuditCheckpoint.signature,
+)
+
+
+async def lock_chain(conn: AsyncConnection) -> None:
+    """Begin ``conn``'s transaction holding the chain's write lock (see the module docstring)."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        # pysqlite begins lazily and only before a write; take the write lock before the read.
+        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif dialect == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": CHAIN_LOCK_ID})
+    else:
+        raise RuntimeError(f"audit chain: no append lock for the {dialect} dialect")
+
+
+class _Write:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def last(self) -> tuple[int, bytes] | None:
+        found = (await self._conn.execute(_LAST)).one_or_none()
+        return None if found is None else (found[0], found[1])
+
+    async def checkpoint_at(self, seq: int) -> SignedCheckpoint | None:
+        found = (
+            await self._conn.execute(select(*_CHECKPOINT_COLUMNS).where(AuditCheckpoint.seq == seq))
+        ).one_or_none()
+        if found is None:
+            return None
+        return SignedCheckpoint(found.seq, found.hash, found.signed_at, found.key_id, found.signature)
+
+    async def add_entry(self, fields: Mapping[str, Any]) -> None:
+        await self._conn.execute(insert(AuditEvent), dict(fields))
+
+    async def add_checkpoint(self, signed: SignedCheckpoint) -> None:
+        await self._conn.execute(
+            insert(AuditCheckpoint),
+            {
+                "seq": signed.seq,
+                "hash": signed.hash,
+                "signed_at": signed.signed_at,
+                "key_id": signed.key_id,
+                "signature": signed.signature,
+            },
+        )
+
+
+class AuditTrail:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def append(self, work: Callable[[ChainWrite], Awaitable[T]]) -> T:
+        attempt = 1
+        while True:
+            try:
+                async with self._db.engine.connect() as conn:
+                    await lock_chain(conn)
+                    done = await work(_Write(conn))
+                    await conn.commit()
+                    return done
+            except IntegrityError:
+                # Only a writer that bypassed the chain lock can take our seq; read it again.
+                if attempt == _APPEND_ATTEMPTS:
+                    raise
+                attempt += 1
+
+    async def heads(self) -> tuple[int | None, int]:
+        async with self._db.engine.connect() as conn:
+            last_checkpoint = await conn.scalar(select(func.max(AuditCheckpoint.seq)))
+            head = await conn.scalar(select(func.max(AuditEvent.seq))) or 0
+        return last_checkpoint, head
+
+    async def entries(self, up_to: int, after: tuple[int, int] | None, limit: int) -> Sequence[StoredEntry]:
+        query = select(*_ENTRY_COLUMNS).where(AuditEvent.seq <= up_to)
+        if after is not None:
+            seq, id_ = after
+            query = query.where(or_(AuditEvent.seq > seq, and_(AuditEvent.seq == seq, AuditEvent.id > id_)))
+        query = query.order_by(AuditEvent.seq, AuditEvent.id).limit(limit)
+        async with self._db.engine.connect() as conn:
+            return [StoredEntry(*row) for row in await conn.execute(query)]
+
+    async def checkpoints(self, above: int | None, up_to: int) -> Sequence[StoredCheckpoint]:
+        query = select(*_CHECKPOINT_COLUMNS).where(AuditCheckpoint.seq <= up_to)
+        if above is not None:
+            query = query.where(AuditCheckpoint.seq > above)
+        query = query.order_by(AuditCheckpoint.seq, AuditCheckpoint.id)
+        async with self._db.engine.connect() as conn:
+            return [StoredCheckpoint(*row) for row in await conn.execute(query)]
