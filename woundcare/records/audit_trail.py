@@ -135,7 +135,13 @@ class AuditTrail:
             query = query.where(or_(AuditEvent.seq > seq, and_(AuditEvent.seq == seq, AuditEvent.id > id_)))
         query = query.order_by(AuditEvent.seq, AuditEvent.id).limit(limit)
         async with self._db.engine.connect() as conn:
-            return [StoredEntry(*row) for row in await conn.execute(query)]
+            return [
+                StoredEntry(
+                    r.id, r.seq, r.at, r.actor, r.role, r.region_id, r.action, r.resource, r.outcome, r.address,
+                    r.prev_hash, r.hash,
+                )
+                for r in await conn.execute(query)
+            ]
 
     async def checkpoints(self, above: int | None, up_to: int) -> Sequence[StoredCheckpoint]:
         query = select(*_CHECKPOINT_COLUMNS).where(AuditCheckpoint.seq <= up_to)
@@ -143,4 +149,7 @@ class AuditTrail:
             query = query.where(AuditCheckpoint.seq > above)
         query = query.order_by(AuditCheckpoint.seq, AuditCheckpoint.id)
         async with self._db.engine.connect() as conn:
-            return [StoredCheckpoint(*row) for row in await conn.execute(query)]
+            return [
+                StoredCheckpoint(r.id, r.seq, r.hash, r.signed_at, r.key_id, r.signature)
+                for r in await conn.execute(query)
+            ]

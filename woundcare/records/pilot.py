@@ -57,7 +57,7 @@ class FigureRows:
     events: Sequence[tuple[int, int]]
     """(region, count) of session-log events of the kind asked for."""
     snapshots: Sequence[tuple[int, int]]
-    outcomes: Sequence[tuple[int, Outcome, int]]
+    outcomes: Sequence[tuple[int, Outcome | None, int]]
     """(region, outcome, count) of assessments with an outcome."""
     abandoned: Sequence[tuple[int, int]]
     """(region, count) of consultations abandoned without an outcome."""
