@@ -17,6 +17,8 @@ import orjson
 
 from signaling.protocol import Role
 
+from ..crypto.kdf import Purpose, derive_key
+
 _PREFIX = "wc1."
 
 
@@ -50,7 +52,7 @@ def _unb64(text: str) -> bytes:
 
 class Invitations:
     def __init__(self, secret: bytes, ttl_seconds: int) -> None:
-        self._key = hmac.new(secret, b"woundcare invitation v1", hashlib.sha256).digest()
+        self._key = derive_key(secret, Purpose.INVITATION)
         self._ttl = ttl_seconds
 
     def issue(

@@ -8,6 +8,7 @@ Exception hierarchy::
     CryptoError
     ├── RecordIntegrityError   the envelope does not open for this record: bad tag, wrong
     │                          region/kind/record/schema, unknown or foreign key id, malformed
+    ├── SealError              a sealed value (a TOTP secret, a login cookie) does not open
     ├── KeyShreddedError       the data key was destroyed (its region was shredded)
     └── MasterKeyError         a master key is missing or malformed, or does not unwrap a stored key
 """
@@ -22,6 +23,17 @@ if TYPE_CHECKING:
 
 class CryptoError(Exception):
     """Base class of every error raised by ``woundcare.crypto``."""
+
+
+class SealError(CryptoError):
+    """A sealed value does not open: too short, changed, or sealed for another place or key.
+
+    ``reason`` is a fixed phrase; what the value held is never part of it.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
 
 
 class RecordIntegrityError(CryptoError):

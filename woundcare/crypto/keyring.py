@@ -29,7 +29,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..db.models import Region, RegionKey, utcnow
-from .aead import KEY_SIZE, Binding, key_id_of, open_with, seal, seal_into, sealed_size
+from .aead import Binding, key_id_of, open_with, seal, seal_into, sealed_size
+from .sealing import KEY_SIZE
 from .errors import KeyShreddedError, MasterKeyError, RecordIntegrityError
 
 T = TypeVar("T")
