@@ -24,6 +24,7 @@ from . import logs
 from .app import create_app
 from .api.health import DRAINING
 from .appkeys import DATABASE, KEYRING, SETTINGS, SNAPSHOTS
+from .errors import WoundcareError
 from .inflight import IN_FLIGHT
 from .audit.log import AuditEntry, AuditLog, Outcome
 from .audit.verify import verify_command
@@ -122,7 +123,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-class CliError(Exception):
+class CliError(WoundcareError):
     """A mistake in the command (unknown name, duplicate, ...): one line on stderr, exit code 2."""
 
 

@@ -18,12 +18,15 @@ import orjson
 from signaling.protocol import Role
 
 from ..crypto.kdf import Purpose, derive_key
+from ..errors import WoundcareError
 
 _PREFIX = "wc1."
 
 
-class InvitationError(Exception):
+class InvitationError(WoundcareError):
     """``code`` is ``token_invalid`` or ``token_expired``."""
+
+    status = 401
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)

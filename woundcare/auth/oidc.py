@@ -40,6 +40,7 @@ from joserfc.jwk import Key, KeySet, import_key
 from ..crypto.errors import SealError
 from ..crypto.kdf import Purpose, derive_key
 from ..crypto.sealing import seal, unseal
+from ..errors import WoundcareError
 
 FLOW_TTL_SECONDS: Final = 600
 """How long a login attempt may take, from our redirect to the provider's redirect back."""
@@ -52,7 +53,7 @@ SIGNING_ALGORITHMS: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "PS38
 _FLOW_AAD: Final = b"woundcare/oidc-flow/v1"
 
 
-class OidcError(Exception):
+class OidcError(WoundcareError):
     """``reason`` is a fixed code for the audit log; the message is ours, never the provider's."""
 
     def __init__(self, reason: str, message: str | None = None) -> None:
@@ -61,19 +62,27 @@ class OidcError(Exception):
 
 
 class FlowError(OidcError):
-    pass
+    code = "oidc_state"
+    status = 400
+    message = "this login attempt is unknown or has expired; start again"
 
 
 class LoginRefused(OidcError):
-    pass
+    code = "oidc_failed"
+    status = 401
+    message = "the login at the identity provider did not complete"
 
 
 class ProviderError(OidcError):
-    pass
+    code = "oidc_provider_error"
+    status = 502
+    message = "the identity provider could not be reached or answered wrongly"
 
 
 class TokenError(OidcError):
-    pass
+    code = "oidc_invalid_token"
+    status = 401
+    message = "the identity provider's answer could not be verified"
 
 
 def is_loopback(url: str) -> bool:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import aiohttp
 
+from ..errors import WoundcareError
 from ..storage.files import create_once
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class SnapshotQueue:
         os.replace(item.path, self.rejected / item.path.name)
 
 
-class UploadFailed(Exception):
+class UploadFailed(WoundcareError):
     """An upload that may succeed later (network down, server busy, 5xx)."""
 
 

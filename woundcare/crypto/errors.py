@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..errors import WoundcareError
+
 if TYPE_CHECKING:
     from .aead import Binding
 
 
-class CryptoError(Exception):
+class CryptoError(WoundcareError):
     """Base class of every error raised by ``woundcare.crypto``."""
 
 
@@ -42,6 +44,9 @@ class RecordIntegrityError(CryptoError):
     Tampering, a mix-up between records, regions or kinds, and a foreign or unknown key all
     end here, so callers have one error to audit.
     """
+
+    code = "integrity_error"
+    message = "a stored record failed its integrity check"
 
     def __init__(
         self,
@@ -79,6 +84,10 @@ class RecordIntegrityError(CryptoError):
 
 class KeyShreddedError(CryptoError):
     """The data key was destroyed; what it sealed is gone for good."""
+
+    code = "shredded"
+    status = 410
+    message = "this record's region key has been destroyed"
 
     def __init__(self, region_id: int, key_id: str | None = None) -> None:
         self.region_id = region_id

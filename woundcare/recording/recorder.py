@@ -37,6 +37,7 @@ from ..camera.client import SignalingClient, SignalingClosed
 from ..camera.peer import Viewer, ice_configuration
 from ..config import Settings
 from ..db.models import RecordingStatus
+from ..errors import WoundcareError
 from ..records.consultations import ConsultationView
 from ..records.recordings import Capture, Recordings, RecordingView
 from .encoder import WebmEncoder
@@ -54,8 +55,12 @@ IceFor = Callable[[str], RTCConfiguration]
 """The ICE configuration (TURN credentials made out to the given subject)."""
 
 
-class RecordingBusy(Exception):
+class RecordingBusy(WoundcareError):
     """The consultation is being recorded already."""
+
+    code = "recording"
+    status = 409
+    message = "this consultation is being recorded already"
 
 
 class Recorder:

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from ..errors import WoundcareError
 from .files import create_once, fsync_dir, open_exclusive, publish
 from .private import DIR_MODE as _DIR_MODE
 
@@ -47,7 +48,7 @@ _KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
 TEMP_PREFIX = ".tmp-"
 
 
-class BlobError(Exception):
+class BlobError(WoundcareError):
     """Base class of every error raised by ``woundcare.storage.blobs``."""
 
     code = "blob_error"
