@@ -32,6 +32,7 @@ from .config import Settings
 from .db.models import Device, Membership, Region, User
 from .db.models import Role as UserRole
 from .demo import DEMO_LOGINS, DEMO_REGION, demo_consultation
+from .errors import WoundcareError
 from .inflight import IN_FLIGHT
 from .records.audit_trail import AuditTrail
 from .records.rekey import Reencryption
@@ -121,7 +122,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-class CliError(Exception):
+class CliError(WoundcareError):
     """A mistake in the command (unknown name, duplicate, ...): one line on stderr, exit code 2."""
 
 

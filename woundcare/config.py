@@ -23,6 +23,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from .storage.files import create_once
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WOUNDCARE_", extra="forbid", validate_default=True)
@@ -232,18 +234,9 @@ def read_or_create_secret(path: Path, nbytes: int = 32) -> bytes:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
     value = secrets.token_urlsafe(nbytes).encode()
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.write(fd, value)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        # link() fails if another process won the race; then its secret is the one.
-        os.link(tmp, path)
+        create_once(path, value)
     except FileExistsError:
+        # Another process won the race; its secret is the one.
         return path.read_bytes().strip()
-    finally:
-        os.unlink(tmp)
     return value

@@ -21,18 +21,10 @@ from ..records.assessments import (
 )
 from .body import json_body
 from .consultations import visible_consultation
-from .errors import api_error
+from .errors import api_error, http_error
 from .guard import actor, requires
 
 routes = web.RouteTableDef()
-
-
-def _signed() -> web.HTTPException:
-    return api_error(409, "signed", "the assessment is signed and can no longer change")
-
-
-def _changed() -> web.HTTPException:
-    return api_error(412, "precondition_failed", "the assessment changed since it was read; reload it")
 
 
 def _expected_version(request: web.Request) -> int | None:
@@ -43,7 +35,7 @@ def _expected_version(request: web.Request) -> int | None:
     # If-Match compares strongly: a weak tag matches nothing.
     versions = {int(tag.value) for tag in tags if not tag.is_weak and tag.value.isdigit()}
     if len(versions) != 1:
-        raise _changed()
+        raise http_error(AssessmentChanged())
     return versions.pop()
 
 
@@ -73,12 +65,8 @@ async def save_assessment(request: web.Request) -> web.Response:
         saved: AssessmentView = await services(request).assessments.save(
             view.id, view.region_id, content, actor(request).subject, expected
         )
-    except AssessmentError as exc:
-        raise api_error(400, "bad_assessment", str(exc)) from None
-    except AssessmentSigned:
-        raise _signed() from None
-    except AssessmentChanged:
-        raise _changed() from None
+    except (AssessmentError, AssessmentSigned, AssessmentChanged) as exc:
+        raise http_error(exc) from None
     return _response(saved)
 
 
@@ -89,12 +77,8 @@ async def sign_assessment(request: web.Request) -> web.Response:
     expected = _expected_version(request)
     try:
         signed = await services(request).assessments.sign(view.id, actor(request).subject, expected)
-    except AssessmentError as exc:
-        raise api_error(400, "bad_assessment", str(exc)) from None
-    except AssessmentSigned:
-        raise _signed() from None
-    except AssessmentChanged:
-        raise _changed() from None
+    except (AssessmentError, AssessmentSigned, AssessmentChanged) as exc:
+        raise http_error(exc) from None
     if signed is None:
         raise api_error(404, "not_found", "no assessment to sign")
     return _response(signed)

@@ -1,15 +1,27 @@
-"""Reading JSON request bodies into typed values, with clear errors that echo nothing."""
+"""Request bodies: read as JSON with a size cap, then checked as pydantic models.
+
+The models of the API's small bodies live here, one per request shape, checked by
+:func:`woundcare.validation.parse`; records with their own wire format (assessments,
+annotations, quality samples) are parsed by their records module. Errors echo nothing.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from aiohttp import web
+from pydantic import BaseModel, BeforeValidator, Field
+from pydantic_core import PydanticCustomError
 
+from ..errors import InvalidInput
+from ..validation import number, optional_text, parse, text
 from .errors import api_error
 
 MAX_JSON_BYTES = 64 * 1024
+MAX_PASSWORD_CHARS = 1024
+
+M = TypeVar("M", bound=BaseModel)
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
@@ -27,12 +39,60 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     return data
 
 
-def text_field(data: dict[str, Any], name: str, *, max_length: int = 200, required: bool = True) -> str | None:
-    value = data.get(name)
-    if value is None:
-        if required:
-            raise api_error(400, "bad_request", f"'{name}' is required")
-        return None
-    if not isinstance(value, str) or not value.strip() or len(value) > max_length:
-        raise api_error(400, "bad_request", f"'{name}' must be text of 1-{max_length} characters")
-    return value.strip()
+async def read_body(request: web.Request, model: type[M]) -> M:
+    """The request's JSON body as ``model``; ``400 bad_request`` naming the first broken rule."""
+    data = await json_body(request)
+    try:
+        return parse(model, data)
+    except InvalidInput as exc:
+        raise api_error(400, "bad_request", str(exc)) from None
+
+
+def _password(value: object) -> str:
+    # Any unusable password is told as missing: the answer says nothing of its shape.
+    if not isinstance(value, str) or not value or len(value) > MAX_PASSWORD_CHARS:
+        raise PydanticCustomError("missing", "required")
+    return value
+
+
+class Login(BaseModel):
+    username: Annotated[str, text(64)]
+    password: Annotated[str, BeforeValidator(_password)]
+    totp: Annotated[str | None, BeforeValidator(lambda value: value if isinstance(value, str) else None)] = None
+    """A second-factor code; anything but text counts as none given."""
+
+
+class NewPatient(BaseModel):
+    region: Annotated[str, text(32)]
+    national_id: Annotated[str, text(11), Field(alias="nationalId")]
+    name: Annotated[str, text(200)]
+    municipality: Annotated[str | None, optional_text(64)] = None
+
+
+class NewConsultation(BaseModel):
+    patient: Annotated[str, text(40)]
+    """The patient's pseudonym."""
+
+
+class ViewerInvitation(BaseModel):
+    name: Annotated[str, text(100)]
+    """How the viewer is shown to the others in the call."""
+
+
+class NewDevice(BaseModel):
+    region: Annotated[str, text(32)]
+    user: Annotated[str, text(64)]
+    """The nurse who carries it (a username)."""
+    name: Annotated[str, text(100)]
+
+
+class RegionChoice(BaseModel):
+    region: Annotated[str, text(32)]
+
+
+class Travel(BaseModel):
+    region: Annotated[str, text(32)]
+    municipality: Annotated[str, text(64)]
+    km: Annotated[float, number(0, 2000)]
+    """The round trip from the municipality to the region's hospital."""
+    hours: Annotated[float, number(0, 48)]

@@ -17,8 +17,8 @@ from ..appkeys import QUEUE, SERVICES, services
 from ..auth.policy import Action
 from ..db.models import Role
 from ..records.consultations import ConsultationLive, ConsultationView
-from .body import json_body, text_field
-from .errors import api_error
+from .body import NewConsultation, ViewerInvitation, read_body
+from .errors import api_error, http_error
 from .guard import actor, audit_target, check, may, requires
 from .patients import visible_patient
 
@@ -38,19 +38,16 @@ async def visible_consultation(request: web.Request, action: Action) -> Consulta
 @routes.post("/api/consultations")
 @requires(Action.CONSULTATION_START)
 async def start_consultation(request: web.Request) -> web.Response:
-    data = await json_body(request)
-    patient = await visible_patient(request, text_field(data, "patient", max_length=40) or "", Action.CONSULTATION_START)
+    body = await read_body(request, NewConsultation)
+    patient = await visible_patient(request, body.patient, Action.CONSULTATION_START)
     who = actor(request)
     try:
         view = await services(request).consultations.start(patient, who.user_id)
     except ConsultationLive as error:
         # A second one would split the record while the specialist waits in the first: the
-        # nurse rejoins that one instead. Its id is no patient data, so the error may name it.
+        # nurse rejoins that one instead, which the answer names.
         audit_target(request, f"consultation:{error.live.id}", error.live.region_id)
-        raise api_error(
-            409, "consultation_live", "this patient already has a live consultation of yours",
-            consultation=error.live.id,
-        ) from None
+        raise http_error(error) from None
     audit_target(request, f"consultation:{view.id}", view.region_id)
     return web.json_response(view.json(), status=201)
 
@@ -106,8 +103,7 @@ async def join_token(request: web.Request) -> web.Response:
 async def invite_viewer(request: web.Request) -> web.Response:
     """An invitation for a second viewer (an interpreter, a colleague) as an observer."""
     view = await visible_consultation(request, Action.CONSULTATION_INVITE)
-    data = await json_body(request)
-    name = text_field(data, "name", max_length=100) or ""
+    name = (await read_body(request, ViewerInvitation)).name
     token = services(request).invitations.issue(view.id, WireRole.OBSERVER, f"inv-{secrets.token_hex(4)}", name, view.region)
     return web.json_response({"token": token, "role": WireRole.OBSERVER.value, "consultation": view.id}, status=201)
 

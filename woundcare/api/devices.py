@@ -8,7 +8,7 @@ from sqlalchemy import select
 from ..appkeys import services
 from ..auth.policy import Action
 from ..db.models import Device, Membership, Role, User
-from .body import json_body, text_field
+from .body import NewDevice, read_body
 from .errors import api_error
 from .guard import audit_target, may, requires
 from .regions import checked_region
@@ -19,10 +19,9 @@ routes = web.RouteTableDef()
 @routes.post("/api/devices")
 @requires(Action.DEVICE_ISSUE)
 async def issue_device(request: web.Request) -> web.Response:
-    data = await json_body(request)
-    region_id = await checked_region(request, text_field(data, "region", max_length=32) or "", Action.DEVICE_ISSUE)
-    username = text_field(data, "user", max_length=64) or ""
-    name = text_field(data, "name", max_length=100) or ""
+    body = await read_body(request, NewDevice)
+    region_id = await checked_region(request, body.region, Action.DEVICE_ISSUE)
+    username, name = body.user, body.name
     async with services(request).database.sessions() as session:
         user_id = await session.scalar(
             select(User.id)

@@ -1,7 +1,9 @@
 """JSON errors for the API: ``{"error": {"code": ..., "message": ...}}``.
 
 Messages are written for the client and never echo input, so no patient data or
-secret can leak through an error.
+secret can leak through an error. :func:`http_error` is the one translation of a
+:class:`~woundcare.errors.WoundcareError` into an answer; a handler lets domain errors rise,
+and :func:`error_middleware` translates what reaches it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import logging
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
+
+from ..errors import WoundcareError
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,16 @@ def api_error(status: int, code: str, message: str, **details: str) -> web.HTTPE
     return exc
 
 
+def http_error(exc: WoundcareError) -> web.HTTPException:
+    """The answer to ``exc``: its status, code and message; ``500 internal`` for a fault the
+    client cannot act on (no message), whose code and text stay in the server's log."""
+    if exc.message is None:
+        return api_error(500, "internal", "internal server error")
+    error = api_error(exc.status, exc.code, exc.message, **exc.details)
+    error.headers.update(exc.headers)
+    return error
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -55,6 +69,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         code = exc.reason.lower().replace(" ", "_")
         raise api_error(exc.status, code, exc.reason) from None
+    except WoundcareError as exc:
+        if exc.message is None:
+            log.exception("unhandled error in %s %s", request.method, request.match_info.route.resource)
+        raise http_error(exc) from None
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.match_info.route.resource)
         raise api_error(500, "internal", "internal server error") from None

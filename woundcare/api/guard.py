@@ -27,7 +27,7 @@ from ..auth.policy import Action, Actor, Denied, authorize
 from ..auth.sessions import COOKIE, CSRF_HEADER, OpenSession
 from ..crypto import KeyShreddedError, RecordIntegrityError
 from ..db.models import Region, Role
-from .errors import api_error
+from .errors import api_error, http_error
 from .forwarded import client_address
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ async def _resolve(request: web.Request) -> tuple[Actor | None, OpenSession | No
         try:
             invitation = services(request).invitations.verify(token)
         except InvitationError as exc:
-            raise api_error(401, exc.code, exc.message) from None
+            raise http_error(exc) from None
         async with services(request).database.sessions() as session:
             region_id = await session.scalar(select(Region.id).where(Region.code == invitation.region))
         roles = {region_id: frozenset({Role.SPECIALIST})} if region_id is not None else {}
@@ -179,15 +179,15 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise api_error(403, "forbidden", "not allowed") from None
     try:
         response = await handler(request)
-    except RecordIntegrityError:
+    except RecordIntegrityError as exc:
         # Tampering or corruption is for the operators too, not only the audit trail; the
         # action and the request id (in the log record) say where, without patient data.
         log.error("a stored record failed its integrity check (action %s)", rule.value)
         await _audit(request, rule, Outcome.INTEGRITY, who)
-        raise api_error(500, "integrity_error", "a stored record failed its integrity check") from None
-    except KeyShreddedError:
+        raise http_error(exc) from None
+    except KeyShreddedError as exc:
         await _audit(request, rule, Outcome.FAILED, who, "shredded")
-        raise api_error(410, "shredded", "this record's region key has been destroyed") from None
+        raise http_error(exc) from None
     except web.HTTPException as exc:
         if rule not in _UNAUDITED or exc.status == 403:
             await _audit(request, rule, Outcome.DENIED if exc.status in (403, 404) else Outcome.FAILED, who)

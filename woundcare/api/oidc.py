@@ -25,16 +25,15 @@ from ..auth.oidc import (
     FlowError,
     FlowSealer,
     Identity,
-    LoginRefused,
     OidcClient,
     OidcConfig,
+    OidcError,
     ProviderError,
-    TokenError,
     load_client_key,
 )
 from ..config import Settings
 from ..db.models import User
-from .errors import api_error
+from .errors import api_error, http_error
 from .forwarded import client_address
 from .guard import public
 from .session import start_browser_session
@@ -107,7 +106,7 @@ async def login(request: web.Request) -> web.Response:
         location = await client.authorization_url(flow)
     except ProviderError as exc:
         await _audit(request, Outcome.FAILED, exc.reason)
-        raise _provider_unavailable() from None
+        raise http_error(exc) from None
     response = web.Response(status=302, headers={hdrs.LOCATION: location, **_NO_STORE})
     response.set_cookie(
         FLOW_COOKIE,
@@ -144,19 +143,14 @@ async def _finish(request: web.Request, client: OidcClient) -> Identity:
         flow = request.config_dict[OIDC_FLOWS].open(request.cookies.get(FLOW_COOKIE), query.get("state"))
     except FlowError as exc:
         await _audit(request, Outcome.FAILED, exc.reason)
-        raise api_error(400, "oidc_state", "this login attempt is unknown or has expired; start again") from None
+        raise http_error(exc) from None
     params = {name: query[name] for name in ("code", "error", "iss") if name in query}
     try:
         return await client.finish(flow, params)
-    except LoginRefused as exc:
+    except OidcError as exc:
+        # Refused at the provider, an unverifiable token, or the provider unreachable.
         await _audit(request, Outcome.FAILED, exc.reason)
-        raise api_error(401, "oidc_failed", "the login at the identity provider did not complete") from None
-    except TokenError as exc:
-        await _audit(request, Outcome.FAILED, exc.reason)
-        raise api_error(401, "oidc_invalid_token", "the identity provider's answer could not be verified") from None
-    except ProviderError as exc:
-        await _audit(request, Outcome.FAILED, exc.reason)
-        raise _provider_unavailable() from None
+        raise http_error(exc) from None
 
 
 async def _user_behind(request: web.Request, client: OidcClient, identity: Identity) -> User:
@@ -168,10 +162,6 @@ async def _user_behind(request: web.Request, client: OidcClient, identity: Ident
         await _audit(request, Outcome.DENIED, reason, actor=f"u{user.id}" if user else None)
         raise api_error(403, "unknown_user", "no active woundcare account is linked to this identity")
     return user
-
-
-def _provider_unavailable() -> web.HTTPException:
-    return api_error(502, "oidc_provider_error", "the identity provider could not be reached or answered wrongly")
 
 
 def _forget_flow() -> str:

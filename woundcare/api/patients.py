@@ -12,7 +12,7 @@ from ..appkeys import services
 from ..auth.policy import Action
 from ..db.models import Patient
 from ..records.patients import PatientIdentity, PatientView, valid_national_id
-from .body import json_body, text_field
+from .body import NewPatient, read_body
 from .errors import api_error
 from .guard import actor, audit_target, may, requires
 from .regions import checked_region, region_id_for
@@ -38,14 +38,12 @@ async def visible_patient(request: web.Request, pseudonym: str, action: Action) 
 @routes.post("/api/patients")
 @requires(Action.PATIENT_CREATE)
 async def register_patient(request: web.Request) -> web.Response:
-    data = await json_body(request)
-    region_id = await checked_region(request, text_field(data, "region", max_length=32) or "", Action.PATIENT_CREATE)
-    national_id = text_field(data, "nationalId", max_length=11) or ""
-    if not valid_national_id(national_id):
+    body = await read_body(request, NewPatient)
+    region_id = await checked_region(request, body.region, Action.PATIENT_CREATE)
+    if not valid_national_id(body.national_id):
         raise api_error(400, "bad_national_id", "'nationalId' is not a valid Norwegian identity number")
-    name = text_field(data, "name", max_length=200) or ""
-    municipality = text_field(data, "municipality", max_length=64, required=False)
-    view = await services(request).patients.register(region_id, PatientIdentity(national_id, name), municipality)
+    identity = PatientIdentity(body.national_id, body.name)
+    view = await services(request).patients.register(region_id, identity, body.municipality)
     audit_target(request, f"patient:{view.pseudonym}", region_id)
     return web.json_response(patient_json(view), status=201)
 

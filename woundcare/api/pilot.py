@@ -28,7 +28,7 @@ from ..pilot.figures import (
     to_csv,
     visible_regions,
 )
-from .body import json_body, text_field
+from .body import Travel, read_body
 from .errors import api_error
 from .guard import actor, audit_target, requires
 from .regions import checked_region
@@ -153,16 +153,10 @@ async def travel_table(request: web.Request) -> web.Response:
 @requires(Action.PILOT_TRAVEL_EDIT)
 async def set_travel(request: web.Request) -> web.Response:
     """Enter (or change) one municipality's round trip to the region's hospital."""
-    data = await json_body(request)
-    code = text_field(data, "region", max_length=32) or ""
+    body = await read_body(request, Travel)
+    code, municipality = body.region, body.municipality
     region_id = await checked_region(request, code, Action.PILOT_TRAVEL_EDIT)
-    municipality = text_field(data, "municipality", max_length=64) or ""
-    values: dict[str, float] = {}
-    for name, limit in (("km", 2000.0), ("hours", 48.0)):
-        value = data.get(name)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= limit:
-            raise api_error(400, "bad_request", f"'{name}' must be a number from 0 to {limit:g}")
-        values[name] = float(value)
-    await services(request).pilot.set_travel(region_id, municipality, values["km"], values["hours"])
+    values = {"km": body.km, "hours": body.hours}
+    await services(request).pilot.set_travel(region_id, municipality, body.km, body.hours)
     audit_target(request, f"travel:{code}", region_id)
     return web.json_response({"region": code, "municipality": municipality, **values})

@@ -9,7 +9,7 @@ from ..auth.policy import Action
 from ..records.quality import QualityError, Sample
 from .body import json_body
 from .consultations import visible_consultation
-from .errors import api_error
+from .errors import http_error
 from .guard import check, requires
 
 routes = web.RouteTableDef()
@@ -22,7 +22,7 @@ async def report_quality(request: web.Request) -> web.Response:
     try:
         sample = Sample.from_json(await json_body(request))
     except QualityError as exc:
-        raise api_error(400, "bad_sample", str(exc)) from None
+        raise http_error(exc) from None
     role = check(request, Action.QUALITY_REPORT, view.region_id)
     await services(request).quality.record(view.id, view.region_id, role.value, sample)
     return web.Response(status=204)

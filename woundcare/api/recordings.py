@@ -12,7 +12,7 @@ from ..db.models import ConsentKind, Recording, RecordingStatus
 from ..recording.recorder import RecordingBusy
 from ..records.recordings import MEDIA_TYPE
 from .consultations import visible_consultation
-from .errors import api_error
+from .errors import api_error, http_error
 from .guard import actor, audit_target, may, requires
 
 routes = web.RouteTableDef()
@@ -28,8 +28,8 @@ async def start_recording(request: web.Request) -> web.Response:
         raise api_error(409, "no_consent", "the patient has not consented to the video being recorded")
     try:
         recording = await services(request).recorders.start(view, actor(request).subject)
-    except RecordingBusy:
-        raise api_error(409, "recording", "this consultation is being recorded already") from None
+    except RecordingBusy as exc:
+        raise http_error(exc) from None
     audit_target(request, f"recording:{recording.id}", view.region_id)
     return web.json_response(recording.json(), status=201)
 

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from ..appkeys import services
 from ..auth.policy import Action
-from .body import json_body, text_field
+from .body import RegionChoice, read_body
 from .errors import api_error
 from .guard import audit_target, requires
 from .regions import checked_region
@@ -35,7 +35,7 @@ async def retention_due(request: web.Request) -> web.Response:
 @routes.post("/api/retention/purge")
 @requires(Action.RETENTION_MANAGE)
 async def retention_purge(request: web.Request) -> web.Response:
-    code = text_field(await json_body(request), "region", max_length=32) or ""
+    code = (await read_body(request, RegionChoice)).region
     region_id = await checked_region(request, code, Action.RETENTION_MANAGE)
     deleted = await services(request).retention.purge(region_id)
     audit_target(request, f"consultations:{len(deleted)}", region_id)

@@ -11,8 +11,8 @@ from ..auth.login import LoginError
 from ..auth.policy import Action, Actor
 from ..auth.sessions import COOKIE
 from ..db.models import User
-from .body import json_body, text_field
-from .errors import api_error
+from .body import Login, read_body
+from .errors import api_error, http_error
 from .forwarded import client_address
 from .guard import SESSION, actor, from_this_site, public, requires
 from .regions import regions_of
@@ -40,19 +40,11 @@ async def login(request: web.Request) -> web.Response:
         raise api_error(403, "cross_site", "log in from this site's own pages")
     if request.content_type != "application/json":
         raise api_error(415, "json_required", "the login must be sent as application/json")
-    data = await json_body(request)
-    username = text_field(data, "username", max_length=64) or ""
-    password = data.get("password")
-    if not isinstance(password, str) or not password or len(password) > 1024:
-        raise api_error(400, "bad_request", "'password' is required")
-    totp = data.get("totp") if isinstance(data.get("totp"), str) else None
+    body = await read_body(request, Login)
     try:
-        user = await services(request).login.password(username, password, totp, client_address(request))
+        user = await services(request).login.password(body.username, body.password, body.totp, client_address(request))
     except LoginError as exc:
-        error = api_error(exc.status, exc.code, exc.message)
-        if exc.retry_after is not None:
-            error.headers["Retry-After"] = str(exc.retry_after)
-        raise error from None
+        raise http_error(exc) from None
     method = "password+totp" if user.totp_secret_sealed is not None else "password"
     return await start_browser_session(request, user, method)
 

@@ -18,17 +18,12 @@ from ..records.imagework import ImageBusy
 from ..records.measurement import Annotations
 from .body import json_body
 from .consultations import visible_consultation
-from .errors import api_error
+from .errors import api_error, http_error
 from .guard import actor, audit_target, may, requires
 from .patients import visible_patient
 
 routes = web.RouteTableDef()
 
-_REJECT_STATUS = {
-    RejectCode.TOO_LARGE: 413,
-    RejectCode.NOT_AN_IMAGE: 415,
-    RejectCode.UNSUPPORTED_FORMAT: 415,
-}
 _MAX_REQUEST_ID = 64
 
 
@@ -102,10 +97,8 @@ async def upload_snapshot(request: web.Request) -> web.Response:
         stored = await services(request).snapshots.store(
             view.id, view.region_id, view.patient_id, data, actor(request).subject, request_id
         )
-    except ImageRejected as exc:
-        raise api_error(_REJECT_STATUS.get(exc.code, 422), exc.code.value, exc.message) from None
-    except ImageBusy:
-        raise api_error(503, "busy", "too many photos are being processed; please send it again shortly") from None
+    except (ImageRejected, ImageBusy) as exc:
+        raise http_error(exc) from None
     audit_target(request, f"snapshot:{stored.id}", view.region_id)
     request.config_dict[ROOMS].publish(view.id, {"type": "snapshot_stored", "id": stored.id, "request": request_id})
     return web.json_response(stored.json(), status=201)

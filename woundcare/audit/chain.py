@@ -24,6 +24,7 @@ distinct from the empty string.
 Checkpoint signature::
 
     key       = HMAC-SHA256(server secret, b"woundcare.audit.checkpoint-key.v1")
+                (``woundcare.crypto.kdf.derive_key(secret, Purpose.AUDIT_CHECKPOINT)``)
     signature = HMAC-SHA256(key, b"woundcare.audit.checkpoint.v1\\x00"
                                  || u64 seq || i64 signed_at microseconds || hash (32 bytes))
 
@@ -43,13 +44,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from ..crypto.kdf import Purpose, derive_key
+
 HASH_SIZE = 32
 GENESIS = bytes(HASH_SIZE)
 """``prev_hash`` of the first entry."""
 
 _ENTRY_DOMAIN = b"woundcare.audit.entry.v1\x00"
 _CHECKPOINT_DOMAIN = b"woundcare.audit.checkpoint.v1\x00"
-_KEY_LABEL = b"woundcare.audit.checkpoint-key.v1"
 _KEY_ID_DOMAIN = b"woundcare.audit.checkpoint-key-id.v1\x00"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -112,9 +114,7 @@ def link(prev_hash: bytes, encoded: bytes) -> bytes:
 
 def derive_checkpoint_key(server_secret: bytes) -> bytes:
     """The checkpoint key, derived from the server secret for this purpose only."""
-    if not server_secret:
-        raise ValueError("empty server secret")
-    return hmac.new(server_secret, _KEY_LABEL, hashlib.sha256).digest()
+    return derive_key(server_secret, Purpose.AUDIT_CHECKPOINT)
 
 
 @dataclass(frozen=True, slots=True)

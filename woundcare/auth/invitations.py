@@ -17,11 +17,16 @@ import orjson
 
 from signaling.protocol import Role
 
+from ..crypto.kdf import Purpose, derive_key
+from ..errors import WoundcareError
+
 _PREFIX = "wc1."
 
 
-class InvitationError(Exception):
+class InvitationError(WoundcareError):
     """``code`` is ``token_invalid`` or ``token_expired``."""
+
+    status = 401
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -50,7 +55,7 @@ def _unb64(text: str) -> bytes:
 
 class Invitations:
     def __init__(self, secret: bytes, ttl_seconds: int) -> None:
-        self._key = hmac.new(secret, b"woundcare invitation v1", hashlib.sha256).digest()
+        self._key = derive_key(secret, Purpose.INVITATION)
         self._ttl = ttl_seconds
 
     def issue(

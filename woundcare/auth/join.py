@@ -15,6 +15,7 @@ from signaling.protocol import ErrorCode, Join, ProtocolError
 
 from ..db.database import Database
 from ..db.models import OPEN_STATUSES, Consultation, Device, Region, User
+from ..errors import protocol_error
 from .actors import actor_for
 from .invitations import Invitation, InvitationError, Invitations
 from .policy import Action, Actor, Denied, authorize
@@ -29,7 +30,7 @@ class JoinAdmission:
         try:
             invitation = self._invitations.verify(join.token or "")
         except InvitationError as exc:
-            raise ProtocolError(ErrorCode(exc.code), exc.message, "join") from None
+            raise protocol_error(exc, "join") from None
         if invitation.consultation != join.consultation:
             raise ProtocolError(ErrorCode.WRONG_CONSULTATION, "token is for another consultation", "join")
         if invitation.role is not join.role:

@@ -17,6 +17,7 @@ Unknown usernames cost the same Argon2 work as known ones, so timing does not te
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from ..audit.log import AuditEntry, AuditLog, Outcome
 from ..db.database import Database
 from ..db.engine import is_sqlite
 from ..db.models import User
+from ..errors import WoundcareError
 from .failures import FailureLedger
 from .passwords import hash_password, verify_password
 from .totp import TotpBox
@@ -36,13 +38,17 @@ _CHECK_SECONDS = 30.0
 """Longer than a password check takes, however loaded the server."""
 
 
-class LoginError(Exception):
+class LoginError(WoundcareError):
     def __init__(self, status: int, code: str, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.retry_after = retry_after
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,6 @@ import base64
 import hashlib
 import hmac
 import ipaddress
-import os
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -34,11 +33,14 @@ from urllib.parse import quote_plus, urlencode, urlsplit
 
 import aiohttp
 import orjson
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import Key, KeySet, import_key
+
+from ..crypto.errors import SealError
+from ..crypto.kdf import Purpose, derive_key
+from ..crypto.sealing import seal, unseal
+from ..errors import WoundcareError
 
 FLOW_TTL_SECONDS: Final = 600
 """How long a login attempt may take, from our redirect to the provider's redirect back."""
@@ -49,11 +51,9 @@ MAX_RESPONSE_BYTES: Final = 256 * 1024
 SIGNING_ALGORITHMS: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"})
 """Asymmetric only: never ``none``, never HS* (which would make the client secret a signing key)."""
 _FLOW_AAD: Final = b"woundcare/oidc-flow/v1"
-_FLOW_KEY_LABEL: Final = b"woundcare oidc flow v1"
-_NONCE_SIZE: Final = 12
 
 
-class OidcError(Exception):
+class OidcError(WoundcareError):
     """``reason`` is a fixed code for the audit log; the message is ours, never the provider's."""
 
     def __init__(self, reason: str, message: str | None = None) -> None:
@@ -62,19 +62,27 @@ class OidcError(Exception):
 
 
 class FlowError(OidcError):
-    pass
+    code = "oidc_state"
+    status = 400
+    message = "this login attempt is unknown or has expired; start again"
 
 
 class LoginRefused(OidcError):
-    pass
+    code = "oidc_failed"
+    status = 401
+    message = "the login at the identity provider did not complete"
 
 
 class ProviderError(OidcError):
-    pass
+    code = "oidc_provider_error"
+    status = 502
+    message = "the identity provider could not be reached or answered wrongly"
 
 
 class TokenError(OidcError):
-    pass
+    code = "oidc_invalid_token"
+    status = 401
+    message = "the identity provider's answer could not be verified"
 
 
 def is_loopback(url: str) -> bool:
@@ -177,14 +185,12 @@ class FlowSealer:
     """
 
     def __init__(self, secret: bytes, ttl_seconds: int = FLOW_TTL_SECONDS) -> None:
-        self._aead = AESGCM(hmac.new(secret, _FLOW_KEY_LABEL, hashlib.sha256).digest())
+        self._key = derive_key(secret, Purpose.OIDC_FLOW)
         self._ttl = ttl_seconds
 
     def seal(self, flow: Flow) -> str:
         payload = orjson.dumps({"s": flow.state, "n": flow.nonce, "v": flow.verifier, "t": flow.issued_at})
-        nonce = os.urandom(_NONCE_SIZE)
-        sealed = nonce + self._aead.encrypt(nonce, payload, _FLOW_AAD)
-        return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode()
+        return base64.urlsafe_b64encode(seal(self._key, payload, _FLOW_AAD)).rstrip(b"=").decode()
 
     def open(self, value: str | None, state: str | None, now: float | None = None) -> Flow:
         """The flow in ``value`` if it is intact, current and was started for ``state``."""
@@ -194,11 +200,9 @@ class FlowSealer:
             raise FlowError("state_missing")
         try:
             raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-            if len(raw) < _NONCE_SIZE + 16:
-                raise ValueError("short")
-            data = orjson.loads(self._aead.decrypt(raw[:_NONCE_SIZE], raw[_NONCE_SIZE:], _FLOW_AAD))
+            data = orjson.loads(unseal(self._key, raw, _FLOW_AAD))
             flow = Flow(str(data["s"]), str(data["n"]), str(data["v"]), int(data["t"]))
-        except (ValueError, TypeError, KeyError, InvalidTag, orjson.JSONDecodeError):
+        except (ValueError, TypeError, KeyError, SealError, orjson.JSONDecodeError):
             raise FlowError("flow_invalid") from None
         current = time.time() if now is None else now
         if not flow.issued_at - CLOCK_SKEW_SECONDS <= current <= flow.issued_at + self._ttl:

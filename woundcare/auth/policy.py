@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..db.models import Role
+from ..errors import WoundcareError
 
 
 class Action(str, enum.Enum):
@@ -154,7 +155,11 @@ class Actor:
         return min(roles, key=lambda r: list(Role).index(r)) if roles else None
 
 
-class Denied(Exception):
+class Denied(WoundcareError):
+    code = "forbidden"
+    status = 403
+    message = "not allowed"
+
     def __init__(self, action: Action, region_id: int | None) -> None:
         super().__init__(f"{action.value} denied")
         self.action = action

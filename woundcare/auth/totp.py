@@ -3,17 +3,15 @@ server secret, so a database dump alone does not yield it."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
-
 import pyotp
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ..crypto.kdf import Purpose, derive_key
+from ..crypto.sealing import seal, unseal
 
 
 class TotpBox:
     def __init__(self, server_secret: bytes) -> None:
-        self._aead = AESGCM(hmac.new(server_secret, b"woundcare totp v1", hashlib.sha256).digest())
+        self._key = derive_key(server_secret, Purpose.TOTP)
 
     def new_secret(self, user_id: int) -> tuple[str, bytes]:
         """A fresh base32 secret and its sealed form."""
@@ -26,9 +24,13 @@ class TotpBox:
         return pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name="woundcare")
 
     def seal(self, user_id: int, secret: str) -> bytes:
-        nonce = os.urandom(12)
-        return nonce + self._aead.encrypt(nonce, secret.encode(), f"totp:{user_id}".encode())
+        # Bound to the user: a sealed secret copied to another user's row does not open.
+        return seal(self._key, secret.encode(), _aad(user_id))
 
     def verify(self, user_id: int, sealed: bytes, code: str) -> bool:
-        secret = self._aead.decrypt(sealed[:12], sealed[12:], f"totp:{user_id}".encode()).decode()
+        secret = unseal(self._key, sealed, _aad(user_id)).decode()
         return pyotp.TOTP(secret).verify(code, valid_window=1)
+
+
+def _aad(user_id: int) -> bytes:
+    return f"totp:{user_id}".encode()

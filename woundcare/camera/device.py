@@ -31,6 +31,7 @@ from signaling.protocol import ErrorCode, Leave, Role, VideoMode
 from ..webrtc.client import SignalingClient, SignalingClosed
 from ..webrtc.peer import ice_configuration
 from . import audio
+from ..errors import WoundcareError
 from .adaptation import Adaptation
 from .peer import Publisher
 from .profile import ProfileTrack
@@ -49,12 +50,13 @@ _FINAL = frozenset({ErrorCode.ENDED.value, ErrorCode.REVOKED.value})
 """Error codes after which reconnecting is pointless."""
 
 
-class DeviceError(Exception):
+class DeviceError(WoundcareError):
     """The camera cannot go on (bad token, unknown patient, consultation ended...)."""
 
     def __init__(self, message: str, code: str | None = None, consultation: str | None = None) -> None:
         super().__init__(message)
-        self.code = code
+        # The server's error code when it gave one.
+        self.code = code or "device_error"
         self.consultation = consultation
         """The consultation the server named in its answer (``consultation_live``)."""
 
@@ -339,7 +341,7 @@ class Camera:
                     if code in _FINAL:
                         log.error("camera refused: %s", code)
                         return 1
-                    log.warning("signaling lost (close %s); reconnecting", exc.code)
+                    log.warning("signaling lost (close %s); reconnecting", exc.close_code)
                 if not await self._reconnect(client, publisher, adaptation, stopping):
                     return 0
         finally:

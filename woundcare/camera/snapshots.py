@@ -1,7 +1,7 @@
 """Full-resolution stills from the head camera, queued on disk and uploaded.
 
-Each still is written to the queue directory first (a temporary file, then an atomic
-rename), uploaded with ``POST /api/consultations/{id}/snapshots``, and deleted only once
+Each still is written to the queue directory first (``create_once``: a temporary file, then
+an atomic link), uploaded with ``POST /api/consultations/{id}/snapshots``, and deleted only once
 the server answers 201. A network failure or a 5xx keeps the file and retries with
 backoff; files left by a crash or a restart are uploaded on the next start. A still the
 server refuses for good (a bad or oversized image) moves to ``rejected/`` and is not
@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+
+from ..errors import WoundcareError
+from ..storage.files import create_once
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +56,7 @@ class SnapshotQueue:
             if value is not None and not _ID.fullmatch(value):
                 raise ValueError(f"'{name}' must match {_ID.pattern} (got '{value}')")
         final = self.directory / f"{time.time_ns():020d}.{consultation}.{request or ''}.jpg"
-        temporary = self.directory / f".{final.name}.tmp"
-        with open(temporary, "wb") as file:
-            file.write(jpeg)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, final)
+        create_once(final, jpeg)
         return QueuedSnapshot(final, consultation, request)
 
     def pending(self) -> list[QueuedSnapshot]:
@@ -74,7 +72,7 @@ class SnapshotQueue:
         os.replace(item.path, self.rejected / item.path.name)
 
 
-class UploadFailed(Exception):
+class UploadFailed(WoundcareError):
     """An upload that may succeed later (network down, server busy, 5xx)."""
 
 

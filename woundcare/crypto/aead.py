@@ -1,6 +1,6 @@
 """AES-256-GCM envelopes bound to the record they protect. Pure functions, no storage.
 
-Envelope, version 1::
+Envelope, version 1: a header, then a :mod:`~woundcare.crypto.sealing` sealed value::
 
     offset     size      field
     0          1         version, 0x01
@@ -22,19 +22,14 @@ or schema, raises :class:`RecordIntegrityError`.
 
 from __future__ import annotations
 
-import os
 import struct
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-from .errors import RecordIntegrityError
+from . import sealing
+from .errors import RecordIntegrityError, SealError
+from .sealing import OVERHEAD
 
 ENVELOPE_VERSION = 1
-KEY_SIZE = 32
-NONCE_SIZE = 12
-TAG_SIZE = 16
 _AAD_LABEL = b"woundcare/record"
 _MAX_KEY_ID = 255
 _INT64 = struct.Struct(">q")
@@ -80,15 +75,13 @@ def aad(binding: Binding, key_id: str) -> bytes:
 def seal(key: bytes, key_id: str, binding: Binding, plaintext: bytes) -> bytes:
     """Encrypt ``plaintext`` under ``key``, with a fresh random nonce, into an envelope bound
     to ``binding``."""
-    header, nonce, cipher = _sealing(key, key_id)
-    sealed = cipher.encrypt(nonce, plaintext, aad(binding, key_id))
     # One copy of the payload, to join it to the header.
-    return b"".join((header, nonce, sealed))
+    return _header(key_id) + sealing.seal(key, plaintext, aad(binding, key_id))
 
 
 def sealed_size(key_id: str, plaintext_size: int) -> int:
     """The size of the envelope :func:`seal` makes of ``plaintext_size`` bytes under ``key_id``."""
-    return len(_header(key_id)) + NONCE_SIZE + plaintext_size + TAG_SIZE
+    return len(_header(key_id)) + OVERHEAD + plaintext_size
 
 
 def seal_into(key: bytes, key_id: str, binding: Binding, plaintext: bytes, out: memoryview) -> int:
@@ -98,15 +91,12 @@ def seal_into(key: bytes, key_id: str, binding: Binding, plaintext: bytes, out: 
     joined (a copy) nor freshly allocated (page faults on every new buffer). ``out`` must hold
     :func:`sealed_size` bytes.
     """
-    header, nonce, cipher = _sealing(key, key_id)
-    size = len(header) + NONCE_SIZE + len(plaintext) + TAG_SIZE
+    header = _header(key_id)
+    size = len(header) + OVERHEAD + len(plaintext)
     if len(out) < size:
         raise ValueError(f"buffer too small for the envelope ({len(out)} < {size} bytes)")
-    start = len(header) + NONCE_SIZE
     out[: len(header)] = header
-    out[len(header) : start] = nonce
-    cipher.encrypt_into(nonce, plaintext, aad(binding, key_id), out[start:size])
-    return size
+    return len(header) + sealing.seal_into(key, plaintext, aad(binding, key_id), out[len(header) :])
 
 
 def open_with(key: bytes, binding: Binding, envelope: bytes) -> bytes:
@@ -115,11 +105,11 @@ def open_with(key: bytes, binding: Binding, envelope: bytes) -> bytes:
     Raises :class:`RecordIntegrityError` if the envelope is malformed, was changed, was sealed
     for another binding, or ``key`` is not the key it was sealed with.
     """
-    key_id, nonce, sealed = _parse(envelope, binding)
+    key_id, sealed = _parse(envelope, binding)
     try:
-        return AESGCM(key).decrypt(nonce, sealed, aad(binding, key_id))
-    except InvalidTag:
-        raise RecordIntegrityError.about("authentication failed", binding, key_id) from None
+        return sealing.unseal(key, sealed, aad(binding, key_id))
+    except SealError as exc:
+        raise RecordIntegrityError.about(exc.reason, binding, key_id) from None
 
 
 def key_id_of(envelope: bytes, binding: Binding | None = None) -> str:
@@ -133,14 +123,6 @@ def _check_int(name: str, value: object, bound: int) -> None:
         raise ValueError(f"'{name}' must be an int in [1, {bound}) (got {value!r})")
 
 
-def _sealing(key: bytes, key_id: str) -> tuple[bytes, bytes, AESGCM]:
-    """The envelope's header, a fresh nonce and the cipher, for one seal."""
-    if len(key) != KEY_SIZE:
-        raise ValueError(f"key must be {KEY_SIZE} bytes (got {len(key)})")
-    # The nonce is drawn here, for every seal: a nonce reused under one key breaks GCM.
-    return _header(key_id), os.urandom(NONCE_SIZE), AESGCM(key)
-
-
 def _header(key_id: str) -> bytes:
     try:
         raw = key_id.encode("ascii")
@@ -151,7 +133,7 @@ def _header(key_id: str) -> bytes:
     return bytes((ENVELOPE_VERSION, len(raw))) + raw
 
 
-def _parse(envelope: bytes, binding: Binding | None) -> tuple[str, bytes, memoryview]:
+def _parse(envelope: bytes, binding: Binding | None) -> tuple[str, memoryview]:
     # A memoryview slices the ciphertext out of a multi-megabyte envelope without copying it.
     view = memoryview(envelope)
     if len(view) < 2 or view[0] != ENVELOPE_VERSION:
@@ -159,11 +141,10 @@ def _parse(envelope: bytes, binding: Binding | None) -> tuple[str, bytes, memory
     if view[1] == 0:
         raise RecordIntegrityError.about("empty key id", binding, None)
     key_end = 2 + view[1]
-    if len(view) < key_end + NONCE_SIZE + TAG_SIZE:
+    if len(view) < key_end + OVERHEAD:
         raise RecordIntegrityError.about("envelope too short", binding, None)
     try:
         key_id = view[2:key_end].tobytes().decode("ascii")
     except UnicodeDecodeError:
         raise RecordIntegrityError.about("key id is not ASCII", binding, None) from None
-    nonce = view[key_end : key_end + NONCE_SIZE].tobytes()
-    return key_id, nonce, view[key_end + NONCE_SIZE :]
+    return key_id, view[key_end:]

@@ -8,6 +8,7 @@ Exception hierarchy::
     CryptoError
     ├── RecordIntegrityError   the envelope does not open for this record: bad tag, wrong
     │                          region/kind/record/schema, unknown or foreign key id, malformed
+    ├── SealError              a sealed value (a TOTP secret, a login cookie) does not open
     ├── KeyShreddedError       the data key was destroyed (its region was shredded)
     └── MasterKeyError         a master key is missing or malformed, or does not unwrap a stored key
 """
@@ -16,12 +17,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..errors import WoundcareError
+
 if TYPE_CHECKING:
     from .aead import Binding
 
 
-class CryptoError(Exception):
+class CryptoError(WoundcareError):
     """Base class of every error raised by ``woundcare.crypto``."""
+
+
+class SealError(CryptoError):
+    """A sealed value does not open: too short, changed, or sealed for another place or key.
+
+    ``reason`` is a fixed phrase; what the value held is never part of it.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
 
 
 class RecordIntegrityError(CryptoError):
@@ -30,6 +44,9 @@ class RecordIntegrityError(CryptoError):
     Tampering, a mix-up between records, regions or kinds, and a foreign or unknown key all
     end here, so callers have one error to audit.
     """
+
+    code = "integrity_error"
+    message = "a stored record failed its integrity check"
 
     def __init__(
         self,
@@ -67,6 +84,10 @@ class RecordIntegrityError(CryptoError):
 
 class KeyShreddedError(CryptoError):
     """The data key was destroyed; what it sealed is gone for good."""
+
+    code = "shredded"
+    status = 410
+    message = "this record's region key has been destroyed"
 
     def __init__(self, region_id: int, key_id: str | None = None) -> None:
         self.region_id = region_id

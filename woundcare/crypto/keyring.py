@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import os
 import secrets
@@ -23,9 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .aead import KEY_SIZE, Binding, key_id_of, open_with, seal, seal_into, sealed_size
+from ..storage.files import create_once
+from .aead import Binding, key_id_of, open_with, seal, seal_into, sealed_size
 from .errors import KeyShreddedError, MasterKeyError, RecordIntegrityError
 from .keystore import KeyStore, KeyWrite, WrappedKey
+from .sealing import KEY_SIZE
 
 _MASTER_ID_DOMAIN = b"woundcare/master-key-id/v1\x00"
 _WRAP_KIND = "region-key"
@@ -75,30 +78,10 @@ class MasterKey:
 
 def _create_key_file(path: Path) -> None:
     text = base64.b64encode(os.urandom(KEY_SIZE)) + b"\n"
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        # link, unlike rename, never replaces a key another process created meanwhile: losing
-        # the race means using that key, not silently orphaning data sealed under it.
-        try:
-            os.link(temp, path)
-        except FileExistsError:
-            return
-    finally:
-        temp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    # Created once, never replaced: losing the race to another process means using its key,
+    # not silently orphaning data sealed under it.
+    with contextlib.suppress(FileExistsError):
+        create_once(path, text)
 
 
 @dataclass(frozen=True, slots=True, eq=False, repr=False)

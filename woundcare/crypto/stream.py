@@ -40,8 +40,9 @@ from collections.abc import Callable, Iterator
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .aead import KEY_SIZE, NONCE_SIZE, TAG_SIZE, Binding
+from .aead import Binding
 from .errors import RecordIntegrityError
+from .sealing import KEY_SIZE, NONCE_SIZE, TAG_SIZE
 
 STREAM_VERSION = 1
 CHUNK_SIZE = 64 * 1024

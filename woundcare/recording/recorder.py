@@ -35,6 +35,7 @@ from ..audit.log import AuditEntry, AuditLog, Outcome
 from ..auth.invitations import Invitations
 from ..config import Settings
 from ..db.models import RecordingStatus
+from ..errors import WoundcareError
 from ..records.consultations import ConsultationView
 from ..records.recordings import Capture, Recordings, RecordingView
 from ..webrtc.client import SignalingClient, SignalingClosed
@@ -54,8 +55,12 @@ IceFor = Callable[[str], RTCConfiguration]
 """The ICE configuration (TURN credentials made out to the given subject)."""
 
 
-class RecordingBusy(Exception):
+class RecordingBusy(WoundcareError):
     """The consultation is being recorded already."""
+
+    code = "recording"
+    status = 409
+    message = "this consultation is being recorded already"
 
 
 class Recorder:

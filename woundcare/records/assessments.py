@@ -25,6 +25,7 @@ from ..crypto import Binding, Keyring
 from ..db.database import Database
 from ..db.models import Assessment as AssessmentRow
 from ..db.models import Outcome
+from ..errors import InvalidInput, WoundcareError
 
 KIND = "assessment"
 
@@ -62,16 +63,26 @@ _FIELDS = ("woundType", "location", "size", "tissue", "exudate", "infectionSigns
            "outcome")
 
 
-class AssessmentError(ValueError):
+class AssessmentError(InvalidInput):
     """Invalid assessment content; the message names the field, never its value."""
 
+    code = "bad_assessment"
 
-class AssessmentSigned(Exception):
+
+class AssessmentSigned(WoundcareError):
     """A signed assessment is final."""
 
+    code = "signed"
+    status = 409
+    message = "the assessment is signed and can no longer change"
 
-class AssessmentChanged(Exception):
+
+class AssessmentChanged(WoundcareError):
     """The assessment is not at the version the caller expected: someone saved since."""
+
+    code = "precondition_failed"
+    status = 412
+    message = "the assessment changed since it was read; reload it"
 
 
 def _text(data: dict[str, Any], name: str, limit: int, required: bool = False) -> str | None:

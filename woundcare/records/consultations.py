@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..db.database import Database
 from ..db.models import OPEN_STATUSES, Consultation, ConsultationEvent, ConsultationStatus, Patient, Region
+from ..errors import WoundcareError
 
 NURSE = "nurse"
 """The session log's role of the nurse camera (``signaling.protocol.Role.NURSE``)."""
@@ -34,12 +36,21 @@ async def mark_started(session: AsyncSession, consultation_id: str, at: datetime
     )
 
 
-class ConsultationLive(Exception):
+class ConsultationLive(WoundcareError):
     """The nurse already has an open consultation for this patient: rejoin it, not a second."""
+
+    code = "consultation_live"
+    status = 409
+    message = "this patient already has a live consultation of yours"
 
     def __init__(self, live: ConsultationView) -> None:
         super().__init__("this patient already has a live consultation of this nurse")
         self.live = live
+
+    @property
+    def details(self) -> Mapping[str, str]:
+        # Its id is no patient data, so the answer may name the consultation to rejoin.
+        return {"consultation": self.live.id}
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,8 @@ from enum import StrEnum
 
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
+from ..errors import WoundcareError
+
 
 class MediaType(StrEnum):
     JPEG = "image/jpeg"
@@ -58,12 +60,21 @@ _MESSAGES: dict[RejectCode, str] = {
 }
 
 
-class ImageRejected(Exception):
+_STATUS: dict[RejectCode, int] = {
+    RejectCode.TOO_LARGE: 413,
+    RejectCode.NOT_AN_IMAGE: 415,
+    RejectCode.UNSUPPORTED_FORMAT: 415,
+}
+"""Every other reason answers 422: a well-formed upload whose picture is refused."""
+
+
+class ImageRejected(WoundcareError):
     """An upload that is not an acceptable wound photo."""
 
     def __init__(self, code: RejectCode) -> None:
         self.code = code
         """Stable, machine-readable reason."""
+        self.status = _STATUS.get(code, 422)
         self.message = _MESSAGES[code]
         """Fixed text for a person; never quotes the upload."""
         super().__init__(f"{code}: {self.message}")

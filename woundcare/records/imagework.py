@@ -22,9 +22,15 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
+from ..errors import WoundcareError
 
-class ImageBusy(Exception):
+
+class ImageBusy(WoundcareError):
     """The pixel budget stayed spent for longer than an upload may wait."""
+
+    code = "busy"
+    status = 503
+    message = "too many photos are being processed; please send it again shortly"
 
 
 class PixelBudget:

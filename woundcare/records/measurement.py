@@ -22,12 +22,15 @@ multi-word names (``lengthCm``) and ``[x, y]`` pairs for points; snake_case insi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal
 
-_T = TypeVar("_T")
+from pydantic import AfterValidator, BeforeValidator, Discriminator, Field, PrivateAttr, Tag, model_validator
+from pydantic_core import PydanticCustomError
+
+from ..validation import StrictObject, an_object, parse
 
 METHOD = "longest-diameter+perpendicular-extent/v1"
 """Stored with every measurement, so a later change of method never mixes silently with old data."""
@@ -448,33 +451,7 @@ class Annotations:
     @classmethod
     def from_json(cls, data: object) -> Annotations:
         """Parse the wire form strictly; every error is a ValueError naming where, never echoing input."""
-        obj = _object(data, "annotations", {"items", "reference", "outline"})
-        raw_items = _array(obj.get("items", []), "items", MAX_ITEMS)
-        # Counted before parsing, so an oversized payload costs no work.
-        total = sum(
-            len(raw["points"]) for raw in raw_items if isinstance(raw, Mapping) and isinstance(raw.get("points"), list)
-        )
-        if total > MAX_TOTAL_POINTS:
-            raise ValueError(f"items hold more than {MAX_TOTAL_POINTS} points")
-        items = tuple(_item_from_json(raw, f"items[{i}]") for i, raw in enumerate(raw_items))
-        reference = None
-        if obj.get("reference") is not None:
-            ref = _object(obj["reference"], "reference", {"start", "end", "lengthCm"}, required=True)
-            length = ref["lengthCm"]
-            reference = _build(
-                "reference",
-                lambda: Reference(
-                    _point_from_json(ref["start"], "reference.start"),
-                    _point_from_json(ref["end"], "reference.end"),
-                    length,
-                ),
-            )
-        outline = None
-        if obj.get("outline") is not None:
-            raw_outline = _object(obj["outline"], "outline", {"points"}, required=True)
-            points = _points_from_json(raw_outline["points"], "outline.points")
-            outline = _build("outline", lambda: Outline(points))
-        return _build("annotations", lambda: cls(items, reference, outline))
+        return parse(_WireAnnotations, data, _RULES, root="annotations", tags=frozenset(_KINDS)).annotations
 
 
 def _check_point(name: str, value: object) -> None:
@@ -482,66 +459,8 @@ def _check_point(name: str, value: object) -> None:
         raise ValueError(f"'{name}' must be a Point")
 
 
-def _build(where: str, make: Callable[[], _T]) -> _T:
-    try:
-        return make()
-    except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from None
-
-
-def _object(value: object, where: str, fields: set[str], required: bool = False) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{where} must be an object")
-    for key in value:
-        if key not in fields:
-            raise ValueError(f"{where} has an unknown field; it takes {', '.join(sorted(fields))}")
-    if required:
-        for key in sorted(fields):
-            if key not in value:
-                raise ValueError(f"{where} lacks '{key}'")
-    return value
-
-
-def _array(value: object, where: str, limit: int) -> list[Any] | tuple[Any, ...]:
-    if not isinstance(value, list | tuple):
-        raise ValueError(f"{where} must be an array")
-    if len(value) > limit:
-        raise ValueError(f"{where} has more than {limit} entries")
-    return value
-
-
-def _point_from_json(value: object, where: str) -> Point:
-    if not isinstance(value, list | tuple) or len(value) != 2:
-        raise ValueError(f"{where} must be [x, y]")
-    return _build(where, lambda: Point(value[0], value[1]))
-
-
-def _points_from_json(value: object, where: str) -> tuple[Point, ...]:
-    return tuple(_point_from_json(p, f"{where}[{i}]") for i, p in enumerate(_array(value, where, MAX_OUTLINE_POINTS)))
-
-
 def _point_to_json(p: Point) -> list[float]:
     return [p.x, p.y]
-
-
-_KINDS = {"arrow": {"kind", "start", "end"}, "text": {"kind", "at", "text"}, "outline": {"kind", "points"}}
-
-
-def _item_from_json(value: object, where: str) -> Item:
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{where} must be an object")
-    kind = value.get("kind")
-    if not isinstance(kind, str) or kind not in _KINDS:
-        raise ValueError(f"{where} has an unknown kind; kinds are {', '.join(_KINDS)}")
-    obj = _object(value, where, _KINDS[kind], required=True)
-    if kind == "arrow":
-        start, end = _point_from_json(obj["start"], f"{where}.start"), _point_from_json(obj["end"], f"{where}.end")
-        return _build(where, lambda: Arrow(start, end))
-    if kind == "text":
-        at = _point_from_json(obj["at"], f"{where}.at")
-        return _build(where, lambda: Text(at, obj["text"]))
-    points = _points_from_json(obj["points"], f"{where}.points")
-    return _build(where, lambda: OutlineShape(points))
 
 
 def _item_to_json(item: Item) -> dict[str, Any]:
@@ -550,3 +469,123 @@ def _item_to_json(item: Item) -> dict[str, Any]:
     if isinstance(item, Text):
         return {"kind": "text", "at": _point_to_json(item.at), "text": item.text}
     return {"kind": "outline", "points": [_point_to_json(p) for p in item.points]}
+
+
+# --- the wire form, checked by pydantic ------------------------------------------------------
+
+_KINDS = ("arrow", "text", "outline")
+_RULES = {
+    "object": "{where} must be an object",
+    "unknown_field": "{where} has an unknown field; it takes {fields}",
+    "lacks": "{where} lacks '{field}'",
+    "list_type": "{where} must be an array",
+    "too_long": "{where} has more than {max_length} entries",
+    "kind": "{where} has an unknown kind; kinds are {kinds}",
+    "point": "{where} must be [x, y]",
+    "too_many_points": "items hold more than {max_points} points",
+    "value_error": "{where}: {error}",
+}
+"""The annotation format's rules in its own words (see :func:`woundcare.validation.parse`)."""
+
+
+def _point(value: object) -> Point:
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise PydanticCustomError("point", "[x, y]")
+    # Point checks the numbers; its ValueError is told as "<where>: <its message>".
+    return Point(value[0], value[1])
+
+
+_WirePoint = Annotated[Point, BeforeValidator(_point)]
+_WirePoints = Annotated[list[_WirePoint], Field(max_length=MAX_OUTLINE_POINTS)]
+
+
+class _WireArrow(StrictObject):
+    kind: Literal["arrow"]
+    start: _WirePoint
+    end: _WirePoint
+
+    def build(self) -> Arrow:
+        return Arrow(self.start, self.end)
+
+
+class _WireText(StrictObject):
+    kind: Literal["text"]
+    at: _WirePoint
+    text: Any
+    """Checked by :class:`Text`, so its rule has one wording."""
+
+    def build(self) -> Text:
+        return Text(self.at, self.text)
+
+
+class _WireOutlineShape(StrictObject):
+    kind: Literal["outline"]
+    points: _WirePoints
+
+    def build(self) -> OutlineShape:
+        return OutlineShape(tuple(self.points))
+
+
+def _kind(value: object) -> str | None:
+    kind = value.get("kind") if isinstance(value, Mapping) else None
+    return kind if isinstance(kind, str) and kind in _KINDS else None
+
+
+_WireItem = Annotated[
+    Annotated[_WireArrow, Tag("arrow")] | Annotated[_WireText, Tag("text")] | Annotated[_WireOutlineShape, Tag("outline")],
+    Discriminator(
+        _kind,
+        custom_error_type="kind",
+        custom_error_message="a known kind",
+        custom_error_context={"kinds": ", ".join(_KINDS)},
+    ),
+    # Before the kind is looked up, so a list or a string is told as not an object.
+    BeforeValidator(an_object),
+    AfterValidator(lambda wire: wire.build()),
+]
+
+
+class _WireReference(StrictObject):
+    start: _WirePoint
+    end: _WirePoint
+    length_cm: Annotated[Any, Field(alias="lengthCm")]
+    """Checked by :class:`Reference`."""
+
+    def build(self) -> Reference:
+        return Reference(self.start, self.end, self.length_cm)
+
+
+class _WireOutline(StrictObject):
+    points: _WirePoints
+
+    def build(self) -> Outline:
+        return Outline(tuple(self.points))
+
+
+class _WireAnnotations(StrictObject):
+    items: Annotated[list[_WireItem], Field(max_length=MAX_ITEMS)] = []
+    reference: Annotated[_WireReference | None, AfterValidator(lambda wire: wire and wire.build())] = None
+    outline: Annotated[_WireOutline | None, AfterValidator(lambda wire: wire and wire.build())] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _points_in_bounds(cls, data: object) -> object:
+        # Counted before any item is parsed, so an oversized payload costs no work.
+        items = data.get("items") if isinstance(data, Mapping) else None
+        if isinstance(items, list):
+            total = sum(len(i["points"]) for i in items if isinstance(i, Mapping) and isinstance(i.get("points"), list))
+            if total > MAX_TOTAL_POINTS:
+                raise PydanticCustomError("too_many_points", "fewer points", {"max_points": MAX_TOTAL_POINTS})
+        return data
+
+    _annotations: Annotations = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _whole(self) -> _WireAnnotations:
+        # The items, reference and outline were built by their AfterValidators.
+        self._annotations = Annotations(tuple(self.items), self.reference, self.outline)  # type: ignore[arg-type]
+        return self
+
+    @property
+    def annotations(self) -> Annotations:
+        return self._annotations

@@ -10,6 +10,7 @@ from sqlalchemy import insert
 
 from ..db.database import Database
 from ..db.models import QualitySample
+from ..errors import InvalidInput
 
 _BOUNDS: dict[str, tuple[float, float]] = {
     "bitrateKbps": (0, 100_000),
@@ -21,8 +22,10 @@ _BOUNDS: dict[str, tuple[float, float]] = {
 }
 
 
-class QualityError(ValueError):
+class QualityError(InvalidInput):
     """A sample that is not one; the message names the field."""
+
+    code = "bad_sample"
 
 
 @dataclass(frozen=True, slots=True)

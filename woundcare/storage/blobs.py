@@ -6,11 +6,9 @@ shard directories, all made (and made durable) when the store is opened, so a pu
 for creating a directory. 256 shards hold millions of blobs on any filesystem with hashed
 directory indexes (ext4, XFS).
 
-A put writes ``.tmp-<key>`` in the shard directory, fsyncs it, then hard-links it to the
-final name and removes the temporary name. ``os.link`` fails if the name exists, so two
-writers of one key cannot overwrite each other, which ``os.replace`` after an existence check
-would allow. A crash leaves at most a ``.tmp-`` file: ``keys()`` never lists it and
-``sweep()`` removes it. The root needs a local POSIX filesystem (hard links, directory
+A put is a :func:`~woundcare.storage.files.create_once` through the temporary name
+``.tmp-<key>`` in the shard directory, so two writers of one key cannot overwrite each other.
+A crash leaves at most a ``.tmp-`` file: ``keys()`` never lists it and ``sweep()`` removes it. The root needs a local POSIX filesystem (hard links, directory
 fsync); on a case-insensitive one, keys differing only in case would collide, and the second
 put would fail with ``BlobExists`` rather than overwrite.
 
@@ -42,14 +40,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from ..errors import WoundcareError
+from .files import create_once, fsync_dir, open_exclusive, publish
 from .private import DIR_MODE as _DIR_MODE
-from .private import FILE_MODE as _FILE_MODE
 
 _KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
 TEMP_PREFIX = ".tmp-"
 
 
-class BlobError(Exception):
+class BlobError(WoundcareError):
     """Base class of every error raised by ``woundcare.storage.blobs``."""
 
     code = "blob_error"
@@ -99,24 +98,11 @@ class BlobStore:
         Any bytes-like ``data`` is written as it is, so a view of a reused buffer costs no copy.
         """
         final = self._path(key)
-        # Named for the key, so ``delete`` also removes what a put cut off by a crash left.
-        temp = _temp_of(final)
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
+            # Named for the key, so ``delete`` also removes what a put cut off by a crash left.
+            create_once(final, data, temp=_temp_of(final))
         except FileExistsError:
             raise BlobExists(key) from None
-        try:
-            with open(fd, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            try:
-                os.link(temp, final)
-            except FileExistsError:
-                raise BlobExists(key) from None
-        finally:
-            temp.unlink(missing_ok=True)
-        _fsync_dir(final.parent)
 
     def get(self, key: str) -> bytes:
         try:
@@ -131,7 +117,7 @@ class BlobStore:
         removed = _unlink(str(path))
         if _unlink(str(_temp_of(path))) or removed:
             # Erasing a health record must survive a crash too.
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         return removed
 
     def writer(self, key: str) -> BlobWriter:
@@ -198,11 +184,11 @@ class BlobStore:
             directory = directory.parent
         for new in reversed(missing):
             new.mkdir(mode=_DIR_MODE, exist_ok=True)
-            _fsync_dir(new.parent)
+            fsync_dir(new.parent)
         for shard in range(256):
             # exist_ok: another process may be opening the same store.
             (self._root / f"{shard:02x}").mkdir(mode=_DIR_MODE, exist_ok=True)
-        _fsync_dir(self._root)
+        fsync_dir(self._root)
 
     def _files(self) -> Iterator[os.DirEntry[str]]:
         """Regular files in the shard directories."""
@@ -216,10 +202,9 @@ class BlobWriter:
     :meth:`commit` makes it durable and publishes it; :meth:`abort` removes it."""
 
     def __init__(self, key: str, final: Path, temp: Path) -> None:
-        # O_EXCL on the temporary name: one writer per key, and none beside a put of it.
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        # Exclusive on the temporary name: one writer per key, and none beside a put of it.
         try:
-            self._file = open(os.open(temp, flags, _FILE_MODE), "wb")
+            self._file = open_exclusive(temp)
         except FileExistsError:
             raise BlobExists(key) from None
         self.key = key
@@ -234,16 +219,9 @@ class BlobWriter:
     def commit(self) -> None:
         """fsync, then publish under the key with the same link discipline as ``put``."""
         try:
-            with self._file:
-                self._file.flush()
-                os.fsync(self._file.fileno())
-            try:
-                os.link(self._temp, self._final)
-            except FileExistsError:
-                raise BlobExists(self.key) from None
-        finally:
-            self._temp.unlink(missing_ok=True)
-        _fsync_dir(self._final.parent)
+            publish(self._file, self._temp, self._final)
+        except FileExistsError:
+            raise BlobExists(self.key) from None
 
     def abort(self) -> None:
         self._file.close()
@@ -272,12 +250,3 @@ def _unlink(path: str) -> bool:
     except FileNotFoundError:
         return False  # removed concurrently
     return True
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the directory's entries (a new, renamed or removed name) durable."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

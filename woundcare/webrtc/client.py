@@ -10,17 +10,19 @@ import orjson
 
 from signaling.protocol import ClientMessage, Join, Role, to_wire
 
+from ..errors import WoundcareError
+
 
 def _ws_url(base_url: str) -> str:
     return base_url.rstrip("/").replace("http", "ws", 1) + "/ws"
 
 
-class SignalingClosed(Exception):
-    """The server closed the socket; ``code`` is the WebSocket close code."""
+class SignalingClosed(WoundcareError):
+    """The server closed the socket; ``close_code`` is the WebSocket close code."""
 
     def __init__(self, code: int | None, error: dict[str, Any] | None = None) -> None:
         super().__init__(f"signaling closed with {code}")
-        self.code = code
+        self.close_code = code
         self.error = error
 
 

@@ -1,0 +1,76 @@
+"""AES-256-GCM sealing: the one way woundcare encrypts bytes under a key it holds.
+
+Sealed value::
+
+    offset     size        field
+    0          12          nonce, random, drawn by ``seal`` for every call
+    12         len(p)+16   ciphertext of p, then the 16-byte GCM tag
+
+The associated data (not stored, rebuilt by the opener) says what the value is and where it
+belongs, so a value moved to another place or purpose does not open. Users add their own
+framing around this: :mod:`~woundcare.crypto.aead` puts a version and key id before it, the
+OIDC login cookie base64url-encodes it, a TOTP secret is stored as it is.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .errors import SealError
+
+KEY_SIZE = 32
+NONCE_SIZE = 12
+TAG_SIZE = 16
+OVERHEAD = NONCE_SIZE + TAG_SIZE
+"""Bytes a sealed value has beyond its plaintext."""
+
+Bytes = bytes | bytearray | memoryview
+
+
+def seal(key: bytes, plaintext: Bytes, aad: bytes) -> bytes:
+    """``plaintext`` encrypted under ``key`` with a fresh random nonce, bound to ``aad``."""
+    nonce = _nonce()
+    return nonce + _cipher(key).encrypt(nonce, plaintext, aad)
+
+
+def seal_into(key: bytes, plaintext: Bytes, aad: bytes, out: memoryview) -> int:
+    """Like :func:`seal`, but write the sealed value to the start of ``out`` and return its size.
+
+    For multi-megabyte payloads: the ciphertext is made in place, neither joined to the nonce
+    (a copy) nor freshly allocated (page faults on every new buffer).
+    """
+    cipher = _cipher(key)
+    size = OVERHEAD + len(plaintext)
+    if len(out) < size:
+        raise ValueError(f"buffer too small for the sealed value ({len(out)} < {size} bytes)")
+    nonce = _nonce()
+    out[:NONCE_SIZE] = nonce
+    cipher.encrypt_into(nonce, plaintext, aad, out[NONCE_SIZE:size])
+    return size
+
+
+def unseal(key: bytes, sealed: Bytes, aad: bytes) -> bytes:
+    """The plaintext of ``sealed``; raises :class:`SealError` if it is too short, was changed,
+    was sealed for other ``aad`` or under another key."""
+    # A memoryview slices the ciphertext out of a multi-megabyte value without copying it.
+    view = memoryview(sealed)
+    if len(view) < OVERHEAD:
+        raise SealError("sealed value too short")
+    try:
+        return _cipher(key).decrypt(view[:NONCE_SIZE].tobytes(), view[NONCE_SIZE:], aad)
+    except InvalidTag:
+        raise SealError("authentication failed") from None
+
+
+def _cipher(key: bytes) -> AESGCM:
+    if len(key) != KEY_SIZE:
+        raise ValueError(f"key must be {KEY_SIZE} bytes (got {len(key)})")
+    return AESGCM(key)
+
+
+def _nonce() -> bytes:
+    # Drawn here, for every seal and never taken in: a nonce reused under one key breaks GCM.
+    return os.urandom(NONCE_SIZE)

@@ -1,0 +1,93 @@
+"""The root of every error woundcare raises on purpose, and what each answers with.
+
+Every error carries a stable ``code`` (for clients, the audit log and tests; it never
+changes once released), the HTTP ``status`` it answers with at the edge, and a ``message``:
+fixed text for a person that names the rule, never the input. An error whose ``message`` is
+``None`` is a fault the client cannot act on: it answers ``500 internal`` and is logged.
+The one mapping to HTTP is :func:`woundcare.api.errors.http_error`; to a /ws frame (whose
+close code the signaling handler chooses by the frame's code) :func:`protocol_error`.
+
+Exception hierarchy::
+
+    WoundcareError                       (code, status, message)
+    ├── InvalidInput                     400; also a ValueError; the message names the rule
+    │   ├── AssessmentError              400 bad_assessment
+    │   └── QualityError                 400 bad_sample
+    ├── CryptoError                      woundcare.crypto
+    │   ├── RecordIntegrityError         500 integrity_error: a record does not open as itself
+    │   ├── KeyShreddedError             410 shredded: its region's key was destroyed
+    │   ├── MasterKeyError               internal: a master key missing, malformed or wrong
+    │   └── SealError                    internal: a sealed value (TOTP secret, cookie) does not open
+    ├── BlobError                        internal; woundcare.storage.blobs
+    │   ├── InvalidBlobKey               also a ValueError
+    │   ├── BlobExists
+    │   └── BlobNotFound
+    ├── LoginError                       401/429..., code per refusal; woundcare.auth.login
+    ├── InvitationError                  401 token_invalid | token_expired
+    ├── OidcError                        woundcare.auth.oidc; ``reason`` goes to the audit log
+    │   ├── FlowError                    400 oidc_state
+    │   ├── LoginRefused                 401 oidc_failed
+    │   ├── TokenError                   401 oidc_invalid_token
+    │   └── ProviderError                502 oidc_provider_error
+    ├── Denied                           403 forbidden; woundcare.auth.policy
+    ├── ConsultationLive                 409 consultation_live, naming the live one
+    ├── AssessmentSigned                 409 signed
+    ├── AssessmentChanged                412 precondition_failed
+    ├── ImageRejected                    413/415/422, code per reason
+    ├── ImageBusy                        503 busy
+    ├── RecordingBusy                    409 recording
+    ├── CliError                         the command line: one line on stderr, exit 2
+    └── camera (the client side; never answered over HTTP)
+        ├── DeviceError
+        ├── SignalingClosed
+        └── UploadFailed
+
+``signaling.protocol.ProtocolError`` is not here: signaling never imports woundcare.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from signaling.protocol import ErrorCode, ProtocolError
+
+
+class WoundcareError(Exception):
+    """Base class of every error woundcare raises on purpose."""
+
+    code: str = "internal"
+    """Stable, machine-readable; answered to the client when :attr:`message` is set."""
+    status: int = 500
+    """The HTTP status this error answers with."""
+    message: str | None = None
+    """Fixed text for a person (names the rule, never the input); ``None``: an internal fault."""
+
+    @property
+    def details(self) -> Mapping[str, str]:
+        """Ids beside the code that help the client on (never input echoed back)."""
+        return {}
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """HTTP headers the answer carries (``Retry-After``)."""
+        return {}
+
+
+class InvalidInput(WoundcareError, ValueError):
+    """Input that breaks a rule. A ValueError too, so parsers keep their contract."""
+
+    code = "bad_request"
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def protocol_error(exc: WoundcareError, ref: str | None = None) -> ProtocolError:
+    """``exc`` as the /ws error frame: its code if the protocol knows it, else ``internal``."""
+    try:
+        code = ErrorCode(exc.code)
+    except ValueError:
+        return ProtocolError(ErrorCode.INTERNAL, "internal error", ref)
+    return ProtocolError(code, exc.message or "internal error", ref)

@@ -1,0 +1,72 @@
+"""Files created once, atomically and durably: the one way woundcare writes a file.
+
+A write goes to a temporary name in the same directory, is fsynced, then hard-linked to its
+final name, and the directory is fsynced. ``os.link`` fails if the final name exists, so of
+two writers of one name exactly one wins and the other gets :class:`FileExistsError` (a
+rename after an existence check would let the second overwrite the first). After a crash the
+final name holds either nothing or the whole file, never part of it; at most a temporary file
+is left, which its owner sweeps.
+
+The directory fsync is what makes the new name itself survive a power cut: without it, the
+file's bytes are on disk but may belong to no name (POSIX says nothing of the entry otherwise).
+
+Needs a local POSIX filesystem (hard links, directory fsync).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import BinaryIO
+
+from .private import FILE_MODE
+
+Bytes = bytes | bytearray | memoryview
+
+
+def create_once(path: Path, data: Bytes, *, temp: Path | None = None, mode: int = FILE_MODE) -> None:
+    """Write ``data`` to ``path``, which must not exist yet; durable when this returns.
+
+    Raises :class:`FileExistsError` if ``path`` exists, or if ``temp`` does (another writer
+    holds it). ``temp`` defaults to a random hidden name beside ``path``; a caller that sweeps
+    leftovers by name (the blob store) passes its own.
+    """
+    temp = temp if temp is not None else path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    file = open_exclusive(temp, mode)
+    try:
+        file.write(data)
+    except BaseException:
+        file.close()
+        temp.unlink(missing_ok=True)
+        raise
+    publish(file, temp, path)
+
+
+def open_exclusive(temp: Path, mode: int = FILE_MODE) -> BinaryIO:
+    """A new file at ``temp``, open for writing; :class:`FileExistsError` if the name is taken,
+    so a temporary name is one writer's alone. Finish it with :func:`publish`."""
+    return open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode), "wb")
+
+
+def publish(file: BinaryIO, temp: Path, final: Path) -> None:
+    """fsync and close ``file`` (written at ``temp``), link it to ``final``, remove ``temp``,
+    fsync the directory. :class:`FileExistsError` if ``final`` exists; ``temp`` is removed
+    whatever happens."""
+    try:
+        with file:
+            file.flush()
+            os.fsync(file.fileno())
+        os.link(temp, final)
+    finally:
+        temp.unlink(missing_ok=True)
+    fsync_dir(final.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make the directory's entries (a new, renamed or removed name) durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

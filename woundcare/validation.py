@@ -1,0 +1,132 @@
+"""What clients send, checked by pydantic v2 models, with errors in our own words.
+
+Every JSON shape a client sends is a pydantic model; :func:`parse` is the one way one is
+read. Its error is an :class:`~woundcare.errors.InvalidInput` naming where and which rule,
+written from a table of templates (the message texts clients and tests know), never from
+pydantic's own text, which may quote the input (``input_value=...``) and so patient data.
+
+Only the first error is told, as a person fixing a form fixes one thing at a time; fields
+are checked in the order a model declares them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence, Set
+from typing import TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from .errors import InvalidInput
+
+M = TypeVar("M", bound=BaseModel)
+
+FIELD_RULES: Mapping[str, str] = {
+    "missing": "'{field}' is required",
+    "text": "'{field}' must be text of 1-{max_length} characters",
+    "number": "'{field}' must be a number from {low} to {high}",
+}
+"""The rules of request bodies' fields; ``{field}`` is the field's wire name."""
+
+
+def parse(
+    model: type[M], data: object, rules: Mapping[str, str] = FIELD_RULES, *, root: str = "", tags: Set[str] = frozenset()
+) -> M:
+    """``data`` as a ``model``, or :class:`InvalidInput` with the first error in ``rules``' words.
+
+    A template may use ``{where}`` (the path to the value, ``items[0].start``, or ``root`` for
+    the whole), ``{field}`` (its last name), ``{parent}`` (the path to the object holding it)
+    and the error's context (``{max_length}``). A ``ValueError`` raised by a domain check inside
+    the model is told as ``value_error`` with ``{error}``, its own message. An error type
+    without a template says only where it is. ``tags`` are the tags of the model's tagged
+    unions, which pydantic puts into the path after a list index and the client never wrote.
+    """
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False, include_input=False)[0]
+        raise InvalidInput(describe(error, rules, root=root, tags=tags)) from None
+
+
+def describe(error: ErrorDetails, rules: Mapping[str, str], *, root: str = "", tags: Set[str] = frozenset()) -> str:
+    """One error in ``rules``' words (see :func:`parse`)."""
+    loc = [part for i, part in enumerate(error["loc"]) if not (i and isinstance(error["loc"][i - 1], int) and part in tags)]
+    names = {
+        "where": _path(loc) or root,
+        "parent": _path(loc[:-1]) or root,
+        "field": str(loc[-1]) if loc else root,
+        **{key: str(value) for key, value in error.get("ctx", {}).items()},
+    }
+    template = rules.get(error["type"], "{where} is not valid")
+    return template.format_map(names)
+
+
+def _path(loc: Sequence[int | str]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
+    return path
+
+
+def an_object(value: object) -> Mapping[str, object]:
+    """``value`` if it is a JSON object, else the ``object`` error."""
+    if not isinstance(value, Mapping):
+        raise PydanticCustomError("object", "an object")
+    return value
+
+
+class StrictObject(BaseModel):
+    """A JSON object of exactly the model's fields: anything else, or a field missing, is an
+    error naming the object (``object``, ``unknown_field`` with ``{fields}``, ``lacks`` with
+    ``{field}``), checked before any field's value, so the first error is about the shape."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, data: object) -> object:
+        data = an_object(data)
+        names = sorted(field.alias or name for name, field in cls.model_fields.items())
+        if any(key not in names for key in data):
+            # The unknown key itself is not told: it is input, and may be long or personal.
+            raise PydanticCustomError("unknown_field", "known fields only", {"fields": ", ".join(names)})
+        required = (field.alias or name for name, field in cls.model_fields.items() if field.is_required())
+        for name in sorted(required):
+            if name not in data:
+                raise PydanticCustomError("lacks", "a required field", {"field": name})
+        return data
+
+
+def text(max_length: int) -> BeforeValidator:
+    """Required text of 1 to ``max_length`` characters, stripped (the limit counts the
+    unstripped): ``name: Annotated[str, text(100)]``."""
+    return _text(max_length, required=True)
+
+
+def optional_text(max_length: int) -> BeforeValidator:
+    """Like :func:`text`, but absent or null is ``None``: ``Annotated[str | None, optional_text(64)] = None``."""
+    return _text(max_length, required=False)
+
+
+def number(low: float, high: float) -> BeforeValidator:
+    """A JSON number (not a boolean) from ``low`` to ``high``, as a float."""
+
+    def check(value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            raise PydanticCustomError("number", "a number from {low} to {high}", {"low": f"{low:g}", "high": f"{high:g}"})
+        return float(value)
+
+    return BeforeValidator(check)
+
+
+def _text(max_length: int, required: bool) -> BeforeValidator:
+    def check(value: object) -> str | None:
+        if value is None:
+            if required:
+                raise PydanticCustomError("missing", "required")
+            return None
+        if not isinstance(value, str) or not value.strip() or len(value) > max_length:
+            raise PydanticCustomError("text", "text of 1 to {max_length} characters", {"max_length": max_length})
+        return value.strip()
+
+    return BeforeValidator(check)
