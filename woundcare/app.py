@@ -42,6 +42,7 @@ from .api.guard import guard_middleware
 from .api.health import DRAINING
 from .appkeys import (
     ACCESS_LOG,
+    ACCOUNTS,
     ASSESSMENTS,
     AUDIT,
     CONSENTS,
@@ -81,6 +82,7 @@ from .logs import request_id_middleware
 from .metrics import METRICS, MeteredSink, Metrics, metrics_handler, metrics_middleware
 from .recording.recorder import Recorders
 from .records.access_log import AccessLog
+from .records.accounts import Accounts
 from .records.assessments import Assessments
 from .records.consents import Consents
 from .records.consultations import Consultations
@@ -237,6 +239,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SESSION_LOG] = session_log
     app[AUDIT] = audit
     app[KEYRING] = keyring
+    app[ACCOUNTS] = Accounts(db)
     app[SESSIONS] = Sessions(
         db, timedelta(minutes=settings.session_idle_minutes), timedelta(hours=settings.session_max_hours)
     )

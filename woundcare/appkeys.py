@@ -14,6 +14,7 @@ from .recording.recorder import Recorders
 from .crypto import Keyring
 from .db.database import Database
 from .records.access_log import AccessLog
+from .records.accounts import Accounts
 from .records.assessments import Assessments
 from .records.consents import Consents
 from .records.consultations import Consultations
@@ -31,6 +32,7 @@ INVITATIONS = web.AppKey("invitations", Invitations)
 SESSION_LOG = web.AppKey("session_log", SessionLog)
 AUDIT = web.AppKey("audit", AuditLog)
 KEYRING = web.AppKey("keyring", Keyring)
+ACCOUNTS = web.AppKey("accounts", Accounts)
 SESSIONS = web.AppKey("sessions", Sessions)
 DEVICES = web.AppKey("devices", Devices)
 LOGIN = web.AppKey("login", Login)

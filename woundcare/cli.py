@@ -30,13 +30,13 @@ from .audit.verify import verify_command
 from .auth.devices import Devices
 from .auth.invitations import Invitations
 from .auth.passwords import hash_password
-from .auth.sessions import revoke_user_sessions
 from .auth.totp import TotpBox
 from .config import Settings
 from .db.database import Database
 from .db.models import Consultation, Device, Membership, Region, User
 from .db.models import Role as UserRole
 from .demo import DEMO_LOGINS, DEMO_REGION, demo_consultation
+from .records.accounts import revoke_user_sessions
 from .records.rekey import Reencryption
 
 

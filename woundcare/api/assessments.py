@@ -20,9 +20,9 @@ from ..records.assessments import (
     AssessmentView,
 )
 from .body import json_body
-from .consultations import visible_consultation
 from .errors import api_error
-from .guard import actor, requires
+from .guard import requires, subject
+from .visible import CONSULTATION, load_visible
 
 routes = web.RouteTableDef()
 
@@ -56,7 +56,7 @@ def _response(view: AssessmentView) -> web.Response:
 @routes.get("/api/consultations/{id}/assessment")
 @requires(Action.ASSESSMENT_READ)
 async def read_assessment(request: web.Request) -> web.Response:
-    view = await visible_consultation(request, Action.ASSESSMENT_READ)
+    view = await load_visible(request, CONSULTATION, Action.ASSESSMENT_READ)
     found = await request.config_dict[ASSESSMENTS].get(view.id)
     if found is None:
         raise api_error(404, "not_found", "no assessment yet")
@@ -66,12 +66,12 @@ async def read_assessment(request: web.Request) -> web.Response:
 @routes.put("/api/consultations/{id}/assessment")
 @requires(Action.ASSESSMENT_WRITE)
 async def save_assessment(request: web.Request) -> web.Response:
-    view = await visible_consultation(request, Action.ASSESSMENT_WRITE)
+    view = await load_visible(request, CONSULTATION, Action.ASSESSMENT_WRITE)
     expected = _expected_version(request)
     try:
         content = AssessmentContent.from_json(await json_body(request))
         saved: AssessmentView = await request.config_dict[ASSESSMENTS].save(
-            view.id, view.region_id, content, actor(request).subject, expected
+            view.id, view.region_id, content, subject(request).ref, expected
         )
     except AssessmentError as exc:
         raise api_error(400, "bad_assessment", str(exc)) from None
@@ -85,10 +85,10 @@ async def save_assessment(request: web.Request) -> web.Response:
 @routes.post("/api/consultations/{id}/assessment/sign")
 @requires(Action.ASSESSMENT_SIGN)
 async def sign_assessment(request: web.Request) -> web.Response:
-    view = await visible_consultation(request, Action.ASSESSMENT_SIGN)
+    view = await load_visible(request, CONSULTATION, Action.ASSESSMENT_SIGN)
     expected = _expected_version(request)
     try:
-        signed = await request.config_dict[ASSESSMENTS].sign(view.id, actor(request).subject, expected)
+        signed = await request.config_dict[ASSESSMENTS].sign(view.id, subject(request).ref, expected)
     except AssessmentError as exc:
         raise api_error(400, "bad_assessment", str(exc)) from None
     except AssessmentSigned:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from aiohttp import web
-from sqlalchemy import select
 
-from ..appkeys import DATABASE, DEVICES
+from ..appkeys import ACCOUNTS, DEVICES
 from ..auth.policy import Action
-from ..db.models import Device, Membership, Role, User
 from .body import json_body, text_field
 from .errors import api_error
-from .guard import audit_target, may, requires
+from .guard import audit_target, requires
 from .regions import checked_region
+from .visible import DEVICE, load_visible
 
 routes = web.RouteTableDef()
 
@@ -23,17 +22,7 @@ async def issue_device(request: web.Request) -> web.Response:
     region_id = await checked_region(request, text_field(data, "region", max_length=32) or "", Action.DEVICE_ISSUE)
     username = text_field(data, "user", max_length=64) or ""
     name = text_field(data, "name", max_length=100) or ""
-    async with request.config_dict[DATABASE].sessions() as session:
-        user_id = await session.scalar(
-            select(User.id)
-            .join(Membership, Membership.user_id == User.id)
-            .where(
-                User.username == username,
-                User.active.is_(True),
-                Membership.region_id == region_id,
-                Membership.role == Role.NURSE,
-            )
-        )
+    user_id = await request.config_dict[ACCOUNTS].active_nurse(username, region_id)
     if user_id is None:
         raise api_error(400, "bad_request", "'user' must be an active nurse of this region")
     device_id, token = await request.config_dict[DEVICES].issue(user_id, region_id, name)
@@ -44,14 +33,6 @@ async def issue_device(request: web.Request) -> web.Response:
 @routes.delete("/api/devices/{id}")
 @requires(Action.DEVICE_REVOKE)
 async def revoke_device(request: web.Request) -> web.Response:
-    try:
-        device_id = int(request.match_info["id"])
-    except ValueError:
-        raise api_error(404, "not_found", "no such device") from None
-    async with request.config_dict[DATABASE].sessions() as session:
-        region_id = await session.scalar(select(Device.region_id).where(Device.id == device_id))
-    # Another region's device answers like none, so ids do not tell what exists elsewhere.
-    if region_id is None or not may(request, Action.DEVICE_REVOKE, f"device:{device_id}", region_id):
-        raise api_error(404, "not_found", "no such device")
-    await request.config_dict[DEVICES].revoke(device_id)
+    device = await load_visible(request, DEVICE, Action.DEVICE_REVOKE)
+    await request.config_dict[DEVICES].revoke(device.id)
     return web.Response(status=204)

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from ..appkeys import DATABASE, SETTINGS
 from ..db.models import TravelDistance
-from ..auth.policy import Action
+from ..auth.policy import Action, regions_for
 from ..pilot.figures import (
     DEFAULT_TRAVEL,
     FIGURES_COLUMNS,
@@ -32,7 +32,7 @@ from ..pilot.figures import (
 )
 from .body import json_body, text_field
 from .errors import api_error
-from .guard import actor, audit_target, requires
+from .guard import audit_target, requires, subject
 from .regions import checked_region
 
 routes = web.RouteTableDef()
@@ -69,7 +69,7 @@ async def _regions(request: web.Request, what: str) -> list[RegionRef]:
         ids = [region_id]
     else:
         audit_target(request, f"pilot:{what}")
-        ids = actor(request).regions_for(ACTION)
+        ids = regions_for(subject(request), ACTION)
     async with request.config_dict[DATABASE].sessions() as session:
         return await visible_regions(session, ids)
 
