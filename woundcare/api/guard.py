@@ -22,7 +22,8 @@ from aiohttp.typedefs import Handler
 
 from ..appkeys import ACCOUNTS, AUDIT, DEVICES, INVITATIONS, SESSIONS, SETTINGS
 from ..audit.log import AuditEntry, Outcome
-from ..auth.authenticate import AuthenticationError, Authenticator
+from ..auth.authenticate import Authenticator
+from ..auth.errors import AuthenticationError
 from ..auth.policy import Action, Denied, authorize, regions_for, role_in
 from ..auth.sessions import COOKIE, CSRF_HEADER, OpenSession
 from ..auth.subject import Subject

@@ -19,19 +19,10 @@ from dataclasses import dataclass
 from ..db.models import Role, User
 from ..records.accounts import Accounts
 from .devices import TOKEN_PREFIX, Devices
-from .invitations import Invitation, InvitationError, Invitations
+from .errors import AuthenticationError
+from .invitations import Invitation, Invitations
 from .sessions import OpenSession, Sessions
 from .subject import Kind, Subject
-
-
-class AuthenticationError(Exception):
-    """Credentials were offered but are no good: ``code`` is ``token_invalid`` or
-    ``token_expired``; the message names the rule, never the token."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +51,7 @@ class Authenticator:
                 if login is None:
                     raise AuthenticationError("token_invalid", "device token is unknown or revoked")
                 return Authenticated(await subject_of(self.accounts, login.user, device=(login.device.id, login.device.region_id)))
-            try:
-                invitation = self.invitations.verify(token)
-            except InvitationError as exc:
-                raise AuthenticationError(exc.code, exc.message) from None
+            invitation = self.invitations.verify(token)
             # A shredded region still names the invitation's; its room refuses the join.
             return Authenticated(guest(invitation, await self.accounts.region_id(invitation.region, shredded=True)))
         if cookie:

@@ -13,8 +13,9 @@ from signaling.protocol import ErrorCode, Join, ProtocolError
 
 from ..db.database import Database
 from ..records.accounts import Accounts
-from .authenticate import AuthenticationError, token_holder
-from .invitations import InvitationError, Invitations
+from .authenticate import token_holder
+from .errors import AuthenticationError
+from .invitations import Invitations
 from .policy import Action, Denied, Room, authorize
 
 
@@ -26,7 +27,7 @@ class JoinAdmission:
     async def admit(self, join: Join, address: str | None) -> Identity:
         try:
             invitation = self._invitations.verify(join.token or "")
-        except InvitationError as exc:
+        except AuthenticationError as exc:
             raise ProtocolError(ErrorCode(exc.code), exc.message, "join") from None
         if invitation.consultation != join.consultation:
             raise ProtocolError(ErrorCode.WRONG_CONSULTATION, "token is for another consultation", "join")
