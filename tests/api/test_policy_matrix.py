@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from signaling.protocol import Role as WireRole
+from signaling import protocol
 from tests.api.client import ApiClient
 from tests.auth.matrix import ROLES, documented
 from tests.recording.media import stored_recording
@@ -170,7 +170,7 @@ async def test_every_route_asks_authorize_for_the_region_it_touches(server: Runn
 
 
 async def ws_join(server: RunningServer, consultation: str, region: str, user_id: int) -> dict[str, Any]:
-    token = server.invite(consultation, WireRole.NURSE, region=region, subject=Subject.user_ref(user_id))
+    token = server.invite(consultation, protocol.Role.NURSE, region=region, subject=Subject.user_ref(user_id))
     async with aiohttp.ClientSession() as session, session.ws_connect(f"{server.url}/ws") as ws:
         await ws.send_json({"type": "join", "v": 1, "consultation": consultation, "role": "nurse", "token": token})
         frame: dict[str, Any] = await ws.receive_json(timeout=5)

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from signaling.protocol import Role as WireRole
+from signaling import protocol
 from woundcare.auth.authenticate import Authenticator, token_holder
 from woundcare.auth.devices import Devices
 from woundcare.auth.errors import AuthenticationError
@@ -86,15 +86,15 @@ async def test_a_device_is_its_nurse_in_its_one_region_only(ward: Ward) -> None:
 
 
 async def test_an_invitation_on_http_is_a_guest_of_its_region(ward: Ward) -> None:
-    token = ward.auth.invitations.issue("c1", WireRole.OBSERVER, "inv-1a2b3c4d", "Tolk", "south")
+    token = ward.auth.invitations.issue("c1", protocol.Role.OBSERVER, "inv-1a2b3c4d", "Tolk", "south")
     found = await ward.auth.authenticate(f"Bearer {token}", None)
     assert found is not None
     assert found.subject == Subject("inv-1a2b3c4d", "Tolk", {ward.south: frozenset({Role.SPECIALIST})}, invitation="c1")
     # Even one minted for a user: on HTTP a token is an invitation, never a login.
-    minted = ward.auth.invitations.issue("c1", WireRole.NURSE, Subject.user_ref(ward.user_id), "Kari", "north")
+    minted = ward.auth.invitations.issue("c1", protocol.Role.NURSE, Subject.user_ref(ward.user_id), "Kari", "north")
     found = await ward.auth.authenticate(f"Bearer {minted}", None)
     assert found is not None and found.subject.invitation == "c1" and found.subject.user_id is None
-    expired = ward.auth.invitations.issue("c1", WireRole.OBSERVER, "inv-1", "Tolk", "south", ttl_seconds=-1)
+    expired = ward.auth.invitations.issue("c1", protocol.Role.OBSERVER, "inv-1", "Tolk", "south", ttl_seconds=-1)
     with pytest.raises(AuthenticationError) as refused:
         await ward.auth.authenticate(f"Bearer {expired}", None)
     assert refused.value.code == "token_expired"
@@ -105,7 +105,7 @@ async def test_a_join_tokens_holder_is_checked_again_when_used(ward: Ward) -> No
     device_id, _ = await ward.auth.devices.issue(ward.user_id, ward.north, "cam")
 
     def token_for(ref: str) -> str:
-        return invitations.issue("c1", WireRole.NURSE, ref, "Kari", "north")
+        return invitations.issue("c1", protocol.Role.NURSE, ref, "Kari", "north")
 
     as_user = await token_holder(accounts, invitations.verify(token_for(Subject.user_ref(ward.user_id))), ward.north)
     assert as_user.user_id == ward.user_id and as_user.device_id is None and len(as_user.roles) == 2

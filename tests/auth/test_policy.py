@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from signaling.protocol import MESSAGE_TYPES
-from signaling.protocol import Role as WireRole
+from signaling import protocol
 from tests.auth.matrix import ROLES, allowed_by_action
-from woundcare.auth.policy import Action, Denied, Grant, InRegion, Room, authorize, regions_for
+from woundcare.auth.policy import Action, Denied, Grant, InRegion, Room, authorize, regions_for, room_role
 from woundcare.auth.subject import Kind, Subject
 from woundcare.db.models import Role
 
@@ -81,24 +80,29 @@ def test_a_device_acts_for_its_nurse_for_the_call_only(role: Role) -> None:
 def test_an_invitation_holder_fetches_ice_and_joins_its_one_room() -> None:
     guest = Subject("inv-1a2b3c4d", "Tolk", {OWN: frozenset({Role.SPECIALIST})}, invitation="c1")
     assert [a for a in Action if allowed(guest, a) or allowed(guest, a, InRegion(OWN))] == [Action.ICE_SERVERS]
-    own_room = Room("c1", OWN, WireRole.OBSERVER)
-    assert authorize(guest, Action.CONSULTATION_JOIN, own_room).may_send == MESSAGE_TYPES
-    assert not allowed(guest, Action.CONSULTATION_JOIN, Room("c2", OWN, WireRole.OBSERVER))
-    assert not allowed(guest, Action.CONSULTATION_JOIN, Room("c1", OTHER, WireRole.OBSERVER))
+    own_room = Room("c1", OWN, protocol.Role.OBSERVER)
+    assert authorize(guest, Action.CONSULTATION_JOIN, own_room).may_send == protocol.MESSAGE_TYPES
+    assert not allowed(guest, Action.CONSULTATION_JOIN, Room("c2", OWN, protocol.Role.OBSERVER))
+    assert not allowed(guest, Action.CONSULTATION_JOIN, Room("c1", OTHER, protocol.Role.OBSERVER))
     assert not allowed(guest, Action.CONSULTATION_READ, own_room)
 
 
 def test_a_room_grants_the_frames_of_its_wire_role() -> None:
     recorder = Subject("rec-5", "Opptak", {OWN: frozenset({Role.SPECIALIST})}, invitation="c1")
-    assert authorize(recorder, Action.CONSULTATION_JOIN, Room("c1", OWN, WireRole.RECORDER)).may_send == RECORDER_MAY
-    nurse = authorize(user(Role.NURSE), Action.CONSULTATION_JOIN, Room("c1", OWN, WireRole.NURSE))
+    assert authorize(recorder, Action.CONSULTATION_JOIN, Room("c1", OWN, protocol.Role.RECORDER)).may_send == RECORDER_MAY
+    nurse = authorize(user(Role.NURSE), Action.CONSULTATION_JOIN, Room("c1", OWN, protocol.Role.NURSE))
     assert nurse.role is Role.NURSE and {"offer", "chat", "snapshot_request"} <= nurse.may_send
     # Rooms are region resources like any other for staff: another region's is refused.
     for role in ROLES:
-        assert not allowed(user(role), Action.CONSULTATION_JOIN, Room("c1", OTHER, WireRole.SPECIALIST))
-    assert not allowed(user(Role.PILOT_LEAD), Action.CONSULTATION_JOIN, Room("c1", OWN, WireRole.SPECIALIST))
+        assert not allowed(user(role), Action.CONSULTATION_JOIN, Room("c1", OTHER, protocol.Role.SPECIALIST))
+    assert not allowed(user(Role.PILOT_LEAD), Action.CONSULTATION_JOIN, Room("c1", OWN, protocol.Role.SPECIALIST))
     # Outside a room nothing is granted to send.
     assert authorize(user(Role.NURSE), Action.CONSULTATION_JOIN, InRegion(OWN)).may_send == frozenset()
+
+
+def test_staff_join_a_room_as_camera_or_viewer() -> None:
+    assert room_role(Role.NURSE) is protocol.Role.NURSE
+    assert room_role(Role.SPECIALIST) is protocol.Role.SPECIALIST
 
 
 @pytest.mark.parametrize(

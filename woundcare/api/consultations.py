@@ -10,12 +10,10 @@ from typing import Any
 from aiohttp import web
 
 from signaling.handler import ROOMS
-from signaling.protocol import CloseCode, ErrorCode
-from signaling.protocol import Role as WireRole
+from signaling.protocol import CloseCode, ErrorCode, Role
 
 from ..appkeys import CONSULTATIONS, INVITATIONS, QUEUE, RECORDERS
-from ..auth.policy import Action, authorize, regions_for
-from ..db.models import Role
+from ..auth.policy import Action, authorize, regions_for, room_role
 from ..records.consultations import ConsultationLive
 from .body import json_body, text_field
 from .errors import api_error
@@ -85,8 +83,7 @@ async def join_token(request: web.Request) -> web.Response:
     if view.ended_at is not None:
         raise api_error(409, "ended", "this consultation has ended")
     who = subject(request)
-    role = authorize(who, Action.CONSULTATION_JOIN, view).role
-    wire_role = WireRole.NURSE if role is Role.NURSE else WireRole.SPECIALIST
+    wire_role = room_role(authorize(who, Action.CONSULTATION_JOIN, view).role)
     token = request.config_dict[INVITATIONS].issue(
         view.id, wire_role, who.ref, who.display_name, view.region, JOIN_TOKEN_SECONDS
     )
@@ -100,8 +97,8 @@ async def invite_viewer(request: web.Request) -> web.Response:
     view = await load_visible(request, CONSULTATION, Action.CONSULTATION_INVITE)
     data = await json_body(request)
     name = text_field(data, "name", max_length=100) or ""
-    token = request.config_dict[INVITATIONS].issue(view.id, WireRole.OBSERVER, f"inv-{secrets.token_hex(4)}", name, view.region)
-    return web.json_response({"token": token, "role": WireRole.OBSERVER.value, "consultation": view.id}, status=201)
+    token = request.config_dict[INVITATIONS].issue(view.id, Role.OBSERVER, f"inv-{secrets.token_hex(4)}", name, view.region)
+    return web.json_response({"token": token, "role": Role.OBSERVER.value, "consultation": view.id}, status=201)
 
 
 @routes.post("/api/consultations/{id}/end")

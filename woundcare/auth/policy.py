@@ -221,6 +221,12 @@ def authorize(subject: Subject | None, action: Action, resource: Placed | None =
     return Grant(role, region_id, _sends(resource.role) if isinstance(resource, Room) else frozenset())
 
 
+def room_role(role: Role) -> protocol.Role:
+    """The wire role a staff member joins a room in: a nurse is the camera, a specialist
+    (the only other role that may join) a viewer."""
+    return protocol.Role.NURSE if role is Role.NURSE else protocol.Role.SPECIALIST
+
+
 def _sends(role: protocol.Role) -> frozenset[str]:
     """The frames a socket in ``role`` may send: signaling's own table (the recorder only
     answers the camera; the others may send every kind)."""
