@@ -50,9 +50,8 @@ async def ward(db_url: str) -> AsyncIterator[Ward]:
                 Membership(user_id=kari.id, region_id=north.id, role=Role.NURSE),
                 Membership(user_id=kari.id, region_id=south.id, role=Role.SPECIALIST),
             ])
-        auth = Authenticator(
-            Accounts(db), Invitations(b"k" * 32, 600), Sessions(db, timedelta(minutes=5), timedelta(hours=1)), Devices(db)
-        )
+        sessions = Sessions(db, timedelta(minutes=5), timedelta(hours=1))
+        auth = Authenticator(Accounts(db), Invitations(b"k" * 32, 600), sessions, Devices(db))
         yield Ward(db, auth, kari.id, north.id, south.id)
     finally:
         await db.stop()

@@ -89,7 +89,8 @@ def test_an_invitation_holder_fetches_ice_and_joins_its_one_room() -> None:
 
 def test_a_room_grants_the_frames_of_its_wire_role() -> None:
     recorder = Subject("rec-5", "Opptak", {OWN: frozenset({Role.SPECIALIST})}, invitation="c1")
-    assert authorize(recorder, Action.CONSULTATION_JOIN, Room("c1", OWN, protocol.Role.RECORDER)).may_send == RECORDER_MAY
+    in_room = authorize(recorder, Action.CONSULTATION_JOIN, Room("c1", OWN, protocol.Role.RECORDER))
+    assert in_room.may_send == RECORDER_MAY
     nurse = authorize(user(Role.NURSE), Action.CONSULTATION_JOIN, Room("c1", OWN, protocol.Role.NURSE))
     assert nurse.role is Role.NURSE and {"offer", "chat", "snapshot_request"} <= nurse.may_send
     # Rooms are region resources like any other for staff: another region's is refused.

@@ -29,7 +29,8 @@ JOIN_TOKEN_SECONDS = 600
 @requires(Action.CONSULTATION_START)
 async def start_consultation(request: web.Request) -> web.Response:
     data = await json_body(request)
-    patient = await load_visible(request, PATIENT, Action.CONSULTATION_START, text_field(data, "patient", max_length=40) or "")
+    pseudonym = text_field(data, "patient", max_length=40) or ""
+    patient = await load_visible(request, PATIENT, Action.CONSULTATION_START, pseudonym)
     who = subject(request)
     try:
         view = await request.config_dict[CONSULTATIONS].start(patient, who.user_id)

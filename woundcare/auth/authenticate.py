@@ -50,7 +50,8 @@ class Authenticator:
                 login = await self.devices.resolve(token)
                 if login is None:
                     raise AuthenticationError("token_invalid", "device token is unknown or revoked")
-                return Authenticated(await subject_of(self.accounts, login.user, device=(login.device.id, login.device.region_id)))
+                device = (login.device.id, login.device.region_id)
+                return Authenticated(await subject_of(self.accounts, login.user, device=device))
             invitation = self.invitations.verify(token)
             # A shredded region still names the invitation's; its room refuses the join.
             return Authenticated(guest(invitation, await self.accounts.region_id(invitation.region, shredded=True)))

@@ -203,6 +203,7 @@ def authorize(subject: Subject | None, action: Action, resource: Placed | None =
     if isinstance(resource, Room) and subject.invitation is not None:
         if action is not Action.CONSULTATION_JOIN or resource.consultation != subject.invitation:
             raise Denied(action, region_id)
+        # The room's region must be the invitation's; the guest's role there is for the audit.
         guest = role_in(subject, resource.region_id, Action.ICE_SERVERS)
         if guest is None:
             raise Denied(action, region_id)

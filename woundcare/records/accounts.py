@@ -170,7 +170,9 @@ class Accounts:
         """The device and its nurse, revoked or not."""
         async with self._db.sessions() as session:
             found = (
-                await session.execute(select(Device, User).join(User, User.id == Device.user_id).where(Device.id == device_id))
+                await session.execute(
+                    select(Device, User).join(User, User.id == Device.user_id).where(Device.id == device_id)
+                )
             ).one_or_none()
         return None if found is None else (found[0], found[1])
 
