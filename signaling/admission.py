@@ -19,6 +19,8 @@ class Identity:
     """Shown to the others in the room (name and role are required in health video calls)."""
     region: str
     """The pilot region the consultation belongs to."""
+    may_send: frozenset[str] = frozenset()  # empty = rules.sends_for(role)
+    """The message kinds this socket may send, as the application's policy decided at join."""
 
 
 class Admission(Protocol):

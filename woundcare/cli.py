@@ -26,7 +26,6 @@ from .appkeys import SERVICES
 from .audit.log import AuditEntry, Outcome
 from .audit.verify import verify_command
 from .auth.passwords import hash_password
-from .auth.sessions import revoke_user_sessions
 from .auth.totp import TotpBox
 from .config import Settings
 from .db.models import Device, Membership, Region, User
@@ -34,6 +33,7 @@ from .db.models import Role as UserRole
 from .demo import DEMO_LOGINS, DEMO_REGION, demo_consultation
 from .errors import WoundcareError
 from .inflight import IN_FLIGHT
+from .records.accounts import revoke_user_sessions
 from .records.audit_trail import AuditTrail
 from .records.rekey import Reencryption
 from .services import Services, build_services

@@ -23,7 +23,8 @@ Exception hierarchy::
     │   ├── BlobExists
     │   └── BlobNotFound
     ├── LoginError                       401/429..., code per refusal; woundcare.auth.login
-    ├── InvitationError                  401 token_invalid | token_expired
+    ├── AuthenticationError              401 token_invalid | token_expired; woundcare.auth.errors
+    │   └── InvitationError              an invitation or join token
     ├── OidcError                        woundcare.auth.oidc; ``reason`` goes to the audit log
     │   ├── FlowError                    400 oidc_state
     │   ├── LoginRefused                 401 oidc_failed

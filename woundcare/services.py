@@ -29,6 +29,7 @@ from .db.database import Database
 from .db.engine import sqlite_file
 from .recording.recorder import Recorders
 from .records.access_log import AccessLog
+from .records.accounts import Accounts
 from .records.assessments import Assessments
 from .records.audit_trail import AuditTrail
 from .records.consents import Consents
@@ -56,6 +57,7 @@ class Services:
     keyring: Keyring
     audit: AuditLog
     invitations: Invitations
+    accounts: Accounts
     sessions: Sessions
     devices: Devices
     login: Login
@@ -131,6 +133,7 @@ def build_services(settings: Settings) -> Services:
         keyring=keyring,
         audit=audit,
         invitations=invitations,
+        accounts=Accounts(db),
         sessions=Sessions(
             db, timedelta(minutes=settings.session_idle_minutes), timedelta(hours=settings.session_max_hours)
         ),

@@ -20,9 +20,9 @@ from ..records.assessments import (
     AssessmentView,
 )
 from .body import json_body
-from .consultations import visible_consultation
 from .errors import api_error, http_error
-from .guard import actor, requires
+from .guard import requires, subject
+from .visible import CONSULTATION, load_visible
 
 routes = web.RouteTableDef()
 
@@ -48,7 +48,7 @@ def _response(view: AssessmentView) -> web.Response:
 @routes.get("/api/consultations/{id}/assessment")
 @requires(Action.ASSESSMENT_READ)
 async def read_assessment(request: web.Request) -> web.Response:
-    view = await visible_consultation(request, Action.ASSESSMENT_READ)
+    view = await load_visible(request, CONSULTATION, Action.ASSESSMENT_READ)
     found = await services(request).assessments.get(view.id)
     if found is None:
         raise api_error(404, "not_found", "no assessment yet")
@@ -58,12 +58,12 @@ async def read_assessment(request: web.Request) -> web.Response:
 @routes.put("/api/consultations/{id}/assessment")
 @requires(Action.ASSESSMENT_WRITE)
 async def save_assessment(request: web.Request) -> web.Response:
-    view = await visible_consultation(request, Action.ASSESSMENT_WRITE)
+    view = await load_visible(request, CONSULTATION, Action.ASSESSMENT_WRITE)
     expected = _expected_version(request)
     try:
         content = AssessmentContent.from_json(await json_body(request))
         saved: AssessmentView = await services(request).assessments.save(
-            view.id, view.region_id, content, actor(request).subject, expected
+            view.id, view.region_id, content, subject(request).ref, expected
         )
     except (AssessmentError, AssessmentSigned, AssessmentChanged) as exc:
         raise http_error(exc) from None
@@ -73,10 +73,10 @@ async def save_assessment(request: web.Request) -> web.Response:
 @routes.post("/api/consultations/{id}/assessment/sign")
 @requires(Action.ASSESSMENT_SIGN)
 async def sign_assessment(request: web.Request) -> web.Response:
-    view = await visible_consultation(request, Action.ASSESSMENT_SIGN)
+    view = await load_visible(request, CONSULTATION, Action.ASSESSMENT_SIGN)
     expected = _expected_version(request)
     try:
-        signed = await services(request).assessments.sign(view.id, actor(request).subject, expected)
+        signed = await services(request).assessments.sign(view.id, subject(request).ref, expected)
     except (AssessmentError, AssessmentSigned, AssessmentChanged) as exc:
         raise http_error(exc) from None
     if signed is None:

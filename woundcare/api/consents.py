@@ -8,9 +8,9 @@ from ..appkeys import services
 from ..auth.policy import Action
 from ..db.models import ConsentKind
 from .body import json_body
-from .consultations import visible_consultation
 from .errors import api_error
-from .guard import actor, requires
+from .guard import requires, subject
+from .visible import CONSULTATION, load_visible
 
 routes = web.RouteTableDef()
 
@@ -22,7 +22,7 @@ def consents_json(answers: dict[ConsentKind, bool]) -> dict[str, object]:
 @routes.post("/api/consultations/{id}/consents")
 @requires(Action.CONSENT_RECORD)
 async def record_consent(request: web.Request) -> web.Response:
-    view = await visible_consultation(request, Action.CONSENT_RECORD)
+    view = await load_visible(request, CONSULTATION, Action.CONSENT_RECORD)
     data = await json_body(request)
     given: dict[ConsentKind, bool] = {}
     for name, value in data.items():
@@ -36,7 +36,7 @@ async def record_consent(request: web.Request) -> web.Response:
     if not given:
         raise api_error(400, "bad_request", "no consent given or refused")
     consents = services(request).consents
-    await consents.record(view.id, view.patient_id, view.region_id, given, actor(request).subject)
+    await consents.record(view.id, view.patient_id, view.region_id, given, subject(request).ref)
     current = await consents.current(view.id)
     if not current[ConsentKind.RECORDING]:
         await services(request).recorders.stop_consultation(view.id, "consent_withdrawn")
@@ -46,5 +46,5 @@ async def record_consent(request: web.Request) -> web.Response:
 @routes.get("/api/consultations/{id}/consents")
 @requires(Action.CONSULTATION_READ)
 async def read_consent(request: web.Request) -> web.Response:
-    view = await visible_consultation(request, Action.CONSULTATION_READ)
+    view = await load_visible(request, CONSULTATION, Action.CONSULTATION_READ)
     return web.json_response(consents_json(await services(request).consents.current(view.id)))

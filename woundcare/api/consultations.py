@@ -10,37 +10,27 @@ from typing import Any
 from aiohttp import web
 
 from signaling.handler import ROOMS
-from signaling.protocol import CloseCode, ErrorCode
-from signaling.protocol import Role as WireRole
+from signaling.protocol import CloseCode, ErrorCode, Role
 
 from ..appkeys import QUEUE, SERVICES, services
-from ..auth.policy import Action
-from ..db.models import Role
-from ..records.consultations import ConsultationLive, ConsultationView
+from ..auth.policy import Action, authorize, regions_for, room_role
+from ..records.consultations import ConsultationLive
 from .body import NewConsultation, ViewerInvitation, read_body
 from .errors import api_error, http_error
-from .guard import actor, audit_target, check, may, requires
-from .patients import visible_patient
+from .guard import audit_target, requires, subject
+from .visible import CONSULTATION, PATIENT, load_visible
 
 routes = web.RouteTableDef()
 
 JOIN_TOKEN_SECONDS = 600
 
 
-async def visible_consultation(request: web.Request, action: Action) -> ConsultationView:
-    """The consultation if the caller may ``action`` it; otherwise the same 404 as for none."""
-    view = await services(request).consultations.get(request.match_info["id"])
-    if view is not None and may(request, action, f"consultation:{view.id}", view.region_id):
-        return view
-    raise api_error(404, "not_found", "no such consultation")
-
-
 @routes.post("/api/consultations")
 @requires(Action.CONSULTATION_START)
 async def start_consultation(request: web.Request) -> web.Response:
     body = await read_body(request, NewConsultation)
-    patient = await visible_patient(request, body.patient, Action.CONSULTATION_START)
-    who = actor(request)
+    patient = await load_visible(request, PATIENT, Action.CONSULTATION_START, body.patient)
+    who = subject(request)
     try:
         view = await services(request).consultations.start(patient, who.user_id)
     except ConsultationLive as error:
@@ -56,9 +46,9 @@ async def start_consultation(request: web.Request) -> web.Response:
 @requires(Action.CONSULTATION_READ)
 async def live_consultations(request: web.Request) -> web.Response:
     """The caller's own consultations that are not over (waiting or active), to rejoin."""
-    who = actor(request)
+    who = subject(request)
     views = (
-        await services(request).consultations.live(who.user_id, who.regions_for(Action.CONSULTATION_READ))
+        await services(request).consultations.live(who.user_id, regions_for(who, Action.CONSULTATION_READ))
         if who.user_id is not None
         else []
     )
@@ -68,7 +58,7 @@ async def live_consultations(request: web.Request) -> web.Response:
 @routes.get("/api/consultations/queue")
 @requires(Action.CONSULTATION_QUEUE)
 async def queue(request: web.Request) -> web.Response:
-    entries = await request.config_dict[QUEUE].entries(actor(request).regions_for(Action.CONSULTATION_QUEUE))
+    entries = await request.config_dict[QUEUE].entries(regions_for(subject(request), Action.CONSULTATION_QUEUE))
     now = datetime.now(UTC)
     return web.json_response({"consultations": [e.json(now) for e in entries]})
 
@@ -76,7 +66,7 @@ async def queue(request: web.Request) -> web.Response:
 @routes.get("/api/consultations/{id}")
 @requires(Action.CONSULTATION_READ)
 async def read_consultation(request: web.Request) -> web.Response:
-    view = await visible_consultation(request, Action.CONSULTATION_READ)
+    view = await load_visible(request, CONSULTATION, Action.CONSULTATION_READ)
     body = view.json()
     body["events"] = [e.json() for e in await services(request).consultations.events(view.id)]
     return web.json_response(body)
@@ -86,14 +76,13 @@ async def read_consultation(request: web.Request) -> web.Response:
 @requires(Action.CONSULTATION_JOIN)
 async def join_token(request: web.Request) -> web.Response:
     """A short-lived signaling token for the logged-in nurse (camera) or specialist."""
-    view = await visible_consultation(request, Action.CONSULTATION_JOIN)
+    view = await load_visible(request, CONSULTATION, Action.CONSULTATION_JOIN)
     if view.ended_at is not None:
         raise api_error(409, "ended", "this consultation has ended")
-    who = actor(request)
-    role = check(request, Action.CONSULTATION_JOIN, view.region_id)
-    wire_role = WireRole.NURSE if role is Role.NURSE else WireRole.SPECIALIST
+    who = subject(request)
+    wire_role = room_role(authorize(who, Action.CONSULTATION_JOIN, view).role)
     token = services(request).invitations.issue(
-        view.id, wire_role, who.subject, who.display_name, view.region, JOIN_TOKEN_SECONDS
+        view.id, wire_role, who.ref, who.display_name, view.region, JOIN_TOKEN_SECONDS
     )
     return web.json_response({"token": token, "role": wire_role.value, "consultation": view.id})
 
@@ -102,16 +91,16 @@ async def join_token(request: web.Request) -> web.Response:
 @requires(Action.CONSULTATION_INVITE)
 async def invite_viewer(request: web.Request) -> web.Response:
     """An invitation for a second viewer (an interpreter, a colleague) as an observer."""
-    view = await visible_consultation(request, Action.CONSULTATION_INVITE)
+    view = await load_visible(request, CONSULTATION, Action.CONSULTATION_INVITE)
     name = (await read_body(request, ViewerInvitation)).name
-    token = services(request).invitations.issue(view.id, WireRole.OBSERVER, f"inv-{secrets.token_hex(4)}", name, view.region)
-    return web.json_response({"token": token, "role": WireRole.OBSERVER.value, "consultation": view.id}, status=201)
+    token = services(request).invitations.issue(view.id, Role.OBSERVER, f"inv-{secrets.token_hex(4)}", name, view.region)
+    return web.json_response({"token": token, "role": Role.OBSERVER.value, "consultation": view.id}, status=201)
 
 
 @routes.post("/api/consultations/{id}/end")
 @requires(Action.CONSULTATION_END)
 async def end_consultation(request: web.Request) -> web.Response:
-    view = await visible_consultation(request, Action.CONSULTATION_END)
+    view = await load_visible(request, CONSULTATION, Action.CONSULTATION_END)
     await services(request).consultations.end(view.id)
     # Finished before the answer, so the recording is complete once the consultation has ended.
     await close_consultation(request.config_dict, view.id, "the consultation has ended")

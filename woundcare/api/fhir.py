@@ -9,9 +9,9 @@ from aiohttp import web
 from ..appkeys import services
 from ..auth.policy import Action
 from ..pilot.fhir import export_bundle
-from .consultations import visible_consultation
 from .errors import api_error
 from .guard import requires
+from .visible import CONSULTATION, load_visible
 
 routes = web.RouteTableDef()
 
@@ -19,7 +19,7 @@ routes = web.RouteTableDef()
 @routes.get("/api/consultations/{id}/fhir")
 @requires(Action.FHIR_EXPORT)
 async def consultation_bundle(request: web.Request) -> web.Response:
-    view = await visible_consultation(request, Action.FHIR_EXPORT)
+    view = await load_visible(request, CONSULTATION, Action.FHIR_EXPORT)
     bundle = await export_bundle(services(request), view.id)
     if bundle is None:
         raise api_error(404, "not_found", "no such consultation")

@@ -1,7 +1,10 @@
-"""The API's gate: who is asking, may they, and the audit of it.
+"""The API's gate: who is asking (:mod:`woundcare.auth.authenticate`), may they
+(:func:`woundcare.auth.policy.authorize`), and the audit of it; nothing else.
 
 Every ``/api/`` route declares its :class:`Action` with :func:`requires` (or :func:`public`);
-a route without a declaration answers 500, so a route added without a rule cannot go
+the guard asks whether the caller may take it in some region, and the route asks again for
+the resource it names (:func:`woundcare.api.visible.load_visible`). A route without a
+declaration answers 500, so a route added without a rule cannot go
 unnoticed (the policy matrix test also walks every route). Cookie sessions must send the
 CSRF token on state changes; bearer tokens (devices, invitations) are not sent by browsers
 on their own, so they need none.
@@ -16,23 +19,21 @@ from typing import Final, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from sqlalchemy import select
 
 from ..appkeys import services
 from ..audit.log import AuditEntry, Outcome
-from ..auth.actors import actor_for
-from ..auth.devices import TOKEN_PREFIX
-from ..auth.invitations import InvitationError
-from ..auth.policy import Action, Actor, Denied, authorize
+from ..auth.authenticate import Authenticator
+from ..auth.errors import AuthenticationError
+from ..auth.policy import Action, Denied, authorize, regions_for, role_in
 from ..auth.sessions import COOKIE, CSRF_HEADER, OpenSession
+from ..auth.subject import Subject
 from ..crypto import KeyShreddedError, RecordIntegrityError
-from ..db.models import Region, Role
 from .errors import api_error, http_error
 from .forwarded import client_address
 
 log = logging.getLogger(__name__)
 
-ACTOR = web.RequestKey("actor", Actor)
+SUBJECT = web.RequestKey("subject", Subject)
 SESSION = web.RequestKey("login_session", OpenSession)
 AUDIT_RESOURCE = web.RequestKey("audit_resource", str)
 AUDIT_REGION = web.RequestKey("audit_region", int)
@@ -65,8 +66,8 @@ def rule_of(handler: object) -> Action | str | None:
     return getattr(handler, _RULE, None)
 
 
-def actor(request: web.Request) -> Actor:
-    found = request.get(ACTOR)
+def subject(request: web.Request) -> Subject:
+    found = request.get(SUBJECT)
     if found is None:
         raise api_error(401, "unauthorized", "log in first")
     return found
@@ -79,60 +80,9 @@ def audit_target(request: web.Request, resource: str, region_id: int | None = No
         request[AUDIT_REGION] = region_id
 
 
-def may(request: web.Request, action: Action, resource: str, region_id: int) -> bool:
-    """Whether this request's actor may ``action`` the named resource (audited as its target)."""
-    audit_target(request, resource, region_id)
-    try:
-        authorize(request.get(ACTOR), action, region_id)
-    except Denied:
-        return False
-    return True
-
-
-def check(request: web.Request, action: Action, region_id: int) -> Role:
-    """Authorize ``action`` in ``region_id`` for this request's actor."""
-    try:
-        return authorize(request.get(ACTOR), action, region_id)
-    except Denied:
-        request[AUDIT_REGION] = region_id
-        raise api_error(403, "forbidden", "not allowed") from None
-
-
-async def _resolve(request: web.Request) -> tuple[Actor | None, OpenSession | None]:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() == "bearer" and token:
-        if token.startswith(TOKEN_PREFIX + "_"):
-            login = await services(request).devices.resolve(token)
-            if login is None:
-                raise api_error(401, "token_invalid", "device token is unknown or revoked")
-            async with services(request).database.sessions() as session:
-                return (
-                    await actor_for(
-                        session, login.user, device_id=login.device.id, device_region=login.device.region_id
-                    ),
-                    None,
-                )
-        try:
-            invitation = services(request).invitations.verify(token)
-        except InvitationError as exc:
-            raise http_error(exc) from None
-        async with services(request).database.sessions() as session:
-            region_id = await session.scalar(select(Region.id).where(Region.code == invitation.region))
-        roles = {region_id: frozenset({Role.SPECIALIST})} if region_id is not None else {}
-        return (
-            Actor(invitation.subject, None, invitation.display_name, roles, invitation=invitation.consultation),
-            None,
-        )
-    cookie = request.cookies.get(COOKIE)
-    if cookie:
-        open_session = await services(request).sessions.resolve(cookie)
-        if open_session is None:
-            return None, None
-        async with services(request).database.sessions() as session:
-            return await actor_for(session, open_session.user, session_id=open_session.id), open_session
-    return None, None
+def authenticator(request: web.Request) -> Authenticator:
+    found = services(request)
+    return Authenticator(found.accounts, found.invitations, found.sessions, found.devices)
 
 
 def from_this_site(request: web.Request) -> bool:
@@ -162,11 +112,17 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
     if rule == _PUBLIC:
         return await handler(request)
     assert isinstance(rule, Action)
-    who, open_session = await _resolve(request)
-    if who is None:
+    try:
+        found = await authenticator(request).authenticate(
+            request.headers.get("Authorization", ""), request.cookies.get(COOKIE)
+        )
+    except AuthenticationError as exc:
+        raise api_error(401, exc.code, exc.message) from None
+    if found is None:
         await _audit(request, rule, Outcome.DENIED, None)
         raise api_error(401, "unauthorized", "log in first")
-    request[ACTOR] = who
+    who, open_session = found.subject, found.session
+    request[SUBJECT] = who
     if open_session is not None:
         request[SESSION] = open_session
         if request.method not in _SAFE_METHODS and not _csrf_ok(request, open_session):
@@ -197,17 +153,17 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
-def _role(who: Actor | None, action: Action, region_id: int | None) -> str | None:
-    """The role the actor acted in: in the resource's region if known, else any that allows it."""
+def _role(who: Subject | None, action: Action, region_id: int | None) -> str | None:
+    """The role the subject acted in: in the resource's region if known, else any that allows it."""
     if who is None:
         return None
-    regions = [region_id] if region_id is not None else who.regions_for(action)
-    role = next((r for r in (who.role_in(region, action) for region in regions) if r is not None), None)
+    regions = [region_id] if region_id is not None else regions_for(who, action)
+    role = next((r for r in (role_in(who, region, action) for region in regions) if r is not None), None)
     return role.value if role is not None else None
 
 
 async def _audit(
-    request: web.Request, action: Action, outcome: Outcome, who: Actor | None, detail: str | None = None
+    request: web.Request, action: Action, outcome: Outcome, who: Subject | None, detail: str | None = None
 ) -> None:
     resource = request.get(AUDIT_RESOURCE)
     region_id = request.get(AUDIT_REGION)
@@ -215,7 +171,7 @@ async def _audit(
         AuditEntry(
             action.value if detail is None else f"{action.value}.{detail}",
             outcome,
-            actor=who.subject if who else None,
+            actor=who.ref if who else None,
             role=_role(who, action, region_id),
             region_id=region_id,
             resource=resource,

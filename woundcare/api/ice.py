@@ -8,7 +8,7 @@ from signaling.turn import ice_servers
 
 from ..appkeys import services
 from ..auth.policy import Action
-from .guard import actor, requires
+from .guard import requires, subject
 
 routes = web.RouteTableDef()
 
@@ -19,7 +19,7 @@ async def get_ice_servers(request: web.Request) -> web.Response:
     settings = services(request).settings
     secret = settings.turn_secret.get_secret_value().encode() if settings.turn_secret else None
     servers = ice_servers(
-        settings.stun_urls, settings.turn_urls, secret, actor(request).subject, settings.turn_ttl_seconds
+        settings.stun_urls, settings.turn_urls, secret, subject(request).ref, settings.turn_ttl_seconds
     )
     return web.json_response(
         {

@@ -15,7 +15,6 @@ from http.cookies import SimpleCookie
 from typing import Final
 
 from aiohttp import hdrs, web
-from sqlalchemy import select
 
 from ..appkeys import services
 from ..audit.log import AuditEntry, Outcome
@@ -31,6 +30,7 @@ from ..auth.oidc import (
     ProviderError,
     load_client_key,
 )
+from ..auth.subject import Subject
 from ..config import Settings
 from ..db.models import User
 from .errors import api_error, http_error
@@ -130,7 +130,7 @@ async def callback(request: web.Request) -> web.Response:
         # A login attempt is used once, whatever came of it.
         exc.headers.add(hdrs.SET_COOKIE, _forget_flow())
         raise
-    await _audit(request, Outcome.OK, None, actor=f"u{user.id}")
+    await _audit(request, Outcome.OK, None, actor=Subject.user_ref(user.id))
     response = await start_browser_session(request, user, "oidc", redirect_to="/")
     response.headers.update(_NO_STORE)
     response.headers.add(hdrs.SET_COOKIE, _forget_flow())
@@ -155,11 +155,10 @@ async def _finish(request: web.Request, client: OidcClient) -> Identity:
 
 async def _user_behind(request: web.Request, client: OidcClient, identity: Identity) -> User:
     """The active local user linked to ``identity``; no user is ever created here."""
-    async with services(request).database.sessions() as session:
-        user = await session.scalar(select(User).where(User.oidc_subject == identity.subject))
+    user = await services(request).accounts.user_by_oidc_subject(identity.subject)
     if user is None or not user.active:
         reason = "unknown_user" if user is None else "user_inactive"
-        await _audit(request, Outcome.DENIED, reason, actor=f"u{user.id}" if user else None)
+        await _audit(request, Outcome.DENIED, reason, actor=Subject.user_ref(user.id) if user else None)
         raise api_error(403, "unknown_user", "no active woundcare account is linked to this identity")
     return user
 

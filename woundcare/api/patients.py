@@ -9,13 +9,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..appkeys import services
-from ..auth.policy import Action
-from ..db.models import Patient
+from ..auth.policy import Action, regions_for
 from ..records.patients import PatientIdentity, PatientView, valid_national_id
 from .body import NewPatient, read_body
 from .errors import api_error
-from .guard import actor, audit_target, may, requires
+from .guard import audit_target, requires, subject
 from .regions import checked_region, region_id_for
+from .visible import PATIENT, load_visible
 
 routes = web.RouteTableDef()
 
@@ -25,14 +25,6 @@ def patient_json(view: PatientView) -> dict[str, object]:
         body["name"] = view.identity.name
         body["nationalId"] = view.identity.national_id
     return body
-
-
-async def visible_patient(request: web.Request, pseudonym: str, action: Action) -> Patient:
-    """The patient if the caller may ``action`` it; otherwise the same 404 as for none."""
-    patient = await services(request).patients.find(pseudonym)
-    if patient is not None and may(request, action, f"patient:{patient.pseudonym}", patient.region_id):
-        return patient
-    raise api_error(404, "not_found", "no such patient")
 
 
 @routes.post("/api/patients")
@@ -51,7 +43,7 @@ async def register_patient(request: web.Request) -> web.Response:
 @routes.get("/api/patients")
 @requires(Action.PATIENT_LIST)
 async def list_patients(request: web.Request) -> web.Response:
-    regions = actor(request).regions_for(Action.PATIENT_LIST)
+    regions = regions_for(subject(request), Action.PATIENT_LIST)
     code = request.query.get("region")
     if code is not None:
         region_id = await region_id_for(request, code)
@@ -71,7 +63,7 @@ async def list_patients(request: web.Request) -> web.Response:
 @routes.get("/api/patients/{id}")
 @requires(Action.PATIENT_READ)
 async def read_patient(request: web.Request) -> web.Response:
-    patient = await visible_patient(request, request.match_info["id"], Action.PATIENT_READ)
+    patient = await load_visible(request, PATIENT, Action.PATIENT_READ)
     patients = services(request).patients
     return web.json_response(
         patient_json(PatientView(patient.pseudonym, patient.region_id, await patients.identity(patient)))
@@ -82,6 +74,6 @@ async def read_patient(request: web.Request) -> web.Response:
 @requires(Action.PATIENT_ACCESS_LOG)
 async def access_log(request: web.Request) -> web.Response:
     """Which staff opened this patient's records and when (the patient's right to know)."""
-    patient = await visible_patient(request, request.match_info["id"], Action.PATIENT_ACCESS_LOG)
+    patient = await load_visible(request, PATIENT, Action.PATIENT_ACCESS_LOG)
     entries = await services(request).access_log.of_patient(patient.id, patient.pseudonym)
     return web.json_response({"patient": patient.pseudonym, "accesses": [e.json() for e in entries]})

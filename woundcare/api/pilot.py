@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from ..appkeys import services
-from ..auth.policy import Action
+from ..auth.policy import Action, regions_for
 from ..pilot.figures import (
     DEFAULT_TRAVEL,
     FIGURES_COLUMNS,
@@ -30,7 +30,7 @@ from ..pilot.figures import (
 )
 from .body import Travel, read_body
 from .errors import api_error
-from .guard import actor, audit_target, requires
+from .guard import audit_target, requires, subject
 from .regions import checked_region
 
 routes = web.RouteTableDef()
@@ -67,7 +67,7 @@ async def _regions(request: web.Request, what: str) -> list[RegionRef]:
         ids = [region_id]
     else:
         audit_target(request, f"pilot:{what}")
-        ids = actor(request).regions_for(ACTION)
+        ids = regions_for(subject(request), ACTION)
     return await visible_regions(services(request).pilot, ids)
 
 

@@ -8,12 +8,12 @@ from aiohttp import web
 
 from ..appkeys import services
 from ..auth.policy import Action
-from ..db.models import ConsentKind, Recording, RecordingStatus
+from ..db.models import ConsentKind, RecordingStatus
 from ..recording.recorder import RecordingBusy
 from ..records.recordings import MEDIA_TYPE
-from .consultations import visible_consultation
 from .errors import api_error, http_error
-from .guard import actor, audit_target, may, requires
+from .guard import audit_target, requires, subject
+from .visible import CONSULTATION, RECORDING, load_visible
 
 routes = web.RouteTableDef()
 
@@ -21,13 +21,13 @@ routes = web.RouteTableDef()
 @routes.post("/api/consultations/{id}/recordings")
 @requires(Action.RECORDING_START)
 async def start_recording(request: web.Request) -> web.Response:
-    view = await visible_consultation(request, Action.RECORDING_START)
+    view = await load_visible(request, CONSULTATION, Action.RECORDING_START)
     if view.ended_at is not None:
         raise api_error(409, "ended", "this consultation has ended")
     if not (await services(request).consents.current(view.id))[ConsentKind.RECORDING]:
         raise api_error(409, "no_consent", "the patient has not consented to the video being recorded")
     try:
-        recording = await services(request).recorders.start(view, actor(request).subject)
+        recording = await services(request).recorders.start(view, subject(request).ref)
     except RecordingBusy as exc:
         raise http_error(exc) from None
     audit_target(request, f"recording:{recording.id}", view.region_id)
@@ -37,23 +37,16 @@ async def start_recording(request: web.Request) -> web.Response:
 @routes.get("/api/consultations/{id}/recordings")
 @requires(Action.RECORDING_VIEW)
 async def list_recordings(request: web.Request) -> web.Response:
-    view = await visible_consultation(request, Action.RECORDING_VIEW)
+    view = await load_visible(request, CONSULTATION, Action.RECORDING_VIEW)
     recordings = await services(request).recordings.of_consultation(view.id)
     return web.json_response({"recordings": [r.json() for r in recordings]})
-
-
-async def visible_recording(request: web.Request, action: Action) -> Recording:
-    row = await services(request).recordings.get(request.match_info["id"])
-    if row is not None and may(request, action, f"recording:{row.id}", row.region_id):
-        return row
-    raise api_error(404, "not_found", "no such recording")
 
 
 @routes.post("/api/recordings/{id}/stop")
 @requires(Action.RECORDING_STOP)
 async def stop_recording(request: web.Request) -> web.Response:
     """Stop, and answer once the recording is finished: sealed, published, complete."""
-    row = await visible_recording(request, Action.RECORDING_STOP)
+    row = await load_visible(request, RECORDING, Action.RECORDING_STOP)
     if row.status is not RecordingStatus.RECORDING:
         raise api_error(409, "not_recording", "this recording has ended")
     stopped = await services(request).recorders.stop(row.id)
@@ -67,7 +60,7 @@ async def stop_recording(request: web.Request) -> web.Response:
 @requires(Action.RECORDING_VIEW)
 async def play_recording(request: web.Request) -> web.StreamResponse:
     """The decrypted video, streamed; checked whole before the first byte is sent."""
-    row = await visible_recording(request, Action.RECORDING_VIEW)
+    row = await load_visible(request, RECORDING, Action.RECORDING_VIEW)
     if row.status is not RecordingStatus.COMPLETE:
         raise api_error(409, "not_complete", "this recording is not complete")
     media = await services(request).recordings.media(row)

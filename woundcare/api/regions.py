@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 from aiohttp import web
-from sqlalchemy import select
 
 from ..appkeys import services
-from ..auth.policy import Action, Actor
-from ..db.models import Region
+from ..auth.policy import Action, Denied, InRegion, authorize
+from ..auth.subject import Subject
 from .errors import api_error
-from .guard import actor, check, requires
+from .guard import AUDIT_REGION, SUBJECT, requires, subject
 
 routes = web.RouteTableDef()
 
 
-async def regions_of(request: web.Request, who: Actor) -> list[dict[str, object]]:
-    if not who.roles:
-        return []
-    async with services(request).database.sessions() as session:
-        rows = (await session.scalars(select(Region).where(Region.id.in_(who.roles)).order_by(Region.code))).all()
+async def regions_of(request: web.Request, who: Subject) -> list[dict[str, object]]:
+    rows = await services(request).accounts.regions(list(who.roles))
     return [
         {"code": r.code, "name": r.name, "roles": sorted(role.value for role in who.roles[r.id])} for r in rows
     ]
@@ -27,19 +23,22 @@ async def regions_of(request: web.Request, who: Actor) -> list[dict[str, object]
 @routes.get("/api/regions")
 @requires(Action.REGIONS_LIST)
 async def list_regions(request: web.Request) -> web.Response:
-    return web.json_response({"regions": await regions_of(request, actor(request))})
+    return web.json_response({"regions": await regions_of(request, subject(request))})
 
 
 async def region_id_for(request: web.Request, code: str) -> int | None:
-    async with services(request).database.sessions() as session:
-        return await session.scalar(select(Region.id).where(Region.code == code, Region.shredded_at.is_(None)))
+    return await services(request).accounts.region_id(code)
 
 
 async def checked_region(request: web.Request, code: str, action: Action) -> int:
     """The id of region ``code`` if the caller may ``action`` there; an unknown region is
-    refused like a foreign one."""
+    refused like a foreign one (403: a region's code is no secret, its existence neither)."""
     region_id = await region_id_for(request, code)
     if region_id is None:
         raise api_error(403, "forbidden", "not allowed")
-    check(request, action, region_id)
+    try:
+        authorize(request.get(SUBJECT), action, InRegion(region_id))
+    except Denied:
+        request[AUDIT_REGION] = region_id
+        raise api_error(403, "forbidden", "not allowed") from None
     return region_id

@@ -6,23 +6,24 @@ from aiohttp import web
 
 from ..appkeys import services
 from ..audit.log import AuditEntry, Outcome
-from ..auth.actors import actor_for
+from ..auth.authenticate import subject_of
 from ..auth.login import LoginError
-from ..auth.policy import Action, Actor
+from ..auth.policy import Action
 from ..auth.sessions import COOKIE
+from ..auth.subject import Subject
 from ..db.models import User
 from .body import Login, read_body
 from .errors import api_error, http_error
 from .forwarded import client_address
-from .guard import SESSION, actor, from_this_site, public, requires
+from .guard import SESSION, from_this_site, public, requires, subject
 from .regions import regions_of
 
 routes = web.RouteTableDef()
 
 
-def _me(who: Actor, csrf_token: str | None, regions: list[dict[str, object]]) -> dict[str, object]:
+def _me(who: Subject, csrf_token: str | None, regions: list[dict[str, object]]) -> dict[str, object]:
     return {
-        "user": {"id": who.subject, "name": who.display_name},
+        "user": {"id": who.ref, "name": who.display_name},
         "regions": regions,
         "csrfToken": csrf_token,
         "device": who.device_id is not None,
@@ -56,8 +57,7 @@ async def start_browser_session(
     (password login), or a 302 to ``redirect_to`` (the OIDC callback, a top-level navigation)."""
     token, open_session = await services(request).sessions.create(user.id, method)
     if redirect_to is None:
-        async with services(request).database.sessions() as session:
-            who = await actor_for(session, user, session_id=open_session.id)
+        who = await subject_of(services(request).accounts, user, session_id=open_session.id)
         response = web.json_response(_me(who, open_session.csrf_token, await regions_of(request, who)))
     else:
         response = web.Response(status=302, headers={"Location": redirect_to, "Cache-Control": "no-store"})
@@ -77,7 +77,7 @@ async def start_browser_session(
 @routes.get("/api/session")
 @requires(Action.SESSION_READ)
 async def whoami(request: web.Request) -> web.Response:
-    who = actor(request)
+    who = subject(request)
     open_session = request.get(SESSION)
     return web.json_response(
         _me(who, open_session.csrf_token if open_session else None, await regions_of(request, who))

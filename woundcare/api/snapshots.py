@@ -12,15 +12,14 @@ from signaling.handler import ROOMS
 
 from ..appkeys import services
 from ..auth.policy import Action
-from ..db.models import ConsentKind, Snapshot
+from ..db.models import ConsentKind
 from ..records.images import ImageRejected, RejectCode
 from ..records.imagework import ImageBusy
 from ..records.measurement import Annotations
 from .body import json_body
-from .consultations import visible_consultation
 from .errors import api_error, http_error
-from .guard import actor, audit_target, may, requires
-from .patients import visible_patient
+from .guard import audit_target, requires, subject
+from .visible import CONSULTATION, PATIENT, SNAPSHOT, load_visible
 
 routes = web.RouteTableDef()
 
@@ -88,14 +87,14 @@ async def _read_upload(request: web.Request, limit: int, seconds: float) -> tupl
 @routes.post("/api/consultations/{id}/snapshots")
 @requires(Action.SNAPSHOT_UPLOAD)
 async def upload_snapshot(request: web.Request) -> web.Response:
-    view = await visible_consultation(request, Action.SNAPSHOT_UPLOAD)
+    view = await load_visible(request, CONSULTATION, Action.SNAPSHOT_UPLOAD)
     if not (await services(request).consents.current(view.id))[ConsentKind.SNAPSHOTS]:
         raise api_error(409, "no_consent", "the patient has not consented to snapshots being stored")
     settings = services(request).settings
     data, request_id = await _read_upload(request, settings.snapshot_max_bytes, settings.upload_timeout_seconds)
     try:
         stored = await services(request).snapshots.store(
-            view.id, view.region_id, view.patient_id, data, actor(request).subject, request_id
+            view.id, view.region_id, view.patient_id, data, subject(request).ref, request_id
         )
     except (ImageRejected, ImageBusy) as exc:
         raise http_error(exc) from None
@@ -107,20 +106,13 @@ async def upload_snapshot(request: web.Request) -> web.Response:
 @routes.get("/api/consultations/{id}/snapshots")
 @requires(Action.SNAPSHOT_READ)
 async def list_snapshots(request: web.Request) -> web.Response:
-    view = await visible_consultation(request, Action.SNAPSHOT_READ)
+    view = await load_visible(request, CONSULTATION, Action.SNAPSHOT_READ)
     views = await services(request).snapshots.of_consultation(view.id)
     return web.json_response({"snapshots": [v.json() for v in views]})
 
 
-async def visible_snapshot(request: web.Request, action: Action) -> Snapshot:
-    row = await services(request).snapshots.get(request.match_info["id"])
-    if row is not None and may(request, action, f"snapshot:{row.id}", row.region_id):
-        return row
-    raise api_error(404, "not_found", "no such snapshot")
-
-
 async def _image(request: web.Request, thumbnail: bool) -> web.Response:
-    row = await visible_snapshot(request, Action.SNAPSHOT_READ)
+    row = await load_visible(request, SNAPSHOT, Action.SNAPSHOT_READ)
     body = await services(request).snapshots.image(row, thumbnail)
     return web.Response(
         body=body,
@@ -144,7 +136,7 @@ async def snapshot_thumbnail(request: web.Request) -> web.Response:
 @routes.put("/api/snapshots/{id}/annotations")
 @requires(Action.SNAPSHOT_ANNOTATE)
 async def annotate_snapshot(request: web.Request) -> web.Response:
-    row = await visible_snapshot(request, Action.SNAPSHOT_ANNOTATE)
+    row = await load_visible(request, SNAPSHOT, Action.SNAPSHOT_ANNOTATE)
     try:
         annotations = Annotations.from_json(await json_body(request))
         if annotations.outline is not None and annotations.reference is not None:
@@ -159,7 +151,7 @@ async def annotate_snapshot(request: web.Request) -> web.Response:
 @requires(Action.TIMELINE_READ)
 async def timeline(request: web.Request) -> web.Response:
     """Everything about a patient's wound in time order, to see whether it heals."""
-    patient = await visible_patient(request, request.match_info["id"], Action.TIMELINE_READ)
+    patient = await load_visible(request, PATIENT, Action.TIMELINE_READ)
     consultations = await services(request).consultations.of_patient(patient.id)
     snapshots = await services(request).snapshots.of_patient(patient.id)
     entries: list[dict[str, object]] = []

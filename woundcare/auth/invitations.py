@@ -18,20 +18,13 @@ import orjson
 from signaling.protocol import Role
 
 from ..crypto.kdf import Purpose, derive_key
-from ..errors import WoundcareError
+from .errors import AuthenticationError
 
 _PREFIX = "wc1."
 
 
-class InvitationError(WoundcareError):
-    """``code`` is ``token_invalid`` or ``token_expired``."""
-
-    status = 401
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class InvitationError(AuthenticationError):
+    """An invitation token is malformed, forged or expired."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +32,7 @@ class Invitation:
     consultation: str
     role: Role
     subject: str
-    """Non-identifying id of the holder (``u<user id>`` or ``d<device id>``)."""
+    """Non-identifying id of the holder: a :attr:`~woundcare.auth.subject.Subject.ref`."""
     display_name: str
     region: str
     expires_at: int

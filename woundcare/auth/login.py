@@ -20,17 +20,17 @@ import asyncio
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-
-from sqlalchemy import and_, case, null, or_, update
+from datetime import UTC, datetime
 
 from ..audit.log import AuditEntry, AuditLog, Outcome
 from ..db.database import Database
 from ..db.engine import is_sqlite
 from ..db.models import User
 from ..errors import WoundcareError
+from ..records.accounts import Accounts
 from .failures import FailureLedger
 from .passwords import hash_password, verify_password
+from .subject import Subject
 from .totp import TotpBox
 
 _ADDRESS_WINDOW = 600.0
@@ -76,7 +76,7 @@ class Login:
     def __init__(
         self, db: Database, audit: AuditLog, totp: TotpBox, policy: LoginPolicy, failures: FailureLedger
     ) -> None:
-        self._db = db
+        self._accounts = Accounts(db)
         self._audit = audit
         self._totp = totp
         self._policy = policy
@@ -106,7 +106,7 @@ class Login:
         user = attempt.user
         for outcome, action in outcomes:
             await self._audit.record(
-                AuditEntry(action, outcome, actor=f"u{user.id}" if user else None, address=address)
+                AuditEntry(action, outcome, actor=Subject.user_ref(user.id) if user else None, address=address)
             )
         if error is not None:
             raise error
@@ -118,19 +118,8 @@ class Login:
 
     async def _count(self, username: str) -> _Attempt:
         now = datetime.now(UTC)
-        # A lock that has run out starts a new run of attempts.
-        lapsed = and_(User.locked_until.is_not(None), User.locked_until <= now)
-        async with self._writing, self._db.sessions() as session, session.begin():
-            user = await session.scalar(
-                update(User)
-                .where(User.username == username)
-                .values(
-                    failed_logins=case((lapsed, 1), else_=User.failed_logins + 1),
-                    locked_until=case((lapsed, null()), else_=User.locked_until),
-                )
-                .returning(User),
-                execution_options={"synchronize_session": False},
-            )
+        async with self._writing:
+            user = await self._accounts.count_attempt(username, now)
         if user is not None:
             locked_for = (user.locked_until - now).total_seconds() if user.locked_until is not None else 0.0
             return _Attempt(username, user.failed_logins, max(locked_for, 0.0), user)
@@ -163,14 +152,16 @@ class Login:
         if user.totp_secret_sealed is not None:
             if not totp:
                 # The right password is no failure: the code comes in the next request.
-                await self._set_count(user, case((User.failed_logins > 0, User.failed_logins - 1), else_=0))
+                async with self._writing:
+                    await self._accounts.uncount_attempt(user.id)
                 await self._failures.forget(attempt.username)
                 return LoginError(401, "totp_required", "enter the code from your authenticator app")
             if not self._totp.verify(user.id, user.totp_secret_sealed, totp):
                 outcomes.append((Outcome.FAILED, "login.totp"))
                 await self._failed(attempt, outcomes)
                 return LoginError(401, "invalid_totp", "the code is wrong or has expired")
-        await self._set_count(user, 0, unlock=True)
+        async with self._writing:
+            await self._accounts.clear_failures(user.id)
         await self._failures.forget(attempt.username)
         outcomes.append((Outcome.OK, "login"))
         return None
@@ -192,22 +183,6 @@ class Login:
         if attempt.user is None:
             await self._failures.keep_name(attempt.username, seconds)
             return seconds
-        now = datetime.now(UTC)
-        async with self._writing, self._db.sessions() as session, session.begin():
-            await session.execute(
-                update(User)
-                .where(User.id == attempt.user.id, or_(User.locked_until.is_(None), User.locked_until <= now))
-                .values(locked_until=now + timedelta(seconds=seconds)),
-                execution_options={"synchronize_session": False},
-            )
+        async with self._writing:
+            await self._accounts.lock(attempt.user.id, seconds)
         return seconds
-
-    async def _set_count(self, user: User, count: object, *, unlock: bool = False) -> None:
-        values: dict[str, object] = {"failed_logins": count}
-        if unlock:
-            values["locked_until"] = None
-        async with self._writing, self._db.sessions() as session, session.begin():
-            await session.execute(
-                update(User).where(User.id == user.id).values(values),
-                execution_options={"synchronize_session": False},
-            )

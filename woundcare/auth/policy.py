@@ -1,17 +1,24 @@
-"""The one authorization function: may this actor do this action in this region?
+"""The one authorization function: may this subject do this action to this resource?
 
-Every HTTP route and every signaling join asks :func:`authorize`. The rules are one table,
-:data:`RULES`, mirrored as the matrix in ``docs/security.md`` (a test keeps the two equal).
+Every HTTP route (through ``woundcare/api/guard.py`` and ``woundcare/api/visible.py``) and
+every signaling join (``woundcare/auth/join.py``) asks :func:`authorize`, which decides role
+x region x resource in one place and, for a room, which frames the socket may send. The
+rules are one table, :data:`RULES`, mirrored as the matrix in ``docs/security.md`` (a test
+keeps the two equal); ``tests/auth/test_policy.py`` walks every role x action x region.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Protocol
+
+from signaling import protocol
 
 from ..db.models import Role
 from ..errors import WoundcareError
+from .subject import Subject
 
 
 class Action(str, enum.Enum):
@@ -115,44 +122,40 @@ DEVICE_ACTIONS: frozenset[Action] = frozenset(
 """A head-camera device acts for its nurse in its one region, and only for the call."""
 
 INVITATION_ACTIONS: frozenset[Action] = frozenset({Action.ICE_SERVERS})
-"""An invitation token holder may only fetch ICE servers (and join the one room, in signaling)."""
+"""An invitation token holder may only fetch ICE servers (and join its one :class:`Room`)."""
+
+
+class Placed(Protocol):
+    """A resource of one region: a consultation, patient, snapshot, recording, device..."""
+
+    @property
+    def region_id(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
-class Actor:
-    """Who is asking, with their roles per region id."""
+class InRegion:
+    """A resource named by its region alone (a region code in a request, a device's region)."""
 
-    subject: str
-    """``u<user id>``, ``d<device id>`` or an invitation's subject: pseudonymous, safe for
-    audit and TURN usernames."""
-    user_id: int | None
-    display_name: str
-    roles: Mapping[int, frozenset[Role]] = field(default_factory=dict)
-    device_id: int | None = None
-    session_id: str | None = None
-    invitation: str | None = None
-    """The consultation an invitation-token holder (e.g. an interpreter) was invited to."""
+    region_id: int
 
-    @property
-    def limited_to(self) -> frozenset[Action] | None:
-        if self.invitation is not None:
-            return INVITATION_ACTIONS
-        if self.device_id is not None:
-            return DEVICE_ACTIONS
-        return None
 
-    def regions_for(self, action: Action) -> list[int]:
-        """The regions where ``action`` is allowed."""
-        limited = self.limited_to
-        if limited is not None and action not in limited:
-            return []
-        allowed = RULES[action]
-        return sorted(region for region, roles in self.roles.items() if roles & allowed)
+@dataclass(frozen=True, slots=True)
+class Room:
+    """A consultation's signaling room, entered in the wire role a token grants."""
 
-    def role_in(self, region_id: int, action: Action) -> Role | None:
-        roles = self.roles.get(region_id, frozenset()) & RULES[action]
-        # A stable choice when a user holds several roles in a region.
-        return min(roles, key=lambda r: list(Role).index(r)) if roles else None
+    consultation: str
+    region_id: int
+    role: protocol.Role
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What :func:`authorize` allowed: the staff role the subject acts in (for audit), where,
+    and in a :class:`Room` the message kinds its socket may send."""
+
+    role: Role
+    region_id: int
+    may_send: frozenset[str] = frozenset()
 
 
 class Denied(WoundcareError):
@@ -166,20 +169,71 @@ class Denied(WoundcareError):
         self.region_id = region_id
 
 
-def authorize(actor: Actor | None, action: Action, region_id: int | None = None) -> Role:
-    """The role under which ``actor`` may do ``action`` in ``region_id``; with no region,
-    whether it may in some region (the caller then filters by :meth:`Actor.regions_for`)."""
-    if actor is None:
+def limited_to(subject: Subject) -> frozenset[Action] | None:
+    """The only actions a device or an invitation's holder may take; None: no such limit."""
+    if subject.invitation is not None:
+        return INVITATION_ACTIONS
+    if subject.device_id is not None:
+        return DEVICE_ACTIONS
+    return None
+
+
+def regions_for(subject: Subject, action: Action) -> list[int]:
+    """The regions where ``subject`` may ``action``: what a list of resources may show."""
+    limited = limited_to(subject)
+    if limited is not None and action not in limited:
+        return []
+    allowed = RULES[action]
+    return sorted(region for region, roles in subject.roles.items() if roles & allowed)
+
+
+def role_in(subject: Subject, region_id: int, action: Action) -> Role | None:
+    """The staff role under which ``subject`` may ``action`` in the region, if any."""
+    roles = subject.roles.get(region_id, frozenset()) & RULES[action]
+    # A stable choice when a user holds several roles in a region.
+    return min(roles, key=lambda r: list(Role).index(r)) if roles else None
+
+
+def authorize(subject: Subject | None, action: Action, resource: Placed | None = None) -> Grant:
+    """Allow ``action`` on ``resource`` for ``subject``, or raise :class:`Denied`.
+
+    Without a resource: whether the subject may ``action`` in some region (a route's first
+    gate; a list then shows :func:`regions_for`). With one: whether it may in the
+    resource's region. A :class:`Room` is entered by an invitation's holder for its own
+    consultation only, by anyone else under :data:`RULES` like any resource.
+    """
+    region_id = resource.region_id if resource is not None else None
+    if subject is None:
         raise Denied(action, region_id)
-    limited = actor.limited_to
+    if isinstance(resource, Room) and subject.invitation is not None:
+        if action is not Action.CONSULTATION_JOIN or resource.consultation != subject.invitation:
+            raise Denied(action, region_id)
+        # The room's region must be the invitation's; the guest's role there is for the audit.
+        guest = role_in(subject, resource.region_id, Action.ICE_SERVERS)
+        if guest is None:
+            raise Denied(action, region_id)
+        return Grant(guest, resource.region_id, _sends(resource.role))
+    limited = limited_to(subject)
     if limited is not None and action not in limited:
         raise Denied(action, region_id)
     if region_id is None:
-        regions = actor.regions_for(action)
+        regions = regions_for(subject, action)
         if not regions:
             raise Denied(action, None)
         region_id = regions[0]
-    role = actor.role_in(region_id, action)
+    role = role_in(subject, region_id, action)
     if role is None:
         raise Denied(action, region_id)
-    return role
+    return Grant(role, region_id, _sends(resource.role) if isinstance(resource, Room) else frozenset())
+
+
+def room_role(role: Role) -> protocol.Role:
+    """The wire role a staff member joins a room in: a nurse is the camera, a specialist
+    (the only other role that may join) a viewer."""
+    return protocol.Role.NURSE if role is Role.NURSE else protocol.Role.SPECIALIST
+
+
+def _sends(role: protocol.Role) -> frozenset[str]:
+    """The frames a socket in ``role`` may send: signaling's own table (the recorder only
+    answers the camera; the others may send every kind)."""
+    return protocol.RECORDER_SENDS if role is protocol.Role.RECORDER else protocol.MESSAGE_TYPES

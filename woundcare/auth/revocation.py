@@ -10,20 +10,19 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import literal, select, union_all
-
 from signaling.protocol import CloseCode, ErrorCode
 from signaling.rooms import Rooms
 
 from ..db.database import Database
-from ..db.models import Device, User
+from ..records.accounts import Accounts
+from .subject import Subject
 
 log = logging.getLogger(__name__)
 
 
 class RevocationWatch:
     def __init__(self, db: Database, rooms: Rooms, interval: float) -> None:
-        self._db = db
+        self._accounts = Accounts(db)
         self._rooms = rooms
         self._interval = interval
 
@@ -45,13 +44,5 @@ class RevocationWatch:
                     log.info("closed %d signaling participants with revoked credentials", count)
 
     async def _revoked_since(self, since: datetime) -> set[str]:
-        # One statement, one round trip to the database thread: the poll runs on the loop
-        # that relays every frame, and each round trip is a pause there.
-        revoked = union_all(
-            select(literal("d"), Device.id).where(Device.revoked_at >= since),
-            select(literal("u"), User.id).where(User.active.is_(False)),
-            select(literal("d"), Device.id).join(User, User.id == Device.user_id).where(User.active.is_(False)),
-        )
-        async with self._db.sessions() as session:
-            rows = (await session.execute(revoked)).all()
-        return {f"{kind}{number}" for kind, number in rows}
+        users, devices = await self._accounts.revoked_since(since)
+        return {Subject.user_ref(n) for n in users} | {Subject.device_ref(n) for n in devices}

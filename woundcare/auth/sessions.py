@@ -7,15 +7,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Update, select, update
-
 from ..db.database import Database
 from ..db.models import LoginSession, User
+from ..records.accounts import Accounts
 from .tokens import new_token, token_hash
 
 COOKIE = "wc_session"
 CSRF_HEADER = "X-CSRF-Token"
-_TOUCH_EVERY = timedelta(seconds=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +26,7 @@ class OpenSession:
 
 class Sessions:
     def __init__(self, db: Database, idle: timedelta, lifetime: timedelta) -> None:
-        self._db = db
+        self._accounts = Accounts(db)
         self._idle = idle
         self._lifetime = lifetime
 
@@ -45,52 +43,15 @@ class Sessions:
             last_seen_at=now,
             expires_at=now + self._lifetime,
         )
-        async with self._db.sessions() as session, session.begin():
-            session.add(row)
-            user = await session.get_one(User, user_id)
+        user = await self._accounts.add_session(row)
         return token, OpenSession(row.id, user, row.csrf_token, row.expires_at)
 
     async def resolve(self, token: str) -> OpenSession | None:
-        now = datetime.now(UTC)
-        async with self._db.sessions() as session, session.begin():
-            found = (
-                await session.execute(
-                    select(LoginSession, User)
-                    .join(User, User.id == LoginSession.user_id)
-                    .where(LoginSession.id == token_hash(token))
-                )
-            ).one_or_none()
-            if found is None:
-                return None
-            row, user = found
-            if (
-                row.revoked_at is not None
-                or row.expires_at <= now
-                or row.last_seen_at + self._idle <= now
-                or not user.active
-            ):
-                return None
-            if now - row.last_seen_at > _TOUCH_EVERY:
-                row.last_seen_at = now
+        found = await self._accounts.open_session(token_hash(token), self._idle)
+        if found is None:
+            return None
+        row, user = found
         return OpenSession(row.id, user, row.csrf_token, row.expires_at)
 
     async def revoke(self, session_id: str) -> None:
-        async with self._db.sessions() as session, session.begin():
-            await session.execute(
-                update(LoginSession)
-                .where(LoginSession.id == session_id, LoginSession.revoked_at.is_(None))
-                .values(revoked_at=datetime.now(UTC))
-            )
-
-    async def revoke_user(self, user_id: int) -> None:
-        async with self._db.sessions() as session, session.begin():
-            await session.execute(revoke_user_sessions(user_id))
-
-
-def revoke_user_sessions(user_id: int) -> Update:
-    """The statement that ends all of a user's open sessions (run it in your transaction)."""
-    return (
-        update(LoginSession)
-        .where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
-        .values(revoked_at=datetime.now(UTC))
-    )
+        await self._accounts.revoke_session(session_id)

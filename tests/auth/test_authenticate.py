@@ -1,0 +1,123 @@
+"""authenticate(): every kind of credential becomes one Subject, on a real database
+(SQLite and PostgreSQL), and a join token's holder is checked again when it is used."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from signaling import protocol
+from woundcare.auth.authenticate import Authenticator, token_holder
+from woundcare.auth.devices import Devices
+from woundcare.auth.errors import AuthenticationError
+from woundcare.auth.invitations import Invitations
+from woundcare.auth.sessions import Sessions
+from woundcare.auth.subject import Subject
+from woundcare.db.database import Database
+from woundcare.db.models import Membership, Region, Role, User
+from woundcare.records.accounts import Accounts
+
+
+@dataclass
+class Ward:
+    db: Database
+    auth: Authenticator
+    user_id: int
+    north: int
+    south: int
+
+    async def disable(self) -> None:
+        async with self.db.sessions() as session, session.begin():
+            await session.execute(update(User).where(User.id == self.user_id).values(active=False))
+
+
+@pytest.fixture
+async def ward(db_url: str) -> AsyncIterator[Ward]:
+    """Kari: a nurse in north and a specialist in south."""
+    db = Database(db_url)
+    await db.start()
+    try:
+        async with db.sessions() as session, session.begin():
+            north, south = Region(code="north", name="North"), Region(code="south", name="South")
+            kari = User(username="kari", display_name="Kari")
+            session.add_all([north, south, kari])
+            await session.flush()
+            session.add_all([
+                Membership(user_id=kari.id, region_id=north.id, role=Role.NURSE),
+                Membership(user_id=kari.id, region_id=south.id, role=Role.SPECIALIST),
+            ])
+        sessions = Sessions(db, timedelta(minutes=5), timedelta(hours=1))
+        auth = Authenticator(Accounts(db), Invitations(b"k" * 32, 600), sessions, Devices(db))
+        yield Ward(db, auth, kari.id, north.id, south.id)
+    finally:
+        await db.stop()
+
+
+async def test_a_session_cookie_is_the_user_with_all_her_roles(ward: Ward) -> None:
+    token, opened = await ward.auth.sessions.create(ward.user_id, "password")
+    found = await ward.auth.authenticate("", token)
+    assert found is not None and found.session is not None and found.session.id == opened.id
+    assert found.subject == Subject(
+        Subject.user_ref(ward.user_id), "Kari",
+        {ward.north: frozenset({Role.NURSE}), ward.south: frozenset({Role.SPECIALIST})},
+        user_id=ward.user_id, session_id=opened.id,
+    )
+    assert await ward.auth.authenticate("", "wcs_unknown") is None
+    assert await ward.auth.authenticate("", None) is None
+    await ward.disable()
+    assert await ward.auth.authenticate("", token) is None
+
+
+async def test_a_device_is_its_nurse_in_its_one_region_only(ward: Ward) -> None:
+    device_id, token = await ward.auth.devices.issue(ward.user_id, ward.north, "cam")
+    found = await ward.auth.authenticate(f"Bearer {token}", None)
+    assert found is not None and found.session is None
+    assert (found.subject.ref, found.subject.device_id) == (Subject.device_ref(device_id), device_id)
+    assert found.subject.roles == {ward.north: frozenset({Role.NURSE})}
+    assert await ward.auth.devices.revoke(device_id)
+    with pytest.raises(AuthenticationError) as refused:
+        await ward.auth.authenticate(f"Bearer {token}", None)
+    assert refused.value.code == "token_invalid" and token not in str(refused.value)
+
+
+async def test_an_invitation_on_http_is_a_guest_of_its_region(ward: Ward) -> None:
+    token = ward.auth.invitations.issue("c1", protocol.Role.OBSERVER, "inv-1a2b3c4d", "Tolk", "south")
+    found = await ward.auth.authenticate(f"Bearer {token}", None)
+    assert found is not None
+    assert found.subject == Subject("inv-1a2b3c4d", "Tolk", {ward.south: frozenset({Role.SPECIALIST})}, invitation="c1")
+    # Even one minted for a user: on HTTP a token is an invitation, never a login.
+    minted = ward.auth.invitations.issue("c1", protocol.Role.NURSE, Subject.user_ref(ward.user_id), "Kari", "north")
+    found = await ward.auth.authenticate(f"Bearer {minted}", None)
+    assert found is not None and found.subject.invitation == "c1" and found.subject.user_id is None
+    expired = ward.auth.invitations.issue("c1", protocol.Role.OBSERVER, "inv-1", "Tolk", "south", ttl_seconds=-1)
+    with pytest.raises(AuthenticationError) as refused:
+        await ward.auth.authenticate(f"Bearer {expired}", None)
+    assert refused.value.code == "token_expired"
+
+
+async def test_a_join_tokens_holder_is_checked_again_when_used(ward: Ward) -> None:
+    accounts, invitations = ward.auth.accounts, ward.auth.invitations
+    device_id, _ = await ward.auth.devices.issue(ward.user_id, ward.north, "cam")
+
+    def token_for(ref: str) -> str:
+        return invitations.issue("c1", protocol.Role.NURSE, ref, "Kari", "north")
+
+    as_user = await token_holder(accounts, invitations.verify(token_for(Subject.user_ref(ward.user_id))), ward.north)
+    assert as_user.user_id == ward.user_id and as_user.device_id is None and len(as_user.roles) == 2
+    as_device = await token_holder(accounts, invitations.verify(token_for(Subject.device_ref(device_id))), ward.north)
+    assert as_device.device_id == device_id and as_device.roles == {ward.north: frozenset({Role.NURSE})}
+    as_guest = await token_holder(accounts, invitations.verify(token_for("rec-5")), ward.north)
+    assert as_guest.invitation == "c1" and as_guest.roles == {ward.north: frozenset({Role.SPECIALIST})}
+
+    await ward.auth.devices.revoke(device_id)
+    with pytest.raises(AuthenticationError, match="revoked"):
+        await token_holder(accounts, invitations.verify(token_for(Subject.device_ref(device_id))), ward.north)
+    await ward.disable()
+    with pytest.raises(AuthenticationError, match="no longer active"):
+        await token_holder(accounts, invitations.verify(token_for(Subject.user_ref(ward.user_id))), ward.north)
+    with pytest.raises(AuthenticationError, match="no longer active"):
+        await token_holder(accounts, invitations.verify(token_for(Subject.user_ref(ward.user_id + 99))), ward.north)

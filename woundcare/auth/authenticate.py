@@ -1,0 +1,112 @@
+"""Who is asking: a session cookie, a device token or an invitation token -> one :class:`Subject`.
+
+"Who is asking" is kept apart from "may they" (:mod:`.policy`), as in Starlette's
+``AuthenticationMiddleware`` and ``requires``. Password and OIDC logins end in a browser
+session; from then on the cookie is what is authenticated here.
+
+- A **session cookie** is a user, with the roles of her memberships.
+- A **device token** (``wcd_…``) is its nurse, in the device's one region, as a nurse only.
+- An **invitation token** on HTTP is a guest of its consultation's region (ICE servers only).
+- A **join token** on ``/ws`` (:func:`token_holder`) is the user or device it was minted for,
+  checked again now, or a guest (an interpreter, the recorder) for an invitation's holder.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from ..db.models import Role, User
+from ..records.accounts import Accounts
+from .devices import TOKEN_PREFIX, Devices
+from .errors import AuthenticationError
+from .invitations import Invitation, Invitations
+from .sessions import OpenSession, Sessions
+from .subject import Kind, Subject
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    subject: Subject
+    session: OpenSession | None = None
+    """The browser session a cookie opened (its CSRF token guards state changes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticator:
+    accounts: Accounts
+    invitations: Invitations
+    sessions: Sessions
+    devices: Devices
+
+    async def authenticate(self, authorization: str, cookie: str | None) -> Authenticated | None:
+        """The subject behind an ``Authorization: Bearer`` header or else a session cookie;
+        None when neither is offered or the session is over. A bad bearer token raises
+        :class:`AuthenticationError` (a cookie never does: the browser just logs in again)."""
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() == "bearer" and token:
+            if token.startswith(TOKEN_PREFIX + "_"):
+                login = await self.devices.resolve(token)
+                if login is None:
+                    raise AuthenticationError("token_invalid", "device token is unknown or revoked")
+                device = (login.device.id, login.device.region_id)
+                return Authenticated(await subject_of(self.accounts, login.user, device=device))
+            invitation = self.invitations.verify(token)
+            # A shredded region still names the invitation's; its room refuses the join.
+            return Authenticated(guest(invitation, await self.accounts.region_id(invitation.region, shredded=True)))
+        if cookie:
+            open_session = await self.sessions.resolve(cookie)
+            if open_session is None:
+                return None
+            return Authenticated(
+                await subject_of(self.accounts, open_session.user, session_id=open_session.id), open_session
+            )
+        return None
+
+
+async def subject_of(
+    accounts: Accounts, user: User, *, device: tuple[int, int] | None = None, session_id: str | None = None
+) -> Subject:
+    """``user`` with the roles of her memberships; through ``device`` (its id and region),
+    only as the nurse of that one region."""
+    roles: defaultdict[int, set[Role]] = defaultdict(set)
+    for region_id, role in await accounts.memberships(user.id):
+        # A device acts as its nurse in its one region and nothing more.
+        if device is None or (region_id == device[1] and role is Role.NURSE):
+            roles[region_id].add(role)
+    return Subject(
+        ref=Subject.device_ref(device[0]) if device is not None else Subject.user_ref(user.id),
+        display_name=user.display_name,
+        roles={region: frozenset(r) for region, r in roles.items()},
+        user_id=user.id,
+        device_id=device[0] if device is not None else None,
+        session_id=session_id,
+    )
+
+
+def guest(invitation: Invitation, region_id: int | None) -> Subject:
+    """An invitation's holder: a guest of its consultation's region, nothing more."""
+    roles = {region_id: frozenset({Role.SPECIALIST})} if region_id is not None else {}
+    return Subject(invitation.subject, invitation.display_name, roles, invitation=invitation.consultation)
+
+
+async def token_holder(accounts: Accounts, invitation: Invitation, region_id: int) -> Subject:
+    """Who a join token speaks for, now: the user or device it was minted for (a disabled
+    user or a revoked device raises :class:`AuthenticationError`), else a guest."""
+    named = Subject.parse(invitation.subject)
+    if named is None:
+        return guest(invitation, region_id)
+    kind, number = named
+    if kind is Kind.USER:
+        user = await accounts.user(number)
+        if user is None or not user.active:
+            raise AuthenticationError("token_invalid", "token holder is no longer active")
+        return await subject_of(accounts, user)
+    found = await accounts.device(number)
+    if found is None or found[0].revoked_at is not None:
+        raise AuthenticationError("token_invalid", "device token is revoked")
+    device, user = found
+    if not user.active:
+        raise AuthenticationError("token_invalid", "token holder is no longer active")
+    return await subject_of(accounts, user, device=(device.id, device.region_id))

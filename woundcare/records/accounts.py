@@ -1,0 +1,262 @@
+"""Accounts: users, their memberships in regions, browser sessions and head-camera devices.
+
+The SQL behind who someone is (:mod:`woundcare.auth` decides what that means): auth/ holds
+the rules of sessions, devices and logins and asks this module for the rows, so that
+auth/ imports no SQLAlchemy. Tokens arrive here only as their SHA-256 hashes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Update, and_, case, literal, null, or_, select, union_all, update
+
+from ..db.database import Database
+from ..db.models import (
+    OPEN_STATUSES,
+    Consultation,
+    Device,
+    LoginSession,
+    Membership,
+    Region,
+    Role,
+    User,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    """Where a consultation's signaling room stands: enough to admit a join."""
+
+    region_id: int
+    region_code: str
+    open: bool
+
+
+class Accounts:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # -- users and their regions
+
+    async def user(self, user_id: int) -> User | None:
+        async with self._db.sessions() as session:
+            return await session.get(User, user_id)
+
+    async def user_by_oidc_subject(self, oidc_subject: str) -> User | None:
+        async with self._db.sessions() as session:
+            return await session.scalar(select(User).where(User.oidc_subject == oidc_subject))
+
+    async def memberships(self, user_id: int) -> list[tuple[int, Role]]:
+        """The user's (region id, role) pairs, in regions not shredded."""
+        async with self._db.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(Membership.region_id, Membership.role)
+                    .join(Region, Region.id == Membership.region_id)
+                    .where(Membership.user_id == user_id, Region.shredded_at.is_(None))
+                )
+            ).all()
+        return [(region_id, role) for region_id, role in rows]
+
+    async def active_nurse(self, username: str, region_id: int) -> int | None:
+        """The id of ``username`` if it is an active nurse of the region (a device's holder)."""
+        async with self._db.sessions() as session:
+            return await session.scalar(
+                select(User.id)
+                .join(Membership, Membership.user_id == User.id)
+                .where(
+                    User.username == username,
+                    User.active.is_(True),
+                    Membership.region_id == region_id,
+                    Membership.role == Role.NURSE,
+                )
+            )
+
+    # -- regions
+
+    async def region_id(self, code: str, *, shredded: bool = False) -> int | None:
+        """The id of the region ``code``; a shredded one counts only with ``shredded``."""
+        query = select(Region.id).where(Region.code == code)
+        if not shredded:
+            query = query.where(Region.shredded_at.is_(None))
+        async with self._db.sessions() as session:
+            return await session.scalar(query)
+
+    async def regions(self, region_ids: Collection[int]) -> Sequence[Region]:
+        """The regions with these ids, by code."""
+        if not region_ids:
+            return []
+        async with self._db.sessions() as session:
+            return (await session.scalars(select(Region).where(Region.id.in_(region_ids)).order_by(Region.code))).all()
+
+    async def room(self, consultation_id: str) -> Room | None:
+        async with self._db.sessions() as session:
+            row = (
+                await session.execute(
+                    select(Consultation.status, Region.id, Region.code)
+                    .join(Region, Region.id == Consultation.region_id)
+                    .where(Consultation.id == consultation_id)
+                )
+            ).one_or_none()
+        return None if row is None else Room(row.id, row.code, row.status in OPEN_STATUSES)
+
+    # -- browser sessions
+
+    async def add_session(self, row: LoginSession) -> User:
+        """Store a new session; returns its user."""
+        async with self._db.sessions() as session, session.begin():
+            session.add(row)
+            return await session.get_one(User, row.user_id)
+
+    async def open_session(self, session_id: str, idle: timedelta) -> tuple[LoginSession, User] | None:
+        """The session and its user unless it is revoked, expired or idle too long, or its
+        user disabled; its last use is noted (at most every :data:`_TOUCH_EVERY`)."""
+        now = datetime.now(UTC)
+        async with self._db.sessions() as session, session.begin():
+            found = (
+                await session.execute(
+                    select(LoginSession, User)
+                    .join(User, User.id == LoginSession.user_id)
+                    .where(LoginSession.id == session_id)
+                )
+            ).one_or_none()
+            if found is None:
+                return None
+            row, user = found
+            if row.revoked_at is not None or row.expires_at <= now or row.last_seen_at + idle <= now or not user.active:
+                return None
+            if now - row.last_seen_at > _TOUCH_EVERY:
+                row.last_seen_at = now
+        return row, user
+
+    async def revoke_session(self, session_id: str) -> None:
+        async with self._db.sessions() as session, session.begin():
+            await session.execute(
+                update(LoginSession)
+                .where(LoginSession.id == session_id, LoginSession.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )
+
+    # -- devices
+
+    async def add_device(self, user_id: int, region_id: int, name: str, token_hash: str) -> int:
+        async with self._db.sessions() as session, session.begin():
+            device = Device(name=name, user_id=user_id, region_id=region_id, token_hash=token_hash)
+            session.add(device)
+            await session.flush()
+            return device.id
+
+    async def device_login(self, token_hash: str) -> tuple[Device, User] | None:
+        """The device with this token and its nurse, if neither is revoked or disabled; its
+        last use is noted."""
+        async with self._db.sessions() as session, session.begin():
+            found = (
+                await session.execute(
+                    select(Device, User).join(User, User.id == Device.user_id).where(Device.token_hash == token_hash)
+                )
+            ).one_or_none()
+            if found is None:
+                return None
+            device, user = found
+            if device.revoked_at is not None or not user.active:
+                return None
+            device.last_seen_at = datetime.now(UTC)
+        return device, user
+
+    async def device(self, device_id: int) -> tuple[Device, User] | None:
+        """The device and its nurse, revoked or not."""
+        async with self._db.sessions() as session:
+            found = (
+                await session.execute(
+                    select(Device, User).join(User, User.id == Device.user_id).where(Device.id == device_id)
+                )
+            ).one_or_none()
+        return None if found is None else (found[0], found[1])
+
+    async def device_region(self, device_id: int) -> int | None:
+        async with self._db.sessions() as session:
+            return await session.scalar(select(Device.region_id).where(Device.id == device_id))
+
+    async def revoke_device(self, device_id: int) -> bool:
+        async with self._db.sessions() as session, session.begin():
+            revoked = await session.scalar(
+                update(Device)
+                .where(Device.id == device_id, Device.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+                .returning(Device.id)
+            )
+        return revoked is not None
+
+    async def revoked_since(self, since: datetime) -> tuple[set[int], set[int]]:
+        """Users disabled, and devices revoked since ``since`` or whose nurse is disabled."""
+        # One statement, one round trip to the database thread: the revocation poll runs on
+        # the loop that relays every frame, and each round trip is a pause there.
+        revoked = union_all(
+            select(literal("d"), Device.id).where(Device.revoked_at >= since),
+            select(literal("u"), User.id).where(User.active.is_(False)),
+            select(literal("d"), Device.id).join(User, User.id == Device.user_id).where(User.active.is_(False)),
+        )
+        async with self._db.sessions() as session:
+            rows = (await session.execute(revoked)).all()
+        return {n for kind, n in rows if kind == "u"}, {n for kind, n in rows if kind == "d"}
+
+    # -- password login's counts (see woundcare.auth.login)
+
+    async def count_attempt(self, username: str, now: datetime) -> User | None:
+        """Count one login attempt on ``username`` in one atomic statement; the account as
+        counted, or None when no account has that name. A lock lapsed by ``now`` starts a
+        new run."""
+        lapsed = and_(User.locked_until.is_not(None), User.locked_until <= now)
+        async with self._db.sessions() as session, session.begin():
+            return await session.scalar(
+                update(User)
+                .where(User.username == username)
+                .values(
+                    failed_logins=case((lapsed, 1), else_=User.failed_logins + 1),
+                    locked_until=case((lapsed, null()), else_=User.locked_until),
+                )
+                .returning(User),
+                execution_options={"synchronize_session": False},
+            )
+
+    async def lock(self, user_id: int, seconds: float) -> None:
+        """Lock the account for ``seconds`` unless a lock is already in force."""
+        now = datetime.now(UTC)
+        async with self._db.sessions() as session, session.begin():
+            await session.execute(
+                update(User)
+                .where(User.id == user_id, or_(User.locked_until.is_(None), User.locked_until <= now))
+                .values(locked_until=now + timedelta(seconds=seconds)),
+                execution_options={"synchronize_session": False},
+            )
+
+    async def uncount_attempt(self, user_id: int) -> None:
+        """Take back one counted attempt (it was no failure)."""
+        await self._set_failures(user_id, case((User.failed_logins > 0, User.failed_logins - 1), else_=0))
+
+    async def clear_failures(self, user_id: int) -> None:
+        """A successful login: no failures counted, no lock."""
+        await self._set_failures(user_id, 0, locked_until=None)
+
+    async def _set_failures(self, user_id: int, count: object, **more: object) -> None:
+        async with self._db.sessions() as session, session.begin():
+            await session.execute(
+                update(User).where(User.id == user_id).values(failed_logins=count, **more),
+                execution_options={"synchronize_session": False},
+            )
+
+
+_TOUCH_EVERY = timedelta(seconds=30)
+"""A session's last use is written at most this often (each write is a database round trip)."""
+
+
+def revoke_user_sessions(user_id: int) -> Update:
+    """The statement that ends all of a user's open sessions (run it in your transaction)."""
+    return (
+        update(LoginSession)
+        .where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
