@@ -50,7 +50,9 @@ LAYERS: dict[str, int] = {
     "woundcare.crypto": 30,
     "woundcare.storage": 20,
     "woundcare.db": 20,
-    "woundcare.config": 10,
+    "woundcare.validation": 14,
+    "woundcare.errors": 12,
+    "woundcare.config": 25,
     "woundcare.logs": 10,
     "signaling": 0,
 }
@@ -61,17 +63,7 @@ at the bottom. A new package gets its place here."""
 SQL_PACKAGES = ("woundcare.db", "woundcare.records")
 STILL_SPEAKING_SQL = frozenset(
     {
-        # The accounts (users, devices, regions): their queries move to records/accounts.py.
-        "woundcare.api.devices",
-        "woundcare.api.guard",
-        "woundcare.api.oidc",
-        "woundcare.api.regions",
-        "woundcare.auth.actors",
-        "woundcare.auth.devices",
-        "woundcare.auth.join",
-        "woundcare.auth.login",
-        "woundcare.auth.revocation",
-        "woundcare.auth.sessions",
+        # The command line's user and region administration: moving to records/accounts.py.
         "woundcare.cli",
     }
 )
