@@ -27,7 +27,8 @@ from .protocol import (
     error_frame,
     parse,
 )
-from .rooms import Participant, Rooms
+from .rooms import Participant, Rooms, create_rooms
+from .rules import check_send
 from .sink import EventKind, EventSink, RoomEvent
 from .stats import Stats
 
@@ -140,6 +141,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                     outlet.end(CloseCode.NORMAL)
                     break
                 else:
+                    check_send(participant.identity.may_send, message.type)
                     rooms.relay(participant, message)
                     stats.relayed += 1
             except ProtocolError as exc:
@@ -208,17 +210,15 @@ def setup(
 ) -> Rooms:
     """Mount signaling on ``app`` and return its rooms: in memory, or shared through Redis
     with every instance on the same ``redis_url`` and ``redis_prefix`` when it is set."""
-    rooms: Rooms
-    if redis_url is None:
-        rooms = Rooms(limits, sink)
-    else:
-        from .bus import RedisBus  # redis is needed only by a cluster
-        from .cluster import ClusterRooms
-
-        bus = RedisBus(redis_url, instance, prefix=redis_prefix, ttl_seconds=instance_ttl_seconds)
-        cluster = ClusterRooms(limits, sink, bus)
-        app.cleanup_ctx.append(cluster.running)
-        rooms = cluster
+    rooms = create_rooms(
+        limits,
+        sink,
+        redis_url=redis_url,
+        instance=instance,
+        redis_prefix=redis_prefix,
+        instance_ttl_seconds=instance_ttl_seconds,
+    )
+    app.cleanup_ctx.append(rooms.running)
     app[ROOMS] = rooms
     app[ADMISSION] = admission
     app[SINK] = sink
