@@ -487,12 +487,13 @@ class Rooms:
     ) -> None:
         """To everyone in the room but ``exclude``: here directly, elsewhere one envelope
         per instance (which also carries what changed in the room)."""
-        for participant in list(room.participants.values()):
+        participants = room.participants
+        for participant in participants.values():
             if participant is not exclude:
                 self._give(participant, text)
-        instances = {m.instance for pid, m in room.members.items() if pid not in room.participants} - {self._me}
-        if not instances:
-            return
+        if len(room.members) <= len(participants):
+            return  # everyone is here (always, with one instance)
+        instances = {m.instance for pid, m in room.members.items() if pid not in participants} - {self._me}
         envelope = Envelope(
             room.consultation, text, exclude=exclude.id if exclude is not None else None, update=update, gone=gone
         )
