@@ -193,7 +193,7 @@ class Rooms:
         outlet.deliver(dumps(self._joined(participant, token, resumed=False)))
         if reply.released is not None:
             self._release(room, reply.released, participant)
-        self._broadcast(room, _presence(participant.info(), Presence.JOINED), participant, update=member)
+        self._broadcast(room, dumps(_presence(participant.info(), Presence.JOINED)), participant, update=member)
         self._event(room, EventKind.JOINED, identity, member.id, address=address)
         return participant
 
@@ -204,7 +204,7 @@ class Rooms:
             self._forget(held)
         room.members.pop(released.id, None)
         frame = _presence(released.info(), Presence.LEFT, ErrorCode.REPLACED.value)
-        self._broadcast(room, frame, newcomer, gone=released.id)
+        self._broadcast(room, dumps(frame), newcomer, gone=released.id)
         self._event(room, EventKind.LEFT, _identity(released), released.id, detail=ErrorCode.REPLACED.value)
 
     async def reenter(self, join: Join, outlet: Outlet, address: str | None = None) -> Participant:
@@ -238,7 +238,7 @@ class Rooms:
         outlet.deliver(dumps(self._joined(participant, token, resumed=True)))
         for text in reply.held:
             outlet.deliver(text)
-        self._broadcast(room, _presence(participant.info(), Presence.REJOINED), participant, update=member)
+        self._broadcast(room, dumps(_presence(participant.info(), Presence.REJOINED)), participant, update=member)
         self._event(room, EventKind.REJOINED, participant.identity, member.id, address=address)
         return participant
 
@@ -251,7 +251,7 @@ class Rooms:
         route = rules.route(message, sender.id, sender.identity.role, room.members)
         text = dumps(relay_frame(message, sender.id))
         if route.to is None:
-            self._broadcast_text(room, text, sender)
+            self._broadcast(room, text, sender)
         else:
             self._send(room, route.to, text)
         if route.event is not None:
@@ -302,7 +302,7 @@ class Rooms:
             return
         member = room.members.get(participant.id)
         self._forget(participant)
-        self._broadcast(room, _presence(participant.info(), Presence.LEFT, reason), gone=participant.id)
+        self._broadcast(room, dumps(_presence(participant.info(), Presence.LEFT, reason)), gone=participant.id)
         self._event(room, EventKind.LEFT, participant.identity, participant.id, detail=reason)
         if member is not None:
             self._directory.discard(member)
@@ -324,7 +324,7 @@ class Rooms:
         room.members[participant.id] = member
         frame = _presence(participant.info(), Presence.RECONNECTING)
         frame["graceSeconds"] = grace
-        self._broadcast(room, frame, participant, update=member)
+        self._broadcast(room, dumps(frame), participant, update=member)
         self._event(room, EventKind.RECONNECTING, participant.identity, participant.id)
         self._directory.mark(member)
 
@@ -344,7 +344,7 @@ class Rooms:
         if before is Presence.JOINED:
             frame = _presence(participant.info(), Presence.RECONNECTING)
             frame["graceSeconds"] = self._limits.grace_seconds
-            self._broadcast(room, frame, participant, update=member)
+            self._broadcast(room, dumps(frame), participant, update=member)
             self._event(room, EventKind.RECONNECTING, participant.identity, member.id)
 
     def close_room(self, consultation: str, code: CloseCode, error: ErrorCode, message: str) -> None:
@@ -384,7 +384,7 @@ class Rooms:
         self._forget(participant)
         if not removed:
             return  # resumed on another instance: it has told the room
-        self._broadcast(room, _presence(participant.info(), Presence.LEFT, "timeout"), gone=participant.id)
+        self._broadcast(room, dumps(_presence(participant.info(), Presence.LEFT, "timeout")), gone=participant.id)
         self._event(room, EventKind.LEFT, participant.identity, participant.id, detail="timeout")
 
     @staticmethod
@@ -466,17 +466,6 @@ class Rooms:
             self._directory.send(member.instance, Envelope(room.consultation, text, targets=(pid,)))
 
     def _broadcast(
-        self,
-        room: Room,
-        frame: dict[str, Any],
-        exclude: Participant | None = None,
-        *,
-        update: Member | None = None,
-        gone: str | None = None,
-    ) -> None:
-        self._broadcast_text(room, dumps(frame), exclude, update=update, gone=gone)
-
-    def _broadcast_text(
         self,
         room: Room,
         text: str,
