@@ -410,7 +410,7 @@ class RedisDirectory:
             pipe = redis.pipeline(transaction=False)
             for consultation in consultations:
                 pipe.hvals(self._room_key(consultation))
-            return await pipe.execute()  # type: ignore[no-any-return]
+            return await pipe.execute()
 
         found = await self._bus.call(read)
         return [_members(raw, c) for c, raw in zip(consultations, found, strict=True)]
