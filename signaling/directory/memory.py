@@ -40,8 +40,9 @@ class MemoryDirectory:
         place, seat = nurse_place(member.role, member.subject, room.values())
         if place is Place.TAKEN:
             return Refused.TAKEN
-        released = self._remove(room[seat.id]) if place is Place.HELD and seat is not None else None
-        room = self._rooms.setdefault(member.consultation, {})
+        # Past TAKEN, a seat is the newcomer's own held place (Place.HELD).
+        released = self._remove(room[seat.id]) if seat is not None else None
+        room = self._rooms.setdefault(member.consultation, {})  # _remove drops a room left empty
         room[member.id] = member
         self._by_digest[member.digest] = (member.consultation, member.id)
         return Joined(list(room.values()), released)
