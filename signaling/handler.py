@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from aiohttp import WSMsgType, web
+from aiohttp import ChainMapProxy, WSMsgType, web
 
 from .admission import Admission
 from .limits import Limits
@@ -41,7 +41,7 @@ LIMITS = web.AppKey("signaling_limits", Limits)
 STATS = web.AppKey("signaling_stats", Stats)
 SOCKETS = web.AppKey("signaling_sockets", set[SocketOutlet])
 """Every open socket's outlet; its handler adds it and discards it on the way out."""
-CLIENT_ADDRESS = web.AppKey("signaling_client_address", Callable[[web.Request], "str | None"])
+CLIENT_ADDRESS: web.AppKey[Callable[[web.Request], str | None]] = web.AppKey("signaling_client_address")
 """Who a socket's peer is (behind a proxy, the app knows better than ``request.remote``)."""
 
 # Which failed joins end the socket, and with which close code.
@@ -166,9 +166,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _admit(
-    app: web.Application, join: Join, outlet: SocketOutlet, address: str | None
-) -> Participant:
+async def _admit(app: ChainMapProxy, join: Join, outlet: SocketOutlet, address: str | None) -> Participant:
     rooms = app[ROOMS]
     if join.resume is not None:
         return await rooms.reenter(join, outlet, address)
@@ -188,7 +186,8 @@ async def _admit(
 async def _close_sockets(app: web.Application) -> None:
     """Tell every socket to resume elsewhere: the ``going_away`` frame goes out after the
     frames already queued, then the close, both through the socket's own writer."""
-    outlets = list(app[SOCKETS])
+    sockets: set[SocketOutlet] = app[SOCKETS]
+    outlets = list(sockets)
     for outlet in outlets:
         outlet.close(CloseCode.GOING_AWAY, ErrorCode.GOING_AWAY, "server shutting down: reconnect and resume")
     # Longer than a socket's own end: a loaded server still owes every client its close frame.

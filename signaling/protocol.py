@@ -422,7 +422,7 @@ def parse(raw: str | bytes) -> ClientMessage:
         missing = next(f.wire for f in fields.values() if f.required and f.python not in kwargs)
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"'{missing}' is required", kind)
     try:
-        return spec.cls(**kwargs)  # type: ignore[no-any-return]
+        return spec.cls(**kwargs)
     except ProtocolError as exc:
         exc.ref = exc.ref or kind
         raise
