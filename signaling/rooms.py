@@ -198,7 +198,10 @@ class Rooms:
         return participant
 
     def _release(self, room: Room, released: Member, newcomer: Participant) -> None:
-        """The newcomer's own place, held in grace, is gone: the others see it leave."""
+        """The newcomer's own place, held in grace, is gone: the others see it leave, then
+        the newcomer join under a new id. Not a ``rejoined`` under the old id: a page without
+        the resume token numbers its peer connections from the start again, and a viewer
+        would take its first offer for the old page's connection (protocol §12.3)."""
         held = room.participants.get(released.id)
         if held is not None:
             self._forget(held)
