@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from aiohttp import WSMsgType, web
+from aiohttp import ChainMapProxy, WSMsgType, web
 
 from .admission import Admission
 from .limits import Limits
@@ -27,7 +27,8 @@ from .protocol import (
     error_frame,
     parse,
 )
-from .rooms import Participant, Rooms
+from .rooms import Participant, Rooms, create_rooms
+from .rules import check_send
 from .sink import EventKind, EventSink, RoomEvent
 from .stats import Stats
 
@@ -40,7 +41,7 @@ LIMITS = web.AppKey("signaling_limits", Limits)
 STATS = web.AppKey("signaling_stats", Stats)
 SOCKETS = web.AppKey("signaling_sockets", set[SocketOutlet])
 """Every open socket's outlet; its handler adds it and discards it on the way out."""
-CLIENT_ADDRESS = web.AppKey("signaling_client_address", Callable[[web.Request], "str | None"])
+CLIENT_ADDRESS: web.AppKey[Callable[[web.Request], str | None]] = web.AppKey("signaling_client_address")
 """Who a socket's peer is (behind a proxy, the app knows better than ``request.remote``)."""
 
 # Which failed joins end the socket, and with which close code.
@@ -140,6 +141,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                     outlet.end(CloseCode.NORMAL)
                     break
                 else:
+                    check_send(participant.identity.may_send, message.type)
                     rooms.relay(participant, message)
                     stats.relayed += 1
             except ProtocolError as exc:
@@ -164,9 +166,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _admit(
-    app: web.Application, join: Join, outlet: SocketOutlet, address: str | None
-) -> Participant:
+async def _admit(app: ChainMapProxy, join: Join, outlet: SocketOutlet, address: str | None) -> Participant:
     rooms = app[ROOMS]
     if join.resume is not None:
         return await rooms.reenter(join, outlet, address)
@@ -186,7 +186,8 @@ async def _admit(
 async def _close_sockets(app: web.Application) -> None:
     """Tell every socket to resume elsewhere: the ``going_away`` frame goes out after the
     frames already queued, then the close, both through the socket's own writer."""
-    outlets = list(app[SOCKETS])
+    sockets: set[SocketOutlet] = app[SOCKETS]
+    outlets = list(sockets)
     for outlet in outlets:
         outlet.close(CloseCode.GOING_AWAY, ErrorCode.GOING_AWAY, "server shutting down: reconnect and resume")
     # Longer than a socket's own end: a loaded server still owes every client its close frame.
@@ -208,17 +209,15 @@ def setup(
 ) -> Rooms:
     """Mount signaling on ``app`` and return its rooms: in memory, or shared through Redis
     with every instance on the same ``redis_url`` and ``redis_prefix`` when it is set."""
-    rooms: Rooms
-    if redis_url is None:
-        rooms = Rooms(limits, sink)
-    else:
-        from .bus import RedisBus  # redis is needed only by a cluster
-        from .cluster import ClusterRooms
-
-        bus = RedisBus(redis_url, instance, prefix=redis_prefix, ttl_seconds=instance_ttl_seconds)
-        cluster = ClusterRooms(limits, sink, bus)
-        app.cleanup_ctx.append(cluster.running)
-        rooms = cluster
+    rooms = create_rooms(
+        limits,
+        sink,
+        redis_url=redis_url,
+        instance=instance,
+        redis_prefix=redis_prefix,
+        instance_ttl_seconds=instance_ttl_seconds,
+    )
+    app.cleanup_ctx.append(rooms.running)
     app[ROOMS] = rooms
     app[ADMISSION] = admission
     app[SINK] = sink

@@ -108,7 +108,7 @@ class SocketOutlet:
         if len(pending) >= self._capacity:
             self._cut_off()
             return
-        pending.append(text.encode() if type(text) is str else text)  # type: ignore[union-attr,arg-type]
+        pending.append(text.encode() if type(text) is str else text)  # type: ignore[arg-type]
         if not self._scheduled and self._draining is None:
             self._scheduled = True
             self._loop.call_soon(self._flush)

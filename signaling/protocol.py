@@ -41,7 +41,7 @@ class Role(str, enum.Enum):
     """A second viewer invited later, e.g. an interpreter or a second specialist."""
     RECORDER = "recorder"
     """The server's own silent recorder of a consented recording: it receives the camera's
-    video and only answers (:data:`RECORDER_SENDS`); never a viewer in the UI."""
+    video and only answers (:data:`signaling.rules.RECORDER_SENDS`); never a viewer in the UI."""
 
 
 class Presence(str, enum.Enum):
@@ -119,16 +119,6 @@ class ProtocolError(Exception):
         self.code = code
         self.message = message
         self.ref = ref
-
-
-RECORDER_SENDS = frozenset({"answer", "candidate", "end_of_candidates", "ice_restart", "leave"})
-"""What a recorder may send: no chat, no snapshot request, no offer."""
-
-
-def check_sender(role: Role, kind: str) -> None:
-    """Refuse a message type the sender's role may not send (the recorder stays silent)."""
-    if role is Role.RECORDER and kind not in RECORDER_SENDS:
-        raise ProtocolError(ErrorCode.FORBIDDEN, "the recorder only answers the camera", kind)
 
 
 def _check_id(name: str, value: str) -> None:
@@ -432,7 +422,7 @@ def parse(raw: str | bytes) -> ClientMessage:
         missing = next(f.wire for f in fields.values() if f.required and f.python not in kwargs)
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"'{missing}' is required", kind)
     try:
-        return spec.cls(**kwargs)  # type: ignore[no-any-return]
+        return spec.cls(**kwargs)
     except ProtocolError as exc:
         exc.ref = exc.ref or kind
         raise

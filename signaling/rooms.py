@@ -1,8 +1,16 @@
 """Consultation rooms: who is in, in which role, and where their frames go.
 
-Everything here is synchronous and runs on the event loop, so the order in which the
-server handles frames is the order every participant receives them. Frames for a
-participant who is reconnecting are held (bounded) and delivered when they resume.
+One :class:`Rooms` per server instance holds the sockets of its own participants and a
+copy of each room's members, and keeps what several instances must agree on in a
+:class:`~signaling.directory.Directory`: in this process by default, or in Redis
+(:func:`create_rooms`). The rules it applies (who may send what, where a frame goes, one
+nurse) are :mod:`signaling.rules`.
+
+Relays never wait: everything here runs on the event loop, so the order in which an
+instance handles frames is the order its participants receive them (with several
+instances, frames from one instance reach each receiver in the order they were sent;
+frames from different instances are not ordered against each other). Frames for a
+participant who is reconnecting are held (bounded) and delivered when it resumes.
 """
 
 from __future__ import annotations
@@ -10,50 +18,29 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from collections import deque
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from aiohttp import web
+
+from . import rules
 from .admission import Identity
+from .directory import Claimed, Closing, Directory, Envelope, Joined, Member, Refused, create_directory
 from .limits import Limits
-from .protocol import check_sender
 from .protocol import (
-    Chat,
     ClientMessage,
     CloseCode,
     ErrorCode,
-    IceRestart,
     Join,
     Presence,
     ProtocolError,
     Role,
-    SnapshotRequest,
-    VideoProfileMessage,
     dumps,
     relay_frame,
 )
 from .sink import EventKind, EventSink, RoomEvent
-
-
-def addressed_event(
-    message: ClientMessage, sender: Role, target: Role
-) -> tuple[EventKind, str | None] | None:
-    """Refuse an addressed frame going the wrong way; the session-log event it makes, if any.
-
-    Video profiles travel between the nurse's camera and a viewer only."""
-    if isinstance(message, IceRestart):
-        return EventKind.ICE_RESTART, None
-    if isinstance(message, VideoProfileMessage):
-        if (sender is Role.NURSE) == (target is Role.NURSE):
-            raise ProtocolError(
-                ErrorCode.FORBIDDEN, "video profiles go between the nurse camera and a viewer", message.type
-            )
-        if sender is Role.NURSE:
-            active = message.active.value if message.active else "-"
-            return EventKind.VIDEO_PROFILE, f"{active}/{message.mode.value}"
-        return EventKind.VIDEO_PROFILE_ASKED, message.mode.value
-    return None
 
 
 class Outlet(Protocol):
@@ -66,23 +53,24 @@ class Outlet(Protocol):
         """Send an error frame, then close; never blocks."""
 
 
-_NOTHING_HELD: deque[str] = deque(maxlen=0)
-"""Shared by every participant whose socket is open: nothing is held for it, and an
-empty deque still costs half a kilobyte. :meth:`Rooms.drop` gives a participant its own."""
+def _digest(token: str) -> str:
+    """What the directory keeps of a resume token."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+def _identity(member: Member) -> Identity:
+    return Identity(member.subject, member.role, member.name, member.region, member.may_send)
 
 
 @dataclass(eq=False, slots=True)
 class Participant:
+    """A participant whose socket (or, while it is reconnecting, whose place) is on this instance."""
+
     id: str
     identity: Identity
     room: Room
     outlet: Outlet | None
-    resume_digest: bytes
-    held: deque[str]
+    digest: str
     expiry: asyncio.TimerHandle | None = None
 
     @property
@@ -97,30 +85,15 @@ class Participant:
             "state": self.state.value,
         }
 
-    def send(self, text: str) -> None:
-        if self.outlet is not None:
-            self.outlet.deliver(text)
-        else:
-            self.held.append(text)
-
 
 @dataclass(eq=False, slots=True)
 class Room:
     consultation: str
     region: str
     participants: dict[str, Participant] = field(default_factory=dict)
-
-    def others(self, participant: Participant) -> Iterator[Participant]:
-        return (p for p in self.participants.values() if p is not participant)
-
-    def broadcast(self, frame: dict[str, Any], exclude: Participant | None = None) -> None:
-        text = dumps(frame)
-        for p in self.participants.values():
-            if p is not exclude:
-                p.send(text)
-
-    def nurse(self) -> Participant | None:
-        return next((p for p in self.participants.values() if p.identity.role is Role.NURSE), None)
+    """Those on this instance."""
+    members: dict[str, Member] = field(default_factory=dict)
+    """Everyone, on every instance, as this instance last heard, oldest first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,16 +116,24 @@ class Occupancy:
         return cls(nurse, viewers)
 
 
+def _presence(info: dict[str, Any], state: Presence, reason: str | None = None) -> dict[str, Any]:
+    info["state"] = state.value
+    frame: dict[str, Any] = {"type": "presence", "state": state.value, "participant": info}
+    if reason is not None:
+        frame["reason"] = reason
+    return frame
+
+
 class Rooms:
-    """All rooms of this server instance, in memory (the default: one instance).
+    """The rooms of this server instance, over a directory shared with the other instances."""
 
-    :class:`signaling.cluster.ClusterRooms` is the same interface over Redis."""
-
-    def __init__(self, limits: Limits, sink: EventSink) -> None:
+    def __init__(self, limits: Limits, sink: EventSink, directory: Directory) -> None:
         self._limits = limits
         self._sink = sink
+        self._directory = directory
+        self._me = directory.instance
         self._rooms: dict[str, Room] = {}
-        self._by_resume: dict[bytes, Participant] = {}
+        self._timeouts: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         return len(self._rooms)
@@ -160,194 +141,369 @@ class Rooms:
     def get(self, consultation: str) -> Room | None:
         return self._rooms.get(consultation)
 
-    def participants(self) -> int:
-        return sum(len(r.participants) for r in self._rooms.values())
+    async def running(self, app: web.Application) -> AsyncIterator[None]:
+        """``cleanup_ctx``: the directory is connected while the application runs."""
+        async with self._directory.connected(self):
+            yield
+        for task in self._timeouts:
+            task.cancel()
 
     async def occupancy(self, consultations: Iterable[str]) -> dict[str, Occupancy]:
-        """Who is in each of these rooms now."""
-        found = {}
-        for consultation in consultations:
-            room = self._rooms.get(consultation)
-            members = room.participants.values() if room is not None else ()
-            found[consultation] = Occupancy.of((p.identity.role, p.state) for p in members)
-        return found
+        """Who is in each of these rooms now, on every instance."""
+        wanted = list(consultations)
+        found = await self._directory.members(wanted) if wanted else []
+        return {
+            consultation: Occupancy.of((m.role, m.state) for m in members)
+            for consultation, members in zip(wanted, found, strict=True)
+        }
 
-    def join(
-        self, join: Join, identity: Identity, outlet: Outlet, address: str | None = None
-    ) -> tuple[Participant, str]:
-        """Add a new participant; returns it with its resume token."""
-        room = self._rooms.get(join.consultation)
-        if room is None:
-            room = self._rooms[join.consultation] = Room(join.consultation, identity.region)
-        if identity.role is Role.NURSE and room.nurse() is not None:
-            self._event(room, EventKind.DENIED, identity, detail=ErrorCode.ROLE_TAKEN.value, address=address)
-            if not room.participants:
-                del self._rooms[join.consultation]
-            raise ProtocolError(
-                ErrorCode.ROLE_TAKEN, "this consultation already has a nurse camera", "join"
-            )
-        pid = secrets.token_urlsafe(6)
-        while pid in room.participants:
-            pid = secrets.token_urlsafe(6)
-        token = secrets.token_urlsafe(32)
-        participant = Participant(
-            pid, identity, room, outlet, _digest(token), _NOTHING_HELD
-        )
-        room.participants[pid] = participant
-        self._by_resume[participant.resume_digest] = participant
-        outlet.deliver(dumps(self._joined_frame(participant, token, resumed=False)))
-        room.broadcast(self._presence(participant, Presence.JOINED), exclude=participant)
-        self._event(room, EventKind.JOINED, identity, pid, address=address)
-        return participant, token
-
-    def resume(self, join: Join, outlet: Outlet, address: str | None = None) -> tuple[Participant, str]:
-        """Give a dropped participant its place back; the resume token is single-use."""
-        participant = self._by_resume.get(_digest(join.resume or ""))
-        if participant is None or participant.room.consultation != join.consultation:
-            raise ProtocolError(
-                ErrorCode.RESUME_INVALID, "resume token is unknown or its grace window has ended", "join"
-            )
-        if participant.identity.role is not join.role:
-            raise ProtocolError(ErrorCode.RESUME_INVALID, "resume token is for another role", "join")
-        if participant.expiry is not None:
-            participant.expiry.cancel()
-            participant.expiry = None
-        if participant.outlet is not None:
-            # The old socket looks open but the client has moved on (half-open TCP).
-            participant.outlet.close(CloseCode.CONFLICT, ErrorCode.REPLACED, "resumed on another socket")
-        del self._by_resume[participant.resume_digest]
-        token = secrets.token_urlsafe(32)
-        participant.resume_digest = _digest(token)
-        self._by_resume[participant.resume_digest] = participant
-        participant.outlet = outlet
-        outlet.deliver(dumps(self._joined_frame(participant, token, resumed=True)))
-        while participant.held:
-            outlet.deliver(participant.held.popleft())
-        participant.held = _NOTHING_HELD
-        room = participant.room
-        room.broadcast(self._presence(participant, Presence.REJOINED), exclude=participant)
-        self._event(room, EventKind.REJOINED, participant.identity, participant.id, address=address)
-        return participant, token
+    # -- joining ---------------------------------------------------------------------
 
     async def enter(
         self, join: Join, identity: Identity, outlet: Outlet, address: str | None = None
     ) -> Participant:
-        """The handler's way in: :meth:`join` here; a cluster agrees with the others first."""
-        return self.join(join, identity, outlet, address)[0]
+        """Add a new participant; its ``joined`` frame carries its resume token."""
+        token = secrets.token_urlsafe(32)
+        digest = _digest(token)
+        while True:
+            member = Member(
+                join.consultation,
+                secrets.token_urlsafe(6),
+                identity.role,
+                identity.display_name,
+                identity.subject,
+                identity.region,
+                identity.may_send,
+                self._me,
+                Presence.JOINED,
+                digest,
+                time.time(),
+            )
+            reply = await self._directory.join(member)
+            if reply is not Refused.IN_USE:
+                break
+        room = self._room(join.consultation, identity.region)
+        if not isinstance(reply, Joined):
+            self._event(room, EventKind.DENIED, identity, detail=ErrorCode.ROLE_TAKEN.value, address=address)
+            self._forget_if_empty(room)
+            raise rules.role_taken()
+        room.members = {m.id: m for m in reply.members}
+        participant = Participant(member.id, identity, room, outlet, digest)
+        room.participants[member.id] = participant
+        outlet.deliver(dumps(self._joined(participant, token, resumed=False)))
+        if reply.released is not None:
+            self._release(room, reply.released, participant)
+        self._broadcast(room, dumps(_presence(participant.info(), Presence.JOINED)), participant, update=member)
+        self._event(room, EventKind.JOINED, identity, member.id, address=address)
+        return participant
+
+    def _release(self, room: Room, released: Member, newcomer: Participant) -> None:
+        """The newcomer's own place, held in grace, is gone: the others see it leave, then
+        the newcomer join under a new id. Not a ``rejoined`` under the old id: a page without
+        the resume token numbers its peer connections from the start again, and a viewer
+        would take its first offer for the old page's connection (protocol §12.3)."""
+        held = room.participants.get(released.id)
+        if held is not None:
+            self._forget(held)
+        room.members.pop(released.id, None)
+        frame = _presence(released.info(), Presence.LEFT, ErrorCode.REPLACED.value)
+        self._broadcast(room, dumps(frame), newcomer, gone=released.id)
+        self._event(room, EventKind.LEFT, _identity(released), released.id, detail=ErrorCode.REPLACED.value)
 
     async def reenter(self, join: Join, outlet: Outlet, address: str | None = None) -> Participant:
-        """The handler's way back: :meth:`resume` here; a cluster claims the token in Redis."""
-        return self.resume(join, outlet, address)[0]
+        """Give a dropped participant its place back, on whichever instance it was; the
+        resume token is single-use."""
+        token = secrets.token_urlsafe(32)
+        digest = _digest(token)
+        reply = await self._directory.claim(join.consultation, join.role, _digest(join.resume or ""), digest)
+        if reply is Refused.OTHER_ROLE:
+            raise ProtocolError(ErrorCode.RESUME_INVALID, "resume token is for another role", "join")
+        if not isinstance(reply, Claimed):
+            raise ProtocolError(
+                ErrorCode.RESUME_INVALID, "resume token is unknown or its grace window has ended", "join"
+            )
+        member = reply.member
+        room = self._room(join.consultation, member.region)
+        room.members = {m.id: m for m in reply.members}
+        participant = room.participants.get(member.id)
+        if participant is not None:
+            # Its place (or a half-open socket) is here on this instance.
+            self._stop_expiry(participant)
+            if participant.outlet is not None:
+                participant.outlet.close(CloseCode.CONFLICT, ErrorCode.REPLACED, "resumed on another socket")
+            participant.digest = digest
+        else:
+            participant = Participant(member.id, _identity(member), room, None, digest)
+            room.participants[member.id] = participant
+            if reply.previous != self._me:
+                self._directory.send(reply.previous, Envelope(room.consultation, replaced=member.id))
+        participant.outlet = outlet
+        outlet.deliver(dumps(self._joined(participant, token, resumed=True)))
+        for text in reply.held:
+            outlet.deliver(text)
+        self._broadcast(room, dumps(_presence(participant.info(), Presence.REJOINED)), participant, update=member)
+        self._event(room, EventKind.REJOINED, participant.identity, member.id, address=address)
+        return participant
+
+    # -- frames ----------------------------------------------------------------------
 
     def relay(self, sender: Participant, message: ClientMessage) -> None:
-        """Route one frame from a joined participant."""
+        """Route one frame from a joined participant (the handler has checked that it may
+        send this kind)."""
         room = sender.room
-        check_sender(sender.identity.role, message.type)
-        if isinstance(message, Chat):
-            room.broadcast(relay_frame(message, sender.id), exclude=sender)
+        route = rules.route(message, sender.id, sender.identity.role, room.members)
+        text = dumps(relay_frame(message, sender.id))
+        if route.to is None:
+            self._broadcast(room, text, sender)
+        else:
+            self._send(room, route.to, text)
+        if route.event is not None:
+            self._event(room, route.event, sender.identity, sender.id, detail=route.detail)
+
+    def publish(self, consultation: str, frame: dict[str, Any]) -> bool:
+        """Send a server frame (e.g. ``snapshot_stored``) to everyone in a room, on every
+        instance. True if the room has participants on this instance."""
+        self._directory.publish(Envelope(consultation, dumps(frame)))
+        return consultation in self._rooms
+
+    def receive(self, envelope: Envelope) -> None:
+        """From the directory: a frame or an order for participants on this instance."""
+        consultation = envelope.consultation
+        if envelope.closing is not None:
+            self._close_here(consultation, envelope.closing)
             return
-        if isinstance(message, SnapshotRequest):
-            if sender.identity.role is Role.NURSE:
-                raise ProtocolError(ErrorCode.FORBIDDEN, "only viewers request snapshots", message.type)
-            nurse = room.nurse()
-            if nurse is None:
-                raise ProtocolError(ErrorCode.UNKNOWN_PEER, "no nurse camera in this room", message.type)
-            nurse.send(dumps(relay_frame(message, sender.id)))
-            self._event(room, EventKind.SNAPSHOT_REQUESTED, sender.identity, sender.id, detail=message.id)
+        room = self._rooms.get(consultation)
+        if room is None:
             return
-        # Offer, answer, candidate, end_of_candidates, ice_restart: addressed to one peer.
-        target = room.participants.get(message.to)  # type: ignore[union-attr]
-        if target is None or target is sender:
-            raise ProtocolError(ErrorCode.UNKNOWN_PEER, "no such participant in this room", message.type)
-        event = addressed_event(message, sender.identity.role, target.identity.role)
-        target.send(dumps(relay_frame(message, sender.id)))
-        if event is not None:
-            self._event(room, event[0], sender.identity, sender.id, detail=event[1])
+        if envelope.replaced is not None:
+            self._moved(room, envelope.replaced)
+            return
+        update = envelope.update
+        if update is not None:
+            if update.instance != self._me and update.id in room.participants:
+                self._moved(room, update.id)
+            room.members[update.id] = update
+        if envelope.gone is not None:
+            room.members.pop(envelope.gone, None)
+            released = room.participants.get(envelope.gone)
+            if released is not None:
+                # Its place, held here, was taken over on another instance.
+                self._forget(released)
+        if envelope.targets is None:
+            recipients = [p for p in room.participants.values() if p.id != envelope.exclude]
+        else:
+            recipients = [p for t in envelope.targets if (p := room.participants.get(t)) is not None]
+        for participant in recipients:
+            self._give(participant, envelope.text)
+
+    # -- leaving ---------------------------------------------------------------------
 
     def leave(self, participant: Participant, reason: str = "left") -> None:
         """Remove a participant for good and tell the others."""
         room = participant.room
         if room.participants.get(participant.id) is not participant:
             return
-        if participant.expiry is not None:
-            participant.expiry.cancel()
-            participant.expiry = None
-        del room.participants[participant.id]
-        self._by_resume.pop(participant.resume_digest, None)
-        participant.outlet = None
-        room.broadcast(self._presence(participant, Presence.LEFT, reason))
+        member = room.members.get(participant.id)
+        self._forget(participant)
+        self._broadcast(room, dumps(_presence(participant.info(), Presence.LEFT, reason)), gone=participant.id)
         self._event(room, EventKind.LEFT, participant.identity, participant.id, detail=reason)
-        if not room.participants:
-            del self._rooms[room.consultation]
+        if member is not None:
+            self._directory.discard(member)
 
     def drop(self, participant: Participant, outlet: Outlet) -> None:
         """The participant's socket is gone without a leave: hold its place for the grace window."""
-        if participant.outlet is not outlet or participant.room.participants.get(participant.id) is not participant:
+        room = participant.room
+        if participant.outlet is not outlet or room.participants.get(participant.id) is not participant:
             return  # already resumed elsewhere, or already left
         participant.outlet = None
-        participant.held = deque(maxlen=self._limits.held_frames)
-        loop = asyncio.get_running_loop()
-        participant.expiry = loop.call_later(
-            self._limits.grace_seconds, self.leave, participant, "timeout"
-        )
-        room = participant.room
-        frame = self._presence(participant, Presence.RECONNECTING)
-        frame["graceSeconds"] = self._limits.grace_seconds
-        room.broadcast(frame, exclude=participant)
+        held = room.members.get(participant.id)
+        if held is None:
+            # The directory has let it go (its room closed, its place taken over): nothing to hold.
+            self._forget(participant)
+            return
+        grace = self._limits.grace_seconds
+        self._expire_in(participant, grace)
+        member = replace(held, state=Presence.RECONNECTING, deadline=time.time() + grace)
+        room.members[participant.id] = member
+        frame = _presence(participant.info(), Presence.RECONNECTING)
+        frame["graceSeconds"] = grace
+        self._broadcast(room, dumps(frame), participant, update=member)
         self._event(room, EventKind.RECONNECTING, participant.identity, participant.id)
+        self._directory.mark(member)
 
-    def publish(self, consultation: str, frame: dict[str, Any]) -> bool:
-        """Send a server frame (e.g. ``snapshot_stored``) to everyone in a room."""
-        room = self._rooms.get(consultation)
-        if room is None:
-            return False
-        room.broadcast(frame)
-        return True
+    def adopt(self, member: Member, before: Presence, members: list[Member]) -> None:
+        """From the directory: this instance now holds the place of a participant whose
+        instance died, until its deadline; if it was joined there, the others are told."""
+        room = self._room(member.consultation, member.region)
+        existing = room.participants.get(member.id)
+        if existing is not None:
+            self._forget(existing)
+            room = self._room(member.consultation, member.region)
+        room.members = {m.id: m for m in members}
+        participant = Participant(member.id, _identity(member), room, None, member.digest)
+        room.participants[member.id] = participant
+        deadline = member.deadline if member.deadline is not None else time.time() + self._limits.grace_seconds
+        self._expire_in(participant, deadline - time.time())
+        if before is Presence.JOINED:
+            frame = _presence(participant.info(), Presence.RECONNECTING)
+            frame["graceSeconds"] = self._limits.grace_seconds
+            self._broadcast(room, dumps(frame), participant, update=member)
+            self._event(room, EventKind.RECONNECTING, participant.identity, member.id)
 
     def close_room(self, consultation: str, code: CloseCode, error: ErrorCode, message: str) -> None:
-        """End a room: close every socket in it and forget it."""
-        room = self._rooms.get(consultation)
-        if room is None:
-            return
-        for participant in list(room.participants.values()):
-            self._remove(participant, code, error, message)
+        """End a room on every instance: the directory forgets it, then each instance
+        closes the sockets it holds."""
+        self._directory.close(Envelope(consultation, closing=Closing(code, error, message)))
 
     def evict(self, subjects: set[str], code: CloseCode, error: ErrorCode, message: str) -> int:
-        """Remove every participant whose identity's subject is in ``subjects`` (revoked
-        devices, disabled users); returns how many."""
+        """Remove every participant on this instance whose identity's subject is in
+        ``subjects`` (revoked devices, disabled users); returns how many."""
         doomed = [
             p for room in self._rooms.values() for p in room.participants.values() if p.identity.subject in subjects
         ]
         for participant in doomed:
-            self._remove(participant, code, error, message)
+            outlet = participant.outlet
+            self.leave(participant, error.value)
+            if outlet is not None:
+                outlet.close(code, error, message)
         return len(doomed)
 
-    def _remove(self, participant: Participant, code: CloseCode, error: ErrorCode, message: str) -> None:
-        outlet = participant.outlet
-        self.leave(participant, error.value)
-        if outlet is not None:
-            outlet.close(code, error, message)
+    def _expire_in(self, participant: Participant, seconds: float) -> None:
+        participant.expiry = asyncio.get_running_loop().call_later(max(0.0, seconds), self._expire, participant)
 
-    def _joined_frame(self, participant: Participant, token: str, *, resumed: bool) -> dict[str, Any]:
+    def _expire(self, participant: Participant) -> None:
+        participant.expiry = None
+        task = asyncio.create_task(self._time_out(participant))
+        self._timeouts.add(task)
+        task.add_done_callback(self._timeouts.discard)
+
+    async def _time_out(self, participant: Participant) -> None:
+        """The grace window has ended: exactly one instance (the owner, per the directory) says so."""
+        room = participant.room
+        member = room.members.get(participant.id)
+        removed = member is not None and await self._directory.expire(member)
+        if room.participants.get(participant.id) is not participant or participant.outlet is not None:
+            return  # resumed in the meantime
+        self._forget(participant)
+        if not removed:
+            return  # resumed on another instance: it has told the room
+        self._broadcast(room, dumps(_presence(participant.info(), Presence.LEFT, "timeout")), gone=participant.id)
+        self._event(room, EventKind.LEFT, participant.identity, participant.id, detail="timeout")
+
+    @staticmethod
+    def _stop_expiry(participant: Participant) -> None:
+        if participant.expiry is not None:
+            participant.expiry.cancel()
+            participant.expiry = None
+
+    def _forget(self, participant: Participant) -> None:
+        """Take a participant off this instance (not out of the directory)."""
+        room = participant.room
+        self._stop_expiry(participant)
+        if room.participants.get(participant.id) is participant:
+            del room.participants[participant.id]
+        room.members.pop(participant.id, None)
+        participant.outlet = None
+        self._forget_if_empty(room)
+
+    def _moved(self, room: Room, pid: str) -> None:
+        """The participant resumed on another instance: close our old socket, quietly."""
+        participant = room.participants.get(pid)
+        if participant is None:
+            return
+        outlet = participant.outlet
+        self._stop_expiry(participant)
+        del room.participants[pid]
+        participant.outlet = None
+        if outlet is not None:
+            outlet.close(CloseCode.CONFLICT, ErrorCode.REPLACED, "resumed on another socket")
+        self._forget_if_empty(room)
+
+    def _close_here(self, consultation: str, closing: Closing) -> None:
+        room = self._rooms.get(consultation)
+        if room is None:
+            return
+        reason = closing.error.value
+        for participant in list(room.participants.values()):
+            outlet = participant.outlet
+            if room.participants.get(participant.id) is not participant:
+                continue
+            self._forget(participant)
+            # The directory has forgotten the room already; tell only who is still here.
+            frame = dumps(_presence(participant.info(), Presence.LEFT, reason))
+            for other in room.participants.values():
+                if other.outlet is not None:
+                    other.outlet.deliver(frame)
+            self._event(room, EventKind.LEFT, participant.identity, participant.id, detail=reason)
+            if outlet is not None:
+                outlet.close(closing.code, closing.error, closing.message)
+
+    # -- routing ---------------------------------------------------------------------
+
+    def _room(self, consultation: str, region: str) -> Room:
+        room = self._rooms.get(consultation)
+        if room is None:
+            room = self._rooms[consultation] = Room(consultation, region)
+        return room
+
+    def _forget_if_empty(self, room: Room) -> None:
+        if not room.participants and self._rooms.get(room.consultation) is room:
+            del self._rooms[room.consultation]
+
+    def _give(self, participant: Participant, text: str) -> None:
+        """To a participant on this instance: its socket, or its held frames."""
+        if participant.outlet is not None:
+            participant.outlet.deliver(text)
+        elif self._limits.held_frames:
+            member = participant.room.members.get(participant.id)
+            if member is not None:
+                self._directory.hold(member, text, self._limits.held_frames)
+
+    def _send(self, room: Room, pid: str, text: str) -> None:
+        participant = room.participants.get(pid)
+        if participant is not None:
+            self._give(participant, text)
+            return
+        member = room.members.get(pid)
+        if member is not None:
+            self._directory.send(member.instance, Envelope(room.consultation, text, targets=(pid,)))
+
+    def _broadcast(
+        self,
+        room: Room,
+        text: str,
+        exclude: Participant | None = None,
+        *,
+        update: Member | None = None,
+        gone: str | None = None,
+    ) -> None:
+        """To everyone in the room but ``exclude``: here directly, elsewhere one envelope
+        per instance (which also carries what changed in the room)."""
+        participants = room.participants
+        for participant in participants.values():
+            if participant is not exclude:
+                self._give(participant, text)
+        if len(room.members) <= len(participants):
+            return  # everyone is here (always, with one instance)
+        instances = {m.instance for pid, m in room.members.items() if pid not in participants} - {self._me}
+        envelope = Envelope(
+            room.consultation, text, exclude=exclude.id if exclude is not None else None, update=update, gone=gone
+        )
+        for instance in instances:
+            self._directory.send(instance, envelope)
+
+    def _joined(self, participant: Participant, token: str, *, resumed: bool) -> dict[str, Any]:
+        room = participant.room
         return {
             "type": "joined",
             "v": 1,
-            "consultation": participant.room.consultation,
+            "consultation": room.consultation,
             "you": participant.info(),
-            "peers": [p.info() for p in participant.room.others(participant)],
+            "peers": [m.info() for pid, m in room.members.items() if pid != participant.id],
             "resumeToken": token,
             "graceSeconds": self._limits.grace_seconds,
             "resumed": resumed,
         }
-
-    @staticmethod
-    def _presence(participant: Participant, state: Presence, reason: str | None = None) -> dict[str, Any]:
-        info = participant.info()
-        info["state"] = state.value
-        frame: dict[str, Any] = {"type": "presence", "state": state.value, "participant": info}
-        if reason is not None:
-            frame["reason"] = reason
-        return frame
 
     def _event(
         self,
@@ -371,3 +527,24 @@ class Rooms:
                 address,
             )
         )
+
+
+def create_rooms(
+    limits: Limits,
+    sink: EventSink,
+    *,
+    redis_url: str | None = None,
+    instance: str = "local",
+    redis_prefix: str = "wc",
+    instance_ttl_seconds: float = 5.0,
+) -> Rooms:
+    """Rooms in this process, or shared through Redis with every instance on the same
+    ``redis_url`` and ``redis_prefix`` (:func:`signaling.directory.create_directory`)."""
+    directory = create_directory(
+        redis_url,
+        instance=instance,
+        prefix=redis_prefix,
+        ttl_seconds=instance_ttl_seconds,
+        grace_seconds=limits.grace_seconds,
+    )
+    return Rooms(limits, sink, directory)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from signaling import protocol
+from signaling import protocol, rules
 
 from ..db.models import Role
 from ..errors import WoundcareError
@@ -212,7 +212,7 @@ def authorize(subject: Subject | None, action: Action, resource: Placed | None =
         guest = role_in(subject, resource.region_id, Action.ICE_SERVERS)
         if guest is None:
             raise Denied(action, region_id)
-        return Grant(guest, resource.region_id, _sends(resource.role))
+        return Grant(guest, resource.region_id, rules.sends_for(resource.role))
     limited = limited_to(subject)
     if limited is not None and action not in limited:
         raise Denied(action, region_id)
@@ -224,16 +224,10 @@ def authorize(subject: Subject | None, action: Action, resource: Placed | None =
     role = role_in(subject, region_id, action)
     if role is None:
         raise Denied(action, region_id)
-    return Grant(role, region_id, _sends(resource.role) if isinstance(resource, Room) else frozenset())
+    return Grant(role, region_id, rules.sends_for(resource.role) if isinstance(resource, Room) else frozenset())
 
 
 def room_role(role: Role) -> protocol.Role:
     """The wire role a staff member joins a room in: a nurse is the camera, a specialist
     (the only other role that may join) a viewer."""
     return protocol.Role.NURSE if role is Role.NURSE else protocol.Role.SPECIALIST
-
-
-def _sends(role: protocol.Role) -> frozenset[str]:
-    """The frames a socket in ``role`` may send: signaling's own table (the recorder only
-    answers the camera; the others may send every kind)."""
-    return protocol.RECORDER_SENDS if role is protocol.Role.RECORDER else protocol.MESSAGE_TYPES

@@ -1,9 +1,5 @@
-"""Where rooms live: in this process (the default), or in Redis for several instances.
-
-With one instance, :class:`signaling.rooms.Rooms` needs no bus: it routes every frame
-synchronously, in memory. With ``redis_url`` set, :class:`signaling.cluster.ClusterRooms`
-keeps the room state all instances must agree on in Redis and uses :class:`RedisBus` to
-reach the others:
+"""The Redis transport of :class:`signaling.directory.redis.RedisDirectory`: how one
+instance reaches Redis and the other instances.
 
 - **One FIFO of Redis work per instance.** Relays never await: they append a publish (or
   a held-frame push) to this instance's queue, and one worker task runs the queue in
@@ -11,7 +7,7 @@ reach the others:
   Redis, and every other instance, in that order.
 - **One channel per instance**, ``<prefix>:i:<instance>``. A frame is published once to
   each instance that hosts a recipient, with the recipients' ids; that instance's
-  subscriber hands it to :meth:`ClusterRooms.on_message`.
+  subscriber hands it to the directory, which hands it to its rooms.
 - **Liveness.** ``<prefix>:alive:<instance>`` is refreshed every third of its TTL; the
   instance is listed in ``<prefix>:instances``. Each tick also runs the sweeper, which
   takes over the participants of instances whose key has expired.
