@@ -466,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="woundcare", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--data-dir", type=Path, help="data folder (default ./var)")
     common.add_argument("--database-url", help="SQLAlchemy async URL (default SQLite in the data folder)")
 
