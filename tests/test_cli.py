@@ -7,6 +7,9 @@ they read the database back with their own short ``asyncio.run``.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,9 +18,13 @@ import pytest
 from sqlalchemy import select
 
 from woundcare.auth.passwords import verify_password
+from tests.e2e.process import REPO_ROOT, child_environ
+from tests.services import free_port
 from woundcare.cli import NEW_PASSWORD_ENV, main
 from woundcare.db.database import Database
-from woundcare.db.models import AuditEvent, Device, LoginSession, Membership, Role, User
+from woundcare.db.models import (
+    AuditEvent, Consultation, Device, LoginSession, Membership, Patient, Region, Role, User,
+)
 
 PASSWORD = "correct horse battery staple"
 
@@ -209,3 +216,72 @@ def test_audit_verify_names_the_first_edited_entry(cli: Any, tmp_path: Path) -> 
     code, out, err = cli("audit", "verify")
     assert code == 1
     assert "seq 2" in out + err and "edited" in out + err
+
+
+def _add_consultation(tmp_path: Path, region_code: str, consultation_id: str) -> None:
+    async def run() -> None:
+        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'woundcare.db'}")
+        await db.start()
+        try:
+            async with db.sessions() as session, session.begin():
+                region = await session.scalar(select(Region).where(Region.code == region_code))
+                assert region is not None
+                patient = Patient(region_id=region.id)
+                session.add(patient)
+                await session.flush()
+                session.add(Consultation(id=consultation_id, region_id=region.id, patient_id=patient.id))
+        finally:
+            await db.stop()
+
+    asyncio.run(run())
+
+
+def test_invite_takes_an_id_that_starts_with_a_dash(
+    cli: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Consultation ids are URL-safe base64, so 1 in 64 starts with "-"; this one also with "-h".
+    consultation = "-hG3k9sQx2LmN0pR"
+    assert cli("region", "add", "nord", "Nord pilot")[0] == 0
+    _add_consultation(tmp_path, "nord", consultation)
+    tokens = set()
+    for argv in (("invite", consultation, "--role", "nurse"), ("invite", "--role", "nurse", consultation)):
+        code, out, err = cli(*argv)
+        assert (code, err) == (0, ""), argv
+        assert len(out.split()) == 1, argv
+        tokens.add(out)
+    # "--" still ends the options, as in every argparse program.
+    assert main(["invite", "--role", "nurse", "--data-dir", str(tmp_path), "--", consultation]) == 0
+    assert len(capsys.readouterr().out.split()) == 1
+    assert len(tokens) == 2  # each invitation is its own
+    # An unknown id is still looked up, not taken for an option.
+    code, out, err = cli("invite", "-nosuchconsultation", "--role", "nurse")
+    assert code == 2 and "no such consultation" in err and out == ""
+
+
+def test_the_start_up_hint_works_as_typed(tmp_path: Path) -> None:
+    """The demo server's start-up banner prints an invite command; pasted into a shell in
+    another folder, it prints a token."""
+    log_path = tmp_path / "serve.log"
+    environ = child_environ({})
+    argv = [sys.executable, "-m", "woundcare", "serve", "--port", str(free_port()), "--data-dir", str(tmp_path / "var")]
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            argv, cwd=REPO_ROOT, env=environ, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "invitation token: " not in (output := log_path.read_text()):
+            assert server.poll() is None, f"the server exited with {server.returncode}:\n{output}"
+            assert time.monotonic() < deadline, f"no start-up hint within 60 s:\n{output}"
+            time.sleep(0.1)
+    finally:
+        server.terminate()
+        server.wait(20)
+    command = output.split("invitation token: ", 1)[1].splitlines()[0]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run(
+        command, shell=True, cwd=elsewhere, env=environ, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert len(done.stdout.split()) == 1

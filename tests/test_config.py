@@ -1,4 +1,4 @@
-"""Settings as the README gives them: comma-separated lists in the environment, lists in TOML."""
+"""Settings as the README gives them: comma-separated (or JSON) lists in the environment, lists in TOML."""
 
 from __future__ import annotations
 
@@ -22,6 +22,29 @@ def test_environment_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch, 
     assert settings.stun_urls == ["stun:127.0.0.1:3478"]
     assert settings.oidc_scopes == ["openid", "profile"]
     assert settings.trusted_proxies == ["127.0.0.1", "::1"]
+
+
+def test_environment_lists_may_be_json(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # pydantic-settings' own format for list settings, which earlier versions required.
+    monkeypatch.setenv("WOUNDCARE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv(
+        "WOUNDCARE_TURN_URLS", '["turn:127.0.0.1:3478?transport=udp", "turns:127.0.0.1:443?transport=tcp"]'
+    )
+    monkeypatch.setenv("WOUNDCARE_TURN_SECRET", "s3cret")
+    monkeypatch.setenv("WOUNDCARE_TRUSTED_PROXIES", ' ["127.0.0.1"]')
+    settings = Settings()
+    assert settings.turn_urls == ["turn:127.0.0.1:3478?transport=udp", "turns:127.0.0.1:443?transport=tcp"]
+    assert settings.trusted_proxies == ["127.0.0.1"]
+
+
+@pytest.mark.parametrize("value", ['["turn:127.0.0.1:3478"', '[1, 2]', '["turn:x", 3]', '[["turn:x"]]'])
+def test_a_broken_json_list_names_the_rule(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str) -> None:
+    monkeypatch.setenv("WOUNDCARE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("WOUNDCARE_TURN_SECRET", "s3cret")
+    monkeypatch.setenv("WOUNDCARE_TURN_URLS", value)
+    with pytest.raises(ValidationError, match="comma-separated or a JSON list of strings") as refused:
+        Settings()
+    assert value not in str(refused.value)  # a list setting may hold secrets (old master keys)
 
 
 def test_toml_lists(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -8,10 +8,12 @@ import contextlib
 import gc
 import os
 import secrets
+import shlex
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select, update
@@ -64,8 +66,15 @@ async def _banner(app: web.Application) -> None:
         lines.append(f"demo region '{DEMO_REGION}', demo consultation {consultation}")
         lines.append("demo logins (demo only; change or disable with --no-demo):")
         lines.extend(f"  {login.role.value:<11} {login.username} / {login.password}" for login in DEMO_LOGINS)
-        lines.append(f"invitation token: woundcare invite {consultation} --role nurse")
+        invite = _command("invite", consultation, "--role", "nurse", "--data-dir", str(settings.data_dir.resolve()))
+        lines.append(f"invitation token: {invite}")
     print("\n".join(lines), flush=True)
+
+
+def _command(*args: str) -> str:
+    """A ``woundcare`` command line that works as typed, from any folder: this interpreter by
+    its absolute path (the console script is on PATH only in an activated venv)."""
+    return shlex.join([sys.executable, "-m", "woundcare", *args])
 
 
 SHUTDOWN_SECONDS = 60.0
@@ -413,11 +422,26 @@ def _camera(args: argparse.Namespace) -> int:
     return asyncio.run(run_camera(options))
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument that starts with ``-`` is an option only if it names one (or abbreviates a
+    long one): consultation ids are URL-safe base64 and 1 in 64 starts with ``-``, so
+    ``woundcare invite -x3Gk... --role nurse`` must take it as the id, as users type it."""
+
+    def _parse_optional(self, arg_string: str) -> Any:
+        name = arg_string.split("=", 1)[0]
+        if len(name) > 1 and name.startswith("-") and not any(
+            option.startswith(name) for option in self._option_string_actions
+        ):
+            return None
+        return super()._parse_optional(arg_string)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="woundcare", description=__doc__)
+    # Subcommands' parsers take the class of the parser they hang from.
+    parser = _Parser(prog="woundcare", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--data-dir", type=Path, help="data folder (default ./var)")
     common.add_argument("--database-url", help="SQLAlchemy async URL (default SQLite in the data folder)")
 

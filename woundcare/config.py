@@ -6,6 +6,7 @@ Secrets not given are generated once into the data folder (mode 0600).
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -27,7 +28,10 @@ from .storage.files import create_once
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="WOUNDCARE_", extra="forbid", validate_default=True)
+    # hide_input_in_errors: a refused setting may be a secret; the message names the rule only.
+    model_config = SettingsConfigDict(
+        env_prefix="WOUNDCARE_", extra="forbid", validate_default=True, hide_input_in_errors=True
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -58,7 +62,8 @@ class Settings(BaseSettings):
     demo: bool = True
     """Create a demo region, users and a fictional patient in an empty database."""
 
-    # Lists are comma-separated in the environment (NoDecode: not JSON), lists in TOML.
+    # Lists in the environment are comma-separated or a JSON list (NoDecode: _split reads
+    # both), lists in TOML.
     stun_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     turn_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     turn_secret: SecretStr | None = None
@@ -143,7 +148,16 @@ class Settings(BaseSettings):
     @field_validator("stun_urls", "turn_urls", "old_master_keys", "oidc_scopes", "trusted_proxies", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
-        # Environment variables give "a,b"; TOML gives a list.
+        # Environment variables give "a,b" (as the README writes them) or '["a", "b"]' (as
+        # pydantic-settings would); TOML gives a list. No URL, address or scope starts with "[".
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            try:
+                items = json.loads(value)
+            except ValueError:
+                items = None
+            if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+                raise ValueError("a list setting is comma-separated or a JSON list of strings")
+            return items
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
