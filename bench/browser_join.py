@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,7 +44,7 @@ from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
@@ -75,6 +76,12 @@ TARGET_MAX = 3.0
 TARGET_P95 = 1.5
 TARGET_RATIO = 1.2
 FLOOR_PAGE = Path(__file__).with_name("floor.html")
+STEPS = ("microphone", "token", "socket", "open", "joined", "offer", "answer", "connected", "dtls")
+"""A join's steps, in the order they usually come, each timed from the click (the floor's from
+its "join"): ``getUserMedia`` settled, the join token's answer, the WebSocket made and open,
+``joined``, the camera's offer received, the answer sent, ICE connected, DTLS done (the
+connection ``connected``; media may flow). Their medians show where a join's time goes against
+the floor's (which has only offer, answer, connected and dtls)."""
 NATIONAL_ID = "01018000055"
 """The browser nurse's patient (fictional; home_visit's camera patient has another)."""
 
@@ -83,23 +90,39 @@ BENCH_FLAGS = (*FLAGS, "--autoplay-policy=no-user-gesture-required")
 
 JOIN_PROBE = """
 (() => {
-  const join = { clickAt: null, frameAt: null };
+  const join = { clickAt: null, frameAt: null, steps: {} };
   Object.defineProperty(window, '__benchJoin', { value: join });
   document.addEventListener('click', (event) => {
     if (event.target instanceof Element && event.target.closest('#queue-body button')) join.clickAt = performance.now();
   }, true);
-  // Steps on the way, for the progress lines: the socket open, `joined`, the camera's offer, ICE connected.
-  join.steps = {};
+  // The steps of a join (see STEPS), each the first time it happens after the click.
   const mark = (step) => { if (join.clickAt !== null) join.steps[step] ??= performance.now(); };
+  const nativeFetch = window.fetch;
+  window.fetch = async (input, init) => {
+    const answer = await nativeFetch(input, init);
+    if (String(input instanceof Request ? input.url : input).endsWith('/join-token')) mark('token');
+    return answer;
+  };
+  const devices = navigator.mediaDevices;
+  const nativeMedia = devices.getUserMedia.bind(devices);
+  devices.getUserMedia = async (constraints) => {
+    try { return await nativeMedia(constraints); } finally { mark('microphone'); }
+  };
   const NativeSocket = window.WebSocket;
   window.WebSocket = class extends NativeSocket {
     constructor(...args) {
       super(...args);
+      mark('socket');
       this.addEventListener('open', () => mark('open'));
       this.addEventListener('message', (event) => {
         const type = typeof event.data === 'string' && event.data.match(/"type":"(joined|offer)"/)?.[1];
         if (type) mark(type);
       });
+    }
+
+    send(data) {
+      if (typeof data === 'string' && data.includes('"type":"answer"')) mark('answer');
+      super.send(data);
     }
   };
   const NativePeer = window.RTCPeerConnection;
@@ -108,6 +131,9 @@ JOIN_PROBE = """
       super(...args);
       this.addEventListener('iceconnectionstatechange', () => {
         if (['connected', 'completed'].includes(this.iceConnectionState)) mark('connected');
+      });
+      this.addEventListener('connectionstatechange', () => {
+        if (this.connectionState === 'connected') mark('dtls');
       });
     }
   };
@@ -156,11 +182,28 @@ SETTINGS = (
 )
 
 
+class Join(NamedTuple):
+    seconds: float
+    """To the first frame; infinite when it timed out."""
+    steps: dict[str, float]
+    """Milliseconds from the start to each of :data:`STEPS` that happened."""
+
+
 @dataclass(slots=True)
 class Joins:
     setting: Setting
     seconds: list[float] = field(default_factory=list)
     """Timed-out joins count as infinite: they sort last and fail every target."""
+    steps: list[dict[str, float]] = field(default_factory=list)
+
+    def add(self, join: Join) -> None:
+        self.seconds.append(join.seconds)
+        self.steps.append(join.steps)
+
+    def step_median(self, step: str) -> float | None:
+        """The median of ``step`` over the joins that reached it (milliseconds), if any did."""
+        times = [steps[step] for steps in self.steps if step in steps]
+        return statistics.median(times) if times else None
 
     def percentile(self, q: float) -> float:
         """Nearest rank, so that a timed-out join is reported as one, never interpolated."""
@@ -183,7 +226,19 @@ class Joins:
 # --- the specialist's page -------------------------------------------------------------------
 
 
-async def specialist_join(page: Any, origin: str, consultation: str) -> float:
+async def join_steps(page: Any, probe: str, start: str) -> dict[str, float]:
+    """The steps the page's ``probe`` object noted, in milliseconds after its ``start``; also
+    printed on stderr, one join a line."""
+    steps: dict[str, float] = await page.evaluate(
+        f"""() => Object.fromEntries(Object.entries(window.{probe}.steps)
+          .map(([step, at]) => [step, at - window.{probe}.{start}]))"""
+    )
+    shown = ", ".join(f"{step} {steps[step]:.0f}" for step in STEPS if step in steps)
+    print(f"    steps (ms): {shown}", file=sys.stderr, flush=True)
+    return steps
+
+
+async def specialist_join(page: Any, origin: str, consultation: str) -> Join:
     """Open the queue, click Join on ``consultation``'s row, wait for the first frame, leave."""
     from playwright.async_api import TimeoutError as PlaywrightTimeout
 
@@ -194,12 +249,10 @@ async def specialist_join(page: Any, origin: str, consultation: str) -> float:
         took = await page.evaluate("() => (window.__benchJoin.frameAt - window.__benchJoin.clickAt) / 1000")
     except PlaywrightTimeout:
         took = math.inf
-    steps = await page.evaluate("""() => Object.entries(window.__benchJoin.steps)
-      .map(([step, at]) => `${step} ${Math.round(at - window.__benchJoin.clickAt)}`).join(', ')""")
-    print(f"    steps after the click (ms): {steps}", file=sys.stderr, flush=True)
+    steps = await join_steps(page, "__benchJoin", "clickAt")
     await page.click("#leave")
     await page.locator("#call-ended").wait_for(state="visible")
-    return float(took)
+    return Join(float(took), steps)
 
 
 async def specialist_page(browser: Any, origin: str, ice_delay: float = 0.0, ws_port: int | None = None) -> Any:
@@ -320,7 +373,7 @@ async def floor_site() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-async def floor_join(link: FloorLink, url: str, config: dict[str, Any], delay: float) -> float:
+async def floor_join(link: FloorLink, url: str, config: dict[str, Any], delay: float) -> Join:
     viewer = link.pages["viewer"]
     await viewer.goto(url + "?role=viewer")
     await viewer.evaluate("(config) => window.benchInit(config)", config)
@@ -332,8 +385,9 @@ async def floor_join(link: FloorLink, url: str, config: dict[str, Any], delay: f
     except Exception:
         took = math.inf
     link.delay = 0.0
+    steps = await join_steps(viewer, "benchJoin", "beganAt")
     await link.pages["nurse"].evaluate("() => window.benchReceive({ type: 'leave' })")
-    return float(took)
+    return Join(float(took), steps)
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -347,9 +401,9 @@ def relay_config(turn: Coturn) -> dict[str, Any]:
     }
 
 
-async def measure(joins: int, warmup: int, progress: bool = True) -> tuple[list[Joins], int]:
-    """Every setting's join times, and how often the camera exited and was started again."""
-    results = {setting.key: Joins(setting) for setting in SETTINGS}
+async def measure(joins: int, warmup: int, chosen: Sequence[Setting] = SETTINGS) -> tuple[list[Joins], int]:
+    """The ``chosen`` settings' join times, and how often the camera exited and was started again."""
+    results = {setting.key: Joins(setting) for setting in chosen}
     async with AsyncExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="woundcare-bench-")))
         turn = await stack.enter_async_context(running_coturn(work / "coturn", relay_ports=RELAY_PORTS))
@@ -394,7 +448,7 @@ async def measure(joins: int, warmup: int, progress: bool = True) -> tuple[list[
         await floor_nurse.goto(floor_url + "?role=nurse")
         await floor_nurse.evaluate("(config) => window.benchInit(config)", config)
 
-        def run(setting: Setting) -> Awaitable[float]:
+        def run(setting: Setting) -> Awaitable[Join]:
             if setting.key.startswith("floor"):
                 return floor_join(link, floor_url, config, FRAME_DELAY if "msg" in setting.key else 0.0)
             consultation = nurse_consultation if setting.key.startswith("browser") else camera_consultation
@@ -404,17 +458,16 @@ async def measure(joins: int, warmup: int, progress: bool = True) -> tuple[list[
         camera_restarts = 0
         for round_ in range(warmup + joins):
             # Each round starts at another setting, so that none always follows the same one.
-            shift = round_ % len(SETTINGS)
-            for setting in (*SETTINGS[shift:], *SETTINGS[:shift]):
-                seconds = await run(setting)
+            shift = round_ % len(chosen)
+            for setting in (*chosen[shift:], *chosen[:shift]):
+                join = await run(setting)
                 if visit.camera is not None and visit.camera.poll() is not None:
                     camera_restarts += 1
                     await restart_camera(visit, origin, camera_consultation)
                 if round_ >= warmup:
-                    results[setting.key].seconds.append(seconds)
-                if progress:
-                    kind = "warm-up" if round_ < warmup else f"{round_ - warmup + 1}/{joins}"
-                    print(f"  {setting.key:<18} {kind:>7}  {seconds * 1000:9.0f} ms", file=sys.stderr, flush=True)
+                    results[setting.key].add(join)
+                kind = "warm-up" if round_ < warmup else f"{round_ - warmup + 1}/{joins}"
+                print(f"  {setting.key:<18} {kind:>7}  {join.seconds * 1000:9.0f} ms", file=sys.stderr, flush=True)
         del nurse
     return list(results.values()), camera_restarts
 
@@ -430,10 +483,28 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+def columns(rows: Sequence[tuple[str, ...]], left: int) -> list[str]:
+    """``rows`` as aligned text: the first ``left`` columns to the left, the others to the right."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) if i < left else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
+            for row in rows]
+
+
+def step_table(results: list[Joins]) -> list[str]:
+    """Each setting's median time to each step and to the first frame (the median join)."""
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0f}"
+
+    rows: list[tuple[str, ...]] = [("steps (median ms)", *STEPS, "frame")]
+    rows += [(r.setting.key, *(ms(r.step_median(step)) for step in STEPS), _ms(r.median).removesuffix(" ms"))
+             for r in results]
+    return columns(rows, 1)
+
+
 def render(results: list[Joins], camera_restarts: int, warmup: int, when: str, loads: tuple[str, str]) -> str:
     by_key = {r.setting.key: r for r in results}
     header = ("setting", "source", "injected delay", "joins", "median", "p95", "max", "> 3 s", "floor median", "ratio")
-    rows = [header]
+    rows: list[tuple[str, ...]] = [header]
     verdicts = []
     for r in results:
         floor = by_key[r.setting.floor]
@@ -452,8 +523,6 @@ def render(results: list[Joins], camera_restarts: int, warmup: int, when: str, l
                 (f"median over {TARGET_RATIO} x floor", ratio <= TARGET_RATIO),
             ) if not ok]
             verdicts.append(f"  {r.setting.key:<18} {'met' if met else 'NOT met: ' + ', '.join(missed)}")
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    left = {0, 1, 2}
     joins = len(results[0].seconds)
     lines = [
         f"specialist join -> first decoded frame (click on Join to requestVideoFrameCallback on the "
@@ -461,12 +530,11 @@ def render(results: list[Joins], camera_restarts: int, warmup: int, when: str, l
         f"(+{warmup} warm-up), interleaved; {when}, load average {loads[0]} at the start, {loads[1]} at the end",
         "",
     ]
-    for row in rows:
-        lines.append("  ".join(cell.ljust(w) if i in left else cell.rjust(w)
-                               for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+    lines += columns(rows, 3)
     if camera_restarts:
         lines += ["", f"the camera exited {camera_restarts} time(s) and was started again (its log is on stderr)"]
     lines += ["", f"targets: no join over {TARGET_MAX:g} s, p95 <= {TARGET_P95:g} s, median <= {TARGET_RATIO} x its floor's", *verdicts]
+    lines += ["", "where the time goes: ms from the click (the floor's: from its join) to each step, medians over the joins that reached it", *step_table(results)]
     return "\n".join(lines)
 
 
@@ -474,9 +542,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.browser_join", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_JOINS} joins per setting, no warm-up: a smoke run")
     parser.add_argument("--joins", type=int, help=f"measured joins per setting (default {JOINS})")
+    parser.add_argument(
+        "--settings", type=lambda text: text.split(","), default=[s.key for s in SETTINGS],
+        help="comma-separated settings to run (default all); the floors they are set beside are added",
+    )
     args = parser.parse_args(argv)
     if args.joins is not None and args.joins < 1:
         parser.error("--joins must be at least 1")
+    known = {s.key: s for s in SETTINGS}
+    if unknown := [key for key in args.settings if key not in known]:
+        parser.error(f"--settings: unknown {', '.join(unknown)}; known: {', '.join(known)}")
+    wanted = {*args.settings, *(known[key].floor for key in args.settings)}
+    args.settings = tuple(s for s in SETTINGS if s.key in wanted)
     return args
 
 
@@ -486,7 +563,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warmup = 0 if args.quick else 1
     start = load_average()
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    results, camera_restarts = asyncio.run(measure(joins, warmup))
+    results, camera_restarts = asyncio.run(measure(joins, warmup, args.settings))
     print(render(results, camera_restarts, warmup, when, (start, load_average())))
     return 0
 

@@ -332,7 +332,8 @@ export class ViewerPeer extends EventTarget {
 
   /**
    * @param {Signaling} signaling
-   * @param {MediaStream | null} microphone null when the viewer has no microphone (listen only)
+   * @param {Promise<MediaStream | null>} microphone null when the viewer has no microphone (listen
+   *   only); a promise, so that the join need not wait for it, only the first answer does
    * @param {IceConfig} ice
    */
   constructor(signaling, microphone, ice) {
@@ -364,11 +365,11 @@ export class ViewerPeer extends EventTarget {
         }
         this.#open(pc, current);
       }
-      await pc.setRemoteDescription({ type: 'offer', sdp: frame.sdp });
-      if (fresh && this.microphone) {
-        // After the offer, so addTrack reuses the offered audio transceiver (sendrecv) instead of adding one.
-        for (const track of this.microphone.getAudioTracks()) pc.addTrack(track, this.microphone);
-      }
+      const [microphone] = await Promise.all([
+        fresh ? this.microphone : null, pc.setRemoteDescription({ type: 'offer', sdp: frame.sdp }),
+      ]);
+      // After the offer, so addTrack reuses the offered audio transceiver (sendrecv) instead of adding one.
+      for (const track of microphone?.getAudioTracks() ?? []) pc.addTrack(track, microphone);
       await pc.setLocalDescription(await pc.createAnswer());
       this.signaling.send({ type: 'answer', to: frame.from, sdp: pc.localDescription?.sdp, pc: generation });
       await current.candidates.flush();
