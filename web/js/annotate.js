@@ -96,7 +96,8 @@ export class Annotator extends EventTarget {
   setReferenceLength(cm) {
     if (!(cm > 0 && cm <= 100)) return;
     this.referenceCm = cm;
-    if (this.reference) this.#change(() => { this.reference = { ...this.reference, lengthCm: cm }; });
+    const reference = this.reference;
+    if (reference) this.#change(() => { this.reference = { ...reference, lengthCm: cm }; });
   }
 
   undo() {

@@ -56,5 +56,7 @@ export function hasTorch(track) {
 
 /** @param {MediaStreamTrack} track @param {boolean} on */
 export function setTorch(track, on) {
-  return track.applyConstraints(/** @type {MediaTrackConstraints} */ ({ advanced: [{ torch: on }] }));
+  // `torch` is the Image Capture spec's, which TypeScript's DOM types leave out.
+  const torch = /** @type {MediaTrackConstraintSet & {torch: boolean}} */ ({ torch: on });
+  return track.applyConstraints({ advanced: [torch] });
 }

@@ -13,11 +13,12 @@ export function byId(id) {
 }
 
 /**
- * A new element with attributes and children.
- * @param {string} tag
+ * A new element with attributes and children, typed by its tag (a button has `disabled`).
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
  * @param {Record<string, string>} [attrs]
  * @param {...(Node | string)} children
- * @returns {HTMLElement}
+ * @returns {HTMLElementTagNameMap[K]}
  */
 export function h(tag, attrs = {}, ...children) {
   const made = document.createElement(tag);

@@ -218,7 +218,7 @@ function eventLog(session) {
 /** @param {Session} session */
 function sessionRows(session) {
   const logId = `log-${session.id}`;
-  const toggle = /** @type {HTMLButtonElement} */ (h('button', { type: 'button', 'aria-expanded': 'false', 'aria-controls': logId }));
+  const toggle = h('button', { type: 'button', 'aria-expanded': 'false', 'aria-controls': logId });
   setText(toggle, 'lead.log.show');
   const cell = h('td', { colspan: '10' });
   const logRow = h('tr', { id: logId, class: 'log-row', hidden: '' }, cell);

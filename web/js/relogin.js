@@ -68,7 +68,7 @@ async function logInAgain(user) {
 }
 
 function build() {
-  /** @param {string} key @param {HTMLElement} element */
+  /** @template {HTMLElement} E @param {string} key @param {E} element @returns {E} */
   const text = (key, element) => {
     setText(element, key);
     return element;
@@ -79,7 +79,7 @@ function build() {
     text('login.totp', h('label', { for: 'relogin-totp' })),
     input({ id: 'relogin-totp', name: 'totp', inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: '10' }));
   const oidc = text('login.oidc', h('a', { class: 'big button secondary', href: '/api/oidc/login', hidden: '' }));
-  const form = /** @type {HTMLFormElement} */ (h('form', { novalidate: '' },
+  const form = h('form', { novalidate: '' },
     text('relogin.heading', h('h2', { id: 'relogin-heading' })),
     text('relogin.hint', h('p', { class: 'hint' })),
     text('login.username', h('label', { for: 'relogin-username' })),
@@ -89,7 +89,7 @@ function build() {
     totpRow,
     error,
     text('login.submit', h('button', { type: 'submit', class: 'big primary' })),
-    oidc));
+    oidc);
   const dialog = h('dialog', { id: 'relogin', class: 'relogin card', 'aria-labelledby': 'relogin-heading' }, form);
   return { dialog, form, error, totpRow, oidc };
 }

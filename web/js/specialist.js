@@ -73,10 +73,10 @@ function rowFor(consultation) {
     const join = h('button', { type: 'button', class: 'primary' });
     setText(join, 'specialist.queue.join');
     join.addEventListener('click', () => open(consultation));
-    row = /** @type {HTMLTableRowElement} */ (h('tr', { 'data-consultation': consultation.id },
+    row = h('tr', { 'data-consultation': consultation.id },
       h('td', { class: 'queue-patient' }), h('td', { class: 'queue-region' }, consultation.regionName),
       h('td', { class: 'queue-status' }), h('td', { class: 'queue-nurse' }), h('td', { class: 'queue-waiting' }),
-      h('td', {}, join)));
+      h('td', {}, join));
     nameOf(consultation.patient).then((name) => {
       /** @type {HTMLElement} */ (row?.querySelector('.queue-patient')).textContent = name;
       join.setAttribute('aria-label', `${join.textContent}: ${name}`);

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 def api_error(status: int, code: str, message: str, **details: str) -> web.HTTPException:
     """``details`` go into the error object beside the code: ids that help the client on (such
     as the live consultation a refused start names), never input echoed back."""
-    exc_class = web.HTTPException
+    exc_class: type[web.HTTPException] = web.HTTPException
     for cls in (
         web.HTTPBadRequest,
         web.HTTPUnauthorized,
@@ -39,12 +39,13 @@ def api_error(status: int, code: str, message: str, **details: str) -> web.HTTPE
         if cls.status_code == status:
             exc_class = cls
             break
-    kwargs = {"max_size": 0, "actual_size": 0} if exc_class is web.HTTPRequestEntityTooLarge else {}
-    exc = exc_class(
-        text=orjson.dumps({"error": {"code": code, "message": message, **details}}).decode(),
-        content_type="application/json",
-        **kwargs,
-    )
+    text = orjson.dumps({"error": {"code": code, "message": message, **details}}).decode()
+    exc: web.HTTPException
+    if exc_class is web.HTTPRequestEntityTooLarge:
+        # Its constructor wants the sizes only for a default text; ours replaces that text.
+        exc = web.HTTPRequestEntityTooLarge(max_size=0, actual_size=0, text=text, content_type="application/json")
+    else:
+        exc = exc_class(text=text, content_type="application/json")
     if exc_class is web.HTTPException:
         exc.set_status(status)
     return exc

@@ -117,7 +117,7 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
             request.headers.get("Authorization", ""), request.cookies.get(COOKIE)
         )
     except AuthenticationError as exc:
-        raise api_error(401, exc.code, exc.message) from None
+        raise http_error(exc) from None
     if found is None:
         await _audit(request, rule, Outcome.DENIED, None)
         raise api_error(401, "unauthorized", "log in first")

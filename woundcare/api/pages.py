@@ -50,7 +50,7 @@ routes = web.RouteTableDef()
 
 
 def _page(request: web.Request, name: str) -> web.FileResponse:
-    headers = {**request.config_dict[_HEADERS], **_HTML_CACHE, "Content-Type": "text/html; charset=utf-8"}
+    headers = request.config_dict[_HEADERS] | _HTML_CACHE | {"Content-Type": "text/html; charset=utf-8"}
     return web.FileResponse(WEB_ROOT / name, headers=headers)
 
 
@@ -89,7 +89,7 @@ async def asset(request: web.Request) -> web.FileResponse:
     if not found:
         raise web.HTTPNotFound()
     kind = _TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return web.FileResponse(path, headers={**request.config_dict[_HEADERS], **_ASSET_CACHE, "Content-Type": kind})
+    return web.FileResponse(path, headers=request.config_dict[_HEADERS] | _ASSET_CACHE | {"Content-Type": kind})
 
 
 def setup(app: web.Application, public_url: str | None) -> None:

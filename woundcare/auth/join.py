@@ -44,7 +44,7 @@ class JoinAdmission:
         try:
             subject = await token_holder(self._accounts, invitation, room.region_id)
         except AuthenticationError as exc:
-            raise ProtocolError(ErrorCode(exc.code), exc.message, "join") from None
+            raise protocol_error(exc, "join") from None
         try:
             grant = authorize(subject, Action.CONSULTATION_JOIN, Room(join.consultation, room.region_id, join.role))
         except Denied:

@@ -142,7 +142,7 @@ def load_client_key(data: bytes) -> Key:
         return import_key(orjson.loads(text))
     for key_type in ("RSA", "EC"):
         try:
-            return import_key(text, key_type)  # type: ignore[call-overload,no-any-return]
+            return import_key(text, key_type)
         except (ValueError, JoseError):
             continue
     raise ValueError("client key must be a private JWK or a PEM RSA/EC key")

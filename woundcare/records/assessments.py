@@ -103,7 +103,7 @@ def _enum(kind: type[enum.Enum], data: dict[str, Any], name: str) -> Any:
     try:
         return kind(value)
     except ValueError:
-        choices = ", ".join(m.value for m in kind)  # type: ignore[attr-defined]
+        choices = ", ".join(m.value for m in kind)
         raise AssessmentError(f"'{name}' must be one of: {choices}") from None
 
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Row, exists, func, select, update
+from sqlalchemy import Select, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -102,7 +102,7 @@ class LoggedEvent:
         }
 
 
-def _select():  # type: ignore[no-untyped-def]
+def _select() -> Select[Consultation, str, str, str]:
     return (
         select(Consultation, Region.code, Region.name, Patient.pseudonym)
         .join(Region, Region.id == Consultation.region_id)
@@ -110,7 +110,7 @@ def _select():  # type: ignore[no-untyped-def]
     )
 
 
-def _view(row: Row[tuple[Consultation, str, str, str]] | tuple[Consultation, str, str, str]) -> ConsultationView:
+def _view(row: tuple[Consultation, str, str, str]) -> ConsultationView:
     c, region, region_name, patient = row
     return ConsultationView(
         c.id, c.region_id, region, region_name, patient, c.patient_id, c.status, c.created_at, c.started_at, c.ended_at

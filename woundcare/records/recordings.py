@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -77,7 +77,8 @@ class Media:
 
     size: int
     """Bytes in all, known from checking every chunk."""
-    chunks: AsyncIterator[bytes]
+    chunks: AsyncGenerator[bytes, None]
+    """A generator, so the reader can close it (and the file) when the player goes away."""
 
 
 @dataclass(slots=True)
@@ -193,7 +194,7 @@ class Recordings:
         with self._blobs.reader(blob_key) as file:
             return sum(len(chunk) for chunk in open_stream(key, binding, file.read))
 
-    async def _chunks(self, blob_key: str, key: bytes, binding: Binding) -> AsyncIterator[bytes]:
+    async def _chunks(self, blob_key: str, key: bytes, binding: Binding) -> AsyncGenerator[bytes, None]:
         file = await asyncio.to_thread(self._blobs.reader, blob_key)
         try:
             chunks: Iterator[bytes] = open_stream(key, binding, file.read)

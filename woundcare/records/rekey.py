@@ -71,13 +71,13 @@ class Reencryption:
                     continue
                 fresh = await self._keyring.reseal(Binding(region_id, sealed.kind, record_id), envelope)
                 column = getattr(sealed.model, sealed.column)
-                values = {sealed.column: fresh}
+                values: dict[str, bytes | str] = {sealed.column: fresh}
                 if sealed.key_column is not None:
                     values[sealed.key_column] = key_id_of(fresh)
                 async with self._db.sessions() as session, session.begin():
                     await session.execute(
                         update(sealed.model)
-                        .where(sealed.model.id == pk, column == envelope)  # type: ignore[arg-type]
+                        .where(sealed.model.id == pk, column == envelope)
                         .values(values)
                     )
                 done += 1

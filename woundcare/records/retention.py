@@ -52,7 +52,8 @@ class Retention:
                     .order_by(Consultation.ended_at)
                 )
             ).all()
-        return days, [Due(c, ended) for c, ended in rows]
+        # The WHERE already leaves out consultations not ended; the check says so to the types.
+        return days, [Due(c, ended) for c, ended in rows if ended is not None]
 
     async def purge(self, region_id: int, now: datetime | None = None) -> list[str]:
         """Delete what is due; returns the consultation ids deleted."""

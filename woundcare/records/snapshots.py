@@ -71,8 +71,9 @@ class SnapshotView:
         }
 
 
-_INSERT = sa_insert(Snapshot.__table__)
-"""Core on the table, the row given as parameters: compiled once, not per upload."""
+_INSERT = sa_insert(Snapshot.metadata.tables[Snapshot.__tablename__])
+"""Core on the table, the row given as parameters: compiled once, not per upload. (The
+metadata names the Table; ``__table__`` is typed as any FromClause.)"""
 
 _SCRATCH_KEPT = 32 * 1024 * 1024
 """A worker thread keeps a sealing buffer up to this size for its next upload."""

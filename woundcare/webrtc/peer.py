@@ -104,6 +104,8 @@ class FrameCounter:
         with suppress(MediaStreamError):
             while True:
                 frame = await self.track.recv()
+                # aiortc types recv() for any track; a video track's frames are VideoFrames.
+                assert isinstance(frame, VideoFrame)
                 self.frames += 1
                 self.last_size = (frame.width, frame.height)
                 if self.first_frame_at is None:
