@@ -50,6 +50,7 @@ LAYERS: dict[str, int] = {
     "woundcare.crypto": 30,
     "woundcare.storage": 20,
     "woundcare.db": 20,
+    "woundcare.refs": 16,
     "woundcare.validation": 14,
     "woundcare.errors": 12,
     "woundcare.config": 25,

@@ -22,6 +22,7 @@ from woundcare.pilot.fhir import ConsentAnswer, SessionEvent, build_bundle, expo
 from woundcare.records.assessments import AssessmentContent
 from woundcare.records.consultations import ConsultationView
 from woundcare.records.measurement import Annotations
+from woundcare.refs import user_ref
 
 r4b = pytest.importorskip("fhir.resources.R4B", reason="fhir.resources (test extra) not installed")
 from fhir.resources.R4B.bundle import Bundle  # noqa: E402
@@ -77,16 +78,16 @@ async def test_consultations_export_as_valid_pseudonymous_bundles(server: Runnin
     assert view is not None
     await app[SERVICES].consents.record(
         full, view.patient_id, region_id,
-        {ConsentKind.VIDEO: True, ConsentKind.SNAPSHOTS: True, ConsentKind.RECORDING: False}, f"u{nurse}",
+        {ConsentKind.VIDEO: True, ConsentKind.SNAPSHOTS: True, ConsentKind.RECORDING: False}, user_ref(nurse),
     )
-    await app[SERVICES].assessments.save(full, region_id, SIGNED, f"u{specialist}")
-    await app[SERVICES].assessments.sign(full, f"u{specialist}")
+    await app[SERVICES].assessments.save(full, region_id, SIGNED, user_ref(specialist))
+    await app[SERVICES].assessments.sign(full, user_ref(specialist))
     for kind, subject, role in (
-        (EventKind.JOINED, f"u{nurse}", Role.NURSE),
-        (EventKind.JOINED, f"u{specialist}", Role.SPECIALIST),
-        (EventKind.RECONNECTING, f"u{specialist}", Role.SPECIALIST),
-        (EventKind.REJOINED, f"u{specialist}", Role.SPECIALIST),
-        (EventKind.LEFT, f"u{specialist}", Role.SPECIALIST),
+        (EventKind.JOINED, user_ref(nurse), Role.NURSE),
+        (EventKind.JOINED, user_ref(specialist), Role.SPECIALIST),
+        (EventKind.RECONNECTING, user_ref(specialist), Role.SPECIALIST),
+        (EventKind.REJOINED, user_ref(specialist), Role.SPECIALIST),
+        (EventKind.LEFT, user_ref(specialist), Role.SPECIALIST),
     ):
         app[SERVICES].session_log.emit(RoomEvent(full, kind, subject, role, "east", participant="p1"))
     await app[SERVICES].session_log.flush()
