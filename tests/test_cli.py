@@ -187,6 +187,44 @@ def test_errors_exit_2(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
         assert out == ""
 
 
+def test_retention_totp_and_refusals_that_need_state(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(NEW_PASSWORD_ENV, PASSWORD)
+    cli("region", "add", "nord", "Nord pilot")
+    cli("user", "add", "nina", "--name", "Nina", "--role", "nurse", "--region", "nord")
+
+    assert cli("region", "retention", "nord", "30") == (0, "region nord: consultations ended over 30 days ago are due\n", "")
+    assert [r.retention_days for r in _query(tmp_path, select(Region))] == [30]
+    assert cli("region", "retention", "nord", "0") == (0, "region nord: kept\n", "")
+    assert [r.retention_days for r in _query(tmp_path, select(Region))] == [None]
+
+    user_id = _user(tmp_path, "nina").id
+    _add_session(tmp_path, user_id)
+    code, out, _ = cli("user", "totp", "nina")
+    assert code == 0 and "secret (shown once): " in out
+    assert _user(tmp_path, "nina").totp_secret_sealed is not None
+    sessions = _query(tmp_path, select(LoginSession).where(LoginSession.user_id == user_id))
+    assert sessions and all(s.revoked_at is not None for s in sessions)
+
+    assert cli("device", "issue", "--user", "nina", "--region", "nord", "--name", "c")[0] == 0
+    (device,) = _query(tmp_path, select(Device))
+    assert cli("device", "revoke", str(device.id))[0] == 0
+    assert cli("user", "disable", "nina")[0] == 0
+    for argv, message in [
+        (("device", "revoke", str(device.id)), f"device already revoked: {device.id}"),
+        (("device", "issue", "--user", "nina", "--region", "nord", "--name", "c"), "user is disabled: nina"),
+        (("region", "retention", "nope", "5"), "no such region: nope"),
+        (("user", "totp", "ghost"), "no such user: ghost"),
+    ]:
+        assert cli(*argv) == (2, "", f"woundcare: error: {message}\n"), argv
+
+    events = _query(tmp_path, select(AuditEvent).where(AuditEvent.action.in_(["admin.region.retention", "admin.user.totp"])))
+    assert sorted((e.action, e.resource) for e in events) == [
+        ("admin.region.retention", "region:nord:30"),
+        ("admin.region.retention", "region:nord:keep"),
+        ("admin.user.totp", f"user:u{user_id}"),
+    ]
+
+
 def _assert_no_secrets(tmp_path: Path, *secrets: str) -> None:
     for event in _query(tmp_path, select(AuditEvent)):
         columns = [event.actor, event.role, event.action, event.resource, event.outcome, event.address]

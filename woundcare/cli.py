@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 
 from signaling.protocol import Role
 
@@ -30,14 +28,13 @@ from .audit.verify import verify_command
 from .auth.passwords import hash_password
 from .auth.totp import TotpBox
 from .config import Settings
-from .db.models import Device, Membership, Region, User
 from .db.models import Role as UserRole
 from .demo import DEMO_LOGINS, DEMO_REGION, demo_consultation
 from .errors import WoundcareError
 from .inflight import IN_FLIGHT
-from .records.accounts import revoke_user_sessions
 from .records.audit_trail import AuditTrail
 from .records.rekey import Reencryption
+from .refs import guest_ref, user_ref
 from .services import Services, build_services
 
 
@@ -150,7 +147,7 @@ async def _invite(services: Services, consultation: str, role: Role, name: str |
     if view is None:
         raise CliError(f"no such consultation: {consultation}")
     return services.invitations.issue(
-        consultation, role, f"inv-{secrets.token_hex(4)}", name or role.value.capitalize(), view.region
+        consultation, role, guest_ref(), name or role.value.capitalize(), view.region
     )
 
 
@@ -192,38 +189,33 @@ def _new_password() -> tuple[str, bool]:
 
 
 async def _region_id(services: Services, code: str) -> int:
-    async with services.database.sessions() as session:
-        region_id = await session.scalar(select(Region.id).where(Region.code == code))
+    # A shredded region too: it can still be shredded again, rotated or have its retention set.
+    region_id = await services.accounts.region_id(code, shredded=True)
     if region_id is None:
         raise CliError(f"no such region: {code}")
     return region_id
 
 
 async def _user_id(services: Services, username: str) -> int:
-    async with services.database.sessions() as session:
-        user_id = await session.scalar(select(User.id).where(User.username == username))
+    user_id = await services.accounts.user_id(username)
     if user_id is None:
         raise CliError(f"no such user: {username}")
     return user_id
 
 
 async def _region_add(services: Services, args: argparse.Namespace) -> int:
-    try:
-        async with services.database.sessions() as session, session.begin():
-            region = Region(code=args.code, name=args.name)
-            session.add(region)
-    except IntegrityError as exc:
-        raise CliError(f"region already exists: {args.code}") from exc
-    await _audit(services, "region.add", f"region:{region.code}", region.id)
-    print(f"region {region.code} added (id {region.id})")
+    region_id = await services.accounts.add_region(args.code, args.name)
+    if region_id is None:
+        raise CliError(f"region already exists: {args.code}")
+    await _audit(services, "region.add", f"region:{args.code}", region_id)
+    print(f"region {args.code} added (id {region_id})")
     return 0
 
 
 async def _region_retention(services: Services, args: argparse.Namespace) -> int:
     region_id = await _region_id(services, args.code)
     days = None if args.days == 0 else args.days
-    async with services.database.sessions() as session, session.begin():
-        await session.execute(update(Region).where(Region.id == region_id).values(retention_days=days))
+    await services.accounts.set_retention(region_id, days)
     await _audit(services, "region.retention", f"region:{args.code}:{days or 'keep'}", region_id)
     print(f"region {args.code}: " + (f"consultations ended over {days} days ago are due" if days else "kept"))
     return 0
@@ -233,17 +225,12 @@ async def _user_add(services: Services, args: argparse.Namespace) -> int:
     region_ids = [await _region_id(services, code) for code in dict.fromkeys(args.region)]
     password, generated = _new_password()
     role = UserRole(args.role)
-    try:
-        async with services.database.sessions() as session, session.begin():
-            user = User(username=args.username, display_name=args.name, password_hash=hash_password(password))
-            session.add(user)
-            await session.flush()
-            session.add_all(Membership(user_id=user.id, region_id=rid, role=role) for rid in region_ids)
-    except IntegrityError as exc:
-        raise CliError(f"user already exists: {args.username}") from exc
+    user_id = await services.accounts.add_user(args.username, args.name, hash_password(password), role, region_ids)
+    if user_id is None:
+        raise CliError(f"user already exists: {args.username}")
     for region_id in region_ids:
-        await _audit(services, "user.add", f"user:u{user.id}", region_id)
-    print(f"user {user.username} added (id {user.id}, {role.value} in {', '.join(args.region)})")
+        await _audit(services, "user.add", f"user:{user_ref(user_id)}", region_id)
+    print(f"user {args.username} added (id {user_id}, {role.value} in {', '.join(args.region)})")
     if generated:
         print(f"password (shown once): {password}")
     return 0
@@ -251,10 +238,8 @@ async def _user_add(services: Services, args: argparse.Namespace) -> int:
 
 async def _user_disable(services: Services, args: argparse.Namespace) -> int:
     user_id = await _user_id(services, args.username)
-    async with services.database.sessions() as session, session.begin():
-        await session.execute(update(User).where(User.id == user_id).values(active=False))
-        await session.execute(revoke_user_sessions(user_id))
-    await _audit(services, "user.disable", f"user:u{user_id}")
+    await services.accounts.disable_user(user_id)
+    await _audit(services, "user.disable", f"user:{user_ref(user_id)}")
     print(f"user {args.username} disabled; sessions revoked")
     return 0
 
@@ -262,14 +247,8 @@ async def _user_disable(services: Services, args: argparse.Namespace) -> int:
 async def _user_reset_password(services: Services, args: argparse.Namespace) -> int:
     user_id = await _user_id(services, args.username)
     password, generated = _new_password()
-    async with services.database.sessions() as session, session.begin():
-        await session.execute(
-            update(User)
-            .where(User.id == user_id)
-            .values(password_hash=hash_password(password), failed_logins=0, locked_until=None)
-        )
-        await session.execute(revoke_user_sessions(user_id))
-    await _audit(services, "user.reset_password", f"user:u{user_id}")
+    await services.accounts.set_password(user_id, hash_password(password))
+    await _audit(services, "user.reset_password", f"user:{user_ref(user_id)}")
     print(f"password of {args.username} reset; sessions revoked")
     if generated:
         print(f"password (shown once): {password}")
@@ -280,10 +259,8 @@ async def _user_totp(services: Services, args: argparse.Namespace) -> int:
     """Enrol (or re-enrol) a TOTP second factor; the secret is shown once, for the user's app."""
     user_id = await _user_id(services, args.username)
     secret, sealed = TotpBox(services.settings.signing_key()).new_secret(user_id)
-    async with services.database.sessions() as session, session.begin():
-        await session.execute(update(User).where(User.id == user_id).values(totp_secret_sealed=sealed))
-        await session.execute(revoke_user_sessions(user_id))
-    await _audit(services, "user.totp", f"user:u{user_id}")
+    await services.accounts.set_totp(user_id, sealed)
+    await _audit(services, "user.totp", f"user:{user_ref(user_id)}")
     print(f"TOTP enrolled for {args.username}; sessions revoked")
     print(f"secret (shown once): {secret}")
     print(f"authenticator URI: {TotpBox.uri(secret, args.username)}")
@@ -313,11 +290,11 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 async def _device_issue(services: Services, args: argparse.Namespace) -> int:
     user_id = await _user_id(services, args.user)
     region_id = await _region_id(services, args.region)
-    async with services.database.sessions() as session:
-        user = await session.get_one(User, user_id)
-    if not user.active:
-        raise CliError(f"user is disabled: {args.user}")
-    if not any(m.region_id == region_id and m.role is UserRole.NURSE for m in user.memberships):
+    if await services.accounts.active_nurse(args.user, region_id) is None:
+        # The rule is active_nurse's; this only tells the admin which half of it failed.
+        user = await services.accounts.user(user_id)
+        if user is not None and not user.active:
+            raise CliError(f"user is disabled: {args.user}")
         raise CliError(f"{args.user} is not a nurse of region {args.region}")
     device_id, token = await services.devices.issue(user_id, region_id, args.name)
     await _audit(services, "device.issue", f"device:{device_id}", region_id)
@@ -385,14 +362,13 @@ async def _region_shred(services: Services, args: argparse.Namespace) -> int:
 
 
 async def _device_revoke(services: Services, args: argparse.Namespace) -> int:
-    async with services.database.sessions() as session:
-        device = await session.get(Device, args.id)
-    if device is None:
+    region_id = await services.accounts.device_region(args.id)
+    if region_id is None:
         raise CliError(f"no such device: {args.id}")
-    if not await services.devices.revoke(device.id):
+    if not await services.devices.revoke(args.id):
         raise CliError(f"device already revoked: {args.id}")
-    await _audit(services, "device.revoke", f"device:{device.id}", device.region_id)
-    print(f"device {device.id} revoked")
+    await _audit(services, "device.revoke", f"device:{args.id}", region_id)
+    print(f"device {args.id} revoked")
     return 0
 
 

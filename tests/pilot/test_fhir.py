@@ -22,6 +22,7 @@ from woundcare.pilot.fhir import ConsentAnswer, SessionEvent, build_bundle, expo
 from woundcare.records.assessments import AssessmentContent
 from woundcare.records.consultations import ConsultationView
 from woundcare.records.measurement import Annotations
+from woundcare.refs import device_ref, guest_ref, recorder_ref, user_ref
 
 r4b = pytest.importorskip("fhir.resources.R4B", reason="fhir.resources (test extra) not installed")
 from fhir.resources.R4B.bundle import Bundle  # noqa: E402
@@ -77,16 +78,16 @@ async def test_consultations_export_as_valid_pseudonymous_bundles(server: Runnin
     assert view is not None
     await app[SERVICES].consents.record(
         full, view.patient_id, region_id,
-        {ConsentKind.VIDEO: True, ConsentKind.SNAPSHOTS: True, ConsentKind.RECORDING: False}, f"u{nurse}",
+        {ConsentKind.VIDEO: True, ConsentKind.SNAPSHOTS: True, ConsentKind.RECORDING: False}, user_ref(nurse),
     )
-    await app[SERVICES].assessments.save(full, region_id, SIGNED, f"u{specialist}")
-    await app[SERVICES].assessments.sign(full, f"u{specialist}")
+    await app[SERVICES].assessments.save(full, region_id, SIGNED, user_ref(specialist))
+    await app[SERVICES].assessments.sign(full, user_ref(specialist))
     for kind, subject, role in (
-        (EventKind.JOINED, f"u{nurse}", Role.NURSE),
-        (EventKind.JOINED, f"u{specialist}", Role.SPECIALIST),
-        (EventKind.RECONNECTING, f"u{specialist}", Role.SPECIALIST),
-        (EventKind.REJOINED, f"u{specialist}", Role.SPECIALIST),
-        (EventKind.LEFT, f"u{specialist}", Role.SPECIALIST),
+        (EventKind.JOINED, user_ref(nurse), Role.NURSE),
+        (EventKind.JOINED, user_ref(specialist), Role.SPECIALIST),
+        (EventKind.RECONNECTING, user_ref(specialist), Role.SPECIALIST),
+        (EventKind.REJOINED, user_ref(specialist), Role.SPECIALIST),
+        (EventKind.LEFT, user_ref(specialist), Role.SPECIALIST),
     ):
         app[SERVICES].session_log.emit(RoomEvent(full, kind, subject, role, "east", participant="p1"))
     await app[SERVICES].session_log.flush()
@@ -205,3 +206,17 @@ def test_withdrawn_consent_and_open_consultation() -> None:
     with pytest.raises(ValueError):
         Bundle.model_validate({**bundle, "entry": [{"resource": {**encounter, "class": "VR"}}]})
 
+
+def test_only_staff_become_practitioners() -> None:
+    now = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
+    view = ConsultationView("c1", 1, "west", "Region west", "pseudo-1", 1, ConsultationStatus.ACTIVE, now, now, None)
+    others = [(device_ref(1), "nurse"), (recorder_ref("r1"), "recorder"), (guest_ref(), "observer")]
+    bundle = build_bundle(
+        view,
+        events=[SessionEvent(now, "joined", role, ref) for ref, role in [(user_ref(1), "specialist"), *others]],
+        created_by=user_ref(2),
+    )
+    validate(bundle)
+    assert sorted(p["identifier"][0]["value"] for p in of_type(bundle, "Practitioner")) == ["u1", "u2"]
+    agents = [a["agent"][0]["who"] for a in of_type(bundle, "AuditEvent")]
+    assert ["reference" in who for who in agents] == [True, False, False, False]

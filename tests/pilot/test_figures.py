@@ -34,6 +34,7 @@ from woundcare.db.models import (
     Role,
     Snapshot,
 )
+from woundcare.refs import user_ref
 
 PASSWORD = "pilot password 1"
 REGIONS = {"pa": "Region A", "pb": "Region B", "pc": "=Region C"}
@@ -126,7 +127,7 @@ async def seed(server: RunningServer) -> list[Seeded]:
 
             def event(at: datetime, kind: str, role: str | None, item: Seeded = item, cid: str = cid) -> None:
                 data = {"consultation_id": cid, "at": at, "kind": kind, "role": role,
-                        "subject": f"u{rng.randrange(100)}", "participant": f"p{rng.randrange(1000)}",
+                        "subject": user_ref(rng.randrange(100)), "participant": f"p{rng.randrange(1000)}",
                         "detail": None}
                 events.append(data)
                 item.events.append(data)

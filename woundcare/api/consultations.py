@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +14,7 @@ from signaling.protocol import CloseCode, ErrorCode, Role
 from ..appkeys import QUEUE, SERVICES, services
 from ..auth.policy import Action, authorize, regions_for, room_role
 from ..records.consultations import ConsultationLive
+from ..refs import guest_ref
 from .body import NewConsultation, ViewerInvitation, read_body
 from .errors import api_error, http_error
 from .guard import audit_target, requires, subject
@@ -93,7 +93,7 @@ async def invite_viewer(request: web.Request) -> web.Response:
     """An invitation for a second viewer (an interpreter, a colleague) as an observer."""
     view = await load_visible(request, CONSULTATION, Action.CONSULTATION_INVITE)
     name = (await read_body(request, ViewerInvitation)).name
-    token = services(request).invitations.issue(view.id, Role.OBSERVER, f"inv-{secrets.token_hex(4)}", name, view.region)
+    token = services(request).invitations.issue(view.id, Role.OBSERVER, guest_ref(), name, view.region)
     return web.json_response({"token": token, "role": Role.OBSERVER.value, "consultation": view.id}, status=201)
 
 

@@ -3,22 +3,21 @@
 A subject's :attr:`~Subject.ref` is the one string that names it in audit entries, session
 logs, invitation claims and TURN usernames: ``u<user id>`` for a user, ``d<device id>`` for
 a head-camera device, anything else for an invitation's holder (``inv-…``, ``rec-…``). It
-is pseudonymous. :meth:`Subject.user_ref`, :meth:`Subject.device_ref` and
-:meth:`Subject.parse` are the only places that write or read that format.
+is pseudonymous. Its grammar is :mod:`woundcare.refs` (which records/ can import too);
+:meth:`Subject.user_ref`, :meth:`Subject.device_ref` and :meth:`Subject.parse` are that
+module's functions, here for auth's callers.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .. import refs
 from ..db.models import Role
+from ..refs import Kind
 
-
-class Kind(str, enum.Enum):
-    USER = "u"
-    DEVICE = "d"
+__all__ = ["Kind", "Subject"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,18 +36,6 @@ class Subject:
     invitation: str | None = None
     """The consultation an invitation-token holder (e.g. an interpreter) was invited to."""
 
-    @staticmethod
-    def user_ref(user_id: int) -> str:
-        return f"{Kind.USER.value}{user_id}"
-
-    @staticmethod
-    def device_ref(device_id: int) -> str:
-        return f"{Kind.DEVICE.value}{device_id}"
-
-    @staticmethod
-    def parse(ref: str) -> tuple[Kind, int] | None:
-        """The kind and id a user's or a device's ref names; None for any other ref."""
-        head, number = ref[:1], ref[1:]
-        if head not in (Kind.USER.value, Kind.DEVICE.value) or not number.isascii() or not number.isdigit():
-            return None
-        return Kind(head), int(number)
+    user_ref = staticmethod(refs.user_ref)
+    device_ref = staticmethod(refs.device_ref)
+    parse = staticmethod(refs.parse)

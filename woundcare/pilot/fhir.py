@@ -39,7 +39,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..db.models import ConsentKind, ConsultationStatus
 from ..db.models import Role as StaffRole
@@ -47,6 +47,7 @@ from ..records.assessments import AssessmentView
 from ..records.consents import ConsentAnswer
 from ..records.consultations import ConsultationView
 from ..records.snapshots import SnapshotView
+from ..refs import Kind, parse, user_ref
 from ..services import Services
 
 PSEUDONYM_SYSTEM = "urn:woundcare:pseudonym:"
@@ -136,7 +137,7 @@ def build_bundle(
     actors: list[str] = []
 
     def practitioner(actor: str | None) -> dict[str, str] | None:
-        if not actor or not actor.startswith("u"):
+        if not _is_staff(actor):
             return None  # devices and invitation holders are no Practitioner
         if actor not in actors:
             actors.append(actor)
@@ -270,7 +271,7 @@ async def export_bundle(services: Services, consultation_id: str, *, api_base: s
             SessionEvent(e.at, e.kind, e.role, e.subject) for e in await services.consultations.events(consultation_id)
         ],
         staff=_staff_roles(await services.pilot.staff(consultation.region_id)),
-        created_by=f"u{created_by}" if created_by is not None else None,
+        created_by=user_ref(created_by) if created_by is not None else None,
         api_base=api_base,
     )
 
@@ -280,10 +281,16 @@ def _staff_roles(memberships: Iterable[tuple[int, StaffRole]]) -> dict[str, str]
     rank = [StaffRole.SPECIALIST, StaffRole.NURSE, StaffRole.PILOT_LEAD, StaffRole.ADMIN]
     best: dict[str, StaffRole] = {}
     for user_id, role in memberships:
-        actor = f"u{user_id}"
+        actor = user_ref(user_id)
         if actor not in best or rank.index(role) < rank.index(best[actor]):
             best[actor] = role
     return {actor: role.value for actor, role in best.items()}
+
+
+def _is_staff(actor: str | None) -> TypeGuard[str]:
+    """Whether ``actor`` is a staff member's ref: they alone become a ``Practitioner``."""
+    found = parse(actor) if actor else None
+    return found is not None and found[0] is Kind.USER
 
 
 def _url(kind: str, key: str) -> str:
@@ -431,7 +438,7 @@ def _audit_event(event: SessionEvent, encounter_ref: dict[str, str], staff: Mapp
         subtypes.insert(0, {"system": DICOM, "code": subtype[0], "display": subtype[1]})
     role = event.role or staff.get(event.subject or "") or "unknown"
     who: dict[str, str] = {"display": role}
-    if event.subject and event.subject.startswith("u"):
+    if _is_staff(event.subject):
         who = {"reference": _url("Practitioner", event.subject), "display": role}
     return {
         "resourceType": "AuditEvent",

@@ -38,6 +38,7 @@ from ..db.models import RecordingStatus
 from ..errors import WoundcareError
 from ..records.consultations import ConsultationView
 from ..records.recordings import Capture, Recordings, RecordingView
+from ..refs import recorder_ref
 from ..webrtc.client import SignalingClient, SignalingClosed
 from ..webrtc.peer import Viewer, ice_configuration
 from .encoder import WebmEncoder
@@ -228,7 +229,7 @@ class Recorders:
         try:
             capture = await self._recordings.begin(consultation, started_by)
             try:
-                subject = f"rec-{capture.recording.id}"
+                subject = recorder_ref(capture.recording.id)
                 token = self._invitations.issue(
                     consultation.id, Role.RECORDER, subject, DISPLAY_NAME, consultation.region, TOKEN_SECONDS
                 )
@@ -278,7 +279,7 @@ class Recorders:
             AuditEntry(
                 f"recording.end.{view.end_reason}",
                 Outcome.OK if view.status is RecordingStatus.COMPLETE else Outcome.FAILED,
-                actor=f"rec-{view.id}",
+                actor=recorder_ref(view.id),
                 role=Role.RECORDER.value,
                 region_id=view.region_id,
                 resource=f"recording:{view.id}",

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..db.database import Database
 from ..db.models import AuditEvent, Consultation, Device, Snapshot, User
+from ..refs import Kind, device_ref, parse, user_ref
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,22 +58,28 @@ class AccessLog:
             ).all()
             names = await self._names(session, {actor for _, actor, _, _ in rows if actor})
         return [
-            Access(at, names.get(actor or "", "unknown"), role, action, (actor or "").startswith("d"))
+            Access(at, names.get(actor or "", "unknown"), role, action, _kind(actor) is Kind.DEVICE)
             for at, actor, role, action in rows
         ]
 
     @staticmethod
     async def _names(session: AsyncSession, actors: set[str]) -> dict[str, str]:
-        users = {int(a[1:]) for a in actors if a.startswith("u") and a[1:].isdigit()}
-        devices = {int(a[1:]) for a in actors if a.startswith("d") and a[1:].isdigit()}
+        named = [found for found in map(parse, actors) if found is not None]
+        users = {n for kind, n in named if kind is Kind.USER}
+        devices = {n for kind, n in named if kind is Kind.DEVICE}
         names: dict[str, str] = {}
         if users:
             for uid, name in (await session.execute(select(User.id, User.display_name).where(User.id.in_(users)))).all():
-                names[f"u{uid}"] = name
+                names[user_ref(uid)] = name
         if devices:
             rows = await session.execute(
                 select(Device.id, User.display_name).join(User, User.id == Device.user_id).where(Device.id.in_(devices))
             )
             for did, name in rows.all():
-                names[f"d{did}"] = name
+                names[device_ref(did)] = name
         return names
+
+
+def _kind(actor: str | None) -> Kind | None:
+    found = parse(actor) if actor else None
+    return None if found is None else found[0]

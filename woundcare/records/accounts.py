@@ -2,16 +2,18 @@
 
 The SQL behind who someone is (:mod:`woundcare.auth` decides what that means): auth/ holds
 the rules of sessions, devices and logins and asks this module for the rows, so that
-auth/ imports no SQLAlchemy. Tokens arrive here only as their SHA-256 hashes.
+auth/ imports no SQLAlchemy; the command line administers users and regions through it.
+Tokens arrive here only as their SHA-256 hashes, passwords as their hashes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Update, and_, case, literal, null, or_, select, union_all, update
+from sqlalchemy import and_, case, literal, null, or_, select, union_all, update
+from sqlalchemy.exc import IntegrityError
 
 from ..db.database import Database
 from ..db.models import (
@@ -45,6 +47,10 @@ class Accounts:
         async with self._db.sessions() as session:
             return await session.get(User, user_id)
 
+    async def user_id(self, username: str) -> int | None:
+        async with self._db.sessions() as session:
+            return await session.scalar(select(User.id).where(User.username == username))
+
     async def user_by_oidc_subject(self, oidc_subject: str) -> User | None:
         async with self._db.sessions() as session:
             return await session.scalar(select(User).where(User.oidc_subject == oidc_subject))
@@ -62,7 +68,8 @@ class Accounts:
         return [(region_id, role) for region_id, role in rows]
 
     async def active_nurse(self, username: str, region_id: int) -> int | None:
-        """The id of ``username`` if it is an active nurse of the region (a device's holder)."""
+        """The id of ``username`` if it is an active nurse of the region: the only one a
+        device may be issued to, from the API and the command line alike."""
         async with self._db.sessions() as session:
             return await session.scalar(
                 select(User.id)
@@ -75,7 +82,57 @@ class Accounts:
                 )
             )
 
+    async def add_user(
+        self, username: str, display_name: str, password_hash: str, role: Role, region_ids: Iterable[int]
+    ) -> int | None:
+        """A new user with ``role`` in each region; its id, or None when the name is taken."""
+        try:
+            async with self._db.sessions() as session, session.begin():
+                user = User(username=username, display_name=display_name, password_hash=password_hash)
+                session.add(user)
+                await session.flush()
+                session.add_all(Membership(user_id=user.id, region_id=rid, role=role) for rid in region_ids)
+        except IntegrityError:
+            return None
+        return user.id
+
+    async def disable_user(self, user_id: int) -> None:
+        await self._change_user(user_id, active=False)
+
+    async def set_password(self, user_id: int, password_hash: str) -> None:
+        """A new password; the account is unlocked, its failures forgotten."""
+        await self._change_user(user_id, password_hash=password_hash, failed_logins=0, locked_until=None)
+
+    async def set_totp(self, user_id: int, sealed_secret: bytes) -> None:
+        await self._change_user(user_id, totp_secret_sealed=sealed_secret)
+
+    async def _change_user(self, user_id: int, **values: object) -> None:
+        """Change who the user is or how they log in, and end their open sessions with it,
+        in one transaction: a session begun under the old state must not outlive it."""
+        async with self._db.sessions() as session, session.begin():
+            await session.execute(update(User).where(User.id == user_id).values(**values))
+            await session.execute(
+                update(LoginSession)
+                .where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )
+
     # -- regions
+
+    async def add_region(self, code: str, name: str) -> int | None:
+        """A new region; its id, or None when the code is taken."""
+        try:
+            async with self._db.sessions() as session, session.begin():
+                region = Region(code=code, name=name)
+                session.add(region)
+        except IntegrityError:
+            return None
+        return region.id
+
+    async def set_retention(self, region_id: int, days: int | None) -> None:
+        """How many days after it ended a consultation is due for deletion; None: kept."""
+        async with self._db.sessions() as session, session.begin():
+            await session.execute(update(Region).where(Region.id == region_id).values(retention_days=days))
 
     async def region_id(self, code: str, *, shredded: bool = False) -> int | None:
         """The id of the region ``code``; a shredded one counts only with ``shredded``."""
@@ -251,12 +308,3 @@ class Accounts:
 
 _TOUCH_EVERY = timedelta(seconds=30)
 """A session's last use is written at most this often (each write is a database round trip)."""
-
-
-def revoke_user_sessions(user_id: int) -> Update:
-    """The statement that ends all of a user's open sessions (run it in your transaction)."""
-    return (
-        update(LoginSession)
-        .where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
-        .values(revoked_at=datetime.now(UTC))
-    )
