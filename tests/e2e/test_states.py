@@ -107,7 +107,7 @@ async def test_logged_out_mid_call_logs_in_again_without_dropping_it(
             await expect(page.locator("#status")).to_have_attribute("data-state", "live")
         count = await consultation_count(server)
         for user in call.users.values():
-            await server.app[SERVICES].sessions.revoke_user(user)
+            await server.app[SERVICES].accounts.end_sessions(user)
         # An action of the specialist's meets the 401; it must go through after the re-login.
         await specialist.evaluate("() => document.getElementById('assessment-form').requestSubmit()")
         # The nurse's next quality report (every few seconds) meets it on her page.
@@ -140,7 +140,7 @@ async def test_logged_out_mid_call_logs_in_again_without_dropping_it(
         assert specialist.url.endswith("/specialist"), specialist.url
 
         # --- another user logs in on the specialist's page: on to that user's own page -----
-        await server.app[SERVICES].sessions.revoke_user(call.users["spesialist"])
+        await server.app[SERVICES].accounts.end_sessions(call.users["spesialist"])
         await specialist.evaluate("() => document.getElementById('assessment-form').requestSubmit()")
         await expect(specialist.locator("#relogin")).to_be_visible()
         await log_in_again(specialist, "sykepleier")
@@ -226,7 +226,7 @@ async def test_the_lead_page_logs_in_again_with_a_password_or_single_sign_on(
                 await expect(page.locator("#lead-status")).to_have_attribute("data-i18n", "lead.loaded")
                 await page.evaluate(MARK_PAGE)
 
-                await server.app[SERVICES].sessions.revoke_user(lead)
+                await server.app[SERVICES].accounts.end_sessions(lead)
                 async with page.expect_download() as download_info:
                     await page.click("#figures-csv")
                     await expect(page.locator("#relogin h2")).to_have_text("You are logged out – log in again")
@@ -235,7 +235,7 @@ async def test_the_lead_page_logs_in_again_with_a_password_or_single_sign_on(
                 assert download.suggested_filename == "pilot-figures.csv"
                 await expect(page.locator("#relogin")).to_have_count(0)
 
-                await server.app[SERVICES].sessions.revoke_user(lead)
+                await server.app[SERVICES].accounts.end_sessions(lead)
                 await page.click("#filter button[type=submit]")
                 async with context.expect_page() as popup_info:
                     await page.click("#relogin a")

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, case, literal, null, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.dml import Update
 
 from ..db.database import Database
 from ..db.models import (
@@ -111,11 +112,12 @@ class Accounts:
         in one transaction: a session begun under the old state must not outlive it."""
         async with self._db.sessions() as session, session.begin():
             await session.execute(update(User).where(User.id == user_id).values(**values))
-            await session.execute(
-                update(LoginSession)
-                .where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
-                .values(revoked_at=datetime.now(UTC))
-            )
+            await session.execute(_end_sessions(user_id))
+
+    async def end_sessions(self, user_id: int) -> None:
+        """End every open session of the user (their pages meet a 401 and log in again)."""
+        async with self._db.sessions() as session, session.begin():
+            await session.execute(_end_sessions(user_id))
 
     # -- regions
 
@@ -308,3 +310,11 @@ class Accounts:
 
 _TOUCH_EVERY = timedelta(seconds=30)
 """A session's last use is written at most this often (each write is a database round trip)."""
+
+
+def _end_sessions(user_id: int) -> Update:
+    return (
+        update(LoginSession)
+        .where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
