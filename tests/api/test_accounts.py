@@ -162,6 +162,32 @@ async def test_patient_of_another_region_looks_like_no_patient(server: RunningSe
     assert response.status == 404
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "role", "body"),
+    [
+        ("POST", "/api/patients", StaffRole.NURSE, {"region": "west", "nationalId": "x"}),
+        ("POST", "/api/devices", StaffRole.ADMIN, {"region": "west", "user": ""}),
+        ("PUT", "/api/pilot/travel", StaffRole.PILOT_LEAD, {"region": "west", "municipality": "Bø", "km": -1}),
+    ],
+)
+async def test_a_foreign_region_is_refused_before_the_rest_of_the_body(
+    server: RunningServer, api: Any, method: str, path: str, role: StaffRole, body: dict[str, Any]
+) -> None:
+    # The right in the region comes first: a broken form for a foreign region is a denied
+    # attempt there (403, audited with the region), not a 400 that tells about the form.
+    await server.add_user("east_only", PASSWORD, {"east": role})
+    west = await server.region("west")
+    client = api()
+    await client.login("east_only", PASSWORD)
+    refused = await client.json(method, path, expect=403, json=body)
+    assert refused["error"]["code"] == "forbidden"
+    async with server.app[SERVICES].database.sessions() as session:
+        last = await session.scalar(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1))
+    assert last is not None and (last.outcome, last.region_id) == ("denied", west)
+    broken = await client.json(method, path, expect=400, json={**body, "region": "east"})
+    assert broken["error"]["code"] == "bad_request"
+
+
 async def test_revoked_device_is_disconnected_from_signaling(server: RunningServer, api: Any) -> None:
     await server.add_user("nurse1", PASSWORD, {"east": StaffRole.NURSE})
     await server.add_user("admin", PASSWORD, {"east": StaffRole.ADMIN})

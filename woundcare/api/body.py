@@ -41,7 +41,11 @@ async def json_body(request: web.Request) -> dict[str, Any]:
 
 async def read_body(request: web.Request, model: type[M]) -> M:
     """The request's JSON body as ``model``; ``400 bad_request`` naming the first broken rule."""
-    data = await json_body(request)
+    return body_as(model, await json_body(request))
+
+
+def body_as(model: type[M], data: dict[str, Any]) -> M:
+    """A body already read (:func:`json_body`) as ``model``, with :func:`read_body`'s errors."""
     try:
         return parse(model, data)
     except InvalidInput as exc:

@@ -6,10 +6,10 @@ from aiohttp import web
 
 from ..appkeys import services
 from ..auth.policy import Action
-from .body import NewDevice, read_body
+from .body import NewDevice
 from .errors import api_error
 from .guard import audit_target, requires
-from .regions import checked_region
+from .regions import read_regional_body
 from .visible import DEVICE, load_visible
 
 routes = web.RouteTableDef()
@@ -18,8 +18,7 @@ routes = web.RouteTableDef()
 @routes.post("/api/devices")
 @requires(Action.DEVICE_ISSUE)
 async def issue_device(request: web.Request) -> web.Response:
-    body = await read_body(request, NewDevice)
-    region_id = await checked_region(request, body.region, Action.DEVICE_ISSUE)
+    body, region_id = await read_regional_body(request, NewDevice, Action.DEVICE_ISSUE)
     username, name = body.user, body.name
     user_id = await services(request).accounts.active_nurse(username, region_id)
     if user_id is None:

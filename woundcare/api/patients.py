@@ -11,10 +11,10 @@ from aiohttp import web
 from ..appkeys import services
 from ..auth.policy import Action, regions_for
 from ..records.patients import PatientIdentity, PatientView, valid_national_id
-from .body import NewPatient, read_body
+from .body import NewPatient
 from .errors import api_error
 from .guard import audit_target, requires, subject
-from .regions import checked_region, region_id_for
+from .regions import read_regional_body, region_id_for
 from .visible import PATIENT, load_visible
 
 routes = web.RouteTableDef()
@@ -30,8 +30,7 @@ def patient_json(view: PatientView) -> dict[str, object]:
 @routes.post("/api/patients")
 @requires(Action.PATIENT_CREATE)
 async def register_patient(request: web.Request) -> web.Response:
-    body = await read_body(request, NewPatient)
-    region_id = await checked_region(request, body.region, Action.PATIENT_CREATE)
+    body, region_id = await read_regional_body(request, NewPatient, Action.PATIENT_CREATE)
     if not valid_national_id(body.national_id):
         raise api_error(400, "bad_national_id", "'nationalId' is not a valid Norwegian identity number")
     identity = PatientIdentity(body.national_id, body.name)

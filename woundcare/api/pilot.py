@@ -28,10 +28,10 @@ from ..pilot.figures import (
     to_csv,
     visible_regions,
 )
-from .body import Travel, read_body
+from .body import Travel
 from .errors import api_error
 from .guard import audit_target, requires, subject
-from .regions import checked_region
+from .regions import checked_region, read_regional_body
 
 routes = web.RouteTableDef()
 
@@ -153,9 +153,8 @@ async def travel_table(request: web.Request) -> web.Response:
 @requires(Action.PILOT_TRAVEL_EDIT)
 async def set_travel(request: web.Request) -> web.Response:
     """Enter (or change) one municipality's round trip to the region's hospital."""
-    body = await read_body(request, Travel)
+    body, region_id = await read_regional_body(request, Travel, Action.PILOT_TRAVEL_EDIT)
     code, municipality = body.region, body.municipality
-    region_id = await checked_region(request, code, Action.PILOT_TRAVEL_EDIT)
     values = {"km": body.km, "hours": body.hours}
     await services(request).pilot.set_travel(region_id, municipality, body.km, body.hours)
     audit_target(request, f"travel:{code}", region_id)

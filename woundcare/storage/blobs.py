@@ -8,8 +8,9 @@ directory indexes (ext4, XFS).
 
 A put is a :func:`~woundcare.storage.files.create_once` through the temporary name
 ``.tmp-<key>`` in the shard directory, so two writers of one key cannot overwrite each other.
-A crash leaves at most a ``.tmp-`` file: ``keys()`` never lists it and ``sweep()`` removes it. The root needs a local POSIX filesystem (hard links, directory
-fsync); on a case-insensitive one, keys differing only in case would collide, and the second
+A crash leaves at most a ``.tmp-`` file: ``keys()`` never lists it and ``sweep()`` removes
+it. The root needs a local POSIX filesystem (hard links, directory fsync); on a
+case-insensitive one, keys differing only in case would collide, and the second
 put would fail with ``BlobExists`` rather than overwrite.
 
 Bytes are stored as given. Health data must be sealed (``woundcare.crypto``) before ``put``.
