@@ -12,9 +12,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
+
 from tests.e2e.browser import DESKTOP, async_playwright, eventually, launch
 from tests.e2e.flows import PASSWORD, UI_TIMEOUT_MS, log_in
 from tests.server import RunningServer
+from woundcare.appkeys import DATABASE
+from woundcare.db.models import AuditEvent
 from woundcare.db.models import Role as StaffRole
 from woundcare.demo import DEMO_REGION
 
@@ -77,7 +81,7 @@ class Requests:
 async def specialist_on_queue(
     start_server: Callable[..., Awaitable[RunningServer]], browser: Any, consultations: int,
     token_delay: float = 0.0, **settings: Any,
-) -> tuple[Any, Requests, list[str]]:
+) -> tuple[RunningServer, Any, Requests, list[str]]:
     """A logged-in specialist's page showing ``consultations`` waiting entries, each join token
     answered ``token_delay`` seconds late; their ids in queue order."""
     server = await start_server(**settings)
@@ -100,14 +104,14 @@ async def specialist_on_queue(
     rows = page.locator("#queue-body tr")
     await eventually(rows.count, lambda n: n == consultations, 10, "the queue's entries")
     ids = [await rows.nth(i).get_attribute("data-consultation") for i in range(consultations)]
-    return page, requests, [str(i) for i in ids]
+    return server, page, requests, [str(i) for i in ids]
 
 
 async def test_the_click_sends_only_the_join(start_server: Callable[..., Awaitable[RunningServer]]) -> None:
     async with async_playwright() as playwright:
         browser = await launch(playwright)
         try:
-            page, requests, (first, second, third) = await specialist_on_queue(start_server, browser, 3)
+            server, page, requests, (first, second, third) = await specialist_on_queue(start_server, browser, 3)
             # The first entry's token comes without a gesture; no other entry's.
             await eventually(lambda: requests.tokens, lambda t: t == [first], 10, "the first entry's token alone")
             join = page.locator(f'#queue-body tr[data-consultation="{third}"] button')
@@ -124,6 +128,11 @@ async def test_the_click_sends_only_the_join(start_server: Callable[..., Awaitab
             assert ahead["tokensAfterClick"] == 0, ahead
             assert requests.tokens == [first, third], "another entry's token was fetched"
             assert second not in requests.tokens
+            # Each token fetched ahead was audited as today, and only those.
+            async with server.app[DATABASE].sessions() as session:
+                audited = (await session.scalars(
+                    select(AuditEvent.resource).where(AuditEvent.action == "consultation.join"))).all()
+            assert sorted(audited) == sorted([f"consultation:{first}", f"consultation:{third}"]), audited
         finally:
             await browser.close()
 
@@ -135,7 +144,7 @@ async def test_a_socket_closed_before_the_join_is_replaced(start_server: Callabl
     async with async_playwright() as playwright:
         browser = await launch(playwright)
         try:
-            page, requests, (_, second) = await specialist_on_queue(
+            _, page, requests, (_, second) = await specialist_on_queue(
                 start_server, browser, 2, token_delay=2.0, join_timeout_seconds=1.0)
             await page.locator(f'#queue-body tr[data-consultation="{second}"] button').click()
             await eventually(requests.joined, bool, 20, "the specialist joined on another socket")
