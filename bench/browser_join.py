@@ -254,7 +254,17 @@ async def specialist_join(page: Any, origin: str, consultation: str, dwell: floa
 
     await page.goto(origin + "/specialist")
     join = page.locator(f'#queue-body tr[data-consultation="{consultation}"] button')
-    await join.hover()
+    try:
+        await join.hover()
+    except PlaywrightTimeout:
+        # Counted as timed out, with what the page showed instead (once, at load 26, the row did not show).
+        shown = await page.evaluate(
+            """() => ({status: document.getElementById('queue-status')?.textContent,
+                rows: [...document.querySelectorAll('#queue-body tr')].map((row) => row.dataset.consultation),
+                dialog: Boolean(document.querySelector('dialog[open]'))})"""
+        )
+        print(f"    the row did not show: {shown}", file=sys.stderr, flush=True)
+        return Join(math.inf, {})
     await asyncio.sleep(dwell)
     await join.click()
     try:
