@@ -5,9 +5,10 @@ and a local coturn that the server hands out with ``iceTransportPolicy: relay``.
 (login, patient registration, consent, Start, as in ``tests/e2e/test_browser.py``) and a
 ``woundcare camera`` (aiortc, synthetic 1080p source, a device token, as in
 ``tests/camera``) wait in their consultations; the specialist's page joins one from the queue,
-is timed, leaves and joins again. The span is measured in the specialist's page: from the
-click on Join to the ``requestVideoFrameCallback`` of ``#remote-video``'s first frame
-(``presentationTime``).
+is timed, leaves and joins again. As a person's would, the pointer rests on the row's Join
+``--dwell`` ms before the click (the page gets a join ready meanwhile). The span is measured in
+the specialist's page: from the click on Join to the ``requestVideoFrameCallback`` of
+``#remote-video``'s first frame (``presentationTime``).
 
 Each source is joined in three settings:
 
@@ -67,6 +68,11 @@ FRAME_DELAY = 0.05
 JOIN_TIMEOUT = 40.0
 """A join with no frame by then counts as timed out (the stalls this bench was made for took 12-20 s)."""
 UI_TIMEOUT_MS = 30_000
+DWELL_MS = 300
+"""How long the pointer rests on Join before the click: the row is crossed on the way and a
+click is no instant jump, so a person's pointer is there at least this long; the page gets the
+join's token and socket ready once the pointer enters the row (and for the queue's first entry
+when it shows)."""
 CAMERA_RESTART_SECONDS = 120.0
 RELAY_PORTS = 1024
 """coturn's relay ports. A page that is reloaded leaves its TURN allocations to expire (10 min),
@@ -76,12 +82,14 @@ TARGET_MAX = 3.0
 TARGET_P95 = 1.5
 TARGET_RATIO = 1.2
 FLOOR_PAGE = Path(__file__).with_name("floor.html")
-STEPS = ("microphone", "token", "socket", "open", "joined", "offer", "answer", "connected", "dtls")
+STEPS = ("microphone", "token", "socket", "open", "join", "joined", "offer", "answer", "connected", "dtls")
 """A join's steps, in the order they usually come, each timed from the click (the floor's from
 its "join"): ``getUserMedia`` settled, the join token's answer, the WebSocket made and open,
-``joined``, the camera's offer received, the answer sent, ICE connected, DTLS done (the
-connection ``connected``; media may flow). Their medians show where a join's time goes against
-the floor's (which has only offer, answer, connected and dtls)."""
+the ``join`` frame sent, ``joined``, the camera's offer received, the answer sent, ICE
+connected, DTLS done (the connection ``connected``; media may flow). Their medians show where a
+join's time goes against the floor's (which has only offer, answer, connected and dtls). A
+token or socket the page got ready before the click has no step: the median is over the joins
+that had one."""
 NATIONAL_ID = "01018000055"
 """The browser nurse's patient (fictional; home_visit's camera patient has another)."""
 
@@ -121,7 +129,8 @@ JOIN_PROBE = """
     }
 
     send(data) {
-      if (typeof data === 'string' && data.includes('"type":"answer"')) mark('answer');
+      const type = typeof data === 'string' && data.match(/"type":"(join|answer)"/)?.[1];
+      if (type) mark(type);
       super.send(data);
     }
   };
@@ -238,12 +247,26 @@ async def join_steps(page: Any, probe: str, start: str) -> dict[str, float]:
     return steps
 
 
-async def specialist_join(page: Any, origin: str, consultation: str) -> Join:
-    """Open the queue, click Join on ``consultation``'s row, wait for the first frame, leave."""
+async def specialist_join(page: Any, origin: str, consultation: str, dwell: float) -> Join:
+    """Open the queue, rest the pointer on Join in ``consultation``'s row for ``dwell`` seconds,
+    click, wait for the first frame, leave."""
     from playwright.async_api import TimeoutError as PlaywrightTimeout
 
     await page.goto(origin + "/specialist")
-    await page.locator(f'#queue-body tr[data-consultation="{consultation}"] button').click()
+    join = page.locator(f'#queue-body tr[data-consultation="{consultation}"] button')
+    try:
+        await join.hover()
+    except PlaywrightTimeout:
+        # Counted as timed out, with what the page showed instead (once, at load 26, the row did not show).
+        shown = await page.evaluate(
+            """() => ({status: document.getElementById('queue-status')?.textContent,
+                rows: [...document.querySelectorAll('#queue-body tr')].map((row) => row.dataset.consultation),
+                dialog: Boolean(document.querySelector('dialog[open]'))})"""
+        )
+        print(f"    the row did not show: {shown}", file=sys.stderr, flush=True)
+        return Join(math.inf, {})
+    await asyncio.sleep(dwell)
+    await join.click()
     try:
         await page.wait_for_function("() => window.__benchJoin.frameAt !== null", timeout=JOIN_TIMEOUT * 1000, polling=50)
         took = await page.evaluate("() => (window.__benchJoin.frameAt - window.__benchJoin.clickAt) / 1000")
@@ -401,7 +424,9 @@ def relay_config(turn: Coturn) -> dict[str, Any]:
     }
 
 
-async def measure(joins: int, warmup: int, chosen: Sequence[Setting] = SETTINGS) -> tuple[list[Joins], int]:
+async def measure(
+    joins: int, warmup: int, chosen: Sequence[Setting], dwell: float
+) -> tuple[list[Joins], int]:
     """The ``chosen`` settings' join times, and how often the camera exited and was started again."""
     results = {setting.key: Joins(setting) for setting in chosen}
     async with AsyncExitStack() as stack:
@@ -453,7 +478,7 @@ async def measure(joins: int, warmup: int, chosen: Sequence[Setting] = SETTINGS)
                 return floor_join(link, floor_url, config, FRAME_DELAY if "msg" in setting.key else 0.0)
             consultation = nurse_consultation if setting.key.startswith("browser") else camera_consultation
             page = pages[setting.key.partition("/")[2]]
-            return specialist_join(page, origin, consultation)
+            return specialist_join(page, origin, consultation, dwell)
 
         camera_restarts = 0
         for round_ in range(warmup + joins):
@@ -501,7 +526,9 @@ def step_table(results: list[Joins]) -> list[str]:
     return columns(rows, 1)
 
 
-def render(results: list[Joins], camera_restarts: int, warmup: int, when: str, loads: tuple[str, str]) -> str:
+def render(
+    results: list[Joins], camera_restarts: int, warmup: int, when: str, loads: tuple[str, str], dwell_ms: int
+) -> str:
     by_key = {r.setting.key: r for r in results}
     header = ("setting", "source", "injected delay", "joins", "median", "p95", "max", "> 3 s", "floor median", "ratio")
     rows: list[tuple[str, ...]] = [header]
@@ -526,8 +553,9 @@ def render(results: list[Joins], camera_restarts: int, warmup: int, when: str, l
     joins = len(results[0].seconds)
     lines = [
         f"specialist join -> first decoded frame (click on Join to requestVideoFrameCallback on the "
-        f"specialist's video), two Chromiums over coturn (relay only), {joins} joins per setting "
-        f"(+{warmup} warm-up), interleaved; {when}, load average {loads[0]} at the start, {loads[1]} at the end",
+        f"specialist's video; the pointer on Join {dwell_ms} ms before the click), two Chromiums over coturn "
+        f"(relay only), {joins} joins per setting (+{warmup} warm-up), interleaved; {when}, "
+        f"load average {loads[0]} at the start, {loads[1]} at the end",
         "",
     ]
     lines += columns(rows, 3)
@@ -546,9 +574,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--settings", type=lambda text: text.split(","), default=[s.key for s in SETTINGS],
         help="comma-separated settings to run (default all); the floors they are set beside are added",
     )
+    parser.add_argument(
+        "--dwell", type=int, default=DWELL_MS, metavar="MS",
+        help=f"how long the pointer rests on Join before the click (default {DWELL_MS}; 0: click as the row shows)",
+    )
     args = parser.parse_args(argv)
     if args.joins is not None and args.joins < 1:
         parser.error("--joins must be at least 1")
+    if args.dwell < 0:
+        parser.error("--dwell must not be negative")
     known = {s.key: s for s in SETTINGS}
     if unknown := [key for key in args.settings if key not in known]:
         parser.error(f"--settings: unknown {', '.join(unknown)}; known: {', '.join(known)}")
@@ -563,8 +597,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     warmup = 0 if args.quick else 1
     start = load_average()
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    results, camera_restarts = asyncio.run(measure(joins, warmup, args.settings))
-    print(render(results, camera_restarts, warmup, when, (start, load_average())))
+    results, camera_restarts = asyncio.run(measure(joins, warmup, args.settings, args.dwell / 1000))
+    print(render(results, camera_restarts, warmup, when, (start, load_average()), args.dwell))
     return 0
 
 

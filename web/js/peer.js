@@ -369,7 +369,7 @@ export class ViewerPeer extends EventTarget {
         fresh ? this.microphone : null, pc.setRemoteDescription({ type: 'offer', sdp: frame.sdp }),
       ]);
       // After the offer, so addTrack reuses the offered audio transceiver (sendrecv) instead of adding one.
-      for (const track of microphone?.getAudioTracks() ?? []) pc.addTrack(track, microphone);
+      if (microphone) for (const track of microphone.getAudioTracks()) pc.addTrack(track, microphone);
       await pc.setLocalDescription(await pc.createAnswer());
       this.signaling.send({ type: 'answer', to: frame.from, sdp: pc.localDescription?.sdp, pc: generation });
       await current.candidates.flush();

@@ -9,6 +9,59 @@
 /** Close codes after which retrying with the same credentials cannot help (protocol §9). */
 const FINAL_CLOSE_CODES = new Set([1000, 4001, 4003, 4008, 4009]);
 const MAX_BACKOFF_MS = 8000;
+/**
+ * How long a spare socket is offered to a join. The server closes a socket that has not joined
+ * within its join timeout (10 s by default, protocol §4); the rest is left for the join token.
+ */
+const SPARE_MS = 6000;
+
+/** @param {string} path on this page's server @returns {string} its WebSocket URL */
+function socketUrl(path) {
+  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${path}`;
+}
+
+/**
+ * A /ws socket opened before the user asks to join (on the specialist's queue), so that the
+ * click costs the `join` round trip only, not the socket's set-up as well. Not joined, it holds
+ * nothing on the server but a socket; it is closed here after SPARE_MS unused (not left to run
+ * into the server's join timeout), and opened again the next time it is wanted.
+ */
+export class SpareSocket {
+  /** @type {WebSocket | null} */
+  #ws = null;
+  #openedAt = 0;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #timer;
+
+  /** Have one open or opening, unless the one there is still young. */
+  warm() {
+    if (this.#ws && Date.now() - this.#openedAt < SPARE_MS / 2) return;
+    this.#drop()?.close(1000);
+    const ws = new WebSocket(socketUrl('/ws'));
+    this.#ws = ws;
+    this.#openedAt = Date.now();
+    this.#timer = setTimeout(() => this.#drop()?.close(1000), SPARE_MS);
+    ws.addEventListener('close', () => { if (ws === this.#ws) this.#drop(); });
+  }
+
+  /** @returns {WebSocket | null} the spare socket, handed over for a join; null if there is none usable */
+  take() {
+    const ws = this.#drop();
+    if (ws && (Date.now() - this.#openedAt >= SPARE_MS || ws.readyState > WebSocket.OPEN)) {
+      ws.close(1000);
+      return null;
+    }
+    return ws;
+  }
+
+  /** @returns {WebSocket | null} the socket held, no longer held */
+  #drop() {
+    clearTimeout(this.#timer);
+    const ws = this.#ws;
+    this.#ws = null;
+    return ws;
+  }
+}
 
 /**
  * @typedef {'idle' | 'connecting' | 'joined' | 'reconnecting' | 'closed'} SignalingState
@@ -36,18 +89,26 @@ export class Signaling extends EventTarget {
   /** When a nurse join was first refused with `role_taken`; 0 when it was not. */
   #placeHeldSince = 0;
 
+  /** A socket opened ahead (SpareSocket), for the first join only. @type {WebSocket | null} */
+  #spare;
+
   /**
-   * @param {{consultation: string, role: string, joinToken: () => Promise<string>, resumeToken?: string | null}} options
-   *   joinToken: fetches a new signaling token (POST /api/consultations/{id}/join-token);
-   *   resumeToken: the one an earlier page of this call kept, to come back as the same participant
+   * @param {{
+   *   consultation: string, role: string, joinToken: () => Promise<string>, resumeToken?: string | null,
+   *   socket?: WebSocket | null,
+   * }} options
+   *   joinToken: a signaling token (POST /api/consultations/{id}/join-token), asked for at every join;
+   *   resumeToken: the one an earlier page of this call kept, to come back as the same participant;
+   *   socket: a /ws socket opened ahead and not joined (SpareSocket.take()), for the first join
    */
-  constructor({ consultation, role, joinToken, resumeToken = null }) {
+  constructor({ consultation, role, joinToken, resumeToken = null, socket = null }) {
     super();
     this.consultation = consultation;
     this.role = role;
     this.joinToken = joinToken;
     this.#resumeToken = resumeToken;
-    this.url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+    this.#spare = socket;
+    this.url = socketUrl('/ws');
     // A lost network leaves the socket looking open until the server's ping times out (~30 s);
     // drop it at once, so the page says "reconnecting" honestly and resumes when the network is back.
     window.addEventListener('offline', () => this.#lose());
@@ -80,8 +141,22 @@ export class Signaling extends EventTarget {
     this.#finish('left');
   }
 
+  /**
+   * The socket opens while the join token is fetched: neither waits for the other (one after the
+   * other they cost a join 30-40 ms more on the bench machine).
+   */
   async #connect() {
     if (this.state === 'idle') this.#setState('connecting');
+    const ws = this.#spare ?? new WebSocket(this.url);
+    this.#spare = null;
+    this.#ws = ws;
+    let joinSent = false;
+    ws.addEventListener('message', (event) => {
+      if (ws === this.#ws) this.#receive(ws, JSON.parse(event.data));
+    });
+    ws.addEventListener('close', (event) => {
+      if (ws === this.#ws) this.#closed(event.code, joinSent);
+    });
     /** @type {Record<string, string>} */
     let credential;
     if (this.#resumeToken) {
@@ -90,22 +165,20 @@ export class Signaling extends EventTarget {
       try {
         credential = { token: await this.joinToken() };
       } catch (error) {
+        if (ws !== this.#ws) return;
+        this.#ws = null;
+        ws.close(1000);
         if (/** @type {{status?: number}} */ (error).status === 409) return this.#finish('ended');
         return this.#scheduleRetry();
       }
     }
-    if (this.#leaving) return;
-    const ws = new WebSocket(this.url);
-    this.#ws = ws;
-    ws.addEventListener('open', () => {
+    if (this.#leaving || ws !== this.#ws) return;
+    const join = () => {
+      joinSent = true;
       ws.send(JSON.stringify({ type: 'join', v: 1, consultation: this.consultation, role: this.role, ...credential }));
-    });
-    ws.addEventListener('message', (event) => {
-      if (ws === this.#ws) this.#receive(ws, JSON.parse(event.data));
-    });
-    ws.addEventListener('close', (event) => {
-      if (ws === this.#ws) this.#closed(event.code);
-    });
+    };
+    if (ws.readyState === WebSocket.OPEN) join();
+    else ws.addEventListener('open', join, { once: true });
   }
 
   /**
@@ -138,10 +211,19 @@ export class Signaling extends EventTarget {
     this.dispatchEvent(new CustomEvent(frame.type, { detail: frame }));
   }
 
-  /** @param {number} code */
-  #closed(code) {
+  /**
+   * @param {number} code
+   * @param {boolean} joinSent whether our join went out on it: a close before it refuses nothing
+   *   of ours (a socket that never opened, a spare one past the server's join timeout) and is retried
+   */
+  #closed(code, joinSent) {
     this.#ws = null;
     if (this.#leaving) return;
+    if (!joinSent) {
+      this.#fatal = '';
+      this.#lose();
+      return;
+    }
     if (this.#fatal === 'role_taken' && this.#placeHeld()) {
       // Our own earlier place (a closed tab's) is held for its grace window: join once it is free.
       this.#fatal = '';

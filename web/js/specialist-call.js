@@ -25,12 +25,15 @@ const NOTICE_MS = 6000;
 const ice = new IceConfig();
 
 /**
- * Nothing is awaited before the socket opens: the join token, the socket, the join and the
- * camera's offer come first, and the patient's record, the panels and the microphone follow or
- * run beside them (each awaited in turn had made every join 150-400 ms slower).
+ * Nothing is awaited before the join: the join token and the socket (both usually got ready on
+ * the queue, `ahead`), the join and the camera's offer come first, and the patient's record, the
+ * panels and the microphone follow or run beside them (each awaited in turn had made every join
+ * 150-400 ms slower).
  * @param {import('./specialist.js').Consultation} consultation
+ * @param {{joinToken: () => Promise<string>, socket: WebSocket | null}} ahead the join's token
+ *   (fetched ahead when it could be) and a /ws socket opened ahead, if there is one
  */
-export function runSpecialistCall(consultation) {
+export function runSpecialistCall(consultation, ahead) {
   const id = consultation.id;
   byId('call-view').hidden = false;
   const status = byId('status');
@@ -41,11 +44,7 @@ export function runSpecialistCall(consultation) {
   // camera's offer waits for it (it carries the microphone's track), and only if it is not at hand yet.
   /** @type {Promise<MediaStream | null>} */
   const microphone = navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true } }).catch(() => null);
-  const signaling = new Signaling({
-    consultation: id,
-    role: 'specialist',
-    joinToken: async () => (await postJson(`/api/consultations/${id}/join-token`)).token,
-  });
+  const signaling = new Signaling({ consultation: id, role: 'specialist', ...ahead });
   const viewer = new ViewerPeer(signaling, microphone, ice);
   const participants = new Participants(/** @type {HTMLUListElement} */ (byId('participants')));
   new Chat(/** @type {HTMLFormElement} */ (byId('chat-form')), /** @type {HTMLOListElement} */ (byId('chat-log')),
@@ -125,8 +124,8 @@ export function runSpecialistCall(consultation) {
     setText(byId('ended-reason'), ['ended', 'left'].includes(reason) ? `specialist.ended.${reason}` : 'specialist.ended.error');
   }
 
-  // The join's token request goes out first, ahead of the record and panels below, in the
-  // browser's connection queue and at the server.
+  // The join goes out first, ahead of the record and panels below (a token still to fetch goes
+  // first in the browser's connection queue and at the server).
   signaling.start();
   getJson(`/api/patients/${encodeURIComponent(consultation.patient)}`).then((patient) => {
     byId('patient-name').textContent = patient.name ?? patient.id;

@@ -2,14 +2,18 @@
  * The specialist's page: the live queue of waiting consultations in their regions (polled, so
  * it updates without a reload) with whether each nurse is connected now, a chime and a
  * notification when a nurse enters the queue (queue-alerts.js), and joining one
- * (specialist-call.js).
+ * (specialist-call.js). What a join needs before its `join` frame, a join token and a socket, is
+ * got ready for the first entry and for the one the specialist points at or tabs to, so that the
+ * click costs one round trip to `joined`.
  */
 
 import { getJson } from './api.js';
 import { byId, h } from './dom.js';
 import { LANGUAGE_EVENT, setText } from './i18n.js';
+import { JoinTokens } from './join-tokens.js';
 import { startPage } from './page.js';
 import { QueueAlerts } from './queue-alerts.js';
+import { SpareSocket } from './signaling.js';
 import { runSpecialistCall } from './specialist-call.js';
 
 const POLL_MS = 3000;
@@ -36,6 +40,19 @@ const alerts = new QueueAlerts(byId('queue-alerts'));
 /** Whether each waiting entry's nurse was connected at the last refresh; none before the first,
  * so entries already there when the page opens do not alert. @type {Map<string, boolean> | undefined} */
 let connected;
+const tokens = new JoinTokens();
+const spare = new SpareSocket();
+/** The queue's first entry at the last refresh. @type {string | undefined} */
+let first;
+
+/**
+ * Get a join of `consultation` ready: its token, and a socket.
+ * @param {string} consultation
+ */
+function ready(consultation) {
+  tokens.prefetch(consultation);
+  spare.warm();
+}
 
 /** @param {string} patient */
 function nameOf(patient) {
@@ -77,6 +94,9 @@ function rowFor(consultation) {
       h('td', { class: 'queue-patient' }), h('td', { class: 'queue-region' }, consultation.regionName),
       h('td', { class: 'queue-status' }), h('td', { class: 'queue-nurse' }), h('td', { class: 'queue-waiting' }),
       h('td', {}, join));
+    // The pointer crosses the row on its way to Join (a touch lands on it just before the click).
+    row.addEventListener('pointerenter', () => ready(consultation.id));
+    row.addEventListener('focusin', () => ready(consultation.id));
     nameOf(consultation.patient).then((name) => {
       /** @type {HTMLElement} */ (row?.querySelector('.queue-patient')).textContent = name;
       join.setAttribute('aria-label', `${join.textContent}: ${name}`);
@@ -94,7 +114,9 @@ async function refresh() {
     const { consultations } = await getJson('/api/consultations/queue');
     const current = new Set(consultations.map((/** @type {Consultation} */ c) => c.id));
     for (const [id, row] of rows) if (!current.has(id)) { row.remove(); rows.delete(id); }
+    tokens.keepOnly(current);
     body.append(...consultations.map(rowFor));
+    readyFirst(consultations[0]?.id);
     alertArrivals(consultations);
     setText(status, consultations.length ? 'specialist.queue.count' : 'specialist.queue.empty', { count: consultations.length });
   } catch {
@@ -116,11 +138,23 @@ function alertArrivals(consultations) {
   connected = new Map(waiting.map((c) => [c.id, c.nurse.connected]));
 }
 
+/**
+ * The first entry is the likeliest join: its token is kept fresh (fetched again once it is old,
+ * at the refresh after), and a socket is opened when it first comes first, not at every refresh.
+ * @param {string | undefined} consultation
+ */
+function readyFirst(consultation) {
+  if (consultation === undefined) return;
+  if (consultation === first) tokens.prefetch(consultation);
+  else ready(consultation);
+  first = consultation;
+}
+
 /** @param {Consultation} consultation */
 async function open(consultation) {
   clearTimeout(timer);
   byId('queue-view').hidden = true;
-  await runSpecialistCall(consultation);
+  await runSpecialistCall(consultation, { joinToken: () => tokens.get(consultation.id), socket: spare.take() });
 }
 
 window.addEventListener(LANGUAGE_EVENT, () => {
