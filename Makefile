@@ -1,11 +1,17 @@
 # The README's two commands: `make run` (the demo server) and `make test` (everything CI runs).
-# Both create .venv from pyproject.toml on first use.
+# Both create .venv from pyproject.toml on first use. `make run ARGS="--no-demo --port 9000"`
+# passes flags to `woundcare serve`.
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# pytest-xdist workers for `make test`: on the 2-core CI machine the browser, camera and
+# network tests mostly wait (on Chromium, coturn, timers), so one worker more than cores pays
+# off; with 4, eight Chromiums starve the timing checks (README says what was measured).
+# `--dist loadgroup` keeps each `xdist_group` on one worker.
+TEST_WORKERS ?= 3
 
-.PHONY: run test system-deps
+.PHONY: run test typecheck system-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +20,13 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: $(VENV)/.installed
-	$(PY) -m woundcare serve
+	$(PY) -m woundcare serve $(ARGS)
 
 system-deps:
 	@bash .ci/system-deps
 
 test: $(VENV)/.installed system-deps
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+typecheck: $(VENV)/.installed
+	$(PY) -m mypy

@@ -14,6 +14,25 @@ from tests.services import REDIS_URL, free_port, missing, postgres_database
 from woundcare.config import Settings
 
 
+# `make test` runs pytest-xdist workers (--dist loadgroup), which take tests in collection order.
+# The longest go first, so that no long browser test starts last and runs alone at the end.
+_LONGEST_FIRST = ("tests/bench/", "tests/e2e/", "tests/camera/", "tests/recording/", "tests/fuzz/")
+_BENCH = pytest.mark.xdist_group("bench")
+"""Bench smoke runs time their joins: never two at once."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist names the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        folders = (i for i, folder in enumerate(_LONGEST_FIRST) if item.nodeid.startswith(folder))
+        return next(folders, len(_LONGEST_FIRST))
+
+    items.sort(key=rank)
+    for item in items:
+        if item.nodeid.startswith("tests/bench/"):
+            item.add_marker(_BENCH)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """An empty database on SQLite and on the machine's real PostgreSQL."""
