@@ -7,9 +7,12 @@ use, outside ``web/`` so that the deploy image (which copies ``web/``) never car
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "web" / "jsconfig.json"
 CHECKER = ROOT / "tests" / "jsdoc"
 TSC = CHECKER / "node_modules" / ".bin" / "tsc"
+INSTALL_LOCK = Path(tempfile.gettempdir()) / f"woundcare-jsdoc-{hashlib.sha256(bytes(CHECKER)).hexdigest()[:16]}.lock"
+"""Outside the checkout (it stays clean), one per checkout."""
 
-# One worker installs the checker; two `npm ci` at once would remove each other's files.
 pytestmark = pytest.mark.xdist_group("jsdoc")
 
 
@@ -30,9 +34,14 @@ def tsc() -> Path:
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
         missing("node and npm are needed for TypeScript's checker")
-    if not TSC.exists():
-        command = [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"]
-        subprocess.run(command, cwd=CHECKER, check=True, stdout=subprocess.DEVNULL, timeout=170)
+    # Workers that meet here wait for the one installing: two `npm ci` at once remove each
+    # other's files, and a half-installed tree already has its `tsc`.
+    with open(INSTALL_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (CHECKER / "node_modules" / ".installed").exists():
+            command = [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"]
+            subprocess.run(command, cwd=CHECKER, check=True, stdout=subprocess.DEVNULL, timeout=170)
+            (CHECKER / "node_modules" / ".installed").touch()
     return TSC
 
 

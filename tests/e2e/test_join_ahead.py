@@ -17,7 +17,7 @@ from sqlalchemy import select
 from tests.e2e.browser import DESKTOP, async_playwright, eventually, launch
 from tests.e2e.flows import PASSWORD, UI_TIMEOUT_MS, log_in
 from tests.server import RunningServer
-from woundcare.appkeys import DATABASE
+from woundcare.appkeys import SERVICES
 from woundcare.db.models import AuditEvent
 from woundcare.db.models import Role as StaffRole
 from woundcare.demo import DEMO_REGION
@@ -129,7 +129,7 @@ async def test_the_click_sends_only_the_join(start_server: Callable[..., Awaitab
             assert requests.tokens == [first, third], "another entry's token was fetched"
             assert second not in requests.tokens
             # Each token fetched ahead was audited as today, and only those.
-            async with server.app[DATABASE].sessions() as session:
+            async with server.app[SERVICES].database.sessions() as session:
                 audited = (await session.scalars(
                     select(AuditEvent.resource).where(AuditEvent.action == "consultation.join"))).all()
             assert sorted(audited) == sorted([f"consultation:{first}", f"consultation:{third}"]), audited
