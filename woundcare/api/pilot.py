@@ -68,7 +68,7 @@ async def _regions(request: web.Request, what: str) -> list[RegionRef]:
     else:
         audit_target(request, f"pilot:{what}")
         ids = regions_for(subject(request), ACTION)
-    return await visible_regions(services(request).pilot, ids)
+    return await visible_regions(services(request).accounts, ids)
 
 
 def _csv(text: str, filename: str) -> web.Response:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from ..db.models import ConsultationStatus, Outcome
+from ..records.accounts import Accounts
 from ..records.pilot import Pilot, Window
 
 RECONNECTING = "reconnecting"
@@ -434,9 +435,9 @@ async def list_sessions(pilot: Pilot, regions: Sequence[RegionRef], period: Peri
     return list(found.values())
 
 
-async def visible_regions(pilot: Pilot, region_ids: Sequence[int]) -> list[RegionRef]:
+async def visible_regions(accounts: Accounts, region_ids: Sequence[int]) -> list[RegionRef]:
     """The regions among ``region_ids`` that are not shredded, by code."""
-    return [RegionRef(*row) for row in await pilot.regions(region_ids)]
+    return [RegionRef(r.id, r.code, r.name) for r in await accounts.regions(region_ids, shredded=False)]
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

@@ -144,12 +144,15 @@ class Accounts:
         async with self._db.sessions() as session:
             return await session.scalar(query)
 
-    async def regions(self, region_ids: Collection[int]) -> Sequence[Region]:
-        """The regions with these ids, by code."""
+    async def regions(self, region_ids: Collection[int], *, shredded: bool = True) -> Sequence[Region]:
+        """The regions with these ids, by code; shredded ones too unless ``shredded`` is false."""
         if not region_ids:
             return []
+        query = select(Region).where(Region.id.in_(region_ids)).order_by(Region.code)
+        if not shredded:
+            query = query.where(Region.shredded_at.is_(None))
         async with self._db.sessions() as session:
-            return (await session.scalars(select(Region).where(Region.id.in_(region_ids)).order_by(Region.code))).all()
+            return (await session.scalars(query)).all()
 
     async def room(self, consultation_id: str) -> Room | None:
         async with self._db.sessions() as session:

@@ -24,7 +24,6 @@ from ..db.models import (
     Patient,
     Membership,
     QualitySample,
-    Region,
     Role,
     Snapshot,
     TravelDistance,
@@ -212,19 +211,6 @@ class Pilot:
                 )
             ).all()
         return SessionRows(consultations, events, snapshots)
-
-    async def regions(self, region_ids: Sequence[int]) -> Sequence[tuple[int, str, str]]:
-        """(id, code, name) of the regions among ``region_ids`` that are not shredded, by code."""
-        if not region_ids:
-            return []
-        async with self._db.sessions() as session:
-            return (
-                await session.execute(
-                    select(Region.id, Region.code, Region.name)
-                    .where(Region.id.in_(region_ids), Region.shredded_at.is_(None))
-                    .order_by(Region.code)
-                )
-            ).all()
 
     async def staff(self, region_id: int) -> Sequence[tuple[int, Role]]:
         """(user id, role) of each of the region's memberships: who a pseudonymous actor was."""
