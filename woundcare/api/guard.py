@@ -28,6 +28,7 @@ from ..auth.policy import Action, Denied, authorize, regions_for, role_in
 from ..auth.sessions import COOKIE, CSRF_HEADER, OpenSession
 from ..auth.subject import Subject
 from ..crypto import KeyShreddedError, RecordIntegrityError
+from ..errors import WoundcareError
 from .errors import api_error, http_error
 from .forwarded import client_address
 
@@ -144,13 +145,23 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
     except KeyShreddedError as exc:
         await _audit(request, rule, Outcome.FAILED, who, "shredded")
         raise http_error(exc) from None
+    except WoundcareError as exc:
+        # A domain error a handler lets rise is answered by error_middleware; audit it here,
+        # as the answer it maps to, so no refusal goes unaudited.
+        error = http_error(exc)
+        await _audit_refusal(request, rule, who, error.status)
+        raise error from None
     except web.HTTPException as exc:
-        if rule not in _UNAUDITED or exc.status == 403:
-            await _audit(request, rule, Outcome.DENIED if exc.status in (403, 404) else Outcome.FAILED, who)
+        await _audit_refusal(request, rule, who, exc.status)
         raise
     if rule not in _UNAUDITED:
         await _audit(request, rule, Outcome.OK, who)
     return response
+
+
+async def _audit_refusal(request: web.Request, rule: Action, who: Subject | None, status: int) -> None:
+    if rule not in _UNAUDITED or status == 403:
+        await _audit(request, rule, Outcome.DENIED if status in (403, 404) else Outcome.FAILED, who)
 
 
 def _role(who: Subject | None, action: Action, region_id: int | None) -> str | None:
