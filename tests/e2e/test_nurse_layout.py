@@ -5,7 +5,8 @@ camera's browser (RealWear, 854x480 landscape), in Norwegian and English.
   after Start, no visible element reaches outside the viewport horizontally and the page does
   not scroll sideways; after Start the status, the picture and the main controls lie inside the
   first screen without the test scrolling (the page scrolls itself to the call), and every
-  control is at least 64 px in both directions (gloved hands).
+  control is at least 64 px in both directions (gloved hands); also with every optional
+  control shown and the longest label.
 - In a live call with a specialist: a chat line appears over the picture (with a tone and a
   vibration), in both orientations, the page coming back to the call after each turn; a
   requested photo is preceded by 3, 2, 1 and "hold still", and uploaded only after it.
@@ -46,6 +47,8 @@ LOCALES = {"nb": "nb-NO", "en": "en-US"}
 MIN_CONTROL_PX = 64
 MAIN_PARTS = ("#status", "#stage", "#snapshot", "#mute", "#end")
 """What must be on the first screen after Start: the state, the picture, the main controls."""
+OPTIONAL_CONTROLS = ("#switch-camera", "#torch", "#overlay-toggle")
+"""Shown only when the camera offers them (a second camera, a torch, an earlier photo)."""
 
 OUTSIDE_HORIZONTALLY = """
 () => {
@@ -146,10 +149,11 @@ async def assert_fits(page: Any, where: str) -> None:
     assert not outside, f"{where}: outside the viewport horizontally: {outside}"
 
 
-async def assert_call_screen(page: Any, where: str) -> None:
-    """No horizontal overflow; status, picture and main controls on the first screen; big controls."""
+async def assert_call_screen(page: Any, where: str, *also: str) -> None:
+    """No horizontal overflow; status, picture, main controls (and ``also``) on the first
+    screen; big controls."""
     await assert_fits(page, where)
-    off = await page.evaluate(OFF_FIRST_SCREEN, list(MAIN_PARTS))
+    off = await page.evaluate(OFF_FIRST_SCREEN, [*MAIN_PARTS, *also])
     assert not off, f"{where}: not on the first screen: {off}"
     small = await page.evaluate(SMALL_CONTROLS, MIN_CONTROL_PX)
     assert not small, f"{where}: controls under {MIN_CONTROL_PX} px: {small}"
@@ -163,6 +167,7 @@ async def test_the_nurse_pages_fit_the_screen(
     from playwright.async_api import expect
 
     expect.set_options(timeout=UI_TIMEOUT_MS)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     server = await start_server()
     await server.add_user("sykepleier", PASSWORD, {"east": StaffRole.NURSE})
     # Long enough to wrap: the identity card must grow downwards, not sideways.
@@ -189,6 +194,8 @@ async def test_the_nurse_pages_fit_the_screen(
             await confirm_and_consent(page, "snapshots", "recording")
             await expect(page.locator("#start")).to_be_enabled()
             await assert_fits(page, f"{where} identity and consent")
+            # For a reviewer's eye (artifacts only): the identity card as the nurse reads it.
+            await page.locator("#identity").screenshot(path=str(SCREENSHOTS / f"nurse-identity-{screen}-{language}.png"))
 
             await page.click("#start")
             await expect(page.locator("#status")).to_have_attribute("data-state", "waiting")
@@ -196,6 +203,14 @@ async def test_the_nurse_pages_fit_the_screen(
                 lambda: page.evaluate("document.getElementById('local-video').videoWidth"),
                 lambda width: width > 0, 10, "the nurse sees her own camera")
             await assert_call_screen(page, f"{where} call")
+            # The worst case: the longest label (the end button armed by a first tap) and every
+            # control a camera may offer (the fake camera has none of them, so they are shown
+            # here by hand): still all on the first screen.
+            await page.click("#end")
+            await expect(page.locator("#end")).to_have_attribute("data-armed", "true")
+            await page.evaluate("(ids) => ids.forEach((id) => { document.querySelector(id).hidden = false; })",
+                                list(OPTIONAL_CONTROLS))
+            await assert_call_screen(page, f"{where} call, every control", *OPTIONAL_CONTROLS)
             # The page scrolled itself past the top bar: the call screen starts at the top.
             top = await page.evaluate("document.getElementById('call-screen').getBoundingClientRect().top")
             assert abs(top) < 1, f"{where}: the call screen starts {top} px from the top"
