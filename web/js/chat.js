@@ -21,9 +21,11 @@ export class ChatToasts {
   /** @param {HTMLOListElement} list laid over the picture */
   constructor(list) {
     this.list = list;
+    // A call entered without a tap (a reload) may sound from the nurse's first tap on.
+    document.addEventListener('pointerdown', () => this.unlock(), { once: true });
   }
 
-  /** Call from a user gesture (the start of the call): the tone may sound from then on. */
+  /** Call from a user gesture (or once the page has had one): the tone may sound from then on. */
   unlock() {
     this.#chime.unlock();
   }

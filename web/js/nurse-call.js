@@ -63,7 +63,7 @@ export async function runCall({ consultation, patient, consents, stream, memory 
   const peers = new CameraPeers(signaling, stream, ice, firstGeneration);
   const participants = new Participants(/** @type {HTMLUListElement} */ (byId('participants')));
   const toasts = new ChatToasts(/** @type {HTMLOListElement} */ (byId('chat-toasts')));
-  toasts.unlock(); // the call starts from a tap (Start, Rejoin), or a reload of a page that had one
+  toasts.unlock(); // after the tap on Start or Rejoin; after a reload it waits for a tap
   new Chat(/** @type {HTMLFormElement} */ (byId('chat-form')), /** @type {HTMLOListElement} */ (byId('chat-log')),
     signaling, (from) => participants.nameOf(from), toasts);
   const quality = new QualityMonitor({ consultation: id, direction: 'send', connections: () => peers.connections() });
