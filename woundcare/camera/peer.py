@@ -144,6 +144,7 @@ class Publisher:
         self._links[viewer] = link
         if previous is not None:
             self._retire(previous)
+        log.debug("offering %s a connection %s", viewer, "made ahead" if ready is not None else "made now")
         if ready is None:
             try:
                 await pc.setLocalDescription(await pc.createOffer())
