@@ -1,4 +1,5 @@
-"""The ``region_keys`` table as the keyring's :class:`~woundcare.crypto.keystore.KeyStore`."""
+"""The ``region_keys`` and ``region_index_keys`` tables as the keyring's
+:class:`~woundcare.crypto.keystore.KeyStore`."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ..crypto.keystore import KeyWrite, WrappedKey
-from ..db.models import Region, RegionKey, utcnow
+from ..crypto.keystore import INDEX_KEY_VERSION, KeyKind, KeyWrite, WrappedKey
+from ..db.models import Patient, Region, RegionIndexKey, RegionKey, utcnow
 
 T = TypeVar("T")
 
@@ -19,6 +20,10 @@ _WRITE_ATTEMPTS = 3
 
 def _key(row: RegionKey) -> WrappedKey:
     return WrappedKey(row.id, row.region_id, row.version, row.wrapped, row.master_key_id, row.retired_at is not None)
+
+
+def _index_key(row: RegionIndexKey) -> WrappedKey:
+    return WrappedKey(row.id, row.region_id, INDEX_KEY_VERSION, row.wrapped, row.master_key_id, kind=KeyKind.INDEX)
 
 
 class _Write:
@@ -45,6 +50,19 @@ class _Write:
                 wrapped=key.wrapped,
                 master_key_id=key.master_key_id,
             )
+        )
+        await self._session.flush()
+
+    async def index_key(self, region_id: int) -> WrappedKey | None:
+        row = await self._session.get(RegionIndexKey, region_id)
+        return None if row is None else _index_key(row)
+
+    async def add_index_key(self, key: WrappedKey) -> None:
+        if key.kind is not KeyKind.INDEX or key.version != INDEX_KEY_VERSION:
+            raise ValueError("not an index key")
+        # The region is the primary key: a second writer's row fails here and write() retries.
+        self._session.add(
+            RegionIndexKey(region_id=key.region_id, id=key.id, wrapped=key.wrapped, master_key_id=key.master_key_id)
         )
         await self._session.flush()
 
@@ -92,6 +110,20 @@ class RegionKeys:
         row, shredded_at = found
         return _key(row), shredded_at is not None
 
+    async def find_index_key(self, region_id: int) -> tuple[WrappedKey, bool] | None:
+        async with self._sessions() as session:
+            found = (
+                await session.execute(
+                    select(RegionIndexKey, Region.shredded_at)
+                    .join(Region, Region.id == RegionIndexKey.region_id)
+                    .where(RegionIndexKey.region_id == region_id)
+                )
+            ).one_or_none()
+        if found is None:
+            return None
+        row, shredded_at = found
+        return _index_key(row), shredded_at is not None
+
     async def newest_live(self) -> WrappedKey | None:
         async with self._sessions() as session:
             row = await session.scalar(
@@ -116,11 +148,33 @@ class RegionKeys:
                     .execution_options(synchronize_session=False)
                 )
                 changed += len(result.all())
+            index_rows = await session.scalars(
+                select(RegionIndexKey).where(
+                    RegionIndexKey.wrapped.is_not(None), RegionIndexKey.master_key_id != master_key_id
+                )
+            )
+            for index_row in index_rows.all():
+                rewrapped = rewrap(_index_key(index_row))
+                result = await session.execute(
+                    update(RegionIndexKey)
+                    .where(RegionIndexKey.region_id == index_row.region_id, RegionIndexKey.wrapped == index_row.wrapped)
+                    .values(wrapped=rewrapped, master_key_id=master_key_id)
+                    .returning(RegionIndexKey.region_id)
+                    .execution_options(synchronize_session=False)
+                )
+                changed += len(result.all())
         return changed
 
     async def shred(self, region_id: int) -> None:
         async with self._sessions.begin() as session:
             shredded = await _lock_region(session, region_id)
             await session.execute(update(RegionKey).where(RegionKey.region_id == region_id).values(wrapped=None))
+            await session.execute(
+                update(RegionIndexKey).where(RegionIndexKey.region_id == region_id).values(wrapped=None)
+            )
+            # Useless without the key already; cleared so nothing of the index outlives it.
+            await session.execute(
+                update(Patient).where(Patient.region_id == region_id).values(national_id_index=None)
+            )
             if not shredded:
                 await session.execute(update(Region).where(Region.id == region_id).values(shredded_at=utcnow()))
