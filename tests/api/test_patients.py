@@ -24,8 +24,14 @@ SPELLINGS = [NUMBER, "010180 12371", " 0101 8012 371 ", "010180\t12371"]
 """One fictional number as people type it."""
 
 
+NURSES = {"nurse": "east", "colleague": "east", "west": "west"}
+"""Each nurse's one region."""
+
+
 @dataclass
 class Ward:
+    """The server and a logged-in client per nurse of :data:`NURSES`."""
+
     server: RunningServer
     nurse: ApiClient
     colleague: ApiClient
@@ -35,15 +41,16 @@ class Ward:
 @pytest.fixture
 async def ward(start_server: Any, db_url: str) -> AsyncIterator[Ward]:
     server = await start_server(database_url=db_url)
-    await server.add_user("nurse", PASSWORD, {"east": StaffRole.NURSE})
-    await server.add_user("colleague", PASSWORD, {"east": StaffRole.NURSE})
-    await server.add_user("west", PASSWORD, {"west": StaffRole.NURSE})
-    clients = [ApiClient(server.url) for _ in range(3)]
-    for client, name in zip(clients, ("nurse", "colleague", "west"), strict=True):
-        await client.login(name, PASSWORD)
-    yield Ward(server, *clients)
-    for client in clients:
-        await client.close()
+    clients: list[ApiClient] = []
+    try:
+        for name, region in NURSES.items():
+            await server.add_user(name, PASSWORD, {region: StaffRole.NURSE})
+            clients.append(ApiClient(server.url))
+            await clients[-1].login(name, PASSWORD)
+        yield Ward(server, *clients)
+    finally:
+        for client in clients:
+            await client.close()
 
 
 async def patient_rows(server: RunningServer) -> list[tuple[str, int]]:

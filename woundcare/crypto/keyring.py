@@ -283,13 +283,7 @@ class Keyring:
         stored = await write.index_key(region_id)
         if stored is not None:
             return self._unwrap(stored)
-        key = _DataKey(
-            key_id=secrets.token_urlsafe(18),
-            region_id=region_id,
-            version=INDEX_KEY_VERSION,
-            secret=os.urandom(KEY_SIZE),
-            loaded_at=time.monotonic(),
-        )
+        key = _new_key(region_id, INDEX_KEY_VERSION)
         # Two first registrations in a region at once: the second add fails on the region's
         # primary key and write() runs this again, which then finds the first one's key.
         await write.add_index_key(
@@ -304,13 +298,7 @@ class Keyring:
         return await self._create_key(write, region_id, _next_version(newest))
 
     async def _create_key(self, write: KeyWrite, region_id: int, version: int) -> _DataKey:
-        key = _DataKey(
-            key_id=secrets.token_urlsafe(18),
-            region_id=region_id,
-            version=version,
-            secret=os.urandom(KEY_SIZE),
-            loaded_at=time.monotonic(),
-        )
+        key = _new_key(region_id, version)
         await write.add(WrappedKey(key.key_id, region_id, version, self._wrap(key), self._master.id))
         return key
 
@@ -378,6 +366,16 @@ def _wrap_binding(region_id: int, key_id: str, version: int, kind: KeyKind) -> B
     # Key ids are URL-safe base64, without "/", so "id/version" names one row only; the kind
     # keeps an index key from passing for a data key (and back) if copied between tables.
     return Binding(region_id=region_id, kind=kind.value, record_id=f"{key_id}/{version}")
+
+
+def _new_key(region_id: int, version: int) -> _DataKey:
+    return _DataKey(
+        key_id=secrets.token_urlsafe(18),
+        region_id=region_id,
+        version=version,
+        secret=os.urandom(KEY_SIZE),
+        loaded_at=time.monotonic(),
+    )
 
 
 def _next_version(newest: WrappedKey | None) -> int:

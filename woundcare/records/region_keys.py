@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -14,6 +14,7 @@ from ..crypto.keystore import INDEX_KEY_VERSION, KeyKind, KeyWrite, WrappedKey
 from ..db.models import Patient, Region, RegionIndexKey, RegionKey, utcnow
 
 T = TypeVar("T")
+K = TypeVar("K", RegionKey, RegionIndexKey)
 
 _WRITE_ATTEMPTS = 3
 
@@ -81,6 +82,30 @@ async def _lock_region(session: AsyncSession, region_id: int) -> bool:
     return found[0] is not None
 
 
+async def _rewrap_rows(
+    session: AsyncSession,
+    model: type[K],
+    as_key: Callable[[K], WrappedKey],
+    master_key_id: str,
+    rewrap: Callable[[WrappedKey], bytes],
+) -> int:
+    """Wrap every live key of ``model``'s table not under ``master_key_id`` anew."""
+    rows = await session.scalars(select(model).where(model.wrapped.is_not(None), model.master_key_id != master_key_id))
+    changed = 0
+    for row in rows.all():
+        rewrapped = rewrap(as_key(row))
+        # Only if untouched since read: a shred committed meanwhile must stay shredded.
+        result = await session.execute(
+            update(model)
+            .where(model.id == row.id, model.wrapped == row.wrapped)
+            .values(wrapped=rewrapped, master_key_id=master_key_id)
+            .returning(model.id)
+            .execution_options(synchronize_session=False)
+        )
+        changed += len(result.all())
+    return changed
+
+
 class RegionKeys:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -97,32 +122,24 @@ class RegionKeys:
                 attempt += 1
 
     async def find(self, key_id: str) -> tuple[WrappedKey, bool] | None:
-        async with self._sessions() as session:
-            found = (
-                await session.execute(
-                    select(RegionKey, Region.shredded_at)
-                    .join(Region, Region.id == RegionKey.region_id)
-                    .where(RegionKey.id == key_id)
-                )
-            ).one_or_none()
-        if found is None:
-            return None
-        row, shredded_at = found
-        return _key(row), shredded_at is not None
+        return await self._find(RegionKey, RegionKey.id == key_id, _key)
 
     async def find_index_key(self, region_id: int) -> tuple[WrappedKey, bool] | None:
+        return await self._find(RegionIndexKey, RegionIndexKey.region_id == region_id, _index_key)
+
+    async def _find(
+        self, model: type[K], where: ColumnElement[bool], as_key: Callable[[K], WrappedKey]
+    ) -> tuple[WrappedKey, bool] | None:
         async with self._sessions() as session:
             found = (
                 await session.execute(
-                    select(RegionIndexKey, Region.shredded_at)
-                    .join(Region, Region.id == RegionIndexKey.region_id)
-                    .where(RegionIndexKey.region_id == region_id)
+                    select(model, Region.shredded_at).join(Region, Region.id == model.region_id).where(where)
                 )
             ).one_or_none()
         if found is None:
             return None
         row, shredded_at = found
-        return _index_key(row), shredded_at is not None
+        return as_key(row), shredded_at is not None
 
     async def newest_live(self) -> WrappedKey | None:
         async with self._sessions() as session:
@@ -133,37 +150,9 @@ class RegionKeys:
 
     async def rewrap(self, master_key_id: str, rewrap: Callable[[WrappedKey], bytes]) -> int:
         async with self._sessions.begin() as session:
-            rows = await session.scalars(
-                select(RegionKey).where(RegionKey.wrapped.is_not(None), RegionKey.master_key_id != master_key_id)
+            return await _rewrap_rows(session, RegionKey, _key, master_key_id, rewrap) + await _rewrap_rows(
+                session, RegionIndexKey, _index_key, master_key_id, rewrap
             )
-            changed = 0
-            for row in rows.all():
-                rewrapped = rewrap(_key(row))
-                # Only if untouched since read: a shred committed meanwhile must stay shredded.
-                result = await session.execute(
-                    update(RegionKey)
-                    .where(RegionKey.id == row.id, RegionKey.wrapped == row.wrapped)
-                    .values(wrapped=rewrapped, master_key_id=master_key_id)
-                    .returning(RegionKey.id)
-                    .execution_options(synchronize_session=False)
-                )
-                changed += len(result.all())
-            index_rows = await session.scalars(
-                select(RegionIndexKey).where(
-                    RegionIndexKey.wrapped.is_not(None), RegionIndexKey.master_key_id != master_key_id
-                )
-            )
-            for index_row in index_rows.all():
-                rewrapped = rewrap(_index_key(index_row))
-                result = await session.execute(
-                    update(RegionIndexKey)
-                    .where(RegionIndexKey.region_id == index_row.region_id, RegionIndexKey.wrapped == index_row.wrapped)
-                    .values(wrapped=rewrapped, master_key_id=master_key_id)
-                    .returning(RegionIndexKey.region_id)
-                    .execution_options(synchronize_session=False)
-                )
-                changed += len(result.all())
-        return changed
 
     async def shred(self, region_id: int) -> None:
         async with self._sessions.begin() as session:
