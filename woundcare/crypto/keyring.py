@@ -247,13 +247,15 @@ class Keyring:
             self._unwrap(newest)
 
     async def rewrap_all(self) -> int:
-        """Wrap every live data key under the current master key; returns how many changed."""
+        """Wrap every live data key and index key under the current master key; returns how
+        many changed."""
         return await self._store.rewrap(
             self._master.id, lambda stored: self._wrap(self._unwrap(stored), stored.kind)
         )
 
     async def shred(self, region_id: int) -> None:
-        """Destroy every data key of the region and mark it shredded; other regions keep theirs."""
+        """Destroy every data key of the region, and its index key, and mark it shredded; other
+        regions keep theirs."""
         await self._store.shred(region_id)
         self._epoch += 1
         self._current.pop(region_id, None)
