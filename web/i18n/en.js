@@ -85,6 +85,7 @@ export default {
   'nurse.register.region': 'Region',
   'nurse.register.submit': 'Register',
   'nurse.register.badNationalId': 'That is not a valid national identity number (11 digits).',
+  'nurse.register.existing': 'This patient is already registered: you continue with the existing record.',
   'nurse.identity.heading': 'Confirm the patient’s identity',
   'nurse.identity.confirm': 'I have checked name and identity number with the patient',
   'nurse.consent.heading': 'The patient consents to',

@@ -85,6 +85,7 @@ export default {
   'nurse.register.region': 'Region',
   'nurse.register.submit': 'Registrer',
   'nurse.register.badNationalId': 'Det er ikke et gyldig fødselsnummer (11 siffer).',
+  'nurse.register.existing': 'Pasienten er allerede registrert: du fortsetter med den eksisterende journalen.',
   'nurse.identity.heading': 'Bekreft pasientens identitet',
   'nurse.identity.confirm': 'Jeg har sjekket navn og fødselsnummer med pasienten',
   'nurse.consent.heading': 'Pasienten samtykker til',
