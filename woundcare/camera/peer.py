@@ -27,7 +27,7 @@ from av import VideoFrame
 from signaling.protocol import EndOfCandidates, Offer, Role
 
 from ..webrtc.client import SignalingClient, SignalingClosed
-from ..webrtc.peer import RemoteCandidates, connected
+from ..webrtc.peer import RemoteCandidates, connected, telestration_channel
 from .profile import LinkSample
 
 log = logging.getLogger(__name__)
@@ -53,9 +53,14 @@ class _Link:
         await self.pc.close()
 
 
+OnChannelMessage = Callable[[str, str | bytes], None]
+"""Given a viewer's id and each message on its telestration channel."""
+
+
 class Publisher:
     """The head camera's side: offers its video (and the nurse's voice, if there is a
-    microphone) to every viewer in the room, and hands each viewer's voice to ``on_voice``.
+    microphone) to every viewer in the room, hands each viewer's voice to ``on_voice`` and
+    each message on its telestration channel to ``on_telestration``.
 
     A connection whose media has not connected ``watchdog`` seconds after its answer is
     replaced by a fresh one (protocol §12.6); each such replacement that did not help doubles
@@ -69,6 +74,7 @@ class Publisher:
         *,
         microphone: MediaStreamTrack | None = None,
         on_voice: Callable[[MediaStreamTrack], Awaitable[None]] | None = None,
+        on_telestration: OnChannelMessage | None = None,
         watchdog: float = WATCHDOG_SECONDS,
     ) -> None:
         self._client = client
@@ -76,6 +82,7 @@ class Publisher:
         self._source = source
         self._microphone = microphone
         self._on_voice = on_voice
+        self._on_telestration = on_telestration
         self._watchdog = watchdog
         self.configuration = configuration
         """For the next peer connections; the camera renews it after a reconnect."""
@@ -121,6 +128,7 @@ class Publisher:
         link = _Link(previous.generation + 1 if previous else 0, RTCPeerConnection(self.configuration))
         self._links[viewer] = link
         pc = link.pc
+        channel = telestration_channel(pc)  # before the offer, which then carries it
         pc.addTrack(self._relay.subscribe(self._source, buffered=False))
         if self._microphone is not None:
             pc.addTrack(self._relay.subscribe(self._microphone, buffered=False))
@@ -131,6 +139,11 @@ class Publisher:
         async def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "audio" and self._on_voice is not None:
                 await self._on_voice(track)
+
+        @channel.on("message")
+        def on_message(data: str | bytes) -> None:
+            if self._on_telestration is not None:
+                self._on_telestration(viewer, data)
 
         if previous is not None:
             self._retire(previous)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
+    RTCDataChannel,
     RTCIceServer,
     RTCIceTransportPolicy,
     RTCPeerConnection,
@@ -56,6 +57,19 @@ async def _add_candidate(pc: RTCPeerConnection, frame: dict[str, Any]) -> None:
     candidate.sdpMid = frame.get("sdpMid")
     candidate.sdpMLineIndex = frame.get("sdpMLineIndex")
     await pc.addIceCandidate(candidate)
+
+
+TELESTRATION_LABEL = "telestration"
+TELESTRATION_CHANNEL_ID = 1
+
+
+def telestration_channel(pc: RTCPeerConnection) -> RTCDataChannel:
+    """The specialist's strokes to the camera (protocol: ``annotation``, ``freeze``).
+
+    Negotiated out of band with a fixed id, and created by both ends as soon as ``pc`` is
+    made, before the camera's offer: the offer then carries the data m-section, neither side
+    waits for the other's announcement, and no renegotiation is needed."""
+    return pc.createDataChannel(TELESTRATION_LABEL, negotiated=True, id=TELESTRATION_CHANNEL_ID, ordered=True)
 
 
 def connected(pc: RTCPeerConnection) -> bool:
@@ -146,6 +160,8 @@ class Viewer:
         self.counters: list[FrameCounter] = []
         self.video = asyncio.Event()
         """Set when a video track arrives (again, after a fresh connection)."""
+        self.channel: RTCDataChannel | None = None
+        """The telestration channel of :attr:`pc` (a specialist's strokes go down it)."""
 
     on_frame: OnFrame | None = None
     """Given every decoded video frame (the recorder's encoder takes them this way)."""
@@ -192,6 +208,7 @@ class Viewer:
         old = self.pc
         self.video.clear()
         pc = self.pc = RTCPeerConnection(self._configuration)
+        self.channel = telestration_channel(pc)
         self.generation = generation
         self._candidates = RemoteCandidates(pc)
 
