@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,16 @@ import pytest
 from woundcare.storage.files import create_once, replace_with
 
 
-def test_creates_the_file_private_and_leaves_no_temporary(tmp_path: Path) -> None:
+WRITERS: list[Callable[[Path, bytes], None]] = [
+    lambda path, data: create_once(path, data),
+    lambda path, data: replace_with(path, lambda file: file.write(data)),
+]
+
+
+@pytest.mark.parametrize("write", WRITERS, ids=["create_once", "replace_with"])
+def test_creates_the_file_private_and_leaves_no_temporary(tmp_path: Path, write: Callable[[Path, bytes], None]) -> None:
     path = tmp_path / "secret.key"
-    create_once(path, b"value")
+    write(path, b"value")
     assert path.read_bytes() == b"value"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert os.listdir(tmp_path) == ["secret.key"]
@@ -87,13 +95,11 @@ def test_a_failed_write_removes_its_temporary(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []
 
 
-def test_replace_with_replaces_privately_and_leaves_no_temporary(tmp_path: Path) -> None:
+def test_replace_with_replaces_an_existing_file(tmp_path: Path) -> None:
     path = tmp_path / "overlay.png"
     path.write_bytes(b"old")
     replace_with(path, lambda file: file.write(b"new"))
-    assert path.read_bytes() == b"new"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert os.listdir(tmp_path) == ["overlay.png"]
+    assert path.read_bytes() == b"new" and os.listdir(tmp_path) == ["overlay.png"]
 
 
 def test_replace_with_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:

@@ -38,31 +38,27 @@ def create_once(path: Path, data: Bytes, *, temp: Path | None = None, mode: int 
     holds it). ``temp`` defaults to a random hidden name beside ``path``; a caller that sweeps
     leftovers by name (the blob store) passes its own.
     """
-    temp = temp if temp is not None else _temp_name(path)
-    file = open_exclusive(temp, mode)
-    try:
-        file.write(data)
-    except BaseException:
-        file.close()
-        temp.unlink(missing_ok=True)
-        raise
-    publish(file, temp, path)
+    _write(path, lambda file: file.write(data), temp or _temp_name(path), mode, os.link)
 
 
 def replace_with(path: Path, write: Callable[[BinaryIO], object], *, mode: int = FILE_MODE) -> None:
     """Replace ``path`` (or create it) with what ``write`` writes into the open file; durable
     when this returns. ``write`` gets a real file, not a buffer, so an encoder such as
     Pillow's can write to it without holding the GIL."""
-    temp = _temp_name(path)
+    _write(path, write, _temp_name(path), mode, os.replace)
+
+
+def _write(
+    path: Path, write: Callable[[BinaryIO], object], temp: Path, mode: int, move: Callable[[Path, Path], None]
+) -> None:
+    file = open_exclusive(temp, mode)
     try:
-        with open_exclusive(temp, mode) as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    finally:
+        write(file)
+    except BaseException:
+        file.close()
         temp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
+        raise
+    _settle(file, temp, path, move)
 
 
 def _temp_name(path: Path) -> Path:
@@ -79,11 +75,17 @@ def publish(file: BinaryIO, temp: Path, final: Path) -> None:
     """fsync and close ``file`` (written at ``temp``), link it to ``final``, remove ``temp``,
     fsync the directory. :class:`FileExistsError` if ``final`` exists; ``temp`` is removed
     whatever happens."""
+    _settle(file, temp, final, os.link)
+
+
+def _settle(file: BinaryIO, temp: Path, final: Path, move: Callable[[Path, Path], None]) -> None:
+    """fsync and close ``file``, ``move`` ``temp`` to ``final`` (a link: only if new; a
+    replace: over the old), remove ``temp`` whatever happens, fsync the directory."""
     try:
         with file:
             file.flush()
             os.fsync(file.fileno())
-        os.link(temp, final)
+        move(temp, final)
     finally:
         temp.unlink(missing_ok=True)
     fsync_dir(final.parent)

@@ -1,7 +1,7 @@
 """The pieces of an aiortc peer negotiated over the /ws protocol that every client shares:
-the ICE configuration, trickled candidates held until their description, the
-:class:`Viewer` that answers the camera (a specialist in a test, the recorder), and the
-loop that feeds a peer its frames.
+the ICE configuration, trickled candidates held until their description, the telestration
+data channel, the :class:`Viewer` that answers the camera (a specialist in a test, the
+recorder), and the loop that feeds a peer its frames.
 
 aiortc has no ICE restart (aiortc#211), so media recovers by a *fresh* peer connection: the
 camera offers with the next ``pc`` generation and the viewer replaces its connection when it
