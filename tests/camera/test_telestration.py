@@ -15,15 +15,18 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from PIL import Image
 
 from signaling.protocol import SnapshotRequest
 from tests.camera.scene import home_visit
 from tests.server import RunningServer
 from woundcare.camera.device import Camera, DeviceOptions
+from woundcare.camera.synthetic import SyntheticVideoTrack
 from woundcare.camera.overlay import OUTLINE, OverlayFile, line_width, render
 from woundcare.camera.telestration import Board, Scene, Telestration, read
 from woundcare.webrtc.client import SignalingClosed
+from woundcare.webrtc.peer import Viewer, ice_configuration, telestration_channel
 
 CYAN, YELLOW, GREEN, MAGENTA = (0, 229, 255, 255), (255, 235, 59, 255), (118, 255, 3, 255), (255, 0, 255, 255)
 CLEAR = (0, 0, 0, 0)
@@ -322,6 +325,48 @@ async def test_the_camera_reads_annotation_and_freeze_frames_from_its_socket(tmp
     assert [(e["type"], e["id"]) for e in events] == [("annotation", "s-1"), ("freeze", "f-1")]
     assert (camera.telestration.duplicates, camera.telestration.rejected) == (1, 1)
     assert camera.telestration.board.frozen == "r1"
+
+
+# --- the channel: made by both ends, only when the offer carries it -----------------------------
+
+
+class Sent:
+    """A signaling client that keeps what the viewer sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    async def send(self, message: Any) -> None:
+        self.sent.append(message)
+
+
+@pytest.mark.usefixtures("loopback_ice")
+@pytest.mark.parametrize("offered", [True, False], ids=["camera-offers-the-channel", "offer-without-it"])
+async def test_a_viewer_makes_the_channel_when_the_offer_carries_it(offered: bool) -> None:
+    camera, client = RTCPeerConnection(), Sent()
+    viewer = Viewer(client, ice_configuration([]))  # type: ignore[arg-type]
+    try:
+        received: list[str | bytes] = []
+        if offered:
+            telestration_channel(camera).on("message", received.append)
+        camera.addTrack(SyntheticVideoTrack(64, 48))
+        await camera.setLocalDescription(await camera.createOffer())
+        await viewer.handle({"type": "offer", "sdp": camera.localDescription.sdp, "pc": 0, "from": "cam"})
+        answer = client.sent[0]
+        await camera.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
+        assert viewer.pc is not None
+        await until(lambda: viewer.pc is not None and viewer.pc.connectionState == "connected", 20)
+        if not offered:
+            assert viewer.channel is None and "m=application" not in answer.sdp
+            return
+        assert viewer.channel is not None
+        channel = viewer.channel
+        await until(lambda: channel.readyState == "open", 20)
+        channel.send('{"type": "annotation"}')
+        await until(lambda: received == ['{"type": "annotation"}'], 20)
+    finally:
+        await viewer.close()
+        await camera.close()
 
 
 # --- end to end: a real viewer's channel into a running `woundcare camera` ---------------------

@@ -161,7 +161,8 @@ class Viewer:
         self.video = asyncio.Event()
         """Set when a video track arrives (again, after a fresh connection)."""
         self.channel: RTCDataChannel | None = None
-        """The telestration channel of :attr:`pc` (a specialist's strokes go down it)."""
+        """The telestration channel of :attr:`pc` (a specialist's strokes go down it), made
+        when the camera's offer carries it."""
 
     on_frame: OnFrame | None = None
     """Given every decoded video frame (the recorder's encoder takes them this way)."""
@@ -180,6 +181,11 @@ class Viewer:
             assert self.pc is not None and self._candidates is not None
             pc, candidates = self.pc, self._candidates
             await pc.setRemoteDescription(RTCSessionDescription(frame["sdp"], "offer"))
+            if self.channel is None and "\nm=application " in frame["sdp"]:
+                # Only when offered: made without the offer's data section, it would be a
+                # transport of its own that gathers (a TURN relay too) and never connects,
+                # keeping the connection's state short of "connected".
+                self.channel = telestration_channel(pc)
             if self._microphone is not None and not any(s.track for s in pc.getSenders()):
                 # After the offer, so that the offered audio transceiver carries it.
                 pc.addTrack(self._relay.subscribe(self._microphone, buffered=False))
@@ -208,7 +214,7 @@ class Viewer:
         old = self.pc
         self.video.clear()
         pc = self.pc = RTCPeerConnection(self._configuration)
-        self.channel = telestration_channel(pc)
+        self.channel = None
         self.generation = generation
         self._candidates = RemoteCandidates(pc)
 
