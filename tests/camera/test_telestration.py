@@ -188,10 +188,15 @@ def test_a_pointer_shows_for_two_seconds_and_the_frozen_still_once_taken() -> No
 
     telestration.receive({"type": "freeze", "on": True, "id": "f1", "still": "r1"}, "spes1")
     assert telestration.board.scene().still is None  # asked before the camera took it
+    telestration.receive({"type": "annotation", "op": "pointer", "points": [[0.5, 0.5]]}, "spes1")
+    assert telestration.board.scene().pointer is None  # aimed at the live video, not the still
+    telestration.receive({"type": "annotation", "op": "pointer", "points": [[0.5, 0.5]], "still": "r1"}, "spes1")
+    assert telestration.board.scene().pointer == (0.5, 0.5)
     telestration.keep_still("r0", b"other")
     telestration.keep_still("r1", b"jpeg")
+    clock.now += 2.1
     assert telestration.board.scene() == Scene(strokes=(), pointer=None, frozen="r1", still=b"jpeg")
-    assert len(changes) == 3  # pointer, freeze, the still it shows; not r0's
+    assert len(changes) == 5  # three pointers, the freeze, the still it shows; not r0's
 
 
 # --- rendering --------------------------------------------------------------------------------

@@ -198,7 +198,8 @@ class Board:
         self._clock = clock
         self._strokes: list[Stroke] = []
         self.frozen: str | None = None
-        self._pointer: tuple[Point, float] | None = None
+        self._pointer: tuple[Point, str | None, float] | None = None
+        """Where, on which layer, until when."""
         self._stills: OrderedDict[str, bytes] = OrderedDict()
 
     def apply(self, message: Message, sender: str) -> bool:
@@ -210,7 +211,7 @@ class Board:
             return changed
         if message.op is Op.POINTER:
             assert message.points is not None
-            self._pointer = (message.points[0], self._clock() + POINTER_SECONDS)
+            self._pointer = (message.points[0], message.still, self._clock() + POINTER_SECONDS)
             return True
         if message.op is Op.STROKE:
             assert message.id and message.shape and message.points and message.color
@@ -236,10 +237,12 @@ class Board:
 
     def pointer_until(self) -> float | None:
         """When the pointer shown now goes (on the board's clock)."""
-        return self._pointer[1] if self._pointer and self._pointer[1] > self._clock() else None
+        return self._pointer[2] if self._pointer and self._pointer[2] > self._clock() else None
 
     def scene(self) -> Scene:
-        pointer = self._pointer[0] if self.pointer_until() is not None and self._pointer else None
+        # A pointer shows on the layer it was aimed at, as a stroke does.
+        shown = self._pointer is not None and self._pointer[1] == self.frozen and self.pointer_until() is not None
+        pointer = self._pointer[0] if shown and self._pointer else None
         return Scene(
             strokes=tuple(s for s in self._strokes if s.still == self.frozen),
             pointer=pointer,
