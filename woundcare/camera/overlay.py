@@ -14,6 +14,7 @@ of milliseconds, which on the event loop would stall the video and the signaling
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import logging
 import math
@@ -45,8 +46,7 @@ def render(scene: Scene, size: tuple[int, int]) -> Image.Image:
     frozen on a still the camera has (then the still, scaled to ``size``, is the background)."""
     image = Image.new("RGBA", size, (0, 0, 0, 0))
     if scene.frozen is not None and scene.still is not None:
-        with Image.open(io.BytesIO(scene.still)) as still:
-            image.paste(still.convert("RGB").resize(size))
+        image.paste(_background(scene.still, size))
     draw = ImageDraw.Draw(image)
     width = line_width(size)
     for stroke in scene.strokes:
@@ -57,6 +57,13 @@ def render(scene: Scene, size: tuple[int, int]) -> Image.Image:
     if scene.frozen is not None:
         _frozen_badge(draw, size, width)
     return image
+
+
+@functools.lru_cache(maxsize=2)
+def _background(jpeg: bytes, size: tuple[int, int]) -> Image.Image:
+    """A still decoded and scaled once, not at every stroke or pointer drawn on it."""
+    with Image.open(io.BytesIO(jpeg)) as still:
+        return still.convert("RGB").resize(size)
 
 
 def _pixel(point: Point, size: tuple[int, int]) -> tuple[float, float]:
