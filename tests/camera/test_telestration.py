@@ -5,6 +5,7 @@ overlay PNG and as JSON lines."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import itertools
 import json
@@ -293,8 +294,14 @@ async def test_the_overlay_file_follows_the_board(tmp_path: Path) -> None:
         await until(lambda: pixel(path, (0.5, 0.2)) == CYAN, 5)
         await until(lambda: pixel(path, (0.5, 0.2)) == CLEAR, 5)  # gone after its two seconds
         assert [p.name for p in tmp_path.iterdir()] == ["overlay.png"]  # no temporary left
+        assert pixel(path, (0.5, 0.5)) == CYAN
     finally:
         task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    # Stopped, the camera leaves the file empty: no stroke, no still.
+    with Image.open(path) as image:
+        assert image.getextrema()[3] == (0, 0)
 
 
 # --- the camera's signaling path --------------------------------------------------------------
@@ -462,4 +469,8 @@ async def test_strokes_undo_clear_and_freeze_reach_the_cameras_overlay_over_the_
         assert "telestration frame ignored: 'shape' is required for op stroke" in log
         assert "0.5" not in "\n".join(line for line in log.splitlines() if "telestration" in line)
         visit.assert_camera_running()
+        send(stroke("s-4", [[0.1, 0.1], [0.9, 0.9]]))
+        await until(shows((0.5, 0.5), CYAN), 20, visit.camera_log)
         assert await visit.stop_camera() == 0
+    with Image.open(overlay) as image:
+        assert image.getextrema()[3] == (0, 0)  # stopped: nothing left on the display

@@ -25,6 +25,7 @@ import aiohttp
 from aiortc import MediaStreamTrack
 from aiortc.contrib.media import MediaPlayer
 from av import VideoFrame
+from av.video.reformatter import VideoReformatter
 
 from aiortc import RTCConfiguration
 
@@ -183,8 +184,13 @@ class StillTap(MediaStreamTrack):
 
 
 def _jpeg(frame: VideoFrame) -> bytes:
+    # Converted by a reformatter of its own: ``frame.to_image()`` would use the frame's, the
+    # one the encoders' thread may be converting that very frame with (when the profile does
+    # not scale it), and two threads in one SwsContext corrupt memory (EncoderFormatRelay).
+    # Seen: at 640x360 (not scaled) a still asked for sometimes never reached the queue.
+    rgb = VideoReformatter().reformat(frame, format="rgb24")
     out = io.BytesIO()
-    frame.to_image().save(out, format="JPEG", quality=92)
+    rgb.to_image().save(out, format="JPEG", quality=92)
     return out.getvalue()
 
 

@@ -34,6 +34,7 @@ OUTLINE = (16, 16, 16, 255)
 """The dark edge that keeps a stroke visible on pale skin and white dressings."""
 OUTLINE_PX = 2
 POINTER = Color.CYAN
+EMPTY = Scene(strokes=(), pointer=None, frozen=None, still=None)
 
 
 def line_width(size: tuple[int, int]) -> int:
@@ -151,21 +152,30 @@ class OverlayFile:
         self._dirty.set()
 
     async def run(self) -> None:
+        """Until cancelled; then the file is left empty: the call's strokes must not stay on
+        the display, nor a frozen still (a photo of the wound) on the disk."""
         self._dirty.set()  # a fresh, empty overlay at start: none left from an earlier run
-        while True:
-            await self._dirty.wait()
-            self._dirty.clear()
-            scene = self._board.scene()
-            try:
-                await asyncio.to_thread(self._write, scene)
-            except OSError as exc:
-                log.warning("could not write the overlay (%s)", type(exc).__name__)
-                continue
-            self.last_scene = scene
-            self.written += 1
-            until = self._board.pointer_until()
-            if until is not None:
-                asyncio.get_running_loop().call_later(max(0.0, until - time.monotonic()), self._dirty.set)
+        try:
+            while True:
+                await self._dirty.wait()
+                self._dirty.clear()
+                scene = self._board.scene()
+                if await self._show(scene):
+                    self.last_scene = scene
+                    self.written += 1
+                until = self._board.pointer_until()
+                if until is not None:
+                    asyncio.get_running_loop().call_later(max(0.0, until - time.monotonic()), self._dirty.set)
+        finally:
+            await self._show(EMPTY)
+
+    async def _show(self, scene: Scene) -> bool:
+        try:
+            await asyncio.to_thread(self._write, scene)
+        except OSError as exc:
+            log.warning("could not write the overlay (%s)", type(exc).__name__)
+            return False
+        return True
 
     def _write(self, scene: Scene) -> None:
         image = render(scene, self.size)
