@@ -10,6 +10,7 @@ import io
 import itertools
 import json
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,8 @@ from signaling.protocol import SnapshotRequest
 from tests.camera.scene import home_visit
 from tests.server import RunningServer
 from woundcare.camera.device import Camera, DeviceOptions
+from woundcare.camera.overlay import OUTLINE, EventLines, OverlayFile, line_width, render
 from woundcare.camera.synthetic import SyntheticVideoTrack
-from woundcare.camera.overlay import OUTLINE, OverlayFile, line_width, render
 from woundcare.camera.telestration import Board, Scene, Telestration, read
 from woundcare.webrtc.client import SignalingClosed
 from woundcare.webrtc.peer import Viewer, ice_configuration, telestration_channel
@@ -302,6 +303,34 @@ async def test_the_overlay_file_follows_the_board(tmp_path: Path) -> None:
     # Stopped, the camera leaves the file empty: no stroke, no still.
     with Image.open(path) as image:
         assert image.getextrema()[3] == (0, 0)
+
+
+async def test_event_lines_never_block_the_loop_on_a_pipe_nobody_reads() -> None:
+    class Stalled(io.StringIO):
+        """A pipe whose reader has stopped: the first write blocks until released."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.release = threading.Event()
+
+        def write(self, text: str) -> int:
+            self.release.wait(10)
+            return super().write(text)
+
+    stream = Stalled()
+    lines = EventLines(stream, limit=3)
+    task = asyncio.create_task(lines.run())
+    try:
+        for index in range(10):
+            lines({"type": "annotation", "op": "clear", "id": f"c-{index}"})
+            await asyncio.sleep(0.01)  # the loop goes on: nothing here waits for the pipe
+        assert lines.dropped == 6  # one in the blocked write, three waiting
+        stream.release.set()
+        await until(lambda: stream.getvalue().count("\n") == 4, 5)
+    finally:
+        stream.release.set()
+        task.cancel()
+    assert [json.loads(line)["id"] for line in stream.getvalue().splitlines()] == ["c-0", "c-1", "c-2", "c-3"]
 
 
 # --- the camera's signaling path --------------------------------------------------------------
