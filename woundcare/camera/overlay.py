@@ -7,8 +7,9 @@
 - :class:`EventLines` (``--overlay-events``): one JSON object per applied message on stdout,
   for a display that draws by itself.
 
-Rendering and writing run in a worker thread (``asyncio.to_thread``): a 1080p PNG takes tens
-of milliseconds, which on the event loop would stall the video and the signaling socket.
+Rendering and writing run in a worker thread (``asyncio.to_thread``): a 1080p PNG takes about
+0.1 s (more with a frozen still under the strokes; ``bench/overlay.py``), which on the event
+loop would stall the video and the signaling socket.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import functools
 import io
 import logging
 import math
-import time
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -145,8 +145,7 @@ class OverlayFile:
         self._board = board
         self._dirty = asyncio.Event()
         self.written = 0
-        self.last_scene: Scene | None = None
-        """The scene in the file now."""
+        """Scenes written so far."""
 
     def changed(self) -> None:
         self._dirty.set()
@@ -161,18 +160,17 @@ class OverlayFile:
                 self._dirty.clear()
                 scene = self._board.scene()
                 if await self._show(scene):
-                    self.last_scene = scene
                     self.written += 1
                 until = self._board.pointer_until()
                 if until is not None:
-                    asyncio.get_running_loop().call_later(max(0.0, until - time.monotonic()), self._dirty.set)
+                    asyncio.get_running_loop().call_later(max(0.0, until - self._board.clock()), self._dirty.set)
         finally:
             await self._show(EMPTY)
 
     async def _show(self, scene: Scene) -> bool:
         try:
             await asyncio.to_thread(self._write, scene)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # a full disk, a still Pillow cannot read
             log.warning("could not write the overlay (%s)", type(exc).__name__)
             return False
         return True

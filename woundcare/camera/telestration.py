@@ -102,7 +102,10 @@ class _Relayed(StrictObject):
     """What the server adds or keeps on a signaling copy; a channel copy has neither."""
 
     to: ParticipantId | None = None
+    """The nurse, as the sender addressed the signaling copy."""
     sender: ParticipantId | None = Field(None, alias="from")
+    """Added by the server; the camera takes the sender from here on a signaling copy, and
+    from the channel's viewer on a channel copy."""
 
 
 class Annotation(_Relayed):
@@ -195,7 +198,8 @@ class Board:
     :meth:`apply` the way the nurse's page changes its canvas."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
+        self.clock = clock
+        """Seconds, for the pointer's time (``time.monotonic``)."""
         self._strokes: list[Stroke] = []
         self.frozen: str | None = None
         self._pointer: tuple[Point, str | None, float] | None = None
@@ -211,7 +215,7 @@ class Board:
             return changed
         if message.op is Op.POINTER:
             assert message.points is not None
-            self._pointer = (message.points[0], message.still, self._clock() + POINTER_SECONDS)
+            self._pointer = (message.points[0], message.still, self.clock() + POINTER_SECONDS)
             return True
         if message.op is Op.STROKE:
             assert message.id and message.shape and message.points and message.color
@@ -237,7 +241,7 @@ class Board:
 
     def pointer_until(self) -> float | None:
         """When the pointer shown now goes (on the board's clock)."""
-        return self._pointer[2] if self._pointer and self._pointer[2] > self._clock() else None
+        return self._pointer[2] if self._pointer and self._pointer[2] > self.clock() else None
 
     def scene(self) -> Scene:
         # A pointer shows on the layer it was aimed at, as a stroke does.
