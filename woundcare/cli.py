@@ -416,6 +416,7 @@ def _camera(args: argparse.Namespace) -> int:
             source=args.source, width=args.width, height=args.height, consent=consent, queue_dir=args.queue_dir,
             video_mode=VideoMode(args.video), turn_transport=TurnTransport(args.turn_transport),
             speaker=args.speaker, microphone=args.microphone,
+            overlay=args.overlay, overlay_events=args.overlay_events,
         )
     except ValueError as exc:
         raise CliError(str(exc)) from exc
@@ -549,6 +550,11 @@ def build_parser() -> argparse.ArgumentParser:
     camera.add_argument("--speaker", metavar="DEVICE",
                         help="play the specialist's voice: alsa:NAME, pulse:NAME or a .wav file")
     camera.add_argument("--microphone", metavar="DEVICE", help="send the nurse's voice: alsa:NAME or pulse:NAME")
+    camera.add_argument("--overlay", type=Path, metavar="PATH",
+                        help="keep PATH a PNG of the frame's size, transparent but for the specialist's strokes "
+                             "(the frozen still under them while frozen), replaced atomically at each change")
+    camera.add_argument("--overlay-events", action="store_true",
+                        help="print each applied annotation/freeze as one JSON line on stdout (logs go to stderr)")
     camera.add_argument("--log-level", default="INFO")
     # Test only: gather a 127.0.0.1 host candidate so peers on one machine meet.
     camera.add_argument("--loopback-only", action="store_true", help=argparse.SUPPRESS)

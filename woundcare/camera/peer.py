@@ -29,7 +29,7 @@ from av import VideoFrame
 from signaling.protocol import EndOfCandidates, Offer, Role
 
 from ..webrtc.client import SignalingClient, SignalingClosed
-from ..webrtc.peer import RemoteCandidates, connected
+from ..webrtc.peer import RemoteCandidates, connected, telestration_channel
 from .profile import LinkSample
 
 log = logging.getLogger(__name__)
@@ -66,9 +66,14 @@ class _Link:
         await self.pc.close()
 
 
+OnChannelMessage = Callable[[str, str | bytes], None]
+"""Given a viewer's id and each message on its telestration channel."""
+
+
 class Publisher:
     """The head camera's side: offers its video (and the nurse's voice, if there is a
-    microphone) to every viewer in the room, and hands each viewer's voice to ``on_voice``.
+    microphone) to every viewer in the room, hands each viewer's voice to ``on_voice`` and
+    each message on its telestration channel to ``on_telestration``.
 
     A connection whose media has not connected ``watchdog`` seconds after its answer is
     replaced by a fresh one (protocol §12.6); each such replacement that did not help doubles
@@ -82,6 +87,7 @@ class Publisher:
         *,
         microphone: MediaStreamTrack | None = None,
         on_voice: Callable[[MediaStreamTrack], Awaitable[None]] | None = None,
+        on_telestration: OnChannelMessage | None = None,
         watchdog: float = WATCHDOG_SECONDS,
     ) -> None:
         self._client = client
@@ -89,6 +95,7 @@ class Publisher:
         self._source = source
         self._microphone = microphone
         self._on_voice = on_voice
+        self._on_telestration = on_telestration
         self._watchdog = watchdog
         self._configuration = configuration
         self._wake = asyncio.Event()
@@ -160,6 +167,7 @@ class Publisher:
     def _connection(self, configuration: RTCConfiguration) -> RTCPeerConnection:
         """A peer connection with the camera's tracks, not yet offered."""
         pc = RTCPeerConnection(configuration)
+        channel = telestration_channel(pc)  # before the offer, which then carries it
         pc.addTrack(self._relay.subscribe(self._source, buffered=False))
         if self._microphone is not None:
             pc.addTrack(self._relay.subscribe(self._microphone, buffered=False))
@@ -170,6 +178,13 @@ class Publisher:
         async def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "audio" and self._on_voice is not None:
                 await self._on_voice(track)
+
+        @channel.on("message")
+        def on_message(data: str | bytes) -> None:
+            # The viewer is looked up when a message comes: a connection made ahead has none yet.
+            viewer = next((v for v, link in self._links.items() if link.pc is pc), None)
+            if viewer is not None and self._on_telestration is not None:
+                self._on_telestration(viewer, data)
 
         return pc
 
