@@ -86,6 +86,19 @@ async def joined_pair(server: RunningServer, connect: Any) -> tuple[str, RawSock
     return consultation, nurse, specialist
 
 
+async def joined_trio(server: RunningServer, connect: Any) -> tuple[str, RawSocket, RawSocket, RawSocket, str, str]:
+    """A joined pair and an observer: the consultation, the three sockets, the nurse's and the
+    specialist's participant ids."""
+    consultation, nurse, specialist = await joined_pair(server, connect)
+    observer = await connect()
+    joined = await observer.join(consultation, Role.OBSERVER, server.invite(consultation, Role.OBSERVER))
+    nurse_id = next(p["id"] for p in joined["peers"] if p["role"] == "nurse")
+    specialist_id = next(p["id"] for p in joined["peers"] if p["role"] == "specialist")
+    await nurse.expect("presence")
+    await specialist.expect("presence")
+    return consultation, nurse, specialist, observer, nurse_id, specialist_id
+
+
 async def test_second_nurse_is_rejected(server: RunningServer, connect: Any) -> None:
     consultation, nurse, specialist = await joined_pair(server, connect)
     second = await connect()
@@ -273,13 +286,7 @@ async def test_a_refused_request_after_joining_does_not_end_the_socket(server: R
 
 
 async def test_video_profiles_go_between_the_camera_and_a_viewer_only(server: RunningServer, connect: Any) -> None:
-    consultation, nurse, specialist = await joined_pair(server, connect)
-    observer = await connect()
-    joined = await observer.join(consultation, Role.OBSERVER, server.invite(consultation, Role.OBSERVER))
-    nurse_id = next(p["id"] for p in joined["peers"] if p["role"] == "nurse")
-    specialist_id = next(p["id"] for p in joined["peers"] if p["role"] == "specialist")
-    await nurse.expect("presence")
-    await specialist.expect("presence")
+    _, nurse, specialist, observer, nurse_id, specialist_id = await joined_trio(server, connect)
 
     await specialist.send(type="video_profile", to=nurse_id, mode="low")
     asked = await nurse.expect("video_profile")
@@ -297,13 +304,7 @@ async def test_video_profiles_go_between_the_camera_and_a_viewer_only(server: Ru
 async def test_telestration_reaches_the_nurse_and_the_log_counts_strokes_without_coordinates(
     server: RunningServer, connect: Any
 ) -> None:
-    consultation, nurse, specialist = await joined_pair(server, connect)
-    observer = await connect()
-    joined = await observer.join(consultation, Role.OBSERVER, server.invite(consultation, Role.OBSERVER))
-    nurse_id = next(p["id"] for p in joined["peers"] if p["role"] == "nurse")
-    specialist_id = next(p["id"] for p in joined["peers"] if p["role"] == "specialist")
-    await nurse.expect("presence")
-    await specialist.expect("presence")
+    consultation, nurse, specialist, observer, nurse_id, specialist_id = await joined_trio(server, connect)
 
     points = [[0.125, 0.25], [0.75, 0.5]]
     await specialist.send(type="annotation", to=nurse_id, op="stroke", id="s-1", shape="arrow",
