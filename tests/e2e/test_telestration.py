@@ -14,9 +14,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
-from tests.e2e.browser import eventually
+from tests.e2e.browser import async_playwright, eventually, launch
 from tests.e2e.flows import UI_TIMEOUT_MS, call_in_two_browsers
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
@@ -282,3 +283,63 @@ async def test_with_the_data_channel_blocked_the_signaling_copies_deliver(
             ("annotation", "stroke/arrow"), ("annotation", "undo"), ("freeze", "on"), ("freeze", "off"),
         ]
         assert not call.page_errors
+
+
+# The data channel's marks reach the nurse's page unchecked by the server: the page checks them
+# with the rules of protocol §6.11 (telestration.js validMark).
+CHANNEL_MARKS = [
+    ({"type": "annotation", "op": "stroke", "id": "s-1", "shape": "arrow", "points": [[0, 0], [1, 1]], "color": "#00E5FF"}, True),
+    ({"type": "annotation", "op": "pointer", "points": [[0.5, 0.5]]}, True),
+    ({"type": "annotation", "op": "undo", "id": "u-1", "still": "req-1"}, True),
+    ({"type": "annotation", "op": "clear", "id": "c-1", "still": None}, True),
+    ({"type": "freeze", "on": True, "id": "f-1", "still": "req-1"}, True),
+    ({"type": "freeze", "on": False, "id": "f-2"}, True),
+    ({"type": "annotation", "op": "stroke", "id": "s-1", "shape": "arrow", "points": [[0, 0], [1, 1.5]], "color": "#00E5FF"}, False),
+    ({"type": "annotation", "op": "stroke", "id": "s-1", "shape": "arrow", "points": [[0, 0], ["1", 1]], "color": "#00E5FF"}, False),
+    ({"type": "annotation", "op": "stroke", "id": "s-1", "shape": "arrow", "points": [[0, 0], [1, 1]], "color": "#000000"}, False),
+    ({"type": "annotation", "op": "stroke", "id": "s-1", "shape": "star", "points": [[0, 0], [1, 1]], "color": "#00E5FF"}, False),
+    ({"type": "annotation", "op": "stroke", "id": "s 1", "shape": "free", "points": [[0, 0]], "color": "#00E5FF"}, False),
+    ({"type": "annotation", "op": "stroke", "id": "s-1", "shape": "free", "points": [[0.5, 0.5]] * 513, "color": "#00E5FF"}, False),
+    ({"type": "annotation", "op": "pointer", "points": [[0.5, 0.5], [0.6, 0.6]]}, False),
+    ({"type": "annotation", "op": "undo"}, False),
+    ({"type": "annotation", "op": "erase", "id": "e-1"}, False),
+    ({"type": "freeze", "on": "yes", "id": "f-1"}, False),
+    ({"type": "freeze", "on": True, "id": "f-1", "still": "../req"}, False),
+    ({"type": "chat", "text": "hei"}, False),
+    ("a string", False),
+]
+
+# contentBox on a 400x300 element: a 16:9 picture letterboxed by contain, cropped by cover.
+CONTENT_BOXES = """
+async () => {
+  const { contentBox, validMark } = await import('/static/js/telestration.js');
+  const element = document.createElement('div');
+  element.style.width = '400px';
+  element.style.height = '300px';
+  document.body.append(element);
+  const boxes = {};
+  for (const fit of ['contain', 'cover', 'fill']) {
+    element.style.objectFit = fit;
+    boxes[fit] = contentBox(element, 1920, 1080);
+  }
+  return { boxes, valid: window.__marks.map((mark) => validMark(mark)) };
+}
+"""
+
+
+async def test_the_nurse_page_checks_channel_marks_and_maps_every_object_fit(server: RunningServer) -> None:
+    async with async_playwright() as playwright:
+        browser = await launch(playwright)
+        try:
+            page = await browser.new_page()
+            await page.goto(server.url + "/")
+            await page.evaluate("(marks) => { window.__marks = marks; }", [mark for mark, _ in CHANNEL_MARKS])
+            found = await page.evaluate(CONTENT_BOXES)
+        finally:
+            await browser.close()
+    assert found["valid"] == [valid for _, valid in CHANNEL_MARKS]
+    assert found["boxes"] == {
+        "contain": {"x": 0, "y": 37.5, "width": 400, "height": 225},
+        "cover": {"x": pytest.approx(-66.6667, abs=1e-3), "y": 0, "width": pytest.approx(533.3333, abs=1e-3), "height": 300},
+        "fill": {"x": 0, "y": 0, "width": 400, "height": 300},
+    }

@@ -19,6 +19,8 @@ const COLOURS = new Set(Object.values(PALETTE));
 const SHAPES = new Set(['free', 'arrow', 'circle']);
 const OPS = new Set(['stroke', 'pointer', 'undo', 'clear']);
 const MARK_ID = /^[A-Za-z0-9_-]{1,40}$/;
+/** A snapshot request id (protocol's id pattern). */
+const STILL_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const POINTER_MS = 2000;
 const MAX_POINTS = 512;
 /** At most this many pointer moves a second: well inside the server's frame rate limit. */
@@ -70,10 +72,12 @@ export function contentBox(element, mediaWidth, mediaHeight) {
  */
 export function validMark(mark) {
   if (typeof mark !== 'object' || mark === null) return false;
-  const still = mark.still === undefined || mark.still === null || (typeof mark.still === 'string' && mark.still.length <= 64);
-  if (mark.type === 'freeze') return typeof mark.on === 'boolean' && MARK_ID.test(mark.id) && still;
+  // Not MARK_ID.test(mark.id) alone: a missing id would be tested as the string "undefined".
+  const id = typeof mark.id === 'string' && MARK_ID.test(mark.id);
+  const still = mark.still === undefined || mark.still === null || (typeof mark.still === 'string' && STILL_ID.test(mark.still));
+  if (mark.type === 'freeze') return typeof mark.on === 'boolean' && id && still;
   if (mark.type !== 'annotation' || !OPS.has(mark.op) || !still) return false;
-  if (mark.op !== 'pointer' && !MARK_ID.test(mark.id)) return false;
+  if (mark.op !== 'pointer' && !id) return false;
   if (mark.op === 'stroke' && !(SHAPES.has(mark.shape) && COLOURS.has(mark.color))) return false;
   if (mark.op !== 'stroke' && mark.op !== 'pointer') return true;
   const most = mark.op === 'pointer' ? 1 : MAX_POINTS;
