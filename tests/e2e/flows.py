@@ -119,7 +119,7 @@ async def call_in_two_browsers(
 ) -> AsyncIterator[Call]:
     """Two Chromiums, media relayed through a local coturn only, the nurse's call joined by the
     specialist and video decoded; ``*_script`` runs in that browser's pages before their own;
-    ``consents`` beside video (e.g. ``snapshots``)."""
+    the patient consents to video and ``consents``."""
     async with running_coturn(tmp_path / "coturn") as turn:
         server = await start_server(turn_urls=[turn.url], turn_secret=turn.secret, ice_transport_policy="relay")
         users = {

@@ -109,6 +109,8 @@ export default {
   'nurse.video.standard': 'Network is good: full picture again',
   'nurse.snapshot.noConsent': 'No consent to store photos',
   'nurse.snapshot.failed': 'The photo could not be taken',
+  'nurse.snapshot.countdown': 'The specialist asked for a photo',
+  'nurse.countdown.holdStill': 'Hold still',
   'nurse.outbox.waiting': '{count} photo(s) waiting for the network',
   'nurse.outbox.rejected': 'A photo was refused by the server',
   'nurse.ended.ended': 'The specialist has ended the consultation.',

@@ -109,6 +109,8 @@ export default {
   'nurse.video.standard': 'Godt nett: fullt bilde igjen',
   'nurse.snapshot.noConsent': 'Ikke samtykke til å lagre bilder',
   'nurse.snapshot.failed': 'Bildet kunne ikke tas',
+  'nurse.snapshot.countdown': 'Spesialisten ba om et bilde',
+  'nurse.countdown.holdStill': 'Hold stille',
   'nurse.outbox.waiting': '{count} bilde(r) venter på nett',
   'nurse.outbox.rejected': 'Et bilde ble avvist av serveren',
   'nurse.ended.ended': 'Spesialisten har avsluttet konsultasjonen.',
