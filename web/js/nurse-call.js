@@ -22,6 +22,7 @@ import { Participants } from './presence.js';
 import { QualityMonitor } from './quality.js';
 import { Signaling } from './signaling.js';
 import { SnapshotOutbox } from './snapshots-queue.js';
+import { SharedView } from './telestration.js';
 import { VideoProfiles } from './video-profile.js';
 
 /** How long the end button waits for the confirming second tap. */
@@ -70,6 +71,22 @@ export async function runCall({ consultation, patient, consents, stream, memory 
   const outbox = await SnapshotOutbox.open();
   const viewers = () => [...participants.others.values()].filter((p) => p.role !== 'nurse').map((p) => p.id);
   const profiles = new VideoProfiles(signaling, () => peers.connections(), viewers);
+  // The specialist's marks and shared freeze over the video (protocol §6.11, §6.12).
+  const shared = new SharedView({
+    video, still: /** @type {HTMLCanvasElement} */ (byId('frozen-still')),
+    overlay: /** @type {HTMLCanvasElement} */ (byId('telestration')), badge: byId('frozen-badge'),
+  });
+  const mayDraw = (/** @type {string} */ viewer) => participants.others.get(viewer)?.role === 'specialist';
+  for (const kind of ['annotation', 'freeze']) {
+    signaling.addEventListener(kind, (event) => {
+      const frame = /** @type {CustomEvent} */ (event).detail;
+      shared.receive(frame, frame.from);
+    });
+  }
+  peers.addEventListener('channel', (event) => {
+    const { viewer, channel } = /** @type {CustomEvent} */ (event).detail;
+    shared.listen(channel, viewer, () => mayDraw(viewer));
+  });
 
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let noticeTimer;
@@ -179,6 +196,7 @@ export async function runCall({ consultation, patient, consents, stream, memory 
     setTimeout(() => stage.classList.remove('shutter'), 300);
     try {
       const blob = await capturePhoto(stream.getVideoTracks()[0], video);
+      if (request) shared.captured(request, blob);
       await outbox.add({ consultation: id, request, blob, takenAt: Date.now() });
     } catch {
       tell('nurse.snapshot.failed');
