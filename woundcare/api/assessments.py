@@ -1,4 +1,6 @@
-"""``/api/consultations/{id}/assessment``: the specialist's structured assessment.
+"""``/api/consultations/{id}/assessment``: the specialist's structured assessment, and its
+plan back to the nurse: acknowledged once (``/acknowledge``), the unacknowledged ones of her
+regions listed (``/api/plans/unacknowledged``).
 
 Its ``ETag`` is the assessment's version. A save or a signing sent with ``If-Match`` applies
 only to that version, else ``412 precondition_failed``: an editor who saved from a stale page
@@ -11,13 +13,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..appkeys import services
-from ..auth.policy import Action
+from ..auth.policy import Action, regions_for
 from ..records.assessments import (
     AssessmentChanged,
     AssessmentContent,
     AssessmentError,
     AssessmentSigned,
     AssessmentView,
+    NotSigned,
 )
 from .body import json_body
 from .errors import api_error, http_error
@@ -82,3 +85,26 @@ async def sign_assessment(request: web.Request) -> web.Response:
     if signed is None:
         raise api_error(404, "not_found", "no assessment to sign")
     return _response(signed)
+
+
+@routes.post("/api/consultations/{id}/assessment/acknowledge")
+@requires(Action.PLAN_ACKNOWLEDGE)
+async def acknowledge_plan(request: web.Request) -> web.Response:
+    """The nurse has received the signed plan. Idempotent: again, it answers the first
+    acknowledgement (each call is audited; the row records the first)."""
+    view = await load_visible(request, CONSULTATION, Action.PLAN_ACKNOWLEDGE)
+    try:
+        acknowledged = await services(request).assessments.acknowledge(view.id, subject(request).ref)
+    except NotSigned as exc:
+        raise http_error(exc) from None
+    if acknowledged is None:
+        raise api_error(404, "not_found", "no assessment yet")
+    return _response(acknowledged)
+
+
+@routes.get("/api/plans/unacknowledged")
+@requires(Action.PLAN_LIST)
+async def unacknowledged_plans(request: web.Request) -> web.Response:
+    """The signed plans of the caller's regions that no nurse has acknowledged, oldest first."""
+    pending = await services(request).assessments.unacknowledged(regions_for(subject(request), Action.PLAN_LIST))
+    return web.json_response({"plans": [p.json() for p in pending]})

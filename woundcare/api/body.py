@@ -14,12 +14,14 @@ from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
+from ..db.models import ConsultationKind, Urgency
 from ..errors import InvalidInput
 from ..validation import number, optional_text, parse, text
 from .errors import api_error
 
 MAX_JSON_BYTES = 64 * 1024
 MAX_PASSWORD_CHARS = 1024
+MAX_QUESTION_CHARS = 2000
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -76,6 +78,11 @@ class NewPatient(BaseModel):
 class NewConsultation(BaseModel):
     patient: Annotated[str, text(40)]
     """The patient's pseudonym."""
+    kind: ConsultationKind = ConsultationKind.VIDEO
+    question: Annotated[str | None, optional_text(MAX_QUESTION_CHARS)] = None
+    """An e-consult's question to the specialist (required for one, refused for a call)."""
+    urgency: Urgency | None = None
+    """An e-consult's urgency (required for one, refused for a call)."""
 
 
 class ViewerInvitation(BaseModel):
