@@ -78,7 +78,8 @@ class NewPatient(BaseModel):
 class NewConsultation(BaseModel):
     patient: Annotated[str, text(40)]
     """The patient's pseudonym."""
-    kind: ConsultationKind = ConsultationKind.VIDEO
+    kind: Annotated[ConsultationKind, Field(alias="channel")] = ConsultationKind.VIDEO
+    """A live call (``video``) or store-and-forward (``econsult``)."""
     question: Annotated[str | None, optional_text(MAX_QUESTION_CHARS)] = None
     """An e-consult's question to the specialist (required for one, refused for a call)."""
     urgency: Urgency | None = None

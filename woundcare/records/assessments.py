@@ -244,7 +244,7 @@ class PendingPlan:
     assessment: AssessmentView
 
     def json(self) -> dict[str, Any]:
-        return {"id": self.consultation, "patient": self.patient, "kind": self.kind.value,
+        return {"id": self.consultation, "patient": self.patient, "channel": self.kind.value,
                 "assessment": self.assessment.json()}
 
 

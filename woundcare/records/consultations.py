@@ -99,7 +99,8 @@ class ConsultationView:
             "createdAt": self.created_at.isoformat(),
             "startedAt": self.started_at.isoformat() if self.started_at else None,
             "endedAt": self.ended_at.isoformat() if self.ended_at else None,
-            "kind": self.kind.value,
+            # Not "kind": the timeline's entries have a kind of their own (consultation, snapshot).
+            "channel": self.kind.value,
             "urgency": self.urgency.value if self.urgency else None,
         }
 
