@@ -82,9 +82,10 @@ export function mountEconsultForm({ form, status, patient, onSent }) {
  * Her e-consults, newest first: patient, when, urgency, status, the question, and the answer.
  * @param {HTMLElement} list
  * @param {(patient: string) => Promise<string>} nameOf
+ * @param {() => void} onAcknowledged after an answer's plan was acknowledged here
  * @returns {Promise<number>} how many
  */
-export async function showSentEconsults(list, nameOf) {
+export async function showSentEconsults(list, nameOf, onAcknowledged) {
   /** @type {SentEconsult[]} */
   const sent = (await getJson('/api/consultations/econsults')).consultations;
   const items = await Promise.all(sent.map(async (econsult) => {
@@ -96,7 +97,7 @@ export async function showSentEconsults(list, nameOf) {
       h('p', { class: 'econsult-head' }, h('strong', {}, await nameOf(econsult.patient)), ` · ${dateOf(econsult.createdAt)} · `,
         urgency, ' · ', state),
       h('p', { class: 'econsult-question' }, econsult.question));
-    if (econsult.answer) item.append(planCard(econsult.answer, { consultation: econsult.id }));
+    if (econsult.answer) item.append(planCard(econsult.answer, { consultation: econsult.id, onAcknowledged }));
     return item;
   }));
   list.replaceChildren(...items);

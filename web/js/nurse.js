@@ -248,14 +248,14 @@ async function showPatientPlans(pseudonym) {
   section.hidden = !pseudonym;
   if (!pseudonym) return;
   const plans = await signedPlans(pseudonym);
-  byId('patient-plans-list').replaceChildren(...plans.map((signed) => planCard(signed.plan, { consultation: signed.id })));
+  byId('patient-plans-list').replaceChildren(...plans.map((signed) => planCard(signed.plan, { consultation: signed.id, onAcknowledged: () => { refreshLists(); } })));
   byId('patient-plans-empty').hidden = plans.length > 0;
 }
 
 async function refreshLists() {
   await Promise.all([
     showPendingPlans().catch(() => {}),
-    showSentEconsults(byId('econsults-list'), nameOf).then((count) => { byId('econsults').hidden = count === 0; }, () => {}),
+    showSentEconsults(byId('econsults-list'), nameOf, () => { showPendingPlans().catch(() => {}); }).then((count) => { byId('econsults').hidden = count === 0; }, () => {}),
   ]);
 }
 
