@@ -20,7 +20,6 @@ from ..records.assessments import (
     AssessmentError,
     AssessmentSigned,
     AssessmentView,
-    NotSigned,
 )
 from .body import json_body
 from .errors import api_error, http_error
@@ -91,12 +90,10 @@ async def sign_assessment(request: web.Request) -> web.Response:
 @requires(Action.PLAN_ACKNOWLEDGE)
 async def acknowledge_plan(request: web.Request) -> web.Response:
     """The nurse has received the signed plan. Idempotent: again, it answers the first
-    acknowledgement (each call is audited; the row records the first)."""
+    acknowledgement (each call is audited; the row records the first). A draft's
+    :class:`~woundcare.records.assessments.NotSigned` rises to the guard, which answers and audits it (409 not_signed)."""
     view = await load_visible(request, CONSULTATION, Action.PLAN_ACKNOWLEDGE)
-    try:
-        acknowledged = await services(request).assessments.acknowledge(view.id, subject(request).ref)
-    except NotSigned as exc:
-        raise http_error(exc) from None
+    acknowledged = await services(request).assessments.acknowledge(view.id, subject(request).ref)
     if acknowledged is None:
         raise api_error(404, "not_found", "no assessment yet")
     return _response(acknowledged)

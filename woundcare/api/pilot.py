@@ -167,7 +167,7 @@ async def set_travel(request: web.Request) -> web.Response:
 async def econsults(request: web.Request) -> web.Response:
     """E-consults per region, apart from the video calls' figures: sent, answered, by urgency,
     time to answer (issue 18)."""
-    regions = await _regions(request, "econsults")
     period = _period(request)
+    regions = await _regions(request, "econsults")
     found = await econsult_figures(services(request).pilot, regions, period)
-    return web.json_response({"period": period.json(), "regions": [f.json() for f in found]})
+    return web.json_response({**period.json(), "percentile": "nearest-rank", "regions": [f.json() for f in found]})
