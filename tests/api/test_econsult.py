@@ -17,7 +17,9 @@ from sqlalchemy import func, select
 
 from tests.api.clinic import PLAN, Clinic, clinic, jpeg_with_exif
 from woundcare.appkeys import SERVICES
+from woundcare.crypto import key_id_of
 from woundcare.db.models import Consultation
+from woundcare.records.rekey import Reencryption
 
 QUESTION = "Granulation looks pale since Monday: change the dressing?"
 
@@ -128,3 +130,18 @@ async def test_the_pilot_counts_econsults_apart_with_their_time_to_answer(east: 
     assert found["answerHours"] == {"values": 1, "median": round(hours, 3), "p90": round(hours, 3)}
     await east.nurse.json("GET", "/api/pilot/econsults", expect=403)
     await east.lead.json("GET", "/api/pilot/econsults?region=west", expect=403)
+
+
+async def test_a_key_rotation_reseals_the_question(east: Clinic) -> None:
+    sent = await send(east, photos=0)
+    services = east.server.app[SERVICES]
+    view = await services.consultations.get(sent["id"])
+    assert view is not None
+    new_key = await services.keyring.rotate(view.region_id)
+    rekey = Reencryption(services.database, services.keyring, services.snapshots)
+    assert await rekey.pending(view.region_id) == 2  # the patient's identity and the question
+    assert await rekey.run(view.region_id) == 2
+    async with services.database.sessions() as session:
+        row = await session.get(Consultation, sent["id"])
+    assert row is not None and row.question_sealed is not None and key_id_of(row.question_sealed) == new_key
+    assert (await east.specialist.json("GET", f"/api/consultations/{sent['id']}"))["question"] == QUESTION
