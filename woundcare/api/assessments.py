@@ -41,7 +41,10 @@ def _expected_version(request: web.Request) -> int | None:
     return versions.pop()
 
 
-def _response(view: AssessmentView) -> web.Response:
+def _response(view: AssessmentView | None, missing: str = "no assessment yet") -> web.Response:
+    """The assessment with its version as the ``ETag``; None is a 404 saying ``missing``."""
+    if view is None:
+        raise api_error(404, "not_found", missing)
     response = web.json_response(view.json())
     response.etag = str(view.version)
     return response
@@ -51,10 +54,7 @@ def _response(view: AssessmentView) -> web.Response:
 @requires(Action.ASSESSMENT_READ)
 async def read_assessment(request: web.Request) -> web.Response:
     view = await load_visible(request, CONSULTATION, Action.ASSESSMENT_READ)
-    found = await services(request).assessments.get(view.id)
-    if found is None:
-        raise api_error(404, "not_found", "no assessment yet")
-    return _response(found)
+    return _response(await services(request).assessments.get(view.id))
 
 
 @routes.put("/api/consultations/{id}/assessment")
@@ -81,9 +81,7 @@ async def sign_assessment(request: web.Request) -> web.Response:
         signed = await services(request).assessments.sign(view.id, subject(request).ref, expected)
     except (AssessmentError, AssessmentSigned, AssessmentChanged) as exc:
         raise http_error(exc) from None
-    if signed is None:
-        raise api_error(404, "not_found", "no assessment to sign")
-    return _response(signed)
+    return _response(signed, "no assessment to sign")
 
 
 @routes.post("/api/consultations/{id}/assessment/acknowledge")
@@ -91,12 +89,10 @@ async def sign_assessment(request: web.Request) -> web.Response:
 async def acknowledge_plan(request: web.Request) -> web.Response:
     """The nurse has received the signed plan. Idempotent: again, it answers the first
     acknowledgement (each call is audited; the row records the first). A draft's
-    :class:`~woundcare.records.assessments.NotSigned` rises to the guard, which answers and audits it (409 not_signed)."""
+    :class:`~woundcare.records.assessments.NotSigned` rises to the guard, which answers and
+    audits it (409 not_signed)."""
     view = await load_visible(request, CONSULTATION, Action.PLAN_ACKNOWLEDGE)
-    acknowledged = await services(request).assessments.acknowledge(view.id, subject(request).ref)
-    if acknowledged is None:
-        raise api_error(404, "not_found", "no assessment yet")
-    return _response(acknowledged)
+    return _response(await services(request).assessments.acknowledge(view.id, subject(request).ref))
 
 
 @routes.get("/api/plans/unacknowledged")
