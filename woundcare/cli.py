@@ -399,6 +399,25 @@ async def _device_revoke(services: Services, args: argparse.Namespace) -> int:
     return 0
 
 
+def _send_econsult(args: argparse.Namespace, token: str) -> int:
+    """Photos and a question for a specialist to answer later, instead of a call."""
+    from .camera.econsult import EconsultOptions, send_econsult
+
+    if args.patient is None or args.question is None or not args.photo:
+        raise CliError("--econsult needs --patient, --question and at least one --photo")
+    try:
+        options = EconsultOptions(
+            server=args.server, token=token, patient=args.patient, question=args.question, urgency=args.urgency,
+            photos=tuple(args.photo), queue_dir=args.queue_dir,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    logs.configure(args.log_level, json_lines=False)
+    sent = asyncio.run(send_econsult(options))
+    print(f"e-consult {sent.id} sent with {sent.photos} of {len(options.photos)} photo(s)")
+    return 0 if sent.photos == len(options.photos) else 1
+
+
 def _camera(args: argparse.Namespace) -> int:
     """The head camera: publish video to the consultation and answer snapshot requests."""
     from signaling.protocol import VideoMode
@@ -409,6 +428,8 @@ def _camera(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get(TOKEN_ENV)
     if not token:
         raise CliError(f"no device token: pass --token or set ${TOKEN_ENV}")
+    if args.econsult:
+        return _send_econsult(args, token)
     consent = frozenset(k for k in (args.consent or "").split(",") if k)
     try:
         options = DeviceOptions(
@@ -555,6 +576,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "(the frozen still under them while frozen), replaced atomically at each change")
     camera.add_argument("--overlay-events", action="store_true",
                         help="print each applied annotation/freeze as one JSON line on stdout (logs go to stderr)")
+    camera.add_argument("--econsult", action="store_true",
+                        help="no call: send --photo files and a --question for a specialist to answer later")
+    camera.add_argument("--question", help="with --econsult: the question to the specialist")
+    camera.add_argument("--urgency", choices=["routine", "soon", "urgent"], default="routine",
+                        help="with --econsult (default routine)")
+    camera.add_argument("--photo", type=Path, action="append", help="with --econsult: a photo (JPEG, PNG, WebP); repeat")
     camera.add_argument("--log-level", default="INFO")
     # Test only: gather a 127.0.0.1 host candidate so peers on one machine meet.
     camera.add_argument("--loopback-only", action="store_true", help=argparse.SUPPRESS)

@@ -153,7 +153,7 @@ def build_services(settings: Settings) -> Services:
         ),
         session_log=SessionLog(db),
         patients=Patients(db, keyring),
-        consultations=Consultations(db),
+        consultations=Consultations(db, keyring),
         consents=Consents(db),
         access_log=AccessLog(db),
         quality=Quality(db),

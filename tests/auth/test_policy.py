@@ -129,3 +129,33 @@ def test_refs_round_trip() -> None:
     assert Subject.parse(Subject.user_ref(41)) == (Kind.USER, 41)
     assert Subject.parse(Subject.device_ref(41)) == (Kind.DEVICE, 41)
     assert Subject.user_ref(41) != Subject.device_ref(41)
+
+
+@pytest.mark.parametrize(
+    ("role", "action", "own", "other"),
+    [
+        # The plan back (issue 18): only a nurse acknowledges a plan or lists the open ones,
+        # in her own region; the specialist who signed it does neither.
+        (Role.NURSE, Action.PLAN_ACKNOWLEDGE, True, False),
+        (Role.NURSE, Action.PLAN_LIST, True, False),
+        (Role.SPECIALIST, Action.PLAN_ACKNOWLEDGE, False, False),
+        (Role.SPECIALIST, Action.PLAN_LIST, False, False),
+        (Role.PILOT_LEAD, Action.PLAN_ACKNOWLEDGE, False, False),
+        (Role.ADMIN, Action.PLAN_LIST, False, False),
+        # An e-consult is a consultation: a nurse sends it, a specialist answers it.
+        (Role.NURSE, Action.CONSULTATION_START, True, False),
+        (Role.SPECIALIST, Action.ASSESSMENT_SIGN, True, False),
+        (Role.NURSE, Action.ASSESSMENT_SIGN, False, False),
+    ],
+)
+def test_the_plan_back_and_econsult_rows(role: Role, action: Action, own: bool, other: bool) -> None:
+    assert allowed(user(role), action, InRegion(OWN)) is own
+    assert allowed(user(role), action, InRegion(OTHER)) is other
+
+
+def test_a_device_neither_acknowledges_nor_lists_plans() -> None:
+    # Acknowledging is the nurse's own act, on her page; her camera only sends what it sees.
+    device = Subject(Subject.device_ref(3), "cam", {OWN: frozenset({Role.NURSE})}, user_id=7, device_id=3)
+    assert not allowed(device, Action.PLAN_ACKNOWLEDGE, InRegion(OWN))
+    assert not allowed(device, Action.PLAN_LIST, InRegion(OWN))
+    assert allowed(device, Action.CONSULTATION_START, InRegion(OWN))  # so it may send an e-consult

@@ -1,7 +1,11 @@
 /**
  * The structured assessment form ↔ the API's content (woundcare/records/assessments.py).
- * Empty fields are sent as null, so a cleared field clears the saved draft too.
+ * Empty fields are sent as null, so a cleared field clears the saved draft too. The plan back
+ * to the nurse is part of it: treatment plan, next review and who is responsible.
  */
+
+import { ApiError, versioned } from './api.js';
+import { setText } from './i18n.js';
 
 const SIZES = ['lengthCm', 'widthCm', 'depthCm'];
 const TISSUES = ['granulation', 'slough', 'necrotic', 'epithelial'];
@@ -51,6 +55,7 @@ export function readAssessment(form) {
     infectionSigns: data.getAll('infectionSigns'),
     treatmentPlan: textOf(form, 'treatmentPlan'),
     nextReview: textOf(form, 'nextReview'),
+    responsible: textOf(form, 'responsible'),
     outcome: data.get('outcome') || null,
   };
 }
@@ -60,7 +65,7 @@ export function readAssessment(form) {
  * @param {Record<string, any>} saved the assessment as GET returns it
  */
 export function fillAssessment(form, saved) {
-  for (const name of ['woundType', 'location', 'exudate', 'treatmentPlan', 'nextReview']) {
+  for (const name of ['woundType', 'location', 'exudate', 'treatmentPlan', 'nextReview', 'responsible']) {
     field(form, name).value = saved[name] ?? '';
   }
   for (const name of SIZES) field(form, name).value = saved.size?.[name] ?? '';
@@ -88,4 +93,80 @@ export function applyMeasurement(form, measurement) {
 /** @param {HTMLFormElement} form @param {boolean} locked */
 export function lockAssessment(form, locked) {
   for (const element of form.elements) /** @type {HTMLInputElement} */ (element).disabled = locked;
+}
+
+/** What a refused save or signing tells the specialist, by the API's error code. */
+const EXPLANATIONS = /** @type {Record<string, string>} */ ({
+  bad_assessment: 'assessment.error.invalid',
+  precondition_failed: 'assessment.error.stale',
+});
+
+/**
+ * One consultation's assessment in its form: loads it, saves the draft and signs, each
+ * write applied only to the version last read (`If-Match`), what happened told in `status`.
+ */
+export class AssessmentEditor {
+  /** The version (ETag) last read or written. @type {string | null} */
+  #version = null;
+
+  /**
+   * @param {HTMLFormElement} form
+   * @param {HTMLElement} status
+   * @param {string} consultation
+   */
+  constructor(form, status, consultation) {
+    this.form = form;
+    this.status = status;
+    this.path = `/api/consultations/${encodeURIComponent(consultation)}/assessment`;
+  }
+
+  /** Fill the form with the saved assessment, if there is one. */
+  async load() {
+    const { body, etag } = await versioned('GET', this.path, null);
+    this.#version = etag;
+    fillAssessment(this.form, body);
+    this.#show(body);
+  }
+
+  /** @param {Record<string, any>} saved */
+  #show(saved) {
+    lockAssessment(this.form, Boolean(saved.signedAt));
+    const time = new Date(saved.signedAt ?? saved.updatedAt).toLocaleTimeString();
+    setText(this.status, saved.signedAt ? 'assessment.signed' : 'assessment.saved', { time });
+  }
+
+  /** @param {string} method @param {string} path @param {unknown} json */
+  async #write(method, path, json) {
+    const { body, etag } = await versioned(method, path, this.#version, json);
+    this.#version = etag;
+    this.#show(body);
+    return body;
+  }
+
+  /** Save the form as the draft; false (and why, in the status) if refused. */
+  async save() {
+    try {
+      await this.#write('PUT', this.path, readAssessment(this.form));
+      return true;
+    } catch (failure) {
+      setText(this.status, (failure instanceof ApiError && EXPLANATIONS[failure.code]) || 'error.generic');
+      return false;
+    }
+  }
+
+  /** Save, then sign what was saved: it is final, and the plan goes back to the nurse. */
+  async sign() {
+    if (!new FormData(this.form).get('outcome')) {
+      setText(this.status, 'assessment.error.outcome');
+      return false;
+    }
+    if (!(await this.save())) return false;
+    try {
+      await this.#write('POST', `${this.path}/sign`, {});
+      return true;
+    } catch (failure) {
+      setText(this.status, (failure instanceof ApiError && EXPLANATIONS[failure.code]) || 'error.generic');
+      return false;
+    }
+  }
 }

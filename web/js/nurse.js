@@ -3,6 +3,9 @@
  * is, record the consent, then open the camera and start the consultation (nurse-call.js).
  * A consultation of hers that is still live is not started again: after a reload the page goes
  * straight back into it, otherwise (a new tab, after logging in again) it offers to rejoin.
+ * The start screen also lists the specialists' signed plans she has not acknowledged, the
+ * chosen patient's plans, her e-consults (econsult.js) and the form to send one; after the
+ * call, her end screen waits for the plan (plan.js).
  */
 
 import { ApiError, getJson, postJson } from './api.js';
@@ -11,7 +14,10 @@ import { openCamera } from './camera.js';
 import { birthDateOf, byId, h } from './dom.js';
 import { setText } from './i18n.js';
 import { runCall } from './nurse-call.js';
+import { mountEconsultForm, showSentEconsults } from './econsult.js';
 import { startPage } from './page.js';
+import { planCard } from './plan.js';
+import { signedPlans } from './timeline.js';
 
 /** @typedef {{id: string, name?: string, nationalId?: string}} Patient */
 
@@ -56,7 +62,7 @@ async function loadPatients(select) {
 /** @param {string} id */
 async function choosePatient(id) {
   patient = id ? await getJson(`/api/patients/${encodeURIComponent(id)}`) : null;
-  identity.hidden = consentForm.hidden = !patient;
+  identity.hidden = consentForm.hidden = econsultForm.hidden = !patient;
   existing.hidden = true;
   confirmed.checked = false;
   if (patient) {
@@ -64,6 +70,7 @@ async function choosePatient(id) {
     byId('identity-nid').textContent = patient.nationalId ?? '';
   }
   updateStart();
+  await showPatientPlans(patient?.id ?? null).catch(() => {});
 }
 
 const regionSelect = /** @type {HTMLSelectElement} */ (byId('region-select'));
@@ -127,6 +134,7 @@ consentForm.addEventListener('submit', async (event) => {
     const consultation = await postJson('/api/consultations', { patient: patient.id });
     await postJson(`/api/consultations/${consultation.id}/consents`, consents);
     byId('setup').hidden = true;
+    awaitPlanAfterCall(consultation.id);
     await runCall({ consultation, patient, consents, stream, memory });
   } catch (failure) {
     for (const track of stream.getTracks()) track.stop();
@@ -164,6 +172,7 @@ async function rejoin(consultation) {
       getJson(`/api/consultations/${consultation.id}/consents`),
     ]);
     byId('setup').hidden = true;
+    awaitPlanAfterCall(consultation.id);
     await runCall({ consultation, patient: found, consents, stream, memory });
   } catch (failure) {
     for (const track of stream.getTracks()) track.stop();
@@ -208,6 +217,93 @@ function identityCard(shown) {
     term('patient.nationalId'), h('dd', {}, shown.nationalId ?? ''));
 }
 
+// --- the plans back and the e-consults ------------------------------------------------------
+
+const econsultForm = /** @type {HTMLFormElement} */ (byId('econsult-form'));
+/** Patient names by pseudonym, each fetched once. @type {Map<string, Promise<string>>} */
+const names = new Map();
+
+/** @param {string} pseudonym */
+function nameOf(pseudonym) {
+  if (!names.has(pseudonym)) {
+    names.set(pseudonym, getJson(`/api/patients/${encodeURIComponent(pseudonym)}`).then(
+      (/** @type {Patient} */ p) => `${p.name ?? p.id} (${birthDateOf(p.nationalId)})`, () => pseudonym));
+  }
+  return /** @type {Promise<string>} */ (names.get(pseudonym));
+}
+
+/** The signed plans of her regions that no nurse has acknowledged yet. */
+async function showPendingPlans() {
+  /** @type {{id: string, patient: string, channel: string, assessment: import('./plan.js').Plan}[]} */
+  const plans = (await getJson('/api/plans/unacknowledged')).plans;
+  const items = await Promise.all(plans.map(async (pending) => {
+    const channel = h('span', { class: 'plan-channel' });
+    setText(channel, `plan.channel.${pending.channel}`);
+    const item = h('li', { class: 'plans-item', 'data-consultation': pending.id },
+      h('p', {}, h('strong', {}, await nameOf(pending.patient)), ' · ', channel));
+    item.append(planCard(pending.assessment, { consultation: pending.id, onAcknowledged: () => refreshLists() }));
+    return item;
+  }));
+  byId('plans-list').replaceChildren(...items);
+  byId('plans').hidden = plans.length === 0;
+}
+
+/**
+ * The chosen patient's signed plans, newest first (the patient view of the timeline).
+ * @param {string | null} pseudonym
+ */
+async function showPatientPlans(pseudonym) {
+  const section = byId('patient-plans');
+  section.hidden = !pseudonym;
+  if (!pseudonym) return;
+  const plans = await signedPlans(pseudonym);
+  byId('patient-plans-list').replaceChildren(...plans.map((signed) => planCard(signed.plan, { consultation: signed.id, onAcknowledged: () => { refreshLists(); } })));
+  byId('patient-plans-empty').hidden = plans.length > 0;
+}
+
+async function refreshLists() {
+  await Promise.all([
+    showPendingPlans().catch(() => {}),
+    showSentEconsults(byId('econsults-list'), nameOf, () => { showPendingPlans().catch(() => {}); }).then((count) => { byId('econsults').hidden = count === 0; }, () => {}),
+  ]);
+}
+
+mountEconsultForm({
+  form: econsultForm,
+  status: byId('econsult-status'),
+  patient: () => (patient && confirmed.checked ? patient.id : null),
+  onSent: () => { refreshLists(); },
+});
+
+/** How often the end screen asks whether the specialist has signed. */
+const PLAN_POLL_MS = 4000;
+
+/**
+ * Once the call has ended, wait on the end screen for the signed plan, then show it to be
+ * acknowledged. The call (nurse-call.js) only shows the end screen; this watches for it.
+ * @param {string} consultation
+ */
+function awaitPlanAfterCall(consultation) {
+  const ended = byId('ended');
+  const watch = new MutationObserver(() => {
+    if (ended.hidden) return;
+    watch.disconnect();
+    pollPlan(consultation);
+  });
+  watch.observe(ended, { attributes: true, attributeFilter: ['hidden'] });
+}
+
+/** @param {string} consultation */
+async function pollPlan(consultation) {
+  /** @type {any} */
+  const found = await getJson(`/api/consultations/${encodeURIComponent(consultation)}/assessment`).catch(() => null);
+  if (!found?.signedAt) {
+    setTimeout(() => pollPlan(consultation), PLAN_POLL_MS);
+    return;
+  }
+  byId('ended-plan').replaceChildren(planCard(found, { consultation }));
+}
+
 // Without the list (the server briefly unreachable) the page still serves a new consultation.
 const live = await liveConsultations().catch(() => []);
 const remembered = memory.get();
@@ -221,3 +317,4 @@ if (current && !remembered?.paused) {
   await offerRejoin(live).catch(() => {});
 }
 await loadPatients();
+await refreshLists();

@@ -9,6 +9,7 @@
 
 import { getJson } from './api.js';
 import { byId, h } from './dom.js';
+import { openEconsult } from './econsult-view.js';
 import { LANGUAGE_EVENT, setText } from './i18n.js';
 import { JoinTokens } from './join-tokens.js';
 import { startPage } from './page.js';
@@ -22,7 +23,7 @@ const POLL_MS = 3000;
  * @typedef {{state: 'joined' | 'reconnecting' | 'absent', connected: boolean, lastSeenAt: string | null}} Nurse
  * @typedef {{
  *   id: string, region: string, regionName: string, patient: string, status: string, createdAt: string,
- *   waitedSeconds: number, nurse: Nurse,
+ *   waitedSeconds: number, nurse: Nurse, channel: 'video' | 'econsult', urgency: string | null,
  * }} Consultation
  */
 
@@ -86,6 +87,7 @@ function showNurse(cell, nurse) {
  */
 function rowFor(consultation) {
   let row = rows.get(consultation.id);
+  if (consultation.channel === 'econsult') return econsultRow(consultation);
   if (!row) {
     const join = h('button', { type: 'button', class: 'primary' });
     setText(join, 'specialist.queue.join');
@@ -109,6 +111,37 @@ function rowFor(consultation) {
   return row;
 }
 
+/**
+ * An e-consult waits in the queue beside the calls, marked with its urgency; it has no call
+ * to join, so no token or socket is got ready: Open shows it (econsult-view.js).
+ * @param {Consultation} consultation
+ */
+function econsultRow(consultation) {
+  let row = rows.get(consultation.id);
+  if (!row) {
+    const openButton = h('button', { type: 'button', class: 'primary' });
+    setText(openButton, 'specialist.queue.open');
+    openButton.addEventListener('click', () => {
+      clearTimeout(timer);
+      byId('queue-view').hidden = true;
+      openEconsult(consultation);
+    });
+    const kind = h('td', { class: 'queue-status' });
+    setText(kind, `specialist.queue.econsult.${consultation.urgency}`);
+    row = h('tr', { 'data-consultation': consultation.id, 'data-channel': 'econsult' },
+      h('td', { class: 'queue-patient' }), h('td', { class: 'queue-region' }, consultation.regionName), kind,
+      h('td', { class: 'queue-nurse' }), h('td', { class: 'queue-waiting' }), h('td', {}, openButton));
+    const named = row;
+    nameOf(consultation.patient).then((name) => {
+      /** @type {HTMLElement} */ (named.querySelector('.queue-patient')).textContent = name;
+      openButton.setAttribute('aria-label', `${openButton.textContent}: ${name}`);
+    });
+    rows.set(consultation.id, row);
+  }
+  setText(/** @type {HTMLElement} */ (row.querySelector('.queue-waiting')), 'specialist.queue.minutes', { minutes: Math.round(consultation.waitedSeconds / 60) });
+  return row;
+}
+
 async function refresh() {
   try {
     const { consultations } = await getJson('/api/consultations/queue');
@@ -116,7 +149,8 @@ async function refresh() {
     for (const [id, row] of rows) if (!current.has(id)) { row.remove(); rows.delete(id); }
     tokens.keepOnly(current);
     body.append(...consultations.map(rowFor));
-    readyFirst(consultations[0]?.id);
+    // Only a call is joined: an e-consult's first place gets nothing ready.
+    readyFirst(consultations.find((/** @type {Consultation} */ c) => c.channel === 'video')?.id);
     alertArrivals(consultations);
     setText(status, consultations.length ? 'specialist.queue.count' : 'specialist.queue.empty', { count: consultations.length });
   } catch {

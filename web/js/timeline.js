@@ -1,6 +1,7 @@
 /**
- * The patient's earlier snapshots (GET /api/patients/{id}/timeline), newest first, to set
- * beside today's: is the wound healing?
+ * The patient's timeline (GET /api/patients/{id}/timeline): the earlier snapshots, newest
+ * first, to set beside today's (is the wound healing?), and the signed plans the specialists
+ * sent back (the nurse's patient view).
  */
 
 import { getJson } from './api.js';
@@ -10,6 +11,23 @@ import { formatNumber as n, language, setText } from './i18n.js';
 /**
  * @typedef {{id: string, consultation: string, takenAt: string, measurement: {lengthCm: number, widthCm: number, areaCm2: number} | null}} SnapshotEntry
  */
+
+/**
+ * @typedef {{id: string, channel: string, signedAt: string, plan: import('./plan.js').Plan}} SignedPlan
+ */
+
+/**
+ * The signed plans among the timeline's consultations, newest first.
+ * @param {string} patient
+ * @returns {Promise<SignedPlan[]>}
+ */
+export async function signedPlans(patient) {
+  const { entries } = await getJson(`/api/patients/${encodeURIComponent(patient)}/timeline`);
+  return entries
+    .filter((/** @type {any} */ e) => e.kind === 'consultation' && e.assessment?.signedAt)
+    .map((/** @type {any} */ e) => ({ id: e.id, channel: e.channel, signedAt: e.assessment.signedAt, plan: e.assessment }))
+    .sort((/** @type {SignedPlan} */ a, /** @type {SignedPlan} */ b) => b.signedAt.localeCompare(a.signedAt));
+}
 
 /** @param {string} iso */
 export function dateOf(iso) {

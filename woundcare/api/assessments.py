@@ -1,4 +1,6 @@
-"""``/api/consultations/{id}/assessment``: the specialist's structured assessment.
+"""``/api/consultations/{id}/assessment``: the specialist's structured assessment, and its
+plan back to the nurse: acknowledged once (``/acknowledge``), the unacknowledged ones of her
+regions listed (``/api/plans/unacknowledged``).
 
 Its ``ETag`` is the assessment's version. A save or a signing sent with ``If-Match`` applies
 only to that version, else ``412 precondition_failed``: an editor who saved from a stale page
@@ -11,7 +13,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..appkeys import services
-from ..auth.policy import Action
+from ..auth.policy import Action, regions_for
 from ..records.assessments import (
     AssessmentChanged,
     AssessmentContent,
@@ -39,7 +41,10 @@ def _expected_version(request: web.Request) -> int | None:
     return versions.pop()
 
 
-def _response(view: AssessmentView) -> web.Response:
+def _response(view: AssessmentView | None, missing: str = "no assessment yet") -> web.Response:
+    """The assessment with its version as the ``ETag``; None is a 404 saying ``missing``."""
+    if view is None:
+        raise api_error(404, "not_found", missing)
     response = web.json_response(view.json())
     response.etag = str(view.version)
     return response
@@ -49,10 +54,7 @@ def _response(view: AssessmentView) -> web.Response:
 @requires(Action.ASSESSMENT_READ)
 async def read_assessment(request: web.Request) -> web.Response:
     view = await load_visible(request, CONSULTATION, Action.ASSESSMENT_READ)
-    found = await services(request).assessments.get(view.id)
-    if found is None:
-        raise api_error(404, "not_found", "no assessment yet")
-    return _response(found)
+    return _response(await services(request).assessments.get(view.id))
 
 
 @routes.put("/api/consultations/{id}/assessment")
@@ -79,6 +81,23 @@ async def sign_assessment(request: web.Request) -> web.Response:
         signed = await services(request).assessments.sign(view.id, subject(request).ref, expected)
     except (AssessmentError, AssessmentSigned, AssessmentChanged) as exc:
         raise http_error(exc) from None
-    if signed is None:
-        raise api_error(404, "not_found", "no assessment to sign")
-    return _response(signed)
+    return _response(signed, "no assessment to sign")
+
+
+@routes.post("/api/consultations/{id}/assessment/acknowledge")
+@requires(Action.PLAN_ACKNOWLEDGE)
+async def acknowledge_plan(request: web.Request) -> web.Response:
+    """The nurse has received the signed plan. Idempotent: again, it answers the first
+    acknowledgement (each call is audited; the row records the first). A draft's
+    :class:`~woundcare.records.assessments.NotSigned` rises to the guard, which answers and
+    audits it (409 not_signed)."""
+    view = await load_visible(request, CONSULTATION, Action.PLAN_ACKNOWLEDGE)
+    return _response(await services(request).assessments.acknowledge(view.id, subject(request).ref))
+
+
+@routes.get("/api/plans/unacknowledged")
+@requires(Action.PLAN_LIST)
+async def unacknowledged_plans(request: web.Request) -> web.Response:
+    """The signed plans of the caller's regions that no nurse has acknowledged, oldest first."""
+    pending = await services(request).assessments.unacknowledged(regions_for(subject(request), Action.PLAN_LIST))
+    return web.json_response({"plans": [p.json() for p in pending]})

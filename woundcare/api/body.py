@@ -14,12 +14,14 @@ from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
+from ..db.models import ConsultationKind, Urgency
 from ..errors import InvalidInput
 from ..validation import number, optional_text, parse, text
 from .errors import api_error
 
 MAX_JSON_BYTES = 64 * 1024
 MAX_PASSWORD_CHARS = 1024
+MAX_QUESTION_CHARS = 2000
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -86,6 +88,12 @@ class NewPatient(NationalIdLookup):
 class NewConsultation(BaseModel):
     patient: Annotated[str, text(40)]
     """The patient's pseudonym."""
+    kind: Annotated[ConsultationKind, Field(alias="channel")] = ConsultationKind.VIDEO
+    """A live call (``video``) or store-and-forward (``econsult``)."""
+    question: Annotated[str | None, optional_text(MAX_QUESTION_CHARS)] = None
+    """An e-consult's question to the specialist (required for one, refused for a call)."""
+    urgency: Urgency | None = None
+    """An e-consult's urgency (required for one, refused for a call)."""
 
 
 class ViewerInvitation(BaseModel):

@@ -1,4 +1,5 @@
-"""``/api/consultations``: start, the caller's live ones, queue, read, join, invite a second viewer, end."""
+"""``/api/consultations``: start (a call or an e-consult), the caller's live calls and sent
+e-consults, queue, read, join, invite a second viewer, end."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from signaling.protocol import CloseCode, ErrorCode, Role
 
 from ..appkeys import QUEUE, SERVICES, services
 from ..auth.policy import Action, authorize, regions_for, room_role
-from ..records.consultations import ConsultationLive
+from ..db.models import ConsultationKind
+from ..records.consultations import ConsultationLive, ConsultationView
 from ..refs import guest_ref
 from .body import NewConsultation, ViewerInvitation, read_body
 from .errors import api_error, http_error
@@ -29,10 +31,18 @@ JOIN_TOKEN_SECONDS = 600
 @requires(Action.CONSULTATION_START)
 async def start_consultation(request: web.Request) -> web.Response:
     body = await read_body(request, NewConsultation)
+    econsult = body.kind is ConsultationKind.ECONSULT
+    if econsult != (body.question is not None) or econsult != (body.urgency is not None):
+        raise api_error(400, "bad_request", "'question' and 'urgency' are given for an e-consult, and only for one")
     patient = await load_visible(request, PATIENT, Action.CONSULTATION_START, body.patient)
     who = subject(request)
     try:
-        view = await services(request).consultations.start(patient, who.user_id)
+        if body.question is not None and body.urgency is not None:
+            view = await services(request).consultations.send_econsult(
+                patient, who.user_id, body.question, body.urgency
+            )
+        else:
+            view = await services(request).consultations.start(patient, who.user_id)
     except ConsultationLive as error:
         # A second one would split the record while the specialist waits in the first: the
         # nurse rejoins that one instead, which the answer names.
@@ -55,6 +65,35 @@ async def live_consultations(request: web.Request) -> web.Response:
     return web.json_response({"consultations": [v.json() for v in views]})
 
 
+@routes.get("/api/consultations/econsults")
+@requires(Action.CONSULTATION_READ)
+async def sent_econsults(request: web.Request) -> web.Response:
+    """The caller's own e-consults, newest first, each with its question and, once signed,
+    the answer."""
+    who = subject(request)
+    found = services(request)
+    views = (
+        await found.consultations.sent_econsults(who.user_id, regions_for(who, Action.CONSULTATION_READ))
+        if who.user_id is not None
+        else []
+    )
+    listed = []
+    for view in views:
+        answer = await found.assessments.get(view.id)
+        listed.append({
+            **await _with_question(request, view),
+            "answer": answer.json() if answer is not None and answer.signed_at is not None else None,
+        })
+    return web.json_response({"consultations": listed})
+
+
+async def _with_question(request: web.Request, view: ConsultationView) -> dict[str, object]:
+    body = view.json()
+    if view.kind is ConsultationKind.ECONSULT:
+        body["question"] = await services(request).consultations.question(view)
+    return body
+
+
 @routes.get("/api/consultations/queue")
 @requires(Action.CONSULTATION_QUEUE)
 async def queue(request: web.Request) -> web.Response:
@@ -67,7 +106,7 @@ async def queue(request: web.Request) -> web.Response:
 @requires(Action.CONSULTATION_READ)
 async def read_consultation(request: web.Request) -> web.Response:
     view = await load_visible(request, CONSULTATION, Action.CONSULTATION_READ)
-    body = view.json()
+    body = await _with_question(request, view)
     body["events"] = [e.json() for e in await services(request).consultations.events(view.id)]
     return web.json_response(body)
 
@@ -79,6 +118,8 @@ async def join_token(request: web.Request) -> web.Response:
     view = await load_visible(request, CONSULTATION, Action.CONSULTATION_JOIN)
     if view.ended_at is not None:
         raise api_error(409, "ended", "this consultation has ended")
+    if view.kind is ConsultationKind.ECONSULT:
+        raise api_error(409, "econsult", "an e-consult has no call to join")
     who = subject(request)
     wire_role = room_role(authorize(who, Action.CONSULTATION_JOIN, view).role)
     token = services(request).invitations.issue(

@@ -24,6 +24,7 @@ from ..pilot.figures import (
     Period,
     RegionRef,
     compute_figures,
+    econsult_figures,
     list_sessions,
     to_csv,
     visible_regions,
@@ -159,3 +160,14 @@ async def set_travel(request: web.Request) -> web.Response:
     await services(request).pilot.set_travel(region_id, municipality, body.km, body.hours)
     audit_target(request, f"travel:{code}", region_id)
     return web.json_response({"region": code, "municipality": municipality, **values})
+
+
+@routes.get("/api/pilot/econsults")
+@requires(ACTION)
+async def econsults(request: web.Request) -> web.Response:
+    """E-consults per region, apart from the video calls' figures: sent, answered, by urgency,
+    time to answer (issue 18)."""
+    period = _period(request)
+    regions = await _regions(request, "econsults")
+    found = await econsult_figures(services(request).pilot, regions, period)
+    return web.json_response({**period.json(), "percentile": "nearest-rank", "regions": [f.json() for f in found]})

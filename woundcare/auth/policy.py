@@ -45,6 +45,10 @@ class Action(str, enum.Enum):
     ASSESSMENT_READ = "assessment.read"
     ASSESSMENT_WRITE = "assessment.write"
     ASSESSMENT_SIGN = "assessment.sign"
+    PLAN_ACKNOWLEDGE = "plan.acknowledge"
+    """The nurse has received a signed assessment's plan (once; audited)."""
+    PLAN_LIST = "plan.list"
+    """The signed plans of the nurse's regions that nobody has acknowledged yet."""
     QUALITY_REPORT = "quality.report"
     """Call-quality samples from the clients, for the pilot's figures."""
     PILOT_FIGURES = "pilot.figures"
@@ -89,6 +93,8 @@ RULES: Mapping[Action, frozenset[Role]] = {
     Action.ASSESSMENT_READ: frozenset({_N, _S}),
     Action.ASSESSMENT_WRITE: frozenset({_S}),
     Action.ASSESSMENT_SIGN: frozenset({_S}),
+    Action.PLAN_ACKNOWLEDGE: frozenset({_N}),
+    Action.PLAN_LIST: frozenset({_N}),
     Action.QUALITY_REPORT: frozenset({_N, _S}),
     Action.PILOT_FIGURES: frozenset({_L, _A}),
     Action.PILOT_TRAVEL_EDIT: frozenset({_L}),

@@ -74,9 +74,26 @@ class ConsultationStatus(str, enum.Enum):
 
 
 OPEN_STATUSES = (ConsultationStatus.WAITING, ConsultationStatus.ACTIVE)
-"""A consultation in one of these is in the specialists' queue and may be joined."""
+"""A consultation in one of these is in the specialists' queue (a video call may be joined)."""
 OPEN_STATUS_SQL = "status IN ('WAITING', 'ACTIVE')"
 """The same, as the partial index's condition (statuses are stored by name)."""
+OPEN_CALL_SQL = f"{OPEN_STATUS_SQL} AND kind = 'VIDEO'"
+"""An open video call: the one a nurse has per patient (e-consults are not calls to rejoin)."""
+
+
+class ConsultationKind(str, enum.Enum):
+    VIDEO = "video"
+    """A live call: the nurse's camera, a specialist joins."""
+    ECONSULT = "econsult"
+    """Store and forward: photos and a question; a specialist answers later with an assessment."""
+
+
+class Urgency(str, enum.Enum):
+    """How soon an e-consult needs its answer, as the nurse judged it."""
+
+    ROUTINE = "routine"
+    SOON = "soon"
+    URGENT = "urgent"
 
 
 class Region(Base):
@@ -181,14 +198,14 @@ class Consultation(Base):
     __tablename__ = "consultations"
     __table_args__ = (
         Index("ix_consultations_region_status", "region_id", "status"),
-        # One open consultation per nurse and patient: a second would split the record.
+        # One open call per nurse and patient: a second would split the record.
         Index(
             "uq_consultations_open_per_nurse",
             "patient_id",
             "created_by",
             unique=True,
-            sqlite_where=text(OPEN_STATUS_SQL),
-            postgresql_where=text(OPEN_STATUS_SQL),
+            sqlite_where=text(OPEN_CALL_SQL),
+            postgresql_where=text(OPEN_CALL_SQL),
         ),
     )
 
@@ -203,6 +220,14 @@ class Consultation(Base):
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     """When the first viewer joined the nurse."""
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    """For an e-consult: when its answer was signed."""
+    kind: Mapped[ConsultationKind] = mapped_column(
+        Enum(ConsultationKind, native_enum=False, length=20), default=ConsultationKind.VIDEO, server_default="VIDEO"
+    )
+    urgency: Mapped[Urgency | None] = mapped_column(Enum(Urgency, native_enum=False, length=20), default=None)
+    """An e-consult's; plain because the queue sorts by it and the pilot counts it (it names no one)."""
+    question_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    """An e-consult's question to the specialist, sealed with the region's key."""
 
 
 class ConsultationEvent(Base):
@@ -368,6 +393,9 @@ class Assessment(Base):
     signed_by: Mapped[str | None] = mapped_column(String(80), default=None)
     version: Mapped[int] = mapped_column(default=1, server_default="1")
     """Raised by every save; writes check it, so none interleaves with signing (issue 15)."""
+    acknowledged_at: Mapped[datetime | None] = mapped_column(default=None)
+    """When the nurse acknowledged the signed plan (once; issue 18)."""
+    acknowledged_by: Mapped[str | None] = mapped_column(String(80), default=None)
 
 
 

@@ -23,6 +23,10 @@ Definitions:
   (``ConsultationStatus.ABANDONED``); *no outcome* are the rest.
 - Travel avoided: for each consultation treated at home, the round trip from the patient's
   municipality as the lead entered it (``travel_distances``), else :data:`DEFAULT_TRAVEL`.
+- The figures above are of video calls. E-consults are counted apart
+  (:func:`econsult_figures`): sent, answered, by urgency, and the time to answer
+  (``signed_at`` of the answer ``- created_at``) as median and p90 in hours over those
+  answered; one sent in the period counts there whenever it was answered.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from ..db.models import ConsultationStatus, Outcome
+from ..db.models import ConsultationStatus, Outcome, Urgency
 from ..records.accounts import Accounts
 from ..records.pilot import Pilot, Window
 
@@ -466,3 +470,46 @@ def to_csv(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
             raise ValueError(f"row has {len(row)} values for {len(columns)} columns")
         writer.writerow([_cell(v) for v in row])
     return out.getvalue()
+
+
+# --- e-consults, counted apart from video calls (issue 18) -------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EconsultFigures:
+    region: RegionRef
+    sent: int
+    answered: int
+    by_urgency: dict[str, int]
+    """Sent, per urgency (every urgency named, zero included)."""
+    answer_hours: Spread
+    """From sent to the signed answer, over those answered."""
+
+    def json(self) -> dict[str, object]:
+        return {
+            "region": self.region.code,
+            "regionName": self.region.name,
+            "sent": self.sent,
+            "answered": self.answered,
+            "open": self.sent - self.answered,
+            "byUrgency": self.by_urgency,
+            "answerHours": self.answer_hours.json(),
+        }
+
+
+async def econsult_figures(pilot: Pilot, regions: Sequence[RegionRef], period: Period) -> list[EconsultFigures]:
+    """One :class:`EconsultFigures` per region in ``regions`` (in that order), for ``period``."""
+    if not regions:
+        return []
+    sent: dict[int, int] = defaultdict(int)
+    urgencies: dict[int, dict[str, int]] = {r.id: {u.value: 0 for u in Urgency} for r in regions}
+    hours: dict[int, list[float]] = defaultdict(list)
+    for region_id, urgency, created, answered in await pilot.econsult_rows(period.window([r.id for r in regions])):
+        sent[region_id] += 1
+        if urgency is not None:
+            urgencies[region_id][urgency.value] += 1
+        if answered is not None:
+            hours[region_id].append((answered - created).total_seconds() / 3600)
+    return [
+        EconsultFigures(r, sent[r.id], len(hours[r.id]), urgencies[r.id], Spread.of(hours[r.id])) for r in regions
+    ]

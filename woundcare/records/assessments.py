@@ -8,6 +8,11 @@ checks the state it was decided on: a save changes only an unsigned row (and, gi
 version the editor read, only that version); signing fixes only the version whose content it
 returns. So a save and a signing cannot interleave, on PostgreSQL or on SQLite (where
 ``SELECT ... FOR UPDATE`` locks nothing), and the API's ``ETag``/``If-Match`` is the version.
+
+The plan back (issue 18): a signed assessment's treatment plan, next review and who is
+responsible go back to the nurse, who acknowledges them once (:meth:`Assessments.acknowledge`;
+plain columns: a time and a pseudonymous ref). Signing the answer to an e-consult also closes
+the e-consult, in the same transaction: the answer and its time are one fact.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ from sqlalchemy.exc import IntegrityError
 
 from ..crypto import Binding, Keyring
 from ..db.database import Database
+from ..db.models import OPEN_STATUSES, Consultation, ConsultationKind, ConsultationStatus, Outcome, Patient
 from ..db.models import Assessment as AssessmentRow
-from ..db.models import Outcome
 from ..errors import InvalidInput, WoundcareError
 
 KIND = "assessment"
@@ -58,9 +63,20 @@ class InfectionSign(str, enum.Enum):
     FEVER = "fever"
 
 
+class Responsible(str, enum.Enum):
+    """Who carries out the plan until the next review."""
+
+    HOME_CARE = "home_care"
+    """The nurse: the municipality's home care."""
+    SPECIALIST = "specialist"
+    """The hospital's wound clinic."""
+    GP = "gp"
+    """The patient's general practitioner."""
+
+
 TISSUES = ("granulation", "slough", "necrotic", "epithelial")
 _FIELDS = ("woundType", "location", "size", "tissue", "exudate", "infectionSigns", "treatmentPlan", "nextReview",
-           "outcome")
+           "responsible", "outcome")
 
 
 class AssessmentError(InvalidInput):
@@ -75,6 +91,14 @@ class AssessmentSigned(WoundcareError):
     code = "signed"
     status = 409
     message = "the assessment is signed and can no longer change"
+
+
+class NotSigned(WoundcareError):
+    """Only a signed plan can be acknowledged: a draft may still change."""
+
+    code = "not_signed"
+    status = 409
+    message = "the assessment is not signed yet"
 
 
 class AssessmentChanged(WoundcareError):
@@ -141,6 +165,7 @@ class AssessmentContent:
     infection_signs: tuple[InfectionSign, ...] = field(default_factory=tuple)
     treatment_plan: str | None = None
     next_review: date | None = None
+    responsible: Responsible | None = None
     outcome: Outcome | None = None
 
     @classmethod
@@ -164,6 +189,7 @@ class AssessmentContent:
             infection_signs=tuple(dict.fromkeys(_enum(InfectionSign, {"s": s}, "s") for s in signs)),
             treatment_plan=_text(data, "treatmentPlan", 4000),
             next_review=next_review,
+            responsible=_enum(Responsible, data, "responsible"),
             outcome=_enum(Outcome, data, "outcome"),
         )
 
@@ -177,6 +203,7 @@ class AssessmentContent:
             "infectionSigns": [s.value for s in self.infection_signs],
             "treatmentPlan": self.treatment_plan,
             "nextReview": self.next_review.isoformat() if self.next_review else None,
+            "responsible": self.responsible.value if self.responsible else None,
             "outcome": self.outcome.value if self.outcome else None,
         }
 
@@ -190,6 +217,8 @@ class AssessmentView:
     signed_by: str | None
     version: int
     """Raised by every save; the API's ETag."""
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
 
     def json(self) -> dict[str, Any]:
         return {
@@ -198,7 +227,25 @@ class AssessmentView:
             "updatedAt": self.updated_at.isoformat(),
             "signedAt": self.signed_at.isoformat() if self.signed_at else None,
             "signedBy": self.signed_by,
+            "acknowledgedAt": self.acknowledged_at.isoformat() if self.acknowledged_at else None,
+            "acknowledgedBy": self.acknowledged_by,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPlan:
+    """A signed plan its nurse has not acknowledged yet."""
+
+    consultation: str
+    region_id: int
+    patient: str
+    """The patient's pseudonym."""
+    kind: ConsultationKind
+    assessment: AssessmentView
+
+    def json(self) -> dict[str, Any]:
+        return {"id": self.consultation, "patient": self.patient, "channel": self.kind.value,
+                "assessment": self.assessment.json()}
 
 
 class Assessments:
@@ -261,13 +308,14 @@ class Assessments:
         ]
         if expected is not None:
             where.append(AssessmentRow.version == expected)
+        now = datetime.now(UTC)
         async with self._db.sessions() as session, session.begin():
             # One statement that signs and returns what it signed: no save can come between,
             # and saves racing it cannot make it retry.
             row = await session.scalar(
                 update(AssessmentRow)
                 .where(*where)
-                .values(signed_at=datetime.now(UTC), signed_by=signer)
+                .values(signed_at=now, signed_by=signer)
                 .returning(AssessmentRow)
             )
             if row is None:
@@ -281,7 +329,63 @@ class Assessments:
                 if found.outcome is None:
                     raise AssessmentError("'outcome' is required before signing")
                 raise AssessmentChanged
+            # The answer to an e-consult: it leaves the queue, answered at the signing.
+            await session.execute(
+                update(Consultation)
+                .where(
+                    Consultation.id == consultation_id,
+                    Consultation.kind == ConsultationKind.ECONSULT,
+                    Consultation.status.in_(OPEN_STATUSES),
+                )
+                .values(status=ConsultationStatus.ENDED, ended_at=now)
+            )
         return await self._view(row)
+
+    async def acknowledge(self, consultation_id: str, by: str) -> AssessmentView | None:
+        """The nurse has read the signed plan: recorded once, so a second call (a double tap,
+        a retry) changes nothing and returns the first acknowledgement. None without an
+        assessment; :class:`NotSigned` for a draft."""
+        async with self._db.sessions() as session, session.begin():
+            row = await session.scalar(
+                update(AssessmentRow)
+                .where(
+                    AssessmentRow.consultation_id == consultation_id,
+                    AssessmentRow.signed_at.is_not(None),
+                    AssessmentRow.acknowledged_at.is_(None),
+                )
+                .values(acknowledged_at=datetime.now(UTC), acknowledged_by=by)
+                .returning(AssessmentRow)
+            )
+            if row is None:
+                row = await session.scalar(
+                    select(AssessmentRow).where(AssessmentRow.consultation_id == consultation_id)
+                )
+                if row is None:
+                    return None
+                if row.signed_at is None:
+                    raise NotSigned
+        return await self._view(row)
+
+    async def unacknowledged(self, region_ids: list[int]) -> list[PendingPlan]:
+        """The signed plans of these regions that no nurse has acknowledged, oldest first."""
+        async with self._db.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(AssessmentRow, Patient.pseudonym, Consultation.kind)
+                    .join(Consultation, Consultation.id == AssessmentRow.consultation_id)
+                    .join(Patient, Patient.id == Consultation.patient_id)
+                    .where(
+                        AssessmentRow.region_id.in_(region_ids),
+                        AssessmentRow.signed_at.is_not(None),
+                        AssessmentRow.acknowledged_at.is_(None),
+                    )
+                    .order_by(AssessmentRow.signed_at, AssessmentRow.id)
+                )
+            ).all()
+        return [
+            PendingPlan(row.consultation_id, row.region_id, pseudonym, kind, await self._view(row))
+            for row, pseudonym, kind in rows
+        ]
 
     async def get(self, consultation_id: str) -> AssessmentView | None:
         async with self._db.sessions() as session:
@@ -291,7 +395,10 @@ class Assessments:
     async def _view(self, row: AssessmentRow) -> AssessmentView:
         plain = await self._keyring.open(_binding(row.consultation_id, row.region_id), row.content_sealed)
         content = AssessmentContent.from_json(orjson.loads(plain))
-        return AssessmentView(content, row.author, row.updated_at, row.signed_at, row.signed_by, row.version)
+        return AssessmentView(
+            content, row.author, row.updated_at, row.signed_at, row.signed_by, row.version,
+            row.acknowledged_at, row.acknowledged_by,
+        )
 
 
 def _binding(consultation_id: str, region_id: int) -> Binding:

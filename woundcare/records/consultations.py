@@ -1,4 +1,10 @@
-"""Consultations: a nurse starts one for a patient; specialists of the region see it waiting."""
+"""Consultations: a nurse starts one for a patient; specialists of the region see it waiting.
+
+A consultation is a live video call or an e-consult (issue 18): photos and a question the
+nurse sends, with an urgency, that wait in the same queue until a specialist answers with an
+assessment (signing it closes the e-consult, :meth:`woundcare.records.assessments.Assessments.sign`).
+An e-consult has no room: nobody joins it, and it is never abandoned for want of a nurse.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +16,28 @@ from sqlalchemy import Select, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..crypto import Binding, Keyring
 from ..db.database import Database
-from ..db.models import OPEN_STATUSES, Consultation, ConsultationEvent, ConsultationStatus, Patient, Region
+from ..db.models import (
+    OPEN_STATUSES,
+    Consultation,
+    ConsultationEvent,
+    ConsultationKind,
+    ConsultationStatus,
+    Patient,
+    Region,
+    Urgency,
+)
 from ..errors import WoundcareError
 
 NURSE = "nurse"
 """The session log's role of the nurse camera (``signaling.protocol.Role.NURSE``)."""
 ABANDONED_EVENT = "abandoned"
 """The session-log event of the abandonment (no participant: the server did it)."""
+QUESTION_KIND = "econsult_question"
+"""The sealing kind of an e-consult's question, bound to the consultation id."""
+SENT_LIMIT = 50
+"""How many of her e-consults the nurse's list shows, newest first."""
 
 
 async def mark_started(session: AsyncSession, consultation_id: str, at: datetime) -> None:
@@ -66,6 +86,8 @@ class ConsultationView:
     created_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
+    kind: ConsultationKind = ConsultationKind.VIDEO
+    urgency: Urgency | None = None
 
     def json(self) -> dict[str, object]:
         return {
@@ -77,6 +99,9 @@ class ConsultationView:
             "createdAt": self.created_at.isoformat(),
             "startedAt": self.started_at.isoformat() if self.started_at else None,
             "endedAt": self.ended_at.isoformat() if self.ended_at else None,
+            # Not "kind": the timeline's entries have a kind of their own (consultation, snapshot).
+            "channel": self.kind.value,
+            "urgency": self.urgency.value if self.urgency else None,
         }
 
 
@@ -113,13 +138,15 @@ def _select() -> Select[Consultation, str, str, str]:
 def _view(row: tuple[Consultation, str, str, str]) -> ConsultationView:
     c, region, region_name, patient = row
     return ConsultationView(
-        c.id, c.region_id, region, region_name, patient, c.patient_id, c.status, c.created_at, c.started_at, c.ended_at
+        c.id, c.region_id, region, region_name, patient, c.patient_id, c.status, c.created_at, c.started_at,
+        c.ended_at, c.kind, c.urgency,
     )
 
 
 class Consultations:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, keyring: Keyring) -> None:
         self._db = db
+        self._keyring = keyring
 
     async def start(self, patient: Patient, created_by: int | None) -> ConsultationView:
         """A new consultation; :class:`ConsultationLive` if this nurse has one open for the
@@ -142,16 +169,59 @@ class Consultations:
             raise ConsultationLive(live[0]) from None
         return _view((consultation, *region, patient.pseudonym))
 
+    async def send_econsult(self, patient: Patient, created_by: int | None, question: str,
+                            urgency: Urgency) -> ConsultationView:
+        """A new e-consult: it waits in the queue with its urgency until it is answered."""
+        async with self._db.sessions() as session, session.begin():
+            consultation = Consultation(
+                region_id=patient.region_id, patient_id=patient.id, created_by=created_by,
+                kind=ConsultationKind.ECONSULT, urgency=urgency,
+            )
+            session.add(consultation)
+            await session.flush()
+            # Sealed once the id exists, which it is bound to, in the same transaction.
+            consultation.question_sealed = await self._keyring.seal(
+                _question_binding(consultation.id, patient.region_id), question.encode()
+            )
+            region = (
+                await session.execute(select(Region.code, Region.name).where(Region.id == patient.region_id))
+            ).one()
+        return _view((consultation, *region, patient.pseudonym))
+
+    async def question(self, view: ConsultationView) -> str | None:
+        """An e-consult's question; None for a call."""
+        async with self._db.sessions() as session:
+            sealed = await session.scalar(select(Consultation.question_sealed).where(Consultation.id == view.id))
+        if sealed is None:
+            return None
+        return (await self._keyring.open(_question_binding(view.id, view.region_id), sealed)).decode()
+
+    async def sent_econsults(self, created_by: int, region_ids: list[int]) -> list[ConsultationView]:
+        """The e-consults this user sent in these regions, newest first (at most :data:`SENT_LIMIT`)."""
+        query = _select().where(
+            Consultation.created_by == created_by,
+            Consultation.region_id.in_(region_ids),
+            Consultation.kind == ConsultationKind.ECONSULT,
+        )
+        async with self._db.sessions() as session:
+            rows = (
+                await session.execute(
+                    query.order_by(Consultation.created_at.desc(), Consultation.id).limit(SENT_LIMIT)
+                )
+            ).all()
+        return [_view(r) for r in rows]
+
     async def live(
         self, created_by: int, region_ids: list[int], patient_id: int | None = None
     ) -> list[ConsultationView]:
-        """The consultations this user started that are not over yet (waiting or active), in
-        these regions, optionally of one patient; oldest first. A nurse rejoins these rather
-        than start a second one."""
+        """The calls this user started that are not over yet (waiting or active), in these
+        regions, optionally of one patient; oldest first. A nurse rejoins these rather than
+        start a second one (an e-consult is no call to rejoin)."""
         query = _select().where(
             Consultation.created_by == created_by,
             Consultation.region_id.in_(region_ids),
             Consultation.status.in_(OPEN_STATUSES),
+            Consultation.kind == ConsultationKind.VIDEO,
         )
         if patient_id is not None:
             query = query.where(Consultation.patient_id == patient_id)
@@ -191,8 +261,9 @@ class Consultations:
         return [(_view(row[:4]), row[4]) for row in rows]
 
     async def abandon(self, consultation_id: str, nurse_gone_since: datetime) -> bool:
-        """Mark an open consultation abandoned if its nurse has been gone since
-        ``nurse_gone_since``: created before it, and no nurse event in the session log after.
+        """Mark an open call abandoned if its nurse has been gone since ``nurse_gone_since``:
+        created before it, and no nurse event in the session log after. An e-consult waits
+        for its answer without a nurse and is never abandoned.
 
         One conditional UPDATE, so of concurrent callers (queue reads, every instance's
         sweep) exactly one gets True; it also writes the session-log event."""
@@ -207,6 +278,7 @@ class Consultations:
                 update(Consultation)
                 .where(
                     Consultation.id == consultation_id,
+                    Consultation.kind == ConsultationKind.VIDEO,
                     Consultation.status.in_(OPEN_STATUSES),
                     Consultation.created_at < nurse_gone_since,
                     ~nurse_since,
@@ -252,3 +324,7 @@ class Consultations:
                 )
             ).all()
         return [LoggedEvent(e.at, e.kind, e.role, e.subject, e.participant, e.detail) for e in rows]
+
+
+def _question_binding(consultation_id: str, region_id: int) -> Binding:
+    return Binding(region_id, QUESTION_KIND, consultation_id)

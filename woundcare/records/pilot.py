@@ -9,7 +9,7 @@ The queries return rows; :mod:`woundcare.pilot.figures` defines and computes the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, func, select
@@ -19,6 +19,7 @@ from ..db.models import (
     Assessment,
     Consultation,
     ConsultationEvent,
+    ConsultationKind,
     ConsultationStatus,
     Outcome,
     Patient,
@@ -27,6 +28,7 @@ from ..db.models import (
     Role,
     Snapshot,
     TravelDistance,
+    Urgency,
 )
 
 
@@ -37,9 +39,13 @@ class Window:
     region_ids: Sequence[int]
     start: datetime | None = None
     end: datetime | None = None
+    kind: ConsultationKind = ConsultationKind.VIDEO
+    """Video calls by default: e-consults are counted apart (:meth:`Pilot.econsult_rows`)."""
 
     def where(self) -> list[ColumnElement[bool]]:
-        conditions: list[ColumnElement[bool]] = [Consultation.region_id.in_(self.region_ids)]
+        conditions: list[ColumnElement[bool]] = [
+            Consultation.region_id.in_(self.region_ids), Consultation.kind == self.kind
+        ]
         if self.start is not None:
             conditions.append(Consultation.created_at >= self.start)
         if self.end is not None:
@@ -211,6 +217,19 @@ class Pilot:
                 )
             ).all()
         return SessionRows(consultations, events, snapshots)
+
+    async def econsult_rows(self, window: Window) -> Sequence[tuple[int, Urgency | None, datetime, datetime | None]]:
+        """(region, urgency, sent, answered) per e-consult of the window's regions and period;
+        answered is when its assessment was signed (None: not yet)."""
+        where = replace(window, kind=ConsultationKind.ECONSULT).where()
+        async with self._db.sessions() as session:
+            return (
+                await session.execute(
+                    select(Consultation.region_id, Consultation.urgency, Consultation.created_at, Assessment.signed_at)
+                    .outerjoin(Assessment, Assessment.consultation_id == Consultation.id)
+                    .where(*where)
+                )
+            ).all()
 
     async def staff(self, region_id: int) -> Sequence[tuple[int, Role]]:
         """(user id, role) of each of the region's memberships: who a pseudonymous actor was."""

@@ -24,6 +24,7 @@ from signaling.protocol import Presence
 from signaling.rooms import Occupancy, Rooms
 
 from ..audit.log import AuditEntry, AuditLog, Outcome
+from ..db.models import ConsultationKind
 from .consultations import ConsultationView, Consultations
 from .session_log import SessionLog
 
@@ -90,7 +91,8 @@ class Queue:
         deserted = [
             e
             for e in entries
-            if e.occupancy.nurse is None
+            if e.consultation.kind is ConsultationKind.VIDEO  # an e-consult waits without a nurse
+            and e.occupancy.nurse is None
             and e.occupancy.viewers == 0
             and max(e.consultation.created_at, e.nurse_seen_at or e.consultation.created_at) < cutoff
         ]

@@ -15,8 +15,9 @@ from sqlalchemy import select, update
 
 from ..crypto import Binding, Keyring, key_id_of
 from ..db.database import Database
-from ..db.models import Assessment, Patient, Recording, Snapshot
+from ..db.models import Assessment, Consultation, Patient, Recording, Snapshot
 from .assessments import KIND as ASSESSMENT_KIND
+from .consultations import QUESTION_KIND
 from .patients import IDENTITY_KIND
 from .recordings import KEY_KIND as RECORDING_KEY_KIND
 from .snapshots import ANNOTATIONS_KIND, Snapshots
@@ -29,7 +30,7 @@ Progress = Callable[[int, int], None]
 class _Sealed:
     """One sealed column of one table: how to find its rows and bind its values."""
 
-    model: type[Patient] | type[Assessment] | type[Snapshot] | type[Recording]
+    model: type[Patient] | type[Assessment] | type[Snapshot] | type[Recording] | type[Consultation]
     column: str
     kind: str
     record_id: str
@@ -40,6 +41,7 @@ class _Sealed:
 _COLUMNS = (
     _Sealed(Patient, "identity_sealed", IDENTITY_KIND, "pseudonym"),
     _Sealed(Assessment, "content_sealed", ASSESSMENT_KIND, "consultation_id"),
+    _Sealed(Consultation, "question_sealed", QUESTION_KIND, "id"),
     _Sealed(Snapshot, "annotations_sealed", ANNOTATIONS_KIND, "id"),
     # A recording's video stays as it is: re-sealing its stream key moves it to the new key.
     _Sealed(Recording, "key_sealed", RECORDING_KEY_KIND, "id", key_column="key_id"),
