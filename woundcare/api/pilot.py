@@ -10,9 +10,10 @@ both included, each optional): see :mod:`woundcare.pilot.figures` for the defini
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
+import orjson
 from aiohttp import web
 
 from ..appkeys import services
@@ -28,6 +29,8 @@ from ..pilot.figures import (
     to_csv,
     visible_regions,
 )
+from ..pilot.effect import EFFECT_COLUMNS, WOUNDS_COLUMNS, compute_effect
+from ..pilot.measure_report import measure_bundle
 from .body import Travel
 from .errors import api_error
 from .guard import audit_target, requires, subject
@@ -131,6 +134,60 @@ async def sessions_csv(request: web.Request) -> web.Response:
     regions = await _regions(request, "sessions.csv")
     found = await list_sessions(services(request).pilot, regions, period)
     return _csv(to_csv(SESSIONS_COLUMNS, [s.row() for s in found]), "pilot-sessions.csv")
+
+
+@routes.get("/api/pilot/effect")
+@requires(Action.PILOT_FIGURES)
+async def effect(request: web.Request) -> web.Response:
+    """Evidence of effect per region (see :mod:`woundcare.pilot.effect`), with each wound's
+    area over time by pseudonym."""
+    period = _period(request)
+    regions = await _regions(request, "effect")
+    found = await compute_effect(services(request).pilot, regions, period)
+    return web.json_response(
+        {
+            **period.json(),
+            "regions": [f.json() for f in found],
+            "wounds": [w.json() for f in found for w in f.wounds],
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@routes.get("/api/pilot/effect.csv")
+@requires(Action.PILOT_FIGURES)
+async def effect_csv(request: web.Request) -> web.Response:
+    period = _period(request)
+    regions = await _regions(request, "effect.csv")
+    found = await compute_effect(services(request).pilot, regions, period)
+    return _csv(to_csv(EFFECT_COLUMNS, [f.row() for f in found]), "pilot-effect.csv")
+
+
+@routes.get("/api/pilot/wounds.csv")
+@requires(Action.PILOT_FIGURES)
+async def wounds_csv(request: web.Request) -> web.Response:
+    period = _period(request)
+    regions = await _regions(request, "wounds.csv")
+    found = await compute_effect(services(request).pilot, regions, period)
+    return _csv(to_csv(WOUNDS_COLUMNS, [w.row() for f in found for w in f.wounds]), "pilot-wounds.csv")
+
+
+@routes.get("/api/pilot/effect.fhir")
+@requires(Action.PILOT_FIGURES)
+async def effect_fhir(request: web.Request) -> web.Response:
+    """The effect figures as a FHIR Bundle of MeasureReports, one per region."""
+    period = _period(request)
+    regions = await _regions(request, "effect.fhir")
+    found = await compute_effect(services(request).pilot, regions, period)
+    bundle = measure_bundle(found, period, datetime.now(UTC))
+    return web.Response(
+        body=orjson.dumps(bundle),
+        content_type="application/fhir+json",
+        headers={
+            "Content-Disposition": 'attachment; filename="pilot-effect.fhir.json"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @routes.get("/api/pilot/travel")

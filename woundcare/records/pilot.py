@@ -80,6 +80,19 @@ class SessionRows:
 
 
 @dataclass(frozen=True, slots=True)
+class EffectRows:
+    """The wounds whose first consultation falls in a window, with their whole course."""
+
+    wounds: Sequence[tuple[int, str, int, datetime]]
+    """(patient id, pseudonym, region, first consultation's creation), oldest first."""
+    areas: Sequence[tuple[int, datetime, float]]
+    """(patient id, taken, area cm2) per measured snapshot of those wounds, in time order."""
+    outcomes: Sequence[tuple[int, datetime, Outcome]]
+    """(patient id, consultation's creation, outcome) per signed assessment with an outcome of
+    those wounds, in time order."""
+
+
+@dataclass(frozen=True, slots=True)
 class TravelRow:
     municipality: str
     km: float
@@ -211,6 +224,51 @@ class Pilot:
                 )
             ).all()
         return SessionRows(consultations, events, snapshots)
+
+    async def effect_rows(self, window: Window) -> EffectRows:
+        """Each patient is one wound episode, in the window by the creation of its first
+        consultation; its measurements and signed outcomes are read whenever they fell."""
+        first = func.min(Consultation.created_at)
+        having = []
+        if window.start is not None:
+            having.append(first >= window.start)
+        if window.end is not None:
+            having.append(first < window.end)
+        cohort = (
+            select(Consultation.patient_id.label("patient_id"), first.label("first_at"))
+            .where(Consultation.region_id.in_(window.region_ids))
+            .group_by(Consultation.patient_id)
+            .having(*having)
+            .subquery()
+        )
+        async with self._db.sessions() as session:
+            wounds = (
+                await session.execute(
+                    select(Patient.id, Patient.pseudonym, Patient.region_id, cohort.c.first_at)
+                    .join(cohort, cohort.c.patient_id == Patient.id)
+                    .order_by(cohort.c.first_at, Patient.id)
+                )
+            ).all()
+            if not wounds:
+                return EffectRows((), (), ())
+            areas = (
+                await session.execute(
+                    select(Snapshot.patient_id, Snapshot.taken_at, Snapshot.area_cm2)
+                    .join(cohort, cohort.c.patient_id == Snapshot.patient_id)
+                    .where(Snapshot.area_cm2.is_not(None))
+                    .order_by(Snapshot.taken_at, Snapshot.id)
+                )
+            ).all()
+            outcomes = (
+                await session.execute(
+                    select(Consultation.patient_id, Consultation.created_at, Assessment.outcome)
+                    .join(Assessment, Assessment.consultation_id == Consultation.id)
+                    .join(cohort, cohort.c.patient_id == Consultation.patient_id)
+                    .where(Assessment.outcome.is_not(None), Assessment.signed_at.is_not(None))
+                    .order_by(Consultation.created_at, Consultation.id)
+                )
+            ).all()
+        return EffectRows(wounds, areas, outcomes)
 
     async def staff(self, region_id: int) -> Sequence[tuple[int, Role]]:
         """(user id, role) of each of the region's memberships: who a pseudonymous actor was."""

@@ -318,6 +318,8 @@ class Snapshots:
             stored = await session.get_one(Snapshot, row.id)
             stored.annotations_sealed = sealed
             stored.annotated_at = datetime.now(UTC)
+            measurement = annotations.measurement()
+            stored.area_cm2 = measurement.area_cm2 if measurement else None
         return _view(row, annotations)
 
     async def _annotations(self, row: Snapshot) -> Annotations | None:
