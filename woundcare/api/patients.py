@@ -33,6 +33,10 @@ async def register_patient(request: web.Request) -> web.Response:
     body, region_id = await read_regional_body(request, NewPatient, Action.PATIENT_CREATE)
     if not valid_national_id(body.national_id):
         raise api_error(400, "bad_national_id", "'nationalId' is not a valid Norwegian identity number")
+    known = await services(request).pilot.municipalities(region_id) if body.municipality is not None else []
+    if body.municipality is not None and body.municipality not in known:
+        # From the lead's list only: a free-text name would never match a travel distance.
+        raise api_error(400, "unknown_municipality", "'municipality' must be one of the region's municipalities")
     identity = PatientIdentity(body.national_id, body.name)
     view = await services(request).patients.register(region_id, identity, body.municipality)
     audit_target(request, f"patient:{view.pseudonym}", region_id)

@@ -216,3 +216,14 @@ async def set_travel(request: web.Request) -> web.Response:
     await services(request).pilot.set_travel(region_id, municipality, body.km, body.hours)
     audit_target(request, f"travel:{code}", region_id)
     return web.json_response({"region": code, "municipality": municipality, **values})
+
+
+@routes.get("/api/pilot/municipalities")
+@requires(Action.PATIENT_CREATE)
+async def municipalities(request: web.Request) -> web.Response:
+    """The municipalities a nurse may register a patient in: the region's list, which its
+    pilot lead keeps through the travel table (a name, not free text, so distances apply)."""
+    code = request.query.get("region") or ""
+    region_id = await checked_region(request, code, Action.PATIENT_CREATE)
+    names = await services(request).pilot.municipalities(region_id)
+    return web.json_response({"region": code, "municipalities": names})

@@ -287,6 +287,17 @@ class Pilot:
             )
             return [TravelRow(r.municipality, r.km, r.hours) for r in rows]
 
+    async def municipalities(self, region_id: int) -> list[str]:
+        """The region's municipalities a patient may be registered in: those the lead entered
+        a round trip for, so every registered municipality has its distance."""
+        async with self._db.sessions() as session:
+            rows = await session.scalars(
+                select(TravelDistance.municipality)
+                .where(TravelDistance.region_id == region_id)
+                .order_by(TravelDistance.municipality)
+            )
+            return list(rows)
+
     async def set_travel(self, region_id: int, municipality: str, km: float, hours: float) -> None:
         """Enter (or change) one municipality's round trip to the region's hospital."""
         async with self._db.sessions() as session, session.begin():
