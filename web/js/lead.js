@@ -1,11 +1,14 @@
 /**
  * The pilot lead's page: the pilot's figures per region for a period (cards and bar charts),
- * the session log behind them (each consultation's events expandable), and CSV downloads of
- * both. Everything comes from /api/pilot/*; the API only answers for the lead's own regions.
+ * the evidence of effect (healing figures and each wound's area curve), the session log behind
+ * them (each consultation's events expandable), the travel table the lead keeps (which is also
+ * the list of municipalities nurses register patients in), and CSV and FHIR downloads. The
+ * date filter applies to everything shown and downloaded. Everything comes from /api/pilot/*;
+ * the API only answers for the lead's own regions.
  */
 
-import { getFile, getJson } from './api.js';
-import { barChart } from './charts.js';
+import { getFile, getJson, putJson } from './api.js';
+import { barChart, lineChart } from './charts.js';
 import { byId, h } from './dom.js';
 import { LANGUAGE_EVENT, formatNumber, language, setText, t } from './i18n.js';
 import { startPage } from './page.js';
@@ -21,6 +24,17 @@ import { startPage } from './page.js';
  *   outcomes: {treatedAtHome: number, referred: number, abandoned: number, none: number},
  *   travelAvoided: {km: number, hours: number, kmPerTrip: number, hoursPerTrip: number, placeholder: boolean},
  * }} RegionFigures
+ * @typedef {{
+ *   region: string, name: string, wounds: number, measured: number,
+ *   areaReduction4w: {values: number, medianPct: number | null, atLeast40: number},
+ *   healing: {healed: number, open: number, medianDays: number | null, p90Days: number | null},
+ *   outcomes: {treatedAtHome: number, referred: number, none: number, shareAtHome: number | null},
+ *   reReferrals: {count: number, ofKeptAtHome: number, share: number | null, withinDays: number},
+ * }} RegionEffect
+ * @typedef {{
+ *   patient: string, region: string, firstAt: string, areas: {at: string, areaCm2: number}[],
+ *   baselineCm2: number | null, reductionPct: number | null, daysToHealing: number | null, healedAt: string | null,
+ * }} WoundCourse
  * @typedef {{at: string, kind: string, role: string | null, participant: string | null}} SessionEvent
  * @typedef {{
  *   id: string, region: string, patient: string, status: string, createdAt: string,
@@ -43,14 +57,18 @@ const toInput = /** @type {HTMLInputElement} */ (byId('to'));
 const status = byId('lead-status');
 const error = byId('lead-error');
 
-/** @type {{figures: RegionFigures[], sessions: Session[]} | null} */
+/** @type {{figures: RegionFigures[], sessions: Session[], effect: RegionEffect[], wounds: WoundCourse[]} | null} */
 let shown = null;
 /** Region names by code, for the session list. @type {Map<string, string>} */
 const regionNames = new Map();
 
 /** @param {{code: string, name: string, roles: string[]}[]} regions */
 function fillRegions(regions) {
+  const travelRegions = /** @type {HTMLSelectElement} */ (byId('travel-region'));
+  travelRegions.replaceChildren();
   for (const region of regions) {
+    // Only a pilot lead edits the travel table (Action.PILOT_TRAVEL_EDIT).
+    if (region.roles.includes('pilot_lead')) travelRegions.append(h('option', { value: region.code }, region.name));
     if (!region.roles.some((role) => LEAD_ROLES.includes(role))) continue;
     regionNames.set(region.code, region.name);
     regionSelect.append(h('option', { value: region.code }, region.name));
@@ -192,6 +210,99 @@ function charts(figures) {
   ];
 }
 
+// ---- evidence of effect -----------------------------------------------------------------
+
+/** A share (0..1) as a percentage. @param {number | null} share */
+function percent(share) {
+  return share == null ? '–' : t('lead.unit.pct', { pct: num(share * 100, 0) });
+}
+
+/** @param {RegionEffect} f */
+function effectCard(f) {
+  const days = (/** @type {number | null} */ d) => (d == null ? '–' : t('lead.unit.days', { d: num(d, 1) }));
+  const list = h('dl', { class: 'figures' },
+    figure('wounds', 'lead.eff.wounds', String(f.wounds), f.wounds),
+    figure('measured', 'lead.eff.measured', String(f.measured), f.measured),
+    figure('reduction-median', 'lead.eff.reductionMedian',
+      f.areaReduction4w.medianPct == null ? '–' : t('lead.unit.pct', { pct: num(f.areaReduction4w.medianPct, 0) }),
+      f.areaReduction4w.medianPct),
+    figure('reduction-wounds', 'lead.eff.reductionWounds', String(f.areaReduction4w.values), f.areaReduction4w.values),
+    figure('reduction-40', 'lead.eff.reduction40', String(f.areaReduction4w.atLeast40), f.areaReduction4w.atLeast40),
+    figure('healed', 'lead.eff.healed', String(f.healing.healed), f.healing.healed),
+    figure('healing-median', 'lead.eff.healingMedian', days(f.healing.medianDays), f.healing.medianDays),
+    figure('healing-p90', 'lead.eff.healingP90', days(f.healing.p90Days), f.healing.p90Days),
+    figure('share-home', 'lead.eff.shareHome', percent(f.outcomes.shareAtHome), f.outcomes.shareAtHome),
+    figure('re-referred', 'lead.eff.reReferred', String(f.reReferrals.count), f.reReferrals.count),
+    figure('re-referral-share', 'lead.eff.reReferralShare', percent(f.reReferrals.share), f.reReferrals.share),
+  );
+  return h('article', { class: 'region-card', 'data-region': f.region, 'aria-label': f.name }, h('h3', {}, f.name), list);
+}
+
+const DAY_MS = 86_400_000;
+
+/** Each wound's area in % of its first measurement, by day since then; one chart per region. @param {RegionEffect[]} effect @param {WoundCourse[]} wounds */
+function woundCurves(effect, wounds) {
+  return effect.filter((f) => wounds.some((w) => w.region === f.region && w.areas.length)).map((f) => lineChart({
+    label: t('lead.chart.woundArea', { region: f.name }),
+    xLabel: t('lead.chart.daysSinceFirst'),
+    yLabel: '%',
+    format: (v) => formatNumber(v, 0),
+    lines: wounds.filter((w) => w.region === f.region && w.areas.length).map((w) => {
+      const start = Date.parse(w.areas[0].at);
+      const base = w.areas[0].areaCm2;
+      const points = w.areas.map((a) => ({ x: (Date.parse(a.at) - start) / DAY_MS, y: (100 * a.areaCm2) / base }));
+      // A healing is an area of 0 (an outline can't have none), as the figures count it.
+      if (w.healedAt && Date.parse(w.healedAt) >= start) points.push({ x: (Date.parse(w.healedAt) - start) / DAY_MS, y: 0 });
+      return { label: w.patient, points };
+    }),
+  }));
+}
+
+// ---- travel table -------------------------------------------------------------------------
+
+const travelForm = /** @type {HTMLFormElement} */ (byId('travel-form'));
+const travelRegion = /** @type {HTMLSelectElement} */ (byId('travel-region'));
+const travelStatus = byId('travel-status');
+const travelError = byId('travel-error');
+
+/** The region's distances, also the municipalities a nurse may register patients in. */
+async function loadTravel() {
+  const body = byId('travel-body');
+  if (!travelRegion.value) {
+    body.replaceChildren();
+    return;
+  }
+  try {
+    const table = await getJson(`/api/pilot/travel?region=${encodeURIComponent(travelRegion.value)}`);
+    body.replaceChildren(...table.municipalities.map((/** @type {{municipality: string, km: number, hours: number}} */ row) =>
+      h('tr', { 'data-municipality': row.municipality },
+        h('td', {}, row.municipality), h('td', { class: 'num' }, num(row.km, 1)), h('td', { class: 'num' }, num(row.hours, 1)))));
+  } catch {
+    setText(travelError, 'error.generic');
+  }
+}
+
+travelForm.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  travelError.textContent = '';
+  travelStatus.textContent = '';
+  const data = new FormData(travelForm);
+  const municipality = String(data.get('municipality') ?? '').trim();
+  try {
+    await putJson('/api/pilot/travel', {
+      region: travelRegion.value, municipality, km: Number(data.get('km')), hours: Number(data.get('hours')),
+    });
+    setText(travelStatus, 'lead.travel.saved', { municipality });
+    travelForm.reset();
+    await loadTravel();
+    await Promise.all([load(), loadTravel()]);
+  } catch (failure) {
+    const code = /** @type {{code?: string}} */ (failure).code;
+    setText(travelError, code === 'bad_request' ? 'lead.travel.invalid' : 'error.generic');
+  }
+});
+travelRegion.addEventListener('change', () => loadTravel());
+
 // ---- sessions ---------------------------------------------------------------------------
 
 /** @param {string} prefix @param {string | null} value */
@@ -247,23 +358,32 @@ function sessionRows(session) {
 
 function render() {
   if (!shown) return;
-  const { figures, sessions } = shown;
+  const { figures, sessions, effect, wounds } = shown;
   byId('figure-cards').replaceChildren(...figures.map(regionCard));
+  byId('effect-cards').replaceChildren(...effect.map(effectCard));
+  byId('wound-curves').replaceChildren(...woundCurves(effect, wounds));
   byId('charts').replaceChildren(...(figures.length ? charts(figures) : []));
   byId('sessions-body').replaceChildren(...sessions.flatMap(sessionRows));
   setText(byId('sessions-count'), 'lead.sessionsCount', { n: sessions.length });
   setText(status, figures.length ? 'lead.loaded' : 'lead.noRegions', { n: figures.length });
 }
 
+/** The download links (id, path): each gets the filter's query. */
+const DOWNLOADS = [
+  ['figures-csv', '/api/pilot/figures.csv'], ['sessions-csv', '/api/pilot/sessions.csv'],
+  ['effect-csv', '/api/pilot/effect.csv'], ['wounds-csv', '/api/pilot/wounds.csv'], ['effect-fhir', '/api/pilot/effect.fhir'],
+];
+
 async function load() {
   const q = query();
-  /** @type {HTMLAnchorElement} */ (byId('figures-csv')).href = `/api/pilot/figures.csv${q}`;
-  /** @type {HTMLAnchorElement} */ (byId('sessions-csv')).href = `/api/pilot/sessions.csv${q}`;
+  for (const [id, path] of DOWNLOADS) /** @type {HTMLAnchorElement} */ (byId(id)).href = `${path}${q}`;
   error.textContent = '';
   setText(status, 'lead.loading');
   try {
-    const [figures, sessions] = await Promise.all([getJson(`/api/pilot/figures${q}`), getJson(`/api/pilot/sessions${q}`)]);
-    shown = { figures: figures.regions, sessions: sessions.sessions };
+    const [figures, sessions, effect] = await Promise.all([
+      getJson(`/api/pilot/figures${q}`), getJson(`/api/pilot/sessions${q}`), getJson(`/api/pilot/effect${q}`),
+    ]);
+    shown = { figures: figures.regions, sessions: sessions.sessions, effect: effect.regions, wounds: effect.wounds };
     render();
   } catch (failure) {
     status.textContent = '';
@@ -289,7 +409,7 @@ form.addEventListener('submit', (event) => {
 });
 // A plain link is a navigation, which a session that has ended answers with a bare 401 page;
 // fetched through api.js, the re-login dialog answers it and the download follows.
-for (const link of [byId('figures-csv'), byId('sessions-csv')]) {
+for (const link of DOWNLOADS.map(([id]) => byId(id))) {
   link.addEventListener('click', async (event) => {
     event.preventDefault();
     try {

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..db.models import Outcome
-from ..records.pilot import Pilot
+from ..records.pilot import AT_HOME, Pilot
 from .figures import Period, RegionRef, Spread
 
 DAY_SECONDS = 86_400.0
@@ -48,8 +48,6 @@ WEEK4_WINDOW = (21.0, 35.0)
 """Days after the baseline, both included, in which the 4-week follow-up is looked for."""
 PREDICTIVE_REDUCTION_PCT = 40.0
 RE_REFERRAL_DAYS = 30
-AT_HOME = frozenset({Outcome.TREATED_AT_HOME, Outcome.HEALED})
-"""Outcomes that kept the wound at home."""
 
 
 def _days(start: datetime, end: datetime) -> float:
@@ -311,9 +309,10 @@ async def compute_effect(pilot: Pilot, regions: Sequence[RegionRef], period: Per
         found.wounds.append(course)
     areas: dict[int, list[AreaPoint]] = defaultdict(list)
     for patient_id, taken_at, area in rows.areas:
-        areas[patient_id].append(AreaPoint(taken_at, area))
+        if area is not None:
+            areas[patient_id].append(AreaPoint(taken_at, area))
     for patient_id, at, outcome in rows.outcomes:
-        if patient_id in courses:
+        if patient_id in courses and outcome is not None:
             courses[patient_id].outcomes.append((at, outcome))
     for patient_id, points in areas.items():
         if patient_id in courses:

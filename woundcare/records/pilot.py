@@ -30,6 +30,11 @@ from ..db.models import (
 )
 
 
+AT_HOME: frozenset[Outcome] = frozenset({Outcome.TREATED_AT_HOME, Outcome.HEALED})
+"""Outcomes that kept the wound at home: a visit that found it healed was not referred either,
+and saved the trip as one treated at home did."""
+
+
 @dataclass(frozen=True, slots=True)
 class Window:
     """The consultations of ``region_ids`` created in [``start``, ``end``); an open end is unbounded."""
@@ -61,7 +66,7 @@ class FigureRows:
     abandoned: Sequence[tuple[int, int]]
     """(region, count) of consultations abandoned without an outcome."""
     home_trips: Sequence[tuple[int, float | None, float | None]]
-    """(region, km, hours) per consultation treated at home; None where the patient's
+    """(region, km, hours) per consultation treated at home or healed; None where the patient's
     municipality has no distance entered."""
     received: Sequence[tuple[int, float | None, float | None, float | None]]
     """(region, bitrate kbps, loss %, rtt ms) per call-quality sample in direction ``receive``."""
@@ -85,9 +90,10 @@ class EffectRows:
 
     wounds: Sequence[tuple[int, str, int, datetime]]
     """(patient id, pseudonym, region, first consultation's creation), oldest first."""
-    areas: Sequence[tuple[int, datetime, float]]
-    """(patient id, taken, area cm2) per measured snapshot of those wounds, in time order."""
-    outcomes: Sequence[tuple[int, datetime, Outcome]]
+    areas: Sequence[tuple[int, datetime, float | None]]
+    """(patient id, taken, area cm2) per measured snapshot of those wounds, in time order
+    (never None: the query asks for measured ones; the column is nullable)."""
+    outcomes: Sequence[tuple[int, datetime, Outcome | None]]
     """(patient id, consultation's creation, outcome) per signed assessment with an outcome of
     those wounds, in time order."""
 
@@ -161,7 +167,7 @@ class Pilot:
                         (TravelDistance.region_id == Consultation.region_id)
                         & (TravelDistance.municipality == Patient.municipality),
                     )
-                    .where(*where, Assessment.outcome == Outcome.TREATED_AT_HOME)
+                    .where(*where, Assessment.outcome.in_(AT_HOME))
                 )
             ).all()
             received = (
