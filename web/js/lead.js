@@ -288,12 +288,12 @@ travelForm.addEventListener('submit', async (event) => {
   travelStatus.textContent = '';
   const data = new FormData(travelForm);
   const municipality = String(data.get('municipality') ?? '').trim();
+  const region = travelRegion.value;
   try {
-    await putJson('/api/pilot/travel', {
-      region: travelRegion.value, municipality, km: Number(data.get('km')), hours: Number(data.get('hours')),
-    });
+    await putJson('/api/pilot/travel', { region, municipality, km: Number(data.get('km')), hours: Number(data.get('hours')) });
     setText(travelStatus, 'lead.travel.saved', { municipality });
     travelForm.reset();
+    travelRegion.value = region; // reset() would go back to the first region
     await loadTravel();
     await Promise.all([load(), loadTravel()]);
   } catch (failure) {
