@@ -5,7 +5,8 @@ three regions) is seeded; the lead serves two regions. Through the login page to
 the effect cards show what ``/api/pilot/effect`` computes, each wound's area curve is drawn,
 a from/to filter reaches the figures and every download link, the FHIR link's MeasureReports
 validate with fhir.resources, and the travel form saves a municipality's distance that then
-lists in the table (and for nurses' registration). Screenshot: ``lead-effect.png``.
+lists in the table and in the nurse's registration form, where a patient is registered in it.
+Screenshot: ``lead-effect.png``.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from tests.e2e.browser import Traffic, async_playwright, launch, publish_screenshots
 from tests.e2e.process import REPO_ROOT
 from tests.pilot.test_effect import REGIONS, seed_effect
 from tests.server import RunningServer
+from woundcare.appkeys import SERVICES
+from woundcare.db.models import Patient, Region
 from woundcare.db.models import Role as StaffRole
 
 PASSWORD = "lead effect test password"
@@ -63,6 +67,7 @@ async def test_lead_effect_filter_exports_and_travel_form(start_server: Callable
     server = await start_server()
     wounds = await seed_effect(server)
     await server.add_user("effektleder", PASSWORD, {code: StaffRole.PILOT_LEAD for code in MINE})
+    await server.add_user("effektsykepleier", PASSWORD, {"ea": StaffRole.NURSE, "eb": StaffRole.NURSE})
     origin = server.url
     traffic = Traffic(origin)
     page_errors: list[str] = []
@@ -171,9 +176,37 @@ async def test_lead_effect_filter_exports_and_travel_form(start_server: Callable
 
             await page.evaluate("window.scrollTo(0, 0)")
             await page.screenshot(path=str(shot), full_page=True)
+
+            # --- a nurse of that region registers a patient there, from the list -------------
+            nurse_context = await browser.new_context(viewport=DESKTOP, locale="nb-NO")
+            nurse = await nurse_context.new_page()
+            traffic.watch(nurse)
+            nurse.on("pageerror", lambda error: page_errors.append(str(error)))
+            await nurse.goto(origin + "/")
+            await nurse.fill("#username", "effektsykepleier")
+            await nurse.fill("#password", PASSWORD)
+            await nurse.click("#login-form button[type=submit]")
+            await nurse.wait_for_url(origin + "/nurse", timeout=UI_TIMEOUT_MS)
+            await nurse.click("#register-toggle")
+            await nurse.select_option("#region-select", "eb")
+            choices = nurse.locator("#municipality-select option")
+            await expect(choices).to_have_count(2)
+            assert await choices.evaluate_all("(os) => os.map((o) => o.value)") == ["", "3430 Os"]
+            await nurse.fill("#national-id", "010180 12371")
+            await nurse.fill("#patient-name", "Kari Nordmann")
+            await nurse.select_option("#municipality-select", "3430 Os")
+            await nurse.click("#register-form button[type=submit]")
+            await expect(nurse.locator("#register-form")).to_be_hidden()
+            await nurse_context.close()
         finally:
             await browser.close()
 
+    async with server.app[SERVICES].database.sessions() as session:
+        registered = (await session.execute(
+            select(Patient.municipality, Region.code).join(Region, Region.id == Patient.region_id)
+            .where(Patient.municipality.is_not(None))
+        )).all()
+    assert [tuple(r) for r in registered] == [("3430 Os", "eb")]
     assert not page_errors, page_errors
     assert not traffic.foreign, traffic.foreign
     publish_screenshots(shot)

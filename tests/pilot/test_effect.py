@@ -27,6 +27,7 @@ from tests.api.client import ApiClient
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
 from woundcare.db.models import Assessment, Consultation, ConsultationStatus, Patient, Region, Role, Snapshot
+from woundcare.records.patients import PatientIdentity, valid_national_id
 
 PASSWORD = "effect test password"
 REGIONS = {"ea": "Region East", "eb": "Region West", "ec": "Region North"}
@@ -61,23 +62,36 @@ def area_on(course: str, a0: float, day: float, heal_day: float) -> float:
     return round(a0 * (1 - 0.004 * day), 2)
 
 
+def national_id(i: int) -> str:
+    """A valid, distinct national id number per seeded patient (a pilot has no two alike)."""
+    born = f"{i % 28 + 1:02d}{i // 28 + 1:02d}80"
+    return next(n for n in (f"{born}{k:05d}" for k in range(100_000)) if valid_national_id(n))
+
+
 async def seed_effect(server: RunningServer, seed: int = 18) -> list[Wound]:
     rng = random.Random(seed)
     wounds: list[Wound] = []
-    async with server.app[SERVICES].database.sessions() as session, session.begin():
-        region_ids: dict[str, int] = {}
+    services = server.app[SERVICES]
+    region_ids: dict[str, int] = {}
+    async with services.database.sessions() as session, session.begin():
         for code, name in REGIONS.items():
             region = Region(code=code, name=name)
             session.add(region)
             await session.flush()
             region_ids[code] = region.id
+    # Identities sealed for real, so the nurse's page can list these patients too.
+    registered: list[tuple[int, str]] = []
+    for i in range(60):
+        view = await services.patients.register(
+            region_ids[list(REGIONS)[i % 3]], PatientIdentity(national_id(i), f"Pasient {i}"))
+        found = await services.patients.find(view.pseudonym)
+        assert found is not None
+        registered.append((found.id, found.pseudonym))
+    async with services.database.sessions() as session, session.begin():
         consultations, snapshots, assessments = [], [], []
         for i in range(60):
             code = list(REGIONS)[i % 3]
-            pseudonym = f"wound{i:03d}"
-            patient = Patient(pseudonym=pseudonym, region_id=region_ids[code], identity_sealed=b"sealed")
-            session.add(patient)
-            await session.flush()
+            patient_id, pseudonym = registered[i]
             course = COURSES[(i // 3) % len(COURSES)]
             first = START + timedelta(days=rng.randrange(0, 60), seconds=rng.randrange(0, 86400))
             wound = Wound(pseudonym, code, course, first)
@@ -92,7 +106,7 @@ async def seed_effect(server: RunningServer, seed: int = 18) -> list[Wound]:
             while day <= 75:
                 created = first + timedelta(days=day)
                 cid = f"e{i:03d}v{visit:02d}"
-                consultations.append({"id": cid, "region_id": region_ids[code], "patient_id": patient.id,
+                consultations.append({"id": cid, "region_id": region_ids[code], "patient_id": patient_id,
                                       "status": ConsultationStatus.ENDED, "created_at": created,
                                       "started_at": created + timedelta(minutes=2),
                                       "ended_at": created + timedelta(minutes=30)})
@@ -102,7 +116,7 @@ async def seed_effect(server: RunningServer, seed: int = 18) -> list[Wound]:
                 healed = course == "heals" and day >= heal_day
                 area = area_on(course, a0, day, heal_day) if measured and not healed else None
                 snapshots.append({
-                    "id": f"{cid}s", "consultation_id": cid, "region_id": region_ids[code], "patient_id": patient.id,
+                    "id": f"{cid}s", "consultation_id": cid, "region_id": region_ids[code], "patient_id": patient_id,
                     "taken_at": taken, "taken_by": "u1", "media_type": "image/jpeg", "width": 64, "height": 48,
                     "size": 1000, "blob_key": f"blob-{cid}", "thumb_sealed": b"thumb", "key_id": "k1",
                     "area_cm2": area,

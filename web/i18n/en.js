@@ -355,4 +355,7 @@ export default {
   'lead.travel.save': 'Save distance',
   'lead.travel.saved': 'Saved: {municipality}.',
   'lead.travel.invalid': 'Check the values: kilometres 0–2000, hours 0–48, and a municipality name.',
+  'nurse.register.municipality': 'Municipality (where the patient lives)',
+  'nurse.register.municipalityNone': 'Not given',
+  'nurse.register.unknownMunicipality': 'That municipality is not on the region’s list. Choose one from the list or none.',
 };

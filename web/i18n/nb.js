@@ -355,4 +355,7 @@ export default {
   'lead.travel.save': 'Lagre avstand',
   'lead.travel.saved': 'Lagret: {municipality}.',
   'lead.travel.invalid': 'Sjekk verdiene: kilometer 0–2000, timer 0–48 og et kommunenavn.',
+  'nurse.register.municipality': 'Kommune (der pasienten bor)',
+  'nurse.register.municipalityNone': 'Ikke oppgitt',
+  'nurse.register.unknownMunicipality': 'Kommunen står ikke på regionens liste. Velg en fra listen eller ingen.',
 };

@@ -10,6 +10,7 @@ import { CallMemory } from './call-memory.js';
 import { openCamera } from './camera.js';
 import { birthDateOf, byId, h } from './dom.js';
 import { setText } from './i18n.js';
+import { fillMunicipalities } from './municipalities.js';
 import { runCall } from './nurse-call.js';
 import { startPage } from './page.js';
 
@@ -72,6 +73,10 @@ regionSelect.replaceChildren(
 patientSelect.addEventListener('change', () => choosePatient(patientSelect.value));
 confirmed.addEventListener('change', updateStart);
 consentForm.addEventListener('change', updateStart);
+// The municipality comes from the region's list (issue 18); it follows the region chosen.
+const municipalitySelect = /** @type {HTMLSelectElement} */ (byId('municipality-select'));
+regionSelect.addEventListener('change', () => fillMunicipalities(municipalitySelect, regionSelect.value));
+fillMunicipalities(municipalitySelect, regionSelect.value);
 registerToggle.addEventListener('click', () => {
   registerForm.hidden = !registerForm.hidden;
   registerToggle.setAttribute('aria-expanded', String(!registerForm.hidden));
@@ -88,6 +93,7 @@ registerForm.addEventListener('submit', async (event) => {
       region: data.get('region'),
       nationalId: String(data.get('nationalId')).replace(/\s/g, ''),
       name: String(data.get('name')).trim(),
+      municipality: data.get('municipality') || undefined,
     });
     registerForm.reset();
     registerForm.hidden = true;
@@ -95,7 +101,9 @@ registerForm.addEventListener('submit', async (event) => {
     await loadPatients(created.id);
     confirmed.focus();
   } catch (failure) {
-    setText(error, failure instanceof ApiError && failure.code === 'bad_national_id' ? 'nurse.register.badNationalId' : 'error.generic');
+    const code = failure instanceof ApiError ? failure.code : null;
+    setText(error, code === 'bad_national_id' ? 'nurse.register.badNationalId'
+      : code === 'unknown_municipality' ? 'nurse.register.unknownMunicipality' : 'error.generic');
   }
 });
 
