@@ -65,10 +65,10 @@ async def test_pilot_lead_dashboard(start_server: Callable[..., Awaitable[Runnin
             assert api.status == 200
             figures = (await api.json())["regions"]
             assert [f["region"] for f in figures] == list(MINE)
-            cards = page.locator(".region-card")
+            cards = page.locator("#figure-cards .region-card")
             await expect(cards).to_have_count(2)
             for f in figures:
-                card = page.locator(f'.region-card[data-region="{f["region"]}"]')
+                card = page.locator(f'#figure-cards .region-card[data-region="{f["region"]}"]')
                 await expect(card.locator("h3")).to_have_text(f["name"])
                 await expect(card.locator('[data-figure="consultations"]')).to_have_text(str(f["consultations"]))
                 await expect(card.locator('[data-figure="reconnections"]')).to_have_text(str(f["reconnections"]["count"]))
@@ -127,7 +127,7 @@ async def test_pilot_lead_dashboard(start_server: Callable[..., Awaitable[Runnin
             # --- one region selected: the query reaches cards and CSV links ------------------
             await page.select_option("#region", "pb")
             await expect(cards).to_have_count(1)
-            await expect(page.locator('.region-card[data-region="pb"]')).to_have_count(1)
+            await expect(page.locator('#figure-cards .region-card[data-region="pb"]')).to_have_count(1)
             await expect(page.locator("#figures-csv")).to_have_attribute("href", "/api/pilot/figures.csv?region=pb")
             await page.select_option("#region", "")
             await expect(cards).to_have_count(2)
