@@ -10,6 +10,7 @@ and PostgreSQL alike; the FHIR export validates with fhir.resources.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import math
@@ -21,11 +22,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from tests.api.client import ApiClient
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
+from woundcare.cli import main
 from woundcare.db.models import Assessment, Consultation, ConsultationStatus, Patient, Region, Role, Snapshot
 from woundcare.records.patients import PatientIdentity, valid_national_id
 
@@ -387,7 +389,9 @@ async def test_the_measure_report_validates_and_carries_the_figures(pilot: tuple
         await nurse.close()
 
 
-async def test_an_annotated_outline_stores_its_area_plain(server: RunningServer) -> None:
+async def test_an_annotated_outline_stores_its_area_plain(
+    server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The area the effect figures read is the measurement of the sealed annotations."""
     from woundcare.records.measurement import Annotations
 
@@ -410,6 +414,19 @@ async def test_an_annotated_outline_stores_its_area_plain(server: RunningServer)
     row = await snapshots.get("s-area")
     assert row is not None and row.area_cm2 == 1.0  # 50 px = 1 cm on a side
     assert view.json()["measurement"]["areaCm2"] == row.area_cm2  # type: ignore[index]
+
+    # A snapshot measured before migration 0005 has no plain area: `woundcare pilot areas`
+    # fills it from the sealed annotations, and a second run finds nothing left to do.
+    async with server.app[SERVICES].database.sessions() as session, session.begin():
+        await session.execute(update(Snapshot).where(Snapshot.id == "s-area").values(area_cm2=None))
+    data_dir = str(server.app[SERVICES].settings.data_dir)
+    assert await asyncio.to_thread(main, ["pilot", "areas", "--data-dir", data_dir]) == 0
+    assert "1 measured snapshots" in capsys.readouterr().out
+    row = await snapshots.get("s-area")
+    assert row is not None and row.area_cm2 == 1.0
+    assert await snapshots.fill_areas() == 0
+
     await snapshots.annotate(row, Annotations.from_json({"items": []}))
     row = await snapshots.get("s-area")
     assert row is not None and row.area_cm2 is None
+    assert await snapshots.fill_areas() == 0  # annotated without an outline: nothing to measure

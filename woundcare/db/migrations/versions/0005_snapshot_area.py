@@ -28,7 +28,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table('snapshots') as batch:
-        batch.add_column(sa.Column('area_cm2', sa.Float(), nullable=True))
+        batch.add_column(sa.Column('area_cm2', sa.Double(), nullable=True))
 
 
 def downgrade() -> None:
