@@ -4,8 +4,13 @@ For pilot leads (and admins) of a region; a named region where the caller holds 
 role is refused like an unknown one (403), and without a region the answer covers exactly
 the caller's own regions. Every call, the CSV exports included, is audited by the guard.
 
-Query parameters: ``region`` (code, optional), ``from`` and ``to`` (``YYYY-MM-DD``, UTC days,
-both included, each optional): see :mod:`woundcare.pilot.figures` for the definitions.
+Query parameters: ``region`` (code, optional), ``from`` and ``to`` (``YYYY-MM-DD``, days in
+the pilot's time zone, both included, each optional): see :mod:`woundcare.pilot.figures` and
+:mod:`woundcare.pilot.effect` for the definitions (docs/pilot-figures.md). The effect comes as
+JSON, CSV (per region and per wound) and FHIR MeasureReports.
+
+``/api/pilot/municipalities`` is for nurses: the region's municipalities to register a patient
+in, which are the ones its lead entered a distance for.
 """
 
 from __future__ import annotations
