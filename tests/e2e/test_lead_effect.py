@@ -11,6 +11,8 @@ Screenshot: ``lead-effect.png``.
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +20,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.e2e.browser import Traffic, async_playwright, launch, publish_screenshots
+from tests.e2e.test_dashboard import logged_in
 from tests.e2e.process import REPO_ROOT
 from tests.pilot.test_effect import REGIONS, seed_effect
 from tests.server import RunningServer
@@ -26,11 +29,21 @@ from woundcare.db.models import Patient, Region
 from woundcare.db.models import Role as StaffRole
 
 PASSWORD = "lead effect test password"
-DESKTOP = {"width": 1440, "height": 900}
 SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
 UI_TIMEOUT_MS = 15_000
 MINE, FOREIGN = ("ea", "eb"), "ec"
 FROM, TO = "2025-03-10", "2025-04-05"
+CARD_FIGURES: dict[str, tuple[str, ...]] = {
+    "wounds": ("wounds",),
+    "measured": ("measured",),
+    "reduction-median": ("areaReduction4w", "medianPct"),
+    "reduction-wounds": ("areaReduction4w", "values"),
+    "healed": ("healing", "healed"),
+    "healing-median": ("healing", "medianDays"),
+    "share-home": ("outcomes", "shareAtHome"),
+    "re-referred": ("reReferrals", "count"),
+}
+"""A card's data-figure and where its value is in the API's region."""
 DOWNLOADS = {
     "#figures-csv": "/api/pilot/figures.csv",
     "#sessions-csv": "/api/pilot/sessions.csv",
@@ -43,17 +56,8 @@ DOWNLOADS = {
 async def check_effect_cards(page: Any, expect: Any, regions: list[dict[str, Any]]) -> None:
     for f in regions:
         card = page.locator(f'#effect-cards .region-card[data-region="{f["region"]}"]')
-        raw = {
-            "wounds": f["wounds"],
-            "measured": f["measured"],
-            "reduction-median": f["areaReduction4w"]["medianPct"],
-            "reduction-wounds": f["areaReduction4w"]["values"],
-            "healed": f["healing"]["healed"],
-            "healing-median": f["healing"]["medianDays"],
-            "share-home": f["outcomes"]["shareAtHome"],
-            "re-referred": f["reReferrals"]["count"],
-        }
-        for key, want in raw.items():
+        for key, path in CARD_FIGURES.items():
+            want = functools.reduce(operator.getitem, path, f)
             await expect(card.locator(f'[data-figure="{key}"]')).to_have_attribute(
                 "data-value", "" if want is None else str(want))
 
@@ -66,28 +70,16 @@ async def test_lead_effect_filter_exports_and_travel_form(start_server: Callable
     expect.set_options(timeout=UI_TIMEOUT_MS)
     server = await start_server()
     wounds = await seed_effect(server)
-    await server.add_user("effektleder", PASSWORD, {code: StaffRole.PILOT_LEAD for code in MINE})
-    await server.add_user("effektsykepleier", PASSWORD, {"ea": StaffRole.NURSE, "eb": StaffRole.NURSE})
-    origin = server.url
+    for name, role in (("effektleder", StaffRole.PILOT_LEAD), ("effektsykepleier", StaffRole.NURSE)):
+        await server.add_user(name, PASSWORD, dict.fromkeys(MINE, role))
+    origin, page_errors = server.url, list[str]()
     traffic = Traffic(origin)
-    page_errors: list[str] = []
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shot = SCREENSHOTS / "lead-effect.png"
 
     async with playwright_context as playwright:
         browser = await launch(playwright)
         try:
-            context = await browser.new_context(viewport=DESKTOP, locale="nb-NO", accept_downloads=True)
-            page = await context.new_page()
-            traffic.watch(page)
-            page.on("pageerror", lambda error: page_errors.append(str(error)))
-            page.set_default_timeout(UI_TIMEOUT_MS)
-
-            await page.goto(origin + "/")
-            await page.fill("#username", "effektleder")
-            await page.fill("#password", PASSWORD)
-            await page.click("#login-form button[type=submit]")
-            await page.wait_for_url(origin + "/lead", timeout=UI_TIMEOUT_MS)
+            context, page = await logged_in(browser, traffic, page_errors, origin, ("effektleder", PASSWORD), "/lead")
 
             # --- the effect cards and curves match the API, all time ------------------------
             effect = await (await context.request.get(origin + "/api/pilot/effect")).json()
@@ -175,18 +167,12 @@ async def test_lead_effect_filter_exports_and_travel_form(start_server: Callable
             await expect(page.locator("#travel-body tr")).to_have_count(0)
 
             await page.evaluate("window.scrollTo(0, 0)")
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             await page.screenshot(path=str(shot), full_page=True)
 
             # --- a nurse of that region registers a patient there, from the list -------------
-            nurse_context = await browser.new_context(viewport=DESKTOP, locale="nb-NO")
-            nurse = await nurse_context.new_page()
-            traffic.watch(nurse)
-            nurse.on("pageerror", lambda error: page_errors.append(str(error)))
-            await nurse.goto(origin + "/")
-            await nurse.fill("#username", "effektsykepleier")
-            await nurse.fill("#password", PASSWORD)
-            await nurse.click("#login-form button[type=submit]")
-            await nurse.wait_for_url(origin + "/nurse", timeout=UI_TIMEOUT_MS)
+            nurse_context, nurse = await logged_in(
+                browser, traffic, page_errors, origin, ("effektsykepleier", PASSWORD), "/nurse")
             await nurse.click("#register-toggle")
             await nurse.select_option("#region-select", "eb")
             choices = nurse.locator("#municipality-select option")

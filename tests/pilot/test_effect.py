@@ -24,14 +24,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import insert, select, update
 
-from tests.api.client import ApiClient
+from tests.pilot.test_figures import PASSWORD, csv_rows, login
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
 from woundcare.cli import main
 from woundcare.db.models import Assessment, Consultation, ConsultationStatus, Patient, Region, Role, Snapshot
 from woundcare.records.patients import PatientIdentity, valid_national_id
 
-PASSWORD = "effect test password"
 REGIONS = {"ea": "Region East", "eb": "Region West", "ec": "Region North"}
 START = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 OSLO = ZoneInfo("Europe/Oslo")
@@ -253,16 +252,14 @@ def in_period(wounds: list[Wound], first: date | None, last: date | None) -> lis
     return [w for w in wounds if inside(w.first_at)]
 
 
-def csv_rows(text: str) -> tuple[list[str], list[dict[str, str]]]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    return list(reader.fieldnames or []), list(reader)
-
-
 def cell(value: Any) -> str:
+    """A value as the CSV writes it (RFC 4180 text; formula-like text prefixed with ')."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str):
+        return "'" + value if value.startswith(("=", "+", "-", "@")) else value
     return repr(value) if isinstance(value, float) else str(value)
 
 
@@ -271,13 +268,6 @@ def flat(region: dict[str, Any]) -> list[Any]:
     return [region["region"], region["name"], region["wounds"], region["measured"], r["values"], r["medianPct"],
             r["atLeast40"], h["healed"], h["open"], h["medianDays"], h["p90Days"], o["treatedAtHome"], o["referred"],
             o["none"], o["shareAtHome"], a["count"], a["ofKeptAtHome"], a["share"]]
-
-
-async def login(server: RunningServer, username: str) -> ApiClient:
-    client = ApiClient(server.url)
-    response = await client.login(username, PASSWORD)
-    assert response.status == 200
-    return client
 
 
 @pytest.fixture
@@ -332,9 +322,11 @@ async def test_effect_figures_match_the_seeded_curves(pilot: tuple[RunningServer
         assert header == EFFECT_HEADER
         assert [[row[c] for c in header] for row in rows] == [[cell(v) for v in flat(r)] for r in body["regions"]]
         header, rows = csv_rows(await (await lead.request("GET", f"/api/pilot/wounds.csv?{query}")).text())
-        assert {row["patient"] for row in rows} == {w.pseudonym for w in period if w.region != "ec"}
+        # A pseudonym may start with "-": the CSV defuses it as a spreadsheet formula with "'".
+        by_cell = {cell(w.pseudonym): w for w in wounds}
+        assert {row["patient"] for row in rows} == {cell(w.pseudonym) for w in period if w.region != "ec"}
         for row in rows:
-            want = expected_wound(next(w for w in wounds if w.pseudonym == row["patient"]))
+            want = expected_wound(by_cell[row["patient"]])
             assert row["area_reduction_4w_pct"] == cell(want["reductionPct"])
             assert row["days_to_healing"] == cell(want["daysToHealing"])
             assert len([a for a in row["areas"].split("; ") if a]) == len(want["areas"])

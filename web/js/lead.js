@@ -137,8 +137,7 @@ function figure(key, labelKey, text, raw, noteKey) {
 
 /** @param {RegionFigures} f */
 function regionCard(f) {
-  const heading = h('h3', {}, f.name);
-  const list = h('dl', { class: 'figures' },
+  return regionArticle(f, [
     figure('consultations', 'lead.fig.consultations', String(f.consultations), f.consultations),
     figure('wait-median', 'lead.fig.waitMedian', duration(f.waitSeconds.median), f.waitSeconds.median),
     figure('wait-p90', 'lead.fig.waitP90', duration(f.waitSeconds.p90), f.waitSeconds.p90),
@@ -150,8 +149,17 @@ function regionCard(f) {
     figure('abandoned', 'lead.fig.abandoned', String(f.outcomes.abandoned), f.outcomes.abandoned),
     figure('travel-km', 'lead.fig.travelKm', t('lead.unit.km', { km: num(f.travelAvoided.km, 0) }), f.travelAvoided.km, 'lead.estimate'),
     figure('travel-hours', 'lead.fig.travelHours', t('lead.unit.h', { h: num(f.travelAvoided.hours, 1) }), f.travelAvoided.hours, 'lead.estimate'),
-  );
-  return h('article', { class: 'region-card', 'data-region': f.region, 'aria-label': f.name }, heading, list);
+  ]);
+}
+
+/**
+ * A region's card: its name and its figures.
+ * @param {{region: string, name: string}} f
+ * @param {HTMLElement[]} figures
+ */
+function regionArticle(f, figures) {
+  const list = h('dl', { class: 'figures' }, ...figures);
+  return h('article', { class: 'region-card', 'data-region': f.region, 'aria-label': f.name }, h('h3', {}, f.name), list);
 }
 
 // ---- charts -----------------------------------------------------------------------------
@@ -217,25 +225,29 @@ function percent(share) {
   return share == null ? '–' : t('lead.unit.pct', { pct: num(share * 100, 0) });
 }
 
+/** A count: its value is its text. @param {string} key @param {string} labelKey @param {number} value */
+function count(key, labelKey, value) {
+  return figure(key, labelKey, String(value), value);
+}
+
 /** @param {RegionEffect} f */
 function effectCard(f) {
   const days = (/** @type {number | null} */ d) => (d == null ? '–' : t('lead.unit.days', { d: num(d, 1) }));
-  const list = h('dl', { class: 'figures' },
-    figure('wounds', 'lead.eff.wounds', String(f.wounds), f.wounds),
-    figure('measured', 'lead.eff.measured', String(f.measured), f.measured),
-    figure('reduction-median', 'lead.eff.reductionMedian',
-      f.areaReduction4w.medianPct == null ? '–' : t('lead.unit.pct', { pct: num(f.areaReduction4w.medianPct, 0) }),
-      f.areaReduction4w.medianPct),
-    figure('reduction-wounds', 'lead.eff.reductionWounds', String(f.areaReduction4w.values), f.areaReduction4w.values),
-    figure('reduction-40', 'lead.eff.reduction40', String(f.areaReduction4w.atLeast40), f.areaReduction4w.atLeast40),
-    figure('healed', 'lead.eff.healed', String(f.healing.healed), f.healing.healed),
-    figure('healing-median', 'lead.eff.healingMedian', days(f.healing.medianDays), f.healing.medianDays),
-    figure('healing-p90', 'lead.eff.healingP90', days(f.healing.p90Days), f.healing.p90Days),
-    figure('share-home', 'lead.eff.shareHome', percent(f.outcomes.shareAtHome), f.outcomes.shareAtHome),
-    figure('re-referred', 'lead.eff.reReferred', String(f.reReferrals.count), f.reReferrals.count),
-    figure('re-referral-share', 'lead.eff.reReferralShare', percent(f.reReferrals.share), f.reReferrals.share),
-  );
-  return h('article', { class: 'region-card', 'data-region': f.region, 'aria-label': f.name }, h('h3', {}, f.name), list);
+  const { areaReduction4w: area, healing, outcomes, reReferrals: again } = f;
+  const medianPct = area.medianPct == null ? '–' : t('lead.unit.pct', { pct: num(area.medianPct, 0) });
+  return regionArticle(f, [
+    count('wounds', 'lead.eff.wounds', f.wounds),
+    count('measured', 'lead.eff.measured', f.measured),
+    figure('reduction-median', 'lead.eff.reductionMedian', medianPct, area.medianPct),
+    count('reduction-wounds', 'lead.eff.reductionWounds', area.values),
+    count('reduction-40', 'lead.eff.reduction40', area.atLeast40),
+    count('healed', 'lead.eff.healed', healing.healed),
+    figure('healing-median', 'lead.eff.healingMedian', days(healing.medianDays), healing.medianDays),
+    figure('healing-p90', 'lead.eff.healingP90', days(healing.p90Days), healing.p90Days),
+    figure('share-home', 'lead.eff.shareHome', percent(outcomes.shareAtHome), outcomes.shareAtHome),
+    count('re-referred', 'lead.eff.reReferred', again.count),
+    figure('re-referral-share', 'lead.eff.reReferralShare', percent(again.share), again.share),
+  ]);
 }
 
 const DAY_MS = 86_400_000;

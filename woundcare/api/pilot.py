@@ -34,7 +34,7 @@ from ..pilot.figures import (
     to_csv,
     visible_regions,
 )
-from ..pilot.effect import EFFECT_COLUMNS, WOUNDS_COLUMNS, compute_effect
+from ..pilot.effect import EFFECT_COLUMNS, WOUNDS_COLUMNS, EffectFigures, compute_effect
 from ..pilot.measure_report import measure_bundle
 from .body import Travel
 from .errors import api_error
@@ -141,39 +141,35 @@ async def sessions_csv(request: web.Request) -> web.Response:
     return _csv(to_csv(SESSIONS_COLUMNS, [s.row() for s in found]), "pilot-sessions.csv")
 
 
+async def _effect(request: web.Request, what: str) -> tuple[Period, list[EffectFigures]]:
+    """The period asked for and the effect figures of the regions asked for in it."""
+    period = _period(request)
+    regions = await _regions(request, what)
+    return period, await compute_effect(services(request).pilot, regions, period)
+
+
 @routes.get("/api/pilot/effect")
 @requires(Action.PILOT_FIGURES)
 async def effect(request: web.Request) -> web.Response:
     """Evidence of effect per region (see :mod:`woundcare.pilot.effect`), with each wound's
     area over time by pseudonym."""
-    period = _period(request)
-    regions = await _regions(request, "effect")
-    found = await compute_effect(services(request).pilot, regions, period)
-    return web.json_response(
-        {
-            **period.json(),
-            "regions": [f.json() for f in found],
-            "wounds": [w.json() for f in found for w in f.wounds],
-        },
-        headers={"Cache-Control": "no-store"},
-    )
+    period, found = await _effect(request, "effect")
+    wounds = [w.json() for f in found for w in f.wounds]
+    body = {**period.json(), "regions": [f.json() for f in found], "wounds": wounds}
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
 @routes.get("/api/pilot/effect.csv")
 @requires(Action.PILOT_FIGURES)
 async def effect_csv(request: web.Request) -> web.Response:
-    period = _period(request)
-    regions = await _regions(request, "effect.csv")
-    found = await compute_effect(services(request).pilot, regions, period)
+    _, found = await _effect(request, "effect.csv")
     return _csv(to_csv(EFFECT_COLUMNS, [f.row() for f in found]), "pilot-effect.csv")
 
 
 @routes.get("/api/pilot/wounds.csv")
 @requires(Action.PILOT_FIGURES)
 async def wounds_csv(request: web.Request) -> web.Response:
-    period = _period(request)
-    regions = await _regions(request, "wounds.csv")
-    found = await compute_effect(services(request).pilot, regions, period)
+    _, found = await _effect(request, "wounds.csv")
     return _csv(to_csv(WOUNDS_COLUMNS, [w.row() for f in found for w in f.wounds]), "pilot-wounds.csv")
 
 
@@ -181,17 +177,11 @@ async def wounds_csv(request: web.Request) -> web.Response:
 @requires(Action.PILOT_FIGURES)
 async def effect_fhir(request: web.Request) -> web.Response:
     """The effect figures as a FHIR Bundle of MeasureReports, one per region."""
-    period = _period(request)
-    regions = await _regions(request, "effect.fhir")
-    found = await compute_effect(services(request).pilot, regions, period)
-    bundle = measure_bundle(found, period, datetime.now(UTC))
+    period, found = await _effect(request, "effect.fhir")
     return web.Response(
-        body=orjson.dumps(bundle),
+        body=orjson.dumps(measure_bundle(found, period, datetime.now(UTC))),
         content_type="application/fhir+json",
-        headers={
-            "Content-Disposition": 'attachment; filename="pilot-effect.fhir.json"',
-            "Cache-Control": "no-store",
-        },
+        headers={"Content-Disposition": 'attachment; filename="pilot-effect.fhir.json"', "Cache-Control": "no-store"},
     )
 
 
