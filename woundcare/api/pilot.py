@@ -221,4 +221,5 @@ async def municipalities(request: web.Request) -> web.Response:
     code = request.query.get("region") or ""
     region_id = await checked_region(request, code, Action.PATIENT_CREATE)
     names = await services(request).pilot.municipalities(region_id)
+    audit_target(request, f"municipalities:{code}"[:120], region_id)
     return web.json_response({"region": code, "municipalities": names})
