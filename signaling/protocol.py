@@ -289,6 +289,102 @@ class VideoProfileMessage:
             _check_len("reason", self.reason, 120)
 
 
+class DrawOp(str, enum.Enum):
+    """What an ``annotation`` does on the nurse's screen (telestration)."""
+
+    STROKE = "stroke"
+    POINTER = "pointer"
+    """Transient: shown for 2 s, neither stored nor logged."""
+    UNDO = "undo"
+    CLEAR = "clear"
+
+
+class Shape(str, enum.Enum):
+    FREE = "free"
+    ARROW = "arrow"
+    CIRCLE = "circle"
+
+
+PALETTE = frozenset({"#00E5FF", "#FFEB3B", "#76FF03", "#FF00FF"})
+"""Stroke colours that stay visible on skin and dressings."""
+MAX_POINTS = 512
+_MARK_ID = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
+def _check_mark_id(value: str | None) -> None:
+    if value is None or not _MARK_ID.fullmatch(value):
+        raise ValueError("'id' must be 1-40 characters of A-Z a-z 0-9 _ -")
+
+
+def _check_points(points: list, least: int, most: int) -> None:
+    # Normalized to the video frame: coordinates only, so a bool or a string is refused too.
+    if not least <= len(points) <= most:
+        raise ValueError(f"'points' must hold {least} to {most} points")
+    for point in points:
+        if type(point) is not list or len(point) != 2:
+            raise ValueError("'points' must be [x, y] pairs")
+        for v in point:
+            if type(v) not in (int, float) or not 0 <= v <= 1:
+                raise ValueError("'points' coordinates must be numbers from 0 to 1")
+
+
+@dataclass(slots=True)
+class Annotation:
+    """Telestration from a specialist to the nurse's screen: a stroke, a pointer, undo or
+    clear, in coordinates normalized to the video frame (docs/protocol.md §6.11)."""
+
+    type: ClassVar[str] = "annotation"
+    to: str
+    op: DrawOp
+    id: str | None = None
+    """Chosen by the sender, unique per message: receivers de-duplicate the data-channel and
+    signaling copies by it. Required except for ``pointer``."""
+    shape: Shape | None = None
+    points: list | None = None
+    """``[[x, y], ...]``, each 0 to 1, origin at the frame's top left."""
+    color: str | None = None
+    still: str | None = None
+    """The snapshot request whose frozen still the stroke is on; None: the live video."""
+
+    def __post_init__(self) -> None:
+        _check_id("to", self.to)
+        if self.still is not None:
+            _check_id("still", self.still)
+        stroke = self.op is DrawOp.STROKE
+        if self.op is not DrawOp.POINTER or self.id is not None:
+            _check_mark_id(self.id)
+        if stroke != (self.shape is not None) or stroke != (self.color is not None):
+            raise ValueError("'shape' and 'color' come with a stroke only")
+        if self.color is not None and self.color not in PALETTE:
+            raise ValueError("'color' must be one of the palette")
+        if (self.points is not None) != (stroke or self.op is DrawOp.POINTER):
+            raise ValueError("'points' come with a stroke or a pointer only")
+        if self.points is not None:
+            least = 2 if self.shape in (Shape.ARROW, Shape.CIRCLE) else 1
+            _check_points(self.points, least, MAX_POINTS if stroke else 1)
+
+
+@dataclass(slots=True)
+class Freeze:
+    """A specialist freezes both screens on a still (``on``) or returns them to live video."""
+
+    type: ClassVar[str] = "freeze"
+    to: str
+    on: bool
+    id: str
+    """Unique per message, for de-duplication, like an annotation's."""
+    still: str | None = None
+    """The ``snapshot_request`` id whose still both sides show; required with ``on``."""
+
+    def __post_init__(self) -> None:
+        _check_id("to", self.to)
+        _check_mark_id(self.id)
+        if self.still is not None:
+            _check_id("still", self.still)
+        elif self.on:
+            raise ValueError("'still' is required to freeze")
+
+
 ClientMessage = (
     Join
     | Offer
@@ -300,6 +396,8 @@ ClientMessage = (
     | Chat
     | SnapshotRequest
     | VideoProfileMessage
+    | Annotation
+    | Freeze
 )
 
 _CLASSES: tuple[type[Any], ...] = (
@@ -313,6 +411,8 @@ _CLASSES: tuple[type[Any], ...] = (
     Chat,
     SnapshotRequest,
     VideoProfileMessage,
+    Annotation,
+    Freeze,
 )
 
 # W3C camelCase on the wire, snake_case in Python.

@@ -19,7 +19,7 @@ LONG = "A" * 5000
         (RegionChoice, {"region": "   "}, "'region' must be text of 1-32 characters"),
         (RegionChoice, {"region": 7}, "'region' must be text of 1-32 characters"),
         (RegionChoice, {"region": LONG}, "'region' must be text of 1-32 characters"),
-        (NewPatient, {"region": "east", "nationalId": LONG}, "'nationalId' must be text of 1-11 characters"),
+        (NewPatient, {"region": "east", "nationalId": LONG}, "'nationalId' must be text of 1-20 characters"),
         (Login, {"username": "kari", "password": ""}, "'password' is required"),
         (Login, {"username": "kari", "password": LONG}, "'password' is required"),
         (Travel, {"region": "east", "municipality": "Hamar", "km": True}, "'km' must be a number from 0 to 2000"),

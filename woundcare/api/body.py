@@ -66,9 +66,19 @@ class Login(BaseModel):
     """A second-factor code; anything but text counts as none given."""
 
 
-class NewPatient(BaseModel):
+NATIONAL_ID_CHARS = 20
+"""11 digits and room for the spacing people type them with; the number's own rules are
+checked after (:func:`woundcare.records.patients.normalize_national_id`)."""
+
+
+class NationalIdLookup(BaseModel):
+    """A national id to find a patient by: in a body, never in a URL."""
+
     region: Annotated[str, text(32)]
-    national_id: Annotated[str, text(11), Field(alias="nationalId")]
+    national_id: Annotated[str, text(NATIONAL_ID_CHARS), Field(alias="nationalId")]
+
+
+class NewPatient(NationalIdLookup):
     name: Annotated[str, text(200)]
     municipality: Annotated[str | None, optional_text(64)] = None
 

@@ -10,14 +10,15 @@ from aiohttp import web
 
 from ..appkeys import services
 from ..auth.policy import Action, regions_for
-from ..records.patients import PatientIdentity, PatientView, valid_national_id
-from .body import NewPatient
+from ..records.patients import PatientIdentity, PatientView
+from .body import NationalIdLookup, NewPatient
 from .errors import api_error
 from .guard import audit_target, requires, subject
 from .regions import read_regional_body, region_id_for
 from .visible import PATIENT, load_visible
 
 routes = web.RouteTableDef()
+
 
 def patient_json(view: PatientView) -> dict[str, object]:
     body: dict[str, object] = {"id": view.pseudonym}
@@ -30,9 +31,9 @@ def patient_json(view: PatientView) -> dict[str, object]:
 @routes.post("/api/patients")
 @requires(Action.PATIENT_CREATE)
 async def register_patient(request: web.Request) -> web.Response:
+    """201 with a new patient; 200 with the region's patient of that national id if there is
+    one (``existed``: the name given is not stored, the one registered first is answered)."""
     body, region_id = await read_regional_body(request, NewPatient, Action.PATIENT_CREATE)
-    if not valid_national_id(body.national_id):
-        raise api_error(400, "bad_national_id", "'nationalId' is not a valid Norwegian identity number")
     known = await services(request).pilot.municipalities(region_id) if body.municipality is not None else []
     if body.municipality is not None and body.municipality not in known:
         # From the lead's list only: a free-text name would never match a travel distance.
@@ -40,7 +41,22 @@ async def register_patient(request: web.Request) -> web.Response:
     identity = PatientIdentity(body.national_id, body.name)
     view = await services(request).patients.register(region_id, identity, body.municipality)
     audit_target(request, f"patient:{view.pseudonym}", region_id)
-    return web.json_response(patient_json(view), status=201)
+    return web.json_response({**patient_json(view), "existed": view.existed}, status=200 if view.existed else 201)
+
+
+@routes.post("/api/patients/lookup")
+@requires(Action.PATIENT_LIST)
+async def find_patient(request: web.Request) -> web.Response:
+    """The region's patient of a national id, or ``null``: the number comes in the body, so
+    it is in no URL, access log or browser history."""
+    body, region_id = await read_regional_body(request, NationalIdLookup, Action.PATIENT_LIST)
+    patients = services(request).patients
+    found = await patients.by_national_id(region_id, body.national_id)
+    audit_target(request, f"patient:{found.pseudonym if found else 'none'}", region_id)
+    if found is None:
+        return web.json_response({"patient": None})
+    view = PatientView(found.pseudonym, found.region_id, await patients.identity(found))
+    return web.json_response({"patient": patient_json(view)})
 
 
 @routes.get("/api/patients")

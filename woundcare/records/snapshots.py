@@ -323,7 +323,7 @@ class Snapshots:
         return _view(row, annotations)
 
     async def fill_areas(self, batch: int = 200) -> int:
-        """Write the plain area (migration 0005) of snapshots measured before it, from their
+        """Write the plain area (migration 0006) of snapshots measured before it, from their
         sealed annotations; returns how many got one. Resumable: each batch commits, and rows
         already filled are not read again (annotated ones without an outline are, and stay None)."""
         filled, after = 0, ""

@@ -8,8 +8,8 @@ decimals) is kept plain beside the sealed value, written by the same annotate ca
 Snapshots measured before this revision have no plain area until they are annotated again
 (``woundcare pilot areas`` fills them from the sealed measurement).
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-06 14:20:00.000000
 """
 
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0005'
-down_revision: str | None = '0004'
+revision: str = '0006'
+down_revision: str | None = '0005'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
