@@ -124,6 +124,7 @@ async def seed_effect(server: RunningServer, seed: int = 18) -> list[Wound]:
                 })
                 if area is not None:
                     wound.areas.append((taken, area))
+                outcome: str | None
                 if healed:
                     outcome = "healed"
                 elif course == "referred" and visit == 2:
