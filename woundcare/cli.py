@@ -388,6 +388,14 @@ async def _region_shred(services: Services, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _pilot_areas(services: Services, args: argparse.Namespace) -> int:
+    """Fill the plain wound areas the effect figures read, for snapshots measured before 0007."""
+    filled = await services.snapshots.fill_areas()
+    await _audit(services, "pilot.areas", f"snapshots:{filled}")
+    print(f"{filled} measured snapshots now carry their area for the effect figures")
+    return 0
+
+
 async def _device_revoke(services: Services, args: argparse.Namespace) -> int:
     region_id = await services.accounts.device_region(args.id)
     if region_id is None:
@@ -524,6 +532,12 @@ def build_parser() -> argparse.ArgumentParser:
     patients_index.set_defaults(func=_admin(_patients_index))
 
     new_password = f"password from ${NEW_PASSWORD_ENV}, else generated and printed once"
+    pilot = sub.add_parser("pilot", help="the pilot's figures").add_subparsers(dest="action", required=True)
+    pilot_areas = pilot.add_parser(
+        "areas", parents=[common], help="fill the wound areas of snapshots measured before migration 0007 (resumable)"
+    )
+    pilot_areas.set_defaults(func=_admin(_pilot_areas))
+
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
     user_add = user.add_parser("add", parents=[common], help=f"add a user ({new_password})")
     user_add.add_argument("username")

@@ -11,6 +11,7 @@ and, after a passing run, ``docs/screenshots/``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from tests.e2e.browser import Traffic, async_playwright, launch, publish_screenshots
 from tests.e2e.process import REPO_ROOT
@@ -23,6 +24,24 @@ DESKTOP = {"width": 1440, "height": 900}
 SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
 UI_TIMEOUT_MS = 15_000
 MINE, FOREIGN = ("pa", "pb"), "pc"
+
+
+async def logged_in(
+    browser: Any, traffic: Traffic, page_errors: list[str], origin: str, user: tuple[str, str], landing: str
+) -> tuple[Any, Any]:
+    """A new desktop context (Norwegian) and page, watched, logged in through the login page as
+    ``user`` (name, password) and landed on ``landing``."""
+    context = await browser.new_context(viewport=DESKTOP, locale="nb-NO", accept_downloads=True)
+    page = await context.new_page()
+    traffic.watch(page)
+    page.on("pageerror", lambda error: page_errors.append(str(error)))
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    await page.goto(origin + "/")
+    await page.fill("#username", user[0])
+    await page.fill("#password", user[1])
+    await page.click("#login-form button[type=submit]")
+    await page.wait_for_url(origin + landing, timeout=UI_TIMEOUT_MS)
+    return context, page
 
 
 async def test_pilot_lead_dashboard(start_server: Callable[..., Awaitable[RunningServer]]) -> None:
@@ -42,18 +61,8 @@ async def test_pilot_lead_dashboard(start_server: Callable[..., Awaitable[Runnin
     async with playwright_context as playwright:
         browser = await launch(playwright)
         try:
-            context = await browser.new_context(viewport=DESKTOP, locale="nb-NO")
-            page = await context.new_page()
-            traffic.watch(page)
-            page.on("pageerror", lambda error: page_errors.append(str(error)))
-            page.set_default_timeout(UI_TIMEOUT_MS)
-
             # --- log in through the page; a pilot lead lands on /lead ------------------------
-            await page.goto(origin + "/")
-            await page.fill("#username", "pilotleder")
-            await page.fill("#password", PASSWORD)
-            await page.click("#login-form button[type=submit]")
-            await page.wait_for_url(origin + "/lead", timeout=UI_TIMEOUT_MS)
+            context, page = await logged_in(browser, traffic, page_errors, origin, ("pilotleder", PASSWORD), "/lead")
             await expect(page.locator("#user-name")).to_have_text("Test pilotleder")
 
             # --- the region selector: the lead's two regions, not the third ------------------
@@ -65,10 +74,10 @@ async def test_pilot_lead_dashboard(start_server: Callable[..., Awaitable[Runnin
             assert api.status == 200
             figures = (await api.json())["regions"]
             assert [f["region"] for f in figures] == list(MINE)
-            cards = page.locator(".region-card")
+            cards = page.locator("#figure-cards .region-card")
             await expect(cards).to_have_count(2)
             for f in figures:
-                card = page.locator(f'.region-card[data-region="{f["region"]}"]')
+                card = page.locator(f'#figure-cards .region-card[data-region="{f["region"]}"]')
                 await expect(card.locator("h3")).to_have_text(f["name"])
                 await expect(card.locator('[data-figure="consultations"]')).to_have_text(str(f["consultations"]))
                 await expect(card.locator('[data-figure="reconnections"]')).to_have_text(str(f["reconnections"]["count"]))
@@ -127,7 +136,7 @@ async def test_pilot_lead_dashboard(start_server: Callable[..., Awaitable[Runnin
             # --- one region selected: the query reaches cards and CSV links ------------------
             await page.select_option("#region", "pb")
             await expect(cards).to_have_count(1)
-            await expect(page.locator('.region-card[data-region="pb"]')).to_have_count(1)
+            await expect(page.locator('#figure-cards .region-card[data-region="pb"]')).to_have_count(1)
             await expect(page.locator("#figures-csv")).to_have_attribute("href", "/api/pilot/figures.csv?region=pb")
             await page.select_option("#region", "")
             await expect(cards).to_have_count(2)

@@ -116,10 +116,86 @@ export function barChart(chart) {
     legend.append(item);
   }
 
+  return chartFigure(chart.label, root, legend);
+}
+
+/**
+ * A chart's <figure>, captioned.
+ * @param {string} label
+ * @param {...Node} parts
+ * @returns {HTMLElement}
+ */
+function chartFigure(label, ...parts) {
   const figure = document.createElement('figure');
   figure.className = 'chart-figure';
   const caption = document.createElement('figcaption');
-  caption.textContent = chart.label;
-  figure.append(caption, root, legend);
+  caption.textContent = label;
+  figure.append(caption, ...parts);
   return figure;
+}
+
+/**
+ * @typedef {{x: number, y: number}} LinePoint
+ * @typedef {{label: string, points: LinePoint[]}} Line
+ * @typedef {{
+ *   label: string,
+ *   xLabel: string,
+ *   yLabel: string,
+ *   lines: Line[],
+ *   xMax?: number,
+ *   format?: (value: number) => string,
+ * }} LineChart
+ */
+
+/**
+ * Lines over a shared x axis (e.g. each wound's area, in % of its first measurement, by day),
+ * from 0 on both axes. Each line carries a <title> with its label and points, and the chart an
+ * aria-label with every line's last point, so the picture is not the only way to the numbers.
+ * @param {LineChart} chart
+ * @returns {HTMLElement} a <figure> holding the <svg>
+ */
+export function lineChart(chart) {
+  const format = chart.format ?? ((value) => String(value));
+  const all = chart.lines.flatMap((line) => line.points);
+  const xTop = niceMax(chart.xMax ?? Math.max(0, ...all.map((p) => p.x)));
+  const yTop = niceMax(Math.max(0, ...all.map((p) => p.y)));
+  const plotW = WIDTH - PAD.left - PAD.right;
+  const plotH = HEIGHT - PAD.top - PAD.bottom;
+  const x = (/** @type {number} */ value) => PAD.left + (Math.min(value, xTop) / xTop) * plotW;
+  const y = (/** @type {number} */ value) => PAD.top + plotH - (value / yTop) * plotH;
+
+  const summary = chart.lines.map((line) => {
+    const last = line.points[line.points.length - 1];
+    return last ? `${line.label}: ${format(last.y)} (${format(last.x)})` : line.label;
+  }).join('; ');
+  const root = svg('svg', {
+    viewBox: `0 0 ${WIDTH} ${HEIGHT}`, class: 'chart', role: 'img', 'aria-label': `${chart.label}. ${summary}`,
+  });
+  const axis = svg('g', { class: 'chart-axis', 'aria-hidden': 'true' });
+  for (let i = 0; i <= TICKS; i += 1) {
+    const yValue = (yTop / TICKS) * i;
+    const xValue = (xTop / TICKS) * i;
+    axis.append(
+      svg('line', { x1: PAD.left, x2: WIDTH - PAD.right, y1: y(yValue), y2: y(yValue), class: i ? 'chart-grid' : 'chart-base' }),
+      svg('text', { x: PAD.left - 6, y: y(yValue) + 4, 'text-anchor': 'end' }, format(yValue)),
+      svg('text', { x: x(xValue), y: HEIGHT - PAD.bottom + 16, 'text-anchor': 'middle' }, format(xValue)),
+    );
+  }
+  axis.append(
+    svg('text', { x: PAD.left + plotW / 2, y: HEIGHT - 6, 'text-anchor': 'middle', class: 'chart-label' }, chart.xLabel),
+    svg('text', { x: 4, y: PAD.top - 4, class: 'chart-label' }, chart.yLabel),
+  );
+  root.append(axis);
+  const lines = svg('g', { class: 'chart-lines' });
+  for (const line of chart.lines) {
+    if (!line.points.length) continue;
+    const text = line.points.map((p) => `${format(p.x)}: ${format(p.y)}`).join(', ');
+    const path = line.points.map((p) => `${x(p.x).toFixed(1)},${y(p.y).toFixed(1)}`).join(' ');
+    lines.append(svg('g', { class: 'chart-line', 'data-line': line.label, 'data-points': line.points.length },
+      svg('title', {}, `${line.label} – ${text}`),
+      svg('polyline', { points: path, class: 'line' }),
+      ...line.points.map((p) => svg('circle', { cx: x(p.x).toFixed(1), cy: y(p.y).toFixed(1), r: 3, class: 'dot' }))));
+  }
+  root.append(lines);
+  return chartFigure(chart.label, root);
 }

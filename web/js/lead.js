@@ -1,11 +1,14 @@
 /**
  * The pilot lead's page: the pilot's figures per region for a period (cards and bar charts),
- * the session log behind them (each consultation's events expandable), and CSV downloads of
- * both. Everything comes from /api/pilot/*; the API only answers for the lead's own regions.
+ * the evidence of effect (healing figures and each wound's area curve), the session log behind
+ * them (each consultation's events expandable), the travel table the lead keeps (which is also
+ * the list of municipalities nurses register patients in), and CSV and FHIR downloads. The
+ * date filter applies to everything shown and downloaded. Everything comes from /api/pilot/*;
+ * the API only answers for the lead's own regions.
  */
 
-import { getFile, getJson } from './api.js';
-import { barChart } from './charts.js';
+import { getFile, getJson, putJson } from './api.js';
+import { barChart, lineChart } from './charts.js';
 import { byId, h } from './dom.js';
 import { LANGUAGE_EVENT, formatNumber, language, setText, t } from './i18n.js';
 import { startPage } from './page.js';
@@ -21,6 +24,17 @@ import { startPage } from './page.js';
  *   outcomes: {treatedAtHome: number, referred: number, abandoned: number, none: number},
  *   travelAvoided: {km: number, hours: number, kmPerTrip: number, hoursPerTrip: number, placeholder: boolean},
  * }} RegionFigures
+ * @typedef {{
+ *   region: string, name: string, wounds: number, measured: number,
+ *   areaReduction4w: {values: number, medianPct: number | null, atLeast40: number},
+ *   healing: {healed: number, open: number, medianDays: number | null, p90Days: number | null},
+ *   outcomes: {treatedAtHome: number, referred: number, none: number, shareAtHome: number | null},
+ *   reReferrals: {count: number, ofKeptAtHome: number, share: number | null, withinDays: number},
+ * }} RegionEffect
+ * @typedef {{
+ *   patient: string, region: string, firstAt: string, areas: {at: string, areaCm2: number}[],
+ *   baselineCm2: number | null, reductionPct: number | null, daysToHealing: number | null, healedAt: string | null,
+ * }} WoundCourse
  * @typedef {{at: string, kind: string, role: string | null, participant: string | null}} SessionEvent
  * @typedef {{
  *   id: string, region: string, patient: string, status: string, createdAt: string,
@@ -43,14 +57,18 @@ const toInput = /** @type {HTMLInputElement} */ (byId('to'));
 const status = byId('lead-status');
 const error = byId('lead-error');
 
-/** @type {{figures: RegionFigures[], sessions: Session[]} | null} */
+/** @type {{figures: RegionFigures[], sessions: Session[], effect: RegionEffect[], wounds: WoundCourse[]} | null} */
 let shown = null;
 /** Region names by code, for the session list. @type {Map<string, string>} */
 const regionNames = new Map();
 
 /** @param {{code: string, name: string, roles: string[]}[]} regions */
 function fillRegions(regions) {
+  const travelRegions = /** @type {HTMLSelectElement} */ (byId('travel-region'));
+  travelRegions.replaceChildren();
   for (const region of regions) {
+    // Only a pilot lead edits the travel table (Action.PILOT_TRAVEL_EDIT).
+    if (region.roles.includes('pilot_lead')) travelRegions.append(h('option', { value: region.code }, region.name));
     if (!region.roles.some((role) => LEAD_ROLES.includes(role))) continue;
     regionNames.set(region.code, region.name);
     regionSelect.append(h('option', { value: region.code }, region.name));
@@ -119,8 +137,7 @@ function figure(key, labelKey, text, raw, noteKey) {
 
 /** @param {RegionFigures} f */
 function regionCard(f) {
-  const heading = h('h3', {}, f.name);
-  const list = h('dl', { class: 'figures' },
+  return regionArticle(f, [
     figure('consultations', 'lead.fig.consultations', String(f.consultations), f.consultations),
     figure('wait-median', 'lead.fig.waitMedian', duration(f.waitSeconds.median), f.waitSeconds.median),
     figure('wait-p90', 'lead.fig.waitP90', duration(f.waitSeconds.p90), f.waitSeconds.p90),
@@ -132,8 +149,17 @@ function regionCard(f) {
     figure('abandoned', 'lead.fig.abandoned', String(f.outcomes.abandoned), f.outcomes.abandoned),
     figure('travel-km', 'lead.fig.travelKm', t('lead.unit.km', { km: num(f.travelAvoided.km, 0) }), f.travelAvoided.km, 'lead.estimate'),
     figure('travel-hours', 'lead.fig.travelHours', t('lead.unit.h', { h: num(f.travelAvoided.hours, 1) }), f.travelAvoided.hours, 'lead.estimate'),
-  );
-  return h('article', { class: 'region-card', 'data-region': f.region, 'aria-label': f.name }, heading, list);
+  ]);
+}
+
+/**
+ * A region's card: its name and its figures.
+ * @param {{region: string, name: string}} f
+ * @param {HTMLElement[]} figures
+ */
+function regionArticle(f, figures) {
+  const list = h('dl', { class: 'figures' }, ...figures);
+  return h('article', { class: 'region-card', 'data-region': f.region, 'aria-label': f.name }, h('h3', {}, f.name), list);
 }
 
 // ---- charts -----------------------------------------------------------------------------
@@ -192,6 +218,103 @@ function charts(figures) {
   ];
 }
 
+// ---- evidence of effect -----------------------------------------------------------------
+
+/** A share (0..1) as a percentage. @param {number | null} share */
+function percent(share) {
+  return share == null ? '–' : t('lead.unit.pct', { pct: num(share * 100, 0) });
+}
+
+/** A count: its value is its text. @param {string} key @param {string} labelKey @param {number} value */
+function count(key, labelKey, value) {
+  return figure(key, labelKey, String(value), value);
+}
+
+/** @param {RegionEffect} f */
+function effectCard(f) {
+  const days = (/** @type {number | null} */ d) => (d == null ? '–' : t('lead.unit.days', { d: num(d, 1) }));
+  const { areaReduction4w: area, healing, outcomes, reReferrals: again } = f;
+  const medianPct = area.medianPct == null ? '–' : t('lead.unit.pct', { pct: num(area.medianPct, 0) });
+  return regionArticle(f, [
+    count('wounds', 'lead.eff.wounds', f.wounds),
+    count('measured', 'lead.eff.measured', f.measured),
+    figure('reduction-median', 'lead.eff.reductionMedian', medianPct, area.medianPct),
+    count('reduction-wounds', 'lead.eff.reductionWounds', area.values),
+    count('reduction-40', 'lead.eff.reduction40', area.atLeast40),
+    count('healed', 'lead.eff.healed', healing.healed),
+    figure('healing-median', 'lead.eff.healingMedian', days(healing.medianDays), healing.medianDays),
+    figure('healing-p90', 'lead.eff.healingP90', days(healing.p90Days), healing.p90Days),
+    figure('share-home', 'lead.eff.shareHome', percent(outcomes.shareAtHome), outcomes.shareAtHome),
+    count('re-referred', 'lead.eff.reReferred', again.count),
+    figure('re-referral-share', 'lead.eff.reReferralShare', percent(again.share), again.share),
+  ]);
+}
+
+const DAY_MS = 86_400_000;
+
+/** Each wound's area in % of its first measurement, by day since then; one chart per region. @param {RegionEffect[]} effect @param {WoundCourse[]} wounds */
+function woundCurves(effect, wounds) {
+  return effect.filter((f) => wounds.some((w) => w.region === f.region && w.areas.length)).map((f) => lineChart({
+    label: t('lead.chart.woundArea', { region: f.name }),
+    xLabel: t('lead.chart.daysSinceFirst'),
+    yLabel: '%',
+    format: (v) => formatNumber(v, 0),
+    lines: wounds.filter((w) => w.region === f.region && w.areas.length).map((w) => {
+      const start = Date.parse(w.areas[0].at);
+      const base = w.areas[0].areaCm2;
+      const points = w.areas.map((a) => ({ x: (Date.parse(a.at) - start) / DAY_MS, y: (100 * a.areaCm2) / base }));
+      // A healing is an area of 0 (an outline can't have none), as the figures count it.
+      if (w.healedAt && Date.parse(w.healedAt) >= start) points.push({ x: (Date.parse(w.healedAt) - start) / DAY_MS, y: 0 });
+      return { label: w.patient, points };
+    }),
+  }));
+}
+
+// ---- travel table -------------------------------------------------------------------------
+
+const travelForm = /** @type {HTMLFormElement} */ (byId('travel-form'));
+const travelRegion = /** @type {HTMLSelectElement} */ (byId('travel-region'));
+const travelStatus = byId('travel-status');
+const travelError = byId('travel-error');
+
+/** The region's distances, also the municipalities a nurse may register patients in. */
+async function loadTravel() {
+  const body = byId('travel-body');
+  if (!travelRegion.value) {
+    body.replaceChildren();
+    return;
+  }
+  try {
+    const table = await getJson(`/api/pilot/travel?region=${encodeURIComponent(travelRegion.value)}`);
+    body.replaceChildren(...table.municipalities.map((/** @type {{municipality: string, km: number, hours: number}} */ row) =>
+      h('tr', { 'data-municipality': row.municipality },
+        h('td', {}, row.municipality), h('td', { class: 'num' }, num(row.km, 1)), h('td', { class: 'num' }, num(row.hours, 1)))));
+  } catch {
+    setText(travelError, 'error.generic');
+  }
+}
+
+travelForm.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  travelError.textContent = '';
+  travelStatus.textContent = '';
+  const data = new FormData(travelForm);
+  const municipality = String(data.get('municipality') ?? '').trim();
+  const region = travelRegion.value;
+  try {
+    await putJson('/api/pilot/travel', { region, municipality, km: Number(data.get('km')), hours: Number(data.get('hours')) });
+    setText(travelStatus, 'lead.travel.saved', { municipality });
+    travelForm.reset();
+    travelRegion.value = region; // reset() would go back to the first region
+    await loadTravel();
+    await Promise.all([load(), loadTravel()]);
+  } catch (failure) {
+    const code = /** @type {{code?: string}} */ (failure).code;
+    setText(travelError, code === 'bad_request' ? 'lead.travel.invalid' : 'error.generic');
+  }
+});
+travelRegion.addEventListener('change', () => loadTravel());
+
 // ---- sessions ---------------------------------------------------------------------------
 
 /** @param {string} prefix @param {string | null} value */
@@ -247,23 +370,32 @@ function sessionRows(session) {
 
 function render() {
   if (!shown) return;
-  const { figures, sessions } = shown;
+  const { figures, sessions, effect, wounds } = shown;
   byId('figure-cards').replaceChildren(...figures.map(regionCard));
+  byId('effect-cards').replaceChildren(...effect.map(effectCard));
+  byId('wound-curves').replaceChildren(...woundCurves(effect, wounds));
   byId('charts').replaceChildren(...(figures.length ? charts(figures) : []));
   byId('sessions-body').replaceChildren(...sessions.flatMap(sessionRows));
   setText(byId('sessions-count'), 'lead.sessionsCount', { n: sessions.length });
   setText(status, figures.length ? 'lead.loaded' : 'lead.noRegions', { n: figures.length });
 }
 
+/** The download links (id, path): each gets the filter's query. */
+const DOWNLOADS = [
+  ['figures-csv', '/api/pilot/figures.csv'], ['sessions-csv', '/api/pilot/sessions.csv'],
+  ['effect-csv', '/api/pilot/effect.csv'], ['wounds-csv', '/api/pilot/wounds.csv'], ['effect-fhir', '/api/pilot/effect.fhir'],
+];
+
 async function load() {
   const q = query();
-  /** @type {HTMLAnchorElement} */ (byId('figures-csv')).href = `/api/pilot/figures.csv${q}`;
-  /** @type {HTMLAnchorElement} */ (byId('sessions-csv')).href = `/api/pilot/sessions.csv${q}`;
+  for (const [id, path] of DOWNLOADS) /** @type {HTMLAnchorElement} */ (byId(id)).href = `${path}${q}`;
   error.textContent = '';
   setText(status, 'lead.loading');
   try {
-    const [figures, sessions] = await Promise.all([getJson(`/api/pilot/figures${q}`), getJson(`/api/pilot/sessions${q}`)]);
-    shown = { figures: figures.regions, sessions: sessions.sessions };
+    const [figures, sessions, effect] = await Promise.all([
+      getJson(`/api/pilot/figures${q}`), getJson(`/api/pilot/sessions${q}`), getJson(`/api/pilot/effect${q}`),
+    ]);
+    shown = { figures: figures.regions, sessions: sessions.sessions, effect: effect.regions, wounds: effect.wounds };
     render();
   } catch (failure) {
     status.textContent = '';
@@ -289,7 +421,7 @@ form.addEventListener('submit', (event) => {
 });
 // A plain link is a navigation, which a session that has ended answers with a bare 401 page;
 // fetched through api.js, the re-login dialog answers it and the download follows.
-for (const link of [byId('figures-csv'), byId('sessions-csv')]) {
+for (const link of DOWNLOADS.map(([id]) => byId(id))) {
   link.addEventListener('click', async (event) => {
     event.preventDefault();
     try {

@@ -13,6 +13,7 @@ import { CallMemory } from './call-memory.js';
 import { openCamera } from './camera.js';
 import { birthDateOf, byId, h } from './dom.js';
 import { setText } from './i18n.js';
+import { fillMunicipalities } from './municipalities.js';
 import { runCall } from './nurse-call.js';
 import { mountEconsultForm, showSentEconsults } from './econsult.js';
 import { startPage } from './page.js';
@@ -81,6 +82,10 @@ regionSelect.replaceChildren(
 patientSelect.addEventListener('change', () => choosePatient(patientSelect.value));
 confirmed.addEventListener('change', updateStart);
 consentForm.addEventListener('change', updateStart);
+// The municipality comes from the region's list (issue 18); it follows the region chosen.
+const municipalitySelect = /** @type {HTMLSelectElement} */ (byId('municipality-select'));
+regionSelect.addEventListener('change', () => fillMunicipalities(municipalitySelect, regionSelect.value));
+fillMunicipalities(municipalitySelect, regionSelect.value);
 registerToggle.addEventListener('click', () => {
   registerForm.hidden = !registerForm.hidden;
   registerToggle.setAttribute('aria-expanded', String(!registerForm.hidden));
@@ -99,8 +104,10 @@ registerForm.addEventListener('submit', async (event) => {
     // URL): continue with it and register nothing. The registration answers alike
     // (`existed`) if another nurse registered the number in between.
     const { patient: known } = await postJson('/api/patients/lookup', { region, nationalId });
+    // The municipality comes from the region's list (issue 18); none chosen is none given.
+    const municipality = data.get('municipality') || undefined;
     /** @type {Patient & {existed?: boolean}} */
-    const chosen = known ?? await postJson('/api/patients', { region, nationalId, name: String(data.get('name')).trim() });
+    const chosen = known ?? await postJson('/api/patients', { region, nationalId, name: String(data.get('name')).trim(), municipality });
     registerForm.reset();
     registerForm.hidden = true;
     registerToggle.setAttribute('aria-expanded', 'false');
@@ -111,7 +118,9 @@ registerForm.addEventListener('submit', async (event) => {
     }
     confirmed.focus();
   } catch (failure) {
-    setText(error, failure instanceof ApiError && failure.code === 'bad_national_id' ? 'nurse.register.badNationalId' : 'error.generic');
+    const code = failure instanceof ApiError ? failure.code : null;
+    setText(error, code === 'bad_national_id' ? 'nurse.register.badNationalId'
+      : code === 'unknown_municipality' ? 'nurse.register.unknownMunicipality' : 'error.generic');
   }
 });
 

@@ -12,6 +12,7 @@ from ..appkeys import services
 from ..auth.policy import Action, regions_for
 from ..records.patients import PatientIdentity, PatientView
 from .body import NationalIdLookup, NewPatient
+from .errors import api_error
 from .guard import audit_target, requires, subject
 from .regions import read_regional_body, region_id_for
 from .visible import PATIENT, load_visible
@@ -33,6 +34,10 @@ async def register_patient(request: web.Request) -> web.Response:
     """201 with a new patient; 200 with the region's patient of that national id if there is
     one (``existed``: the name given is not stored, the one registered first is answered)."""
     body, region_id = await read_regional_body(request, NewPatient, Action.PATIENT_CREATE)
+    known = await services(request).pilot.municipalities(region_id) if body.municipality is not None else []
+    if body.municipality is not None and body.municipality not in known:
+        # From the lead's list only: a free-text name would never match a travel distance.
+        raise api_error(400, "unknown_municipality", "'municipality' must be one of the region's municipalities")
     identity = PatientIdentity(body.national_id, body.name)
     view = await services(request).patients.register(region_id, identity, body.municipality)
     audit_target(request, f"patient:{view.pseudonym}", region_id)

@@ -4,15 +4,21 @@ For pilot leads (and admins) of a region; a named region where the caller holds 
 role is refused like an unknown one (403), and without a region the answer covers exactly
 the caller's own regions. Every call, the CSV exports included, is audited by the guard.
 
-Query parameters: ``region`` (code, optional), ``from`` and ``to`` (``YYYY-MM-DD``, UTC days,
-both included, each optional): see :mod:`woundcare.pilot.figures` for the definitions.
+Query parameters: ``region`` (code, optional), ``from`` and ``to`` (``YYYY-MM-DD``, days in
+the pilot's time zone, both included, each optional): see :mod:`woundcare.pilot.figures` and
+:mod:`woundcare.pilot.effect` for the definitions (docs/pilot-figures.md). The effect comes as
+JSON, CSV (per region and per wound) and FHIR MeasureReports.
+
+``/api/pilot/municipalities`` is for nurses: the region's municipalities to register a patient
+in, which are the ones its lead entered a distance for.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
+import orjson
 from aiohttp import web
 
 from ..appkeys import services
@@ -29,6 +35,8 @@ from ..pilot.figures import (
     to_csv,
     visible_regions,
 )
+from ..pilot.effect import EFFECT_COLUMNS, WOUNDS_COLUMNS, EffectFigures, compute_effect
+from ..pilot.measure_report import measure_bundle
 from .body import Travel
 from .errors import api_error
 from .guard import audit_target, requires, subject
@@ -134,6 +142,50 @@ async def sessions_csv(request: web.Request) -> web.Response:
     return _csv(to_csv(SESSIONS_COLUMNS, [s.row() for s in found]), "pilot-sessions.csv")
 
 
+async def _effect(request: web.Request, what: str) -> tuple[Period, list[EffectFigures]]:
+    """The period asked for and the effect figures of the regions asked for in it."""
+    period = _period(request)
+    regions = await _regions(request, what)
+    return period, await compute_effect(services(request).pilot, regions, period)
+
+
+@routes.get("/api/pilot/effect")
+@requires(Action.PILOT_FIGURES)
+async def effect(request: web.Request) -> web.Response:
+    """Evidence of effect per region (see :mod:`woundcare.pilot.effect`), with each wound's
+    area over time by pseudonym."""
+    period, found = await _effect(request, "effect")
+    wounds = [w.json() for f in found for w in f.wounds]
+    body = {**period.json(), "regions": [f.json() for f in found], "wounds": wounds}
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
+@routes.get("/api/pilot/effect.csv")
+@requires(Action.PILOT_FIGURES)
+async def effect_csv(request: web.Request) -> web.Response:
+    _, found = await _effect(request, "effect.csv")
+    return _csv(to_csv(EFFECT_COLUMNS, [f.row() for f in found]), "pilot-effect.csv")
+
+
+@routes.get("/api/pilot/wounds.csv")
+@requires(Action.PILOT_FIGURES)
+async def wounds_csv(request: web.Request) -> web.Response:
+    _, found = await _effect(request, "wounds.csv")
+    return _csv(to_csv(WOUNDS_COLUMNS, [w.row() for f in found for w in f.wounds]), "pilot-wounds.csv")
+
+
+@routes.get("/api/pilot/effect.fhir")
+@requires(Action.PILOT_FIGURES)
+async def effect_fhir(request: web.Request) -> web.Response:
+    """The effect figures as a FHIR Bundle of MeasureReports, one per region."""
+    period, found = await _effect(request, "effect.fhir")
+    return web.Response(
+        body=orjson.dumps(measure_bundle(found, period, datetime.now(UTC))),
+        content_type="application/fhir+json",
+        headers={"Content-Disposition": 'attachment; filename="pilot-effect.fhir.json"', "Cache-Control": "no-store"},
+    )
+
+
 @routes.get("/api/pilot/travel")
 @requires(Action.PILOT_FIGURES)
 async def travel_table(request: web.Request) -> web.Response:
@@ -171,3 +223,15 @@ async def econsults(request: web.Request) -> web.Response:
     regions = await _regions(request, "econsults")
     found = await econsult_figures(services(request).pilot, regions, period)
     return web.json_response({**period.json(), "percentile": "nearest-rank", "regions": [f.json() for f in found]})
+
+
+@routes.get("/api/pilot/municipalities")
+@requires(Action.PATIENT_CREATE)
+async def municipalities(request: web.Request) -> web.Response:
+    """The municipalities a nurse may register a patient in: the region's list, which its
+    pilot lead keeps through the travel table (a name, not free text, so distances apply)."""
+    code = request.query.get("region") or ""
+    region_id = await checked_region(request, code, Action.PATIENT_CREATE)
+    names = await services(request).pilot.municipalities(region_id)
+    audit_target(request, f"municipalities:{code}"[:120], region_id)
+    return web.json_response({"region": code, "municipalities": names})

@@ -369,11 +369,17 @@ class Snapshot(Base):
     """The data key sealing image and thumbnail, so rotation finds what to re-encrypt."""
     annotations_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     annotated_at: Mapped[datetime | None] = mapped_column(default=None)
+    area_cm2: Mapped[float | None] = mapped_column(default=None)
+    """The measured wound area, plain beside the sealed annotations (as an assessment's outcome
+    is) so the pilot's effect figures read it without opening drawings; None unmeasured."""
 
 
 class Outcome(str, enum.Enum):
     TREATED_AT_HOME = "treated_at_home"
     REFERRED = "referred"
+    HEALED = "healed"
+    """The wound has closed: follow-up ends at home. Stored by name in a VARCHAR(20) without a
+    CHECK (as ``ConsultationStatus.ABANDONED``), so no migration was needed to add it."""
 
 
 class Assessment(Base):

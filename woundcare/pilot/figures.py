@@ -18,10 +18,11 @@ Definitions:
 - Call quality: samples with direction ``receive`` (what a participant actually got), each
   measure over its non-empty values. For loss and RTT the p90 is the bad tail; for bitrate
   it is the good one.
-- Outcomes: treated at home and referred by the signed assessment; *abandoned* are the
+- Outcomes: treated at home (with ``healed``: the wound closed, follow-up ended at home) and
+  referred by the assessment; *abandoned* are the
   consultations without one that were left with no nurse until they were marked abandoned
   (``ConsultationStatus.ABANDONED``); *no outcome* are the rest.
-- Travel avoided: for each consultation treated at home, the round trip from the patient's
+- Travel avoided: for each consultation treated at home (or healed), the round trip from the patient's
   municipality as the lead entered it (``travel_distances``), else :data:`DEFAULT_TRAVEL`.
 - The figures above are of video calls. E-consults are counted apart
   (:func:`econsult_figures`): sent, answered, by urgency, and the time to answer
@@ -41,7 +42,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from ..db.models import ConsultationStatus, Outcome, Urgency
 from ..records.accounts import Accounts
-from ..records.pilot import Pilot, Window
+from ..records.pilot import AT_HOME, Pilot, Window
 
 RECONNECTING = "reconnecting"
 """The session-log event kind counted as a reconnection (``signaling.sink.EventKind``)."""
@@ -279,8 +280,8 @@ async def compute_figures(pilot: Pilot, regions: Sequence[RegionRef], period: Pe
     for region_id, count in rows.snapshots:
         figures[region_id].snapshots = count
     for region_id, outcome, count in rows.outcomes:
-        if outcome is Outcome.TREATED_AT_HOME:
-            figures[region_id].treated_at_home = count
+        if outcome in AT_HOME:
+            figures[region_id].treated_at_home += count
         elif outcome is Outcome.REFERRED:
             figures[region_id].referred = count
     for region_id, count in rows.abandoned:

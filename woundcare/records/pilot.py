@@ -32,6 +32,11 @@ from ..db.models import (
 )
 
 
+AT_HOME: frozenset[Outcome] = frozenset({Outcome.TREATED_AT_HOME, Outcome.HEALED})
+"""Outcomes that kept the wound at home: a visit that found it healed was not referred either,
+and saved the trip as one treated at home did."""
+
+
 @dataclass(frozen=True, slots=True)
 class Window:
     """The consultations of ``region_ids`` created in [``start``, ``end``); an open end is unbounded."""
@@ -67,7 +72,7 @@ class FigureRows:
     abandoned: Sequence[tuple[int, int]]
     """(region, count) of consultations abandoned without an outcome."""
     home_trips: Sequence[tuple[int, float | None, float | None]]
-    """(region, km, hours) per consultation treated at home; None where the patient's
+    """(region, km, hours) per consultation treated at home or healed; None where the patient's
     municipality has no distance entered."""
     received: Sequence[tuple[int, float | None, float | None, float | None]]
     """(region, bitrate kbps, loss %, rtt ms) per call-quality sample in direction ``receive``."""
@@ -83,6 +88,20 @@ class SessionRows:
     """(consultation, at, kind, role, participant), in order."""
     snapshots: Sequence[tuple[str, int]]
     """(consultation, count)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EffectRows:
+    """The wounds whose first consultation falls in a window, with their whole course."""
+
+    wounds: Sequence[tuple[int, str, int, datetime]]
+    """(patient id, pseudonym, region, first consultation's creation), oldest first."""
+    areas: Sequence[tuple[int, datetime, float | None]]
+    """(patient id, taken, area cm2) per measured snapshot of those wounds, in time order
+    (never None: the query asks for measured ones; the column is nullable)."""
+    outcomes: Sequence[tuple[int, datetime, Outcome | None]]
+    """(patient id, consultation's creation, outcome) per signed assessment with an outcome of
+    those wounds, in time order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +173,7 @@ class Pilot:
                         (TravelDistance.region_id == Consultation.region_id)
                         & (TravelDistance.municipality == Patient.municipality),
                     )
-                    .where(*where, Assessment.outcome == Outcome.TREATED_AT_HOME)
+                    .where(*where, Assessment.outcome.in_(AT_HOME))
                 )
             ).all()
             received = (
@@ -231,6 +250,51 @@ class Pilot:
                 )
             ).all()
 
+    async def effect_rows(self, window: Window) -> EffectRows:
+        """Each patient is one wound episode, in the window by the creation of its first
+        consultation; its measurements and signed outcomes are read whenever they fell."""
+        first = func.min(Consultation.created_at)
+        having = []
+        if window.start is not None:
+            having.append(first >= window.start)
+        if window.end is not None:
+            having.append(first < window.end)
+        cohort = (
+            select(Consultation.patient_id.label("patient_id"), first.label("first_at"))
+            .where(Consultation.region_id.in_(window.region_ids))
+            .group_by(Consultation.patient_id)
+            .having(*having)
+            .subquery()
+        )
+        async with self._db.sessions() as session:
+            wounds = (
+                await session.execute(
+                    select(Patient.id, Patient.pseudonym, Patient.region_id, cohort.c.first_at)
+                    .join(cohort, cohort.c.patient_id == Patient.id)
+                    .order_by(cohort.c.first_at, Patient.id)
+                )
+            ).all()
+            if not wounds:
+                return EffectRows((), (), ())
+            areas = (
+                await session.execute(
+                    select(Snapshot.patient_id, Snapshot.taken_at, Snapshot.area_cm2)
+                    .join(cohort, cohort.c.patient_id == Snapshot.patient_id)
+                    .where(Snapshot.area_cm2.is_not(None))
+                    .order_by(Snapshot.taken_at, Snapshot.id)
+                )
+            ).all()
+            outcomes = (
+                await session.execute(
+                    select(Consultation.patient_id, Consultation.created_at, Assessment.outcome)
+                    .join(Assessment, Assessment.consultation_id == Consultation.id)
+                    .join(cohort, cohort.c.patient_id == Consultation.patient_id)
+                    .where(Assessment.outcome.is_not(None), Assessment.signed_at.is_not(None))
+                    .order_by(Consultation.created_at, Consultation.id)
+                )
+            ).all()
+        return EffectRows(wounds, areas, outcomes)
+
     async def staff(self, region_id: int) -> Sequence[tuple[int, Role]]:
         """(user id, role) of each of the region's memberships: who a pseudonymous actor was."""
         async with self._db.sessions() as session:
@@ -247,6 +311,17 @@ class Pilot:
                 select(TravelDistance).where(TravelDistance.region_id == region_id).order_by(TravelDistance.municipality)
             )
             return [TravelRow(r.municipality, r.km, r.hours) for r in rows]
+
+    async def municipalities(self, region_id: int) -> list[str]:
+        """The region's municipalities a patient may be registered in: those the lead entered
+        a round trip for, so every registered municipality has its distance."""
+        async with self._db.sessions() as session:
+            rows = await session.scalars(
+                select(TravelDistance.municipality)
+                .where(TravelDistance.region_id == region_id)
+                .order_by(TravelDistance.municipality)
+            )
+            return list(rows)
 
     async def set_travel(self, region_id: int, municipality: str, km: float, hours: float) -> None:
         """Enter (or change) one municipality's round trip to the region's hospital."""

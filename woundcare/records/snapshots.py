@@ -318,7 +318,43 @@ class Snapshots:
             stored = await session.get_one(Snapshot, row.id)
             stored.annotations_sealed = sealed
             stored.annotated_at = datetime.now(UTC)
+            measurement = annotations.measurement()
+            stored.area_cm2 = measurement.area_cm2 if measurement else None
         return _view(row, annotations)
+
+    async def fill_areas(self, batch: int = 200) -> int:
+        """Write the plain area (migration 0007) of snapshots measured before it, from their
+        sealed annotations; returns how many got one. Resumable: each batch commits, and rows
+        already filled are not read again (annotated ones without an outline are, and stay None)."""
+        filled, after = 0, ""
+        while True:
+            async with self._db.sessions() as session:
+                rows = (
+                    await session.scalars(
+                        select(Snapshot)
+                        .where(Snapshot.annotations_sealed.is_not(None), Snapshot.area_cm2.is_(None), Snapshot.id > after)
+                        .order_by(Snapshot.id)
+                        .limit(batch)
+                    )
+                ).all()
+            if not rows:
+                return filled
+            areas: dict[str, float] = {}
+            for row in rows:
+                annotations = await self._annotations(row)
+                measurement = annotations.measurement() if annotations else None
+                if measurement is not None:
+                    areas[row.id] = measurement.area_cm2
+            async with self._db.sessions() as session, session.begin():
+                for snapshot_id, area in areas.items():
+                    # Only where still empty: an annotate since the read wrote the newer area.
+                    await session.execute(
+                        update(Snapshot)
+                        .where(Snapshot.id == snapshot_id, Snapshot.area_cm2.is_(None))
+                        .values(area_cm2=area)
+                    )
+            filled += len(areas)
+            after = rows[-1].id
 
     async def _annotations(self, row: Snapshot) -> Annotations | None:
         if row.annotations_sealed is None:
