@@ -58,7 +58,7 @@ from tests.e2e.flows import PASSWORD, log_in
 from tests.relay import tcp_delay
 from tests.server import RunningServer
 from woundcare.config import Settings
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 
 JOINS = 50
 QUICK_JOINS = 3

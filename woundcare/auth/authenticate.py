@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from ..db.models import Role, User
+from ..db.models import StaffRole, User
 from ..records.accounts import Accounts
 from .devices import TOKEN_PREFIX, Devices
 from .errors import AuthenticationError
@@ -70,10 +70,10 @@ async def subject_of(
 ) -> Subject:
     """``user`` with the roles of her memberships; through ``device`` (its id and region),
     only as the nurse of that one region."""
-    roles: defaultdict[int, set[Role]] = defaultdict(set)
+    roles: defaultdict[int, set[StaffRole]] = defaultdict(set)
     for region_id, role in await accounts.memberships(user.id):
         # A device acts as its nurse in its one region and nothing more.
-        if device is None or (region_id == device[1] and role is Role.NURSE):
+        if device is None or (region_id == device[1] and role is StaffRole.NURSE):
             roles[region_id].add(role)
     return Subject(
         ref=Subject.device_ref(device[0]) if device is not None else Subject.user_ref(user.id),
@@ -87,7 +87,7 @@ async def subject_of(
 
 def guest(invitation: Invitation, region_id: int | None) -> Subject:
     """An invitation's holder: a guest of its consultation's region, nothing more."""
-    roles = {region_id: frozenset({Role.SPECIALIST})} if region_id is not None else {}
+    roles = {region_id: frozenset({StaffRole.SPECIALIST})} if region_id is not None else {}
     return Subject(invitation.subject, invitation.display_name, roles, invitation=invitation.consultation)
 
 

@@ -24,7 +24,7 @@ from ..db.models import (
     LoginSession,
     Membership,
     Region,
-    Role,
+    StaffRole,
     User,
 )
 
@@ -56,7 +56,7 @@ class Accounts:
         async with self._db.sessions() as session:
             return await session.scalar(select(User).where(User.oidc_subject == oidc_subject))
 
-    async def memberships(self, user_id: int) -> list[tuple[int, Role]]:
+    async def memberships(self, user_id: int) -> list[tuple[int, StaffRole]]:
         """The user's (region id, role) pairs, in regions not shredded."""
         async with self._db.sessions() as session:
             rows = (
@@ -79,12 +79,12 @@ class Accounts:
                     User.username == username,
                     User.active.is_(True),
                     Membership.region_id == region_id,
-                    Membership.role == Role.NURSE,
+                    Membership.role == StaffRole.NURSE,
                 )
             )
 
     async def add_user(
-        self, username: str, display_name: str, password_hash: str, role: Role, region_ids: Iterable[int]
+        self, username: str, display_name: str, password_hash: str, role: StaffRole, region_ids: Iterable[int]
     ) -> int | None:
         """A new user with ``role`` in each region; its id, or None when the name is taken."""
         try:

@@ -24,7 +24,7 @@ from ..db.models import (
     Patient,
     Membership,
     QualitySample,
-    Role,
+    StaffRole,
     Snapshot,
     TravelDistance,
 )
@@ -212,7 +212,7 @@ class Pilot:
             ).all()
         return SessionRows(consultations, events, snapshots)
 
-    async def staff(self, region_id: int) -> Sequence[tuple[int, Role]]:
+    async def staff(self, region_id: int) -> Sequence[tuple[int, StaffRole]]:
         """(user id, role) of each of the region's memberships: who a pseudonymous actor was."""
         async with self._db.sessions() as session:
             return (
