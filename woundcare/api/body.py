@@ -11,10 +11,11 @@ from typing import Annotated, Any, TypeVar
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
 from ..errors import InvalidInput
+from ..records.patients import valid_national_id
 from ..validation import number, optional_text, parse, text
 from .errors import api_error
 
@@ -45,11 +46,12 @@ async def read_body(request: web.Request, model: type[M]) -> M:
 
 
 def body_as(model: type[M], data: dict[str, Any]) -> M:
-    """A body already read (:func:`json_body`) as ``model``, with :func:`read_body`'s errors."""
+    """A body already read (:func:`json_body`) as ``model``, with :func:`read_body`'s errors:
+    ``bad_request``, or the broken rule's own code (``bad_national_id``)."""
     try:
         return parse(model, data)
     except InvalidInput as exc:
-        raise api_error(400, "bad_request", str(exc)) from None
+        raise api_error(400, exc.code, str(exc)) from None
 
 
 def _password(value: object) -> str:
@@ -66,9 +68,19 @@ class Login(BaseModel):
     """A second-factor code; anything but text counts as none given."""
 
 
+def _national_id(value: str) -> str:
+    if not valid_national_id(value):
+        raise PydanticCustomError("national_id", "a valid identity number")
+    return value
+
+
 class NewPatient(BaseModel):
+    """Checked in the order of the registration form: the region (by
+    :func:`~woundcare.api.regions.read_regional_body`, before all else), then the identity
+    number, shape and control digits, then the name; a broken one is the only one told."""
+
     region: Annotated[str, text(32)]
-    national_id: Annotated[str, text(11), Field(alias="nationalId")]
+    national_id: Annotated[str, text(11), AfterValidator(_national_id), Field(alias="nationalId")]
     name: Annotated[str, text(200)]
     municipality: Annotated[str | None, optional_text(64)] = None
 
