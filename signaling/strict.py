@@ -59,19 +59,19 @@ class Rule:
 
     text: str
     code: str | None = None
+    on: str | None = None
+    """The one constraint error this rule tells, where a field keeps several
+    (``string_pattern_mismatch``); ``None``: any. The first that fits is told."""
 
 
-def rule_of(field: FieldInfo) -> Rule | None:
-    """The :class:`Rule` declared on a field, also inside an optional (``X | None``)."""
-    for item in field.metadata:
-        if isinstance(item, Rule):
-            return item
+def rule_of(field: FieldInfo, error_type: str) -> Rule | None:
+    """The :class:`Rule` a field declares for ``error_type``, also inside an optional
+    (``X | None``)."""
+    metadata = list(field.metadata)
     for arg in typing.get_args(field.annotation):
         if typing.get_origin(arg) is Annotated:
-            for item in arg.__metadata__:
-                if isinstance(item, Rule):
-                    return item
-    return None
+            metadata += arg.__metadata__
+    return next((item for item in metadata if isinstance(item, Rule) and item.on in (None, error_type)), None)
 
 
 def type_names(field: FieldInfo) -> str:
