@@ -35,14 +35,8 @@ from .limits import (
 )
 from .strict import CONSTRAINT_ERRORS, Rule, StrictModel, describe, errors_of, rule_of, type_names
 
-__all__ = [
-    "MAX_CANDIDATE_CHARS",
-    "MAX_CHAT_CHARS",
-    "MAX_MESSAGE_BYTES",
-    "MAX_SDP_CHARS",
-    "MAX_TOKEN_CHARS",
-]
-"""The limits live in :mod:`signaling.limits`; they are named here too, beside the fields."""
+# The limits' numbers live in signaling/limits.py (Limits defaults to MAX_MESSAGE_BYTES);
+# they are read here beside the fields, and callers may still import them from here.
 
 VERSION = 1
 
