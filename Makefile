@@ -11,7 +11,10 @@ PY := $(VENV)/bin/python
 # `--dist loadgroup` keeps each `xdist_group` on one worker.
 TEST_WORKERS ?= 3
 
-.PHONY: run test typecheck system-deps
+# The browser tests that take the README's screenshots (those calling publish_screenshots).
+SCREENSHOT_TESTS = $(shell grep -l publish_screenshots tests/e2e/test_*.py)
+
+.PHONY: run test typecheck system-deps screenshots
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +28,15 @@ run: $(VENV)/.installed
 system-deps:
 	@bash .ci/system-deps
 
+# Never rewrites docs/screenshots, even with WOUNDCARE_UPDATE_SCREENSHOTS=1 in the shell:
+# CI fails when a test run changes a tracked file.
 test: $(VENV)/.installed system-deps
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	WOUNDCARE_UPDATE_SCREENSHOTS=0 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+# A maintainer's step after changing a page: runs the screenshot tests and, for each test that
+# passes, copies its screenshots over docs/screenshots/ (review and commit them by hand).
+screenshots: $(VENV)/.installed system-deps
+	WOUNDCARE_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(SCREENSHOT_TESTS) $(PYTEST_ARGS)
 
 typecheck: $(VENV)/.installed
 	$(PY) -m mypy

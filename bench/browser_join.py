@@ -55,6 +55,7 @@ from tests.camera.scene import REPO, Visit, home_visit
 from tests.coturn import Coturn, running_coturn
 from tests.e2e.browser import CHROMIUM, DESKTOP, FLAGS, PHONE, async_playwright
 from tests.e2e.flows import PASSWORD, log_in
+from tests.e2e.process import ServerProcess
 from tests.relay import tcp_delay
 from tests.server import RunningServer
 from woundcare.config import Settings
@@ -82,14 +83,16 @@ TARGET_MAX = 3.0
 TARGET_P95 = 1.5
 TARGET_RATIO = 1.2
 FLOOR_PAGE = Path(__file__).with_name("floor.html")
-STEPS = ("microphone", "token", "socket", "open", "join", "joined", "offer", "answer", "connected", "dtls")
+STEPS = ("microphone", "token", "socket", "open", "join", "joined", "offer", "answer", "connected", "dtls", "wire:joined", "wire:offer")
 """A join's steps, in the order they usually come, each timed from the click (the floor's from
 its "join"): ``getUserMedia`` settled, the join token's answer, the WebSocket made and open,
 the ``join`` frame sent, ``joined``, the camera's offer received, the answer sent, ICE
-connected, DTLS done (the connection ``connected``; media may flow). Their medians show where a
-join's time goes against the floor's (which has only offer, answer, connected and dtls). A
-token or socket the page got ready before the click has no step: the median is over the joins
-that had one."""
+connected, DTLS done (the connection ``connected``; media may flow); then, on the wire (the
+page's socket frames as DevTools saw them leave and arrive, from ``join`` leaving), ``joined``
+and the offer arriving: the server's and the network's share, without the page's main thread.
+Their medians show where a join's time goes against the floor's (which has only offer,
+answer, connected and dtls). A token or socket the page got ready before the click has no
+step: the median is over the joins that had one."""
 NATIONAL_ID = "01018000055"
 """The browser nurse's patient (fictional; home_visit's camera patient has another)."""
 
@@ -232,6 +235,27 @@ class Joins:
         return sum(s > TARGET_MAX for s in self.seconds)
 
 
+class ServedApart(ServerProcess):
+    """``woundcare serve`` in a child process with the bench's settings, on the data the
+    in-process server set up (its SQLite file, secret and keys): logged-in sessions and
+    tokens stay valid across the move."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        super().__init__(
+            data_dir=settings.data_dir, database_url=settings.db_url, instance="bench",
+            port=settings.port, log_path=log_path,
+        )
+        assert settings.turn_secret is not None
+        self.extra = {
+            "WOUNDCARE_TURN_URLS": ",".join(settings.turn_urls),
+            "WOUNDCARE_TURN_SECRET": settings.turn_secret.get_secret_value(),
+            "WOUNDCARE_ICE_TRANSPORT_POLICY": settings.ice_transport_policy,
+        }
+
+    def environ(self) -> dict[str, str]:
+        return {**super().environ(), **self.extra}
+
+
 # --- the specialist's page -------------------------------------------------------------------
 
 
@@ -266,6 +290,9 @@ async def specialist_join(page: Any, origin: str, consultation: str, dwell: floa
         print(f"    the row did not show: {shown}", file=sys.stderr, flush=True)
         return Join(math.inf, {})
     await asyncio.sleep(dwell)
+    wire = WIRES.get(page)
+    if wire is not None:
+        wire.clear()
     await join.click()
     try:
         await page.wait_for_function("() => window.__benchJoin.frameAt !== null", timeout=JOIN_TIMEOUT * 1000, polling=50)
@@ -273,6 +300,9 @@ async def specialist_join(page: Any, origin: str, consultation: str, dwell: floa
     except PlaywrightTimeout:
         took = math.inf
     steps = await join_steps(page, "__benchJoin", "clickAt")
+    if wire is not None:
+        steps.update(wire.steps())
+        print("    on the wire (ms after join left): " + ", ".join(f"{k} {v:.0f}" for k, v in wire.steps().items()), file=sys.stderr, flush=True)
     await page.click("#leave")
     await page.locator("#call-ended").wait_for(state="visible")
     return Join(float(took), steps)
@@ -294,8 +324,46 @@ async def specialist_page(browser: Any, origin: str, ice_delay: float = 0.0, ws_
         await context.route("**/api/ice-servers", late)
     page = await context.new_page()
     page.set_default_timeout(UI_TIMEOUT_MS)
+    WIRES[page] = await Wire.watch(context, page)
     await log_in(page, origin, "spesialist", "/specialist")
     return page
+
+
+class Wire:
+    """When the page's socket sent ``join`` and got ``joined`` on the wire (Chromium's network
+    clock, through DevTools): the gap is the server and the network alone; the page's own
+    ``join`` to ``joined`` adds the time its main thread took to get to the message."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+
+    @classmethod
+    async def watch(cls, context: Any, page: Any) -> "Wire":
+        wire = cls()
+        session = await context.new_cdp_session(page)
+        await session.send("Network.enable")
+        session.on("Network.webSocketFrameSent", lambda event: wire.note(event, ("join",)))
+        session.on("Network.webSocketFrameReceived", lambda event: wire.note(event, ("joined", "offer")))
+        return wire
+
+    def note(self, event: dict[str, Any], kinds: tuple[str, ...]) -> None:
+        data = event["response"].get("payloadData", "")
+        for kind in kinds:
+            if f'"type":"{kind}"' in data or f'"type": "{kind}"' in data:
+                self.times.setdefault(kind, event["timestamp"])
+
+    def clear(self) -> None:
+        self.times.clear()
+
+    def steps(self) -> dict[str, float]:
+        """``wire:joined`` and ``wire:offer``: milliseconds after ``join`` left, on the wire."""
+        sent = self.times.get("join")
+        if sent is None:
+            return {}
+        return {f"wire:{kind}": (self.times[kind] - sent) * 1000 for kind in ("joined", "offer") if kind in self.times}
+
+
+WIRES: dict[Any, Wire] = {}
 
 
 async def nurse_in_call(browser: Any, origin: str) -> Any:
@@ -436,8 +504,10 @@ async def measure(
             port=free_port(), data_dir=work / "server", database_url=None, demo=False,
             turn_urls=[turn.url], turn_secret=turn.secret, ice_transport_policy="relay",
         )
+        # Set up in this process (users, a device, a patient), then served by a process of its
+        # own, as in production: in this one its event loop would be shared with Playwright's
+        # driver, whose traffic with two browsers delayed the server's answers by tens of ms.
         server = await RunningServer.start(settings)
-        stack.push_async_callback(server.stop)
         origin = server.url
         ws_port = free_port()
         await stack.enter_async_context(tcp_delay(("127.0.0.1", ws_port), ("127.0.0.1", settings.port), FRAME_DELAY))
@@ -445,6 +515,10 @@ async def measure(
         visit = await stack.enter_async_context(home_visit(server, work / "visit"))
         for username, role in (("sykepleier", StaffRole.NURSE), ("spesialist", StaffRole.SPECIALIST)):
             await server.add_user(username, PASSWORD, {"east": role})
+        await server.stop()
+        served = ServedApart(settings, work / "server.log")
+        await served.start()
+        stack.push_async_callback(served.terminate)
         floor_url = await stack.enter_async_context(floor_site())
         config = relay_config(turn)
 

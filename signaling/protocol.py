@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import Field, TypeAdapter, ValidationError, model_validator
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails
 
 from .limits import (
     MAX_CANDIDATE_CHARS,
@@ -197,7 +197,7 @@ class Join(Message):
     @model_validator(mode="after")
     def _token_or_resume(self) -> Join:
         if self.token is None and self.resume is None:
-            raise PydanticCustomError("token_or_resume", "'token' or 'resume' is required")
+            raise ValueError("'token' or 'resume' is required")
         return self
 
 
@@ -276,6 +276,96 @@ class VideoProfileMessage(Message):
     reason: Reason | None = None
 
 
+class DrawOp(str, enum.Enum):
+    """What an ``annotation`` does on the nurse's screen (telestration)."""
+
+    STROKE = "stroke"
+    POINTER = "pointer"
+    """Transient: shown for 2 s, neither stored nor logged."""
+    UNDO = "undo"
+    CLEAR = "clear"
+
+
+class Shape(str, enum.Enum):
+    FREE = "free"
+    ARROW = "arrow"
+    CIRCLE = "circle"
+
+
+PALETTE = frozenset({"#00E5FF", "#FFEB3B", "#76FF03", "#FF00FF"})
+"""Stroke colours that stay visible on skin and dressings."""
+MAX_POINTS = 512
+_MARK_ID_RULE = "'{field}' must be 1-40 characters of A-Z a-z 0-9 _ -"
+MarkId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$"), Rule(_MARK_ID_RULE)]
+"""A mark's id (an annotation's or a freeze's), unique per message for de-duplication."""
+
+
+def _check_points(points: list[Any], least: int, most: int) -> None:
+    # Normalized to the video frame: coordinates only, so a bool or a string is refused too.
+    if not least <= len(points) <= most:
+        raise ValueError(f"'points' must hold {least} to {most} points")
+    for point in points:
+        if type(point) is not list or len(point) != 2:
+            raise ValueError("'points' must be [x, y] pairs")
+        for v in point:
+            if type(v) not in (int, float) or not 0 <= v <= 1:
+                raise ValueError("'points' coordinates must be numbers from 0 to 1")
+
+
+class Annotation(Message):
+    """Telestration from a specialist to the nurse's screen: a stroke, a pointer, undo or
+    clear, in coordinates normalized to the video frame (docs/protocol.md §6.11)."""
+
+    type: Literal["annotation"] = "annotation"
+    to: Id
+    still: Id | None = None
+    """The snapshot request whose frozen still the stroke is on; None: the live video."""
+    op: Annotated[DrawOp, _BY_VALUE]
+    id: MarkId | None = None
+    """Chosen by the sender, unique per message: receivers de-duplicate the data-channel and
+    signaling copies by it. Required except for ``pointer``."""
+    shape: Annotated[Shape | None, _BY_VALUE] = None
+    points: list[Any] | None = None
+    """``[[x, y], ...]``, each 0 to 1, origin at the frame's top left."""
+    color: str | None = None
+
+    @model_validator(mode="after")
+    def _drawing(self) -> Annotation:
+        # Which fields an op takes: its own rules, after each field's (a ValueError is told
+        # in its own words, protocol._WORDS).
+        stroke = self.op is DrawOp.STROKE
+        if self.id is None and self.op is not DrawOp.POINTER:
+            raise ValueError(_MARK_ID_RULE.format(field="id"))
+        if stroke != (self.shape is not None) or stroke != (self.color is not None):
+            raise ValueError("'shape' and 'color' come with a stroke only")
+        if self.color is not None and self.color not in PALETTE:
+            raise ValueError("'color' must be one of the palette")
+        if (self.points is not None) != (stroke or self.op is DrawOp.POINTER):
+            raise ValueError("'points' come with a stroke or a pointer only")
+        if self.points is not None:
+            least = 2 if self.shape in (Shape.ARROW, Shape.CIRCLE) else 1
+            _check_points(self.points, least, MAX_POINTS if stroke else 1)
+        return self
+
+
+class Freeze(Message):
+    """A specialist freezes both screens on a still (``on``) or returns them to live video."""
+
+    type: Literal["freeze"] = "freeze"
+    to: Id
+    on: bool
+    id: MarkId
+    """Unique per message, for de-duplication, like an annotation's."""
+    still: Id | None = None
+    """The ``snapshot_request`` id whose still both sides show; required with ``on``."""
+
+    @model_validator(mode="after")
+    def _still_to_freeze(self) -> Freeze:
+        if self.on and self.still is None:
+            raise ValueError("'still' is required to freeze")
+        return self
+
+
 ClientMessage = (
     Join
     | Offer
@@ -287,6 +377,8 @@ ClientMessage = (
     | Chat
     | SnapshotRequest
     | VideoProfileMessage
+    | Annotation
+    | Freeze
 )
 """Every client message, told apart by ``type``."""
 
@@ -302,9 +394,10 @@ MESSAGE_TYPES = frozenset(MODELS)
 
 _WORDS = {
     "missing": "'{field}' is required",
-    "token_or_resume": "'token' or 'resume' is required",
+    "value_error": "{error}",
 }
-"""The words of the errors no field's :class:`~signaling.strict.Rule` or type tells."""
+"""The words of the errors no field's :class:`~signaling.strict.Rule` or type tells: a
+message's own rule (a model validator's ``ValueError``) in its own words."""
 
 
 def _size_in_bytes(raw: str | bytes) -> int:

@@ -16,7 +16,10 @@ from typing import Final, NamedTuple, Protocol
 
 from .protocol import (
     MESSAGE_TYPES,
+    Annotation,
     Chat,
+    DrawOp,
+    Freeze,
     ClientMessage,
     ErrorCode,
     IceRestart,
@@ -115,9 +118,18 @@ _EVERYONE: Final = Route(None)
 def addressed_event(message: ClientMessage, sender: Role, target: Role) -> tuple[EventKind, str | None] | None:
     """Refuse an addressed frame going the wrong way; the session-log event it makes, if any.
 
-    Video profiles travel between the nurse's camera and a viewer only."""
+    Video profiles travel between the nurse's camera and a viewer only; telestration from a
+    specialist to the nurse only."""
     if isinstance(message, IceRestart):
         return EventKind.ICE_RESTART, None
+    if isinstance(message, Annotation | Freeze):
+        if sender is not Role.SPECIALIST or target is not Role.NURSE:
+            raise ProtocolError(ErrorCode.FORBIDDEN, "only a specialist draws, for the nurse camera", message.type)
+        if isinstance(message, Freeze):
+            return EventKind.FREEZE, "on" if message.on else "off"
+        if message.op is DrawOp.POINTER:
+            return None  # transient: never logged
+        return EventKind.ANNOTATION, f"{message.op.value}/{message.shape.value}" if message.shape else message.op.value
     if isinstance(message, VideoProfileMessage):
         if (sender is Role.NURSE) == (target is Role.NURSE):
             raise ProtocolError(
@@ -142,7 +154,8 @@ def route(message: ClientMessage, sender: str, role: Role, seats: Mapping[str, S
         if nurse is None:
             raise ProtocolError(ErrorCode.UNKNOWN_PEER, "no nurse camera in this room", message.type)
         return Route(nurse, EventKind.SNAPSHOT_REQUESTED, message.id)
-    # Offer, answer, candidate, end_of_candidates, ice_restart, video_profile: to one peer.
+    # Offer, answer, candidate, end_of_candidates, ice_restart, video_profile, annotation,
+    # freeze: to one peer.
     target: str = message.to  # type: ignore[union-attr]
     seat = seats.get(target)
     if seat is None or target == sender:

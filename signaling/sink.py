@@ -25,6 +25,11 @@ class EventKind(str, enum.Enum):
     """The camera changed what it sends; detail ``<active>/<mode>``, e.g. ``low/auto``."""
     VIDEO_PROFILE_ASKED = "video_profile_asked"
     """A viewer chose the camera's mode; detail the mode."""
+    ANNOTATION = "annotation"
+    """A specialist's telestration relayed to the nurse; detail ``<op>`` or ``<op>/<shape>``,
+    never coordinates (pointers are not logged)."""
+    FREEZE = "freeze"
+    """A shared freeze; detail ``on`` or ``off``."""
     DENIED = "denied"
 
 

@@ -7,6 +7,7 @@ they read the database back with their own short ``asyncio.run``.
 from __future__ import annotations
 
 import asyncio
+import io
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from sqlalchemy import select
 from woundcare.auth.passwords import verify_password
 from tests.e2e.process import REPO_ROOT, child_environ
 from tests.services import free_port
-from woundcare.cli import NEW_PASSWORD_ENV, main
+from woundcare.cli import NEW_PASSWORD_ENV, _progress, main
 from woundcare.db.database import Database
 from woundcare.db.models import (
     AuditEvent, Consultation, Device, LoginSession, Membership, Patient, Region, Role, User,
@@ -323,3 +324,35 @@ def test_the_start_up_hint_works_as_typed(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert len(done.stdout.split()) == 1
+
+
+def test_patients_index_checks_its_batch_size_and_is_audited(cli: Any, tmp_path: Path) -> None:
+    code, _, err = cli("patients", "index", "--batch-size", "0")
+    assert (code, err) == (2, "woundcare: error: --batch-size must be at least 1\n")
+    code, out, err = cli("patients", "index")
+    assert (code, out, err) == (0, "0 patients indexed\n", "")
+    audit = _query(tmp_path, select(AuditEvent).where(AuditEvent.action == "admin.patients.index"))
+    assert [(a.actor, a.resource) for a in audit] == [("cli", "patients:0")]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("stderr", "shown"),
+    [
+        (_Terminal, "\rindexing [#######.......................] 1/4\rindexing [##############################] 4/4\n"),
+        (io.StringIO, "indexing: 1/4\nindexing: 4/4\n"),
+    ],
+)
+def test_progress_is_a_bar_on_a_terminal_and_plain_lines_elsewhere(
+    stderr: type[io.StringIO], shown: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = stderr()
+    monkeypatch.setattr(sys, "stderr", stream)
+    show = _progress("indexing")
+    show(1, 4)
+    show(4, 4)
+    assert stream.getvalue() == shown

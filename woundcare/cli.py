@@ -33,6 +33,7 @@ from .demo import DEMO_LOGINS, DEMO_REGION, demo_consultation
 from .errors import WoundcareError
 from .inflight import IN_FLIGHT
 from .records.audit_trail import AuditTrail
+from .records.patients_index import PatientIndexer
 from .records.rekey import Reencryption
 from .refs import guest_ref, user_ref
 from .services import Services, build_services
@@ -321,10 +322,20 @@ def _keys_admin(command: AdminCommand) -> Callable[[argparse.Namespace], int]:
     return run
 
 
-def _progress(done: int, total: int) -> None:
-    filled = 30 * done // max(total, 1)
-    end = "\n" if done >= total else ""
-    print(f"\rre-encrypting [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}", end=end, file=sys.stderr, flush=True)
+def _progress(label: str) -> Callable[[int, int], None]:
+    """Progress on stderr: a bar redrawn in place on a terminal; elsewhere (a pipe, a
+    deploy log) one plain line per step, which carriage returns would garble."""
+    on_terminal = sys.stderr.isatty()
+
+    def show(done: int, total: int) -> None:
+        if not on_terminal:
+            print(f"{label}: {done}/{total}", file=sys.stderr, flush=True)
+            return
+        filled = 30 * done // max(total, 1)
+        end = "\n" if done >= total else ""
+        print(f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+    return show
 
 
 async def _keys_rotate(services: Services, args: argparse.Namespace) -> int:
@@ -334,9 +345,25 @@ async def _keys_rotate(services: Services, args: argparse.Namespace) -> int:
         await _audit(services, "keys.rotate", f"key:{key_id}", region_id)
         print(f"region {args.region}: new data key {key_id}")
     rekey = Reencryption(services.database, services.keyring, services.snapshots)
-    moved = await rekey.run(region_id, _progress)
+    moved = await rekey.run(region_id, _progress("re-encrypting"))
     await _audit(services, "keys.reencrypt", f"records:{moved}", region_id)
     print(f"region {args.region}: {moved} records re-encrypted; {await rekey.pending(region_id)} left")
+    return 0
+
+
+async def _patients_index(services: Services, args: argparse.Namespace) -> int:
+    """Index the national ids of patients registered before the blind index; resumable."""
+    if args.batch_size < 1:
+        raise CliError("--batch-size must be at least 1")
+    indexer = PatientIndexer(services.database, services.keyring, services.patients)
+    run = await indexer.run(args.batch_size, _progress("indexing patients"), pause=args.pause)
+    await _audit(services, "patients.index", f"patients:{run.indexed}")
+    print(f"{run.indexed} patients indexed")
+    for duplicate in run.duplicates:
+        # Pseudonyms only: which rows to merge, never whose they are.
+        print(f"patient {duplicate.pseudonym} has the national id of patient {duplicate.of}: left unindexed, merge by hand")
+    for pseudonym in run.unreadable:
+        print(f"patient {pseudonym} has no valid national id stored: left unindexed")
     return 0
 
 
@@ -389,6 +416,7 @@ def _camera(args: argparse.Namespace) -> int:
             source=args.source, width=args.width, height=args.height, consent=consent, queue_dir=args.queue_dir,
             video_mode=VideoMode(args.video), turn_transport=TurnTransport(args.turn_transport),
             speaker=args.speaker, microphone=args.microphone,
+            overlay=args.overlay, overlay_events=args.overlay_events,
         )
     except ValueError as exc:
         raise CliError(str(exc)) from exc
@@ -463,6 +491,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     keys_rewrap.set_defaults(func=_keys_admin(_keys_rewrap))
 
+    patients = sub.add_parser("patients", help="patient records").add_subparsers(dest="action", required=True)
+    patients_index = patients.add_parser(
+        "index", parents=[common],
+        help="index the national ids of patients registered before the blind index (resumable)",
+    )
+    patients_index.add_argument("--batch-size", type=int, default=200, help="rows per transaction (default 200)")
+    # An operator's brake on a busy database; the tests' way to stop a run half way.
+    patients_index.add_argument("--pause", type=float, default=0.0, metavar="SECONDS",
+                                help="wait this long after each batch (default 0)")
+    patients_index.set_defaults(func=_admin(_patients_index))
+
     new_password = f"password from ${NEW_PASSWORD_ENV}, else generated and printed once"
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
     user_add = user.add_parser("add", parents=[common], help=f"add a user ({new_password})")
@@ -511,6 +550,11 @@ def build_parser() -> argparse.ArgumentParser:
     camera.add_argument("--speaker", metavar="DEVICE",
                         help="play the specialist's voice: alsa:NAME, pulse:NAME or a .wav file")
     camera.add_argument("--microphone", metavar="DEVICE", help="send the nurse's voice: alsa:NAME or pulse:NAME")
+    camera.add_argument("--overlay", type=Path, metavar="PATH",
+                        help="keep PATH a PNG of the frame's size, transparent but for the specialist's strokes "
+                             "(the frozen still under them while frozen), replaced atomically at each change")
+    camera.add_argument("--overlay-events", action="store_true",
+                        help="print each applied annotation/freeze as one JSON line on stdout (logs go to stderr)")
     camera.add_argument("--log-level", default="INFO")
     # Test only: gather a 127.0.0.1 host candidate so peers on one machine meet.
     camera.add_argument("--loopback-only", action="store_true", help=argparse.SUPPRESS)

@@ -12,6 +12,7 @@ Exception hierarchy::
     WoundcareError                       (code, status, message)
     ├── InvalidInput                     400; also a ValueError; the message names the rule
     │   ├── AssessmentError              400 bad_assessment
+    │   ├── BadNationalId                400 bad_national_id; woundcare.records.patients
     │   └── QualityError                 400 bad_sample
     ├── CryptoError                      woundcare.crypto
     │   ├── RecordIntegrityError         500 integrity_error: a record does not open as itself

@@ -319,9 +319,10 @@ async def test_disabled_user_and_their_devices_are_disconnected_from_signaling(s
     await nurse.login("nurse2", PASSWORD)
     camera.bearer = device["token"]
     tokens = []
-    for client in (nurse, camera):
+    # Two patients: one national id is one patient (issue 18).
+    for client, number in ((nurse, NATIONAL_ID), (camera, "01018010018")):
         patient = await nurse.json("POST", "/api/patients", expect=201,
-                                   json={"region": "east", "nationalId": NATIONAL_ID, "name": "Per Øst"})
+                                   json={"region": "east", "nationalId": number, "name": "Per Øst"})
         consultation = await client.json("POST", "/api/consultations", expect=201, json={"patient": patient["id"]})
         token = (await client.json("POST", f"/api/consultations/{consultation['id']}/join-token"))["token"]
         tokens.append((consultation["id"], token))

@@ -107,7 +107,7 @@ def request_for(route: str, there: Foreign) -> tuple[str, str, dict[str, Any] | 
     }
     path = path.replace("{id}", next((v for k, v in ids.items() if path.startswith(k)), there.consultation))
     body: dict[str, Any] | None = None
-    if route in ("POST /api/patients", "POST /api/retention/purge"):
+    if route in ("POST /api/patients", "POST /api/patients/lookup", "POST /api/retention/purge"):
         body = {"region": "b", "nationalId": "01018012371", "name": "Matrix Test"}
     elif route == "POST /api/consultations":
         body = {"patient": there.patient}

@@ -18,7 +18,7 @@ from woundcare.auth.invitations import Invitations
 from woundcare.auth.sessions import Sessions
 from woundcare.auth.subject import Subject
 from woundcare.db.database import Database
-from woundcare.db.models import Membership, Region, StaffRole, User
+from woundcare.db.models import Consultation, Membership, Patient, Region, StaffRole, User
 from woundcare.records.accounts import Accounts
 
 
@@ -102,22 +102,34 @@ async def test_an_invitation_on_http_is_a_guest_of_its_region(ward: Ward) -> Non
 async def test_a_join_tokens_holder_is_checked_again_when_used(ward: Ward) -> None:
     accounts, invitations = ward.auth.accounts, ward.auth.invitations
     device_id, _ = await ward.auth.devices.issue(ward.user_id, ward.north, "cam")
+    async with ward.db.sessions() as session, session.begin():
+        patient = Patient(region_id=ward.north)
+        session.add(patient)
+        await session.flush()
+        consultation = Consultation(region_id=ward.north, patient_id=patient.id)
+        session.add(consultation)
+        await session.flush()
+        consultation_id = consultation.id
 
-    def token_for(ref: str) -> str:
-        return invitations.issue("c1", protocol.Role.NURSE, ref, "Kari", "north")
+    async def holder_of(ref: str) -> Subject:
+        """What admission reads for a join token minted for ``ref``, then makes of it."""
+        invitation = invitations.verify(invitations.issue(consultation_id, protocol.Role.NURSE, ref, "Kari", "north"))
+        room, holder = await accounts.admission(consultation_id, Subject.parse(ref))
+        assert room is not None and room.region_id == ward.north and room.open
+        return token_holder(invitation, holder, room.region_id)
 
-    as_user = await token_holder(accounts, invitations.verify(token_for(Subject.user_ref(ward.user_id))), ward.north)
+    as_user = await holder_of(Subject.user_ref(ward.user_id))
     assert as_user.user_id == ward.user_id and as_user.device_id is None and len(as_user.roles) == 2
-    as_device = await token_holder(accounts, invitations.verify(token_for(Subject.device_ref(device_id))), ward.north)
+    as_device = await holder_of(Subject.device_ref(device_id))
     assert as_device.device_id == device_id and as_device.roles == {ward.north: frozenset({StaffRole.NURSE})}
-    as_guest = await token_holder(accounts, invitations.verify(token_for("rec-5")), ward.north)
-    assert as_guest.invitation == "c1" and as_guest.roles == {ward.north: frozenset({StaffRole.SPECIALIST})}
+    as_guest = await holder_of("rec-5")
+    assert as_guest.invitation == consultation_id and as_guest.roles == {ward.north: frozenset({StaffRole.SPECIALIST})}
 
     await ward.auth.devices.revoke(device_id)
     with pytest.raises(AuthenticationError, match="revoked"):
-        await token_holder(accounts, invitations.verify(token_for(Subject.device_ref(device_id))), ward.north)
+        await holder_of(Subject.device_ref(device_id))
     await ward.disable()
     with pytest.raises(AuthenticationError, match="no longer active"):
-        await token_holder(accounts, invitations.verify(token_for(Subject.user_ref(ward.user_id))), ward.north)
+        await holder_of(Subject.user_ref(ward.user_id))
     with pytest.raises(AuthenticationError, match="no longer active"):
-        await token_holder(accounts, invitations.verify(token_for(Subject.user_ref(ward.user_id + 99))), ward.north)
+        await holder_of(Subject.user_ref(ward.user_id + 99))

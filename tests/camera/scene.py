@@ -102,17 +102,20 @@ class Visit:
         env: dict[str, str] | None = None,
         consent: str = "video,snapshots",
         consultation: str | None = None,
+        stdout: Path | None = None,
     ) -> None:
         """``woundcare camera`` in its own process (inside ``prefix``, e.g. ``ip netns exec``),
-        starting a consultation for the visit's patient, or joining ``consultation``."""
+        starting a consultation for the visit's patient, or joining ``consultation``; its
+        stdout goes to ``stdout`` if given (else to the log, with stderr)."""
         env = {**os.environ, "PYTHONPATH": str(REPO), "WOUNDCARE_DEVICE_TOKEN": self.device_token, **(env or {})}
         target = f"--consultation={consultation}" if consultation else f"--patient={self.patient}"
-        with open(self.log_path, "ab") as log_file:  # a restarted camera adds to the log
+        with open(self.log_path, "ab") as log_file, open(stdout or os.devnull, "ab") as out:
+            # A restarted camera adds to the log.
             self.camera = subprocess.Popen(
                 [*(prefix or []), sys.executable, "-m", "woundcare", "camera", "--server", server_url,
                  target, "--consent", consent, "--source", "synthetic",
                  "--queue-dir", str(self.tmp_path / "queue"), *extra],
-                cwd=self.tmp_path, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                cwd=self.tmp_path, env=env, stdout=out if stdout else log_file, stderr=log_file,
             )
 
     def assert_camera_running(self) -> None:

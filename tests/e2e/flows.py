@@ -115,9 +115,11 @@ async def call_in_two_browsers(
     specialist_locale: str = "nb-NO",
     nurse_script: str = "",
     specialist_script: str = "",
+    consents: tuple[str, ...] = (),
 ) -> AsyncIterator[Call]:
     """Two Chromiums, media relayed through a local coturn only, the nurse's call joined by the
-    specialist and video decoded; ``*_script`` runs in that browser's pages before their own."""
+    specialist and video decoded; ``*_script`` runs in that browser's pages before their own;
+    the patient consents to video and ``consents``."""
     async with running_coturn(tmp_path / "coturn") as turn:
         server = await start_server(turn_urls=[turn.url], turn_secret=turn.secret, ice_transport_policy="relay")
         users = {
@@ -140,7 +142,7 @@ async def call_in_two_browsers(
                 pages.append(page)
             nurse, specialist = pages
             await log_in(nurse, server.url, "sykepleier", "/nurse")
-            await start_consultation(nurse)
+            await start_consultation(nurse, NATIONAL_ID, PATIENT, *consents)
             await log_in(specialist, server.url, "spesialist", "/specialist")
             consultation = await join_first_in_queue(specialist)
             await eventually(

@@ -98,7 +98,12 @@ async def test_consultation_in_two_browsers(
     async def shoot(page: Any, name: str, *, full_page: bool = False) -> None:
         path = SCREENSHOTS / f"{name}.png"
         if not full_page:
-            await page.evaluate("window.scrollTo(0, 0)")
+            # Where the page puts itself: the top, or the nurse's call screen once in a call.
+            await page.evaluate("""() => {
+              const call = document.getElementById('call-screen');
+              if (call && call.getClientRects().length) call.scrollIntoView({ block: 'start' });
+              else window.scrollTo(0, 0);
+            }""")
         await page.screenshot(path=str(path), full_page=full_page)
         shots.append(path)
 

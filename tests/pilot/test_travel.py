@@ -19,8 +19,9 @@ async def test_entered_distances_replace_the_estimate(start_server: Any) -> None
     await server.add_user("lead", PASSWORD, {"east": StaffRole.PILOT_LEAD})
     region_id = await server.region("east")
     app = server.app
-    for municipality in ("3403 Hamar", "3430 Os", None):
-        view = await app[SERVICES].patients.register(region_id, PatientIdentity("01018012371", "Test"), municipality)
+    # Three patients: one national id is one patient (issue 18).
+    for number, municipality in (("01018012371", "3403 Hamar"), ("01018010018", "3430 Os"), ("01018010360", None)):
+        view = await app[SERVICES].patients.register(region_id, PatientIdentity(number, "Test"), municipality)
         patient = await app[SERVICES].patients.find(view.pseudonym)
         assert patient is not None
         consultation = await app[SERVICES].consultations.start(patient, None)

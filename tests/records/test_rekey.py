@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.api.test_snapshots import wound_jpeg
+from tests.records.national_ids import national_ids
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
 from woundcare.cli import main
@@ -44,8 +45,8 @@ async def fill(server: RunningServer, code: str, count: int) -> Region:
     region_id = await server.region(code)
     region = Region(region_id, [], [], [])
     image = wound_jpeg(320, 240)
-    for i in range(count):
-        patient = await app[SERVICES].patients.register(region_id, PatientIdentity("01018012371", f"Pasient {i}"))
+    for i, number in enumerate(national_ids(count)):
+        patient = await app[SERVICES].patients.register(region_id, PatientIdentity(number, f"Pasient {i}"))
         found = await app[SERVICES].patients.find(patient.pseudonym)
         assert found is not None
         consultation = await app[SERVICES].consultations.start(found, None)

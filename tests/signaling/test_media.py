@@ -94,3 +94,46 @@ async def test_camera_resumes_and_media_recovers_on_a_fresh_peer_connection(serv
         assert len(viewer.counters) == 2
     finally:
         await shutdown(tasks, camera, viewer, nurse_client, specialist_client)
+
+
+def ice_ufrag(sdp: str) -> str:
+    return next(line for line in sdp.splitlines() if line.startswith("a=ice-ufrag:"))
+
+
+async def test_a_new_viewer_gets_the_connection_the_camera_made_ahead(server: RunningServer) -> None:
+    """aiortc gathers inside setLocalDescription; the camera does that before anyone joins, so
+    a viewer's offer goes at once. The connection made ahead carries media like any other, and
+    another is made for the next viewer, again when the ICE servers change."""
+    consultation = await server.new_consultation()
+    config = ice_configuration([])
+    nurse_client, specialist_client = SignalingClient(server.url), SignalingClient(server.url)
+    await nurse_client.join(consultation, Role.NURSE, server.invite(consultation, Role.NURSE))
+    camera = Publisher(nurse_client, SyntheticVideoTrack(320, 240), config)
+    viewer = Viewer(specialist_client, config)
+    tasks = [asyncio.create_task(pump(nurse_client, camera))]
+
+    async def made_ahead(configuration: object) -> str:
+        async with asyncio.timeout(10):
+            while camera._ready is None or camera._ready.configuration is not configuration:
+                await asyncio.sleep(0.01)
+        return ice_ufrag(camera._ready.pc.localDescription.sdp)
+
+    try:
+        await camera.start()
+        ahead = await made_ahead(config)
+        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        await specialist_client.join(consultation, Role.SPECIALIST, server.invite(consultation, Role.SPECIALIST))
+        tasks.append(asyncio.create_task(pump(specialist_client, viewer, inbox)))
+        offer = await next_of(inbox, "offer")
+        assert ice_ufrag(offer["sdp"]) == ahead
+        async with asyncio.timeout(20):
+            await viewer.frames(10)
+
+        following = await made_ahead(config)
+        assert following != ahead
+        renewed = ice_configuration([])
+        camera.configuration = renewed
+        assert await made_ahead(renewed) not in (ahead, following)
+    finally:
+        await shutdown(tasks, camera, viewer, nurse_client, specialist_client)
+    assert camera._ready is None

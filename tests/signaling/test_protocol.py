@@ -7,13 +7,17 @@ import pytest
 
 from signaling.protocol import (
     MAX_MESSAGE_BYTES,
+    Annotation,
     Candidate,
     Chat,
+    DrawOp,
     ErrorCode,
+    Freeze,
     Join,
     Offer,
     ProtocolError,
     Role,
+    Shape,
     parse,
     relay_frame,
     to_wire,
@@ -100,3 +104,71 @@ def test_unknown_type_error_does_not_echo_long_input() -> None:
     with pytest.raises(ProtocolError) as info:
         parse(frame(type="x" * 1000))
     assert info.value.ref is not None and len(info.value.ref) <= 40
+
+
+def test_telestration_frames_round_trip() -> None:
+    stroke = Annotation(to="n1", op=DrawOp.STROKE, id="s-3f9a", shape=Shape.FREE,
+                        points=[[0, 0], [0.25, 0.5], [1, 1.0]], color="#FF00FF", still="req-1")
+    for message in (
+        stroke,
+        Annotation(to="n1", op=DrawOp.POINTER, points=[[0.5, 0.5]]),
+        Annotation(to="n1", op=DrawOp.UNDO, id="u-1"),
+        Annotation(to="n1", op=DrawOp.CLEAR, id="c-1"),
+        Freeze(to="n1", on=True, id="f-1", still="req-1"),
+        Freeze(to="n1", on=False, id="f-2"),
+    ):
+        assert parse(orjson.dumps(to_wire(message))) == message
+    assert relay_frame(stroke, "s1")["points"] == [[0, 0], [0.25, 0.5], [1, 1.0]]
+
+
+def stroke(**fields: object) -> str:
+    base: dict[str, object] = {"type": "annotation", "to": "n1", "op": "stroke", "id": "s-1", "shape": "arrow",
+                               "points": [[0.1, 0.1], [0.9, 0.9]], "color": "#00E5FF"}
+    return frame(**{**base, **fields})
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        stroke(op="erase"),
+        stroke(shape="star"),
+        stroke(color="#000000"),
+        stroke(color=None),
+        stroke(id=None),
+        stroke(id="x" * 41),
+        stroke(id="a b"),
+        stroke(points=[]),
+        stroke(points=[[0.1, 0.1]]),  # an arrow needs two points
+        stroke(shape="circle", points=[[0.1, 0.1]]),
+        stroke(points=[[0.1, 0.1], [1.2, 0.5]]),
+        stroke(points=[[0.1, 0.1], [-0.01, 0.5]]),
+        stroke(points=[[0.1, 0.1], [True, 0.5]]),
+        stroke(points=[[0.1, 0.1], ["0.5", 0.5]]),
+        stroke(points=[[0.1, 0.1], [0.5]]),
+        stroke(points=[[0.1, 0.1, 0.1], [0.5, 0.5]]),
+        stroke(points="0.1,0.1"),
+        stroke(shape="free", points=[[0.5, 0.5]] * 513),
+        stroke(still="../x"),
+        frame(type="annotation", to="n1", op="pointer", points=[[0.5, 0.5], [0.6, 0.6]]),
+        frame(type="annotation", to="n1", op="pointer"),
+        frame(type="annotation", to="n1", op="pointer", points=[[0.5, 0.5]], color="#00E5FF"),
+        frame(type="annotation", to="n1", op="undo"),
+        frame(type="annotation", to="n1", op="clear", id="c-1", points=[[0.5, 0.5]]),
+        frame(type="annotation", to="n1", op="undo", id="u-1", shape="free"),
+        frame(type="annotation", op="undo", id="u-1"),
+        frame(type="freeze", to="n1", on=True, id="f-1"),
+        frame(type="freeze", to="n1", on=1, id="f-1", still="r1"),
+        frame(type="freeze", to="n1", on=False),
+    ],
+)
+def test_bad_telestration_frames_are_bad_messages(raw: str) -> None:
+    assert code_of(raw) is ErrorCode.BAD_MESSAGE
+
+
+def test_a_free_stroke_may_hold_512_points_and_a_bad_one_is_not_echoed() -> None:
+    many = [[k / 511, 1 - k / 511] for k in range(512)]
+    message = parse(stroke(shape="free", points=many))
+    assert isinstance(message, Annotation) and message.points == many
+    with pytest.raises(ProtocolError) as info:
+        parse(stroke(points=[[0.1, 0.1], [0.123456789, 7.5]]))
+    assert "0.123456789" not in info.value.message and "7.5" not in info.value.message

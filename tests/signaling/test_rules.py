@@ -9,8 +9,11 @@ import pytest
 from signaling.admission import Identity
 from signaling.protocol import (
     MESSAGE_TYPES,
+    Annotation,
     Answer,
     Chat,
+    DrawOp,
+    Freeze,
     ClientMessage,
     ErrorCode,
     IceRestart,
@@ -18,6 +21,7 @@ from signaling.protocol import (
     Presence,
     ProtocolError,
     Role,
+    Shape,
     SnapshotRequest,
     VideoMode,
     VideoProfile,
@@ -144,3 +148,60 @@ def test_frames_the_room_refuses(
     with pytest.raises(ProtocolError) as refused:
         route(message, sender, ROLE_OF[sender], seats)
     assert (refused.value.code, refused.value.ref) == (code, message.type)
+
+
+def _stroke(to: str, shape: Shape = Shape.ARROW) -> Annotation:
+    return Annotation(to=to, op=DrawOp.STROKE, id="s-1", shape=shape, points=[[0.1, 0.2], [0.3, 0.4]], color="#00E5FF")
+
+
+def _freeze(to: str, on: bool = True) -> Freeze:
+    return Freeze(to=to, on=on, id="f-1", still="req-1" if on else None)
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (_stroke(NURSE), Route(NURSE, EventKind.ANNOTATION, "stroke/arrow")),
+        (_stroke(NURSE, Shape.FREE), Route(NURSE, EventKind.ANNOTATION, "stroke/free")),
+        (_stroke(NURSE, Shape.CIRCLE), Route(NURSE, EventKind.ANNOTATION, "stroke/circle")),
+        (Annotation(to=NURSE, op=DrawOp.UNDO, id="u-1"), Route(NURSE, EventKind.ANNOTATION, "undo")),
+        (Annotation(to=NURSE, op=DrawOp.CLEAR, id="c-1", still="req-1"), Route(NURSE, EventKind.ANNOTATION, "clear")),
+        (Annotation(to=NURSE, op=DrawOp.POINTER, points=[[0.5, 0.5]]), Route(NURSE)),
+        (_freeze(NURSE), Route(NURSE, EventKind.FREEZE, "on")),
+        (_freeze(NURSE, on=False), Route(NURSE, EventKind.FREEZE, "off")),
+    ],
+)
+def test_a_specialist_draws_for_the_nurse_and_the_log_has_no_coordinates(message: ClientMessage, expected: Route) -> None:
+    assert route(message, SPECIALIST, Role.SPECIALIST, ROOM) == expected
+
+
+SECOND_SPECIALIST = "spec2"
+
+
+@pytest.mark.parametrize(
+    ("sender", "message", "code"),
+    [
+        (OBSERVER, _stroke(NURSE), ErrorCode.FORBIDDEN),
+        (OBSERVER, _freeze(NURSE), ErrorCode.FORBIDDEN),
+        (NURSE, _stroke(SPECIALIST), ErrorCode.FORBIDDEN),
+        (NURSE, _freeze(SPECIALIST), ErrorCode.FORBIDDEN),
+        (SPECIALIST, _stroke(OBSERVER), ErrorCode.FORBIDDEN),
+        (SPECIALIST, _stroke(SECOND_SPECIALIST), ErrorCode.FORBIDDEN),
+        (SPECIALIST, _freeze(RECORDER), ErrorCode.FORBIDDEN),
+        (SPECIALIST, _stroke("nobody"), ErrorCode.UNKNOWN_PEER),
+        (SPECIALIST, _freeze(SPECIALIST), ErrorCode.UNKNOWN_PEER),
+    ],
+)
+def test_telestration_goes_from_a_specialist_to_the_nurse_only(sender: str, message: ClientMessage, code: ErrorCode) -> None:
+    seats = {**ROOM, SECOND_SPECIALIST: Seat(SECOND_SPECIALIST, Role.SPECIALIST)}
+    with pytest.raises(ProtocolError) as refused:
+        route(message, sender, ROLE_OF[sender], seats)
+    assert (refused.value.code, refused.value.ref) == (code, message.type)
+
+
+@pytest.mark.parametrize("kind", ["annotation", "freeze"])
+def test_the_recorder_may_not_draw(kind: str) -> None:
+    assert kind in sends_for(Role.SPECIALIST)
+    with pytest.raises(ProtocolError) as refused:
+        check_send(sends_for(Role.RECORDER), kind)
+    assert refused.value.code is ErrorCode.FORBIDDEN

@@ -9,9 +9,12 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from sqlalchemy import select
 
 from signaling.protocol import CloseCode, Role
 from tests.server import RunningServer
+from woundcare.appkeys import SERVICES
+from woundcare.db.models import ConsultationEvent
 
 
 class RawSocket:
@@ -81,6 +84,19 @@ async def joined_pair(server: RunningServer, connect: Any) -> tuple[str, RawSock
     assert joined["type"] == "joined"
     assert (await nurse.expect("presence"))["state"] == "joined"
     return consultation, nurse, specialist
+
+
+async def joined_trio(server: RunningServer, connect: Any) -> tuple[str, RawSocket, RawSocket, RawSocket, str, str]:
+    """A joined pair and an observer: the consultation, the three sockets, the nurse's and the
+    specialist's participant ids."""
+    consultation, nurse, specialist = await joined_pair(server, connect)
+    observer = await connect()
+    joined = await observer.join(consultation, Role.OBSERVER, server.invite(consultation, Role.OBSERVER))
+    nurse_id = next(p["id"] for p in joined["peers"] if p["role"] == "nurse")
+    specialist_id = next(p["id"] for p in joined["peers"] if p["role"] == "specialist")
+    await nurse.expect("presence")
+    await specialist.expect("presence")
+    return consultation, nurse, specialist, observer, nurse_id, specialist_id
 
 
 async def test_second_nurse_is_rejected(server: RunningServer, connect: Any) -> None:
@@ -270,13 +286,7 @@ async def test_a_refused_request_after_joining_does_not_end_the_socket(server: R
 
 
 async def test_video_profiles_go_between_the_camera_and_a_viewer_only(server: RunningServer, connect: Any) -> None:
-    consultation, nurse, specialist = await joined_pair(server, connect)
-    observer = await connect()
-    joined = await observer.join(consultation, Role.OBSERVER, server.invite(consultation, Role.OBSERVER))
-    nurse_id = next(p["id"] for p in joined["peers"] if p["role"] == "nurse")
-    specialist_id = next(p["id"] for p in joined["peers"] if p["role"] == "specialist")
-    await nurse.expect("presence")
-    await specialist.expect("presence")
+    _, nurse, specialist, observer, nurse_id, specialist_id = await joined_trio(server, connect)
 
     await specialist.send(type="video_profile", to=nurse_id, mode="low")
     asked = await nurse.expect("video_profile")
@@ -289,3 +299,49 @@ async def test_video_profiles_go_between_the_camera_and_a_viewer_only(server: Ru
     await specialist.send(type="video_profile", to=nurse_id, mode="sharp")
     assert (await specialist.expect("error"))["code"] == "bad_message"
     assert await specialist.silent() and await nurse.silent()
+
+
+async def test_telestration_reaches_the_nurse_and_the_log_counts_strokes_without_coordinates(
+    server: RunningServer, connect: Any
+) -> None:
+    consultation, nurse, specialist, observer, nurse_id, specialist_id = await joined_trio(server, connect)
+
+    points = [[0.125, 0.25], [0.75, 0.5]]
+    await specialist.send(type="annotation", to=nurse_id, op="stroke", id="s-1", shape="arrow",
+                          points=points, color="#FFEB3B")
+    stroke = await nurse.expect("annotation")
+    assert (stroke["from"], stroke["points"], stroke["shape"], stroke["color"]) == (specialist_id, points, "arrow", "#FFEB3B")
+    await specialist.send(type="annotation", to=nurse_id, op="pointer", points=[[0.5, 0.5]])
+    assert (await nurse.expect("annotation"))["op"] == "pointer"
+    await specialist.send(type="freeze", to=nurse_id, on=True, id="f-1", still="req-1")
+    assert (await nurse.expect("freeze"))["still"] == "req-1"
+    await specialist.send(type="annotation", to=nurse_id, op="undo", id="u-1")
+    assert (await nurse.expect("annotation"))["op"] == "undo"
+    await specialist.send(type="freeze", to=nurse_id, on=False, id="f-2")
+    assert (await nurse.expect("freeze"))["on"] is False
+
+    # Refusals are plain errors: the observer and the nurse stay joined.
+    await observer.send(type="annotation", to=nurse_id, op="clear", id="c-1")
+    assert (await observer.expect("error"))["code"] == "forbidden"
+    await nurse.send(type="freeze", to=specialist_id, on=False, id="f-3")
+    assert (await nurse.expect("error"))["code"] == "forbidden"
+    await specialist.send(type="annotation", to=specialist_id, op="clear", id="c-2")
+    assert (await specialist.expect("error"))["code"] == "unknown_peer"
+    await observer.send(type="chat", text="still here")
+    assert (await nurse.expect("chat"))["text"] == "still here"
+    assert await nurse.silent()
+
+    services = server.app[SERVICES]
+    await services.session_log.flush()
+    async with services.database.sessions() as session:
+        rows = (await session.execute(
+            select(ConsultationEvent.kind, ConsultationEvent.detail, ConsultationEvent.role)
+            .where(ConsultationEvent.consultation_id == consultation, ConsultationEvent.kind.in_(["annotation", "freeze"]))
+            .order_by(ConsultationEvent.id)
+        )).all()
+    assert [tuple(row) for row in rows] == [
+        ("annotation", "stroke/arrow", "specialist"),
+        ("freeze", "on", "specialist"),
+        ("annotation", "undo", "specialist"),
+        ("freeze", "off", "specialist"),
+    ]

@@ -1,20 +1,29 @@
-"""create_once: one winner among concurrent writers, durable file and directory entry."""
+"""create_once: one winner among concurrent writers, durable file and directory entry;
+replace_with: a reader sees the old file or the new, never part of one."""
 
 from __future__ import annotations
 
 import os
 import stat
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from woundcare.storage.files import create_once
+from woundcare.storage.files import create_once, replace_with
 
 
-def test_creates_the_file_private_and_leaves_no_temporary(tmp_path: Path) -> None:
+WRITERS: list[Callable[[Path, bytes], None]] = [
+    lambda path, data: create_once(path, data),
+    lambda path, data: replace_with(path, lambda file: file.write(data)),
+]
+
+
+@pytest.mark.parametrize("write", WRITERS, ids=["create_once", "replace_with"])
+def test_creates_the_file_private_and_leaves_no_temporary(tmp_path: Path, write: Callable[[Path, bytes], None]) -> None:
     path = tmp_path / "secret.key"
-    create_once(path, b"value")
+    write(path, b"value")
     assert path.read_bytes() == b"value"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert os.listdir(tmp_path) == ["secret.key"]
@@ -84,3 +93,46 @@ def test_a_failed_write_removes_its_temporary(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         create_once(tmp_path / "x", "not bytes")  # type: ignore[arg-type]
     assert os.listdir(tmp_path) == []
+
+
+def test_replace_with_replaces_an_existing_file(tmp_path: Path) -> None:
+    path = tmp_path / "overlay.png"
+    path.write_bytes(b"old")
+    replace_with(path, lambda file: file.write(b"new"))
+    assert path.read_bytes() == b"new" and os.listdir(tmp_path) == ["overlay.png"]
+
+
+def test_replace_with_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "overlay.png"
+    path.write_bytes(b"old")
+
+    def fail(file: object) -> None:
+        raise ValueError("encoder broke")
+
+    with pytest.raises(ValueError):
+        replace_with(path, fail)
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["overlay.png"]
+
+
+def test_replace_with_a_reader_never_sees_part_of_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "overlay.png"
+    versions = [bytes([i]) * 262144 for i in range(40)]
+    replace_with(path, lambda file: file.write(versions[0]))
+    done = threading.Event()
+    seen: set[bytes] = set()
+
+    def read() -> None:
+        while not done.is_set():
+            seen.add(path.read_bytes())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for version in versions[1:]:
+            replace_with(path, lambda file: file.write(version))
+    finally:
+        done.set()
+        reader.join()
+    assert seen and seen <= set(versions)
+    assert path.read_bytes() == versions[-1]

@@ -1,7 +1,7 @@
 /**
  * A full-resolution still from the camera: ImageCapture.takePhoto where the browser has it
  * (the sensor's photo resolution, not the video's), otherwise the current video frame drawn
- * on a canvas and encoded as JPEG.
+ * on a canvas and encoded as JPEG; and the countdown before a photo the specialist asked for.
  */
 
 const TAKE_PHOTO_TIMEOUT_MS = 4000;
@@ -41,4 +41,24 @@ function frameOf(video) {
   return new Promise((resolve, reject) => {
     canvas.toBlob((blob) => (blob ? resolve(blob) : reject(new Error('no frame to capture'))), 'image/jpeg', 0.92);
   });
+}
+
+/**
+ * The seconds before a photo someone else asked for: the nurse sees 3, 2, 1 and "hold still",
+ * so the still is not taken while she is moving the camera or looking away.
+ * @param {HTMLElement} box shown during the count (it carries the "hold still" text)
+ * @param {HTMLElement} number shows the seconds left
+ * @param {number} seconds
+ */
+export async function countDown(box, number, seconds) {
+  box.hidden = false;
+  try {
+    for (let left = seconds; left > 0; left -= 1) {
+      number.textContent = String(left);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  } finally {
+    box.hidden = true;
+    number.textContent = '';
+  }
 }

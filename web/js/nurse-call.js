@@ -1,15 +1,18 @@
 /**
  * The nurse's call: the camera offered to every viewer, their voices played back, mute,
- * camera switch, torch, snapshots (asked for or taken by hand, kept in the outbox until
- * uploaded), the earlier photo as an overlay to match the framing, quality, chat. The call
- * survives the page: leaving or logging out asks first, and a reload comes back into it.
+ * camera switch, torch, snapshots (asked for, after a 3-second countdown, or taken by hand,
+ * kept in the outbox until uploaded), the earlier photo as an overlay to match the framing,
+ * quality, chat (the others' messages shown over the picture with a tone and a vibration).
+ * The picture with its status and controls fills the first screen, which is scrolled into view
+ * at the start and after a turn of the device. The call survives the page: leaving or logging
+ * out asks first, and a reload comes back into it.
  */
 
 import { getBlob, getJson, postJson } from './api.js';
 import { Microphones, renderConnection, renderQuality } from './call-status.js';
 import { cameras, hasTorch, nextCamera, setTorch } from './camera.js';
-import { capturePhoto } from './capture.js';
-import { Chat } from './chat.js';
+import { capturePhoto, countDown } from './capture.js';
+import { Chat, ChatToasts } from './chat.js';
 import { birthDateOf, byId, h } from './dom.js';
 import { IceConfig } from './ice.js';
 import { setText, t } from './i18n.js';
@@ -19,11 +22,14 @@ import { Participants } from './presence.js';
 import { QualityMonitor } from './quality.js';
 import { Signaling } from './signaling.js';
 import { SnapshotOutbox } from './snapshots-queue.js';
+import { SharedView } from './telestration.js';
 import { VideoProfiles } from './video-profile.js';
 
 /** How long the end button waits for the confirming second tap. */
 const CONFIRM_MS = 4000;
 const NOTICE_MS = 5000;
+/** Seconds counted down before a photo the specialist asked for. */
+const COUNTDOWN_SECONDS = 3;
 /** Fetched as the page loads and kept fresh, so that joining never waits for it. */
 const ice = new IceConfig();
 
@@ -39,6 +45,13 @@ export async function runCall({ consultation, patient, consents, stream, memory 
   const notice = byId('notice');
   video.srcObject = stream;
   byId('call').hidden = false;
+  document.body.classList.add('in-call');
+  // The top bar and the setup cards were above: without this the status and the top of the
+  // picture would start off screen. Again after a turn, which moves everything.
+  const intoView = () => byId('call-screen').scrollIntoView({ block: 'start' });
+  intoView();
+  const landscape = matchMedia('(orientation: landscape)');
+  landscape.addEventListener('change', intoView);
   byId('call-patient').textContent = `${patient.name ?? ''} (${birthDateOf(patient.nationalId)})`;
 
   const { resumeToken, firstGeneration } = memory.open(id);
@@ -50,12 +63,30 @@ export async function runCall({ consultation, patient, consents, stream, memory 
   });
   const peers = new CameraPeers(signaling, stream, ice, firstGeneration);
   const participants = new Participants(/** @type {HTMLUListElement} */ (byId('participants')));
+  const toasts = new ChatToasts(/** @type {HTMLOListElement} */ (byId('chat-toasts')));
+  toasts.unlock(); // after the tap on Start or Rejoin; after a reload it waits for a tap
   new Chat(/** @type {HTMLFormElement} */ (byId('chat-form')), /** @type {HTMLOListElement} */ (byId('chat-log')),
-    signaling, (from) => participants.nameOf(from));
+    signaling, (from) => participants.nameOf(from), toasts);
   const quality = new QualityMonitor({ consultation: id, direction: 'send', connections: () => peers.connections() });
   const outbox = await SnapshotOutbox.open();
   const viewers = () => [...participants.others.values()].filter((p) => p.role !== 'nurse').map((p) => p.id);
   const profiles = new VideoProfiles(signaling, () => peers.connections(), viewers);
+  // The specialist's marks and shared freeze over the video (protocol §6.11, §6.12).
+  const shared = new SharedView({
+    video, still: /** @type {HTMLCanvasElement} */ (byId('frozen-still')),
+    overlay: /** @type {HTMLCanvasElement} */ (byId('telestration')), badge: byId('frozen-badge'),
+  });
+  const mayDraw = (/** @type {string} */ viewer) => participants.others.get(viewer)?.role === 'specialist';
+  for (const kind of ['annotation', 'freeze']) {
+    signaling.addEventListener(kind, (event) => {
+      const frame = /** @type {CustomEvent} */ (event).detail;
+      shared.receive(frame, frame.from);
+    });
+  }
+  peers.addEventListener('channel', (event) => {
+    const { viewer, channel } = /** @type {CustomEvent} */ (event).detail;
+    shared.listen(channel, viewer, () => mayDraw(viewer));
+  });
 
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let noticeTimer;
@@ -104,9 +135,20 @@ export async function runCall({ consultation, patient, consents, stream, memory 
   });
   signaling.addEventListener('candidate', (event) => peers.candidate(/** @type {CustomEvent} */ (event).detail));
   signaling.addEventListener('ice_restart', (event) => peers.restart(/** @type {CustomEvent} */ (event).detail.from));
+  /** Requests in a row wait their turn: one countdown and one photo at a time. */
+  let requests = Promise.resolve();
   signaling.addEventListener('snapshot_request', (event) => {
-    tell('nurse.snapshot.requested');
-    takeSnapshot(/** @type {CustomEvent} */ (event).detail.id);
+    const request = /** @type {CustomEvent} */ (event).detail.id;
+    requests = requests.then(async () => {
+      if (finished) return;
+      if (!consents.snapshots) {
+        tell('nurse.snapshot.noConsent');
+        return;
+      }
+      tell('nurse.snapshot.countdown');
+      await countDown(byId('countdown'), byId('countdown-number'), COUNTDOWN_SECONDS);
+      if (!finished) await takeSnapshot(request);
+    });
   });
   signaling.addEventListener('snapshot_stored', () => tell('nurse.snapshot.stored'));
   signaling.addEventListener('video_profile', (event) => profiles.choose(/** @type {CustomEvent} */ (event).detail.mode));
@@ -154,6 +196,7 @@ export async function runCall({ consultation, patient, consents, stream, memory 
     setTimeout(() => stage.classList.remove('shutter'), 300);
     try {
       const blob = await capturePhoto(stream.getVideoTracks()[0], video);
+      if (request) shared.captured(request, blob);
       await outbox.add({ consultation: id, request, blob, takenAt: Date.now() });
     } catch {
       tell('nurse.snapshot.failed');
@@ -239,6 +282,8 @@ export async function runCall({ consultation, patient, consents, stream, memory 
   function finish(reason) {
     if (finished) return;
     finished = true;
+    document.body.classList.remove('in-call');
+    landscape.removeEventListener('change', intoView);
     window.removeEventListener('beforeunload', stay);
     askBeforeLogout(null);
     memory.forget();

@@ -23,6 +23,7 @@ const placeholder = patientSelect.options[0];
 const registerForm = /** @type {HTMLFormElement} */ (byId('register-form'));
 const registerToggle = byId('register-toggle');
 const identity = byId('identity');
+const existing = byId('register-existing');
 const confirmed = /** @type {HTMLInputElement} */ (byId('identity-confirmed'));
 const consentForm = /** @type {HTMLFormElement} */ (byId('consent-form'));
 const start = /** @type {HTMLButtonElement} */ (byId('start'));
@@ -56,6 +57,7 @@ async function loadPatients(select) {
 async function choosePatient(id) {
   patient = id ? await getJson(`/api/patients/${encodeURIComponent(id)}`) : null;
   identity.hidden = consentForm.hidden = !patient;
+  existing.hidden = true;
   confirmed.checked = false;
   if (patient) {
     byId('identity-name').textContent = patient.name ?? '';
@@ -83,16 +85,23 @@ registerForm.addEventListener('submit', async (event) => {
   const error = byId('register-error');
   error.textContent = '';
   const data = new FormData(registerForm);
+  const region = data.get('region');
+  const nationalId = String(data.get('nationalId')).replace(/\s/g, '');
   try {
-    const created = await postJson('/api/patients', {
-      region: data.get('region'),
-      nationalId: String(data.get('nationalId')).replace(/\s/g, ''),
-      name: String(data.get('name')).trim(),
-    });
+    // A number the region knows is that patient (found by the number in the body, never a
+    // URL): continue with it and register nothing. The registration answers alike
+    // (`existed`) if another nurse registered the number in between.
+    const { patient: known } = await postJson('/api/patients/lookup', { region, nationalId });
+    /** @type {Patient & {existed?: boolean}} */
+    const chosen = known ?? await postJson('/api/patients', { region, nationalId, name: String(data.get('name')).trim() });
     registerForm.reset();
     registerForm.hidden = true;
     registerToggle.setAttribute('aria-expanded', 'false');
-    await loadPatients(created.id);
+    await loadPatients(chosen.id);
+    if (known || chosen.existed) {
+      setText(existing, 'nurse.register.existing');
+      existing.hidden = false;
+    }
     confirmed.focus();
   } catch (failure) {
     setText(error, failure instanceof ApiError && failure.code === 'bad_national_id' ? 'nurse.register.badNationalId' : 'error.generic');

@@ -17,6 +17,15 @@ const VIEWER_WATCHDOG_MS = 7000;
 const WATCHDOG_MAX_MS = 30_000;
 
 /**
+ * The telestration data channel (protocol §6.11): negotiated, so both sides make it as soon as
+ * the connection exists, before the camera's offer, which then carries its application section.
+ * @param {RTCPeerConnection} pc
+ */
+function telestrationChannel(pc) {
+  return pc.createDataChannel('telestration', { negotiated: true, id: 1, ordered: true });
+}
+
+/**
  * @typedef {import('./signaling.js').Signaling} Signaling
  * @typedef {{type: string, from: string, to?: string, sdp?: string, pc?: number, restart?: boolean,
  *   candidate?: string, sdpMid?: string, sdpMLineIndex?: number}} Frame
@@ -148,12 +157,13 @@ function watchIce(pc, onTrouble, onChange) {
  * A connection to one viewer. It is registered, with its generation, the moment it is decided
  * on; `pc` follows once the ICE configuration is at hand.
  * @typedef {{pc: RTCPeerConnection | null, generation: number, candidates: PendingCandidates,
- *   serial: Serial, restartPending: boolean, watchdog: Watchdog}} Link
+ *   serial: Serial, restartPending: boolean, watchdog: Watchdog, channel: RTCDataChannel | null}} Link
  */
 
 /**
  * The nurse's side: the camera stream offered to every viewer. Events: `remotestream`
- * ({viewer, stream}: a viewer's microphone), `mediastate` (any link's ICE state changed).
+ * ({viewer, stream}: a viewer's microphone), `mediastate` (any link's ICE state changed),
+ * `channel` ({viewer, channel}: the telestration channel of a new connection to that viewer).
  */
 export class CameraPeers extends EventTarget {
   /** @type {Map<string, Link>} */
@@ -201,6 +211,7 @@ export class CameraPeers extends EventTarget {
     const link = {
       pc: null, generation: previous ? previous.generation + 1 : this.firstGeneration, candidates: new PendingCandidates(),
       serial: new Serial(), restartPending: false, watchdog: new Watchdog(CAMERA_WATCHDOG_MS, () => this.restart(viewer)),
+      channel: null,
     };
     this.#links.set(viewer, link);
     return link.serial.run(async () => {
@@ -213,6 +224,8 @@ export class CameraPeers extends EventTarget {
       for (const track of this.stream.getTracks()) pc.addTrack(track, this.stream);
       // No microphone here: still offer to hear the viewer, whose answer cannot add an audio section.
       if (this.stream.getAudioTracks().length === 0) pc.addTransceiver('audio', { direction: 'recvonly' });
+      link.channel = telestrationChannel(pc);
+      this.dispatchEvent(new CustomEvent('channel', { detail: { viewer, channel: link.channel } }));
       trickle(pc, this.signaling, viewer, link.generation);
       watchIce(pc, () => this.restart(viewer), () => this.dispatchEvent(new Event('mediastate')));
       pc.addEventListener('track', ({ streams }) => {
@@ -324,6 +337,8 @@ export class CameraPeers extends EventTarget {
 export class ViewerPeer extends EventTarget {
   /** @type {RTCPeerConnection | null} */
   pc = null;
+  /** The telestration channel of the current connection (a new connection makes a new one). @type {RTCDataChannel | null} */
+  channel = null;
   /** @type {Offered | null} */
   #current = null;
   #serial = new Serial();
@@ -407,6 +422,7 @@ export class ViewerPeer extends EventTarget {
     this.#watchdog.stop();
     this.pc?.close();
     this.pc = null;
+    this.channel = null;
     this.#current = null;
   }
 
@@ -416,6 +432,7 @@ export class ViewerPeer extends EventTarget {
    */
   #open(pc, offered) {
     this.pc = offered.candidates.pc = pc;
+    this.channel = telestrationChannel(pc);
     trickle(pc, this.signaling, offered.camera, offered.generation);
     watchIce(pc, () => this.requestRestart(), () => this.dispatchEvent(new Event('mediastate')));
     pc.addEventListener('track', ({ streams }) => {

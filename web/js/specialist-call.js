@@ -1,10 +1,11 @@
 /**
- * The specialist's call: the camera's video large, talking back, snapshot requests, a frozen
- * frame, annotation and measurement (snapshot-panel.js), the patient's earlier snapshots, the
- * structured assessment, and ending the consultation.
+ * The specialist's call: the camera's video large, talking back, snapshot requests, a shared
+ * freeze and drawing on the nurse's screen (telestration.js), annotation and measurement
+ * (snapshot-panel.js), the patient's earlier snapshots, the structured assessment, and ending
+ * the consultation.
  */
 
-import { ApiError, getJson, postJson, versioned } from './api.js';
+import { ApiError, getBlob, getJson, postJson, putJson, versioned } from './api.js';
 import { applyMeasurement, fillAssessment, lockAssessment, readAssessment } from './assessment.js';
 import { Microphones, renderConnection, renderQuality } from './call-status.js';
 import { Chat } from './chat.js';
@@ -17,18 +18,36 @@ import { QualityMonitor } from './quality.js';
 import { RecordingPanel } from './recordings.js';
 import { Signaling } from './signaling.js';
 import { SnapshotPanel } from './snapshot-panel.js';
+import { Pen, Sketch, annotationItems, markSender } from './telestration.js';
 import { showTimeline } from './timeline.js';
 
 const CONFIRM_MS = 4000;
 const NOTICE_MS = 6000;
+/** The record and the panels wait for the camera's picture at most this long. */
+const PANELS_LATEST_MS = 1500;
+/** Strokes on a stored still are saved to its record this long after the last change. */
+const SAVE_STILL_MS = 800;
 /** Fetched as the page loads and kept fresh, so that joining never waits for it. */
 const ice = new IceConfig();
 
 /**
+ * Resolves when `video` starts playing, or after `ms` if it has not by then.
+ * @param {HTMLVideoElement} video
+ * @param {number} ms
+ * @returns {Promise<void>}
+ */
+function playingOrAfter(video, ms) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    video.addEventListener('playing', () => { clearTimeout(timer); resolve(); }, { once: true });
+  });
+}
+
+/**
  * Nothing is awaited before the join: the join token and the socket (both usually got ready on
- * the queue, `ahead`), the join and the camera's offer come first, and the patient's record, the
- * panels and the microphone follow or run beside them (each awaited in turn had made every join
- * 150-400 ms slower).
+ * the queue, `ahead`), the join and the camera's offer come first; the microphone runs beside
+ * them, and the patient's record and the panels follow the first picture (each awaited in turn
+ * had made every join 150-400 ms slower).
  * @param {import('./specialist.js').Consultation} consultation
  * @param {{joinToken: () => Promise<string>, socket: WebSocket | null}} ahead the join's token
  *   (fetched ahead when it could be) and a /ws socket opened ahead, if there is one
@@ -95,8 +114,10 @@ export function runSpecialistCall(consultation, ahead) {
     if (!camera || !signaling.send({ type: 'video_profile', to: camera.id, mode: videoMode.value })) tell('specialist.video.notSent');
   });
   signaling.addEventListener('snapshot_stored', (event) => {
+    const { id: snapshot, request } = /** @type {CustomEvent} */ (event).detail;
     tell('specialist.snapshot.stored');
-    snapshots.refresh(/** @type {CustomEvent} */ (event).detail.request ?? null);
+    snapshots.refresh(request ?? null).catch(() => {});
+    if (request) stillStored(request, snapshot).catch(() => tell('telestration.notSaved'));
   });
   signaling.addEventListener('state', () => {
     participants.setOwnState(signaling.state === 'joined');
@@ -127,10 +148,6 @@ export function runSpecialistCall(consultation, ahead) {
   // The join goes out first, ahead of the record and panels below (a token still to fetch goes
   // first in the browser's connection queue and at the server).
   signaling.start();
-  getJson(`/api/patients/${encodeURIComponent(consultation.patient)}`).then((patient) => {
-    byId('patient-name').textContent = patient.name ?? patient.id;
-    byId('patient-nid').textContent = patient.nationalId ?? '';
-  }, () => {});
 
   // --- controls ----------------------------------------------------------------------------
   byId('request-snapshot').addEventListener('click', () => {
@@ -139,20 +156,104 @@ export function runSpecialistCall(consultation, ahead) {
     tell(signaling.send({ type: 'snapshot_request', id: request }) ? 'specialist.snapshot.requested' : 'specialist.snapshot.notSent');
   });
 
+  // --- shared freeze and telestration (protocol §6.11, §6.12) ------------------------------
   const freeze = byId('freeze');
   const frozen = /** @type {HTMLCanvasElement} */ (byId('freeze-canvas'));
+  const badge = byId('frozen-badge');
+  const sketch = new Sketch(/** @type {HTMLCanvasElement} */ (byId('telestration')), () => (sketch.still === null
+    ? { element: video, width: video.videoWidth, height: video.videoHeight }
+    : { element: frozen, width: frozen.width, height: frozen.height }));
+  const sendMark = markSender(signaling, () => viewer.channel, () => participants.withRole('nurse')[0]?.id ?? null);
+  const pen = new Pen(sketch, (mark) => {
+    const sent = sendMark(mark);
+    if (!sent && mark.type === 'annotation' && mark.op !== 'pointer') tell('telestration.notSent');
+    if (mark.type === 'annotation' && mark.op !== 'pointer' && mark.still) saveStill(mark.still);
+    return sent;
+  }, randomId);
+  const drawTools = byId('draw-tools');
+  for (const button of drawTools.querySelectorAll('[data-draw-tool]')) {
+    button.addEventListener('click', () => {
+      pen.tool = /** @type {import('./telestration.js').Tool} */ (/** @type {HTMLElement} */ (button).dataset.drawTool);
+      for (const other of drawTools.querySelectorAll('[data-draw-tool]')) other.setAttribute('aria-pressed', String(other === button));
+    });
+  }
+  for (const swatch of drawTools.querySelectorAll('[data-color]')) {
+    swatch.addEventListener('click', () => {
+      pen.color = /** @type {string} */ (/** @type {HTMLElement} */ (swatch).dataset.color);
+      for (const other of drawTools.querySelectorAll('[data-color]')) other.setAttribute('aria-pressed', String(other === swatch));
+    });
+  }
+  byId('draw-undo').addEventListener('click', () => pen.undo());
+  byId('draw-clear').addEventListener('click', () => pen.clear());
+
   freeze.addEventListener('click', () => {
-    const on = freeze.getAttribute('aria-pressed') !== 'true';
+    const on = sketch.still === null;
     if (on) {
-      // A still of what the video shows now, to look at closely while the live picture moves on.
+      // Both screens freeze on the full-resolution still the camera takes for this request;
+      // here the frame of the moment stands in until that still is stored.
+      const still = randomId('req-');
       frozen.width = video.videoWidth;
       frozen.height = video.videoHeight;
       frozen.getContext('2d')?.drawImage(video, 0, 0);
+      if (!signaling.send({ type: 'snapshot_request', id: still })) tell('specialist.snapshot.notSent');
+      sendMark({ type: 'freeze', on: true, still, id: randomId('f-') });
+      sketch.show(still);
+    } else {
+      sendMark({ type: 'freeze', on: false, id: randomId('f-') });
+      sketch.show(null);
     }
-    frozen.hidden = !on;
+    frozen.hidden = badge.hidden = !on;
     freeze.setAttribute('aria-pressed', String(on));
     setText(freeze, on ? 'specialist.unfreeze' : 'specialist.freeze');
   });
+
+  /**
+   * Frozen stills in the record, by request id, and what the record held before our strokes.
+   * @type {Map<string, {snapshot: string, width: number, height: number, base: import('./annotate.js').Annotations}>}
+   */
+  const stills = new Map();
+  /** @type {Map<string, ReturnType<typeof setTimeout>>} */
+  const saveTimers = new Map();
+  /**
+   * A still that was frozen on is stored: show it (the full-resolution picture the nurse sees
+   * too) and save the strokes drawn on it so far.
+   * @param {string} request
+   * @param {string} snapshot
+   */
+  async function stillStored(request, snapshot) {
+    if (sketch.still !== request && sketch.of(request).length === 0) return;
+    const { snapshots: list } = await getJson(`/api/consultations/${id}/snapshots`);
+    const stored = list.find((/** @type {import('./snapshot-panel.js').Snapshot} */ s) => s.id === snapshot);
+    const bitmap = await createImageBitmap(await getBlob(`/api/snapshots/${snapshot}`));
+    stills.set(request, {
+      snapshot, width: bitmap.width, height: bitmap.height, base: stored?.annotations ?? { items: [], reference: null, outline: null },
+    });
+    if (sketch.still === request) {
+      frozen.width = bitmap.width;
+      frozen.height = bitmap.height;
+      frozen.getContext('2d')?.drawImage(bitmap, 0, 0);
+      sketch.render();
+    }
+    bitmap.close();
+    if (sketch.of(request).length) saveStill(request);
+  }
+
+  /** @param {string} request a still's request id: its strokes go to its record, once it is stored */
+  function saveStill(request) {
+    if (!stills.has(request)) return; // stillStored saves what was drawn before
+    clearTimeout(saveTimers.get(request));
+    saveTimers.set(request, setTimeout(async () => {
+      const still = stills.get(request);
+      if (!still) return;
+      const items = [...still.base.items, ...annotationItems(sketch.of(request), still.width, still.height)];
+      try {
+        await putJson(`/api/snapshots/${still.snapshot}/annotations`, { ...still.base, items });
+        tell('telestration.saved');
+      } catch {
+        tell('telestration.notSaved');
+      }
+    }, SAVE_STILL_MS));
+  }
 
   const mute = byId('mute');
   mute.hidden = true; // until there is a microphone to mute
@@ -207,11 +308,6 @@ export function runSpecialistCall(consultation, ahead) {
     showSaved(body);
     return body;
   };
-  versioned('GET', assessmentPath, null).then(({ body, etag }) => {
-    assessmentVersion = etag;
-    fillAssessment(form, body);
-    showSaved(body);
-  }, () => {});
   const save = () => writeAssessment('PUT', assessmentPath, readAssessment(form));
   /** @type {Record<string, string>} */
   const explanations = { bad_assessment: 'assessment.error.invalid', precondition_failed: 'assessment.error.stale' };
@@ -238,16 +334,31 @@ export function runSpecialistCall(consultation, ahead) {
     if (snapshots.measurement) applyMeasurement(form, snapshots.measurement);
   });
 
-  // --- earlier snapshots -------------------------------------------------------------------
-  showTimeline({
-    patient: consultation.patient,
-    consultation: id,
-    list: byId('timeline-list'),
-    empty: byId('timeline-empty'),
-    onPick: (entry) => snapshots.compare(entry),
-  }).catch(() => {});
-  snapshots.refresh().catch(() => {});
-  recordings.refresh().catch(() => {});
+  // --- the record and the panels ------------------------------------------------------------
+  // The video first: the record and the panels load once the camera's picture plays (or
+  // after PANELS_LATEST_MS without it). Each of their requests is read, decrypted and audited
+  // by the server, the timeline's thumbnails too; sent at the click they queued ahead of the
+  // join and the camera's offer (`joined` came 45-100 ms later, measured on the wire).
+  playingOrAfter(video, PANELS_LATEST_MS).then(() => {
+    getJson(`/api/patients/${encodeURIComponent(consultation.patient)}`).then((patient) => {
+      byId('patient-name').textContent = patient.name ?? patient.id;
+      byId('patient-nid').textContent = patient.nationalId ?? '';
+    }, () => {});
+    versioned('GET', assessmentPath, null).then(({ body, etag }) => {
+      assessmentVersion = etag;
+      fillAssessment(form, body);
+      showSaved(body);
+    }, () => {});
+    showTimeline({
+      patient: consultation.patient,
+      consultation: id,
+      list: byId('timeline-list'),
+      empty: byId('timeline-empty'),
+      onPick: (entry) => snapshots.compare(entry),
+    }).catch(() => {});
+    snapshots.refresh().catch(() => {});
+    recordings.refresh().catch(() => {});
+  });
 
   quality.start();
   showState();

@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
 from ..errors import InvalidInput
-from ..records.patients import valid_national_id
+from ..records.patients import BadNationalId, normalize_national_id
 from ..validation import number, optional_text, parse, text
 from .errors import api_error
 
@@ -46,8 +46,7 @@ async def read_body(request: web.Request, model: type[M]) -> M:
 
 
 def body_as(model: type[M], data: dict[str, Any]) -> M:
-    """A body already read (:func:`json_body`) as ``model``, with :func:`read_body`'s errors:
-    ``bad_request``, or the broken rule's own code (``bad_national_id``)."""
+    """A body already read (:func:`json_body`) as ``model``, with :func:`read_body`'s errors."""
     try:
         return parse(model, data)
     except InvalidInput as exc:
@@ -68,19 +67,31 @@ class Login(BaseModel):
     """A second-factor code; anything but text counts as none given."""
 
 
+NATIONAL_ID_CHARS = 20
+"""11 digits and room for the spacing people type them with; the number's own rules are
+checked right after the text (:func:`woundcare.records.patients.normalize_national_id`)."""
+
+
 def _national_id(value: str) -> str:
-    if not valid_national_id(value):
-        raise PydanticCustomError("national_id", "a valid identity number")
-    return value
+    # Checked with the number, before the fields after it (the form's order): a bad number
+    # is told as bad_national_id whatever the name is.
+    try:
+        return normalize_national_id(value)
+    except BadNationalId:
+        raise PydanticCustomError("national_id", "a valid identity number") from None
 
 
-class NewPatient(BaseModel):
-    """Checked in the order of the registration form: the region (by
-    :func:`~woundcare.api.regions.read_regional_body`, before all else), then the identity
-    number, shape and control digits, then the name; a broken one is the only one told."""
+class NationalIdLookup(BaseModel):
+    """A national id to find a patient by: in a body, never in a URL. Checked in the order
+    of the registration form: the region (by :func:`~woundcare.api.regions.read_regional_body`,
+    before all else), then the identity number, its shape and control digits, then
+    :class:`NewPatient`'s name; the first broken one is the one told."""
 
     region: Annotated[str, text(32)]
-    national_id: Annotated[str, text(11), AfterValidator(_national_id), Field(alias="nationalId")]
+    national_id: Annotated[str, text(NATIONAL_ID_CHARS), AfterValidator(_national_id), Field(alias="nationalId")]
+
+
+class NewPatient(NationalIdLookup):
     name: Annotated[str, text(200)]
     municipality: Annotated[str | None, optional_text(64)] = None
 

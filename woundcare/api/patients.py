@@ -11,12 +11,13 @@ from aiohttp import web
 from ..appkeys import services
 from ..auth.policy import Action, regions_for
 from ..records.patients import PatientIdentity, PatientView
-from .body import NewPatient
+from .body import NationalIdLookup, NewPatient
 from .guard import audit_target, requires, subject
 from .regions import read_regional_body, region_id_for
 from .visible import PATIENT, load_visible
 
 routes = web.RouteTableDef()
+
 
 def patient_json(view: PatientView) -> dict[str, object]:
     body: dict[str, object] = {"id": view.pseudonym}
@@ -29,13 +30,28 @@ def patient_json(view: PatientView) -> dict[str, object]:
 @routes.post("/api/patients")
 @requires(Action.PATIENT_CREATE)
 async def register_patient(request: web.Request) -> web.Response:
-    # The region first (403), then the fields in the form's order, the control digits with
-    # the number (400 bad_national_id before anything about the name): NewPatient.
+    """201 with a new patient; 200 with the region's patient of that national id if there is
+    one (``existed``: the name given is not stored, the one registered first is answered)."""
     body, region_id = await read_regional_body(request, NewPatient, Action.PATIENT_CREATE)
     identity = PatientIdentity(body.national_id, body.name)
     view = await services(request).patients.register(region_id, identity, body.municipality)
     audit_target(request, f"patient:{view.pseudonym}", region_id)
-    return web.json_response(patient_json(view), status=201)
+    return web.json_response({**patient_json(view), "existed": view.existed}, status=200 if view.existed else 201)
+
+
+@routes.post("/api/patients/lookup")
+@requires(Action.PATIENT_LIST)
+async def find_patient(request: web.Request) -> web.Response:
+    """The region's patient of a national id, or ``null``: the number comes in the body, so
+    it is in no URL, access log or browser history."""
+    body, region_id = await read_regional_body(request, NationalIdLookup, Action.PATIENT_LIST)
+    patients = services(request).patients
+    found = await patients.by_national_id(region_id, body.national_id)
+    audit_target(request, f"patient:{found.pseudonym if found else 'none'}", region_id)
+    if found is None:
+        return web.json_response({"patient": None})
+    view = PatientView(found.pseudonym, found.region_id, await patients.identity(found))
+    return web.json_response({"patient": patient_json(view)})
 
 
 @routes.get("/api/patients")

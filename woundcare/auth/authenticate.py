@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from ..db.models import StaffRole, User
-from ..records.accounts import Accounts
+from ..records.accounts import Accounts, Holder
 from .devices import TOKEN_PREFIX, Devices
 from .errors import AuthenticationError
 from .invitations import Invitation, Invitations
@@ -70,8 +70,15 @@ async def subject_of(
 ) -> Subject:
     """``user`` with the roles of her memberships; through ``device`` (its id and region),
     only as the nurse of that one region."""
+    return _subject(user, await accounts.memberships(user.id), device=device, session_id=session_id)
+
+
+def _subject(
+    user: User, memberships: list[tuple[int, StaffRole]], *, device: tuple[int, int] | None = None,
+    session_id: str | None = None,
+) -> Subject:
     roles: defaultdict[int, set[StaffRole]] = defaultdict(set)
-    for region_id, role in await accounts.memberships(user.id):
+    for region_id, role in memberships:
         # A device acts as its nurse in its one region and nothing more.
         if device is None or (region_id == device[1] and role is StaffRole.NURSE):
             roles[region_id].add(role)
@@ -91,22 +98,17 @@ def guest(invitation: Invitation, region_id: int | None) -> Subject:
     return Subject(invitation.subject, invitation.display_name, roles, invitation=invitation.consultation)
 
 
-async def token_holder(accounts: Accounts, invitation: Invitation, region_id: int) -> Subject:
-    """Who a join token speaks for, now: the user or device it was minted for (a disabled
-    user or a revoked device raises :class:`AuthenticationError`), else a guest."""
+def token_holder(invitation: Invitation, holder: Holder | None, region_id: int) -> Subject:
+    """Who a join token speaks for, now (``holder`` as :meth:`Accounts.admission` read it):
+    the user or device it was minted for (a disabled user or a revoked device raises
+    :class:`AuthenticationError`), else a guest."""
     named = Subject.parse(invitation.subject)
     if named is None:
         return guest(invitation, region_id)
-    kind, number = named
-    if kind is Kind.USER:
-        user = await accounts.user(number)
-        if user is None or not user.active:
-            raise AuthenticationError("token_invalid", "token holder is no longer active")
-        return await subject_of(accounts, user)
-    found = await accounts.device(number)
-    if found is None or found[0].revoked_at is not None:
-        raise AuthenticationError("token_invalid", "device token is revoked")
-    device, user = found
-    if not user.active:
+    if holder is None or not holder.user.active:
         raise AuthenticationError("token_invalid", "token holder is no longer active")
-    return await subject_of(accounts, user, device=(device.id, device.region_id))
+    if holder.device is None:
+        return _subject(holder.user, holder.memberships)
+    if holder.device.revoked_at is not None:
+        raise AuthenticationError("token_invalid", "device token is revoked")
+    return _subject(holder.user, holder.memberships, device=(holder.device.id, holder.device.region_id))

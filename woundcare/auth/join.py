@@ -17,6 +17,7 @@ from ..records.accounts import Accounts
 from .authenticate import token_holder
 from .errors import AuthenticationError
 from .invitations import Invitations
+from .subject import Subject
 from .policy import Action, Denied, Room, authorize
 
 
@@ -34,7 +35,7 @@ class JoinAdmission:
             raise ProtocolError(ErrorCode.WRONG_CONSULTATION, "token is for another consultation", "join")
         if invitation.role is not join.role:
             raise ProtocolError(ErrorCode.FORBIDDEN, "token does not grant this role", "join")
-        room = await self._accounts.room(join.consultation)
+        room, holder = await self._accounts.admission(join.consultation, Subject.parse(invitation.subject))
         # Unknown and foreign consultations answer alike: a token holder learns nothing more.
         if room is None or room.region_code != invitation.region:
             raise ProtocolError(ErrorCode.WRONG_CONSULTATION, "token is for another consultation", "join")
@@ -42,7 +43,7 @@ class JoinAdmission:
         if not room.open:
             raise ProtocolError(ErrorCode.FORBIDDEN, "this consultation has ended", "join")
         try:
-            subject = await token_holder(self._accounts, invitation, room.region_id)
+            subject = token_holder(invitation, holder, room.region_id)
         except AuthenticationError as exc:
             raise protocol_error(exc, "join") from None
         try:

@@ -2,7 +2,8 @@
 
 Logs in with its device token, starts (or joins) a consultation, joins ``/ws`` as the
 nurse, publishes video to every viewer, answers ``snapshot_request`` with a full-resolution
-still uploaded through the on-disk queue (:mod:`.snapshots`), and reconnects by itself:
+still uploaded through the on-disk queue (:mod:`.snapshots`), shows the specialist's strokes
+on the device's display (:mod:`.telestration`, :mod:`.overlay`), and reconnects by itself:
 the socket is resumed with backoff and every viewer gets a fresh peer connection, since
 aiortc has no ICE restart. Runs until SIGINT/SIGTERM or until the consultation ends.
 """
@@ -14,6 +15,7 @@ import io
 import logging
 import random
 import signal
+import sys
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,7 @@ import aiohttp
 from aiortc import MediaStreamTrack
 from aiortc.contrib.media import MediaPlayer
 from av import VideoFrame
+from av.video.reformatter import VideoReformatter
 
 from aiortc import RTCConfiguration
 
@@ -33,10 +36,12 @@ from ..webrtc.peer import ice_configuration
 from . import audio
 from ..errors import WoundcareError
 from .adaptation import Adaptation
+from .overlay import EventLines, OverlayFile
 from .peer import Publisher
 from .profile import ProfileTrack
 from .snapshots import SnapshotQueue, SnapshotUploader
 from .synthetic import SyntheticVideoTrack
+from .telestration import Telestration
 from .turn import TurnTransport, prefer
 
 log = logging.getLogger(__name__)
@@ -85,6 +90,10 @@ class DeviceOptions:
     """Where the specialist's voice plays (``alsa:default``...); ``None``: not played."""
     microphone: str | None = None
     """The nurse's microphone (``alsa:default``...); ``None``: video only."""
+    overlay: Path | None = None
+    """A PNG of the frame's size that shows the specialist's strokes, replaced at each change."""
+    overlay_events: bool = False
+    """Print each applied telestration message as a JSON line on stdout."""
 
     def __post_init__(self) -> None:
         if (self.consultation is None) == (self.patient is None):
@@ -175,8 +184,13 @@ class StillTap(MediaStreamTrack):
 
 
 def _jpeg(frame: VideoFrame) -> bytes:
+    # Converted by a reformatter of its own: ``frame.to_image()`` would use the frame's, the
+    # one the encoders' thread may be converting that very frame with (when the profile does
+    # not scale it), and two threads in one SwsContext corrupt memory (EncoderFormatRelay).
+    # Seen: at 640x360 (not scaled) a still asked for sometimes never reached the queue.
+    rgb = VideoReformatter().reformat(frame, format="rgb24")
     out = io.BytesIO()
-    frame.to_image().save(out, format="JPEG", quality=92)
+    rgb.to_image().save(out, format="JPEG", quality=92)
     return out.getvalue()
 
 
@@ -216,6 +230,7 @@ class Camera:
         self.stop = asyncio.Event()
         self._ice_ttl = 3600.0
         self._tasks: set[asyncio.Task[None]] = set()
+        self.telestration = Telestration()
 
     async def run(self) -> int:
         """Exit code: 0 when stopped or the consultation ended, 1 when the device was refused."""
@@ -241,8 +256,10 @@ class Camera:
             voice = None
             if self.options.microphone:
                 voice, microphone = audio.open_microphone(self.options.microphone)
+            self._show_telestration()
             publisher = Publisher(
-                client, track, await ice, microphone=voice, on_voice=speaker.play if speaker else None
+                client, track, await ice, microphone=voice, on_voice=speaker.play if speaker else None,
+                on_telestration=self.telestration.from_channel,
             )
             adaptation = Adaptation(client, publisher, track, mode=self.options.video_mode)
             if not await self._join(client):
@@ -274,6 +291,17 @@ class Camera:
             if speaker is not None:
                 await speaker.stop()
             await client.close()
+
+    def _show_telestration(self) -> None:
+        """Start what shows the specialist's strokes on the device, as the options ask."""
+        if self.options.overlay is not None:
+            overlay = OverlayFile(self.options.overlay, (self.options.width, self.options.height), self.telestration.board)
+            self.telestration.on_change.append(overlay.changed)
+            self._spawn(overlay.run())
+        if self.options.overlay_events:
+            events = EventLines(sys.stdout)
+            self.telestration.listeners.append(events)
+            self._spawn(events.run())
 
     async def _join(self, client: SignalingClient) -> bool:
         """Join as the nurse; False if stopped meanwhile. A camera restarted after a crash or a
@@ -357,7 +385,9 @@ class Camera:
                 await adaptation.handle(frame)
             if kind == "video_profile":
                 continue
-            if kind == "snapshot_request":
+            if kind in ("annotation", "freeze"):
+                self.telestration.from_signaling(frame)
+            elif kind == "snapshot_request":
                 log.info("snapshot requested (%s)", frame["id"])
                 self._spawn(self._snapshot(tap, frame["id"]))
             elif kind == "error":
@@ -380,6 +410,7 @@ class Camera:
             return
         assert self.consultation is not None
         self.uploader.submit(self.consultation, request, jpeg)
+        self.telestration.keep_still(request, jpeg)  # what a freeze on this request shows
 
     async def _reconnect(
         self, client: SignalingClient, publisher: Publisher, adaptation: Adaptation, stopping: asyncio.Task[Any]

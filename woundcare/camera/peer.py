@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+import time
+from contextlib import suppress
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, NamedTuple
 
 from aiortc import (
     MediaStreamTrack,
@@ -27,7 +29,7 @@ from av import VideoFrame
 from signaling.protocol import EndOfCandidates, Offer, Role
 
 from ..webrtc.client import SignalingClient, SignalingClosed
-from ..webrtc.peer import RemoteCandidates, connected
+from ..webrtc.peer import RemoteCandidates, connected, telestration_channel
 from .profile import LinkSample
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,17 @@ log = logging.getLogger(__name__)
 WATCHDOG_SECONDS = 4.0
 """How long media may take to connect after an answer before the camera offers afresh."""
 WATCHDOG_MAX_SECONDS = 30.0
+
+
+READY_SECONDS = 60.0
+"""How old a connection made ahead may be when a viewer takes it: its candidates are no older
+(a phone that changed networks meanwhile would offer addresses it no longer has)."""
+
+
+class _Ready(NamedTuple):
+    pc: RTCPeerConnection
+    configuration: RTCConfiguration
+    made_at: float
 
 
 class _Link:
@@ -53,9 +66,14 @@ class _Link:
         await self.pc.close()
 
 
+OnChannelMessage = Callable[[str, str | bytes], None]
+"""Given a viewer's id and each message on its telestration channel."""
+
+
 class Publisher:
     """The head camera's side: offers its video (and the nurse's voice, if there is a
-    microphone) to every viewer in the room, and hands each viewer's voice to ``on_voice``.
+    microphone) to every viewer in the room, hands each viewer's voice to ``on_voice`` and
+    each message on its telestration channel to ``on_telestration``.
 
     A connection whose media has not connected ``watchdog`` seconds after its answer is
     replaced by a fresh one (protocol §12.6); each such replacement that did not help doubles
@@ -69,6 +87,7 @@ class Publisher:
         *,
         microphone: MediaStreamTrack | None = None,
         on_voice: Callable[[MediaStreamTrack], Awaitable[None]] | None = None,
+        on_telestration: OnChannelMessage | None = None,
         watchdog: float = WATCHDOG_SECONDS,
     ) -> None:
         self._client = client
@@ -76,13 +95,18 @@ class Publisher:
         self._source = source
         self._microphone = microphone
         self._on_voice = on_voice
+        self._on_telestration = on_telestration
         self._watchdog = watchdog
-        self.configuration = configuration
-        """For the next peer connections; the camera renews it after a reconnect."""
+        self._configuration = configuration
+        self._wake = asyncio.Event()
         self._links: dict[str, _Link] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._misses: dict[str, int] = {}
         """Watchdog replacements in a row, per viewer."""
+        self._ready: _Ready | None = None
+        """The next viewer's connection, made ahead (:meth:`_make_ready`)."""
+        self._keeper: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def connection(self, viewer: str) -> RTCPeerConnection | None:
         link = self._links.get(viewer)
@@ -105,22 +129,45 @@ class Publisher:
 
     async def start(self) -> None:
         """Offer to the viewers in the room (after our own join or rejoin), and drop the
-        connections of those who left meanwhile: their watchdogs would offer to nobody."""
+        connections of those who left meanwhile: their watchdogs would offer to nobody. A
+        connection for the next viewer is then made ready (:meth:`_make_ready`)."""
         viewers = [peer["id"] for peer in self._client.peers if peer["role"] != Role.NURSE.value]
         for viewer in set(self._links) - set(viewers):
             self._close(viewer)
         for viewer in viewers:
             await self.offer(viewer)
+        self._make_ready()
 
     async def offer(self, viewer: str) -> None:
         """(Re)negotiate with ``viewer`` on a fresh peer connection of the next generation.
 
         The new connection is registered before anything is awaited, so frames of its
-        generation always find it, and a second offer made meanwhile takes the generation after."""
+        generation always find it, and a second offer made meanwhile takes the generation after.
+        A viewer's first connection is the one made ready, if it is: its offer goes at once."""
         previous = self._links.get(viewer)
-        link = _Link(previous.generation + 1 if previous else 0, RTCPeerConnection(self.configuration))
+        ready = self._take_ready() if previous is None else None
+        pc = ready or self._connection(self.configuration)
+        link = _Link(previous.generation + 1 if previous else 0, pc)
         self._links[viewer] = link
-        pc = link.pc
+        if previous is not None:
+            self._retire(previous)
+        log.debug("offering %s a connection %s", viewer, "made ahead" if ready is not None else "made now")
+        if ready is None:
+            try:
+                await pc.setLocalDescription(await pc.createOffer())
+            except InvalidStateError:
+                if self._links.get(viewer) is link:
+                    raise
+                return  # replaced (and closed) while we gathered
+            if self._links.get(viewer) is not link:
+                return
+        await self._client.send(Offer(to=viewer, sdp=pc.localDescription.sdp, pc=link.generation))
+        await self._client.send(EndOfCandidates(to=viewer, pc=link.generation))
+
+    def _connection(self, configuration: RTCConfiguration) -> RTCPeerConnection:
+        """A peer connection with the camera's tracks, not yet offered."""
+        pc = RTCPeerConnection(configuration)
+        channel = telestration_channel(pc)  # before the offer, which then carries it
         pc.addTrack(self._relay.subscribe(self._source, buffered=False))
         if self._microphone is not None:
             pc.addTrack(self._relay.subscribe(self._microphone, buffered=False))
@@ -132,18 +179,71 @@ class Publisher:
             if track.kind == "audio" and self._on_voice is not None:
                 await self._on_voice(track)
 
-        if previous is not None:
-            self._retire(previous)
-        try:
-            await pc.setLocalDescription(await pc.createOffer())
-        except InvalidStateError:
-            if self._links.get(viewer) is link:
+        @channel.on("message")
+        def on_message(data: str | bytes) -> None:
+            # The viewer is looked up when a message comes: a connection made ahead has none yet.
+            viewer = next((v for v, link in self._links.items() if link.pc is pc), None)
+            if viewer is not None and self._on_telestration is not None:
+                self._on_telestration(viewer, data)
+
+        return pc
+
+    def _make_ready(self) -> None:
+        """Keep the next viewer's connection made, offer included: aiortc gathers every
+        candidate (a TURN allocation among them) inside ``setLocalDescription``, 50-100 ms
+        that a viewer's join would otherwise wait for. An offer names no viewer, so any may
+        take it."""
+        if self._keeper is None and not self._stopped:
+            self._keeper = asyncio.create_task(self._keep_ready())
+
+    async def _keep_ready(self) -> None:
+        """Make a connection ready whenever there is none, it was made with other ICE servers,
+        or it is older than :data:`READY_SECONDS`."""
+        while True:
+            ready = self._ready
+            age = time.monotonic() - ready.made_at if ready is not None else 0.0
+            if ready is not None and ready.configuration is self._configuration and age < READY_SECONDS:
+                self._wake.clear()
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), READY_SECONDS - age)
+                continue
+            configuration = self._configuration
+            pc = self._connection(configuration)
+            try:
+                await pc.setLocalDescription(await pc.createOffer())
+            except Exception:
+                self._retire_pc(pc)
+                log.warning("could not make a connection ahead; the next viewer waits for one", exc_info=True)
+                await asyncio.sleep(READY_SECONDS)
+                continue
+            except asyncio.CancelledError:
+                self._retire_pc(pc)
                 raise
-            return  # replaced (and closed) while we gathered
-        if self._links.get(viewer) is not link:
-            return
-        await self._client.send(Offer(to=viewer, sdp=pc.localDescription.sdp, pc=link.generation))
-        await self._client.send(EndOfCandidates(to=viewer, pc=link.generation))
+            stale, self._ready = self._ready, _Ready(pc, configuration, time.monotonic())
+            if stale is not None:
+                self._retire_pc(stale.pc)
+
+    def _take_ready(self) -> RTCPeerConnection | None:
+        """The connection made ready, if there is one fit to offer now; another is then made."""
+        ready, self._ready = self._ready, None
+        self._wake.set()
+        if ready is None:
+            return None
+        if ready.configuration is not self._configuration or time.monotonic() - ready.made_at > READY_SECONDS:
+            self._retire_pc(ready.pc)
+            return None
+        return ready.pc
+
+    @property
+    def configuration(self) -> RTCConfiguration:
+        """For the next peer connections; the camera renews it after a reconnect and before
+        TURN credentials expire."""
+        return self._configuration
+
+    @configuration.setter
+    def configuration(self, configuration: RTCConfiguration) -> None:
+        self._configuration = configuration
+        self._wake.set()  # the connection made ahead has the old servers: make it again
 
     async def handle(self, frame: dict[str, Any]) -> None:
         kind = frame["type"]
@@ -197,13 +297,28 @@ class Publisher:
         relay's release, half a minute when TURN no longer knows it (after a freeze or a network
         change): meanwhile the viewer must get its new offer, and the socket must be read, or
         the server's heartbeat drops the camera for missing pongs."""
-        task = asyncio.create_task(link.close())
+        self._background(link.close())
+
+    def _retire_pc(self, pc: RTCPeerConnection) -> None:
+        self._background(pc.close())
+
+    def _background(self, closing: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(closing)
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
     async def close(self, timeout: float = 5.0) -> None:
         """Close every connection; those still closing after ``timeout`` are left behind (TURN
         frees a relay it was not told about when its lifetime ends)."""
+        self._stopped = True
+        if self._keeper is not None:
+            keeper, self._keeper = self._keeper, None
+            keeper.cancel()
+            with suppress(asyncio.CancelledError):
+                await keeper  # a connection it was making is closed with the others below
+        if self._ready is not None:
+            self._retire_pc(self._ready.pc)
+            self._ready = None
         for viewer in list(self._links):
             self._close(viewer)
         if self._closing:

@@ -8,7 +8,12 @@ they sealed. A DEK is stored only wrapped, sealed with the master key in an
 wrapped key copied to another row does not unwrap. The master key lives outside the database
 (a file or an environment variable); its id is stored beside each wrapped key.
 
-Shredding a region deletes its wrapped keys; what they sealed is unreadable from then on.
+Each region also has one blind-index key (:mod:`~woundcare.crypto.blind_index`), random and
+wrapped the same way but bound to its own kind: data-key rotation leaves it alone (the
+stored indexes must keep matching), master-key rotation re-wraps it.
+
+Shredding a region deletes its wrapped keys, the index key too; what they sealed is
+unreadable from then on, and no index of the region can be computed or matched.
 """
 
 from __future__ import annotations
@@ -26,12 +31,12 @@ from pathlib import Path
 
 from ..storage.files import create_once
 from .aead import Binding, key_id_of, open_with, seal, seal_into, sealed_size
+from .blind_index import IndexKey
 from .errors import KeyShreddedError, MasterKeyError, RecordIntegrityError
-from .keystore import KeyStore, KeyWrite, WrappedKey
+from .keystore import INDEX_KEY_VERSION, KeyKind, KeyStore, KeyWrite, WrappedKey
 from .sealing import KEY_SIZE
 
 _MASTER_ID_DOMAIN = b"woundcare/master-key-id/v1\x00"
-_WRAP_KIND = "region-key"
 
 
 @dataclass(frozen=True, slots=True, eq=False, repr=False)
@@ -154,6 +159,7 @@ class Keyring:
         self._cache_ttl = cache_ttl
         self._keys: dict[str, _DataKey] = {}
         self._current: dict[int, _DataKey] = {}
+        self._index_keys: dict[int, _DataKey] = {}
         # Bumped by shred and rotate, so a lookup that raced one of them does not cache its result.
         self._epoch = 0
 
@@ -180,6 +186,36 @@ class Keyring:
         """
         key = await self._key_for(binding, key_id_of(envelope, binding))
         return open_with(key.secret, binding, envelope)
+
+    async def index_key(self, region_id: int) -> IndexKey:
+        """The region's blind-index key, made if the region has none yet.
+
+        Raises :class:`KeyShreddedError` if the region was shredded.
+        """
+        cached = self._index_keys.get(region_id)
+        if cached is None or not self._is_fresh(cached):
+            epoch = self._epoch
+            cached = await self._store.write(lambda write: self._find_or_create_index_key(write, region_id))
+            self._remember_index_key(cached, epoch)
+        return IndexKey(region_id, cached.secret)
+
+    async def existing_index_key(self, region_id: int) -> IndexKey | None:
+        """The region's blind-index key, None if it has none yet (so nothing is indexed there).
+
+        Raises :class:`KeyShreddedError` if the region was shredded.
+        """
+        cached = self._index_keys.get(region_id)
+        if cached is None or not self._is_fresh(cached):
+            epoch = self._epoch
+            found = await self._store.find_index_key(region_id)
+            if found is None:
+                return None
+            stored, shredded = found
+            if shredded:
+                raise KeyShreddedError(region_id, stored.id)
+            cached = self._unwrap(stored)
+            self._remember_index_key(cached, epoch)
+        return IndexKey(region_id, cached.secret)
 
     async def rotate(self, region_id: int) -> str:
         """Make a new data key version the region's current one; returns its id.
@@ -211,14 +247,19 @@ class Keyring:
             self._unwrap(newest)
 
     async def rewrap_all(self) -> int:
-        """Wrap every live data key under the current master key; returns how many changed."""
-        return await self._store.rewrap(self._master.id, lambda stored: self._wrap(self._unwrap(stored)))
+        """Wrap every live data key and index key under the current master key; returns how
+        many changed."""
+        return await self._store.rewrap(
+            self._master.id, lambda stored: self._wrap(self._unwrap(stored), stored.kind)
+        )
 
     async def shred(self, region_id: int) -> None:
-        """Destroy every data key of the region and mark it shredded; other regions keep theirs."""
+        """Destroy every data key of the region, and its index key, and mark it shredded; other
+        regions keep theirs."""
         await self._store.shred(region_id)
         self._epoch += 1
         self._current.pop(region_id, None)
+        self._index_keys.pop(region_id, None)
         for key_id in [k.key_id for k in self._keys.values() if k.region_id == region_id]:
             del self._keys[key_id]
 
@@ -239,19 +280,27 @@ class Keyring:
             return await self._create_key(write, region_id, _next_version(newest))
         return self._unwrap(newest)
 
+    async def _find_or_create_index_key(self, write: KeyWrite, region_id: int) -> _DataKey:
+        await _lock_live_region(write, region_id)
+        stored = await write.index_key(region_id)
+        if stored is not None:
+            return self._unwrap(stored)
+        key = _new_key(region_id, INDEX_KEY_VERSION)
+        # Two first registrations in a region at once: the second add fails on the region's
+        # primary key and write() runs this again, which then finds the first one's key.
+        await write.add_index_key(
+            WrappedKey(key.key_id, region_id, key.version, self._wrap(key, KeyKind.INDEX), self._master.id,
+                       kind=KeyKind.INDEX)
+        )
+        return key
+
     async def _new_version(self, write: KeyWrite, region_id: int) -> _DataKey:
         await _lock_live_region(write, region_id)
         newest = await write.newest(region_id)
         return await self._create_key(write, region_id, _next_version(newest))
 
     async def _create_key(self, write: KeyWrite, region_id: int, version: int) -> _DataKey:
-        key = _DataKey(
-            key_id=secrets.token_urlsafe(18),
-            region_id=region_id,
-            version=version,
-            secret=os.urandom(KEY_SIZE),
-            loaded_at=time.monotonic(),
-        )
+        key = _new_key(region_id, version)
         await write.add(WrappedKey(key.key_id, region_id, version, self._wrap(key), self._master.id))
         return key
 
@@ -281,11 +330,15 @@ class Keyring:
         if current:
             self._current[key.region_id] = key
 
+    def _remember_index_key(self, key: _DataKey, epoch: int) -> None:
+        if epoch == self._epoch:
+            self._index_keys[key.region_id] = key
+
     def _is_fresh(self, key: _DataKey) -> bool:
         return time.monotonic() - key.loaded_at < self._cache_ttl
 
-    def _wrap(self, key: _DataKey) -> bytes:
-        binding = _wrap_binding(key.region_id, key.key_id, key.version)
+    def _wrap(self, key: _DataKey, kind: KeyKind = KeyKind.DATA) -> bytes:
+        binding = _wrap_binding(key.region_id, key.key_id, key.version, kind)
         return seal(self._master.secret, self._master.id, binding, key.secret)
 
     def _unwrap(self, row: WrappedKey) -> _DataKey:
@@ -300,7 +353,7 @@ class Keyring:
             )
         try:
             secret = open_with(
-                master.secret, _wrap_binding(row.region_id, row.id, row.version), row.wrapped
+                master.secret, _wrap_binding(row.region_id, row.id, row.version, row.kind), row.wrapped
             )
         except RecordIntegrityError:
             raise MasterKeyError(
@@ -311,9 +364,20 @@ class Keyring:
         return _DataKey(row.id, row.region_id, row.version, secret, time.monotonic())
 
 
-def _wrap_binding(region_id: int, key_id: str, version: int) -> Binding:
-    # Key ids are URL-safe base64, without "/", so "id/version" names one row only.
-    return Binding(region_id=region_id, kind=_WRAP_KIND, record_id=f"{key_id}/{version}")
+def _wrap_binding(region_id: int, key_id: str, version: int, kind: KeyKind) -> Binding:
+    # Key ids are URL-safe base64, without "/", so "id/version" names one row only; the kind
+    # keeps an index key from passing for a data key (and back) if copied between tables.
+    return Binding(region_id=region_id, kind=kind.value, record_id=f"{key_id}/{version}")
+
+
+def _new_key(region_id: int, version: int) -> _DataKey:
+    return _DataKey(
+        key_id=secrets.token_urlsafe(18),
+        region_id=region_id,
+        version=version,
+        secret=os.urandom(KEY_SIZE),
+        loaded_at=time.monotonic(),
+    )
 
 
 def _next_version(newest: WrappedKey | None) -> int:

@@ -112,6 +112,21 @@ class RegionKey(Base):
     retired_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class RegionIndexKey(Base):
+    """A region's blind-index key (one per region), wrapped by the master key like its data
+    keys. Never rotated with them: the index values computed with it must keep matching."""
+
+    __tablename__ = "region_index_keys"
+
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    """Names the key in its wrapping's binding, as a data key's id does."""
+    wrapped: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """None once the region is shredded."""
+    master_key_id: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class User(Base):
     __tablename__ = "users"
 
@@ -146,12 +161,20 @@ class Membership(Base):
 
 class Patient(Base):
     __tablename__ = "patients"
+    __table_args__ = (
+        # One patient per national id and region: concurrent registrations of one number are
+        # decided here. NULLs (rows not yet indexed, shredded regions) never collide.
+        Index("uq_patients_region_national_id_index", "region_id", "national_id_index", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     pseudonym: Mapped[str] = mapped_column(String(40), unique=True, default=new_public_id)
     region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"), index=True)
     identity_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     """National id number and name, sealed with the region's key."""
+    national_id_index: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    """Blind index of the national id: HMAC-SHA256 under the region's index key
+    (:mod:`woundcare.crypto.blind_index`); None until indexed (``woundcare patients index``)."""
     municipality: Mapped[str | None] = mapped_column(String(64), default=None)
     """Where the patient lives, for the pilot's travel-avoided estimate (no finer place)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,4 +1,4 @@
-"""Files created once, atomically and durably: the one way woundcare writes a file.
+"""Files written atomically and durably: the one way woundcare writes a file.
 
 A write goes to a temporary name in the same directory, is fsynced, then hard-linked to its
 final name, and the directory is fsynced. ``os.link`` fails if the final name exists, so of
@@ -10,6 +10,11 @@ is left, which its owner sweeps.
 The directory fsync is what makes the new name itself survive a power cut: without it, the
 file's bytes are on disk but may belong to no name (POSIX says nothing of the entry otherwise).
 
+A file that is *meant* to be rewritten (the camera's telestration overlay, read by the
+device's display while the camera writes the next one) is :func:`replace_with`'s: the same
+temporary file and fsyncs, then ``os.replace`` over the old one, so a reader opens the old
+file or the new, never a half-written one.
+
 Needs a local POSIX filesystem (hard links, directory fsync).
 """
 
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -32,15 +38,31 @@ def create_once(path: Path, data: Bytes, *, temp: Path | None = None, mode: int 
     holds it). ``temp`` defaults to a random hidden name beside ``path``; a caller that sweeps
     leftovers by name (the blob store) passes its own.
     """
-    temp = temp if temp is not None else path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    _write(path, lambda file: file.write(data), temp or _temp_name(path), mode, os.link)
+
+
+def replace_with(path: Path, write: Callable[[BinaryIO], object], *, mode: int = FILE_MODE) -> None:
+    """Replace ``path`` (or create it) with what ``write`` writes into the open file; durable
+    when this returns. ``write`` gets a real file, not a buffer, so an encoder such as
+    Pillow's can write to it without holding the GIL."""
+    _write(path, write, _temp_name(path), mode, os.replace)
+
+
+def _write(
+    path: Path, write: Callable[[BinaryIO], object], temp: Path, mode: int, move: Callable[[Path, Path], None]
+) -> None:
     file = open_exclusive(temp, mode)
     try:
-        file.write(data)
+        write(file)
     except BaseException:
         file.close()
         temp.unlink(missing_ok=True)
         raise
-    publish(file, temp, path)
+    _settle(file, temp, path, move)
+
+
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
 
 
 def open_exclusive(temp: Path, mode: int = FILE_MODE) -> BinaryIO:
@@ -53,11 +75,17 @@ def publish(file: BinaryIO, temp: Path, final: Path) -> None:
     """fsync and close ``file`` (written at ``temp``), link it to ``final``, remove ``temp``,
     fsync the directory. :class:`FileExistsError` if ``final`` exists; ``temp`` is removed
     whatever happens."""
+    _settle(file, temp, final, os.link)
+
+
+def _settle(file: BinaryIO, temp: Path, final: Path, move: Callable[[Path, Path], None]) -> None:
+    """fsync and close ``file``, ``move`` ``temp`` to ``final`` (a link: only if new; a
+    replace: over the old), remove ``temp`` whatever happens, fsync the directory."""
     try:
         with file:
             file.flush()
             os.fsync(file.fileno())
-        os.link(temp, final)
+        move(temp, final)
     finally:
         temp.unlink(missing_ok=True)
     fsync_dir(final.parent)

@@ -1,7 +1,7 @@
 """The pieces of an aiortc peer negotiated over the /ws protocol that every client shares:
-the ICE configuration, trickled candidates held until their description, the
-:class:`Viewer` that answers the camera (a specialist in a test, the recorder), and the
-loop that feeds a peer its frames.
+the ICE configuration, trickled candidates held until their description, the telestration
+data channel, the :class:`Viewer` that answers the camera (a specialist in a test, the
+recorder), and the loop that feeds a peer its frames.
 
 aiortc has no ICE restart (aiortc#211), so media recovers by a *fresh* peer connection: the
 camera offers with the next ``pc`` generation and the viewer replaces its connection when it
@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
+    RTCDataChannel,
     RTCIceServer,
     RTCIceTransportPolicy,
     RTCPeerConnection,
@@ -56,6 +57,19 @@ async def _add_candidate(pc: RTCPeerConnection, frame: dict[str, Any]) -> None:
     candidate.sdpMid = frame.get("sdpMid")
     candidate.sdpMLineIndex = frame.get("sdpMLineIndex")
     await pc.addIceCandidate(candidate)
+
+
+TELESTRATION_LABEL = "telestration"
+TELESTRATION_CHANNEL_ID = 1
+
+
+def telestration_channel(pc: RTCPeerConnection) -> RTCDataChannel:
+    """The specialist's strokes to the camera (protocol: ``annotation``, ``freeze``).
+
+    Negotiated out of band with a fixed id, and created by both ends as soon as ``pc`` is
+    made, before the camera's offer: the offer then carries the data m-section, neither side
+    waits for the other's announcement, and no renegotiation is needed."""
+    return pc.createDataChannel(TELESTRATION_LABEL, negotiated=True, id=TELESTRATION_CHANNEL_ID, ordered=True)
 
 
 def connected(pc: RTCPeerConnection) -> bool:
@@ -146,6 +160,9 @@ class Viewer:
         self.counters: list[FrameCounter] = []
         self.video = asyncio.Event()
         """Set when a video track arrives (again, after a fresh connection)."""
+        self.channel: RTCDataChannel | None = None
+        """The telestration channel of :attr:`pc` (a specialist's strokes go down it), made
+        when the camera's offer carries it."""
 
     on_frame: OnFrame | None = None
     """Given every decoded video frame (the recorder's encoder takes them this way)."""
@@ -164,6 +181,11 @@ class Viewer:
             assert self.pc is not None and self._candidates is not None
             pc, candidates = self.pc, self._candidates
             await pc.setRemoteDescription(RTCSessionDescription(frame["sdp"], "offer"))
+            if self.channel is None and "\nm=application " in frame["sdp"]:
+                # Only when offered: made without the offer's data section, it would be a
+                # transport of its own that gathers (a TURN relay too) and never connects,
+                # keeping the connection's state short of "connected".
+                self.channel = telestration_channel(pc)
             if self._microphone is not None and not any(s.track for s in pc.getSenders()):
                 # After the offer, so that the offered audio transceiver carries it.
                 pc.addTrack(self._relay.subscribe(self._microphone, buffered=False))
@@ -192,6 +214,7 @@ class Viewer:
         old = self.pc
         self.video.clear()
         pc = self.pc = RTCPeerConnection(self._configuration)
+        self.channel = None
         self.generation = generation
         self._candidates = RemoteCandidates(pc)
 
