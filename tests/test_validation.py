@@ -38,6 +38,8 @@ def test_bodies_name_the_broken_rule_never_the_input(model: type, data: dict[str
 def test_bodies_strip_text_ignore_extras_and_default_optionals() -> None:
     patient = parse(NewPatient, {"region": " east ", "nationalId": NATIONAL_ID, "name": "Kari", "other": 1})
     assert (patient.region, patient.national_id, patient.municipality) == ("east", NATIONAL_ID, None)
+    spaced = parse(NewPatient, {"region": "east", "nationalId": "010180 123 71", "name": "Kari"})
+    assert spaced.national_id == NATIONAL_ID  # normalized with its check, as records store it
     login = parse(Login, {"username": "kari", "password": " pw ", "totp": 123456})
     assert (login.password, login.totp) == (" pw ", None)
 
