@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Set
 from typing import TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from signaling.strict import StrictModel, describe, errors_of
@@ -78,7 +78,13 @@ class StrictObject(StrictModel):
     """A JSON object of exactly the model's fields (the frames' :class:`StrictModel`): anything
     else, or a field missing, is an error naming the object (``object``, ``unknown_field`` with
     ``{fields}``, ``lacks`` with ``{field}``), checked before any field's value, so the first
-    error is about the shape."""
+    error is about the shape.
+
+    Unlike a signaling frame, its fields say how strict each is (``StrictBool``, a strict
+    ``StringConstraints``, :func:`number`): enums are read by value and points as tuples,
+    as the formats it reads (annotations, telestration) were written against."""
+
+    model_config = ConfigDict(strict=False)
 
     @model_validator(mode="before")
     @classmethod
