@@ -59,7 +59,7 @@ from tests.e2e.process import ServerProcess
 from tests.relay import tcp_delay
 from tests.server import RunningServer
 from woundcare.config import Settings
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 
 JOINS = 50
 QUICK_JOINS = 3

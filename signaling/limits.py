@@ -1,10 +1,19 @@
-"""Per-server limits of the signaling layer."""
+"""Limits of the signaling layer: of a frame and its fields (the protocol's, the same on
+every server), and per server (:class:`Limits`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .protocol import MAX_MESSAGE_BYTES
+MAX_MESSAGE_BYTES = 64 * 1024
+"""A client frame in UTF-8 bytes, as it travelled."""
+MAX_SDP_CHARS = 48 * 1024
+MAX_CANDIDATE_CHARS = 1024
+MAX_MID_CHARS = 64
+MAX_CHAT_CHARS = 2000
+MAX_TOKEN_CHARS = 2048
+MAX_REASON_CHARS = 120
+"""A video profile's ``reason``: a few figures, never prose."""
 
 
 @dataclass(frozen=True, slots=True)

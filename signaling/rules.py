@@ -38,6 +38,8 @@ RECORDER_SENDS: Final = frozenset({"answer", "candidate", "end_of_candidates", "
 
 _EVERYTHING: Final = MESSAGE_TYPES
 
+SEND_REFUSED: Final = "this participant may not send this message type"
+
 
 def sends_for(role: Role) -> frozenset[str]:
     """The message kinds a role may send when the application decides nothing narrower."""
@@ -45,9 +47,10 @@ def sends_for(role: Role) -> frozenset[str]:
 
 
 def check_send(may_send: frozenset[str], kind: str) -> None:
-    """Refuse a message kind this socket may not send (today: the recorder stays silent)."""
+    """Refuse a message kind this socket may not send. The words name the rule, not whose
+    rights these are: the rights come from ``authorize`` and may narrow any participant."""
     if kind not in may_send:
-        raise ProtocolError(ErrorCode.FORBIDDEN, "the recorder only answers the camera", kind)
+        raise ProtocolError(ErrorCode.FORBIDDEN, SEND_REFUSED, kind)
 
 
 # -- one nurse ----------------------------------------------------------------------------

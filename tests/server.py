@@ -13,7 +13,7 @@ from woundcare.appkeys import SERVICES
 from woundcare.config import Settings
 from woundcare.auth.passwords import hash_password
 from woundcare.db.models import Consultation, Membership, Patient, Region, User
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 from woundcare.demo import DEMO_REGION
 
 

@@ -24,7 +24,7 @@ from tests.services import free_port
 from woundcare.cli import NEW_PASSWORD_ENV, _progress, main
 from woundcare.db.database import Database
 from woundcare.db.models import (
-    AuditEvent, Consultation, Device, LoginSession, Membership, Patient, Region, Role, User,
+    AuditEvent, Consultation, Device, LoginSession, Membership, Patient, Region, StaffRole, User,
 )
 
 PASSWORD = "correct horse battery staple"
@@ -104,7 +104,7 @@ def test_region_user_lifecycle(cli: Any, tmp_path: Path, monkeypatch: pytest.Mon
     assert user.display_name == "Nina Nurse" and user.active
     assert verify_password(user.password_hash or "", PASSWORD)
     memberships = _query(tmp_path, select(Membership).where(Membership.user_id == user.id))
-    assert sorted(m.role for m in memberships) == [Role.NURSE, Role.NURSE]
+    assert sorted(m.role for m in memberships) == [StaffRole.NURSE, StaffRole.NURSE]
 
     _add_session(tmp_path, user.id)
     assert cli("user", "disable", "nina")[0] == 0

@@ -28,7 +28,7 @@ from .audit.verify import verify_command
 from .auth.passwords import hash_password
 from .auth.totp import TotpBox
 from .config import Settings
-from .db.models import Role as UserRole
+from .db.models import StaffRole
 from .demo import DEMO_LOGINS, DEMO_REGION, demo_consultation
 from .errors import WoundcareError
 from .inflight import IN_FLIGHT
@@ -225,7 +225,7 @@ async def _region_retention(services: Services, args: argparse.Namespace) -> int
 async def _user_add(services: Services, args: argparse.Namespace) -> int:
     region_ids = [await _region_id(services, code) for code in dict.fromkeys(args.region)]
     password, generated = _new_password()
-    role = UserRole(args.role)
+    role = StaffRole(args.role)
     user_id = await services.accounts.add_user(args.username, args.name, hash_password(password), role, region_ids)
     if user_id is None:
         raise CliError(f"user already exists: {args.username}")
@@ -542,7 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
     user_add = user.add_parser("add", parents=[common], help=f"add a user ({new_password})")
     user_add.add_argument("username")
     user_add.add_argument("--name", required=True, help="display name")
-    user_add.add_argument("--role", choices=[r.value for r in UserRole], required=True)
+    user_add.add_argument("--role", choices=[r.value for r in StaffRole], required=True)
     user_add.add_argument(
         "--region", action="append", required=True, metavar="CODE", help="repeat for several"
     )

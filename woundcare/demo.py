@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .auth.passwords import hash_password
-from .db.models import Role
+from .db.models import StaffRole
 from .records.demo import DemoUser, seed_accounts
 from .records.patients import PatientIdentity, with_control_digits
 from .services import Services
@@ -18,21 +18,21 @@ DEMO_REGION = "demo"
 class DemoLogin:
     username: str
     password: str
-    role: Role
+    role: StaffRole
 
 
 DEMO_LOGINS = (
-    DemoLogin("sykepleier", "demo-sykepleier", Role.NURSE),
-    DemoLogin("spesialist", "demo-spesialist", Role.SPECIALIST),
-    DemoLogin("pilotleder", "demo-pilotleder", Role.PILOT_LEAD),
-    DemoLogin("admin", "demo-admin", Role.ADMIN),
+    DemoLogin("sykepleier", "demo-sykepleier", StaffRole.NURSE),
+    DemoLogin("spesialist", "demo-spesialist", StaffRole.SPECIALIST),
+    DemoLogin("pilotleder", "demo-pilotleder", StaffRole.PILOT_LEAD),
+    DemoLogin("admin", "demo-admin", StaffRole.ADMIN),
 )
 
 _NAMES = {
-    Role.NURSE: "Demo Sykepleier",
-    Role.SPECIALIST: "Demo Sårspesialist",
-    Role.PILOT_LEAD: "Demo Pilotleder",
-    Role.ADMIN: "Demo Administrator",
+    StaffRole.NURSE: "Demo Sykepleier",
+    StaffRole.SPECIALIST: "Demo Sårspesialist",
+    StaffRole.PILOT_LEAD: "Demo Pilotleder",
+    StaffRole.ADMIN: "Demo Administrator",
 }
 
 

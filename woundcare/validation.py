@@ -1,9 +1,12 @@
-"""What clients send, checked by pydantic v2 models, with errors in our own words.
+"""What clients send to the API, checked by pydantic v2 models, with errors in our own words.
 
 Every JSON shape a client sends is a pydantic model; :func:`parse` is the one way one is
 read. Its error is an :class:`~woundcare.errors.InvalidInput` naming where and which rule,
-written from a table of templates (the message texts clients and tests know), never from
-pydantic's own text, which may quote the input (``input_value=...``) and so patient data.
+written by :func:`signaling.strict.describe` from a table of templates (the message texts
+clients and tests know), never from pydantic's own text, which may quote the input
+(``input_value=...``) and so patient data. The signaling frames are checked the same way
+(:mod:`signaling.strict`, where the shared pieces live: ``signaling`` imports nothing of
+``woundcare``).
 
 Only the first error is told, as a person fixing a form fixes one thing at a time; fields
 are checked in the order a model declares them.
@@ -11,11 +14,13 @@ are checked in the order a model declares them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Mapping, Set
 from typing import TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import PydanticCustomError
+
+from signaling.strict import StrictModel, describe, errors_of
 
 from .errors import InvalidInput
 
@@ -25,8 +30,20 @@ FIELD_RULES: Mapping[str, str] = {
     "missing": "'{field}' is required",
     "text": "'{field}' must be text of 1-{max_length} characters",
     "number": "'{field}' must be a number from {low} to {high}",
+    "national_id": "'{field}' is not a valid Norwegian identity number",
 }
 """The rules of request bodies' fields; ``{field}`` is the field's wire name."""
+
+RULE_CODES: Mapping[str, str] = {"national_id": "bad_national_id"}
+"""Rules with a code of their own (clients act on it); any other is ``bad_request``."""
+
+
+class BrokenRule(InvalidInput):
+    """Input that breaks a rule with a code of its own (:data:`RULE_CODES`)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def parse(
@@ -44,28 +61,10 @@ def parse(
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        error = exc.errors(include_url=False, include_input=False)[0]
-        raise InvalidInput(describe(error, rules, root=root, tags=tags)) from None
-
-
-def describe(error: ErrorDetails, rules: Mapping[str, str], *, root: str = "", tags: Set[str] = frozenset()) -> str:
-    """One error in ``rules``' words (see :func:`parse`)."""
-    loc = [part for i, part in enumerate(error["loc"]) if not (i and isinstance(error["loc"][i - 1], int) and part in tags)]
-    names = {
-        "where": _path(loc) or root,
-        "parent": _path(loc[:-1]) or root,
-        "field": str(loc[-1]) if loc else root,
-        **{key: str(value) for key, value in error.get("ctx", {}).items()},
-    }
-    template = rules.get(error["type"], "{where} is not valid")
-    return template.format_map(names)
-
-
-def _path(loc: Sequence[int | str]) -> str:
-    path = ""
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
-    return path
+        error = errors_of(exc)[0]
+        message = describe(error, rules, root=root, tags=tags)
+        code = RULE_CODES.get(error["type"])
+        raise (BrokenRule(message, code) if code else InvalidInput(message)) from None
 
 
 def an_object(value: object) -> Mapping[str, object]:
@@ -75,12 +74,17 @@ def an_object(value: object) -> Mapping[str, object]:
     return value
 
 
-class StrictObject(BaseModel):
-    """A JSON object of exactly the model's fields: anything else, or a field missing, is an
-    error naming the object (``object``, ``unknown_field`` with ``{fields}``, ``lacks`` with
-    ``{field}``), checked before any field's value, so the first error is about the shape."""
+class StrictObject(StrictModel):
+    """A JSON object of exactly the model's fields (the frames' :class:`StrictModel`): anything
+    else, or a field missing, is an error naming the object (``object``, ``unknown_field`` with
+    ``{fields}``, ``lacks`` with ``{field}``), checked before any field's value, so the first
+    error is about the shape.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Unlike a signaling frame, its fields say how strict each is (``StrictBool``, a strict
+    ``StringConstraints``, :func:`number`): enums are read by value and points as tuples,
+    as the formats it reads (annotations, telestration) were written against."""
+
+    model_config = ConfigDict(strict=False)
 
     @model_validator(mode="before")
     @classmethod

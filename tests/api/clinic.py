@@ -19,7 +19,7 @@ from tests.api.client import ApiClient
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
 from woundcare.db.models import AuditEvent
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 
 PASSWORD = "clinic test password"
 PLAN = {

@@ -18,7 +18,7 @@ from tests.services import REDIS_URL
 from woundcare.appkeys import SERVICES
 from woundcare.cli import main
 from woundcare.db.models import AuditEvent, LoginSession, User
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 
 PASSWORD = "correct horse battery staple"
 NATIONAL_ID = "01018012371"
@@ -165,7 +165,7 @@ async def test_patient_of_another_region_looks_like_no_patient(server: RunningSe
 @pytest.mark.parametrize(
     ("method", "path", "role", "body"),
     [
-        ("POST", "/api/patients", StaffRole.NURSE, {"region": "west", "nationalId": "x"}),
+        ("POST", "/api/patients", StaffRole.NURSE, {"region": "west", "nationalId": ""}),
         ("POST", "/api/devices", StaffRole.ADMIN, {"region": "west", "user": ""}),
         ("PUT", "/api/pilot/travel", StaffRole.PILOT_LEAD, {"region": "west", "municipality": "Bø", "km": -1}),
     ],
@@ -186,6 +186,19 @@ async def test_a_foreign_region_is_refused_before_the_rest_of_the_body(
     assert last is not None and (last.outcome, last.region_id) == ("denied", west)
     broken = await client.json(method, path, expect=400, json={**body, "region": "east"})
     assert broken["error"]["code"] == "bad_request"
+
+
+async def test_a_patient_form_is_told_its_first_broken_field_in_form_order(server: RunningServer, api: Any) -> None:
+    # Region (403 above), then the identity number with its control digits, then the name.
+    await server.add_user("nurse1", PASSWORD, {"east": StaffRole.NURSE})
+    client = api()
+    await client.login("nurse1", PASSWORD)
+    bad_digits = NATIONAL_ID[:-1] + "2"
+    refused = await client.json("POST", "/api/patients", expect=400, json={"region": "east", "nationalId": bad_digits})
+    assert refused["error"]["code"] == "bad_national_id"
+    refused = await client.json("POST", "/api/patients", expect=400, json={"region": "east", "nationalId": NATIONAL_ID})
+    assert (refused["error"]["code"], refused["error"]["message"]) == ("bad_request", "'name' is required")
+    assert (await client.json("GET", "/api/patients"))["patients"] == []
 
 
 async def test_revoked_device_is_disconnected_from_signaling(server: RunningServer, api: Any) -> None:

@@ -15,7 +15,7 @@ from tests.api.client import ApiClient
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
 from woundcare.db.models import AuditEvent, Consultation, ConsultationStatus
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 
 PASSWORD = "live consultations password"
 NATIONAL_IDS = ("01018012371", "02028010047")

@@ -24,7 +24,7 @@ from woundcare.api.forwarded import ProxyTrust
 from woundcare.appkeys import SERVICES
 from woundcare.auth import passwords
 from woundcare.db.models import AuditEvent, User
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 
 PASSWORD = "correct horse battery staple"
 Start = Callable[..., Awaitable[RunningServer]]

@@ -24,7 +24,7 @@ from woundcare.api.oidc import CALLBACK_PATH, FLOW_COOKIE, OIDC
 from woundcare.appkeys import SERVICES
 from woundcare.auth.oidc import Flow, FlowError, FlowSealer
 from woundcare.db.models import AuditEvent, LoginSession, User
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 
 PID_CLAIM = "helseid://claims/identity/pid"
 NATIONAL_ID = "01018012371"

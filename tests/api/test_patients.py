@@ -16,7 +16,7 @@ from tests.api.client import ApiClient
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
 from woundcare.db.models import AuditEvent, Patient
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 
 PASSWORD = "patients test password"
 NUMBER = "01018012371"

@@ -28,7 +28,7 @@ from woundcare.api.guard import rule_of
 from woundcare.appkeys import SERVICES
 from woundcare.auth.policy import RULES, Action
 from woundcare.auth.subject import Subject
-from woundcare.db.models import AuditEvent, Consultation, Patient, Role
+from woundcare.db.models import AuditEvent, Consultation, Patient, StaffRole
 
 PASSWORD = "matrix password 1"
 REGION_FREE = {
@@ -132,8 +132,8 @@ async def last_audit(server: RunningServer) -> AuditEvent:
 
 async def test_every_route_asks_authorize_for_the_region_it_touches(server: RunningServer) -> None:
     users = {role: await server.add_user(f"{role.value}_a", PASSWORD, {"a": role}) for role in ROLES}
-    there = await foreign(server, await server.add_user("nurse_b", PASSWORD, {"b": Role.NURSE}))
-    clients: dict[Role, ApiClient] = {}
+    there = await foreign(server, await server.add_user("nurse_b", PASSWORD, {"b": StaffRole.NURSE}))
+    clients: dict[StaffRole, ApiClient] = {}
     for role in ROLES:
         clients[role] = ApiClient(server.url)
         assert (await clients[role].login(f"{role.value}_a", PASSWORD)).status == 200
@@ -181,11 +181,11 @@ async def ws_join(server: RunningServer, consultation: str, region: str, user_id
     return frame
 
 
-@pytest.mark.parametrize("role", [Role.NURSE, Role.PILOT_LEAD], ids=["allowed", "refused"])
-async def test_a_ws_join_asks_authorize_for_the_room(server: RunningServer, role: Role) -> None:
+@pytest.mark.parametrize("role", [StaffRole.NURSE, StaffRole.PILOT_LEAD], ids=["allowed", "refused"])
+async def test_a_ws_join_asks_authorize_for_the_room(server: RunningServer, role: StaffRole) -> None:
     """A join token carrying a user's identity is checked by the policy again at join time."""
     user_id = await server.add_user("joiner", PASSWORD, {"a": role})
     own = await ws_join(server, await server.new_consultation("a"), "a", user_id)
-    assert own["type"] == ("joined" if role is Role.NURSE else "error"), own
+    assert own["type"] == ("joined" if role is StaffRole.NURSE else "error"), own
     other = await ws_join(server, await server.new_consultation("b"), "b", user_id)
     assert (other["type"], other.get("code")) == ("error", "forbidden"), other

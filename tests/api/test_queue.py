@@ -19,7 +19,7 @@ from tests.server import RunningServer
 from tests.signaling.test_ws import RawSocket
 from woundcare.appkeys import QUEUE, SERVICES
 from woundcare.db.models import AuditEvent, Consultation, ConsultationEvent, ConsultationStatus
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 from woundcare.demo import DEMO_REGION
 from woundcare.records.queue import ABANDON_ACTION
 

@@ -16,7 +16,7 @@ from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
 from woundcare.cli import main
 from woundcare.db.models import Assessment, AuditEvent, Consultation, Patient, QualitySample
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 
 PASSWORD = "records test password"
 

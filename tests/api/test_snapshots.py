@@ -19,7 +19,7 @@ from tests.records.test_images import bilevel_png
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
 from woundcare.db.models import Snapshot
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 from woundcare.storage.blobs import BlobStore
 from woundcare.storage.intents import Intents
 

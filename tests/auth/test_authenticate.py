@@ -18,7 +18,7 @@ from woundcare.auth.invitations import Invitations
 from woundcare.auth.sessions import Sessions
 from woundcare.auth.subject import Subject
 from woundcare.db.database import Database
-from woundcare.db.models import Consultation, Membership, Patient, Region, Role, User
+from woundcare.db.models import Consultation, Membership, Patient, Region, StaffRole, User
 from woundcare.records.accounts import Accounts
 
 
@@ -47,8 +47,8 @@ async def ward(db_url: str) -> AsyncIterator[Ward]:
             session.add_all([north, south, kari])
             await session.flush()
             session.add_all([
-                Membership(user_id=kari.id, region_id=north.id, role=Role.NURSE),
-                Membership(user_id=kari.id, region_id=south.id, role=Role.SPECIALIST),
+                Membership(user_id=kari.id, region_id=north.id, role=StaffRole.NURSE),
+                Membership(user_id=kari.id, region_id=south.id, role=StaffRole.SPECIALIST),
             ])
         sessions = Sessions(db, timedelta(minutes=5), timedelta(hours=1))
         auth = Authenticator(Accounts(db), Invitations(b"k" * 32, 600), sessions, Devices(db))
@@ -63,7 +63,7 @@ async def test_a_session_cookie_is_the_user_with_all_her_roles(ward: Ward) -> No
     assert found is not None and found.session is not None and found.session.id == opened.id
     assert found.subject == Subject(
         Subject.user_ref(ward.user_id), "Kari",
-        {ward.north: frozenset({Role.NURSE}), ward.south: frozenset({Role.SPECIALIST})},
+        {ward.north: frozenset({StaffRole.NURSE}), ward.south: frozenset({StaffRole.SPECIALIST})},
         user_id=ward.user_id, session_id=opened.id,
     )
     assert await ward.auth.authenticate("", "wcs_unknown") is None
@@ -77,7 +77,7 @@ async def test_a_device_is_its_nurse_in_its_one_region_only(ward: Ward) -> None:
     found = await ward.auth.authenticate(f"Bearer {token}", None)
     assert found is not None and found.session is None
     assert (found.subject.ref, found.subject.device_id) == (Subject.device_ref(device_id), device_id)
-    assert found.subject.roles == {ward.north: frozenset({Role.NURSE})}
+    assert found.subject.roles == {ward.north: frozenset({StaffRole.NURSE})}
     assert await ward.auth.devices.revoke(device_id)
     with pytest.raises(AuthenticationError) as refused:
         await ward.auth.authenticate(f"Bearer {token}", None)
@@ -88,7 +88,7 @@ async def test_an_invitation_on_http_is_a_guest_of_its_region(ward: Ward) -> Non
     token = ward.auth.invitations.issue("c1", protocol.Role.OBSERVER, "inv-1a2b3c4d", "Tolk", "south")
     found = await ward.auth.authenticate(f"Bearer {token}", None)
     assert found is not None
-    assert found.subject == Subject("inv-1a2b3c4d", "Tolk", {ward.south: frozenset({Role.SPECIALIST})}, invitation="c1")
+    assert found.subject == Subject("inv-1a2b3c4d", "Tolk", {ward.south: frozenset({StaffRole.SPECIALIST})}, invitation="c1")
     # Even one minted for a user: on HTTP a token is an invitation, never a login.
     minted = ward.auth.invitations.issue("c1", protocol.Role.NURSE, Subject.user_ref(ward.user_id), "Kari", "north")
     found = await ward.auth.authenticate(f"Bearer {minted}", None)
@@ -121,9 +121,9 @@ async def test_a_join_tokens_holder_is_checked_again_when_used(ward: Ward) -> No
     as_user = await holder_of(Subject.user_ref(ward.user_id))
     assert as_user.user_id == ward.user_id and as_user.device_id is None and len(as_user.roles) == 2
     as_device = await holder_of(Subject.device_ref(device_id))
-    assert as_device.device_id == device_id and as_device.roles == {ward.north: frozenset({Role.NURSE})}
+    assert as_device.device_id == device_id and as_device.roles == {ward.north: frozenset({StaffRole.NURSE})}
     as_guest = await holder_of("rec-5")
-    assert as_guest.invitation == consultation_id and as_guest.roles == {ward.north: frozenset({Role.SPECIALIST})}
+    assert as_guest.invitation == consultation_id and as_guest.roles == {ward.north: frozenset({StaffRole.SPECIALIST})}
 
     await ward.auth.devices.revoke(device_id)
     with pytest.raises(AuthenticationError, match="revoked"):

@@ -9,7 +9,7 @@ from signaling import protocol
 from tests.auth.matrix import ROLES, allowed_by_action
 from woundcare.auth.policy import Action, Denied, Grant, InRegion, Room, authorize, regions_for, room_role
 from woundcare.auth.subject import Kind, Subject
-from woundcare.db.models import Role
+from woundcare.db.models import StaffRole
 
 OWN, OTHER = 1, 2
 MATRIX = allowed_by_action()
@@ -22,7 +22,7 @@ DEVICE_MAY = {
 RECORDER_MAY = {"answer", "candidate", "end_of_candidates", "ice_restart", "leave"}
 
 
-def user(role: Role, *more: Role) -> Subject:
+def user(role: StaffRole, *more: StaffRole) -> Subject:
     return Subject(Subject.user_ref(7), "Test", {OWN: frozenset({role, *more})}, user_id=7)
 
 
@@ -41,7 +41,7 @@ def test_every_action_is_in_the_documented_matrix() -> None:
 
 
 @pytest.mark.parametrize("role", ROLES, ids=[r.value for r in ROLES])
-def test_role_by_action_by_region_matches_the_matrix(role: Role) -> None:
+def test_role_by_action_by_region_matches_the_matrix(role: StaffRole) -> None:
     who = user(role)
     mismatches = []
     for action in Action:
@@ -55,10 +55,10 @@ def test_role_by_action_by_region_matches_the_matrix(role: Role) -> None:
 
 def test_the_grant_names_the_role_and_region_acted_in() -> None:
     # A user with two roles in one region acts in the first that allows, in a stable order.
-    both = user(Role.SPECIALIST, Role.NURSE)
-    assert authorize(both, Action.CONSULTATION_READ, InRegion(OWN)) == Grant(Role.NURSE, OWN)
-    assert authorize(both, Action.ASSESSMENT_SIGN, InRegion(OWN)) == Grant(Role.SPECIALIST, OWN)
-    assert authorize(both, Action.PATIENT_LIST) == Grant(Role.NURSE, OWN)
+    both = user(StaffRole.SPECIALIST, StaffRole.NURSE)
+    assert authorize(both, Action.CONSULTATION_READ, InRegion(OWN)) == Grant(StaffRole.NURSE, OWN)
+    assert authorize(both, Action.ASSESSMENT_SIGN, InRegion(OWN)) == Grant(StaffRole.SPECIALIST, OWN)
+    assert authorize(both, Action.PATIENT_LIST) == Grant(StaffRole.NURSE, OWN)
 
 
 def test_nobody_may_do_anything() -> None:
@@ -69,7 +69,7 @@ def test_nobody_may_do_anything() -> None:
 
 
 @pytest.mark.parametrize("role", ROLES, ids=[r.value for r in ROLES])
-def test_a_device_acts_for_its_nurse_for_the_call_only(role: Role) -> None:
+def test_a_device_acts_for_its_nurse_for_the_call_only(role: StaffRole) -> None:
     device = Subject(Subject.device_ref(3), "cam", {OWN: frozenset({role})}, user_id=7, device_id=3)
     for action in Action:
         expected = role in MATRIX[action.value] and action.value in DEVICE_MAY
@@ -78,7 +78,7 @@ def test_a_device_acts_for_its_nurse_for_the_call_only(role: Role) -> None:
 
 
 def test_an_invitation_holder_fetches_ice_and_joins_its_one_room() -> None:
-    guest = Subject("inv-1a2b3c4d", "Tolk", {OWN: frozenset({Role.SPECIALIST})}, invitation="c1")
+    guest = Subject("inv-1a2b3c4d", "Tolk", {OWN: frozenset({StaffRole.SPECIALIST})}, invitation="c1")
     assert [a for a in Action if allowed(guest, a) or allowed(guest, a, InRegion(OWN))] == [Action.ICE_SERVERS]
     own_room = Room("c1", OWN, protocol.Role.OBSERVER)
     assert authorize(guest, Action.CONSULTATION_JOIN, own_room).may_send == protocol.MESSAGE_TYPES
@@ -88,22 +88,22 @@ def test_an_invitation_holder_fetches_ice_and_joins_its_one_room() -> None:
 
 
 def test_a_room_grants_the_frames_of_its_wire_role() -> None:
-    recorder = Subject("rec-5", "Opptak", {OWN: frozenset({Role.SPECIALIST})}, invitation="c1")
+    recorder = Subject("rec-5", "Opptak", {OWN: frozenset({StaffRole.SPECIALIST})}, invitation="c1")
     in_room = authorize(recorder, Action.CONSULTATION_JOIN, Room("c1", OWN, protocol.Role.RECORDER))
     assert in_room.may_send == RECORDER_MAY
-    nurse = authorize(user(Role.NURSE), Action.CONSULTATION_JOIN, Room("c1", OWN, protocol.Role.NURSE))
-    assert nurse.role is Role.NURSE and {"offer", "chat", "snapshot_request"} <= nurse.may_send
+    nurse = authorize(user(StaffRole.NURSE), Action.CONSULTATION_JOIN, Room("c1", OWN, protocol.Role.NURSE))
+    assert nurse.role is StaffRole.NURSE and {"offer", "chat", "snapshot_request"} <= nurse.may_send
     # Rooms are region resources like any other for staff: another region's is refused.
     for role in ROLES:
         assert not allowed(user(role), Action.CONSULTATION_JOIN, Room("c1", OTHER, protocol.Role.SPECIALIST))
-    assert not allowed(user(Role.PILOT_LEAD), Action.CONSULTATION_JOIN, Room("c1", OWN, protocol.Role.SPECIALIST))
+    assert not allowed(user(StaffRole.PILOT_LEAD), Action.CONSULTATION_JOIN, Room("c1", OWN, protocol.Role.SPECIALIST))
     # Outside a room nothing is granted to send.
-    assert authorize(user(Role.NURSE), Action.CONSULTATION_JOIN, InRegion(OWN)).may_send == frozenset()
+    assert authorize(user(StaffRole.NURSE), Action.CONSULTATION_JOIN, InRegion(OWN)).may_send == frozenset()
 
 
 def test_staff_join_a_room_as_camera_or_viewer() -> None:
-    assert room_role(Role.NURSE) is protocol.Role.NURSE
-    assert room_role(Role.SPECIALIST) is protocol.Role.SPECIALIST
+    assert room_role(StaffRole.NURSE) is protocol.Role.NURSE
+    assert room_role(StaffRole.SPECIALIST) is protocol.Role.SPECIALIST
 
 
 @pytest.mark.parametrize(
@@ -136,26 +136,26 @@ def test_refs_round_trip() -> None:
     [
         # The plan back (issue 18): only a nurse acknowledges a plan or lists the open ones,
         # in her own region; the specialist who signed it does neither.
-        (Role.NURSE, Action.PLAN_ACKNOWLEDGE, True, False),
-        (Role.NURSE, Action.PLAN_LIST, True, False),
-        (Role.SPECIALIST, Action.PLAN_ACKNOWLEDGE, False, False),
-        (Role.SPECIALIST, Action.PLAN_LIST, False, False),
-        (Role.PILOT_LEAD, Action.PLAN_ACKNOWLEDGE, False, False),
-        (Role.ADMIN, Action.PLAN_LIST, False, False),
+        (StaffRole.NURSE, Action.PLAN_ACKNOWLEDGE, True, False),
+        (StaffRole.NURSE, Action.PLAN_LIST, True, False),
+        (StaffRole.SPECIALIST, Action.PLAN_ACKNOWLEDGE, False, False),
+        (StaffRole.SPECIALIST, Action.PLAN_LIST, False, False),
+        (StaffRole.PILOT_LEAD, Action.PLAN_ACKNOWLEDGE, False, False),
+        (StaffRole.ADMIN, Action.PLAN_LIST, False, False),
         # An e-consult is a consultation: a nurse sends it, a specialist answers it.
-        (Role.NURSE, Action.CONSULTATION_START, True, False),
-        (Role.SPECIALIST, Action.ASSESSMENT_SIGN, True, False),
-        (Role.NURSE, Action.ASSESSMENT_SIGN, False, False),
+        (StaffRole.NURSE, Action.CONSULTATION_START, True, False),
+        (StaffRole.SPECIALIST, Action.ASSESSMENT_SIGN, True, False),
+        (StaffRole.NURSE, Action.ASSESSMENT_SIGN, False, False),
     ],
 )
-def test_the_plan_back_and_econsult_rows(role: Role, action: Action, own: bool, other: bool) -> None:
+def test_the_plan_back_and_econsult_rows(role: StaffRole, action: Action, own: bool, other: bool) -> None:
     assert allowed(user(role), action, InRegion(OWN)) is own
     assert allowed(user(role), action, InRegion(OTHER)) is other
 
 
 def test_a_device_neither_acknowledges_nor_lists_plans() -> None:
     # Acknowledging is the nurse's own act, on her page; her camera only sends what it sees.
-    device = Subject(Subject.device_ref(3), "cam", {OWN: frozenset({Role.NURSE})}, user_id=7, device_id=3)
+    device = Subject(Subject.device_ref(3), "cam", {OWN: frozenset({StaffRole.NURSE})}, user_id=7, device_id=3)
     assert not allowed(device, Action.PLAN_ACKNOWLEDGE, InRegion(OWN))
     assert not allowed(device, Action.PLAN_LIST, InRegion(OWN))
     assert allowed(device, Action.CONSULTATION_START, InRegion(OWN))  # so it may send an e-consult

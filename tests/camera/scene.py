@@ -22,7 +22,7 @@ from tests.api.client import ApiClient
 from tests.server import RunningServer
 from woundcare.webrtc.client import SignalingClient
 from woundcare.webrtc.peer import Viewer, ice_configuration, pump, shutdown
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery staple"

@@ -10,7 +10,6 @@ follows as a ``candidate`` frame.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, suppress
@@ -59,7 +58,7 @@ class TricklingViewer:
         if not isinstance(message, Answer):
             return await self._send(message)
         sdp, candidates, mid = without_candidates(message.sdp)
-        await self._send(dataclasses.replace(message, sdp=sdp))
+        await self._send(message.model_copy(update={"sdp": sdp}))
         if message.pc in self.blind:
             return
         for candidate in candidates:

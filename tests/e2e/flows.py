@@ -19,7 +19,7 @@ from tests.e2e.browser import async_playwright, eventually, media_stats, two_bro
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
 from woundcare.db.models import Consultation, QualitySample
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 
 PASSWORD = "browser test password"
 UI_TIMEOUT_MS = 15_000

@@ -10,7 +10,7 @@ from playwright.async_api import expect
 
 from tests.api.client import ApiClient
 from tests.e2e.browser import async_playwright, launch
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 
 PASSWORD = "stale editor password"
 UI_TIMEOUT_MS = 20_000

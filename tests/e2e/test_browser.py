@@ -47,7 +47,7 @@ from tests.e2e.flows import (
 )
 from tests.e2e.process import REPO_ROOT
 from tests.server import RunningServer
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 
 OFFLINE_SECONDS = 10.0
 SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"

@@ -17,7 +17,7 @@ from tests.e2e.browser import Traffic, async_playwright, launch, publish_screens
 from tests.e2e.process import REPO_ROOT
 from tests.pilot.test_figures import REGIONS, seed
 from tests.server import RunningServer
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 
 PASSWORD = "dashboard test password"
 DESKTOP = {"width": 1440, "height": 900}

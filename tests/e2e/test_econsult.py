@@ -16,7 +16,7 @@ from tests.e2e.flows import NATIONAL_ID, PATIENT, UI_TIMEOUT_MS, log_in, registe
 from tests.e2e.flows import PASSWORD
 from woundcare.appkeys import SERVICES
 from woundcare.db.models import Consultation, ConsultationKind, ConsultationStatus, Snapshot
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 
 QUESTION = "The edges look macerated since Monday. Change to a foam dressing?"
 PLAN = "Foam dressing, change every other day; keep the edges dry."

@@ -19,7 +19,7 @@ from tests.e2e.flows import PASSWORD, UI_TIMEOUT_MS, log_in
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
 from woundcare.db.models import AuditEvent
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 from woundcare.demo import DEMO_REGION
 
 

@@ -26,7 +26,7 @@ from tests.coturn import running_coturn
 from tests.e2e.browser import DESKTOP, PEER_TRACKER, PHONE, Traffic, async_playwright, eventually, launch, media_stats
 from tests.e2e.flows import PASSWORD, UI_TIMEOUT_MS, log_in
 from tests.server import RunningServer
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 
 FETCH_DELAY_SECONDS = 1.5
 MEDIA_SECONDS = 25.0

@@ -14,7 +14,7 @@ from tests.e2e.flows import NATIONAL_ID, PASSWORD, PATIENT, UI_TIMEOUT_MS, log_i
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
 from woundcare.db.models import AuditEvent, Patient
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 
 
 async def test_registering_a_known_number_continues_with_that_patient(

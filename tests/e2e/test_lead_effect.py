@@ -26,7 +26,7 @@ from tests.pilot.test_effect import REGIONS, seed_effect
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
 from woundcare.db.models import Patient, Region
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 
 PASSWORD = "lead effect test password"
 SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"

@@ -36,7 +36,7 @@ from tests.e2e.flows import (
 )
 from tests.e2e.process import REPO_ROOT
 from tests.server import RunningServer
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 
 SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
 PHONE_PORTRAIT = {"width": 390, "height": 844}

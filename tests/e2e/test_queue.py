@@ -12,7 +12,7 @@ from tests.e2e.flows import NATIONAL_ID, PASSWORD, PATIENT, UI_TIMEOUT_MS, log_i
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
 from woundcare.db.models import Consultation, ConsultationStatus
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 
 ABANDON_SECONDS = 3.0
 

@@ -36,7 +36,7 @@ from tests.e2e.flows import (
 )
 from tests.e2e.process import REPO_ROOT
 from tests.server import RunningServer
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 
 GRACE_SECONDS = 20.0
 """Short, so that the new-tab return (which must wait the window out) stays quick; long

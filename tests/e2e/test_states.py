@@ -41,7 +41,7 @@ from tests.oidc_provider import OidcProvider
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
 from woundcare.db.models import User
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 
 NO_MICROPHONE = """
 (() => {

@@ -28,7 +28,7 @@ from tests.pilot.test_figures import PASSWORD, csv_rows, login
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
 from woundcare.cli import main
-from woundcare.db.models import Assessment, Consultation, ConsultationStatus, Patient, Region, Role, Snapshot
+from woundcare.db.models import Assessment, Consultation, ConsultationStatus, Patient, Region, Snapshot, StaffRole
 from woundcare.records.patients import PatientIdentity, valid_national_id
 
 REGIONS = {"ea": "Region East", "eb": "Region West", "ec": "Region North"}
@@ -275,8 +275,8 @@ def flat(region: dict[str, Any]) -> list[Any]:
 async def pilot(start_server: Callable[..., Awaitable[RunningServer]], db_url: str) -> tuple[RunningServer, list[Wound]]:
     server = await start_server(database_url=db_url)
     wounds = await seed_effect(server)
-    await server.add_user("lead_e", PASSWORD, {"ea": Role.PILOT_LEAD, "eb": Role.PILOT_LEAD})
-    await server.add_user("nurse_e", PASSWORD, {"ea": Role.NURSE})
+    await server.add_user("lead_e", PASSWORD, {"ea": StaffRole.PILOT_LEAD, "eb": StaffRole.PILOT_LEAD})
+    await server.add_user("nurse_e", PASSWORD, {"ea": StaffRole.NURSE})
     return server, wounds
 
 

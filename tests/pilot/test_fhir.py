@@ -17,7 +17,7 @@ from tests.records.test_rekey import fill
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
 from woundcare.db.models import ConsentKind, ConsultationStatus
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 from woundcare.pilot.fhir import ConsentAnswer, SessionEvent, build_bundle, export_bundle
 from woundcare.records.assessments import AssessmentContent
 from woundcare.records.consultations import ConsultationView

@@ -31,7 +31,7 @@ from woundcare.db.models import (
     Patient,
     QualitySample,
     Region,
-    Role,
+    StaffRole,
     Snapshot,
 )
 from woundcare.refs import user_ref
@@ -294,9 +294,9 @@ async def pilot(
 ) -> tuple[RunningServer, list[Seeded]]:
     server = await start_server(database_url=db_url)
     items = await seed(server)
-    await server.add_user("lead_a", PASSWORD, {"pa": Role.PILOT_LEAD})
-    await server.add_user("nurse_a", PASSWORD, {"pa": Role.NURSE})
-    await server.add_user("admin_all", PASSWORD, {code: Role.ADMIN for code in REGIONS})
+    await server.add_user("lead_a", PASSWORD, {"pa": StaffRole.PILOT_LEAD})
+    await server.add_user("nurse_a", PASSWORD, {"pa": StaffRole.NURSE})
+    await server.add_user("admin_all", PASSWORD, {code: StaffRole.ADMIN for code in REGIONS})
     return server, items
 
 

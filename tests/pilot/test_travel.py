@@ -7,7 +7,7 @@ from typing import Any
 from tests.api.client import ApiClient
 from woundcare.appkeys import SERVICES
 from woundcare.db.models import Outcome
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 from woundcare.records.assessments import AssessmentContent
 from woundcare.records.patients import PatientIdentity
 

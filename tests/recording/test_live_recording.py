@@ -26,7 +26,7 @@ from woundcare.appkeys import SERVICES
 from woundcare.crypto import Binding, KeyShreddedError, RecordIntegrityError
 from woundcare.crypto.stream import CHUNK_SIZE, open_stream
 from woundcare.db.models import AuditEvent, RecordingStatus
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 from woundcare.records.recordings import KEY_KIND, VIDEO_KIND
 from woundcare.storage.blobs import TEMP_PREFIX
 

@@ -21,7 +21,7 @@ from woundcare.camera.peer import Publisher
 from woundcare.webrtc.peer import ice_configuration, pump, shutdown
 from woundcare.camera.synthetic import SyntheticVideoTrack
 from woundcare.db.models import ConsentKind, RecordingStatus
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 from woundcare.records.recordings import RecordingView
 
 PASSWORD = "correct horse battery staple"

@@ -11,7 +11,7 @@ from tests.recording.media import stored_recording
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
 from woundcare.db.models import ConsentKind
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 
 PASSWORD = "browser test password"
 UI_TIMEOUT_MS = 15_000

@@ -11,7 +11,7 @@ import pytest
 
 from tests.api.client import ApiClient
 from tests.server import RunningServer
-from woundcare.db.models import Role as StaffRole
+from woundcare.db.models import StaffRole
 
 PASSWORD = "assessment race password"
 SAVES = 24

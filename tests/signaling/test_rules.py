@@ -69,12 +69,12 @@ def test_an_identity_keeps_the_rights_it_is_given_even_none() -> None:
 
 
 @pytest.mark.parametrize("kind", sorted(MESSAGE_TYPES - RECORDER_SENDS))
-def test_a_kind_outside_the_rights_is_forbidden_with_todays_words(kind: str) -> None:
+def test_a_kind_outside_the_rights_is_forbidden_naming_the_rule(kind: str) -> None:
     with pytest.raises(ProtocolError) as refused:
         check_send(RECORDER_SENDS, kind)
     assert (refused.value.code, refused.value.message, refused.value.ref) == (
         ErrorCode.FORBIDDEN,
-        "the recorder only answers the camera",
+        "this participant may not send this message type",
         kind,
     )
 

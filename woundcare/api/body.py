@@ -11,11 +11,12 @@ from typing import Annotated, Any, TypeVar
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
 from ..db.models import ConsultationKind, Urgency
 from ..errors import InvalidInput
+from ..records.patients import BadNationalId, normalize_national_id
 from ..validation import number, optional_text, parse, text
 from .errors import api_error
 
@@ -51,7 +52,7 @@ def body_as(model: type[M], data: dict[str, Any]) -> M:
     try:
         return parse(model, data)
     except InvalidInput as exc:
-        raise api_error(400, "bad_request", str(exc)) from None
+        raise api_error(400, exc.code, str(exc)) from None
 
 
 def _password(value: object) -> str:
@@ -70,14 +71,26 @@ class Login(BaseModel):
 
 NATIONAL_ID_CHARS = 20
 """11 digits and room for the spacing people type them with; the number's own rules are
-checked after (:func:`woundcare.records.patients.normalize_national_id`)."""
+checked right after the text (:func:`woundcare.records.patients.normalize_national_id`)."""
+
+
+def _national_id(value: str) -> str:
+    # Checked with the number, before the fields after it (the form's order): a bad number
+    # is told as bad_national_id whatever the name is.
+    try:
+        return normalize_national_id(value)
+    except BadNationalId:
+        raise PydanticCustomError("national_id", "a valid identity number") from None
 
 
 class NationalIdLookup(BaseModel):
-    """A national id to find a patient by: in a body, never in a URL."""
+    """A national id to find a patient by: in a body, never in a URL. Checked in the order
+    of the registration form: the region (by :func:`~woundcare.api.regions.read_regional_body`,
+    before all else), then the identity number, its shape and control digits, then
+    :class:`NewPatient`'s name; the first broken one is the one told."""
 
     region: Annotated[str, text(32)]
-    national_id: Annotated[str, text(NATIONAL_ID_CHARS), Field(alias="nationalId")]
+    national_id: Annotated[str, text(NATIONAL_ID_CHARS), AfterValidator(_national_id), Field(alias="nationalId")]
 
 
 class NewPatient(NationalIdLookup):

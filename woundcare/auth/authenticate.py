@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from ..db.models import Role, User
+from ..db.models import StaffRole, User
 from ..records.accounts import Accounts, Holder
 from .devices import TOKEN_PREFIX, Devices
 from .errors import AuthenticationError
@@ -74,13 +74,13 @@ async def subject_of(
 
 
 def _subject(
-    user: User, memberships: list[tuple[int, Role]], *, device: tuple[int, int] | None = None,
+    user: User, memberships: list[tuple[int, StaffRole]], *, device: tuple[int, int] | None = None,
     session_id: str | None = None,
 ) -> Subject:
-    roles: defaultdict[int, set[Role]] = defaultdict(set)
+    roles: defaultdict[int, set[StaffRole]] = defaultdict(set)
     for region_id, role in memberships:
         # A device acts as its nurse in its one region and nothing more.
-        if device is None or (region_id == device[1] and role is Role.NURSE):
+        if device is None or (region_id == device[1] and role is StaffRole.NURSE):
             roles[region_id].add(role)
     return Subject(
         ref=Subject.device_ref(device[0]) if device is not None else Subject.user_ref(user.id),
@@ -94,7 +94,7 @@ def _subject(
 
 def guest(invitation: Invitation, region_id: int | None) -> Subject:
     """An invitation's holder: a guest of its consultation's region, nothing more."""
-    roles = {region_id: frozenset({Role.SPECIALIST})} if region_id is not None else {}
+    roles = {region_id: frozenset({StaffRole.SPECIALIST})} if region_id is not None else {}
     return Subject(invitation.subject, invitation.display_name, roles, invitation=invitation.consultation)
 
 

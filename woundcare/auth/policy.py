@@ -16,7 +16,7 @@ from typing import Protocol
 
 from signaling import protocol, rules
 
-from ..db.models import Role
+from ..db.models import StaffRole
 from ..errors import WoundcareError
 from .subject import Subject
 
@@ -70,9 +70,9 @@ class Action(str, enum.Enum):
     """List a consultation's recordings and play one back."""
 
 
-_N, _S, _L, _A = Role.NURSE, Role.SPECIALIST, Role.PILOT_LEAD, Role.ADMIN
+_N, _S, _L, _A = StaffRole.NURSE, StaffRole.SPECIALIST, StaffRole.PILOT_LEAD, StaffRole.ADMIN
 
-RULES: Mapping[Action, frozenset[Role]] = {
+RULES: Mapping[Action, frozenset[StaffRole]] = {
     Action.SESSION_READ: frozenset({_N, _S, _L, _A}),
     Action.REGIONS_LIST: frozenset({_N, _S, _L, _A}),
     Action.ICE_SERVERS: frozenset({_N, _S}),
@@ -159,7 +159,7 @@ class Grant:
     """What :func:`authorize` allowed: the staff role the subject acts in (for audit), where,
     and in a :class:`Room` the message kinds its socket may send."""
 
-    role: Role
+    role: StaffRole
     region_id: int
     may_send: frozenset[str] = frozenset()
 
@@ -193,11 +193,11 @@ def regions_for(subject: Subject, action: Action) -> list[int]:
     return sorted(region for region, roles in subject.roles.items() if roles & allowed)
 
 
-def role_in(subject: Subject, region_id: int, action: Action) -> Role | None:
+def role_in(subject: Subject, region_id: int, action: Action) -> StaffRole | None:
     """The staff role under which ``subject`` may ``action`` in the region, if any."""
     roles = subject.roles.get(region_id, frozenset()) & RULES[action]
     # A stable choice when a user holds several roles in a region.
-    return min(roles, key=lambda r: list(Role).index(r)) if roles else None
+    return min(roles, key=lambda r: list(StaffRole).index(r)) if roles else None
 
 
 def authorize(subject: Subject | None, action: Action, resource: Placed | None = None) -> Grant:
@@ -233,7 +233,7 @@ def authorize(subject: Subject | None, action: Action, resource: Placed | None =
     return Grant(role, region_id, rules.sends_for(resource.role) if isinstance(resource, Room) else frozenset())
 
 
-def room_role(role: Role) -> protocol.Role:
+def room_role(role: StaffRole) -> protocol.Role:
     """The wire role a staff member joins a room in: a nurse is the camera, a specialist
     (the only other role that may join) a viewer."""
-    return protocol.Role.NURSE if role is Role.NURSE else protocol.Role.SPECIALIST
+    return protocol.Role.NURSE if role is StaffRole.NURSE else protocol.Role.SPECIALIST

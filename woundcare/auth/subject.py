@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .. import refs
-from ..db.models import Role
+from ..db.models import StaffRole
 from ..refs import Kind
 
 __all__ = ["Kind", "Subject"]
@@ -28,7 +28,7 @@ class Subject:
     """``u<user id>``, ``d<device id>`` or an invitation's subject: pseudonymous, safe for
     audit and TURN usernames."""
     display_name: str
-    roles: Mapping[int, frozenset[Role]] = field(default_factory=dict)
+    roles: Mapping[int, frozenset[StaffRole]] = field(default_factory=dict)
     user_id: int | None = None
     device_id: int | None = None
     """Set for a head-camera device: it acts for its nurse, in its one region, for the call."""

@@ -57,7 +57,10 @@ class Base(AsyncAttrs, DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime}
 
 
-class Role(str, enum.Enum):
+class StaffRole(str, enum.Enum):
+    """What a staff member may do in the pilot (a user's membership of a region); not a
+    participant's role in a call, which is :class:`signaling.protocol.Role`."""
+
     NURSE = "nurse"
     SPECIALIST = "specialist"
     PILOT_LEAD = "pilot_lead"
@@ -168,7 +171,7 @@ class Membership(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"))
-    role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20))
+    role: Mapped[StaffRole] = mapped_column(Enum(StaffRole, name="role", native_enum=False, length=20))
 
     user: Mapped[User] = relationship(back_populates="memberships")
 

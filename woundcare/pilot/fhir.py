@@ -42,7 +42,7 @@ from html import escape
 from typing import Any, TypeGuard
 
 from ..db.models import ConsentKind, ConsultationStatus
-from ..db.models import Role as StaffRole
+from ..db.models import StaffRole
 from ..records.assessments import AssessmentView
 from ..records.consents import ConsentAnswer
 from ..records.consultations import ConsultationView

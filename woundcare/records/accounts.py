@@ -25,7 +25,7 @@ from ..db.models import (
     LoginSession,
     Membership,
     Region,
-    Role,
+    StaffRole,
     User,
 )
 from ..refs import Kind
@@ -47,7 +47,7 @@ class Holder:
     user: User
     device: Device | None
     """The device the token was minted for (revoked or not), or None for the user herself."""
-    memberships: list[tuple[int, Role]]
+    memberships: list[tuple[int, StaffRole]]
 
 
 class Accounts:
@@ -68,7 +68,7 @@ class Accounts:
         async with self._db.sessions() as session:
             return await session.scalar(select(User).where(User.oidc_subject == oidc_subject))
 
-    async def memberships(self, user_id: int) -> list[tuple[int, Role]]:
+    async def memberships(self, user_id: int) -> list[tuple[int, StaffRole]]:
         """The user's (region id, role) pairs, in regions not shredded."""
         async with self._db.sessions() as session:
             return await _memberships(session, user_id)
@@ -84,12 +84,12 @@ class Accounts:
                     User.username == username,
                     User.active.is_(True),
                     Membership.region_id == region_id,
-                    Membership.role == Role.NURSE,
+                    Membership.role == StaffRole.NURSE,
                 )
             )
 
     async def add_user(
-        self, username: str, display_name: str, password_hash: str, role: Role, region_ids: Iterable[int]
+        self, username: str, display_name: str, password_hash: str, role: StaffRole, region_ids: Iterable[int]
     ) -> int | None:
         """A new user with ``role`` in each region; its id, or None when the name is taken."""
         try:
@@ -349,7 +349,7 @@ def _end_sessions(user_id: int) -> Update:
     )
 
 
-async def _memberships(session: AsyncSession, user_id: int) -> list[tuple[int, Role]]:
+async def _memberships(session: AsyncSession, user_id: int) -> list[tuple[int, StaffRole]]:
     rows = (
         await session.execute(
             select(Membership.region_id, Membership.role)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from ..db.database import Database
-from ..db.models import Membership, Region, Role, User
+from ..db.models import Membership, Region, StaffRole, User
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +16,7 @@ class DemoUser:
     username: str
     display_name: str
     password_hash: str
-    role: Role
+    role: StaffRole
 
 
 async def seed_accounts(db: Database, code: str, name: str, users: Sequence[DemoUser]) -> int | None:

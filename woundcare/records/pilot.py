@@ -25,7 +25,7 @@ from ..db.models import (
     Patient,
     Membership,
     QualitySample,
-    Role,
+    StaffRole,
     Snapshot,
     TravelDistance,
     Urgency,
@@ -295,7 +295,7 @@ class Pilot:
             ).all()
         return EffectRows(wounds, areas, outcomes)
 
-    async def staff(self, region_id: int) -> Sequence[tuple[int, Role]]:
+    async def staff(self, region_id: int) -> Sequence[tuple[int, StaffRole]]:
         """(user id, role) of each of the region's memberships: who a pseudonymous actor was."""
         async with self._db.sessions() as session:
             return (
