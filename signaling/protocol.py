@@ -283,17 +283,30 @@ class DrawOp(str, enum.Enum):
     POINTER = "pointer"
     """Transient: shown for 2 s, neither stored nor logged."""
     UNDO = "undo"
+    """Removes the sender's last stroke on the layer ``still`` names (live when absent)."""
     CLEAR = "clear"
+    """Removes every stroke on the layer ``still`` names (live when absent)."""
 
 
 class Shape(str, enum.Enum):
     FREE = "free"
+    """A polyline through the points."""
     ARROW = "arrow"
+    """From the first point to the last, its head at the last."""
     CIRCLE = "circle"
+    """The ellipse in the box of the first two points."""
 
 
-PALETTE = frozenset({"#00E5FF", "#FFEB3B", "#76FF03", "#FF00FF"})
-"""Stroke colours that stay visible on skin and dressings."""
+class Color(str, enum.Enum):
+    """The palette: stroke colours that stay visible on skin and dressings."""
+
+    CYAN = "#00E5FF"
+    YELLOW = "#FFEB3B"
+    GREEN = "#76FF03"
+    MAGENTA = "#FF00FF"
+
+
+PALETTE = frozenset(color.value for color in Color)
 MAX_POINTS = 512
 _MARK_ID_RULE = "'{field}' must be 1-40 characters of A-Z a-z 0-9 _ -"
 MarkId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$"), Rule(_MARK_ID_RULE)]

@@ -25,8 +25,10 @@ from typing import Any, TextIO
 import orjson
 from PIL import Image, ImageDraw
 
+from signaling.protocol import Color, Shape
+
 from ..storage.files import replace_with
-from .telestration import Board, Color, Point, Scene, Shape, Stroke
+from .telestration import Board, Point, Scene, Stroke
 
 log = logging.getLogger(__name__)
 

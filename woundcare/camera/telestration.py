@@ -13,7 +13,6 @@ its content: a frame is the specialist's input, and could be anything.
 
 from __future__ import annotations
 
-import enum
 import logging
 import time
 from collections import OrderedDict
@@ -24,6 +23,8 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import Field, StrictBool, StringConstraints, model_validator
 
+from signaling.protocol import MAX_POINTS, Color, DrawOp, Shape
+
 from ..errors import InvalidInput
 from ..validation import StrictObject, number, parse
 
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 
 POINTER_SECONDS = 2.0
 """How long a pointer dot stays."""
-MAX_POINTS = 512
 MAX_STROKES = 2000
 """Kept per camera run; the oldest go first (a call never draws this many)."""
 MAX_SEEN = 10_000
@@ -39,34 +39,6 @@ MAX_SEEN = 10_000
 arrives late on the slower path still finds its twin."""
 MAX_STILLS = 4
 """Frozen stills kept for the display: the specialist freezes on the latest request."""
-
-
-class Op(str, enum.Enum):
-    STROKE = "stroke"
-    POINTER = "pointer"
-    """Transient: shown for :data:`POINTER_SECONDS`, not stored."""
-    UNDO = "undo"
-    """Removes the sender's last stroke on the layer ``still`` names (live when absent)."""
-    CLEAR = "clear"
-    """Removes every stroke on the layer ``still`` names (live when absent)."""
-
-
-class Shape(str, enum.Enum):
-    FREE = "free"
-    """A polyline through the points."""
-    ARROW = "arrow"
-    """From the first point to the last, its head at the last."""
-    CIRCLE = "circle"
-    """The ellipse in the box of the first two points."""
-
-
-class Color(str, enum.Enum):
-    """The palette: colours that stand out on skin and on dressings."""
-
-    CYAN = "#00E5FF"
-    YELLOW = "#FFEB3B"
-    GREEN = "#76FF03"
-    MAGENTA = "#FF00FF"
 
 
 MessageId = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9_-]{1,40}$")]
@@ -110,7 +82,7 @@ class _Relayed(StrictObject):
 
 class Annotation(_Relayed):
     type: Literal["annotation"]
-    op: Op
+    op: DrawOp
     id: MessageId | None = None
     """Required except for a pointer."""
     shape: Shape | None = None
@@ -122,15 +94,15 @@ class Annotation(_Relayed):
     @model_validator(mode="after")
     def _fields_of_op(self) -> Annotation:
         needed = {
-            Op.STROKE: ("id", "shape", "points", "color"),
-            Op.POINTER: ("points",),
-            Op.UNDO: ("id",),
-            Op.CLEAR: ("id",),
+            DrawOp.STROKE: ("id", "shape", "points", "color"),
+            DrawOp.POINTER: ("points",),
+            DrawOp.UNDO: ("id",),
+            DrawOp.CLEAR: ("id",),
         }[self.op]
         for name in needed:
             if getattr(self, name) is None:
                 raise ValueError(f"'{name}' is required for op {self.op.value}")
-        if self.op is Op.POINTER and self.points is not None and len(self.points) != 1:
+        if self.op is DrawOp.POINTER and self.points is not None and len(self.points) != 1:
             raise ValueError("a pointer is one point")
         return self
 
@@ -213,11 +185,11 @@ class Board:
             changed = frozen != self.frozen
             self.frozen = frozen
             return changed
-        if message.op is Op.POINTER:
+        if message.op is DrawOp.POINTER:
             assert message.points is not None
             self._pointer = (message.points[0], message.still, self.clock() + POINTER_SECONDS)
             return True
-        if message.op is Op.STROKE:
+        if message.op is DrawOp.STROKE:
             assert message.id and message.shape and message.points and message.color
             self._strokes.append(
                 Stroke(message.id, sender, message.shape, message.points, message.color, message.still)
@@ -225,7 +197,7 @@ class Board:
             del self._strokes[:-MAX_STROKES]
             return True
         on_layer = [s for s in self._strokes if s.still == message.still]
-        if message.op is Op.UNDO:
+        if message.op is DrawOp.UNDO:
             on_layer = [s for s in on_layer if s.sender == sender][-1:]
         for stroke in on_layer:
             self._strokes.remove(stroke)
@@ -307,7 +279,7 @@ class Telestration:
         if not self.board.apply(message, sender):
             return
         self.applied += 1
-        if not (isinstance(message, Annotation) and message.op is Op.POINTER):
+        if not (isinstance(message, Annotation) and message.op is DrawOp.POINTER):
             log.info("telestration: %s", _summary(message))  # never the coordinates
         self._changed()
         event = wire(message, sender)
