@@ -20,7 +20,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from PIL import Image
 
-from signaling.protocol import SnapshotRequest
+from signaling.protocol import Annotation, Color, DrawOp, Shape, SnapshotRequest
 from tests.camera.scene import home_visit
 from tests.server import RunningServer
 from woundcare.camera.device import Camera, DeviceOptions
@@ -503,3 +503,29 @@ async def test_strokes_undo_clear_and_freeze_reach_the_cameras_overlay_over_the_
         assert await visit.stop_camera() == 0
     with Image.open(overlay) as image:
         assert image.getextrema()[3] == (0, 0)  # stopped: nothing left on the display
+
+
+@pytest.mark.usefixtures("loopback_ice")
+async def test_strokes_reach_the_cameras_overlay_over_signaling_relayed_by_the_server(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """The fallback path end to end: the specialist's frames go through the server's relay
+    (which adds ``from``) to the camera's socket, never over the data channel."""
+    overlay = tmp_path / "overlay.png"
+    async with home_visit(server, tmp_path) as visit:
+        visit.start_camera(server.url, "--width", "640", "--height", "360", "--overlay", str(overlay),
+                           "--loopback-only")
+        await visit.join_specialist(30)
+        assert visit.viewer is not None
+        await visit.viewer.frames(1)
+        nurse = visit.nurse_id()
+
+        def shows(point: tuple[float, float], color: tuple[int, ...]) -> Callable[[], bool]:
+            return lambda: overlay.exists() and pixel(overlay, point) == color
+
+        await visit.send(Annotation(to=nurse, op=DrawOp.STROKE, id="g-1", shape=Shape.FREE,
+                                    points=[[0.2, 0.5], [0.8, 0.5]], color=Color.GREEN.value))
+        await until(shows((0.5, 0.5), GREEN), 20, visit.camera_log)
+        await visit.send(Annotation(to=nurse, op=DrawOp.UNDO, id="g-2"))
+        await until(shows((0.5, 0.5), CLEAR), 20, visit.camera_log)
+        visit.assert_camera_running()
