@@ -25,8 +25,7 @@ from tests.e2e.process import REPO_ROOT
 from tests.pilot.test_effect import REGIONS, seed_effect
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
-from woundcare.db.models import Patient, Region
-from woundcare.db.models import StaffRole
+from woundcare.db.models import Consultation, ConsultationKind, Patient, Region, StaffRole, Urgency
 
 PASSWORD = "lead effect test password"
 SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
@@ -53,6 +52,16 @@ DOWNLOADS = {
 }
 
 
+async def send_econsult(server: RunningServer, region: str) -> None:
+    """One urgent e-consult, unanswered, about a patient of ``region`` (a row as the API makes it)."""
+    async with server.app[SERVICES].database.sessions() as session, session.begin():
+        region_id = await session.scalar(select(Region.id).where(Region.code == region))
+        patient_id = await session.scalar(select(Patient.id).where(Patient.region_id == region_id).limit(1))
+        assert region_id is not None and patient_id is not None
+        session.add(Consultation(region_id=region_id, patient_id=patient_id, kind=ConsultationKind.ECONSULT,
+                                 urgency=Urgency.URGENT))
+
+
 async def check_effect_cards(page: Any, expect: Any, regions: list[dict[str, Any]]) -> None:
     for f in regions:
         card = page.locator(f'#effect-cards .region-card[data-region="{f["region"]}"]')
@@ -70,6 +79,7 @@ async def test_lead_effect_filter_exports_and_travel_form(start_server: Callable
     expect.set_options(timeout=UI_TIMEOUT_MS)
     server = await start_server()
     wounds = await seed_effect(server)
+    await send_econsult(server, MINE[0])
     for name, role in (("effektleder", StaffRole.PILOT_LEAD), ("effektsykepleier", StaffRole.NURSE)):
         await server.add_user(name, PASSWORD, dict.fromkeys(MINE, role))
     origin, page_errors = server.url, list[str]()
@@ -95,6 +105,15 @@ async def test_lead_effect_filter_exports_and_travel_form(start_server: Callable
                 line = curves.nth(index).locator(f'g.chart-line[data-line="{one["patient"]}"]')
                 dots = len(one["areas"]) + (1 if one["healedAt"] else 0)
                 await expect(line).to_have_attribute("data-points", str(dots))
+            # E-consults, counted apart: the one sent in the first region, waiting and urgent.
+            econsults = (await (await context.request.get(origin + "/api/pilot/econsults")).json())["regions"]
+            assert [(r["region"], r["sent"], r["byUrgency"]["urgent"]) for r in econsults] == [(MINE[0], 1, 1), (MINE[1], 0, 0)]
+            for r in econsults:
+                card = page.locator(f'#econsult-cards .region-card[data-region="{r["region"]}"]')
+                await expect(card.locator('[data-figure="econsults-sent"]')).to_have_text(str(r["sent"]))
+                await expect(card.locator('[data-figure="econsults-open"]')).to_have_text(str(r["open"]))
+                await expect(card.locator('[data-figure="econsults-urgent"]')).to_have_text(str(r["byUrgency"]["urgent"]))
+
             # Pseudonyms of the region the lead does not serve appear nowhere.
             body_text = await page.locator("body").inner_text()
             assert REGIONS[FOREIGN] not in body_text

@@ -32,6 +32,10 @@ import { startPage } from './page.js';
  *   reReferrals: {count: number, ofKeptAtHome: number, share: number | null, withinDays: number},
  * }} RegionEffect
  * @typedef {{
+ *   region: string, regionName: string, sent: number, answered: number, open: number,
+ *   byUrgency: Record<string, number>, answerHours: Spread,
+ * }} RegionEconsults
+ * @typedef {{
  *   patient: string, region: string, firstAt: string, areas: {at: string, areaCm2: number}[],
  *   baselineCm2: number | null, reductionPct: number | null, daysToHealing: number | null, healedAt: string | null,
  * }} WoundCourse
@@ -57,7 +61,7 @@ const toInput = /** @type {HTMLInputElement} */ (byId('to'));
 const status = byId('lead-status');
 const error = byId('lead-error');
 
-/** @type {{figures: RegionFigures[], sessions: Session[], effect: RegionEffect[], wounds: WoundCourse[]} | null} */
+/** @type {{figures: RegionFigures[], sessions: Session[], effect: RegionEffect[], wounds: WoundCourse[], econsults: RegionEconsults[]} | null} */
 let shown = null;
 /** Region names by code, for the session list. @type {Map<string, string>} */
 const regionNames = new Map();
@@ -250,6 +254,19 @@ function effectCard(f) {
   ]);
 }
 
+/** E-consults, counted apart from the video calls, with their time to answer. @param {RegionEconsults} f */
+function econsultCard(f) {
+  const hours = (/** @type {number | null} */ v) => (v == null ? '–' : t('lead.unit.h', { h: num(v, 1) }));
+  return regionArticle({ region: f.region, name: f.regionName }, [
+    count('econsults-sent', 'lead.econ.sent', f.sent),
+    count('econsults-answered', 'lead.econ.answered', f.answered),
+    count('econsults-open', 'lead.econ.open', f.open),
+    count('econsults-urgent', 'lead.econ.urgent', f.byUrgency.urgent ?? 0),
+    figure('econsults-answer-median', 'lead.econ.answerMedian', hours(f.answerHours.median), f.answerHours.median),
+    figure('econsults-answer-p90', 'lead.econ.answerP90', hours(f.answerHours.p90), f.answerHours.p90),
+  ]);
+}
+
 const DAY_MS = 86_400_000;
 
 /** Each wound's area in % of its first measurement, by day since then; one chart per region. @param {RegionEffect[]} effect @param {WoundCourse[]} wounds */
@@ -370,9 +387,10 @@ function sessionRows(session) {
 
 function render() {
   if (!shown) return;
-  const { figures, sessions, effect, wounds } = shown;
+  const { figures, sessions, effect, wounds, econsults } = shown;
   byId('figure-cards').replaceChildren(...figures.map(regionCard));
   byId('effect-cards').replaceChildren(...effect.map(effectCard));
+  byId('econsult-cards').replaceChildren(...econsults.map(econsultCard));
   byId('wound-curves').replaceChildren(...woundCurves(effect, wounds));
   byId('charts').replaceChildren(...(figures.length ? charts(figures) : []));
   byId('sessions-body').replaceChildren(...sessions.flatMap(sessionRows));
@@ -392,10 +410,14 @@ async function load() {
   error.textContent = '';
   setText(status, 'lead.loading');
   try {
-    const [figures, sessions, effect] = await Promise.all([
+    const [figures, sessions, effect, econsults] = await Promise.all([
       getJson(`/api/pilot/figures${q}`), getJson(`/api/pilot/sessions${q}`), getJson(`/api/pilot/effect${q}`),
+      getJson(`/api/pilot/econsults${q}`),
     ]);
-    shown = { figures: figures.regions, sessions: sessions.sessions, effect: effect.regions, wounds: effect.wounds };
+    shown = {
+      figures: figures.regions, sessions: sessions.sessions, effect: effect.regions, wounds: effect.wounds,
+      econsults: econsults.regions,
+    };
     render();
   } catch (failure) {
     status.textContent = '';
