@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 
+from tests import migrated
 from tests.server import RunningServer
 from tests.services import REDIS_URL, free_port, missing, postgres_database
+from woundcare.auth import passwords
 from woundcare.config import Settings
 
 
@@ -43,6 +46,58 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield url
 
 
+PRODUCTION_HASHER = passwords._hasher
+"""The server's Argon2id hasher as shipped (RFC 9106's low-memory profile: 64 MiB, 3 passes)."""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def cheap_password_hashes() -> Iterator[None]:
+    """Argon2 at its floor in this process. At full cost each hash is about 0.2 s of CPU and
+    the suite made hundreds (every app start hashes a dummy password, every ``add_user`` and
+    login one more): a tenth of CI's CPU on two cores. Each hash carries its own parameters, so
+    hashes made here verify anywhere; no test measures the hashing cost, and
+    tests/auth/test_passwords.py checks the shipped parameters on :data:`PRODUCTION_HASHER`.
+    Servers run as child processes (tests/e2e/process.py) hash at full cost."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+        yield
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file at the newest migration, made once per pytest process (tests/migrated.py)."""
+    return migrated.sqlite_template(tmp_path_factory.mktemp("sqlite-template"))
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A PostgreSQL database at the newest migration, made once per pytest process and dropped
+    at its end; only ever copied, never connected to."""
+    name = migrated.postgres_template()
+    yield name
+    migrated.drop_postgres(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def migrated_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """As ``db_url``, but already at the newest migration: a copy of a template, for tests of
+    anything but migrating (the app's start-up ``upgrade`` then finds nothing to do)."""
+    if request.param == "sqlite":
+        database = tmp_path / migrated.SQLITE_NAME
+        migrated.copy_sqlite(request.getfixturevalue("sqlite_template"), database)
+        yield f"sqlite+aiosqlite:///{database}"
+        return
+    async for url in postgres_database(template=request.getfixturevalue("postgres_template")):
+        yield url
+
+
+@pytest.fixture
+async def migrated_database_url(postgres_template: str) -> AsyncIterator[str]:
+    """As ``database_url`` (a fresh PostgreSQL database), already at the newest migration."""
+    async for url in postgres_database(template=postgres_template):
+        yield url
+
+
 @pytest.fixture
 def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
     """aioice offers no loopback host candidate; tests must stay on loopback."""
@@ -52,12 +107,20 @@ def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def start_server(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[RunningServer]]]:
-    """Start the real app on a free loopback port; settings can be overridden per test."""
+async def start_server(
+    tmp_path: Path, sqlite_template: Path
+) -> AsyncIterator[Callable[..., Awaitable[RunningServer]]]:
+    """Start the real app on a free loopback port; settings can be overridden per test.
+    A server in a data folder of the fixture's own making starts on a copy of the migrated
+    SQLite template; one given its own ``data_dir`` or ``database_url`` starts on that."""
     servers: list[RunningServer] = []
 
     async def start(**overrides: Any) -> RunningServer:
-        overrides.setdefault("data_dir", tmp_path / f"server{len(servers)}")
+        if "data_dir" not in overrides:
+            overrides["data_dir"] = tmp_path / f"server{len(servers)}"
+            database = overrides["data_dir"] / migrated.SQLITE_NAME
+            if "database_url" not in overrides and not database.exists():
+                migrated.copy_sqlite(sqlite_template, database)
         # Tests make their own regions; the demo's Argon2 hashing only slows them down.
         overrides.setdefault("demo", False)
         running = await RunningServer.start(Settings(port=free_port(), **overrides))
