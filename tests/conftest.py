@@ -22,6 +22,9 @@ from woundcare.config import Settings
 _LONGEST_FIRST = ("tests/bench/", "tests/e2e/", "tests/camera/", "tests/recording/", "tests/fuzz/")
 _BENCH = pytest.mark.xdist_group("bench")
 """Bench smoke runs time their joins: never two at once."""
+_IMPORTS = pytest.mark.xdist_group("imports")
+"""tests/test_imports.py imports every module in a subprocess once per worker (cached): on one
+worker that costs one run of it instead of one on each (15 s of CPU each)."""
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist names the groups
@@ -34,6 +37,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.nodeid.startswith("tests/bench/"):
             item.add_marker(_BENCH)
+        elif item.nodeid.startswith("tests/test_imports.py"):
+            item.add_marker(_IMPORTS)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
