@@ -27,8 +27,8 @@ _IMPORTS = pytest.mark.xdist_group("imports")
 worker that costs one run of it instead of one on each (15 s of CPU each)."""
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist names the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(wrapper=True)  # around xdist's hook, which names the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
     def rank(item: pytest.Item) -> int:
         folders = (i for i, folder in enumerate(_LONGEST_FIRST) if item.nodeid.startswith(folder))
         return next(folders, len(_LONGEST_FIRST))
@@ -39,6 +39,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(_BENCH)
         elif item.nodeid.startswith("tests/test_imports.py"):
             item.add_marker(_IMPORTS)
+    result = yield
+    _keep_xdist_groups(items)
+    return result
+
+
+def _keep_xdist_groups(items: list[pytest.Item]) -> None:
+    """``--dist loadgroup`` puts a test's group in its node id ("...@bench"), where the
+    scheduler reads it. pytest 9.2 keeps node ids as structured ``NodeId``s, so pytest-xdist
+    3.8 writes the suffixed id to the old ``_nodeid`` attribute to no effect and every group
+    is spread over all workers, silently (pytest-xdist#1386; the fix, #1388, is not released).
+    Carry the suffixed id into the node's id as xdist meant; a no-op where xdist's write works."""
+    for item in items:
+        wanted = vars(item).get("_nodeid")
+        if isinstance(wanted, str) and wanted != item.nodeid and hasattr(item, "_id"):
+            from _pytest.nodeid import NodeId
+
+            item._id = NodeId.parse(wanted)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
