@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 
+from tests import migrated
 from tests.server import RunningServer
 from tests.services import REDIS_URL, free_port, missing, postgres_database
+from woundcare.auth import passwords
 from woundcare.config import Settings
 
 
@@ -19,10 +22,13 @@ from woundcare.config import Settings
 _LONGEST_FIRST = ("tests/bench/", "tests/e2e/", "tests/camera/", "tests/recording/", "tests/fuzz/")
 _BENCH = pytest.mark.xdist_group("bench")
 """Bench smoke runs time their joins: never two at once."""
+_IMPORTS = pytest.mark.xdist_group("imports")
+"""tests/test_imports.py imports every module in a subprocess once per worker (cached): on one
+worker that costs one run of it instead of one on each (15 s of CPU each)."""
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist names the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(wrapper=True)  # around xdist's hook, which names the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
     def rank(item: pytest.Item) -> int:
         folders = (i for i, folder in enumerate(_LONGEST_FIRST) if item.nodeid.startswith(folder))
         return next(folders, len(_LONGEST_FIRST))
@@ -31,6 +37,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.nodeid.startswith("tests/bench/"):
             item.add_marker(_BENCH)
+        elif item.nodeid.startswith("tests/test_imports.py"):
+            item.add_marker(_IMPORTS)
+    result = yield
+    _keep_xdist_groups(items)
+    return result
+
+
+def _keep_xdist_groups(items: list[pytest.Item]) -> None:
+    """``--dist loadgroup`` puts a test's group in its node id ("...@bench"), where the
+    scheduler reads it. pytest 9.2 keeps node ids as structured ``NodeId``s, so pytest-xdist
+    3.8 writes the suffixed id to the old ``_nodeid`` attribute to no effect and every group
+    is spread over all workers, silently (pytest-xdist#1386; the fix, #1388, is not released).
+    Carry the suffixed id into the node's id as xdist meant; a no-op where xdist's write works."""
+    for item in items:
+        wanted = vars(item).get("_nodeid")
+        if isinstance(wanted, str) and wanted != item.nodeid and hasattr(item, "_id"):
+            from _pytest.nodeid import NodeId
+
+            item._id = NodeId.parse(wanted)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -43,6 +68,58 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield url
 
 
+PRODUCTION_HASHER = passwords._hasher
+"""The server's Argon2id hasher as shipped (RFC 9106's low-memory profile: 64 MiB, 3 passes)."""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def cheap_password_hashes() -> Iterator[None]:
+    """Argon2 at its floor in this process. At full cost each hash is about 0.2 s of CPU and
+    the suite made hundreds (every app start hashes a dummy password, every ``add_user`` and
+    login one more): a tenth of CI's CPU on two cores. Each hash carries its own parameters, so
+    hashes made here verify anywhere; no test measures the hashing cost, and
+    tests/auth/test_passwords.py checks the shipped parameters on :data:`PRODUCTION_HASHER`.
+    Servers run as child processes (tests/e2e/process.py) hash at full cost."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+        yield
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file at the newest migration, made once per pytest process (tests/migrated.py)."""
+    return migrated.sqlite_template(tmp_path_factory.mktemp("sqlite-template"))
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A PostgreSQL database at the newest migration, made once per pytest process and dropped
+    at its end; only ever copied, never connected to."""
+    name = migrated.postgres_template()
+    yield name
+    migrated.drop_postgres(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def migrated_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """As ``db_url``, but already at the newest migration: a copy of a template, for tests of
+    anything but migrating (the app's start-up ``upgrade`` then finds nothing to do)."""
+    if request.param == "sqlite":
+        database = tmp_path / migrated.SQLITE_NAME
+        migrated.copy_sqlite(request.getfixturevalue("sqlite_template"), database)
+        yield f"sqlite+aiosqlite:///{database}"
+        return
+    async for url in postgres_database(template=request.getfixturevalue("postgres_template")):
+        yield url
+
+
+@pytest.fixture
+async def migrated_database_url(postgres_template: str) -> AsyncIterator[str]:
+    """As ``database_url`` (a fresh PostgreSQL database), already at the newest migration."""
+    async for url in postgres_database(template=postgres_template):
+        yield url
+
+
 @pytest.fixture
 def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
     """aioice offers no loopback host candidate; tests must stay on loopback."""
@@ -52,12 +129,20 @@ def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def start_server(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[RunningServer]]]:
-    """Start the real app on a free loopback port; settings can be overridden per test."""
+async def start_server(
+    tmp_path: Path, sqlite_template: Path
+) -> AsyncIterator[Callable[..., Awaitable[RunningServer]]]:
+    """Start the real app on a free loopback port; settings can be overridden per test.
+    A server in a data folder of the fixture's own making starts on a copy of the migrated
+    SQLite template; one given its own ``data_dir`` or ``database_url`` starts on that."""
     servers: list[RunningServer] = []
 
     async def start(**overrides: Any) -> RunningServer:
-        overrides.setdefault("data_dir", tmp_path / f"server{len(servers)}")
+        if "data_dir" not in overrides:
+            overrides["data_dir"] = tmp_path / f"server{len(servers)}"
+            database = overrides["data_dir"] / migrated.SQLITE_NAME
+            if "database_url" not in overrides and not database.exists():
+                migrated.copy_sqlite(sqlite_template, database)
         # Tests make their own regions; the demo's Argon2 hashing only slows them down.
         overrides.setdefault("demo", False)
         running = await RunningServer.start(Settings(port=free_port(), **overrides))

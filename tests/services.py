@@ -32,8 +32,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def postgres_database() -> AsyncIterator[str]:
-    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
+def postgres_url(name: str) -> str:
+    """The SQLAlchemy URL of database ``name`` on the test server."""
+    base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0]
+    return f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
+
+
+async def postgres_database(template: str | None = None) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for one test, empty or a copy of ``template``; dropped afterwards."""
     import asyncpg
 
     name = f"woundcare_t_{secrets.token_hex(6)}"
@@ -42,9 +48,9 @@ async def postgres_database() -> AsyncIterator[str]:
     except (OSError, asyncpg.PostgresError) as exc:
         missing(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_DSN}: {exc}")
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0]
-        yield f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
+        copy = f' TEMPLATE "{template}"' if template else ""
+        await admin.execute(f'CREATE DATABASE "{name}"{copy}')
+        yield postgres_url(name)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()

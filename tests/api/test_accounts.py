@@ -113,10 +113,10 @@ async def test_wrong_passwords_are_throttled_then_locked_and_audited(start_serve
 
 
 async def test_two_instances_share_the_login_waits_and_address_counts_through_redis(
-    start_server: Any, database_url: str, redis_prefix: str
+    start_server: Any, migrated_database_url: str, redis_prefix: str
 ) -> None:
     shared = {
-        "database_url": database_url, "redis_url": REDIS_URL, "redis_prefix": redis_prefix,
+        "database_url": migrated_database_url, "redis_url": REDIS_URL, "redis_prefix": redis_prefix,
         "login_throttle_after": 1, "login_throttle_base_seconds": 30.0, "address_failure_limit": 4,
     }
     a = await start_server(**shared)

@@ -33,8 +33,8 @@ class Ward:
 
 
 @pytest.fixture
-async def ward(start_server: Any, db_url: str) -> AsyncIterator[Ward]:
-    server = await start_server(database_url=db_url)
+async def ward(start_server: Any, migrated_db_url: str) -> AsyncIterator[Ward]:
+    server = await start_server(database_url=migrated_db_url)
     nurse_id = await server.add_user("nurse", PASSWORD, {"east": StaffRole.NURSE})
     await server.add_user("colleague", PASSWORD, {"east": StaffRole.NURSE})
     await server.add_user("spes", PASSWORD, {"east": StaffRole.SPECIALIST})

@@ -79,9 +79,9 @@ async def answer(response: aiohttp.ClientResponse) -> tuple[int, str]:
 
 
 async def test_fifty_parallel_wrong_passwords_all_count_and_lock_the_account(
-    start_server: Start, db_url: str, ledger: dict[str, Any], clients: Callable[[str], ApiClient]
+    start_server: Start, migrated_db_url: str, ledger: dict[str, Any], clients: Callable[[str], ApiClient]
 ) -> None:
-    server = await start_server(database_url=db_url, **ledger)
+    server = await start_server(database_url=migrated_db_url, **ledger)
     await server.add_user("nurse1", PASSWORD, {"east": StaffRole.NURSE})
     client = clients(server.url)
     responses = await asyncio.gather(*(client.login("nurse1", f"wrong {i}") for i in range(50)))
@@ -210,10 +210,10 @@ async def test_cross_site_login_is_refused_and_audited(server: RunningServer, cl
 
 
 async def test_the_throttle_answers_alike_for_unknown_and_existing_names(
-    start_server: Start, db_url: str, ledger: dict[str, Any], clients: Callable[[str], ApiClient]
+    start_server: Start, migrated_db_url: str, ledger: dict[str, Any], clients: Callable[[str], ApiClient]
 ) -> None:
     # A long wait, so that no try of the run comes after it ends, however loaded the machine.
-    server = await start_server(database_url=db_url, login_throttle_base_seconds=60.0, **ledger)
+    server = await start_server(database_url=migrated_db_url, login_throttle_base_seconds=60.0, **ledger)
     await server.add_user("nurse1", PASSWORD, {"east": StaffRole.NURSE})
     client = clients(server.url)
 
@@ -233,9 +233,9 @@ async def test_the_throttle_answers_alike_for_unknown_and_existing_names(
 
 
 async def test_another_regions_device_looks_like_no_device(
-    start_server: Start, db_url: str, clients: Callable[[str], ApiClient]
+    start_server: Start, migrated_db_url: str, clients: Callable[[str], ApiClient]
 ) -> None:
-    server = await start_server(database_url=db_url)
+    server = await start_server(database_url=migrated_db_url)
     await server.add_user("nurse_w", PASSWORD, {"west": StaffRole.NURSE})
     await server.add_user("admin_e", PASSWORD, {"east": StaffRole.ADMIN})
     await server.add_user("admin_w", PASSWORD, {"west": StaffRole.ADMIN})

@@ -74,12 +74,12 @@ class Scene:
 
 
 @pytest.fixture
-async def scene(start_server: Callable[..., Awaitable[RunningServer]], db_url: str) -> AsyncIterator[Any]:
+async def scene(start_server: Callable[..., Awaitable[RunningServer]], migrated_db_url: str) -> AsyncIterator[Any]:
     made: list[Scene] = []
     session = aiohttp.ClientSession()
 
     async def make(**settings: Any) -> Scene:
-        server = await start_server(database_url=db_url, **settings)
+        server = await start_server(database_url=migrated_db_url, **settings)
         await server.add_user("spes", PASSWORD, {DEMO_REGION: StaffRole.SPECIALIST})
         found = Scene(server, session)
         assert (await found.specialist.login("spes", PASSWORD)).status == 200

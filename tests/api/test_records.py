@@ -31,8 +31,8 @@ class Visit:
 
 
 @pytest.fixture
-async def visit(start_server: Any, db_url: str) -> AsyncIterator[Visit]:
-    server = await start_server(database_url=db_url)
+async def visit(start_server: Any, migrated_db_url: str) -> AsyncIterator[Visit]:
+    server = await start_server(database_url=migrated_db_url)
     await server.add_user("nurse", PASSWORD, {"east": StaffRole.NURSE})
     await server.add_user("spes", PASSWORD, {"east": StaffRole.SPECIALIST})
     nurse, specialist = ApiClient(server.url), ApiClient(server.url)

@@ -67,8 +67,8 @@ class Ward:
 
 
 @pytest.fixture
-async def ward(start_server: Any, db_url: str) -> AsyncIterator[Ward]:
-    ward = await open_ward(await start_server(database_url=db_url))
+async def ward(start_server: Any, migrated_db_url: str) -> AsyncIterator[Ward]:
+    ward = await open_ward(await start_server(database_url=migrated_db_url))
     yield ward
     await ward.nurse.close()
     await ward.specialist.close()

@@ -36,8 +36,8 @@ async def _open(url: str) -> Database:
 
 
 @pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    database = await _open(db_url)
+async def db(migrated_db_url: str) -> AsyncIterator[Database]:
+    database = await _open(migrated_db_url)
     yield database
     await database.stop()
 
@@ -141,8 +141,8 @@ PINNED = "5c2e2b418cf901c7d9cb5ceed43724a66f85185f32c316f05840368c04c8884e"
 # -- one chain from many writers ----------------------------------------------------------
 
 
-async def test_concurrent_appends_from_two_processes_form_one_chain(db: Database, db_url: str) -> None:
-    other = await _open(db_url)  # a second Database: as a CLI process beside the server
+async def test_concurrent_appends_from_two_processes_form_one_chain(db: Database, migrated_db_url: str) -> None:
+    other = await _open(migrated_db_url)  # a second Database: as a CLI process beside the server
     try:
         first = AuditLog(AuditTrail(db), SIGNER, checkpoint_every=25)
         second = AuditLog(AuditTrail(other), SIGNER, checkpoint_every=25)

@@ -36,9 +36,9 @@ class Ward:
 
 
 @pytest.fixture
-async def ward(db_url: str) -> AsyncIterator[Ward]:
+async def ward(migrated_db_url: str) -> AsyncIterator[Ward]:
     """Kari: a nurse in north and a specialist in south."""
-    db = Database(db_url)
+    db = Database(migrated_db_url)
     await db.start()
     try:
         async with db.sessions() as session, session.begin():

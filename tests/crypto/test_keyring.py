@@ -57,8 +57,8 @@ class Db:
 
 
 @pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Db]:
-    database = Database(db_url)
+async def db(migrated_db_url: str) -> AsyncIterator[Db]:
+    database = Database(migrated_db_url)
     await database.start()
     try:
         sessions = database.sessions

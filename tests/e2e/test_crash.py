@@ -69,18 +69,18 @@ class Outcome:
 
 
 @pytest.fixture
-async def start_server(tmp_path: Path, db_url: str) -> AsyncIterator[StartServer]:
+async def start_server(tmp_path: Path, migrated_db_url: str) -> AsyncIterator[StartServer]:
     """One server (data folder, database, instance name, port), started again by each call;
     killed at teardown whatever happened."""
     server = ServerProcess(
         data_dir=tmp_path / "data",
-        database_url=db_url,
+        database_url=migrated_db_url,
         instance=f"crash-test-{secrets.token_hex(4)}",
         port=free_port(),
         log_path=tmp_path / "server.log",
     )
     admin = child_environ(
-        {"WOUNDCARE_DATA_DIR": str(server.data_dir), "WOUNDCARE_DATABASE_URL": db_url,
+        {"WOUNDCARE_DATA_DIR": str(server.data_dir), "WOUNDCARE_DATABASE_URL": migrated_db_url,
          "WOUNDCARE_NEW_PASSWORD": PASSWORD}
     )
     await woundcare_cli("region", "add", "east", "East", environ=admin)
@@ -222,7 +222,7 @@ def assert_storage_is_exact(rows: dict[str, str], data_dir: Path) -> None:
 
 
 async def test_sigkill_during_concurrent_uploads_leaves_only_complete_snapshots(
-    start_server: StartServer, db_url: str
+    start_server: StartServer, migrated_db_url: str
 ) -> None:
     server = await start_server()
     nurse = await logged_in(server, "nurse")
@@ -253,7 +253,7 @@ async def test_sigkill_during_concurrent_uploads_leaves_only_complete_snapshots(
         server = await start_server()
         answered = {sid for o in outcomes for sid in o.stored.values()}
         await assert_listed_snapshots_are_whole(server, consultation, answered, sent)
-        assert_storage_is_exact(await blob_keys(db_url), server.data_dir)
+        assert_storage_is_exact(await blob_keys(migrated_db_url), server.data_dir)
         if outcome.stored and outcome.cut_off:
             break
     else:

@@ -272,6 +272,8 @@ async def test_a_login_in_another_tab_is_taken_up_without_asking_twice(
 
             async def relog_in_other_tab(*, log_in_again: bool) -> None:
                 await other.goto(server.url + "/nurse")
+                # The logout button does nothing until the page's module has run (as in log_in).
+                await other.wait_for_load_state("networkidle", timeout=UI_TIMEOUT_MS)
                 await other.click("#logout")
                 await other.wait_for_url(server.url + "/")
                 if log_in_again:

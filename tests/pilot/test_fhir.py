@@ -45,8 +45,8 @@ SIGNED = AssessmentContent.from_json({
 
 
 @pytest.fixture
-async def server(start_server: Any, db_url: str) -> AsyncIterator[RunningServer]:
-    yield await start_server(database_url=db_url)
+async def server(start_server: Any, migrated_db_url: str) -> AsyncIterator[RunningServer]:
+    yield await start_server(database_url=migrated_db_url)
 
 
 def validate(bundle: dict[str, Any]) -> Bundle:

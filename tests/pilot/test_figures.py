@@ -290,9 +290,9 @@ async def login(server: RunningServer, username: str) -> ApiClient:
 
 @pytest.fixture
 async def pilot(
-    start_server: Callable[..., Awaitable[RunningServer]], db_url: str
+    start_server: Callable[..., Awaitable[RunningServer]], migrated_db_url: str
 ) -> tuple[RunningServer, list[Seeded]]:
-    server = await start_server(database_url=db_url)
+    server = await start_server(database_url=migrated_db_url)
     items = await seed(server)
     await server.add_user("lead_a", PASSWORD, {"pa": StaffRole.PILOT_LEAD})
     await server.add_user("nurse_a", PASSWORD, {"pa": StaffRole.NURSE})

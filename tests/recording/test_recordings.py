@@ -35,8 +35,8 @@ def blob_path(server: RunningServer, row: Recording) -> Path:
     return path
 
 
-async def test_round_trip_sealed_on_disk(start_server, db_url: str) -> None:  # type: ignore[no-untyped-def]
-    server = await start_server(database_url=db_url)
+async def test_round_trip_sealed_on_disk(start_server, migrated_db_url: str) -> None:  # type: ignore[no-untyped-def]
+    server = await start_server(database_url=migrated_db_url)
     consultation = await server.new_consultation("east")
     view = await stored_recording(server, consultation, frames=20, size=(160, 120))
     assert (view.status, view.frames, view.width, view.height) == (RecordingStatus.COMPLETE, 20, 160, 120)

@@ -19,8 +19,8 @@ ROUNDS = 3
 
 
 @pytest.fixture
-async def clinic(start_server: Any, db_url: str) -> AsyncIterator[tuple[RunningServer, ApiClient]]:
-    server = await start_server(database_url=db_url)
+async def clinic(start_server: Any, migrated_db_url: str) -> AsyncIterator[tuple[RunningServer, ApiClient]]:
+    server = await start_server(database_url=migrated_db_url)
     await server.add_user("spes", PASSWORD, {"east": StaffRole.SPECIALIST})
     specialist = ApiClient(server.url)
     await specialist.login("spes", PASSWORD)

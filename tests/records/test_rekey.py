@@ -84,8 +84,8 @@ class Interrupted(Exception):
 
 
 @pytest.fixture
-async def server(start_server: Any, db_url: str) -> AsyncIterator[RunningServer]:
-    yield await start_server(database_url=db_url)
+async def server(start_server: Any, migrated_db_url: str) -> AsyncIterator[RunningServer]:
+    yield await start_server(database_url=migrated_db_url)
 
 
 async def test_rotation_stopped_half_way_resumes_and_finishes(server: RunningServer) -> None:

@@ -25,8 +25,8 @@ WAIT_SECONDS = 30.0
 
 
 @pytest.fixture
-async def server(start_server: Callable[..., Awaitable[RunningServer]], db_url: str) -> RunningServer:
-    return await start_server(database_url=db_url)
+async def server(start_server: Callable[..., Awaitable[RunningServer]], migrated_db_url: str) -> RunningServer:
+    return await start_server(database_url=migrated_db_url)
 
 
 async def consultation_of(server: RunningServer) -> Consultation:
