@@ -71,6 +71,7 @@ export async function runCall({ consultation, patient, consents, stream, memory 
   const outbox = await SnapshotOutbox.open();
   const viewers = () => [...participants.others.values()].filter((p) => p.role !== 'nurse').map((p) => p.id);
   const profiles = new VideoProfiles(signaling, () => peers.connections(), viewers);
+  peers.videoEncoding = (track) => profiles.encoding(track);
   // The specialist's marks and shared freeze over the video (protocol §6.11, §6.12).
   const shared = new SharedView({
     video, still: /** @type {HTMLCanvasElement} */ (byId('frozen-still')),
@@ -160,7 +161,7 @@ export async function runCall({ consultation, patient, consents, stream, memory 
   });
   peers.addEventListener('mediastate', () => {
     showState();
-    profiles.apply(); // a new or restarted connection starts without the profile's limits
+    profiles.apply(); // a restarted connection may lack the profile (a new one starts with it)
   });
   peers.addEventListener('remotestream', (event) => {
     const { viewer, stream: voice } = /** @type {CustomEvent} */ (event).detail;

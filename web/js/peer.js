@@ -181,6 +181,13 @@ export class CameraPeers extends EventTarget {
     this.stream = stream;
     this.ice = ice;
     this.firstGeneration = firstGeneration;
+    /**
+     * The video encoding a new connection starts with (video-profile.js sets it): given at
+     * the offer, not by setParameters once media flows, which made the encoder start again at
+     * another size and the viewer wait 100-200 ms more for its first frame.
+     * @type {(track: MediaStreamTrack) => RTCRtpEncodingParameters}
+     */
+    this.videoEncoding = () => ({});
   }
 
   /** @returns {RTCPeerConnection[]} */
@@ -221,7 +228,10 @@ export class CameraPeers extends EventTarget {
         return;
       }
       link.pc = link.candidates.pc = pc;
-      for (const track of this.stream.getTracks()) pc.addTrack(track, this.stream);
+      for (const track of this.stream.getAudioTracks()) pc.addTrack(track, this.stream);
+      for (const track of this.stream.getVideoTracks()) {
+        pc.addTransceiver(track, { direction: 'sendrecv', streams: [this.stream], sendEncodings: [this.videoEncoding(track)] });
+      }
       // No microphone here: still offer to hear the viewer, whose answer cannot add an audio section.
       if (this.stream.getAudioTracks().length === 0) pc.addTransceiver('audio', { direction: 'recvonly' });
       link.channel = telestrationChannel(pc);

@@ -102,14 +102,23 @@ export class VideoProfiles extends EventTarget {
     await this.#update(true);
   }
 
-  /** Apply the current profile to every connection (a new one starts unlimited). */
+  /** The encoding a new connection's video starts with (CameraPeers.videoEncoding). @param {MediaStreamTrack} track */
+  encoding(track) {
+    return encodingFor(this.active, track.getSettings());
+  }
+
+  /** Apply the current profile to every connection whose video does not have it yet. */
   async apply() {
     for (const pc of this.connections()) {
       for (const sender of pc.getSenders()) {
         if (sender.track?.kind !== 'video') continue;
         const parameters = sender.getParameters();
         if (!parameters.encodings?.length) continue; // not negotiated yet; applied on the next change
-        Object.assign(parameters.encodings[0], encodingFor(this.active, sender.track.getSettings()));
+        const wanted = this.encoding(sender.track);
+        const current = /** @type {Record<string, unknown>} */ (parameters.encodings[0]);
+        // Setting what is set already would still restart the encoder (a new key frame, a stall).
+        if (Object.entries(wanted).every(([key, value]) => current[key] === value)) continue;
+        Object.assign(parameters.encodings[0], wanted);
         await sender.setParameters(parameters).catch((error) => console.warn('setParameters failed:', error.name));
       }
     }
