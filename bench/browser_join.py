@@ -304,7 +304,14 @@ async def specialist_join(page: Any, origin: str, consultation: str, dwell: floa
         steps.update(wire.steps())
         print("    on the wire (ms after join left): " + ", ".join(f"{k} {v:.0f}" for k, v in wire.steps().items()), file=sys.stderr, flush=True)
     await page.click("#leave")
-    await page.locator("#call-ended").wait_for(state="visible")
+    try:
+        await page.locator("#call-ended").wait_for(state="visible", timeout=LEAVE_TIMEOUT_MS)
+    except PlaywrightTimeout:
+        # The join was timed already; the next join loads the page afresh. Said, never hidden.
+        errors = PAGE_ERRORS.pop(page, [])
+        print(f"    the call did not end within {LEAVE_TIMEOUT_MS / 1000:g} s of Leave; page errors: {errors}",
+              file=sys.stderr, flush=True)
+        LEAVES_NOT_ENDED.append(page)
     return Join(float(took), steps)
 
 
@@ -325,6 +332,7 @@ async def specialist_page(browser: Any, origin: str, ice_delay: float = 0.0, ws_
     page = await context.new_page()
     page.set_default_timeout(UI_TIMEOUT_MS)
     WIRES[page] = await Wire.watch(context, page)
+    page.on("pageerror", lambda error: PAGE_ERRORS.setdefault(page, []).append(str(error)[:300]))
     await log_in(page, origin, "spesialist", "/specialist")
     return page
 
@@ -364,6 +372,10 @@ class Wire:
 
 
 WIRES: dict[Any, Wire] = {}
+PAGE_ERRORS: dict[Any, list[str]] = {}
+"""Uncaught errors on each specialist page, shown when a Leave does not end its call."""
+LEAVES_NOT_ENDED: list[Any] = []
+LEAVE_TIMEOUT_MS = 10_000
 
 
 async def nurse_in_call(browser: Any, origin: str) -> Any:
@@ -635,6 +647,9 @@ def render(
     lines += columns(rows, 3)
     if camera_restarts:
         lines += ["", f"the camera exited {camera_restarts} time(s) and was started again (its log is on stderr)"]
+    if LEAVES_NOT_ENDED:
+        lines += ["", f"{len(LEAVES_NOT_ENDED)} Leave click(s) did not end the call within {LEAVE_TIMEOUT_MS / 1000:g} s "
+                  "(the joins count; the page was loaded afresh; see stderr)"]
     lines += ["", f"targets: no join over {TARGET_MAX:g} s, p95 <= {TARGET_P95:g} s, median <= {TARGET_RATIO} x its floor's", *verdicts]
     lines += ["", "where the time goes: ms from the click (the floor's: from its join) to each step, medians over the joins that reached it", *step_table(results)]
     return "\n".join(lines)

@@ -390,6 +390,9 @@ export default {
   'telestration.notSaved': 'The drawing could not be saved with the photo.',
   'lead.event.annotation': 'drew for the nurse',
   'lead.event.freeze': 'froze the picture',
+  'lead.event.video_profile': 'video profile changed',
+  'lead.event.video_profile_asked': 'asked for a video profile',
+  'lead.event.denied': 'refused to join',
 
   // Evidence of effect, travel table, municipalities (issue 18).
   'outcome.healed': 'Healed',

@@ -390,6 +390,9 @@ export default {
   'telestration.notSaved': 'Tegningen kunne ikke lagres med bildet.',
   'lead.event.annotation': 'tegnet for sykepleieren',
   'lead.event.freeze': 'frøs bildet',
+  'lead.event.video_profile': 'videoprofil endret',
+  'lead.event.video_profile_asked': 'ba om videoprofil',
+  'lead.event.denied': 'nektet å bli med',
 
   // Evidence of effect, travel table, municipalities (issue 18).
   'outcome.healed': 'Tilhelet',

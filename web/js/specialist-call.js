@@ -299,6 +299,9 @@ export function runSpecialistCall(consultation, ahead) {
     }
   };
   const assessmentPath = `/api/consultations/${id}/assessment`;
+  // Until the saved assessment is read (after the picture, below): a save meanwhile would
+  // carry no version and overwrite the draft, which the late read would then hide.
+  lockAssessment(form, true);
   /** The version (ETag) last read or saved: saving and signing apply to it only. */
   let assessmentVersion = /** @type {string | null} */ (null);
   /** @param {string} method @param {string} path @param {unknown} [json] */
@@ -346,9 +349,10 @@ export function runSpecialistCall(consultation, ahead) {
     }, () => {});
     versioned('GET', assessmentPath, null).then(({ body, etag }) => {
       assessmentVersion = etag;
+      lockAssessment(form, false);
       fillAssessment(form, body);
       showSaved(body);
-    }, () => {});
+    }, () => lockAssessment(form, false));
     showTimeline({
       patient: consultation.patient,
       consultation: id,

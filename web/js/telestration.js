@@ -481,7 +481,10 @@ export class SharedView {
   /** @param {string} request @param {Blob} blob */
   async #showCapture(request, blob) {
     const bitmap = await createImageBitmap(blob);
-    if (this.frozen !== request) return;
+    if (this.frozen !== request) {
+      bitmap.close();
+      return;
+    }
     const canvas = this.parts.still;
     canvas.width = bitmap.width;
     canvas.height = bitmap.height;
