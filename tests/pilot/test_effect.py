@@ -408,7 +408,7 @@ async def test_an_annotated_outline_stores_its_area_plain(
     assert row is not None and row.area_cm2 == 1.0  # 50 px = 1 cm on a side
     assert view.json()["measurement"]["areaCm2"] == row.area_cm2  # type: ignore[index]
 
-    # A snapshot measured before migration 0006 has no plain area: `woundcare pilot areas`
+    # A snapshot measured before migration 0007 has no plain area: `woundcare pilot areas`
     # fills it from the sealed annotations, and a second run finds nothing left to do.
     async with server.app[SERVICES].database.sessions() as session, session.begin():
         await session.execute(update(Snapshot).where(Snapshot.id == "s-area").values(area_cm2=None))

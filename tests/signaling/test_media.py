@@ -137,3 +137,41 @@ async def test_a_new_viewer_gets_the_connection_the_camera_made_ahead(server: Ru
     finally:
         await shutdown(tasks, camera, viewer, nurse_client, specialist_client)
     assert camera._ready is None
+
+
+async def test_the_camera_hears_the_telestration_channel_of_a_specialist_only(server: RunningServer) -> None:
+    """The server lets only a specialist send ``annotation`` (protocol §6.11); the data channel
+    bypasses the server, so the camera applies the same rule to it: an observer's is not heard."""
+    consultation = await server.new_consultation()
+    config = ice_configuration([])
+    heard: list[tuple[str, str | bytes]] = []
+    nurse_client = SignalingClient(server.url)
+    await nurse_client.join(consultation, Role.NURSE, server.invite(consultation, Role.NURSE))
+    camera = Publisher(nurse_client, SyntheticVideoTrack(320, 240), config,
+                       on_telestration=lambda viewer, data: heard.append((viewer, data)))
+    tasks = [asyncio.create_task(pump(nurse_client, camera))]
+    viewers: dict[Role, tuple[SignalingClient, Viewer]] = {}
+    try:
+        for role in (Role.OBSERVER, Role.SPECIALIST):
+            client = SignalingClient(server.url)
+            viewer = Viewer(client, config)
+            await client.join(consultation, role, server.invite(consultation, role))
+            tasks.append(asyncio.create_task(pump(client, viewer)))
+            viewers[role] = (client, viewer)
+        for client, viewer in viewers.values():
+            async with asyncio.timeout(20):
+                await viewer.frames(1)
+                while viewer.channel is None or viewer.channel.readyState != "open":
+                    await asyncio.sleep(0.02)
+        for role, (client, viewer) in viewers.items():
+            assert viewer.channel is not None
+            viewer.channel.send(f'{{"from-role": "{role.value}"}}')
+        async with asyncio.timeout(10):
+            while not heard:
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)  # the observer's, sent first, would be here by now
+        specialist = viewers[Role.SPECIALIST][0].participant
+        assert heard == [(specialist, '{"from-role": "specialist"}')]
+    finally:
+        await shutdown(tasks, camera, *(v for _, v in viewers.values()), nurse_client,
+                       *(c for c, _ in viewers.values()))

@@ -23,7 +23,7 @@ from ..records.assessments import (
 )
 from .body import json_body
 from .errors import api_error, http_error
-from .guard import requires, subject
+from .guard import audit_target, requires, subject
 from .visible import CONSULTATION, load_visible
 
 routes = web.RouteTableDef()
@@ -100,4 +100,5 @@ async def acknowledge_plan(request: web.Request) -> web.Response:
 async def unacknowledged_plans(request: web.Request) -> web.Response:
     """The signed plans of the caller's regions that no nurse has acknowledged, oldest first."""
     pending = await services(request).assessments.unacknowledged(regions_for(subject(request), Action.PLAN_LIST))
+    audit_target(request, f"plans:{len(pending)}")
     return web.json_response({"plans": [p.json() for p in pending]})

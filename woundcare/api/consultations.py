@@ -84,6 +84,7 @@ async def sent_econsults(request: web.Request) -> web.Response:
             **await _with_question(request, view),
             "answer": answer.json() if answer is not None and answer.signed_at is not None else None,
         })
+    audit_target(request, f"econsults:{len(listed)}")
     return web.json_response({"consultations": listed})
 
 

@@ -40,7 +40,8 @@ async def register_patient(request: web.Request) -> web.Response:
         raise api_error(400, "unknown_municipality", "'municipality' must be one of the region's municipalities")
     identity = PatientIdentity(body.national_id, body.name)
     view = await services(request).patients.register(region_id, identity, body.municipality)
-    audit_target(request, f"patient:{view.pseudonym}", region_id)
+    # A known number answers the patient registered first: audited as that record read, not made.
+    audit_target(request, f"patient:{view.pseudonym}{':existing' if view.existed else ''}", region_id)
     return web.json_response({**patient_json(view), "existed": view.existed}, status=200 if view.existed else 201)
 
 

@@ -22,7 +22,7 @@ from .devices import TOKEN_PREFIX, Devices
 from .errors import AuthenticationError
 from .invitations import Invitation, Invitations
 from .sessions import OpenSession, Sessions
-from .subject import Kind, Subject
+from .subject import Subject
 
 
 @dataclass(frozen=True, slots=True)

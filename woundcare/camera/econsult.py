@@ -3,9 +3,11 @@ for a specialist to answer later (store and forward), in the nurse page's three 
 e-consult (channel ``econsult``), the patient's consent to storing photos, then each photo
 through the snapshots' upload, which checks it and strips its metadata like any still.
 
-The photos go through the camera's on-disk queue (:mod:`woundcare.camera.snapshots`): written
-before any network use, retried with backoff, a refused one set aside; so a photo taken at a
-patient's house without a network reaches the specialist once there is one.
+The photos go through the camera's on-disk queue (:mod:`woundcare.camera.snapshots`), after the
+e-consult is made (the queue names the consultation they belong to): retried with backoff, a
+refused one set aside. The e-consult itself needs the network: without one the command fails
+before anything is sent, and a photo that cannot be uploaded leaves the e-consult in the queue
+without it (the program exits 1 and says so).
 """
 
 from __future__ import annotations

@@ -106,6 +106,8 @@ class Publisher:
         self._ready: _Ready | None = None
         """The next viewer's connection, made ahead (:meth:`_make_ready`)."""
         self._keeper: asyncio.Task[None] | None = None
+        self._roles: dict[str, str] = {}
+        """Each participant's role in the room, by id (from the join and ``presence``)."""
         self._stopped = False
 
     def connection(self, viewer: str) -> RTCPeerConnection | None:
@@ -131,6 +133,7 @@ class Publisher:
         """Offer to the viewers in the room (after our own join or rejoin), and drop the
         connections of those who left meanwhile: their watchdogs would offer to nobody. A
         connection for the next viewer is then made ready (:meth:`_make_ready`)."""
+        self._roles = {peer["id"]: peer["role"] for peer in self._client.peers}
         viewers = [peer["id"] for peer in self._client.peers if peer["role"] != Role.NURSE.value]
         for viewer in set(self._links) - set(viewers):
             self._close(viewer)
@@ -183,8 +186,14 @@ class Publisher:
         def on_message(data: str | bytes) -> None:
             # The viewer is looked up when a message comes: a connection made ahead has none yet.
             viewer = next((v for v, link in self._links.items() if link.pc is pc), None)
-            if viewer is not None and self._on_telestration is not None:
-                self._on_telestration(viewer, data)
+            if viewer is None or self._on_telestration is None:
+                return
+            # Only a specialist draws (protocol §6.11), as the server rules for the signaling
+            # copy: an observer's or the recorder's channel is not heard.
+            if self._roles.get(viewer) != Role.SPECIALIST.value:
+                log.warning("telestration message ignored: only a specialist draws")
+                return
+            self._on_telestration(viewer, data)
 
         return pc
 
@@ -208,16 +217,19 @@ class Publisher:
                     await asyncio.wait_for(self._wake.wait(), READY_SECONDS - age)
                 continue
             configuration = self._configuration
-            pc = self._connection(configuration)
+            pc: RTCPeerConnection | None = None
             try:
+                pc = self._connection(configuration)
                 await pc.setLocalDescription(await pc.createOffer())
             except Exception:
-                self._retire_pc(pc)
+                if pc is not None:
+                    self._retire_pc(pc)
                 log.warning("could not make a connection ahead; the next viewer waits for one", exc_info=True)
                 await asyncio.sleep(READY_SECONDS)
                 continue
             except asyncio.CancelledError:
-                self._retire_pc(pc)
+                if pc is not None:
+                    self._retire_pc(pc)
                 raise
             stale, self._ready = self._ready, _Ready(pc, configuration, time.monotonic())
             if stale is not None:
@@ -252,8 +264,10 @@ class Publisher:
             if peer["role"] == Role.NURSE.value:
                 return
             if frame["state"] == "joined":
+                self._roles[peer["id"]] = peer["role"]
                 await self.offer(peer["id"])
             elif frame["state"] == "left":
+                self._roles.pop(peer["id"], None)
                 self._close(peer["id"])
         elif kind in ("answer", "candidate"):
             viewer = frame["from"]

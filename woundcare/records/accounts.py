@@ -254,16 +254,6 @@ class Accounts:
             device.last_seen_at = datetime.now(UTC)
         return device, user
 
-    async def device(self, device_id: int) -> tuple[Device, User] | None:
-        """The device and its nurse, revoked or not."""
-        async with self._db.sessions() as session:
-            found = (
-                await session.execute(
-                    select(Device, User).join(User, User.id == Device.user_id).where(Device.id == device_id)
-                )
-            ).one_or_none()
-        return None if found is None else (found[0], found[1])
-
     async def device_region(self, device_id: int) -> int | None:
         async with self._db.sessions() as session:
             return await session.scalar(select(Device.region_id).where(Device.id == device_id))
