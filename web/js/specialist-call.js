@@ -5,8 +5,8 @@
  * the consultation.
  */
 
-import { ApiError, getBlob, getJson, postJson, putJson, versioned } from './api.js';
-import { applyMeasurement, fillAssessment, lockAssessment, readAssessment } from './assessment.js';
+import { getBlob, getJson, postJson, putJson } from './api.js';
+import { AssessmentEditor, applyMeasurement, lockAssessment } from './assessment.js';
 import { Microphones, renderConnection, renderQuality } from './call-status.js';
 import { Chat } from './chat.js';
 import { byId, randomId } from './dom.js';
@@ -288,51 +288,15 @@ export function runSpecialistCall(consultation, ahead) {
 
   // --- assessment --------------------------------------------------------------------------
   const form = /** @type {HTMLFormElement} */ (byId('assessment-form'));
-  const assessmentStatus = byId('assessment-status');
-  /** @param {Record<string, any>} saved */
-  const showSaved = (saved) => {
-    if (saved.signedAt) {
-      lockAssessment(form, true);
-      setText(assessmentStatus, 'assessment.signed', { time: new Date(saved.signedAt).toLocaleTimeString() });
-    } else {
-      setText(assessmentStatus, 'assessment.saved', { time: new Date(saved.updatedAt).toLocaleTimeString() });
-    }
-  };
-  const assessmentPath = `/api/consultations/${id}/assessment`;
+  const assessment = new AssessmentEditor(form, byId('assessment-status'), id);
   // Until the saved assessment is read (after the picture, below): a save meanwhile would
   // carry no version and overwrite the draft, which the late read would then hide.
   lockAssessment(form, true);
-  /** The version (ETag) last read or saved: saving and signing apply to it only. */
-  let assessmentVersion = /** @type {string | null} */ (null);
-  /** @param {string} method @param {string} path @param {unknown} [json] */
-  const writeAssessment = async (method, path, json) => {
-    const { body, etag } = await versioned(method, path, assessmentVersion, json);
-    assessmentVersion = etag;
-    showSaved(body);
-    return body;
-  };
-  const save = () => writeAssessment('PUT', assessmentPath, readAssessment(form));
-  /** @type {Record<string, string>} */
-  const explanations = { bad_assessment: 'assessment.error.invalid', precondition_failed: 'assessment.error.stale' };
-  /** @param {unknown} failure */
-  const explain = (failure) => setText(assessmentStatus,
-    (failure instanceof ApiError && explanations[failure.code]) || 'error.generic');
   form.addEventListener('submit', (event) => {
     event.preventDefault();
-    save().catch(explain);
+    assessment.save();
   });
-  byId('sign-assessment').addEventListener('click', async () => {
-    if (!new FormData(form).get('outcome')) {
-      setText(assessmentStatus, 'assessment.error.outcome');
-      return;
-    }
-    try {
-      await save();
-      await writeAssessment('POST', `${assessmentPath}/sign`, {});
-    } catch (failure) {
-      explain(failure);
-    }
-  });
+  byId('sign-assessment').addEventListener('click', () => assessment.sign());
   byId('use-measurement').addEventListener('click', () => {
     if (snapshots.measurement) applyMeasurement(form, snapshots.measurement);
   });
@@ -347,12 +311,7 @@ export function runSpecialistCall(consultation, ahead) {
       byId('patient-name').textContent = patient.name ?? patient.id;
       byId('patient-nid').textContent = patient.nationalId ?? '';
     }, () => {});
-    versioned('GET', assessmentPath, null).then(({ body, etag }) => {
-      assessmentVersion = etag;
-      lockAssessment(form, false);
-      fillAssessment(form, body);
-      showSaved(body);
-    }, () => lockAssessment(form, false));
+    assessment.load().catch(() => lockAssessment(form, false));
     showTimeline({
       patient: consultation.patient,
       consultation: id,
