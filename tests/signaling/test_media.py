@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from aiortc import RTCConfiguration
 
 from signaling.protocol import Chat, Role
 from tests.server import RunningServer
@@ -15,6 +16,17 @@ from woundcare.webrtc.peer import Viewer, ice_configuration, pump, shutdown
 from woundcare.camera.synthetic import SyntheticVideoTrack
 
 pytestmark = pytest.mark.usefixtures("loopback_ice")
+
+
+async def camera_in_room(
+    server: RunningServer, **options: Any
+) -> tuple[str, RTCConfiguration, SignalingClient, Publisher]:
+    """A new consultation with the nurse's camera joined (320x240, loopback ICE)."""
+    consultation = await server.new_consultation()
+    config = ice_configuration([])
+    nurse_client = SignalingClient(server.url)
+    await nurse_client.join(consultation, Role.NURSE, server.invite(consultation, Role.NURSE))
+    return consultation, config, nurse_client, Publisher(nurse_client, SyntheticVideoTrack(320, 240), config, **options)
 
 
 async def next_of(inbox: asyncio.Queue[dict[str, Any]], kind: str, timeout: float = 10.0) -> dict[str, Any]:
@@ -63,11 +75,8 @@ async def test_nurse_camera_reaches_specialist_and_chat_flows_both_ways(server: 
 async def test_camera_resumes_and_media_recovers_on_a_fresh_peer_connection(server: RunningServer) -> None:
     """aiortc has no ICE restart: after a socket resume the viewer asks for one and the
     camera negotiates a fresh peer connection (next ``pc`` generation) in the same room."""
-    consultation = await server.new_consultation()
-    config = ice_configuration([])
-    nurse_client, specialist_client = SignalingClient(server.url), SignalingClient(server.url)
-    await nurse_client.join(consultation, Role.NURSE, server.invite(consultation, Role.NURSE))
-    camera = Publisher(nurse_client, SyntheticVideoTrack(320, 240), config)
+    consultation, config, nurse_client, camera = await camera_in_room(server)
+    specialist_client = SignalingClient(server.url)
     viewer = Viewer(specialist_client, config)
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     tasks = [asyncio.create_task(pump(nurse_client, camera))]
@@ -104,11 +113,8 @@ async def test_a_new_viewer_gets_the_connection_the_camera_made_ahead(server: Ru
     """aiortc gathers inside setLocalDescription; the camera does that before anyone joins, so
     a viewer's offer goes at once. The connection made ahead carries media like any other, and
     another is made for the next viewer, again when the ICE servers change."""
-    consultation = await server.new_consultation()
-    config = ice_configuration([])
-    nurse_client, specialist_client = SignalingClient(server.url), SignalingClient(server.url)
-    await nurse_client.join(consultation, Role.NURSE, server.invite(consultation, Role.NURSE))
-    camera = Publisher(nurse_client, SyntheticVideoTrack(320, 240), config)
+    consultation, config, nurse_client, camera = await camera_in_room(server)
+    specialist_client = SignalingClient(server.url)
     viewer = Viewer(specialist_client, config)
     tasks = [asyncio.create_task(pump(nurse_client, camera))]
 
@@ -142,13 +148,9 @@ async def test_a_new_viewer_gets_the_connection_the_camera_made_ahead(server: Ru
 async def test_the_camera_hears_the_telestration_channel_of_a_specialist_only(server: RunningServer) -> None:
     """The server lets only a specialist send ``annotation`` (protocol §6.11); the data channel
     bypasses the server, so the camera applies the same rule to it: an observer's is not heard."""
-    consultation = await server.new_consultation()
-    config = ice_configuration([])
     heard: list[tuple[str, str | bytes]] = []
-    nurse_client = SignalingClient(server.url)
-    await nurse_client.join(consultation, Role.NURSE, server.invite(consultation, Role.NURSE))
-    camera = Publisher(nurse_client, SyntheticVideoTrack(320, 240), config,
-                       on_telestration=lambda viewer, data: heard.append((viewer, data)))
+    consultation, config, nurse_client, camera = await camera_in_room(
+        server, on_telestration=lambda viewer, data: heard.append((viewer, data)))
     tasks = [asyncio.create_task(pump(nurse_client, camera))]
     viewers: dict[Role, tuple[SignalingClient, Viewer]] = {}
     try:

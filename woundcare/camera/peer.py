@@ -50,6 +50,10 @@ class _Ready(NamedTuple):
     configuration: RTCConfiguration
     made_at: float
 
+    def fits(self, configuration: RTCConfiguration) -> bool:
+        """Made with these ICE servers, and no older than :data:`READY_SECONDS`."""
+        return self.configuration is configuration and time.monotonic() - self.made_at < READY_SECONDS
+
 
 class _Link:
     """The connection to one viewer, of one ``pc`` generation."""
@@ -210,11 +214,10 @@ class Publisher:
         or it is older than :data:`READY_SECONDS`."""
         while True:
             ready = self._ready
-            age = time.monotonic() - ready.made_at if ready is not None else 0.0
-            if ready is not None and ready.configuration is self._configuration and age < READY_SECONDS:
+            if ready is not None and ready.fits(self._configuration):
                 self._wake.clear()
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), READY_SECONDS - age)
+                    await asyncio.wait_for(self._wake.wait(), READY_SECONDS - (time.monotonic() - ready.made_at))
                 continue
             configuration = self._configuration
             pc: RTCPeerConnection | None = None
@@ -241,7 +244,7 @@ class Publisher:
         self._wake.set()
         if ready is None:
             return None
-        if ready.configuration is not self._configuration or time.monotonic() - ready.made_at > READY_SECONDS:
+        if not ready.fits(self._configuration):
             self._retire_pc(ready.pc)
             return None
         return ready.pc
