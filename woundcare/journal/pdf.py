@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from fpdf import FPDF
-from fpdf.enums import XPos, YPos
+from fpdf.enums import Align, XPos, YPos
 
 from . import words
 from .record import JournalRecord
@@ -50,12 +50,12 @@ def render_note(record: JournalRecord) -> bytes:
 
     def heading(text: str, size: float = 12) -> None:
         pdf.set_font(FAMILY, "B", size)
-        pdf.multi_cell(0, size * 0.55, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.multi_cell(0, size * 0.55, text, align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         pdf.ln(1)
 
     def line(text: str) -> None:
         pdf.set_font(FAMILY, "", 10.5)
-        pdf.multi_cell(0, 5.5, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.multi_cell(0, 5.5, text, align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
     heading(title, 16)
     line(f"Pasient: {record.patient.name}")
@@ -88,17 +88,18 @@ def render_note(record: JournalRecord) -> bytes:
                  f"bredde {words.number(m.width_cm)} cm, areal {words.number(m.area_cm2)} cm²")
         pdf.ln(2)
 
-    if record.photos:
-        heading(words.PHOTOS)
-        for index, photo in enumerate(record.photos):
-            view = photo.snapshot
-            scale = min(_PHOTO_WIDTH_MM / view.width, _PHOTO_HEIGHT_MM / view.height)
-            width, height = view.width * scale, view.height * scale
-            if pdf.get_y() + height + 8 > pdf.page_break_trigger:
-                pdf.add_page()
-            line(f"{words.PHOTO} {index + 1}, tatt {_moment(view.taken_at)}")
-            pdf.image(io.BytesIO(photo.data), w=width, h=height)
-            pdf.ln(3)
+    for index, photo in enumerate(record.photos):
+        view = photo.snapshot
+        scale = min(_PHOTO_WIDTH_MM / view.width, _PHOTO_HEIGHT_MM / view.height)
+        width, height = view.width * scale, view.height * scale
+        # A photo, its caption (and the first one's heading) on one page.
+        if pdf.get_y() + height + (18 if index == 0 else 8) > pdf.page_break_trigger:
+            pdf.add_page()
+        if index == 0:
+            heading(words.PHOTOS)
+        line(f"{words.PHOTO} {index + 1}, tatt {_moment(view.taken_at)}")
+        pdf.image(io.BytesIO(photo.data), w=width, h=height)
+        pdf.ln(3)
     return bytes(pdf.output())
 
 
