@@ -11,6 +11,7 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+from ..db.models import StaffRole
 from ..records.measurement import Measurement
 
 UCUM = "http://unitsofmeasure.org"
@@ -39,6 +40,16 @@ MEASURED = (
     ("area", "Wound area", "area_cm2", "cm2"),
 )
 """What a drawn measurement becomes: one Observation each."""
+
+
+_CLINICAL_FIRST = (StaffRole.SPECIALIST, StaffRole.NURSE, StaffRole.PILOT_LEAD, StaffRole.ADMIN)
+
+
+def named_role(roles: Iterable[StaffRole]) -> StaffRole | None:
+    """The one role a staff member is named by in an export when they hold several in the
+    region: the clinical one wins over pilot lead and admin."""
+    held = set(roles)
+    return next((role for role in _CLINICAL_FIRST if role in held), None)
 
 
 def time(value: datetime) -> str:

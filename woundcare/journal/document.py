@@ -177,10 +177,10 @@ def build_document(record: JournalRecord, key: bytes) -> dict[str, Any]:
         }))
         measurement = view.annotations.measurement() if view.annotations else None
         if measurement is not None:
-            for key_, observation in measurement_observations(
+            for measured, observation in measurement_observations(
                 measurement, view.taken_at, patient_ref, encounter_ref, media_url
             ):
-                url = ids.url(f"Observation/{index}/{key_}")
+                url = ids.url(f"Observation/{index}/{measured}")
                 observation_urls.append(url)
                 resources.append((url, observation))
     for name, value in (assessment.content.size or {}).items():

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from ..db.models import StaffRole
 from ..errors import WoundcareError
+from ..fhir.elements import named_role
 from ..records.assessments import AssessmentView, NotSigned
 from ..records.consultations import ConsultationView
 from ..records.patients import PatientIdentity
@@ -101,8 +102,5 @@ async def _clinician(services: Services, ref: str, region_id: int) -> Clinician:
     user = await services.accounts.user(found[1]) if found is not None and found[0] is Kind.USER else None
     if user is None:
         return Clinician(ref, "", None)
-    roles = {role for region, role in await services.accounts.memberships(user.id) if region == region_id}
-    # The clinical role names them best when they hold several.
-    role = next((r for r in (StaffRole.SPECIALIST, StaffRole.NURSE, StaffRole.PILOT_LEAD, StaffRole.ADMIN)
-                 if r in roles), None)
-    return Clinician(ref, user.display_name, role)
+    memberships = await services.accounts.memberships(user.id)
+    return Clinician(ref, user.display_name, named_role(role for region, role in memberships if region == region_id))

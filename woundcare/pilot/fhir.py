@@ -49,6 +49,7 @@ from ..fhir.elements import (
     VIRTUAL,
     concept,
     measurement_observations,
+    named_role,
     narrative,
     participation,
 )
@@ -259,14 +260,12 @@ async def export_bundle(services: Services, consultation_id: str, *, api_base: s
 
 
 def _staff_roles(memberships: Iterable[tuple[int, StaffRole]]) -> dict[str, str]:
-    """One role per user: the clinical one wins over pilot lead and admin."""
-    rank = [StaffRole.SPECIALIST, StaffRole.NURSE, StaffRole.PILOT_LEAD, StaffRole.ADMIN]
-    best: dict[str, StaffRole] = {}
+    """One role per user (:func:`named_role`)."""
+    held: dict[str, list[StaffRole]] = {}
     for user_id, role in memberships:
-        actor = user_ref(user_id)
-        if actor not in best or rank.index(role) < rank.index(best[actor]):
-            best[actor] = role
-    return {actor: role.value for actor, role in best.items()}
+        held.setdefault(user_ref(user_id), []).append(role)
+    named = {actor: named_role(roles) for actor, roles in held.items()}
+    return {actor: role.value for actor, role in named.items() if role is not None}
 
 
 def _is_staff(actor: str | None) -> TypeGuard[str]:
