@@ -80,21 +80,38 @@ def measurement_observations(
 ) -> list[tuple[str, dict[str, Any]]]:
     """The wound's length, width and area drawn on one photo, as ``(key, Observation)``
     pairs (the caller gives each its fullUrl), each ``derivedFrom`` the photo's Media."""
+    method = f"Drawn outline against a reference of known length ({measurement.method})"
     return [
         (key, {
-            "resourceType": "Observation",
-            "status": "final",
-            "category": [concept(OBSERVATION_CATEGORY, "exam", "Exam")],
-            "code": {"coding": [{"system": MEASUREMENT_SYSTEM, "code": key, "display": text}], "text": text},
-            "subject": subject,
-            "encounter": encounter,
-            "effectiveDateTime": time(taken_at),
-            "valueQuantity": quantity(getattr(measurement, attribute), unit),
-            "method": {"text": f"Drawn outline against a reference of known length ({measurement.method})"},
+            **wound_observation(key, text, subject, encounter, taken_at, quantity(getattr(measurement, attribute), unit),
+                                method),
             "derivedFrom": [{"reference": media_url}],
         })
         for key, text, attribute, unit in MEASURED
     ]
+
+
+def wound_observation(
+    code: str,
+    text: str,
+    subject: dict[str, str],
+    encounter: dict[str, str],
+    at: datetime,
+    value: dict[str, Any],
+    method: str,
+) -> dict[str, Any]:
+    """One measured size of the wound (an exam Observation, :data:`MEASUREMENT_SYSTEM` code)."""
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [concept(OBSERVATION_CATEGORY, "exam", "Exam")],
+        "code": {"coding": [{"system": MEASUREMENT_SYSTEM, "code": code, "display": text}], "text": text},
+        "subject": subject,
+        "encounter": encounter,
+        "effectiveDateTime": time(at),
+        "valueQuantity": value,
+        "method": {"text": method},
+    }
 
 
 def quantity(value: float, unit: str) -> dict[str, Any]:

@@ -47,9 +47,7 @@ from ..crypto.kdf import Purpose, derive_key
 from ..db.models import ConsultationStatus
 from ..fhir.elements import (
     LOINC,
-    MEASUREMENT_SYSTEM,
     MEDIA_TYPE,
-    OBSERVATION_CATEGORY,
     VIRTUAL,
     concept,
     measurement_observations,
@@ -57,6 +55,7 @@ from ..fhir.elements import (
     participation,
     quantity,
     time,
+    wound_observation,
 )
 from . import words
 from .record import Clinician, JournalRecord
@@ -188,16 +187,9 @@ def build_document(record: JournalRecord, key: bytes) -> dict[str, Any]:
         url = ids.url(f"Observation/assessed/{code}")
         observation_urls.append(url)
         resources.append((url, {
-            "resourceType": "Observation",
-            "status": "final",
-            "category": [concept(OBSERVATION_CATEGORY, "exam", "Exam")],
-            "code": {"coding": [{"system": MEASUREMENT_SYSTEM, "code": code, "display": text}], "text": text},
-            "subject": patient_ref,
-            "encounter": encounter_ref,
-            "effectiveDateTime": signed,
+            **wound_observation(code, text, patient_ref, encounter_ref, assessment.signed_at, quantity(value, "cm"),
+                                "Assessed by the specialist"),
             "performer": [reference(record.signer)],
-            "valueQuantity": quantity(value, "cm"),
-            "method": {"text": "Assessed by the specialist"},
         }))
 
     add(ids.url("Composition"), _composition(
