@@ -217,11 +217,12 @@ async def test_every_signed_assessment_of_the_seeded_pilot_exports(start_server:
             assert item["content"]["size"] == len(data)
             digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
             assert item["identifier"] == [{"system": "urn:ietf:rfc:3986", "value": f"ni:///sha-256;{digest}"}]
-        observed = {(o["code"]["coding"][0]["code"], o["valueQuantity"]["code"]) for o in of_type(bundle, "Observation")}
+        observations = of_type(bundle, "Observation")
+        observed = {(o["code"]["coding"][0]["code"], o["valueQuantity"]["code"]) for o in observations}
         assert {("length", "cm"), ("width", "cm")} <= observed  # the size the specialist assessed
         if consultation in signed[1:3]:
             assert ("area", "cm2") in observed  # drawn on the photo
-            area = next(o for o in of_type(bundle, "Observation") if o["code"]["coding"][0]["code"] == "area")
+            area = next(o for o in observations if o["code"]["coding"][0]["code"] == "area")
             assert area["valueQuantity"] == {"value": 2.0, "unit": "cm2", "system": "http://unitsofmeasure.org",
                                              "code": "cm2"}
             assert by_url[area["derivedFrom"][0]["reference"]]["resourceType"] == "Media"

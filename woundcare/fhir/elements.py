@@ -83,8 +83,9 @@ def measurement_observations(
     method = f"Drawn outline against a reference of known length ({measurement.method})"
     return [
         (key, {
-            **wound_observation(key, text, subject, encounter, taken_at, quantity(getattr(measurement, attribute), unit),
-                                method),
+            **wound_observation(
+                key, text, subject, encounter, taken_at, quantity(getattr(measurement, attribute), unit), method
+            ),
             "derivedFrom": [{"reference": media_url}],
         })
         for key, text, attribute, unit in MEASURED

@@ -19,13 +19,15 @@ Identity stays in the record system. The patient's name and national id number
 pilot's figures and an external reviewer need the clinical course, not who it is. The HL7
 Norway basis profile ``no-basis-Patient`` identifies a patient by fødselsnummer under
 ``urn:oid:2.16.578.1.12.4.1.4.1``; that identifier belongs in an export only where identity
-is meant to leave, which this pseudonymous pilot export deliberately does not. The bundle is
-labelled ``PSEUDED`` (v3-ObservationValue) in ``meta.security``. Free text the specialist
-wrote (location, treatment plan) is exported as written.
+is meant to leave, which this pseudonymous pilot export deliberately does not (the journal
+document, :mod:`woundcare.journal`, is where it does, under ids of its own that this export
+never holds). The bundle is labelled ``PSEUDED`` (v3-ObservationValue) in ``meta.security``.
+Free text the specialist wrote (location, treatment plan) is exported as written.
 
 Terminology (:mod:`woundcare.fhir.elements`): codes are used only where the code system and
-code are certain; measurements carry a local code, not LOINC. The session-log events use DICOM audit codes (the R4 ``audit-event-type`` code system defines
-only ``rest``), with the event kind as a local subtype (``urn:woundcare:consultation-event``).
+code are certain; measurements carry a local code, not LOINC. The session-log events use
+DICOM audit codes (the R4 ``audit-event-type`` code system defines only ``rest``), with the
+event kind as a local subtype (``urn:woundcare:consultation-event``).
 
 :func:`build_bundle` is a plain function of what the record services return; the HTTP route
 calls :func:`export_bundle`, which gathers those inputs.
