@@ -22,6 +22,7 @@ from .api import (
     fhir,
     health,
     ice,
+    journal,
     oidc,
     pages,
     patients,
@@ -195,6 +196,7 @@ def create_app(settings: Settings) -> web.Application:
         quality,
         retention,
         fhir,
+        journal,
         pilot,
         devices,
     )

@@ -34,6 +34,8 @@ Exception hierarchy::
     ├── Denied                           403 forbidden; woundcare.auth.policy
     ├── ConsultationLive                 409 consultation_live, naming the live one
     ├── AssessmentSigned                 409 signed
+    ├── NotSigned                        409 not_signed: no acknowledgement or journal export of a draft
+    ├── NoIdentity                       409 no_identity; woundcare.journal.record
     ├── AssessmentChanged                412 precondition_failed
     ├── ImageRejected                    413/415/422, code per reason
     ├── ImageBusy                        503 busy

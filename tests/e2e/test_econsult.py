@@ -1,10 +1,12 @@
 """An e-consult from the nurse's page to a specialist and its answer back, in two Chromiums
 against the real server: photos and a question sent without a call, marked in the queue with
 its urgency, opened (not joined), answered with a signed assessment, and the answer on the
-nurse's page, acknowledged; all of it one consultation row (issue 18)."""
+nurse's page, acknowledged; all of it one consultation row (issue 18). The signed answer's
+journal note downloads from beside it (issue 19)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from playwright.async_api import expect
@@ -61,8 +63,18 @@ async def test_an_econsult_goes_to_a_specialist_and_its_answer_back(start_server
         await answer.locator("textarea[name=treatmentPlan]").fill(PLAN)
         await answer.locator("select[name=responsible]").select_option("home_care")
         await answer.locator("input[name=outcome][value=treated_at_home]").check()
+        journal = answer.locator(".journal-links")
+        await expect(journal).to_be_hidden()  # a draft is not for the journal
         await specialist.click("#sign-assessment")
         await expect(specialist.locator("#assessment-status")).to_have_attribute("data-i18n", "assessment.signed")
+
+        # Signed, it can go to the patient's journal: the PDF note downloads from beside it.
+        await expect(journal.locator(".journal-document")).to_have_text("Journal document (FHIR)")
+        async with specialist.expect_download() as downloading:
+            await journal.locator(".journal-note").click()
+        note = await downloading.value
+        assert note.suggested_filename == "journalnotat.pdf"
+        assert Path(await note.path()).read_bytes().startswith(b"%PDF-")
 
         # The answer reaches the nurse: in her e-consults and among the plans to acknowledge.
         await nurse.reload()

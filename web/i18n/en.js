@@ -210,6 +210,9 @@ export default {
   'assessment.sign': 'Sign',
   'assessment.saved': 'Draft saved {time}',
   'assessment.signed': 'Signed {time}. The assessment is final.',
+  // Issue 19: the signed assessment for the patient's journal.
+  'journal.note': 'Journal note (PDF)',
+  'journal.document': 'Journal document (FHIR)',
   'assessment.error.outcome': 'Choose an outcome before signing.',
   'assessment.error.invalid': 'The assessment has invalid values. Check sizes and percentages (at most 100 % together).',
   // Issue 15: a stale assessment (412 precondition_failed).

@@ -210,6 +210,9 @@ export default {
   'assessment.sign': 'Signer',
   'assessment.saved': 'Utkast lagret {time}',
   'assessment.signed': 'Signert {time}. Vurderingen er endelig.',
+  // Issue 19: the signed assessment for the patient's journal.
+  'journal.note': 'Journalnotat (PDF)',
+  'journal.document': 'Journaldokument (FHIR)',
   'assessment.error.outcome': 'Velg utfall før du signerer.',
   'assessment.error.invalid': 'Vurderingen har ugyldige verdier. Sjekk mål og prosenter (høyst 100 % til sammen).',
   // Issue 15: a stale assessment (412 precondition_failed).

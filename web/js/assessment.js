@@ -133,6 +133,21 @@ export class AssessmentEditor {
     lockAssessment(this.form, Boolean(saved.signedAt));
     const time = new Date(saved.signedAt ?? saved.updatedAt).toLocaleTimeString();
     setText(this.status, saved.signedAt ? 'assessment.signed' : 'assessment.saved', { time });
+    this.#journalLinks(Boolean(saved.signedAt));
+  }
+
+  /**
+   * Once signed, the assessment can go to the patient's journal: links to its PDF note and
+   * FHIR document (woundcare/api/journal.py), shown beside the signed assessment only.
+   * @param {boolean} signed
+   */
+  #journalLinks(signed) {
+    const links = /** @type {HTMLElement | null} */ (this.form.querySelector('.journal-links'));
+    if (!links) return;
+    const base = this.path.replace(/\/assessment$/, '');
+    /** @type {HTMLAnchorElement} */ (links.querySelector('.journal-note')).href = `${base}/journal-note.pdf`;
+    /** @type {HTMLAnchorElement} */ (links.querySelector('.journal-document')).href = `${base}/journal-document`;
+    links.hidden = !signed;
   }
 
   /** @param {string} method @param {string} path @param {unknown} json */

@@ -57,6 +57,10 @@ class Action(str, enum.Enum):
     """The per-municipality distances behind the travel-avoided figure."""
     FHIR_EXPORT = "fhir.export"
     """A consultation as a pseudonymous FHIR R4 Bundle."""
+    JOURNAL_EXPORT = "journal.export"
+    """A signed assessment for the patient's journal: identified (name, national id), as a
+    FHIR document Bundle or a PDF note. The region's clinicians only: pilot leads see
+    pseudonymous figures, never identities."""
     TIMELINE_READ = "timeline.read"
     """A patient's wounds over time: consultations, snapshots, measurements."""
     RETENTION_MANAGE = "retention.manage"
@@ -99,6 +103,7 @@ RULES: Mapping[Action, frozenset[StaffRole]] = {
     Action.PILOT_FIGURES: frozenset({_L, _A}),
     Action.PILOT_TRAVEL_EDIT: frozenset({_L}),
     Action.FHIR_EXPORT: frozenset({_S, _L}),
+    Action.JOURNAL_EXPORT: frozenset({_N, _S}),
     Action.TIMELINE_READ: frozenset({_N, _S}),
     Action.RETENTION_MANAGE: frozenset({_A}),
     Action.DEVICE_ISSUE: frozenset({_A}),

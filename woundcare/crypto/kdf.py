@@ -35,6 +35,9 @@ class Purpose(bytes, enum.Enum):
     """Signs invitation tokens (:mod:`woundcare.auth.invitations`)."""
     AUDIT_CHECKPOINT = b"woundcare.audit.checkpoint-key.v1"
     """Signs audit-chain checkpoints (:mod:`woundcare.audit.chain`)."""
+    JOURNAL_IDS = b"woundcare journal document ids v1"
+    """Keys the ids of a journal document (:mod:`woundcare.journal.document`), so they cannot
+    be computed from the consultation id that the pseudonymous research export carries."""
 
 
 def derive_key(server_secret: bytes, purpose: Purpose) -> bytes:

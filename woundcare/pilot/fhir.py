@@ -19,14 +19,15 @@ Identity stays in the record system. The patient's name and national id number
 pilot's figures and an external reviewer need the clinical course, not who it is. The HL7
 Norway basis profile ``no-basis-Patient`` identifies a patient by fødselsnummer under
 ``urn:oid:2.16.578.1.12.4.1.4.1``; that identifier belongs in an export only where identity
-is meant to leave, which this pseudonymous pilot export deliberately does not. The bundle is
-labelled ``PSEUDED`` (v3-ObservationValue) in ``meta.security``. Free text the specialist
-wrote (location, treatment plan) is exported as written.
+is meant to leave, which this pseudonymous pilot export deliberately does not (the journal
+document, :mod:`woundcare.journal`, is where it does, under ids of its own that this export
+never holds). The bundle is labelled ``PSEUDED`` (v3-ObservationValue) in ``meta.security``.
+Free text the specialist wrote (location, treatment plan) is exported as written.
 
-Terminology: codes are used only where the code system and code are certain. Measurements
-carry ``code.text`` and a local code (``urn:woundcare:measurement``), not LOINC. The
-session-log events use DICOM audit codes (the R4 ``audit-event-type`` code system defines
-only ``rest``), with the event kind as a local subtype (``urn:woundcare:consultation-event``).
+Terminology (:mod:`woundcare.fhir.elements`): codes are used only where the code system and
+code are certain; measurements carry a local code, not LOINC. The session-log events use
+DICOM audit codes (the R4 ``audit-event-type`` code system defines only ``rest``), with the
+event kind as a local subtype (``urn:woundcare:consultation-event``).
 
 :func:`build_bundle` is a plain function of what the record services return; the HTTP route
 calls :func:`export_bundle`, which gathers those inputs.
@@ -38,11 +39,23 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from html import escape
 from typing import Any, TypeGuard
 
 from ..db.models import ConsentKind, ConsultationStatus
 from ..db.models import StaffRole
+from ..fhir.elements import (
+    LOINC,
+    MEDIA_TYPE,
+    V3_ACT_CODE,
+    V3_OBSERVATION_VALUE,
+    VIRTUAL,
+    concept,
+    measurement_observations,
+    named_role,
+    narrative,
+    participation,
+)
+from ..fhir.elements import time as _time
 from ..records.assessments import AssessmentView
 from ..records.consents import ConsentAnswer
 from ..records.consultations import ConsultationView
@@ -54,16 +67,8 @@ PSEUDONYM_SYSTEM = "urn:woundcare:pseudonym:"
 """Followed by the region code: a pseudonym is unique, and meaningful, within its region."""
 ACTOR_SYSTEM = "urn:woundcare:actor"
 CONSULTATION_SYSTEM = "urn:woundcare:consultation"
-MEASUREMENT_SYSTEM = "urn:woundcare:measurement"
 EVENT_SYSTEM = "urn:woundcare:consultation-event"
-
-UCUM = "http://unitsofmeasure.org"
-LOINC = "http://loinc.org"
-V3_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
-V3_PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
-V3_OBSERVATION_VALUE = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
 DICOM = "http://dicom.nema.org/resources/ontology/DCM"
-XHTML = "http://www.w3.org/1999/xhtml"
 
 _NAMESPACE = uuid.UUID("5b0f3c1e-8d1a-5a6f-9c57-6f756e646361")
 """Fixed: fullUrls are UUIDv5 of (resource type, record id) under it."""
@@ -74,12 +79,6 @@ _ENCOUNTER_STATUS = {
     ConsultationStatus.ENDED: "finished",
     ConsultationStatus.ABANDONED: "cancelled",
 }
-
-_PARTICIPATION = {
-    "specialist": ("CON", "consultant"),
-    "nurse": ("PPRF", "primary performer"),
-}
-"""Encounter participant type by role; any other role is a plain participant (PART)."""
 
 _CONSENT_TEXT = {
     ConsentKind.VIDEO: "Consultation by video",
@@ -167,7 +166,7 @@ def build_bundle(
             "resourceType": "Media",
             "identifier": [{"system": "urn:woundcare:snapshot", "value": snap.id}],
             "status": "completed",
-            "type": _concept("http://terminology.hl7.org/CodeSystem/media-type", "image", "Image"),
+            "type": concept(MEDIA_TYPE, "image", "Image"),
             "subject": patient_ref,
             "encounter": encounter_ref,
             "createdDateTime": _time(snap.taken_at),
@@ -186,24 +185,10 @@ def build_bundle(
         measurement = snap.annotations.measurement() if snap.annotations else None
         if measurement is None:
             continue
-        for key, text, value, unit in (
-            ("length", "Wound length", measurement.length_cm, "cm"),
-            ("width", "Wound width", measurement.width_cm, "cm"),
-            ("area", "Wound area", measurement.area_cm2, "cm2"),
+        for key, observation in measurement_observations(
+            measurement, snap.taken_at, patient_ref, encounter_ref, media_url
         ):
-            observation_entries.append((_url("Observation", f"{snap.id}/{key}"), {
-                "resourceType": "Observation",
-                "status": "final",
-                "category": [_concept(
-                    "http://terminology.hl7.org/CodeSystem/observation-category", "exam", "Exam")],
-                "code": {"coding": [{"system": MEASUREMENT_SYSTEM, "code": key, "display": text}], "text": text},
-                "subject": patient_ref,
-                "encounter": encounter_ref,
-                "effectiveDateTime": _time(snap.taken_at),
-                "valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit},
-                "method": {"text": f"Drawn outline against a reference of known length ({measurement.method})"},
-                "derivedFrom": [{"reference": media_url}],
-            }))
+            observation_entries.append((_url("Observation", f"{snap.id}/{key}"), observation))
 
     author = practitioner(assessment.author) if assessment else None
     signer = practitioner(assessment.signed_by) if assessment else None
@@ -215,7 +200,7 @@ def build_bundle(
         "resourceType": "Encounter",
         "identifier": [{"system": CONSULTATION_SYSTEM, "value": consultation.id}],
         "status": _ENCOUNTER_STATUS[consultation.status],
-        "class": {"system": V3_ACT_CODE, "code": "VR", "display": "virtual"},
+        "class": VIRTUAL,
         "subject": patient_ref,
         "period": _period(consultation.started_at or consultation.created_at, consultation.ended_at),
     }
@@ -277,14 +262,12 @@ async def export_bundle(services: Services, consultation_id: str, *, api_base: s
 
 
 def _staff_roles(memberships: Iterable[tuple[int, StaffRole]]) -> dict[str, str]:
-    """One role per user: the clinical one wins over pilot lead and admin."""
-    rank = [StaffRole.SPECIALIST, StaffRole.NURSE, StaffRole.PILOT_LEAD, StaffRole.ADMIN]
-    best: dict[str, StaffRole] = {}
+    """One role per user (:func:`named_role`)."""
+    held: dict[str, list[StaffRole]] = {}
     for user_id, role in memberships:
-        actor = user_ref(user_id)
-        if actor not in best or rank.index(role) < rank.index(best[actor]):
-            best[actor] = role
-    return {actor: role.value for actor, role in best.items()}
+        held.setdefault(user_ref(user_id), []).append(role)
+    named = {actor: named_role(roles) for actor, roles in held.items()}
+    return {actor: role.value for actor, role in named.items() if role is not None}
 
 
 def _is_staff(actor: str | None) -> TypeGuard[str]:
@@ -297,10 +280,6 @@ def _url(kind: str, key: str) -> str:
     return f"urn:uuid:{uuid.uuid5(_NAMESPACE, f'{kind}/{key}')}"
 
 
-def _time(value: datetime) -> str:
-    return value.isoformat()
-
-
 def _period(start: datetime, end: datetime | None) -> dict[str, str]:
     period = {"start": _time(start)}
     if end is not None:
@@ -308,14 +287,9 @@ def _period(start: datetime, end: datetime | None) -> dict[str, str]:
     return period
 
 
-def _concept(system: str, code: str, display: str) -> dict[str, Any]:
-    return {"coding": [{"system": system, "code": code, "display": display}]}
-
-
 def _participant(actor: str, role: str) -> dict[str, Any]:
-    code, display = _PARTICIPATION.get(role, ("PART", "Participation"))
     return {
-        "type": [_concept(V3_PARTICIPATION, code, display)],
+        "type": [participation(role)],
         "individual": {"reference": _url("Practitioner", actor), "display": role},
     }
 
@@ -345,20 +319,15 @@ def _consent(answer: ConsentAnswer, patient_ref: dict[str, str]) -> dict[str, An
     return {
         "resourceType": "Consent",
         "status": status,
-        "scope": _concept("http://terminology.hl7.org/CodeSystem/consentscope", "patient-privacy", "Privacy Consent"),
+        "scope": concept("http://terminology.hl7.org/CodeSystem/consentscope", "patient-privacy", "Privacy Consent"),
         "category": [{"coding": [{"system": LOINC, "code": "59284-0"}],
                       "text": _CONSENT_TEXT[answer.kind]}],
         "patient": patient_ref,
         "dateTime": _time(answer.recorded_at),
-        "policyRule": _concept(V3_ACT_CODE, "OPTIN" if answer.given else "OPTOUT",
+        "policyRule": concept(V3_ACT_CODE, "OPTIN" if answer.given else "OPTOUT",
                                "opt-in" if answer.given else "opt-out"),
         "provision": provision,
     }
-
-
-def _narrative(lines: Iterable[str]) -> dict[str, str]:
-    body = "".join(f"<p>{escape(line)}</p>" for line in lines)
-    return {"status": "generated", "div": f'<div xmlns="{XHTML}">{body}</div>'}
 
 
 def _words(value: str) -> str:
@@ -380,7 +349,7 @@ def _composition(
     def section(title: str, lines: list[str], entries: Sequence[str] = ()) -> None:
         if not lines and not entries:
             return
-        item: dict[str, Any] = {"title": title, "text": _narrative(lines or [title])}
+        item: dict[str, Any] = {"title": title, "text": narrative(lines or [title])}
         if entries:
             item["entry"] = [{"reference": url} for url in entries]
         sections.append(item)
