@@ -342,9 +342,9 @@ class OidcClient:
         self._keys: KeySet | None = None
         self._keys_at = float("-inf")
         self._lock = asyncio.Lock()
-        self._dpop = DpopKey() if config.dpop else None
+        self.dpop = DpopKey() if config.dpop else None
         """One key per process: the provider binds our access tokens to its thumbprint."""
-        self._dpop_nonce: str | None = None
+        self.dpop_nonce: str | None = None
         """The provider's latest ``DPoP-Nonce``, put in the next proof."""
 
     async def start(self) -> None:
@@ -365,7 +365,7 @@ class OidcClient:
         first, authenticated as we are at the token endpoint, so the browser (and its
         history, proxies and extensions) carries only an opaque, short-lived reference."""
         metadata = await self.metadata()
-        if self._dpop is not None and metadata.dpop_algorithms is not None and DPOP_ALGORITHM not in metadata.dpop_algorithms:
+        if self.dpop is not None and metadata.dpop_algorithms is not None and DPOP_ALGORITHM not in metadata.dpop_algorithms:
             raise ProviderError("discovery_no_dpop")
         request = {
             "response_type": "code",
@@ -442,7 +442,7 @@ class OidcClient:
             raise ProviderError("token_no_id_token")
         if not isinstance(access_token, str) or not access_token or not isinstance(token_type, str):
             raise ProviderError("token_invalid")
-        if self._dpop is not None and token_type.lower() != "dpop":
+        if self.dpop is not None and token_type.lower() != "dpop":
             # RFC 9449 §5: a provider that quietly issues a bearer token is not what we asked for.
             raise TokenError("token_not_bound")
         return Tokens(id_token, access_token, token_type)
@@ -463,8 +463,8 @@ class OidcClient:
                 }
             else:
                 headers["Authorization"] = _basic_auth(self.config.client_id, self.config.client_secret or "")
-            if self._dpop is not None:
-                headers["DPoP"] = self._dpop.proof("POST", url, nonce=self._dpop_nonce)
+            if self.dpop is not None:
+                headers["DPoP"] = self.dpop.proof("POST", url, nonce=self.dpop_nonce)
             status, nonce, answer = await self._request("POST", url, what, data=body, headers=headers)
             if attempt == 1 and status == 400 and answer.get("error") == "use_dpop_nonce" and nonce:
                 continue
@@ -477,12 +477,12 @@ class OidcClient:
         if url is None:
             raise ProviderError("discovery_no_userinfo")
         for attempt in (1, 2):
-            headers = {"Authorization": f"{'DPoP' if self._dpop else 'Bearer'} {tokens.access_token}"}
-            used = self._dpop_nonce
-            if self._dpop is not None:
-                headers["DPoP"] = self._dpop.proof("GET", url, nonce=used, access_token=tokens.access_token)
+            headers = {"Authorization": f"{'DPoP' if self.dpop else 'Bearer'} {tokens.access_token}"}
+            used = self.dpop_nonce
+            if self.dpop is not None:
+                headers["DPoP"] = self.dpop.proof("GET", url, nonce=used, access_token=tokens.access_token)
             status, nonce, answer = await self._request("GET", url, "userinfo", headers=headers)
-            if attempt == 1 and status == 401 and self._dpop is not None and nonce and nonce != used:
+            if attempt == 1 and status == 401 and self.dpop is not None and nonce and nonce != used:
                 # RFC 9449 §9: a resource server asks for a nonce with a 401 and a new DPoP-Nonce.
                 continue
             break
@@ -598,8 +598,8 @@ class OidcClient:
                 nonce = response.headers.get("DPoP-Nonce")
         except (TimeoutError, aiohttp.ClientError):
             raise ProviderError(f"{what}_unreachable") from None
-        if nonce is not None and self._dpop is not None and 0 < len(nonce) <= 512:
-            self._dpop_nonce = nonce
+        if nonce is not None and self.dpop is not None and 0 < len(nonce) <= 512:
+            self.dpop_nonce = nonce
         if len(body) > MAX_RESPONSE_BYTES:
             raise ProviderError(f"{what}_too_large")
         try:

@@ -1,0 +1,270 @@
+"""HelseID-grade login against the local provider with PAR, ``private_key_jwt`` and DPoP all
+on: the HPR number mapped, the security level enforced, and a DPoP-bound token useless
+without a fresh proof of its key."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import orjson
+import pytest
+from joserfc.jwk import RSAKey
+from sqlalchemy import select, update
+
+from tests.api.client import ApiClient
+from tests.api.test_oidc import NATIONAL_ID, PASSWORD, PID_CLAIM, audit, error_code, follow, oidc_settings, to_callback
+from tests.oidc_provider import OidcProvider, rsa_key
+from tests.server import RunningServer
+from woundcare.api.oidc import OIDC
+from woundcare.appkeys import SERVICES
+from woundcare.auth.dpop import DpopKey
+from woundcare.auth.oidc import HPR_CLAIM, SECURITY_LEVEL_CLAIM
+from woundcare.db.models import StaffRole, User
+
+HPR_NUMBER = "9144889"
+"""A fictional HPR number."""
+
+StartServer = Callable[..., Awaitable[RunningServer]]
+
+
+CLIENT_KEY = rsa_key("client-1")
+"""The client's private_key_jwt key; the provider holds its public half."""
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[OidcProvider]:
+    running = await OidcProvider(
+        claims={PID_CLAIM: NATIONAL_ID, SECURITY_LEVEL_CLAIM: "4"},
+        userinfo_claims={HPR_CLAIM: HPR_NUMBER},
+        client_public_key=RSAKey.import_key(CLIENT_KEY.as_dict(private=False)),
+        require_par=True,
+        require_dpop=True,
+        dpop_nonce="nonce-1",
+    ).start()
+    yield running
+    await running.stop()
+
+
+def helseid_settings(provider: OidcProvider, tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    key_file = tmp_path / "client.jwk"
+    key_file.write_bytes(orjson.dumps(CLIENT_KEY.as_dict(private=True)))
+    helseid = {
+        "oidc_client_secret": None,
+        "oidc_client_key_file": key_file,
+        "oidc_client_auth": "private_key_jwt",
+        "oidc_par": True,
+        "oidc_dpop": True,
+        "oidc_userinfo": True,
+        "oidc_min_security_level": 4,
+    }
+    return oidc_settings(provider, **(helseid | extra))
+
+
+@pytest.fixture
+async def server(start_server: StartServer, provider: OidcProvider, tmp_path: Path) -> RunningServer:
+    return await start_server(**helseid_settings(provider, tmp_path))
+
+
+@pytest.fixture
+async def browser(server: RunningServer) -> AsyncIterator[ApiClient]:
+    client = ApiClient(server.url)
+    yield client
+    await client.close()
+
+
+async def add_user(server: RunningServer, **values: Any) -> int:
+    user_id = await server.add_user("nurse1", PASSWORD, {"east": StaffRole.NURSE})
+    async with server.app[SERVICES].database.sessions() as session, session.begin():
+        await session.execute(update(User).where(User.id == user_id).values(**values))
+    return user_id
+
+
+async def hpr_number_of(server: RunningServer, user_id: int) -> str | None:
+    async with server.app[SERVICES].database.sessions() as session:
+        return await session.scalar(select(User.hpr_number).where(User.id == user_id))
+
+
+async def test_login_with_par_private_key_jwt_and_dpop_maps_the_hpr_number(
+    server: RunningServer, provider: OidcProvider, browser: ApiClient
+) -> None:
+    user_id = await add_user(server, oidc_subject=NATIONAL_ID)
+    start = await browser.session.get(server.url + "/api/oidc/login", allow_redirects=False)
+    assert start.status == 302, await start.text()
+    # The browser carries a reference only: state, nonce and challenge went to the provider.
+    sent = parse_qs(urlsplit(start.headers["Location"]).query)
+    assert sorted(sent) == ["client_id", "request_uri"]
+    # The first push met the nonce demand and was made again with a new assertion.
+    assert len(provider.par_requests) == 2
+    assert len({r["client_assertion"] for r in provider.par_requests}) == 2
+
+    approved = await browser.session.get(start.headers["Location"], allow_redirects=False)
+    done = await follow(browser, approved.headers["Location"])
+    assert done.status == 302, await done.text()
+    assert (await browser.json("GET", "/api/session"))["user"]["id"] == f"u{user_id}"
+    assert await hpr_number_of(server, user_id) == HPR_NUMBER, "the HPR number comes from /userinfo"
+    [token_request] = provider.token_requests
+    assert "client_assertion" in token_request and "client_secret" not in token_request
+    assert provider.userinfo_requests == 1
+    assert [(r.outcome, r.resource) for r in await audit(server)] == [("ok", None)]
+
+
+async def test_a_login_can_be_linked_by_hpr_number(
+    start_server: StartServer, provider: OidcProvider, tmp_path: Path
+) -> None:
+    server = await start_server(**helseid_settings(provider, tmp_path, oidc_link_by="hpr_number"))
+    user_id = await add_user(server, hpr_number=HPR_NUMBER)
+    browser = ApiClient(server.url)
+    try:
+        assert (await follow(browser, await to_callback(server, browser))).status == 302
+        assert (await browser.json("GET", "/api/session"))["user"]["id"] == f"u{user_id}"
+        # Without an HPR number, no account is found (the subject is not looked at).
+        provider.userinfo_claims = {}
+        other = ApiClient(server.url)
+        try:
+            done = await follow(other, await to_callback(server, other))
+            assert done.status == 403 and await error_code(done) == "unknown_user"
+        finally:
+            await other.close()
+    finally:
+        await browser.close()
+
+
+async def test_an_hpr_number_held_by_another_account_is_refused(
+    server: RunningServer, provider: OidcProvider, browser: ApiClient
+) -> None:
+    user_id = await add_user(server, oidc_subject=NATIONAL_ID)
+    other = await server.add_user("nurse2", PASSWORD, {"east": StaffRole.NURSE})
+    async with server.app[SERVICES].database.sessions() as session, session.begin():
+        await session.execute(update(User).where(User.id == other).values(hpr_number=HPR_NUMBER))
+    done = await follow(browser, await to_callback(server, browser))
+    assert done.status == 409 and await error_code(done) == "hpr_number_taken"
+    assert await hpr_number_of(server, user_id) is None
+    assert [(r.outcome, r.actor, r.resource) for r in await audit(server)] == [
+        ("denied", f"u{user_id}", "oidc:hpr_number_taken")
+    ]
+
+
+@pytest.mark.parametrize(
+    "level, reason", [("3", "security_level_too_low"), (None, "security_level_missing")], ids=["level 3", "no level"]
+)
+async def test_a_security_level_below_the_minimum_is_refused_and_audited(
+    server: RunningServer, provider: OidcProvider, browser: ApiClient, level: str | None, reason: str
+) -> None:
+    await add_user(server, oidc_subject=NATIONAL_ID)
+    provider.claims[SECURITY_LEVEL_CLAIM] = level
+    if level is None:
+        del provider.claims[SECURITY_LEVEL_CLAIM]
+    done = await follow(browser, await to_callback(server, browser))
+    assert done.status == 403 and await error_code(done) == "oidc_security_level"
+    assert not any(cookie.key == "wc_session" for cookie in browser.session.cookie_jar)
+    assert [(r.outcome, r.resource) for r in await audit(server)] == [("denied", f"oidc:{reason}")]
+
+
+async def test_a_bearer_token_where_dpop_was_asked_is_refused(
+    server: RunningServer, provider: OidcProvider, browser: ApiClient
+) -> None:
+    await add_user(server, oidc_subject=NATIONAL_ID)
+    provider.bearer_despite_dpop = True
+    done = await follow(browser, await to_callback(server, browser))
+    assert done.status == 401 and await error_code(done) == "oidc_invalid_token"
+    assert provider.userinfo_requests == 0
+    assert [(r.outcome, r.resource) for r in await audit(server)] == [("failed", "oidc:token_not_bound")]
+
+
+async def test_a_plain_authorization_request_is_refused_where_par_is_required(
+    start_server: StartServer, provider: OidcProvider, tmp_path: Path
+) -> None:
+    server = await start_server(**helseid_settings(provider, tmp_path, oidc_par=False))
+    browser = ApiClient(server.url)
+    try:
+        start = await browser.session.get(server.url + "/api/oidc/login", allow_redirects=False)
+        assert "state=" in start.headers["Location"]
+        refused = await browser.session.get(start.headers["Location"], allow_redirects=False)
+        assert refused.status == 400
+    finally:
+        await browser.close()
+
+
+async def test_a_refused_push_is_audited(start_server: StartServer, provider: OidcProvider, tmp_path: Path) -> None:
+    provider.client_public_key = RSAKey.import_key(rsa_key("client-1").as_dict(private=False))  # not ours
+    server = await start_server(**helseid_settings(provider, tmp_path))
+    async with aiohttp.ClientSession() as http:
+        response = await http.get(server.url + "/api/oidc/login", allow_redirects=False)
+        assert response.status == 401 and (await response.json())["error"]["code"] == "oidc_failed"
+    assert [(r.outcome, r.resource) for r in await audit(server)] == [("failed", "oidc:par_refused")]
+
+
+# -- a DPoP-bound access token is refused without a fresh proof of its key (RFC 9449 §7)
+
+
+@pytest.fixture
+async def bound_token(server: RunningServer, provider: OidcProvider, browser: ApiClient) -> str:
+    """The access token of a completed login (as if it leaked from the server)."""
+    await add_user(server, oidc_subject=NATIONAL_ID)
+    assert (await follow(browser, await to_callback(server, browser))).status == 302
+    [token] = provider.access_tokens
+    return token
+
+
+async def userinfo(provider: OidcProvider, headers: dict[str, str]) -> int:
+    async with aiohttp.ClientSession() as http:
+        response = await http.get(f"{provider.issuer}/userinfo", headers=headers)
+        await response.read()
+        return response.status
+
+
+def client_key(server: RunningServer) -> DpopKey:
+    """The server's own DPoP key: proofs signed with it are what a thief cannot make."""
+    key = server.app[OIDC].dpop
+    assert key is not None
+    return key
+
+
+async def test_the_bound_token_works_with_a_proof_of_its_key(
+    server: RunningServer, provider: OidcProvider, bound_token: str
+) -> None:
+    """The control: the replays below fail for their one fault, not for another."""
+    url = f"{provider.issuer}/userinfo"
+    proof = client_key(server).proof("GET", url, nonce=provider.dpop_nonce, access_token=bound_token)
+    assert await userinfo(provider, {"Authorization": f"DPoP {bound_token}", "DPoP": proof}) == 200
+
+
+REPLAYS: dict[str, Callable[[DpopKey, str, str, str], dict[str, str]]] = {
+    "as a bearer token": lambda key, url, nonce, token: {"Authorization": f"Bearer {token}"},
+    "without a proof": lambda key, url, nonce, token: {"Authorization": f"DPoP {token}"},
+    "proof for another method": lambda key, url, nonce, token: {
+        "Authorization": f"DPoP {token}", "DPoP": key.proof("POST", url, nonce=nonce, access_token=token)},
+    "proof for another url": lambda key, url, nonce, token: {
+        "Authorization": f"DPoP {token}", "DPoP": key.proof("GET", url + "x", nonce=nonce, access_token=token)},
+    "proof for another token": lambda key, url, nonce, token: {
+        "Authorization": f"DPoP {token}", "DPoP": key.proof("GET", url, nonce=nonce, access_token=token + "x")},
+    "stale proof": lambda key, url, nonce, token: {
+        "Authorization": f"DPoP {token}",
+        "DPoP": key.proof("GET", url, nonce=nonce, access_token=token, now=time.time() - 600)},
+    "proof by another key": lambda key, url, nonce, token: {
+        "Authorization": f"DPoP {token}", "DPoP": DpopKey().proof("GET", url, nonce=nonce, access_token=token)},
+}
+
+
+@pytest.mark.parametrize("replay", REPLAYS.values(), ids=REPLAYS.keys())
+async def test_a_replayed_token_is_refused(
+    server: RunningServer, provider: OidcProvider, bound_token: str,
+    replay: Callable[[DpopKey, str, str, str], dict[str, str]],
+) -> None:
+    url = f"{provider.issuer}/userinfo"
+    assert await userinfo(provider, replay(client_key(server), url, "nonce-1", bound_token)) == 401
+
+
+async def test_a_replayed_proof_is_refused(server: RunningServer, provider: OidcProvider, bound_token: str) -> None:
+    url = f"{provider.issuer}/userinfo"
+    headers = {
+        "Authorization": f"DPoP {bound_token}",
+        "DPoP": client_key(server).proof("GET", url, nonce=provider.dpop_nonce, access_token=bound_token),
+    }
+    assert await userinfo(provider, headers) == 200
+    assert await userinfo(provider, headers) == 401, "a proof's jti is good once"
