@@ -36,16 +36,22 @@ CLIENT_KEY = rsa_key("client-1")
 """The client's private_key_jwt key; the provider holds its public half."""
 
 
-@pytest.fixture
-async def provider() -> AsyncIterator[OidcProvider]:
-    running = await OidcProvider(
+def helseid_provider() -> OidcProvider:
+    """A provider as strict as HelseID: PAR, private_key_jwt and DPoP (with a nonce) required;
+    the HPR number at /userinfo only, security level 4 in the ID token."""
+    return OidcProvider(
         claims={PID_CLAIM: NATIONAL_ID, SECURITY_LEVEL_CLAIM: "4"},
         userinfo_claims={HPR_CLAIM: HPR_NUMBER},
         client_public_key=RSAKey.import_key(CLIENT_KEY.as_dict(private=False)),
         require_par=True,
         require_dpop=True,
         dpop_nonce="nonce-1",
-    ).start()
+    )
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[OidcProvider]:
+    running = await helseid_provider().start()
     yield running
     await running.stop()
 
