@@ -247,18 +247,25 @@ class OidcProvider:
             self.tamper(claims)
         key = self.sign_with or self.keys[0]
         id_token = jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key)
-        access = {"iss": self.issuer, "sub": grant.subject, "client_id": self.client_id, "iat": now, "exp": now + 300,
-                  "jti": secrets.token_urlsafe(16)}
         bound = jkt is not None and not self.bearer_despite_dpop
-        if bound:
-            access["cnf"] = {"jkt": jkt}
-        access_token = jwt.encode({"alg": "RS256", "kid": self.keys[0].kid, "typ": "at+jwt"}, access, self.keys[0])
-        self.access_tokens.append(access_token)
+        access_token = self.issue_access_token(grant.subject, jkt if bound else None)
         return web.json_response(
             {"access_token": access_token, "token_type": "DPoP" if bound else "Bearer", "expires_in": 300,
              "id_token": id_token},
             headers={"Cache-Control": "no-store"},
         )
+
+    def issue_access_token(self, subject: str, jkt: str | None, **claims: Any) -> str:
+        """An access token (a JWT, as HelseID's), bound to the DPoP key ``jkt`` when given.
+        Tests call it directly to stand in for a journal system's own token request."""
+        now = int(time.time())
+        access = {"iss": self.issuer, "sub": subject, "client_id": self.client_id, "iat": now, "exp": now + 300,
+                  "jti": secrets.token_urlsafe(16), **claims}
+        if jkt is not None:
+            access["cnf"] = {"jkt": jkt}
+        token = jwt.encode({"alg": "RS256", "kid": self.keys[0].kid, "typ": "at+jwt"}, access, self.keys[0])
+        self.access_tokens.append(token)
+        return token
 
     async def _userinfo(self, request: web.Request) -> web.Response:
         """A resource server's checks (RFC 9449 §7): a bound token only with ``DPoP`` and a

@@ -139,6 +139,9 @@ class Settings(BaseSettings):
     oidc_security_level_claim: str = "helseid://claims/identity/security_level"
     oidc_min_security_level: int | None = Field(None, ge=1, le=4)
     """Logins below this security level are refused and audited (HelseID: 4 = high); unset: no minimum."""
+    oidc_api_audience: str | None = None
+    """When set, the API also takes the provider's access tokens with this ``aud`` from programs
+    (journal systems acting for a professional, by HPR number), only DPoP-bound with a proof."""
 
     # Hardening (issue 15): who may read /metrics, and how much image decoding runs at once.
     metrics_token: SecretStr | None = None
@@ -199,6 +202,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _oidc_complete(self) -> Settings:
         if self.oidc_issuer is None:
+            if self.oidc_api_audience is not None:
+                raise ValueError("oidc_api_audience needs oidc_issuer")
             return self
         if not self.oidc_client_id:
             raise ValueError("oidc_issuer needs oidc_client_id")

@@ -24,7 +24,7 @@ from woundcare.api.oidc import OIDC
 from woundcare.appkeys import SERVICES
 from woundcare.auth.dpop import DpopKey
 from woundcare.auth.oidc import HPR_CLAIM, SECURITY_LEVEL_CLAIM
-from woundcare.db.models import StaffRole, User
+from woundcare.db.models import AuditEvent, StaffRole, User
 
 HPR_NUMBER = "9144889"
 """A fictional HPR number."""
@@ -274,3 +274,126 @@ async def test_a_replayed_proof_is_refused(server: RunningServer, provider: Oidc
     }
     assert await userinfo(provider, headers) == 200
     assert await userinfo(provider, headers) == 401, "a proof's jti is good once"
+
+
+# -- woundcare's API as the resource server: a journal system's DPoP-bound token
+
+
+API_AUDIENCE = "woundcare-api"
+
+
+@pytest.fixture
+async def api(start_server: StartServer, provider: OidcProvider, tmp_path: Path) -> RunningServer:
+    server = await start_server(**helseid_settings(provider, tmp_path, oidc_api_audience=API_AUDIENCE))
+    await add_user(server, hpr_number=HPR_NUMBER)
+    return server
+
+
+def program_token(provider: OidcProvider, key: DpopKey | None, **claims: Any) -> str:
+    """What a journal system acting for the professional would get from the provider."""
+    return provider.issue_access_token(
+        "journal-system", key.thumbprint if key else None, **({"aud": API_AUDIENCE, HPR_CLAIM: HPR_NUMBER} | claims)
+    )
+
+
+async def whoami(server: RunningServer, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as http:
+        response = await http.get(server.url + "/api/session", headers=headers)
+        return response.status, await response.json()
+
+
+async def dpop_audit(server: RunningServer) -> list[tuple[str, str | None]]:
+    async with server.app[SERVICES].database.sessions() as session:
+        rows = (await session.scalars(select(AuditEvent).where(AuditEvent.action == "session.read.dpop"))).all()
+    return [(row.outcome, row.resource) for row in rows]
+
+
+async def test_a_program_acts_for_the_professional_with_a_proof(api: RunningServer, provider: OidcProvider) -> None:
+    key = DpopKey()
+    token = program_token(provider, key)
+    url = api.url + "/api/session"
+    status, me = await whoami(api, {"Authorization": f"DPoP {token}", "DPoP": key.proof("GET", url, access_token=token)})
+    assert status == 200, me
+    assert me["user"]["name"] == "Test nurse1"
+    assert me["regions"] == [{"code": "east", "name": "Region east", "roles": ["nurse"]}]
+    # A second request signs a second proof; the token is good as long as the key is held.
+    status, _ = await whoami(api, {"Authorization": f"DPoP {token}", "DPoP": key.proof("GET", url, access_token=token)})
+    assert status == 200
+    assert await dpop_audit(api) == []
+
+
+PROGRAM_REPLAYS: dict[str, tuple[Callable[[DpopKey, str, str], dict[str, str]], str]] = {
+    "as a bearer token": (lambda key, url, token: {"Authorization": f"Bearer {token}"}, "dpop_required"),
+    "without a proof": (lambda key, url, token: {"Authorization": f"DPoP {token}"}, "dpop_proof_missing"),
+    "two proofs": (lambda key, url, token: {"Authorization": f"DPoP {token}", "DPoP": ", ".join(
+        [key.proof("GET", url, access_token=token)] * 2)}, "dpop_proof_invalid"),
+    "proof for another method": (lambda key, url, token: {
+        "Authorization": f"DPoP {token}", "DPoP": key.proof("DELETE", url, access_token=token)}, "dpop_wrong_request"),
+    "proof for another url": (lambda key, url, token: {
+        "Authorization": f"DPoP {token}", "DPoP": key.proof("GET", url + "x", access_token=token)},
+        "dpop_wrong_request"),
+    "proof for another token": (lambda key, url, token: {
+        "Authorization": f"DPoP {token}", "DPoP": key.proof("GET", url, access_token=token[:-2])}, "dpop_wrong_token"),
+    "proof without the token's hash": (lambda key, url, token: {
+        "Authorization": f"DPoP {token}", "DPoP": key.proof("GET", url)}, "dpop_wrong_token"),
+    "stale proof": (lambda key, url, token: {
+        "Authorization": f"DPoP {token}", "DPoP": key.proof("GET", url, access_token=token, now=time.time() - 600)},
+        "dpop_proof_stale"),
+    "proof by another key": (lambda key, url, token: {
+        "Authorization": f"DPoP {token}", "DPoP": DpopKey().proof("GET", url, access_token=token)}, "dpop_wrong_key"),
+}
+
+
+@pytest.mark.parametrize("replay, reason", PROGRAM_REPLAYS.values(), ids=PROGRAM_REPLAYS.keys())
+async def test_a_programs_token_without_its_proof_is_refused_and_audited(
+    api: RunningServer, provider: OidcProvider, replay: Callable[[DpopKey, str, str], dict[str, str]], reason: str
+) -> None:
+    key = DpopKey()
+    token = program_token(provider, key)
+    status, body = await whoami(api, replay(key, api.url + "/api/session", token))
+    assert status == 401 and body["error"]["code"] in ("token_invalid", "dpop_invalid")
+    assert await dpop_audit(api) == [("denied", f"dpop:{reason}")]
+
+
+async def test_a_replayed_proof_is_refused_by_the_api(api: RunningServer, provider: OidcProvider) -> None:
+    key = DpopKey()
+    token = program_token(provider, key)
+    headers = {"Authorization": f"DPoP {token}", "DPoP": key.proof("GET", api.url + "/api/session", access_token=token)}
+    assert (await whoami(api, headers))[0] == 200
+    status, body = await whoami(api, headers)
+    assert status == 401 and body["error"]["code"] == "dpop_invalid"
+    assert await dpop_audit(api) == [("denied", "dpop:dpop_proof_replayed")]
+
+
+BAD_PROGRAM_TOKENS = {
+    "not bound": (lambda provider, key: program_token(provider, None), "token_not_bound"),
+    "for another api": (lambda provider, key: program_token(provider, key, aud="another-api"), "wrong_audience"),
+    "expired": (lambda provider, key: program_token(provider, key, exp=int(time.time()) - 3600), "expired"),
+    "a tampered signature": (lambda provider, key: program_token(provider, key)[:-8] + "AAAAAAAA", "bad_signature"),
+    "no hpr number": (lambda provider, key: program_token(provider, key, **{HPR_CLAIM: None}), "unknown_user"),
+    "an unknown hpr number": (lambda provider, key: program_token(provider, key, **{HPR_CLAIM: "1234567"}),
+                              "unknown_user"),
+}
+
+
+@pytest.mark.parametrize("make, reason", BAD_PROGRAM_TOKENS.values(), ids=BAD_PROGRAM_TOKENS.keys())
+async def test_a_bad_program_token_is_refused_even_with_a_proof(
+    api: RunningServer, provider: OidcProvider, make: Callable[[OidcProvider, DpopKey], str], reason: str
+) -> None:
+    key = DpopKey()
+    token = make(provider, key)
+    proof = key.proof("GET", api.url + "/api/session", access_token=token)
+    status, body = await whoami(api, {"Authorization": f"DPoP {token}", "DPoP": proof})
+    assert status == 401 and body["error"]["code"] == "token_invalid"
+    assert await dpop_audit(api) == [("denied", f"dpop:{reason}")]
+
+
+async def test_dpop_tokens_are_refused_where_the_api_does_not_take_them(
+    server: RunningServer, provider: OidcProvider
+) -> None:
+    key = DpopKey()
+    token = program_token(provider, key)
+    proof = key.proof("GET", server.url + "/api/session", access_token=token)
+    status, _ = await whoami(server, {"Authorization": f"DPoP {token}", "DPoP": proof})
+    assert status == 401
+    assert await dpop_audit(server) == [("denied", "dpop:dpop_disabled")]

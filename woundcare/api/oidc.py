@@ -18,8 +18,9 @@ from typing import Final
 
 from aiohttp import hdrs, web
 
-from ..appkeys import services
+from ..appkeys import BOUND_TOKENS, services
 from ..audit.log import AuditEntry, Outcome
+from ..auth.bound_tokens import BoundTokens
 from ..auth.oidc import (
     FLOW_TTL_SECONDS,
     Flow,
@@ -89,6 +90,8 @@ def setup(app: web.Application, settings: Settings, secret: bytes) -> None:
     client = OidcClient(config)
     app[OIDC] = client
     app[OIDC_FLOWS] = FlowSealer(secret)
+    if settings.oidc_api_audience:
+        app[BOUND_TOKENS] = BoundTokens(client, settings.oidc_api_audience)
 
     async def http_client(app: web.Application) -> AsyncIterator[None]:
         await client.start()

@@ -314,6 +314,16 @@ class Identity:
 
 
 @dataclass(frozen=True, slots=True)
+class AccessToken:
+    """A verified access token a program presents to our API."""
+
+    jkt: str
+    """The thumbprint of the DPoP key it is bound to (``cnf.jkt``)."""
+    hpr_number: str | None = field(default=None, repr=False)
+    """The professional the program acts for."""
+
+
+@dataclass(frozen=True, slots=True)
 class Tokens:
     """The token endpoint's answer, the parts we use."""
 
@@ -518,18 +528,7 @@ class OidcClient:
     async def verify_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
         """OIDC Core §3.1.3.7; returns the claims."""
         metadata = await self.metadata()
-        algorithms = sorted(metadata.signing_algorithms)
-        try:
-            try:
-                token = jwt.decode(id_token, await self.keys(), algorithms=algorithms)
-            except InvalidKeyIdError:
-                # The provider may have rotated its keys: look again (rate-limited), once.
-                token = jwt.decode(id_token, await self.keys(refresh=True), algorithms=algorithms)
-        except InvalidKeyIdError:
-            raise TokenError("unknown_key") from None
-        except (JoseError, ValueError, TypeError, KeyError):
-            raise TokenError("bad_signature") from None
-        claims = token.claims
+        claims = await self._signed_claims(metadata, id_token)
         now = self._now()
         if claims.get("iss") != metadata.issuer:
             raise TokenError("wrong_issuer")
@@ -552,6 +551,47 @@ class OidcClient:
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
             raise TokenError("subject_claim_missing")
         return claims
+
+    async def verify_access_token(self, access_token: str, audience: str) -> AccessToken:
+        """A DPoP-bound access token the provider issued to a program for our API (a JWT, as
+        HelseID's are): signature, ``iss``, ``aud``, ``exp``, ``nbf`` and ``cnf.jkt``; the
+        caller checks the proof against that thumbprint."""
+        metadata = await self.metadata()
+        claims = await self._signed_claims(metadata, access_token)
+        if claims.get("iss") != metadata.issuer:
+            raise TokenError("wrong_issuer")
+        given = claims.get("aud")
+        if given != audience and not (isinstance(given, list) and audience in given):
+            raise TokenError("wrong_audience")
+        now = self._now()
+        if _time(claims, "exp") <= now - CLOCK_SKEW_SECONDS:
+            raise TokenError("expired")
+        if _time(claims, "nbf") > now + CLOCK_SKEW_SECONDS:
+            raise TokenError("not_yet_valid")
+        confirmation = claims.get("cnf")
+        jkt = confirmation.get("jkt") if isinstance(confirmation, dict) else None
+        if not isinstance(jkt, str) or not jkt:
+            # A bearer token is not accepted from programs: a leaked one would be enough.
+            raise TokenError("token_not_bound")
+        hpr_number = claims.get(self.config.hpr_claim)
+        if hpr_number is not None and (not isinstance(hpr_number, str) or not _HPR_NUMBER.fullmatch(hpr_number)):
+            raise TokenError("hpr_number_invalid")
+        return AccessToken(jkt, hpr_number)
+
+    async def _signed_claims(self, metadata: ProviderMetadata, token: str) -> dict[str, Any]:
+        """The claims of a JWT the provider signed with a key in its JWKS."""
+        algorithms = sorted(metadata.signing_algorithms)
+        try:
+            try:
+                decoded = jwt.decode(token, await self.keys(), algorithms=algorithms)
+            except InvalidKeyIdError:
+                # The provider may have rotated its keys: look again (rate-limited), once.
+                decoded = jwt.decode(token, await self.keys(refresh=True), algorithms=algorithms)
+        except InvalidKeyIdError:
+            raise TokenError("unknown_key") from None
+        except (JoseError, ValueError, TypeError, KeyError):
+            raise TokenError("bad_signature") from None
+        return decoded.claims
 
     # -- cached provider documents
 
