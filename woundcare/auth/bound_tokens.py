@@ -47,7 +47,7 @@ class BoundTokens:
                 request.proofs, method=request.method, url=request.url, access_token=token, jkt=access.jkt
             )
         except ProofError as exc:
-            raise AuthenticationError("dpop_invalid", "a valid DPoP proof must come with this token", reason=exc.reason) from None
+            raise AuthenticationError(exc.code, exc.message, reason=exc.reason) from None
         user = await accounts.user_by_hpr_number(access.hpr_number) if access.hpr_number else None
         if user is None or not user.active:
             raise AuthenticationError("token_invalid", "no active account for this token", reason="unknown_user")

@@ -30,6 +30,8 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, JWKRegistry
 
+from ..errors import WoundcareError
+
 PROOF_TYPE: Final = "dpop+jwt"
 ALGORITHM: Final = "ES256"
 """What our own proofs are signed with."""
@@ -80,8 +82,12 @@ class DpopKey:
         return jwt.encode(header, claims, self.key, algorithms=[ALGORITHM])
 
 
-class ProofError(Exception):
+class ProofError(WoundcareError):
     """A proof is missing or wrong; ``reason`` is a fixed code for the audit log."""
+
+    code = "dpop_invalid"
+    status = 401
+    message = "a valid DPoP proof must come with this token"
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
