@@ -426,7 +426,7 @@ class OidcClient:
         if not isinstance(subject, str) or not 0 < len(subject) <= 200:
             raise TokenError("subject_claim_missing")
         hpr_number = claims.get(self.config.hpr_claim)
-        if hpr_number is not None and (not isinstance(hpr_number, str) or not _HPR_NUMBER.fullmatch(hpr_number)):
+        if hpr_number is not None and not is_hpr_number(hpr_number):
             raise TokenError("hpr_number_invalid")
         level = _security_level(claims.get(self.config.security_level_claim))
         minimum = self.config.min_security_level
@@ -574,7 +574,7 @@ class OidcClient:
             # A bearer token is not accepted from programs: a leaked one would be enough.
             raise TokenError("token_not_bound")
         hpr_number = claims.get(self.config.hpr_claim)
-        if hpr_number is not None and (not isinstance(hpr_number, str) or not _HPR_NUMBER.fullmatch(hpr_number)):
+        if hpr_number is not None and not is_hpr_number(hpr_number):
             raise TokenError("hpr_number_invalid")
         return AccessToken(jkt, hpr_number)
 
@@ -659,6 +659,10 @@ def _time(claims: Mapping[str, Any], name: str) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise TokenError("bad_times")
     return float(value)
+
+
+def is_hpr_number(value: object) -> bool:
+    return isinstance(value, str) and _HPR_NUMBER.fullmatch(value) is not None
 
 
 def _security_level(value: object) -> int | None:
