@@ -95,6 +95,8 @@ class OidcProvider:
     """Refuse a token request without a DPoP proof (HelseID's rule)."""
     dpop_nonce: str | None = None
     """When set, a proof at /token or /userinfo without this nonce gets ``use_dpop_nonce``."""
+    userinfo_nonce: str | None = None
+    """A nonce of /userinfo's own (a resource server may keep its own); else ``dpop_nonce``."""
     bearer_despite_dpop: bool = False
     """Misbehave: issue a ``Bearer`` token even when a proof came."""
     port: int = field(default_factory=free_port)
@@ -285,14 +287,15 @@ class OidcProvider:
         else:
             if scheme != "DPoP":
                 return _resource_error("DPoP", "invalid_token")  # a bound token used as a bearer token
+            nonce = self.userinfo_nonce or self.dpop_nonce
             try:
-                if self._proof_key(request, access_token=token) != jkt:
+                if self._proof_key(request, access_token=token, nonce=nonce) != jkt:
                     return _resource_error("DPoP", "invalid_dpop_proof")
             except ProofRefused as refused:
-                return _resource_error("DPoP", refused.error, nonce=self.dpop_nonce)
+                return _resource_error("DPoP", refused.error, nonce=nonce)
         return web.json_response({"sub": claims["sub"], **self.userinfo_claims})
 
-    def _proof_key(self, request: web.Request, *, access_token: str | None = None) -> str:
+    def _proof_key(self, request: web.Request, *, access_token: str | None = None, nonce: str | None = None) -> str:
         """The thumbprint of the key that signed the request's one valid DPoP proof (RFC 9449 §4.3)."""
         proofs = request.headers.getall("DPoP", [])
         if len(proofs) != 1:
@@ -320,7 +323,8 @@ class OidcProvider:
             digest = hashlib.sha256(access_token.encode()).digest()
             if claims.get("ath") != base64.urlsafe_b64encode(digest).rstrip(b"=").decode():
                 raise ProofRefused("invalid_dpop_proof")
-        if self.dpop_nonce is not None and claims.get("nonce") != self.dpop_nonce:
+        expected = nonce or self.dpop_nonce
+        if expected is not None and claims.get("nonce") != expected:
             raise ProofRefused("use_dpop_nonce")
         self._proofs.add(jti)
         return key.thumbprint()

@@ -119,6 +119,16 @@ async def test_login_with_par_private_key_jwt_and_dpop_maps_the_hpr_number(
     assert [(r.outcome, r.resource) for r in await audit(server)] == [("ok", None)]
 
 
+async def test_a_nonce_of_the_userinfo_endpoints_own_is_answered(
+    server: RunningServer, provider: OidcProvider, browser: ApiClient
+) -> None:
+    user_id = await add_user(server, oidc_subject=NATIONAL_ID)
+    provider.userinfo_nonce = "nonce-2"
+    assert (await follow(browser, await to_callback(server, browser))).status == 302
+    assert provider.userinfo_requests == 2, "refused once for the nonce, then answered"
+    assert await hpr_number_of(server, user_id) == HPR_NUMBER
+
+
 async def test_a_login_can_be_linked_by_hpr_number(
     start_server: StartServer, provider: OidcProvider, tmp_path: Path
 ) -> None:

@@ -310,7 +310,6 @@ class Identity:
     subject: str = field(repr=False)
     hpr_number: str | None = None
     """The health professional's HPR number, when the provider sent one (a public registry number)."""
-    security_level: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,7 +431,7 @@ class OidcClient:
         minimum = self.config.min_security_level
         if minimum is not None and (level is None or level < minimum):
             raise SecurityLevelTooLow("security_level_too_low" if level is not None else "security_level_missing")
-        return Identity(subject, hpr_number, level)
+        return Identity(subject, hpr_number)
 
     async def _redeem(self, metadata: ProviderMetadata, flow: Flow, code: str) -> Tokens:
         form = {
@@ -461,46 +460,50 @@ class OidcClient:
         self, metadata: ProviderMetadata, url: str, what: str, form: Mapping[str, str]
     ) -> tuple[int, dict[str, Any]]:
         """POST ``form`` with our client authentication and, with DPoP, a proof; once more
-        with the nonce the provider asks for (RFC 9449 §8). The retry signs a new client
-        assertion: the provider takes each assertion's ``jti`` only once."""
-        for attempt in (1, 2):
-            body, headers = dict(form), {}
-            if self.config.client_key is not None:
-                body |= {
-                    "client_id": self.config.client_id,
-                    "client_assertion_type": ASSERTION_TYPE,
-                    "client_assertion": self.client_assertion(metadata),
-                }
-            else:
-                headers["Authorization"] = _basic_auth(self.config.client_id, self.config.client_secret or "")
-            if self.dpop is not None:
-                headers["DPoP"] = self.dpop.proof("POST", url, nonce=self.dpop_nonce)
-            status, nonce, answer = await self._request("POST", url, what, data=body, headers=headers)
-            if attempt == 1 and status == 400 and answer.get("error") == "use_dpop_nonce" and nonce:
-                continue
-            return status, answer
-        raise AssertionError("unreachable")
+        with the nonce the provider asks for (RFC 9449 §8)."""
+        status, nonce, answer = await self._post_once(metadata, url, what, form)
+        if status == 400 and answer.get("error") == "use_dpop_nonce" and nonce and self.dpop is not None:
+            status, _, answer = await self._post_once(metadata, url, what, form)
+        return status, answer
+
+    async def _post_once(
+        self, metadata: ProviderMetadata, url: str, what: str, form: Mapping[str, str]
+    ) -> tuple[int, str | None, dict[str, Any]]:
+        # Signed anew for each request: the provider takes each assertion's ``jti`` only once.
+        body, headers = dict(form), {}
+        if self.config.client_key is not None:
+            body |= {
+                "client_id": self.config.client_id,
+                "client_assertion_type": ASSERTION_TYPE,
+                "client_assertion": self.client_assertion(metadata),
+            }
+        else:
+            headers["Authorization"] = _basic_auth(self.config.client_id, self.config.client_secret or "")
+        if self.dpop is not None:
+            headers["DPoP"] = self.dpop.proof("POST", url, nonce=self.dpop_nonce)
+        return await self._request("POST", url, what, data=body, headers=headers)
 
     async def _userinfo(self, metadata: ProviderMetadata, tokens: Tokens) -> dict[str, Any]:
         """The userinfo endpoint's claims, read with the access token (and a proof bound to it)."""
         url = metadata.userinfo_endpoint
         if url is None:
             raise ProviderError("discovery_no_userinfo")
-        for attempt in (1, 2):
-            headers = {"Authorization": f"{'DPoP' if self.dpop else 'Bearer'} {tokens.access_token}"}
-            used = self.dpop_nonce
-            if self.dpop is not None:
-                headers["DPoP"] = self.dpop.proof("GET", url, nonce=used, access_token=tokens.access_token)
-            status, nonce, answer = await self._request("GET", url, "userinfo", headers=headers)
-            if attempt == 1 and status == 401 and self.dpop is not None and nonce and nonce != used:
-                # RFC 9449 §9: a resource server asks for a nonce with a 401 and a new DPoP-Nonce.
-                continue
-            break
+        used = self.dpop_nonce
+        status, nonce, answer = await self._userinfo_once(url, tokens)
+        if status == 401 and self.dpop is not None and nonce and nonce != used:
+            # RFC 9449 §9: a resource server asks for a nonce with a 401 and a new DPoP-Nonce.
+            status, _, answer = await self._userinfo_once(url, tokens)
         if status == 401:
             raise TokenError("userinfo_refused")
         if status != 200:
             raise ProviderError("userinfo_status")
         return answer
+
+    async def _userinfo_once(self, url: str, tokens: Tokens) -> tuple[int, str | None, dict[str, Any]]:
+        headers = {"Authorization": f"{'DPoP' if self.dpop else 'Bearer'} {tokens.access_token}"}
+        if self.dpop is not None:
+            headers["DPoP"] = self.dpop.proof("GET", url, nonce=self.dpop_nonce, access_token=tokens.access_token)
+        return await self._request("GET", url, "userinfo", headers=headers)
 
     def client_assertion(self, metadata: ProviderMetadata) -> str:
         """``private_key_jwt`` (RFC 7523): one-use, 60 seconds, audience the issuer (as HelseID
