@@ -137,6 +137,22 @@ def test_region_user_lifecycle(cli: Any, tmp_path: Path, monkeypatch: pytest.Mon
     _assert_no_secrets(tmp_path, PASSWORD, generated)
 
 
+def test_user_hpr_number(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An account linked to an HPR number, for single sign-on that links by it; one account each."""
+    monkeypatch.setenv(NEW_PASSWORD_ENV, PASSWORD)
+    cli("region", "add", "nord", "Nord pilot")
+    cli("user", "add", "sam", "--name", "Sam", "--role", "specialist", "--region", "nord")
+    cli("user", "add", "kim", "--name", "Kim", "--role", "specialist", "--region", "nord")
+    assert cli("user", "hpr", "sam", "9144889")[0] == 0
+    assert _user(tmp_path, "sam").hpr_number == "9144889"
+    assert cli("user", "hpr", "kim", "9144889")[1:] == ("", "woundcare: error: this HPR number belongs to another user\n")
+    assert cli("user", "hpr", "kim", "12345678901")[1:] == ("", "woundcare: error: an HPR number is one to nine digits\n")
+    assert cli("user", "hpr", "ghost", "1234567")[2] == "woundcare: error: no such user: ghost\n"
+    assert _user(tmp_path, "kim").hpr_number is None
+    [audited] = _query(tmp_path, select(AuditEvent).where(AuditEvent.action == "admin.user.hpr"))
+    assert audited.resource == f"user:u{_user(tmp_path, 'sam').id}"
+
+
 def test_device_issue_and_revoke(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(NEW_PASSWORD_ENV, PASSWORD)
     cli("region", "add", "nord", "Nord pilot")

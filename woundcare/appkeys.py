@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .auth.bound_tokens import BoundTokens
 from .records.queue import Queue
 from .services import Services
 
 SERVICES = web.AppKey("services", Services)
 QUEUE = web.AppKey("queue", Queue)
+BOUND_TOKENS = web.AppKey("bound_tokens", BoundTokens)
+"""Present when the API accepts the provider's DPoP-bound access tokens (``oidc_api_audience``)."""
 
 
 def services(request: web.Request) -> Services:

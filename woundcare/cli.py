@@ -25,6 +25,7 @@ from .app import create_app
 from .appkeys import SERVICES
 from .audit.log import AuditEntry, Outcome
 from .audit.verify import verify_command
+from .auth.oidc import is_hpr_number
 from .auth.passwords import hash_password
 from .auth.totp import TotpBox
 from .config import Settings
@@ -265,6 +266,19 @@ async def _user_totp(services: Services, args: argparse.Namespace) -> int:
     print(f"TOTP enrolled for {args.username}; sessions revoked")
     print(f"secret (shown once): {secret}")
     print(f"authenticator URI: {TotpBox.uri(secret, args.username)}")
+    return 0
+
+
+async def _user_hpr(services: Services, args: argparse.Namespace) -> int:
+    """Link an account to a health professional's HPR number, for ``oidc_link_by = "hpr_number"``
+    (a login also stores the number the provider sends)."""
+    if not is_hpr_number(args.hpr_number):
+        raise CliError("an HPR number is one to nine digits")
+    user_id = await _user_id(services, args.username)
+    if not await services.accounts.set_hpr_number(user_id, args.hpr_number):
+        raise CliError("this HPR number belongs to another user")
+    await _audit(services, "user.hpr", f"user:{user_ref(user_id)}")
+    print(f"HPR number of {args.username} set")
     return 0
 
 
@@ -560,6 +574,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     user_totp.add_argument("username")
     user_totp.set_defaults(func=_admin(_user_totp))
+    user_hpr = user.add_parser(
+        "hpr", parents=[common], help="set the user's HPR number (single sign-on may link by it)"
+    )
+    user_hpr.add_argument("username")
+    user_hpr.add_argument("hpr_number")
+    user_hpr.set_defaults(func=_admin(_user_hpr))
 
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="action", required=True)
     audit_verify = audit.add_parser(

@@ -121,6 +121,27 @@ class Settings(BaseSettings):
     """ID-token claim matched against ``users.oidc_subject`` (HelseID: ``helseid://claims/identity/pid``)."""
     oidc_scopes: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["openid"])
     oidc_timeout_seconds: float = Field(10.0, gt=0, le=60)
+    # HelseID's client rules (docs/security.md, "Single sign-on"): each switched on per deployment.
+    oidc_client_auth: Literal["client_secret_basic", "private_key_jwt"] | None = None
+    """How the server authenticates at the provider; unset: ``private_key_jwt`` when
+    ``oidc_client_key_file`` is set, else ``client_secret_basic``."""
+    oidc_par: bool = False
+    """Push the authorization request to the provider (RFC 9126); HelseID requires it."""
+    oidc_dpop: bool = False
+    """Ask for DPoP-bound access tokens (RFC 9449); HelseID requires it."""
+    oidc_userinfo: bool = False
+    """Read claims from the userinfo endpoint too (with the DPoP-bound token)."""
+    oidc_link_by: Literal["subject", "hpr_number"] = "subject"
+    """Which local user a login is: ``users.oidc_subject`` = the subject claim, or
+    ``users.hpr_number`` = the HPR claim."""
+    oidc_hpr_claim: str = "helseid://claims/hpr/hpr_number"
+    """The claim with the HPR number, stored on the user at each login."""
+    oidc_security_level_claim: str = "helseid://claims/identity/security_level"
+    oidc_min_security_level: int | None = Field(None, ge=1, le=4)
+    """Logins below this security level are refused and audited (HelseID: 4 = high); unset: no minimum."""
+    oidc_api_audience: str | None = None
+    """When set, the API also takes the provider's access tokens with this ``aud`` from programs
+    (journal systems acting for a professional, by HPR number), only DPoP-bound with a proof."""
 
     # Hardening (issue 15): who may read /metrics, and how much image decoding runs at once.
     metrics_token: SecretStr | None = None
@@ -181,11 +202,17 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _oidc_complete(self) -> Settings:
         if self.oidc_issuer is None:
+            if self.oidc_api_audience is not None:
+                raise ValueError("oidc_api_audience needs oidc_issuer")
             return self
         if not self.oidc_client_id:
             raise ValueError("oidc_issuer needs oidc_client_id")
         if self.oidc_client_secret is None and self.oidc_client_key_file is None:
             raise ValueError("oidc_issuer needs oidc_client_key_file (private_key_jwt) or oidc_client_secret")
+        if self.oidc_client_auth == "private_key_jwt" and self.oidc_client_key_file is None:
+            raise ValueError("oidc_client_auth private_key_jwt needs oidc_client_key_file")
+        if self.oidc_client_auth == "client_secret_basic" and self.oidc_client_secret is None:
+            raise ValueError("oidc_client_auth client_secret_basic needs oidc_client_secret")
         if "openid" not in self.oidc_scopes:
             raise ValueError("oidc_scopes must include 'openid'")
         return self

@@ -24,13 +24,15 @@ Exception hierarchy::
     │   ├── BlobExists
     │   └── BlobNotFound
     ├── LoginError                       401/429..., code per refusal; woundcare.auth.login
-    ├── AuthenticationError              401 token_invalid | token_expired; woundcare.auth.errors
+    ├── AuthenticationError              401 token_invalid | token_expired | dpop_invalid; woundcare.auth.errors
     │   └── InvitationError              an invitation or join token
     ├── OidcError                        woundcare.auth.oidc; ``reason`` goes to the audit log
     │   ├── FlowError                    400 oidc_state
     │   ├── LoginRefused                 401 oidc_failed
     │   ├── TokenError                   401 oidc_invalid_token
-    │   └── ProviderError                502 oidc_provider_error
+    │   ├── ProviderError                502 oidc_provider_error
+    │   └── SecurityLevelTooLow          403 oidc_security_level
+    ├── ProofError                       401 dpop_invalid; woundcare.auth.dpop, ``reason`` to the audit log
     ├── Denied                           403 forbidden; woundcare.auth.policy
     ├── ConsultationLive                 409 consultation_live, naming the live one
     ├── AssessmentSigned                 409 signed

@@ -20,9 +20,11 @@ from typing import Final, TypeVar
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..appkeys import services
+from ..appkeys import BOUND_TOKENS, services
 from ..audit.log import AuditEntry, Outcome
 from ..auth.authenticate import Authenticator
+from ..auth.bound_tokens import ProofRequest
+from ..auth.dpop import ACCEPTED_ALGORITHMS
 from ..auth.errors import AuthenticationError
 from ..auth.policy import Action, Denied, authorize, regions_for, role_in
 from ..auth.sessions import COOKIE, CSRF_HEADER, OpenSession
@@ -83,7 +85,16 @@ def audit_target(request: web.Request, resource: str, region_id: int | None = No
 
 def authenticator(request: web.Request) -> Authenticator:
     found = services(request)
-    return Authenticator(found.accounts, found.invitations, found.sessions, found.devices)
+    return Authenticator(
+        found.accounts, found.invitations, found.sessions, found.devices, request.config_dict.get(BOUND_TOKENS)
+    )
+
+
+def proof_request(request: web.Request) -> ProofRequest:
+    """What a DPoP proof must name: the URL as the program addressed it (the public URL,
+    behind a proxy too), without the query."""
+    url = services(request).settings.base_url.rstrip("/") + request.rel_url.raw_path
+    return ProofRequest(request.method, url, tuple(request.headers.getall("DPoP", ())))
 
 
 def from_this_site(request: web.Request) -> bool:
@@ -115,10 +126,17 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
     assert isinstance(rule, Action)
     try:
         found = await authenticator(request).authenticate(
-            request.headers.get("Authorization", ""), request.cookies.get(COOKIE)
+            request.headers.get("Authorization", ""), request.cookies.get(COOKIE), proof_request(request)
         )
     except AuthenticationError as exc:
-        raise http_error(exc) from None
+        error = http_error(exc)
+        if exc.reason is not None:
+            # A program's DPoP-bound token refused (replayed without its proof, a proof for
+            # another request or key, a bearer token): audited, and answered as RFC 9449 §7.1 says.
+            audit_target(request, f"dpop:{exc.reason}")
+            await _audit(request, rule, Outcome.DENIED, None, "dpop")
+            error.headers["WWW-Authenticate"] = f'DPoP error="invalid_token", algs="{" ".join(ACCEPTED_ALGORITHMS)}"'
+        raise error from None
     if found is None:
         await _audit(request, rule, Outcome.DENIED, None)
         raise api_error(401, "unauthorized", "log in first")

@@ -2,8 +2,10 @@
 
 ``GET /api/oidc/login`` sends the browser to the provider with a fresh login attempt sealed in
 the ``wc_oidc`` cookie; ``GET /api/oidc/callback`` takes it back, verifies the ID token, finds
-the local user whose ``oidc_subject`` equals the configured claim and opens the same browser
-session as password login. Users are never created here. Every outcome of the callback is
+the local user whose ``oidc_subject`` equals the configured claim (or, per deployment, whose
+``hpr_number`` equals the HPR claim), stores the HPR number on it and opens the same browser
+session as password login. Users are never created here. A login below the deployment's
+minimum security level is refused (``403 oidc_security_level``). Every outcome of the callback is
 audited as ``login.oidc``; refusals carry a fixed reason (``oidc:<reason>``), never a claim.
 Both routes answer ``404 oidc_disabled`` when OIDC is not configured.
 """
@@ -16,8 +18,9 @@ from typing import Final
 
 from aiohttp import hdrs, web
 
-from ..appkeys import services
+from ..appkeys import BOUND_TOKENS, services
 from ..audit.log import AuditEntry, Outcome
+from ..auth.bound_tokens import BoundTokens
 from ..auth.oidc import (
     FLOW_TTL_SECONDS,
     Flow,
@@ -27,7 +30,7 @@ from ..auth.oidc import (
     OidcClient,
     OidcConfig,
     OidcError,
-    ProviderError,
+    SecurityLevelTooLow,
     load_client_key,
 )
 from ..auth.subject import Subject
@@ -58,7 +61,7 @@ def config_from(settings: Settings) -> OidcConfig | None:
     if not settings.oidc_client_id:
         raise ValueError("oidc_issuer needs oidc_client_id")
     client_key = None
-    if settings.oidc_client_key_file is not None:
+    if settings.oidc_client_key_file is not None and settings.oidc_client_auth != "client_secret_basic":
         client_key = load_client_key(settings.oidc_client_key_file.read_bytes())
     secret = settings.oidc_client_secret.get_secret_value() if settings.oidc_client_secret else None
     return OidcConfig(
@@ -70,6 +73,12 @@ def config_from(settings: Settings) -> OidcConfig | None:
         subject_claim=settings.oidc_subject_claim,
         scopes=tuple(settings.oidc_scopes),
         timeout_seconds=settings.oidc_timeout_seconds,
+        par=settings.oidc_par,
+        dpop=settings.oidc_dpop,
+        userinfo=settings.oidc_userinfo,
+        hpr_claim=settings.oidc_hpr_claim,
+        security_level_claim=settings.oidc_security_level_claim,
+        min_security_level=settings.oidc_min_security_level,
     )
 
 
@@ -81,6 +90,8 @@ def setup(app: web.Application, settings: Settings, secret: bytes) -> None:
     client = OidcClient(config)
     app[OIDC] = client
     app[OIDC_FLOWS] = FlowSealer(secret)
+    if settings.oidc_api_audience:
+        app[BOUND_TOKENS] = BoundTokens(client, settings.oidc_api_audience)
 
     async def http_client(app: web.Application) -> AsyncIterator[None]:
         await client.start()
@@ -104,7 +115,8 @@ async def login(request: web.Request) -> web.Response:
     flow = Flow.new()
     try:
         location = await client.authorization_url(flow)
-    except ProviderError as exc:
+    except OidcError as exc:
+        # The provider unreachable, or (PAR) refusing our pushed request.
         await _audit(request, Outcome.FAILED, exc.reason)
         raise http_error(exc) from None
     response = web.Response(status=302, headers={hdrs.LOCATION: location, **_NO_STORE})
@@ -148,18 +160,31 @@ async def _finish(request: web.Request, client: OidcClient) -> Identity:
     try:
         return await client.finish(flow, params)
     except OidcError as exc:
-        # Refused at the provider, an unverifiable token, or the provider unreachable.
-        await _audit(request, Outcome.FAILED, exc.reason)
+        # Refused at the provider, an unverifiable token, the provider unreachable, or (denied
+        # by our own rule) a security level below the deployment's minimum.
+        outcome = Outcome.DENIED if isinstance(exc, SecurityLevelTooLow) else Outcome.FAILED
+        await _audit(request, outcome, exc.reason)
         raise http_error(exc) from None
 
 
 async def _user_behind(request: web.Request, client: OidcClient, identity: Identity) -> User:
-    """The active local user linked to ``identity``; no user is ever created here."""
-    user = await services(request).accounts.user_by_oidc_subject(identity.subject)
+    """The active local user linked to ``identity`` (by subject or by HPR number, as the
+    deployment says), with the HPR number the provider sent stored on it; no user is ever
+    created here."""
+    accounts = services(request).accounts
+    if services(request).settings.oidc_link_by == "hpr_number":
+        user = await accounts.user_by_hpr_number(identity.hpr_number) if identity.hpr_number else None
+    else:
+        user = await accounts.user_by_oidc_subject(identity.subject)
     if user is None or not user.active:
         reason = "unknown_user" if user is None else "user_inactive"
         await _audit(request, Outcome.DENIED, reason, actor=Subject.user_ref(user.id) if user else None)
         raise api_error(403, "unknown_user", "no active woundcare account is linked to this identity")
+    if identity.hpr_number is not None and identity.hpr_number != user.hpr_number:
+        if not await accounts.set_hpr_number(user.id, identity.hpr_number):
+            # Two accounts cannot be one professional: an administrator must sort out which.
+            await _audit(request, Outcome.DENIED, "hpr_number_taken", actor=Subject.user_ref(user.id))
+            raise api_error(409, "hpr_number_taken", "this HPR number belongs to another woundcare account")
     return user
 
 

@@ -7,6 +7,8 @@ session; from then on the cookie is what is authenticated here.
 - A **session cookie** is a user, with the roles of her memberships.
 - A **device token** (``wcd_…``) is its nurse, in the device's one region, as a nurse only.
 - An **invitation token** on HTTP is a guest of its consultation's region (ICE servers only).
+- A program's **DPoP-bound access token** (``Authorization: DPoP``, when the API accepts
+  the provider's tokens, :mod:`.bound_tokens`) is the user its HPR number names.
 - A **join token** on ``/ws`` (:func:`token_holder`) is the user or device it was minted for,
   checked again now, or a guest (an interpreter, the recorder) for an invitation's holder.
 """
@@ -18,8 +20,10 @@ from dataclasses import dataclass
 
 from ..db.models import StaffRole, User
 from ..records.accounts import Accounts, Holder
+from .bound_tokens import BoundTokens, ProofRequest
 from .devices import TOKEN_PREFIX, Devices
 from .errors import AuthenticationError
+from .invitations import TOKEN_PREFIX as INVITATION_PREFIX
 from .invitations import Invitation, Invitations
 from .sessions import OpenSession, Sessions
 from .subject import Subject
@@ -38,13 +42,22 @@ class Authenticator:
     invitations: Invitations
     sessions: Sessions
     devices: Devices
+    bound_tokens: BoundTokens | None = None
+    """Set when the API accepts the provider's DPoP-bound access tokens."""
 
-    async def authenticate(self, authorization: str, cookie: str | None) -> Authenticated | None:
-        """The subject behind an ``Authorization: Bearer`` header or else a session cookie;
-        None when neither is offered or the session is over. A bad bearer token raises
-        :class:`AuthenticationError` (a cookie never does: the browser just logs in again)."""
+    async def authenticate(
+        self, authorization: str, cookie: str | None, proof: ProofRequest | None = None
+    ) -> Authenticated | None:
+        """The subject behind an ``Authorization: Bearer`` (or ``DPoP``, with ``proof``)
+        header or else a session cookie; None when neither is offered or the session is
+        over. A bad token raises :class:`AuthenticationError` (a cookie never does: the
+        browser just logs in again)."""
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
+        if scheme.lower() == "dpop" and token:
+            if self.bound_tokens is None or proof is None:
+                raise AuthenticationError("token_invalid", "DPoP tokens are not accepted here", reason="dpop_disabled")
+            return Authenticated(await subject_of(self.accounts, await self.bound_tokens.user(self.accounts, token, proof)))
         if scheme.lower() == "bearer" and token:
             if token.startswith(TOKEN_PREFIX + "_"):
                 login = await self.devices.resolve(token)
@@ -52,6 +65,9 @@ class Authenticator:
                     raise AuthenticationError("token_invalid", "device token is unknown or revoked")
                 device = (login.device.id, login.device.region_id)
                 return Authenticated(await subject_of(self.accounts, login.user, device=device))
+            if self.bound_tokens is not None and not token.startswith(INVITATION_PREFIX):
+                # Most likely the provider's token, which is only ever good with its proof.
+                raise AuthenticationError("token_invalid", "this token is taken only as DPoP", reason="dpop_required")
             invitation = self.invitations.verify(token)
             # A shredded region still names the invitation's; its room refuses the join.
             return Authenticated(guest(invitation, await self.accounts.region_id(invitation.region, shredded=True)))

@@ -6,12 +6,14 @@ from ..errors import WoundcareError
 
 
 class AuthenticationError(WoundcareError):
-    """``code`` is ``token_invalid`` or ``token_expired`` (401 on HTTP, an error frame on
+    """``code`` is ``token_invalid``, ``token_expired`` or ``dpop_invalid`` (401 on HTTP, an error frame on
     ``/ws``); the message names the rule, never the token."""
 
     status = 401
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, reason: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.reason = reason
+        """A fixed code for the audit log, for refusals that are audited (DPoP-bound tokens)."""

@@ -20,7 +20,7 @@ from signaling.protocol import Role
 from ..crypto.kdf import Purpose, derive_key
 from .errors import AuthenticationError
 
-_PREFIX = "wc1."
+TOKEN_PREFIX = "wc1."
 
 
 class InvitationError(AuthenticationError):
@@ -71,11 +71,11 @@ class Invitations:
             "iat": issued,
             "exp": issued + (ttl_seconds if ttl_seconds is not None else self._ttl),
         }
-        body = _PREFIX + _b64(orjson.dumps(claims))
+        body = TOKEN_PREFIX + _b64(orjson.dumps(claims))
         return f"{body}.{_b64(self._sign(body))}"
 
     def verify(self, token: str, now: float | None = None) -> Invitation:
-        if not token.startswith(_PREFIX) or token.count(".") != 2:
+        if not token.startswith(TOKEN_PREFIX) or token.count(".") != 2:
             raise InvitationError("token_invalid", "token is malformed")
         body, _, signature = token.rpartition(".")
         try:
@@ -85,7 +85,7 @@ class Invitations:
         if not hmac.compare_digest(given, self._sign(body)):
             raise InvitationError("token_invalid", "token signature does not match")
         try:
-            claims = orjson.loads(_unb64(body[len(_PREFIX) :]))
+            claims = orjson.loads(_unb64(body[len(TOKEN_PREFIX) :]))
             invitation = Invitation(
                 consultation=str(claims["c"]),
                 role=Role(claims["r"]),

@@ -153,6 +153,9 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(200))
     """None for users who log in through OIDC only."""
     oidc_subject: Mapped[str | None] = mapped_column(String(200), unique=True, default=None)
+    hpr_number: Mapped[str | None] = mapped_column(String(9), unique=True, default=None)
+    """The health professional's number in the public HPR register (not patient data), as the
+    identity provider last sent it; single sign-on may link by it (``oidc_link_by``)."""
     totp_secret_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     active: Mapped[bool] = mapped_column(default=True)
     failed_logins: Mapped[int] = mapped_column(default=0)

@@ -68,6 +68,19 @@ class Accounts:
         async with self._db.sessions() as session:
             return await session.scalar(select(User).where(User.oidc_subject == oidc_subject))
 
+    async def user_by_hpr_number(self, hpr_number: str) -> User | None:
+        async with self._db.sessions() as session:
+            return await session.scalar(select(User).where(User.hpr_number == hpr_number))
+
+    async def set_hpr_number(self, user_id: int, hpr_number: str) -> bool:
+        """Store the user's HPR number; False when another user already holds it."""
+        try:
+            async with self._db.sessions() as session, session.begin():
+                await session.execute(update(User).where(User.id == user_id).values(hpr_number=hpr_number))
+        except IntegrityError:
+            return False
+        return True
+
     async def memberships(self, user_id: int) -> list[tuple[int, StaffRole]]:
         """The user's (region id, role) pairs, in regions not shredded."""
         async with self._db.sessions() as session:

@@ -1,0 +1,67 @@
+"""HelseID-grade single sign-on through the login page in Chromium: the pushed request, the
+signed client assertion and the DPoP-bound token all on, against the local provider; the
+user lands on her page with the HPR number the provider sent stored on her account."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from tests.api.test_helseid import HPR_NUMBER, helseid_provider, helseid_settings
+from tests.api.test_oidc import NATIONAL_ID, PASSWORD
+from tests.e2e.browser import DESKTOP, async_playwright, launch
+from tests.e2e.flows import UI_TIMEOUT_MS
+from tests.oidc_provider import OidcProvider
+from tests.server import RunningServer
+from woundcare.appkeys import SERVICES
+from woundcare.db.models import StaffRole, User
+
+
+async def test_single_sign_on_with_par_private_key_jwt_and_dpop_in_chromium(
+    start_server: Callable[..., Awaitable[RunningServer]], tmp_path: Path
+) -> None:
+    provider = await helseid_provider().start()
+    try:
+        await _log_in(start_server, provider, tmp_path)
+    finally:
+        await provider.stop()
+
+
+async def _log_in(
+    start_server: Callable[..., Awaitable[RunningServer]], provider: OidcProvider, tmp_path: Path
+) -> None:
+    server = await start_server(**helseid_settings(provider, tmp_path))
+    user_id = await server.add_user("spesialist", PASSWORD, {"east": StaffRole.SPECIALIST})
+    async with server.app[SERVICES].database.sessions() as session, session.begin():
+        await session.execute(update(User).where(User.id == user_id).values(oidc_subject=NATIONAL_ID))
+    async with async_playwright() as playwright:
+        browser = await launch(playwright)
+        try:
+            page = await (await browser.new_context(viewport=DESKTOP, locale="nb-NO")).new_page()
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            page_errors: list[str] = []
+            page.on("pageerror", lambda error: page_errors.append(str(error)))
+
+            await page.goto(server.url + "/")
+            link = page.locator("#oidc-link")
+            await link.wait_for(state="visible")
+            assert await link.text_content() == "Logg inn med HelseID"
+            await link.click()
+            await page.wait_for_url(server.url + "/specialist")
+            await page.wait_for_load_state("networkidle")
+            assert not page_errors, page_errors
+        finally:
+            await browser.close()
+
+    # The browser went to the provider with a reference only; the request itself was pushed.
+    [authorize] = provider.authorize_requests
+    assert sorted(authorize) == ["client_id", "request_uri"]
+    assert provider.par_requests and all("client_assertion" in r for r in provider.par_requests)
+    [token_request] = provider.token_requests
+    assert "client_assertion" in token_request and "client_secret" not in token_request
+    assert provider.userinfo_requests == 1, "the HPR number was read with the DPoP-bound token"
+    async with server.app[SERVICES].database.sessions() as session:
+        assert await session.scalar(select(User.hpr_number).where(User.id == user_id)) == HPR_NUMBER
+
