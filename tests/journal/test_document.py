@@ -62,6 +62,7 @@ CONTENT = AssessmentContent.from_json({
     "outcome": "treated_at_home",
 })
 D_NUMBER = "41018010001"
+EAST_HPR = "9144900"
 """Born 01.01.1980, with 4 added to the first digit: a D-number."""
 
 
@@ -100,12 +101,13 @@ def of_type(bundle: dict[str, Any], kind: str) -> list[dict[str, Any]]:
 def ids_of(bundle: dict[str, Any]) -> set[str]:
     """Every id the document gives: its own, its entries' urls and ids, its identifiers' values
     but the national id (which the research export must not carry either), the region's code
-    (public, in both by design) and the photos' SHA-256 names (of the content, checked apart)."""
+    and the HPR number (public registry numbers, the same in every document) and the photos'
+    SHA-256 names (of the content, checked apart)."""
     found = {bundle["id"], bundle["identifier"]["value"]}
     for entry in bundle["entry"]:
         found |= {entry["fullUrl"], entry["fullUrl"].removeprefix("urn:uuid:"), entry["resource"]["id"]}
         for identifier in entry["resource"].get("identifier", []):
-            if identifier["system"] not in (FNR_SYSTEM, DNR_SYSTEM, REGION_SYSTEM, "urn:ietf:rfc:3986"):
+            if identifier["system"] not in (FNR_SYSTEM, DNR_SYSTEM, REGION_SYSTEM, HPR_SYSTEM, "urn:ietf:rfc:3986"):
                 found.add(identifier["value"])
     return found
 
@@ -134,6 +136,7 @@ async def seeded_pilot(server: RunningServer) -> list[str]:
     assert await seed_demo(services)
     east = await fill(server, "east", 3)
     east_specialist = await server.add_user("spes", "journal test password", {"east": StaffRole.SPECIALIST})
+    assert await services.accounts.set_hpr_number(east_specialist, EAST_HPR)
     demo_specialist = await services.accounts.user_id("spesialist")
     assert demo_specialist is not None
     demo = await services.consultations.newest_open(DEMO_REGION)
@@ -171,6 +174,7 @@ async def test_every_signed_assessment_of_the_seeded_pilot_exports(start_server:
     signed = await seeded_pilot(server)
     key = ids_key(server.settings.signing_key())
     all_journal_ids: set[str] = set()
+    hpr_seen = 0
     for consultation in signed:
         view = await services.consultations.get(consultation)
         assert view is not None
@@ -193,7 +197,11 @@ async def test_every_signed_assessment_of_the_seeded_pilot_exports(start_server:
         assert organization["name"] == view.region_name
         [practitioner] = of_type(bundle, "Practitioner")  # the signer; these consultations had no staff starter
         assert practitioner["name"][0]["text"] == record.signer.name and record.signer.name
-        assert "identifier" not in practitioner  # no HPR number on record yet
+        if record.signer.hpr is None:  # the demo's specialist has no HPR number on record
+            assert "identifier" not in practitioner
+        else:
+            assert practitioner["identifier"] == [{"system": HPR_SYSTEM, "value": EAST_HPR}]
+            hpr_seen += 1
         [composition] = of_type(bundle, "Composition")
         assert composition["status"] == "final" and composition["attester"][0]["mode"] == "legal"
         assert composition["type"]["coding"][0] == {"system": "urn:oid:2.16.578.1.12.4.1.1.9602", "code": "B02-2",
@@ -240,7 +248,7 @@ async def test_every_signed_assessment_of_the_seeded_pilot_exports(start_server:
         research_text = json.dumps(research, ensure_ascii=False)
         assert identity.national_id not in research_text and identity.name not in research_text
         assert record.signer.name not in research_text
-        assert "2.16.578.1.12.4.1.4" not in research_text
+        assert "2.16.578.1.12.4.1.4" not in research_text and EAST_HPR not in research_text
         assert [i for i in journal_ids if i in research_text] == []
         assert [data for data in stored if sha256_name(data) in research_text] == []
 
@@ -249,6 +257,7 @@ async def test_every_signed_assessment_of_the_seeded_pilot_exports(start_server:
         flat = " ".join(note.split())
         assert PLAN in flat and identity.name in flat and identity.national_id in flat
         assert "Hjemmesykepleien (kommunen)" in flat and "20.12.2026" in flat
+    assert hpr_seen == len(signed) - 1  # all but the demo consultation were signed by the east specialist
 
 
 async def test_a_draft_is_not_exported(start_server: Any) -> None:

@@ -39,9 +39,9 @@ class Clinician:
     role: StaffRole | None
     """Their role in the consultation's region."""
     hpr: str | None = None
-    """The HPR number (Helsepersonellregisteret). The one place it enters the document: set it
-    from the user's record once users carry one (HelseID's ``helseid://claims/hpr/hpr_number``
-    mapping); :mod:`.document` then adds it as the no-basis ``HPR`` identifier."""
+    """The HPR number (Helsepersonellregisteret), from the user's record (stored at a HelseID
+    login or by ``woundcare user hpr``); :mod:`.document` adds it as the no-basis ``HPR``
+    identifier."""
 
     @property
     def display(self) -> str:
@@ -103,4 +103,9 @@ async def _clinician(services: Services, ref: str, region_id: int) -> Clinician:
     if user is None:
         return Clinician(ref, "", None)
     memberships = await services.accounts.memberships(user.id)
-    return Clinician(ref, user.display_name, named_role(role for region, role in memberships if region == region_id))
+    return Clinician(
+        ref,
+        user.display_name,
+        named_role(role for region, role in memberships if region == region_id),
+        user.hpr_number,
+    )
