@@ -24,6 +24,7 @@ from ..appkeys import services
 from ..audit.log import AuditEntry, Outcome
 from ..auth.authenticate import Authenticator
 from ..auth.errors import AuthenticationError
+from ..auth.guests import COOKIE as GUEST_COOKIE
 from ..auth.policy import Action, Denied, authorize, regions_for, role_in
 from ..auth.sessions import COOKIE, CSRF_HEADER, OpenSession
 from ..auth.subject import Subject
@@ -83,7 +84,7 @@ def audit_target(request: web.Request, resource: str, region_id: int | None = No
 
 def authenticator(request: web.Request) -> Authenticator:
     found = services(request)
-    return Authenticator(found.accounts, found.invitations, found.sessions, found.devices)
+    return Authenticator(found.accounts, found.invitations, found.sessions, found.devices, found.guests)
 
 
 def from_this_site(request: web.Request) -> bool:
@@ -115,7 +116,7 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
     assert isinstance(rule, Action)
     try:
         found = await authenticator(request).authenticate(
-            request.headers.get("Authorization", ""), request.cookies.get(COOKIE)
+            request.headers.get("Authorization", ""), request.cookies.get(COOKIE), request.cookies.get(GUEST_COOKIE)
         )
     except AuthenticationError as exc:
         raise http_error(exc) from None

@@ -7,6 +7,8 @@ session; from then on the cookie is what is authenticated here.
 - A **session cookie** is a user, with the roles of her memberships.
 - A **device token** (``wcd_…``) is its nurse, in the device's one region, as a nurse only.
 - An **invitation token** on HTTP is a guest of its consultation's region (ICE servers only).
+- A **guest cookie** (``wc_guest``, from a redeemed one-time link, :mod:`.guests`) is the
+  same kind of guest, while its invitation stands.
 - A **join token** on ``/ws`` (:func:`token_holder`) is the user or device it was minted for,
   checked again now, or a guest (an interpreter, the recorder) for an invitation's holder.
 """
@@ -18,11 +20,14 @@ from dataclasses import dataclass
 
 from ..db.models import StaffRole, User
 from ..records.accounts import Accounts, Holder
+from ..records.guests import GuestRefused, Guests
 from .devices import TOKEN_PREFIX, Devices
 from .errors import AuthenticationError
+from .guests import guest_subject, subject_of_guest
 from .invitations import Invitation, Invitations
 from .sessions import OpenSession, Sessions
 from .subject import Subject
+from .tokens import token_hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +43,14 @@ class Authenticator:
     invitations: Invitations
     sessions: Sessions
     devices: Devices
+    guests: Guests
 
-    async def authenticate(self, authorization: str, cookie: str | None) -> Authenticated | None:
-        """The subject behind an ``Authorization: Bearer`` header or else a session cookie;
-        None when neither is offered or the session is over. A bad bearer token raises
-        :class:`AuthenticationError` (a cookie never does: the browser just logs in again)."""
+    async def authenticate(
+        self, authorization: str, cookie: str | None, guest_cookie: str | None = None
+    ) -> Authenticated | None:
+        """The subject behind an ``Authorization: Bearer`` header, else a session cookie, else
+        a guest cookie; None when none is offered or it no longer stands. A bad bearer token
+        raises :class:`AuthenticationError` (a cookie never does: the browser just logs in again)."""
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() == "bearer" and token:
@@ -62,6 +70,11 @@ class Authenticator:
             return Authenticated(
                 await subject_of(self.accounts, open_session.user, session_id=open_session.id), open_session
             )
+        if guest_cookie:
+            try:
+                return Authenticated(subject_of_guest(await self.guests.holder(token_hash(guest_cookie))))
+            except GuestRefused:
+                return None
         return None
 
 
@@ -94,8 +107,7 @@ def _subject(
 
 def guest(invitation: Invitation, region_id: int | None) -> Subject:
     """An invitation's holder: a guest of its consultation's region, nothing more."""
-    roles = {region_id: frozenset({StaffRole.SPECIALIST})} if region_id is not None else {}
-    return Subject(invitation.subject, invitation.display_name, roles, invitation=invitation.consultation)
+    return guest_subject(invitation.subject, invitation.display_name, invitation.consultation, region_id)
 
 
 def token_holder(invitation: Invitation, holder: Holder | None, region_id: int) -> Subject:
