@@ -33,6 +33,7 @@ Exception hierarchy::
     │   └── ProviderError                502 oidc_provider_error
     ├── Denied                           403 forbidden; woundcare.auth.policy
     ├── ConsultationLive                 409 consultation_live, naming the live one
+    ├── GuestRefused                     404/409/410, code per refusal; woundcare.records.guests
     ├── AssessmentSigned                 409 signed
     ├── AssessmentChanged                412 precondition_failed
     ├── ImageRejected                    413/415/422, code per reason

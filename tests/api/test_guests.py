@@ -202,3 +202,12 @@ async def test_an_ended_call_takes_no_guests(call: Call) -> None:
     assert (await call.client().json("POST", "/api/guest/join", expect=409,
                                      json={"code": code_of(made["link"])}))["error"]["code"] == "ended"
     assert (await call.specialist.json("POST", path, expect=409, json={"kind": "gp"}))["error"]["code"] == "ended"
+
+
+async def test_two_browsers_redeeming_at_once_get_one_call(call: Call) -> None:
+    made = await call.specialist.json("POST", f"/api/consultations/{call.consultation}/invitations", expect=201,
+                                      json={"kind": "interpreter"})
+    code = code_of(made["link"])
+    answers = await asyncio.gather(*(c.request("POST", "/api/guest/join", json={"code": code})
+                                     for c in (call.client(), call.client(), call.client())))
+    assert sorted(a.status for a in answers) == [200, 409, 409]
