@@ -109,6 +109,8 @@ async def test_an_interpreter_sees_and_is_heard_and_is_refused_photos_and_the_re
             await guest.locator("#call").wait_for(state="visible")
             # The one-time code is out of the address bar before the guest has done anything.
             assert guest.url == server.url + "/guest"
+            # A phone's screen: nothing scrolls sideways.
+            assert await guest.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
             # The guest sees the nurse's camera: a picture with a size, its frames advancing.
             seen = await eventually(lambda: media_stats(guest), lambda s: s["framesDecoded"] > 0 and s["relay"],
