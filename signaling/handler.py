@@ -146,6 +146,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                     stats.relayed += 1
             except ProtocolError as exc:
                 stats.errors[exc.code.value] += 1
+                if participant is not None and exc.code is ErrorCode.FORBIDDEN:
+                    _refused(app[SINK], participant, exc.ref, address)
                 # Refusals end the socket only while joining; later errors are reported.
                 fatal = _FATAL.get(exc.code) if participant is None else None
                 if fatal is None:
@@ -164,6 +166,23 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             rooms.drop(participant, outlet)
         await outlet.finish()
     return ws
+
+
+def _refused(sink: EventSink, participant: Participant, kind: str | None, address: str | None) -> None:
+    """A frame its sender may not send: the application audits it (the type, never the content)."""
+    identity = participant.identity
+    sink.emit(
+        RoomEvent(
+            participant.room.consultation,
+            EventKind.REFUSED,
+            identity.subject,
+            identity.role,
+            identity.region,
+            participant.id,
+            detail=kind,
+            address=address,
+        )
+    )
 
 
 async def _admit(app: ChainMapProxy, join: Join, outlet: SocketOutlet, address: str | None) -> Participant:

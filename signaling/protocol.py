@@ -52,7 +52,7 @@ class Role(str, enum.Enum):
     """A second viewer invited later, e.g. an interpreter or a second specialist."""
     RECORDER = "recorder"
     """The server's own silent recorder of a consented recording: it receives the camera's
-    video and only answers (:data:`signaling.rules.RECORDER_SENDS`); never a viewer in the UI."""
+    video and only answers (:data:`signaling.rules.ANSWERER_SENDS`); never a viewer in the UI."""
 
 
 class Presence(str, enum.Enum):

@@ -31,6 +31,10 @@ class EventKind(str, enum.Enum):
     FREEZE = "freeze"
     """A shared freeze; detail ``on`` or ``off``."""
     DENIED = "denied"
+    """A join refused; detail the error code."""
+    REFUSED = "refused"
+    """A joined participant's frame refused by its rights or the room's rules (``forbidden``,
+    e.g. an observer's ``snapshot_request``): a security event; detail the frame's type."""
 
 
 @dataclass(frozen=True, slots=True)

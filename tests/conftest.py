@@ -162,7 +162,7 @@ async def server(start_server: Callable[..., Awaitable[RunningServer]]) -> Runni
 # What must never reach a log line: tokens by their prefixes, national id numbers,
 # and the passwords the tests use.
 _SECRETS = re.compile(
-    r"wcs_[A-Za-z0-9_-]{8}|wcd_[A-Za-z0-9_-]{8}|wc1\.[A-Za-z0-9_-]{8}|(?<!\d)\d{11}(?!\d)"
+    r"wcs_[A-Za-z0-9_-]{8}|wcd_[A-Za-z0-9_-]{8}|wcgc?_[A-Za-z0-9_-]{8}|wc1\.[A-Za-z0-9_-]{8}|(?<!\d)\d{11}(?!\d)"
     r"|correct horse battery staple|matrix password 1|demo-sykepleier|demo-spesialist"
 )
 

@@ -20,6 +20,7 @@ from .api import (
     consultations,
     devices,
     fhir,
+    guests,
     health,
     ice,
     journal,
@@ -40,6 +41,7 @@ from .api.guard import guard_middleware
 from .api.health import DRAINING
 from .appkeys import QUEUE, SERVICES
 from .audit.log import AuditLog
+from .audit.refusals import RefusalAudit
 from .auth.join import JoinAdmission
 from .auth.revocation import RevocationWatch
 from .config import Settings
@@ -158,11 +160,12 @@ def create_app(settings: Settings) -> web.Application:
     app[IN_FLIGHT] = InFlight()
     app.on_shutdown.append(lambda _: _set(draining))
     app.cleanup_ctx.append(_resources)
+    refusals = RefusalAudit(services.session_log, services.audit)
     signaling.handler.setup(
         app,
         path=SIGNALING_PATH,
         admission=JoinAdmission(services.invitations, services.database),
-        sink=MeteredSink(services.session_log, metrics),
+        sink=MeteredSink(refusals, metrics),
         limits=limits_from(settings),
         redis_url=settings.redis_url,
         instance=settings.instance_name,
@@ -170,6 +173,8 @@ def create_app(settings: Settings) -> web.Application:
         instance_ttl_seconds=settings.instance_ttl_seconds,
         client_address=client_address,
     )
+    # After the sockets are closed, before the database is: the last refusals are written.
+    app.on_shutdown.append(lambda _: refusals.drain())
     # After signaling's own: recorders leave their rooms before a cluster's bus stops.
     app.cleanup_ctx.append(services.recorders.running)
     queue = app[QUEUE] = Queue(
@@ -189,6 +194,7 @@ def create_app(settings: Settings) -> web.Application:
         ice,
         patients,
         consultations,
+        guests,
         consents,
         assessments,
         snapshots,

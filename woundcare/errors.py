@@ -35,6 +35,7 @@ Exception hierarchy::
     ├── ProofError                       401 dpop_invalid; woundcare.auth.dpop, ``reason`` to the audit log
     ├── Denied                           403 forbidden; woundcare.auth.policy
     ├── ConsultationLive                 409 consultation_live, naming the live one
+    ├── GuestRefused                     404/409/410, code per refusal; woundcare.records.guests
     ├── AssessmentSigned                 409 signed
     ├── NotSigned                        409 not_signed: no acknowledgement or journal export of a draft
     ├── NoIdentity                       409 no_identity; woundcare.journal.record

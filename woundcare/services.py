@@ -34,6 +34,7 @@ from .records.assessments import Assessments
 from .records.audit_trail import AuditTrail
 from .records.consents import Consents
 from .records.consultations import Consultations
+from .records.guests import Guests
 from .records.imagework import ImageWork
 from .records.patients import Patients
 from .records.pilot import Pilot
@@ -60,6 +61,8 @@ class Services:
     accounts: Accounts
     sessions: Sessions
     devices: Devices
+    guests: Guests
+    """One-time guest links into a call (interpreters, relatives, GPs)."""
     login: Login
     session_log: SessionLog
     patients: Patients
@@ -138,6 +141,7 @@ def build_services(settings: Settings) -> Services:
             db, timedelta(minutes=settings.session_idle_minutes), timedelta(hours=settings.session_max_hours)
         ),
         devices=Devices(db),
+        guests=Guests(db),
         login=Login(
             db,
             audit,

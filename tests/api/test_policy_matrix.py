@@ -109,6 +109,7 @@ def request_for(route: str, there: Foreign) -> tuple[str, str, dict[str, Any] | 
         "/api/recordings/": there.recording, "/api/devices/": str(there.device),
     }
     path = path.replace("{id}", next((v for k, v in ids.items() if path.startswith(k)), there.consultation))
+    path = path.replace("{invitation}", "none")  # the consultation's region decides first
     body: dict[str, Any] | None = None
     if route in ("POST /api/patients", "POST /api/patients/lookup", "POST /api/retention/purge"):
         body = {"region": "b", "nationalId": "01018012371", "name": "Matrix Test"}

@@ -20,6 +20,7 @@ from woundcare.auth.subject import Subject
 from woundcare.db.database import Database
 from woundcare.db.models import Consultation, Membership, Patient, Region, StaffRole, User
 from woundcare.records.accounts import Accounts
+from woundcare.records.guests import Guests
 
 
 @dataclass
@@ -51,7 +52,7 @@ async def ward(migrated_db_url: str) -> AsyncIterator[Ward]:
                 Membership(user_id=kari.id, region_id=south.id, role=StaffRole.SPECIALIST),
             ])
         sessions = Sessions(db, timedelta(minutes=5), timedelta(hours=1))
-        auth = Authenticator(Accounts(db), Invitations(b"k" * 32, 600), sessions, Devices(db))
+        auth = Authenticator(Accounts(db), Invitations(b"k" * 32, 600), sessions, Devices(db), Guests(db))
         yield Ward(db, auth, kari.id, north.id, south.id)
     finally:
         await db.stop()

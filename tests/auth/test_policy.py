@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from signaling import protocol
+from signaling.rules import ANSWERER_SENDS
 from tests.auth.matrix import ROLES, allowed_by_action
 from woundcare.auth.policy import Action, Denied, Grant, InRegion, Room, authorize, regions_for, room_role
 from woundcare.auth.subject import Kind, Subject
@@ -81,7 +82,7 @@ def test_an_invitation_holder_fetches_ice_and_joins_its_one_room() -> None:
     guest = Subject("inv-1a2b3c4d", "Tolk", {OWN: frozenset({StaffRole.SPECIALIST})}, invitation="c1")
     assert [a for a in Action if allowed(guest, a) or allowed(guest, a, InRegion(OWN))] == [Action.ICE_SERVERS]
     own_room = Room("c1", OWN, protocol.Role.OBSERVER)
-    assert authorize(guest, Action.CONSULTATION_JOIN, own_room).may_send == protocol.MESSAGE_TYPES
+    assert authorize(guest, Action.CONSULTATION_JOIN, own_room).may_send == ANSWERER_SENDS
     assert not allowed(guest, Action.CONSULTATION_JOIN, Room("c2", OWN, protocol.Role.OBSERVER))
     assert not allowed(guest, Action.CONSULTATION_JOIN, Room("c1", OTHER, protocol.Role.OBSERVER))
     assert not allowed(guest, Action.CONSULTATION_READ, own_room)

@@ -104,6 +104,8 @@ class Call:
     users: dict[str, int]
     """User ids by username: ``sykepleier`` and ``spesialist``."""
     page_errors: list[str] = field(default_factory=list)
+    playwright: Any = None
+    """The running Playwright, for a test that launches a third browser (a guest's)."""
 
 
 @asynccontextmanager
@@ -148,4 +150,4 @@ async def call_in_two_browsers(
             await eventually(
                 lambda: media_stats(specialist), lambda s: s["framesDecoded"] > 0 and s["relay"],
                 MEDIA_SECONDS, "the specialist decodes the nurse's video over the relay")
-            yield Call(server, tmp_path / "coturn", nurse, specialist, consultation, users, page_errors)
+            yield Call(server, tmp_path / "coturn", nurse, specialist, consultation, users, page_errors, playwright)

@@ -327,8 +327,8 @@ async def test_telestration_reaches_the_nurse_and_the_log_counts_strokes_without
     assert (await nurse.expect("error"))["code"] == "forbidden"
     await specialist.send(type="annotation", to=specialist_id, op="clear", id="c-2")
     assert (await specialist.expect("error"))["code"] == "unknown_peer"
-    await observer.send(type="chat", text="still here")
-    assert (await nurse.expect("chat"))["text"] == "still here"
+    await nurse.send(type="chat", text="still here")
+    assert (await observer.expect("chat"))["text"] == "still here"
     assert await nurse.silent()
 
     services = server.app[SERVICES]

@@ -145,6 +145,11 @@ export async function putJson(path, json) {
   return jsonOrNull(await send('PUT', path, { json }));
 }
 
+/** @param {string} path */
+export async function deleteJson(path) {
+  return jsonOrNull(await send('DELETE', path));
+}
+
 /**
  * A JSON request on a versioned resource (the assessment): `If-Match` names the version last
  * read, and the new version (`ETag`) comes back with the body. A version someone else has

@@ -161,8 +161,9 @@ function watchIce(pc, onTrouble, onChange) {
  */
 
 /**
- * The nurse's side: the camera stream offered to every viewer. Events: `remotestream`
- * ({viewer, stream}: a viewer's microphone), `mediastate` (any link's ICE state changed),
+ * The offerer's side: the nurse's camera stream offered to every viewer, or a specialist's
+ * microphone offered to each guest (protocol §12.8). Events: `remotestream` ({viewer, stream}: a
+ * viewer's microphone, a guest's camera too), `mediastate` (any link's ICE state changed),
  * `channel` ({viewer, channel}: the telestration channel of a new connection to that viewer).
  */
 export class CameraPeers extends EventTarget {
@@ -234,6 +235,8 @@ export class CameraPeers extends EventTarget {
       }
       // No microphone here: still offer to hear the viewer, whose answer cannot add an audio section.
       if (this.stream.getAudioTracks().length === 0) pc.addTransceiver('audio', { direction: 'recvonly' });
+      // No camera (a specialist offering to a guest, protocol §12.8): still offer to see the guest's.
+      if (this.stream.getVideoTracks().length === 0) pc.addTransceiver('video', { direction: 'recvonly' });
       link.channel = telestrationChannel(pc);
       this.dispatchEvent(new CustomEvent('channel', { detail: { viewer, channel: link.channel } }));
       trickle(pc, this.signaling, viewer, link.generation);
@@ -341,7 +344,8 @@ export class CameraPeers extends EventTarget {
  */
 
 /**
- * A viewer's side: answers the camera's offers and sends its microphone back. Events:
+ * A viewer's side: answers the camera's offers (a guest's page: each specialist's too, one
+ * ViewerPeer per offerer) and sends its microphone back (a guest, its camera as well). Events:
  * `remotestream` ({stream}: the camera's video and the nurse's voice), `mediastate`.
  */
 export class ViewerPeer extends EventTarget {
@@ -357,8 +361,9 @@ export class ViewerPeer extends EventTarget {
 
   /**
    * @param {Signaling} signaling
-   * @param {Promise<MediaStream | null>} microphone null when the viewer has no microphone (listen
-   *   only); a promise, so that the join need not wait for it, only the first answer does
+   * @param {Promise<MediaStream | null>} microphone what is sent back, every track of it: the
+   *   microphone (a guest's camera too); null when there is nothing (listen only); a promise, so
+   *   that the join need not wait for it, only the first answer does
    * @param {IceConfig} ice
    */
   constructor(signaling, microphone, ice) {
@@ -393,8 +398,8 @@ export class ViewerPeer extends EventTarget {
       const [microphone] = await Promise.all([
         fresh ? this.microphone : null, pc.setRemoteDescription({ type: 'offer', sdp: frame.sdp }),
       ]);
-      // After the offer, so addTrack reuses the offered audio transceiver (sendrecv) instead of adding one.
-      if (microphone) for (const track of microphone.getAudioTracks()) pc.addTrack(track, microphone);
+      // After the offer, so addTrack reuses the offered transceivers (sendrecv) instead of adding some.
+      if (microphone) for (const track of microphone.getTracks()) pc.addTrack(track, microphone);
       await pc.setLocalDescription(await pc.createAnswer());
       this.signaling.send({ type: 'answer', to: frame.from, sdp: pc.localDescription?.sdp, pc: generation });
       await current.candidates.flush();

@@ -8,6 +8,9 @@ import { setText } from './i18n.js';
 
 /** @typedef {import('./signaling.js').Participant} Participant */
 
+/** The kinds of guest, which are a guest's name on the wire (woundcare/db/models.py GuestKind). */
+const GUEST_KINDS = ['interpreter', 'relative', 'gp'];
+
 export class Participants extends EventTarget {
   /** @type {Participant | null} */
   you = null;
@@ -65,6 +68,8 @@ export class Participants extends EventTarget {
       return recording;
     }
     const name = h('span', { class: 'who-name' }, participant.name);
+    // A guest has no name in the call, only its kind (protocol §3.4), shown in the reader's language.
+    if (participant.role === 'observer' && GUEST_KINDS.includes(participant.name)) setText(name, `guest.kind.${participant.name}`);
     const role = h('span', { class: `who-role role-${participant.role}` });
     setText(role, `role.${participant.role}`);
     const state = h('span', { class: `who-state state-${participant.state}` });

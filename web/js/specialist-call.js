@@ -1,8 +1,8 @@
 /**
  * The specialist's call: the camera's video large, talking back, snapshot requests, a shared
  * freeze and drawing on the nurse's screen (telestration.js), annotation and measurement
- * (snapshot-panel.js), the patient's earlier snapshots, the structured assessment, and ending
- * the consultation.
+ * (snapshot-panel.js), the patient's earlier snapshots, the structured assessment, guests
+ * (guest-invites.js), and ending the consultation.
  */
 
 import { getBlob, getJson, postJson, putJson } from './api.js';
@@ -11,6 +11,7 @@ import { Microphones, renderConnection, renderQuality } from './call-status.js';
 import { Chat } from './chat.js';
 import { byId, randomId } from './dom.js';
 import { IceConfig } from './ice.js';
+import { GuestPanel } from './guest-invites.js';
 import { setText } from './i18n.js';
 import { ViewerPeer } from './peer.js';
 import { Participants } from './presence.js';
@@ -70,6 +71,8 @@ export function runSpecialistCall(consultation, ahead) {
     signaling, (from) => participants.nameOf(from));
   const quality = new QualityMonitor({ consultation: id, direction: 'receive', connections: () => (viewer.pc ? [viewer.pc] : []) });
   const snapshots = new SnapshotPanel(id);
+  // Before the join: it offers to the guests the `joined` frame names.
+  const guests = new GuestPanel(id, signaling, microphone, ice);
   const recordings = new RecordingPanel(id);
 
   /** @type {ReturnType<typeof setTimeout> | undefined} */
@@ -138,6 +141,7 @@ export function runSpecialistCall(consultation, ahead) {
     finished = true;
     quality.stop();
     viewer.close();
+    guests.close();
     // Also when the call ends before the microphone came: it is released as it arrives.
     microphone.then((stream) => { for (const track of stream?.getTracks() ?? []) track.stop(); });
     byId('call-view').hidden = true;
@@ -321,6 +325,7 @@ export function runSpecialistCall(consultation, ahead) {
     }).catch(() => {});
     snapshots.refresh().catch(() => {});
     recordings.refresh().catch(() => {});
+    guests.refresh().catch(() => {});
   });
 
   quality.start();

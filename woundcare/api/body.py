@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
-from ..db.models import ConsultationKind, Urgency
+from ..db.models import ConsultationKind, GuestKind, Urgency
 from ..errors import InvalidInput
 from ..records.patients import BadNationalId, normalize_national_id
 from ..validation import number, optional_text, parse, text
@@ -109,9 +109,14 @@ class NewConsultation(BaseModel):
     """An e-consult's urgency (required for one, refused for a call)."""
 
 
-class ViewerInvitation(BaseModel):
-    name: Annotated[str, text(100)]
-    """How the viewer is shown to the others in the call."""
+class GuestInvitationBody(BaseModel):
+    kind: GuestKind
+    """Who the guest is: shown to the others in the call in place of a name, which is not asked."""
+
+
+class GuestJoin(BaseModel):
+    code: Annotated[str | None, optional_text(100)] = None
+    """The one-time link's code, on the first visit only; later the guest cookie speaks."""
 
 
 class NewDevice(BaseModel):

@@ -1,5 +1,5 @@
 """``/api/consultations``: start (a call or an e-consult), the caller's live calls and sent
-e-consults, queue, read, join, invite a second viewer, end."""
+e-consults, queue, read, join, end (guests: :mod:`.guests`)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,13 @@ from typing import Any
 from aiohttp import web
 
 from signaling.handler import ROOMS
-from signaling.protocol import CloseCode, ErrorCode, Role
+from signaling.protocol import CloseCode, ErrorCode
 
 from ..appkeys import QUEUE, SERVICES, services
 from ..auth.policy import Action, authorize, regions_for, room_role
 from ..db.models import ConsultationKind
 from ..records.consultations import ConsultationLive, ConsultationView
-from ..refs import guest_ref
-from .body import NewConsultation, ViewerInvitation, read_body
+from .body import NewConsultation, read_body
 from .errors import api_error, http_error
 from .guard import audit_target, requires, subject
 from .visible import CONSULTATION, PATIENT, load_visible
@@ -127,16 +126,6 @@ async def join_token(request: web.Request) -> web.Response:
         view.id, wire_role, who.ref, who.display_name, view.region, JOIN_TOKEN_SECONDS
     )
     return web.json_response({"token": token, "role": wire_role.value, "consultation": view.id})
-
-
-@routes.post("/api/consultations/{id}/invitations")
-@requires(Action.CONSULTATION_INVITE)
-async def invite_viewer(request: web.Request) -> web.Response:
-    """An invitation for a second viewer (an interpreter, a colleague) as an observer."""
-    view = await load_visible(request, CONSULTATION, Action.CONSULTATION_INVITE)
-    name = (await read_body(request, ViewerInvitation)).name
-    token = services(request).invitations.issue(view.id, Role.OBSERVER, guest_ref(), name, view.region)
-    return web.json_response({"token": token, "role": Role.OBSERVER.value, "consultation": view.id}, status=201)
 
 
 @routes.post("/api/consultations/{id}/end")

@@ -26,6 +26,7 @@ from ..auth.authenticate import Authenticator
 from ..auth.bound_tokens import ProofRequest
 from ..auth.dpop import ACCEPTED_ALGORITHMS
 from ..auth.errors import AuthenticationError
+from ..auth.guests import COOKIE as GUEST_COOKIE
 from ..auth.policy import Action, Denied, authorize, regions_for, role_in
 from ..auth.sessions import COOKIE, CSRF_HEADER, OpenSession
 from ..auth.subject import Subject
@@ -86,7 +87,8 @@ def audit_target(request: web.Request, resource: str, region_id: int | None = No
 def authenticator(request: web.Request) -> Authenticator:
     found = services(request)
     return Authenticator(
-        found.accounts, found.invitations, found.sessions, found.devices, request.config_dict.get(BOUND_TOKENS)
+        found.accounts, found.invitations, found.sessions, found.devices, found.guests,
+        request.config_dict.get(BOUND_TOKENS),
     )
 
 
@@ -126,7 +128,8 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
     assert isinstance(rule, Action)
     try:
         found = await authenticator(request).authenticate(
-            request.headers.get("Authorization", ""), request.cookies.get(COOKIE), proof_request(request)
+            request.headers.get("Authorization", ""), request.cookies.get(COOKIE), request.cookies.get(GUEST_COOKIE),
+            proof_request(request),
         )
     except AuthenticationError as exc:
         error = http_error(exc)

@@ -69,6 +69,12 @@ async def specialist_page(request: web.Request) -> web.FileResponse:
     return _page(request, "specialist.html")
 
 
+@routes.get("/guest")
+async def guest_page(request: web.Request) -> web.FileResponse:
+    """A guest's page (no account): the one-time link's code is in the URL's fragment."""
+    return _page(request, "guest.html")
+
+
 @routes.get("/lead")
 async def lead_page(request: web.Request) -> web.FileResponse:
     return _page(request, "lead.html")

@@ -9,6 +9,8 @@ session; from then on the cookie is what is authenticated here.
 - An **invitation token** on HTTP is a guest of its consultation's region (ICE servers only).
 - A program's **DPoP-bound access token** (``Authorization: DPoP``, when the API accepts
   the provider's tokens, :mod:`.bound_tokens`) is the user its HPR number names.
+- A **guest cookie** (``wc_guest``, from a redeemed one-time link, :mod:`.guests`) is the
+  same kind of guest, while its invitation stands.
 - A **join token** on ``/ws`` (:func:`token_holder`) is the user or device it was minted for,
   checked again now, or a guest (an interpreter, the recorder) for an invitation's holder.
 """
@@ -20,13 +22,16 @@ from dataclasses import dataclass
 
 from ..db.models import StaffRole, User
 from ..records.accounts import Accounts, Holder
+from ..records.guests import GuestRefused, Guests
 from .bound_tokens import BoundTokens, ProofRequest
 from .devices import TOKEN_PREFIX, Devices
 from .errors import AuthenticationError
+from .guests import guest_subject, subject_of_guest
 from .invitations import TOKEN_PREFIX as INVITATION_PREFIX
 from .invitations import Invitation, Invitations
 from .sessions import OpenSession, Sessions
 from .subject import Subject
+from .tokens import token_hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,16 +47,18 @@ class Authenticator:
     invitations: Invitations
     sessions: Sessions
     devices: Devices
+    guests: Guests
     bound_tokens: BoundTokens | None = None
     """Set when the API accepts the provider's DPoP-bound access tokens."""
 
     async def authenticate(
-        self, authorization: str, cookie: str | None, proof: ProofRequest | None = None
+        self, authorization: str, cookie: str | None, guest_cookie: str | None = None,
+        proof: ProofRequest | None = None,
     ) -> Authenticated | None:
         """The subject behind an ``Authorization: Bearer`` (or ``DPoP``, with ``proof``)
-        header or else a session cookie; None when neither is offered or the session is
-        over. A bad token raises :class:`AuthenticationError` (a cookie never does: the
-        browser just logs in again)."""
+        header, else a session cookie, else a guest cookie; None when none is offered or it no
+        longer stands. A bad token raises :class:`AuthenticationError` (a cookie never does:
+        the browser just logs in again)."""
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() == "dpop" and token:
@@ -78,6 +85,11 @@ class Authenticator:
             return Authenticated(
                 await subject_of(self.accounts, open_session.user, session_id=open_session.id), open_session
             )
+        if guest_cookie:
+            try:
+                return Authenticated(subject_of_guest(await self.guests.holder(token_hash(guest_cookie))))
+            except GuestRefused:
+                return None
         return None
 
 
@@ -110,8 +122,7 @@ def _subject(
 
 def guest(invitation: Invitation, region_id: int | None) -> Subject:
     """An invitation's holder: a guest of its consultation's region, nothing more."""
-    roles = {region_id: frozenset({StaffRole.SPECIALIST})} if region_id is not None else {}
-    return Subject(invitation.subject, invitation.display_name, roles, invitation=invitation.consultation)
+    return guest_subject(invitation.subject, invitation.display_name, invitation.consultation, region_id)
 
 
 def token_holder(invitation: Invitation, holder: Holder | None, region_id: int) -> Subject:

@@ -14,6 +14,7 @@ from signaling.protocol import ErrorCode, Join, ProtocolError
 from ..db.database import Database
 from ..errors import protocol_error
 from ..records.accounts import Accounts
+from ..records.guests import Guests
 from .authenticate import token_holder
 from .errors import AuthenticationError
 from .invitations import Invitations
@@ -25,6 +26,7 @@ class JoinAdmission:
     def __init__(self, invitations: Invitations, db: Database) -> None:
         self._invitations = invitations
         self._accounts = Accounts(db)
+        self._guests = Guests(db)
 
     async def admit(self, join: Join, address: str | None) -> Identity:
         try:
@@ -46,6 +48,9 @@ class JoinAdmission:
             subject = token_holder(invitation, holder, room.region_id)
         except AuthenticationError as exc:
             raise protocol_error(exc, "join") from None
+        # A guest's join token outlives the socket a withdrawal closes: asked again here.
+        if subject.invitation is not None and await self._guests.revoked(subject.ref):
+            raise ProtocolError(ErrorCode.FORBIDDEN, "this guest link has been withdrawn", "join")
         try:
             grant = authorize(subject, Action.CONSULTATION_JOIN, Room(join.consultation, room.region_id, join.role))
         except Denied:

@@ -36,7 +36,9 @@ class Action(str, enum.Enum):
     CONSULTATION_JOIN = "consultation.join"
     """Signaling join: a nurse as the camera, a specialist as a viewer."""
     CONSULTATION_INVITE = "consultation.invite"
-    """Invite a second viewer (e.g. an interpreter) as an observer."""
+    """Invite a guest (an interpreter, a relative, the GP) into the call as an observer by a
+    one-time link, see the consultation's guests and withdraw one. Not nurses: the specialist
+    leads the call (least privilege)."""
     CONSULTATION_END = "consultation.end"
     CONSENT_RECORD = "consent.record"
     SNAPSHOT_UPLOAD = "snapshot.upload"
@@ -88,7 +90,7 @@ RULES: Mapping[Action, frozenset[StaffRole]] = {
     Action.CONSULTATION_QUEUE: frozenset({_S}),
     Action.CONSULTATION_READ: frozenset({_N, _S}),
     Action.CONSULTATION_JOIN: frozenset({_N, _S}),
-    Action.CONSULTATION_INVITE: frozenset({_L, _A}),
+    Action.CONSULTATION_INVITE: frozenset({_S, _L, _A}),
     Action.CONSULTATION_END: frozenset({_N, _S}),
     Action.CONSENT_RECORD: frozenset({_N}),
     Action.SNAPSHOT_UPLOAD: frozenset({_N, _S}),

@@ -1,4 +1,4 @@
-"""Closing the live sockets of revoked devices and disabled users.
+"""Closing the live sockets of revoked devices, disabled users and withdrawn guests.
 
 Revocation happens in another process (the CLI) or another instance, so each instance
 polls the database every few seconds; a revoked device's socket closes within that time.
@@ -15,6 +15,7 @@ from signaling.rooms import Rooms
 
 from ..db.database import Database
 from ..records.accounts import Accounts
+from ..records.guests import Guests
 from .subject import Subject
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 class RevocationWatch:
     def __init__(self, db: Database, rooms: Rooms, interval: float) -> None:
         self._accounts = Accounts(db)
+        self._guests = Guests(db)
         self._rooms = rooms
         self._interval = interval
 
@@ -45,4 +47,5 @@ class RevocationWatch:
 
     async def _revoked_since(self, since: datetime) -> set[str]:
         users, devices = await self._accounts.revoked_since(since)
-        return {Subject.user_ref(n) for n in users} | {Subject.device_ref(n) for n in devices}
+        guests = await self._guests.revoked_since(since)
+        return {Subject.user_ref(n) for n in users} | {Subject.device_ref(n) for n in devices} | guests

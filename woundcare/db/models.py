@@ -482,3 +482,35 @@ class Recording(Base):
     frames: Mapped[int] = mapped_column(default=0)
     width: Mapped[int | None] = mapped_column(default=None)
     height: Mapped[int | None] = mapped_column(default=None)
+
+
+class GuestKind(str, enum.Enum):
+    """Who a guest in a call is, shown to the others in place of a name."""
+
+    INTERPRETER = "interpreter"
+    RELATIVE = "relative"
+    GP = "gp"
+    """The patient's general practitioner (fastlege)."""
+
+
+class GuestInvitation(Base):
+    """A one-time link into one consultation's call, as an observer (docs/protocol.md §3.4).
+
+    The link's code and the browser cookie it is exchanged for are random; only their hashes
+    are stored. No name is kept: a guest is shown by its kind."""
+
+    __tablename__ = "guest_invitations"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=new_public_id)
+    consultation_id: Mapped[str] = mapped_column(ForeignKey("consultations.id"), index=True)
+    kind: Mapped[GuestKind] = mapped_column(Enum(GuestKind, native_enum=False, length=20))
+    subject: Mapped[str] = mapped_column(String(80), unique=True)
+    """The guest's ref (``inv-…``) in the room, the audit and TURN user names."""
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    cookie_hash: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
+    """Set by the one redemption: the browser that holds this cookie is the guest."""
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    redeemed_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None, index=True)

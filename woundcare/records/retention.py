@@ -17,6 +17,7 @@ from ..db.models import (
     Consent,
     Consultation,
     ConsultationEvent,
+    GuestInvitation,
     Patient,
     QualitySample,
     Recording,
@@ -69,7 +70,7 @@ class Retention:
             patients = set(
                 (await session.scalars(select(Consultation.patient_id).where(Consultation.id.in_(ids)))).all()
             )
-            for model in (Snapshot, Recording, Assessment, Consent, QualitySample, ConsultationEvent):
+            for model in (Snapshot, Recording, Assessment, Consent, QualitySample, ConsultationEvent, GuestInvitation):
                 await session.execute(delete(model).where(model.consultation_id.in_(ids)))
             await session.execute(delete(Consultation).where(Consultation.id.in_(ids)))
             still_seen = set(
