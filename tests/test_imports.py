@@ -43,6 +43,7 @@ LAYERS: dict[str, int] = {
     "woundcare.services": 60,
     "woundcare.camera": 55,
     "woundcare.recording": 50,
+    "woundcare.webhooks": 48,
     "woundcare.auth": 45,
     "woundcare.records": 40,
     "woundcare.audit": 35,

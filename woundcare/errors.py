@@ -13,7 +13,8 @@ Exception hierarchy::
     ├── InvalidInput                     400; also a ValueError; the message names the rule
     │   ├── AssessmentError              400 bad_assessment
     │   ├── BadNationalId                400 bad_national_id; woundcare.records.patients
-    │   └── QualityError                 400 bad_sample
+    │   ├── QualityError                 400 bad_sample
+    │   └── BadWebhookUrl                400 bad_webhook_url; woundcare.records.webhooks
     ├── CryptoError                      woundcare.crypto
     │   ├── RecordIntegrityError         500 integrity_error: a record does not open as itself
     │   ├── KeyShreddedError             410 shredded: its region's key was destroyed

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from datetime import UTC, datetime
 from collections.abc import Iterator
 
 from aiohttp import web
@@ -17,6 +18,9 @@ from prometheus_client.registry import Collector
 from signaling.handler import ROOMS, SOCKETS, STATS
 from signaling.stats import Stats
 from signaling.sink import EventSink, RoomEvent
+
+from .appkeys import SERVICES
+from .webhooks.deliverer import DeliveryMetrics
 
 
 class _SignalingCollector(Collector):
@@ -68,6 +72,13 @@ class Metrics:
             "From a viewer's join to its first decoded frame, as the clients report it",
             buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32),
             registry=r,
+        )
+        self.webhooks = DeliveryMetrics(r)
+        self.webhook_pending = Gauge(
+            "woundcare_webhook_pending", "Webhook events and deliveries not yet delivered nor failed", registry=r
+        )
+        self.webhook_oldest = Gauge(
+            "woundcare_webhook_oldest_pending_seconds", "Age of the oldest event still to be delivered", registry=r
         )
 
     def room_event(self, event: RoomEvent) -> None:
@@ -123,6 +134,12 @@ def metrics_handler(token: str | None) -> Handler:
         given = request.headers.get("Authorization", "").encode()
         if expected is None or not hmac.compare_digest(given, expected):
             raise web.HTTPNotFound()
+        # The outbox is shared by every instance: its backlog is read from the database.
+        backlog = await request.config_dict[SERVICES].webhooks.backlog()
+        metrics = request.config_dict[METRICS]
+        metrics.webhook_pending.set(backlog.pending)
+        age = (datetime.now(UTC) - backlog.oldest).total_seconds() if backlog.oldest else 0.0
+        metrics.webhook_oldest.set(age)
         return _render(request)
 
     return scrape

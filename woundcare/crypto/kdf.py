@@ -35,6 +35,8 @@ class Purpose(bytes, enum.Enum):
     """Signs invitation tokens (:mod:`woundcare.auth.invitations`)."""
     AUDIT_CHECKPOINT = b"woundcare.audit.checkpoint-key.v1"
     """Signs audit-chain checkpoints (:mod:`woundcare.audit.chain`)."""
+    WEBHOOK_SECRET = b"woundcare webhook secret v1"
+    """Seals webhook endpoints' signing secrets in the database (:mod:`woundcare.records.webhooks`)."""
 
 
 def derive_key(server_secret: bytes, purpose: Purpose) -> bytes:
