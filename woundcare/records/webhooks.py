@@ -173,13 +173,10 @@ class Webhooks:
             if not events:
                 return 0
             endpoints = (await session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True)))).all()
-            regions: dict[int | None, str] = dict(
-                (
-                    await session.execute(
-                        select(Region.id, Region.code).where(Region.id.in_({e.region_id for e in events}))
-                    )
-                ).tuples()
+            found = await session.execute(
+                select(Region.id, Region.code).where(Region.id.in_({e.region_id for e in events}))
             )
+            regions: dict[int | None, str] = {region_id: code for region_id, code in found.all()}
             for event in events:
                 event.body = event_body(event.type, event.occurred_at, _data(event, regions.get(event.region_id)))
                 event.fanned_out_at = now
