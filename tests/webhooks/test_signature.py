@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 from standardwebhooks import Webhook
@@ -64,3 +67,17 @@ def test_what_does_not_verify(change: dict[str, object], rule: str) -> None:
 def test_a_malformed_secret_is_refused(secret: str) -> None:
     with pytest.raises(SignatureError):
         secret_key(secret)
+
+
+def test_the_receivers_ten_lines_in_docs_verify_our_signature() -> None:
+    """docs/webhooks.md's standard-library check, run as printed."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "webhooks.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(code.strip().splitlines()) <= 12
+    scope: dict[str, Any] = {}
+    exec(code, scope)
+    secret, body, now = new_secret(), b'{"type":"webhook.test"}', int(time.time())
+    headers = {"webhook-id": "msg_1", "webhook-timestamp": str(now), "webhook-signature": sign(secret, "msg_1", now, body)}
+    scope["verify"](secret, headers, body)
+    with pytest.raises(ValueError, match="bad webhook signature"):
+        scope["verify"](secret, headers, body + b" ")
