@@ -19,7 +19,8 @@ Exception hierarchy::
     │   ├── RecordIntegrityError         500 integrity_error: a record does not open as itself
     │   ├── KeyShreddedError             410 shredded: its region's key was destroyed
     │   ├── MasterKeyError               internal: a master key missing, malformed or wrong
-    │   └── SealError                    internal: a sealed value (TOTP secret, cookie) does not open
+    │   ├── SealError                    internal: a sealed value (TOTP secret, cookie) does not open
+    │   └── SignatureError               a webhook signature does not verify (a receiver's check)
     ├── BlobError                        internal; woundcare.storage.blobs
     │   ├── InvalidBlobKey               also a ValueError
     │   ├── BlobExists

@@ -16,6 +16,8 @@ TODAY = {
     Purpose.OIDC_FLOW: "e88555ae3255f1c6be208fa8199a8888970be9eee6e68aa859d1808c399ff5f6",
     Purpose.INVITATION: "9b5c9d1f5d4eb54c0da02e3ef3e1c831483f6bef2f1f6de4ef45badcb23ce46d",
     Purpose.AUDIT_CHECKPOINT: "70ed917046c50d29c926e0e6f14279a8b85a0b8695345cda28308cb27affd4d3",
+    # Added with webhooks (issue 19): fixed from then on, or endpoints' secrets stop opening.
+    Purpose.WEBHOOK_SECRET: "eef6c1555ea8f23683e3fadd940cafc0d711ea9bcca9db567d8c15a1c1a9164e",
 }
 
 

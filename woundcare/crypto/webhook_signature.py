@@ -19,6 +19,8 @@ import hashlib
 import hmac
 import secrets
 
+from .errors import CryptoError
+
 PREFIX = "whsec_"
 SECRET_BYTES = 32
 """Within the spec's 24 to 64."""
@@ -27,8 +29,12 @@ TOLERANCE_SECONDS = 300
 """How far a receiver lets ``webhook-timestamp`` be from its own clock (the spec's 5 minutes)."""
 
 
-class SignatureError(ValueError):
-    """A delivery that does not verify; the message names the rule, never the values."""
+class SignatureError(CryptoError, ValueError):
+    """A delivery, or a secret, that does not verify; the message names the rule, never the values."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def new_secret() -> str:
