@@ -224,3 +224,22 @@ async def test_deliveries_wait_in_the_outbox_while_the_receiver_is_down_and_are_
     receiver.answer = ok
     await until(lambda: len(receiver.accepted) == 1, "delivery once the receiver is back")
     assert (await hooks.services.webhooks.backlog()).pending == 0
+
+
+async def test_a_commit_wakes_the_deliverer_without_waiting_for_the_poll(
+    start_server: Callable[..., Awaitable[RunningServer]], migrated_db_url: str
+) -> None:
+    """With a poll longer than the test's whole wait, only the commit's wake-up can deliver."""
+    assert WAIT_SECONDS < 120
+    server = await start_server(database_url=migrated_db_url, webhook_poll_seconds=120.0)
+    receiver = Receiver()
+    await receiver.start()
+    try:
+        async with clinic(server) as east:
+            hooks = Hooks(east, server.app[SERVICES], [receiver])
+            _, receiver.secret = await hooks.services.webhooks.add(receiver.url, [], None)
+            # The deliverer's first pass found nothing: it now sleeps for the poll.
+            await east.nurse.json("POST", "/api/consultations", expect=201, json={"patient": east.patient})
+            await until(lambda: len(receiver.accepted) == 1, "the event delivered on its commit's wake-up")
+    finally:
+        await receiver.stop()
