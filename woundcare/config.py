@@ -141,6 +141,8 @@ class Settings(BaseSettings):
     """The longest wait between two attempts."""
     webhook_max_attempts: int = Field(16, ge=1, le=100)
     """Attempts of one delivery before it is marked failed (over 4 to 7 hours at the defaults)."""
+    webhook_keep_days: int = Field(30, ge=1)
+    """Finished deliveries and their events are kept this long (to see what was sent), then deleted."""
     webhook_poll_seconds: float = Field(5.0, gt=0)
     """How often the outbox is read for events committed by another process (this one's wake
     the deliverer at once)."""

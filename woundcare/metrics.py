@@ -5,6 +5,7 @@ roles, never ids, so no label can carry patient data."""
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from datetime import UTC, datetime
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ from signaling.sink import EventSink, RoomEvent
 
 from .appkeys import SERVICES
 from .webhooks.deliverer import DeliveryMetrics
+
+log = logging.getLogger(__name__)
 
 
 class _SignalingCollector(Collector):
@@ -134,15 +137,24 @@ def metrics_handler(token: str | None) -> Handler:
         given = request.headers.get("Authorization", "").encode()
         if expected is None or not hmac.compare_digest(given, expected):
             raise web.HTTPNotFound()
-        # The outbox is shared by every instance: its backlog is read from the database.
-        backlog = await request.config_dict[SERVICES].webhooks.backlog()
-        metrics = request.config_dict[METRICS]
-        metrics.webhook_pending.set(backlog.pending)
-        age = (datetime.now(UTC) - backlog.oldest).total_seconds() if backlog.oldest else 0.0
-        metrics.webhook_oldest.set(age)
+        await _read_backlog(request)
         return _render(request)
 
     return scrape
+
+
+async def _read_backlog(request: web.Request) -> None:
+    """The webhook outbox is shared by every instance: its backlog is read from the database.
+    A scrape while the database is down still answers (the gauges keep their last values):
+    that is when monitoring is needed most."""
+    metrics = request.config_dict[METRICS]
+    try:
+        backlog = await request.config_dict[SERVICES].webhooks.backlog()
+    except Exception:
+        log.warning("webhook backlog unreadable for /metrics", exc_info=True)
+        return
+    metrics.webhook_pending.set(backlog.pending)
+    metrics.webhook_oldest.set((datetime.now(UTC) - backlog.oldest).total_seconds() if backlog.oldest else 0.0)
 
 
 def _render(request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -72,18 +73,33 @@ class Hooks:
 
 
 @pytest.fixture
-async def hooks(start_server: Callable[..., Awaitable[RunningServer]], migrated_db_url: str) -> AsyncIterator[Hooks]:
-    server = await start_server(
-        database_url=migrated_db_url, metrics_token=METRICS_TOKEN, webhook_retry_base_seconds=BASE_SECONDS,
-        webhook_max_attempts=MAX_ATTEMPTS, webhook_timeout_seconds=2.0, webhook_poll_seconds=0.5,
-    )
+async def start_hooks(
+    start_server: Callable[..., Awaitable[RunningServer]], migrated_db_url: str
+) -> AsyncIterator[Callable[..., Awaitable[Hooks]]]:
+    """The app with small retry waits (settings can be overridden), the clinic, receivers to add."""
     receivers: list[Receiver] = []
-    try:
-        async with clinic(server) as east:
-            yield Hooks(east, server.app[SERVICES], receivers)
-    finally:
-        for receiver in receivers:
-            await receiver.stop()
+    async with AsyncExitStack() as stack:
+
+        async def start(**overrides: Any) -> Hooks:
+            settings = {
+                "metrics_token": METRICS_TOKEN, "webhook_retry_base_seconds": BASE_SECONDS,
+                "webhook_max_attempts": MAX_ATTEMPTS, "webhook_timeout_seconds": 2.0, "webhook_poll_seconds": 0.5,
+                **overrides,
+            }
+            server = await start_server(database_url=migrated_db_url, **settings)
+            east = await stack.enter_async_context(clinic(server))
+            return Hooks(east, server.app[SERVICES], receivers)
+
+        try:
+            yield start
+        finally:
+            for receiver in receivers:
+                await receiver.stop()
+
+
+@pytest.fixture
+async def hooks(start_hooks: Callable[..., Awaitable[Hooks]]) -> Hooks:
+    return await start_hooks()
 
 
 async def patient_texts(hooks: Hooks) -> list[str]:
@@ -177,10 +193,7 @@ async def test_a_failing_receiver_gets_retries_with_growing_waits_then_the_deliv
     east = hooks.east
     await east.nurse.json("POST", "/api/consultations", expect=201, json={"patient": east.patient})
 
-    async def failed() -> bool:
-        return [d.failed_at is not None for d in await hooks.deliveries(failing)] == [True]
-
-    await until(failed, "the failing receiver's delivery failed for good")
+    await until(failed_for_good(hooks, failing), "the failing receiver's delivery failed for good")
     attempts = failing.received
     assert len(attempts) == MAX_ATTEMPTS
     assert len({a.id for a in attempts}) == 1, "every retry carries the event's webhook-id"
@@ -223,23 +236,69 @@ async def test_deliveries_wait_in_the_outbox_while_the_receiver_is_down_and_are_
 
     receiver.answer = ok
     await until(lambda: len(receiver.accepted) == 1, "delivery once the receiver is back")
-    assert (await hooks.services.webhooks.backlog()).pending == 0
+
+    async def settled() -> bool:
+        # The receiver has acted before the server reads its answer and records it.
+        return (await hooks.services.webhooks.backlog()).pending == 0
+
+    await until(settled, "the backlog empty once the delivery is recorded")
 
 
 async def test_a_commit_wakes_the_deliverer_without_waiting_for_the_poll(
-    start_server: Callable[..., Awaitable[RunningServer]], migrated_db_url: str
+    start_hooks: Callable[..., Awaitable[Hooks]],
 ) -> None:
     """With a poll longer than the test's whole wait, only the commit's wake-up can deliver."""
     assert WAIT_SECONDS < 120
-    server = await start_server(database_url=migrated_db_url, webhook_poll_seconds=120.0)
-    receiver = Receiver()
-    await receiver.start()
-    try:
-        async with clinic(server) as east:
-            hooks = Hooks(east, server.app[SERVICES], [receiver])
-            _, receiver.secret = await hooks.services.webhooks.add(receiver.url, [], None)
-            # The deliverer's first pass found nothing: it now sleeps for the poll.
-            await east.nurse.json("POST", "/api/consultations", expect=201, json={"patient": east.patient})
-            await until(lambda: len(receiver.accepted) == 1, "the event delivered on its commit's wake-up")
-    finally:
-        await receiver.stop()
+    hooks = await start_hooks(webhook_poll_seconds=120.0)
+    receiver = await hooks.endpoint()
+    # The deliverer's first pass found nothing: it now sleeps for the poll.
+    await hooks.east.nurse.json("POST", "/api/consultations", expect=201, json={"patient": hooks.east.patient})
+    await until(lambda: len(receiver.accepted) == 1, "the event delivered on its commit's wake-up")
+
+
+async def test_finished_deliveries_are_pruned_and_pending_ones_kept(
+    start_hooks: Callable[..., Awaitable[Hooks]],
+) -> None:
+    # Enough attempts that the failing delivery is still pending when pruned first.
+    hooks = await start_hooks(webhook_max_attempts=100, webhook_retry_cap_seconds=1.0)
+    async def unavailable(_id: str) -> int:
+        return 503
+
+    failing = await hooks.endpoint()
+    failing.answer = unavailable
+    healthy = await hooks.endpoint()
+    east = hooks.east
+    await east.nurse.json("POST", "/api/consultations", expect=201, json={"patient": east.patient})
+    await until(lambda: len(failing.received) >= 1, "an attempt at the failing one")
+
+    await until(delivered_to(hooks, healthy), "the healthy one's delivery recorded")
+
+    webhooks = hooks.services.webhooks
+    assert await webhooks.prune(datetime.now(UTC) - timedelta(days=1)) == 0
+    assert len(await hooks.deliveries(healthy)) == 1
+    # Later than everything: the delivered one goes; the event stays while the other still needs it.
+    assert await webhooks.prune(datetime.now(UTC) + timedelta(minutes=1)) == 0
+    assert await hooks.deliveries(healthy) == [] and len(await hooks.deliveries(failing)) == 1
+    assert len(await hooks.events()) == 1
+
+    async def ok(_id: str) -> int:
+        return 200
+
+    failing.answer = ok
+    await until(delivered_to(hooks, failing), "the other one delivered once it answers")
+    assert await webhooks.prune(datetime.now(UTC) + timedelta(minutes=1)) == 1
+    assert await hooks.events() == [] and await hooks.deliveries(failing) == []
+
+
+def failed_for_good(hooks: Hooks, receiver: Receiver) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return [d.failed_at is not None for d in await hooks.deliveries(receiver)] == [True]
+
+    return check
+
+
+def delivered_to(hooks: Hooks, receiver: Receiver) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return [d.delivered_at is not None for d in await hooks.deliveries(receiver)] == [True]
+
+    return check

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import orjson
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 from yarl import URL
 
 from ..crypto.kdf import Purpose, derive_key
@@ -237,6 +237,22 @@ class Webhooks:
                 .where(WebhookDelivery.id == delivery_id, WebhookDelivery.delivered_at.is_(None))
                 .values(last_status=status, last_error=error, **values)
             )
+
+    async def prune(self, before: datetime) -> int:
+        """Forget deliveries finished (delivered or failed) before ``before``, and the events
+        fanned out before it that no delivery still needs; how many events went."""
+        finished = func.coalesce(WebhookDelivery.delivered_at, WebhookDelivery.failed_at)
+        async with self._db.sessions() as session, session.begin():
+            await session.execute(
+                delete(WebhookDelivery).where(WebhookDelivery.next_attempt_at.is_(None), finished < before)
+            )
+            result = await session.execute(
+                delete(WebhookEvent).where(
+                    WebhookEvent.fanned_out_at < before,
+                    ~exists().where(WebhookDelivery.event_id == WebhookEvent.id),
+                )
+            )
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def next_due(self) -> datetime | None:
         """When the next delivery is due (None: none is waiting)."""

@@ -40,6 +40,8 @@ LEASE_MARGIN = timedelta(seconds=5)
 """A claimed delivery is not due again before its timeout and this have passed."""
 IDLE_FLOOR = 0.05
 """Shortest sleep between passes, when a due delivery is held by another instance."""
+PRUNE_EVERY = timedelta(hours=1)
+"""How often finished deliveries older than ``webhook_keep_days`` are deleted."""
 
 
 class DeliveryMetrics:
@@ -83,6 +85,8 @@ class Deliverer:
         self._metrics = metrics
         self._timeout = settings.webhook_timeout_seconds
         self._poll = settings.webhook_poll_seconds
+        self._keep = timedelta(days=settings.webhook_keep_days)
+        self._pruned: datetime | None = None
         self._retry = Retry(
             settings.webhook_retry_base_seconds, settings.webhook_retry_cap_seconds, settings.webhook_max_attempts
         )
@@ -108,6 +112,9 @@ class Deliverer:
     async def deliver_due(self, http: aiohttp.ClientSession) -> float:
         """One pass; returns how long to sleep before the next one."""
         now = datetime.now(UTC)
+        if self._pruned is None or now - self._pruned >= PRUNE_EVERY:
+            await self._webhooks.prune(now - self._keep)
+            self._pruned = now
         await self._webhooks.fan_out(now, BATCH)
         due = await self._webhooks.claim(now, BATCH, timedelta(seconds=self._timeout) + LEASE_MARGIN)
         if due:
