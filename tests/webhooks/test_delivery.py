@@ -302,3 +302,10 @@ def delivered_to(hooks: Hooks, receiver: Receiver) -> Callable[[], Awaitable[boo
         return [d.delivered_at is not None for d in await hooks.deliveries(receiver)] == [True]
 
     return check
+
+
+async def test_metrics_answer_while_the_outbox_cannot_be_read(hooks: Hooks) -> None:
+    await hooks.services.database.stop()
+    scrape = await hooks.east.nurse.request("GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert scrape.status == 200
+    assert "woundcare_webhook_pending 0.0" in await scrape.text()
