@@ -45,6 +45,10 @@ async def accept(_id: str) -> int:
     return 204
 
 
+async def unavailable(_id: str) -> int:
+    return 503
+
+
 @dataclass
 class Receiver:
     secret: str | None = None

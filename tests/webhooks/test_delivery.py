@@ -20,7 +20,7 @@ from signaling.protocol import Role
 from signaling.sink import EventKind, RoomEvent
 from tests.api.clinic import PLAN, Clinic, clinic
 from tests.server import RunningServer
-from tests.webhooks.receiver import Receiver
+from tests.webhooks.receiver import Receiver, accept, unavailable
 from woundcare.appkeys import SERVICES
 from woundcare.db.models import Patient, WebhookDelivery, WebhookEvent
 from woundcare.records.events import EventType
@@ -60,6 +60,15 @@ class Hooks:
         endpoint, receiver.secret = await self.services.webhooks.add(receiver.url, events or [], region_id)
         receiver.endpoint_id = endpoint.id
         return receiver
+
+    async def queue_call(self) -> None:
+        """A video call for the clinic's patient: one ``consultation.queued`` event."""
+        await self.east.nurse.json("POST", "/api/consultations", expect=201, json={"patient": self.east.patient})
+
+    async def scrape(self) -> str:
+        response = await self.east.nurse.request("GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        assert response.status == 200
+        return await response.text()
 
     async def deliveries(self, receiver: Receiver) -> list[WebhookDelivery]:
         async with self.services.database.sessions() as session:
@@ -174,24 +183,19 @@ async def test_every_state_change_is_delivered_once_signed_and_with_ids_only(hoo
 
 async def test_a_change_rolled_back_tells_nothing(hooks: Hooks) -> None:
     receiver = await hooks.endpoint()
-    east = hooks.east
-    await east.nurse.json("POST", "/api/consultations", expect=201, json={"patient": east.patient})
+    await hooks.queue_call()
     # A second call for the same patient by the same nurse: refused by the unique index, rolled back.
-    await east.nurse.json("POST", "/api/consultations", expect=409, json={"patient": east.patient})
+    await hooks.east.nurse.json("POST", "/api/consultations", expect=409, json={"patient": hooks.east.patient})
     await until(lambda: len(receiver.accepted) >= 1, "the first start's event delivered")
     async with hooks.services.database.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(WebhookEvent)) == 1
 
 
 async def test_a_failing_receiver_gets_retries_with_growing_waits_then_the_delivery_fails(hooks: Hooks) -> None:
-    async def unavailable(_id: str) -> int:
-        return 503
-
     failing = await hooks.endpoint()
     failing.answer = unavailable
     healthy = await hooks.endpoint()
-    east = hooks.east
-    await east.nurse.json("POST", "/api/consultations", expect=201, json={"patient": east.patient})
+    await hooks.queue_call()
 
     await until(failed_for_good(hooks, failing), "the failing receiver's delivery failed for good")
     attempts = failing.received
@@ -210,8 +214,7 @@ async def test_a_failing_receiver_gets_retries_with_growing_waits_then_the_deliv
     # The other endpoint of the same event is not held up by the failing one.
     assert list(healthy.accepted) == [attempts[0].id] and len(healthy.received) == 1
 
-    scrape = await east.nurse.request("GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
-    text = await scrape.text()
+    text = await hooks.scrape()
     assert f'woundcare_webhook_attempts_total{{result="http_503"}} {MAX_ATTEMPTS}.0' in text
     assert 'woundcare_webhook_deliveries_total{outcome="failed"} 1.0' in text
     assert 'woundcare_webhook_deliveries_total{outcome="delivered"} 1.0' in text
@@ -220,21 +223,14 @@ async def test_a_failing_receiver_gets_retries_with_growing_waits_then_the_deliv
 
 
 async def test_deliveries_wait_in_the_outbox_while_the_receiver_is_down_and_are_counted(hooks: Hooks) -> None:
-    async def unavailable(_id: str) -> int:
-        return 503
-
     receiver = await hooks.endpoint()
     receiver.answer = unavailable
-    east = hooks.east
-    await east.nurse.json("POST", "/api/consultations", expect=201, json={"patient": east.patient})
+    await hooks.queue_call()
     await until(lambda: len(receiver.received) >= 1, "a first attempt")
     backlog = await hooks.services.webhooks.backlog()
     assert backlog.pending == 1 and backlog.oldest is not None
 
-    async def ok(_id: str) -> int:
-        return 200
-
-    receiver.answer = ok
+    receiver.answer = accept
     await until(lambda: len(receiver.accepted) == 1, "delivery once the receiver is back")
 
     async def settled() -> bool:
@@ -252,7 +248,7 @@ async def test_a_commit_wakes_the_deliverer_without_waiting_for_the_poll(
     hooks = await start_hooks(webhook_poll_seconds=120.0)
     receiver = await hooks.endpoint()
     # The deliverer's first pass found nothing: it now sleeps for the poll.
-    await hooks.east.nurse.json("POST", "/api/consultations", expect=201, json={"patient": hooks.east.patient})
+    await hooks.queue_call()
     await until(lambda: len(receiver.accepted) == 1, "the event delivered on its commit's wake-up")
 
 
@@ -261,14 +257,10 @@ async def test_finished_deliveries_are_pruned_and_pending_ones_kept(
 ) -> None:
     # Enough attempts that the failing delivery is still pending when pruned first.
     hooks = await start_hooks(webhook_max_attempts=100, webhook_retry_cap_seconds=1.0)
-    async def unavailable(_id: str) -> int:
-        return 503
-
     failing = await hooks.endpoint()
     failing.answer = unavailable
     healthy = await hooks.endpoint()
-    east = hooks.east
-    await east.nurse.json("POST", "/api/consultations", expect=201, json={"patient": east.patient})
+    await hooks.queue_call()
     await until(lambda: len(failing.received) >= 1, "an attempt at the failing one")
 
     await until(delivered_to(hooks, healthy), "the healthy one's delivery recorded")
@@ -281,10 +273,7 @@ async def test_finished_deliveries_are_pruned_and_pending_ones_kept(
     assert await hooks.deliveries(healthy) == [] and len(await hooks.deliveries(failing)) == 1
     assert len(await hooks.events()) == 1
 
-    async def ok(_id: str) -> int:
-        return 200
-
-    failing.answer = ok
+    failing.answer = accept
     await until(delivered_to(hooks, failing), "the other one delivered once it answers")
     assert await webhooks.prune(datetime.now(UTC) + timedelta(minutes=1)) == 1
     assert await hooks.events() == [] and await hooks.deliveries(failing) == []
@@ -306,6 +295,4 @@ def delivered_to(hooks: Hooks, receiver: Receiver) -> Callable[[], Awaitable[boo
 
 async def test_metrics_answer_while_the_outbox_cannot_be_read(hooks: Hooks) -> None:
     await hooks.services.database.stop()
-    scrape = await hooks.east.nurse.request("GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
-    assert scrape.status == 200
-    assert "woundcare_webhook_pending 0.0" in await scrape.text()
+    assert "woundcare_webhook_pending 0.0" in await hooks.scrape()
