@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -14,7 +15,7 @@ from tests.e2e.process import child_environ, woundcare_cli
 from tests.services import free_port
 from tests.webhooks.receiver import Receiver
 from woundcare.db.engine import make_engine
-from woundcare.db.models import WebhookEndpoint
+from woundcare.db.models import AuditEvent, WebhookEndpoint
 
 
 @pytest.fixture
@@ -23,6 +24,15 @@ async def admin(tmp_path: Path, sqlite_template: Path) -> dict[str, str]:
     environ = child_environ({"WOUNDCARE_DATA_DIR": str(tmp_path)})
     await woundcare_cli("region", "add", "east", "East", environ=environ)
     return environ
+
+
+async def _rows(tmp_path: Path, statement: Any) -> list[Any]:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / migrated.SQLITE_NAME}")
+    try:
+        async with engine.connect() as connection:
+            return list((await connection.execute(statement)).all())
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture
@@ -43,12 +53,7 @@ async def test_add_list_test_remove(admin: dict[str, str], receiver: Receiver, t
     listed = await woundcare_cli("webhooks", "list", environ=admin)
     assert f"{endpoint}  {receiver.url} (consultation.queued econsult.asked; region east)" in listed
     assert receiver.secret not in listed
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / migrated.SQLITE_NAME}")
-    try:
-        async with engine.connect() as connection:
-            sealed = await connection.scalar(select(WebhookEndpoint.secret_sealed))
-    finally:
-        await engine.dispose()
+    ((sealed,),) = await _rows(tmp_path, select(WebhookEndpoint.secret_sealed))
     assert sealed is not None and receiver.secret.encode() not in sealed and receiver.secret[6:].encode() not in sealed
 
     tested = await woundcare_cli("webhooks", "test", endpoint, environ=admin)
@@ -66,6 +71,13 @@ async def test_add_list_test_remove(admin: dict[str, str], receiver: Receiver, t
     with pytest.raises(AssertionError, match="exited with 2") as gone:
         await woundcare_cli("webhooks", "remove", endpoint, environ=admin)
     assert "no such webhook endpoint" in str(gone.value)
+
+    audited = await _rows(tmp_path, select(AuditEvent.action, AuditEvent.resource, AuditEvent.actor)
+                          .where(AuditEvent.action.like("admin.webhook.%")).order_by(AuditEvent.seq))
+    resource = f"webhook:{endpoint}"
+    assert [tuple(row) for row in audited] == [
+        (f"admin.webhook.{action}", resource, "cli") for action in ("add", "test", "test", "remove")
+    ]
 
 
 async def test_a_url_with_credentials_is_refused_without_echoing_it(admin: dict[str, str]) -> None:
