@@ -296,3 +296,29 @@ def delivered_to(hooks: Hooks, receiver: Receiver) -> Callable[[], Awaitable[boo
 async def test_metrics_answer_while_the_outbox_cannot_be_read(hooks: Hooks) -> None:
     await hooks.services.database.stop()
     assert "woundcare_webhook_pending 0.0" in await hooks.scrape()
+
+
+async def test_two_instances_on_postgresql_send_each_event_once(
+    start_server: Callable[..., Awaitable[RunningServer]], migrated_database_url: str
+) -> None:
+    """Two servers share one database and both deliver (one woken by its commits, the other
+    polling all the time): each delivery is claimed by one of them, so the receiver gets
+    every event once."""
+    calls = 12
+    # Instances of one deployment share the server secret (the endpoints' secrets are sealed under it).
+    shared = {"database_url": migrated_database_url, "secret_key": "webhook cluster test secret"}
+    busy = await start_server(instance="hooks-a", webhook_poll_seconds=0.5, **shared)
+    await start_server(instance="hooks-b", webhook_poll_seconds=0.01, **shared)
+    receiver = Receiver()
+    await receiver.start()
+    try:
+        _, receiver.secret = await busy.app[SERVICES].webhooks.add(receiver.url, [], None)
+        async with clinic(busy) as east:
+            for _ in range(calls):
+                call = await east.nurse.json("POST", "/api/consultations", expect=201, json={"patient": east.patient})
+                await east.nurse.json("POST", f"/api/consultations/{call['id']}/end", expect=204)
+        await until(lambda: len(receiver.accepted) == 2 * calls, "every event delivered")
+        assert len(receiver.received) == 2 * calls, "an event sent by both instances"
+        assert all(r.verified for r in receiver.received)
+    finally:
+        await receiver.stop()

@@ -215,10 +215,12 @@ class Webhooks:
                     .execution_options(populate_existing=True)
                 )
             ).all()
-        return [
-            Due(d.id, e.id, p.id, p.url, self._secret(p), e.body or b"", d.attempts, e.occurred_at)
-            for d, e, p in rows
-        ]
+            # Opened inside the transaction: a secret that does not open (a server secret not
+            # shared by every instance) rolls the claim back rather than spend an attempt.
+            return [
+                Due(d.id, e.id, p.id, p.url, self._secret(p), e.body or b"", d.attempts, e.occurred_at)
+                for d, e, p in rows
+            ]
 
     async def settle(
         self, delivery_id: int, now: datetime, status: int | None, error: str | None, retry_at: datetime | None
