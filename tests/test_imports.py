@@ -44,6 +44,7 @@ LAYERS: dict[str, int] = {
     "woundcare.services": 60,
     "woundcare.camera": 55,
     "woundcare.recording": 50,
+    "woundcare.webhooks": 48,
     "woundcare.auth": 45,
     "woundcare.fhir": 42,
     "woundcare.records": 40,

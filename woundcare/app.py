@@ -51,6 +51,7 @@ from .logs import request_id_middleware
 from .metrics import METRICS, MeteredSink, Metrics, metrics_handler, metrics_middleware
 from .records.queue import Queue
 from .services import build_services
+from .webhooks.deliverer import Deliverer
 
 
 log = logging.getLogger(__name__)
@@ -186,6 +187,8 @@ def create_app(settings: Settings) -> web.Application:
         settings.abandon_seconds,
     )
     app.cleanup_ctx.append(queue.running)
+    deliverer = Deliverer(services.webhooks, services.events, settings, metrics.webhooks)
+    app.cleanup_ctx.append(deliverer.running)
     oidc.setup(app, settings, settings.signing_key())
     api = (
         session,

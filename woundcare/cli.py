@@ -12,9 +12,11 @@ import shlex
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from signaling.protocol import Role
@@ -34,10 +36,13 @@ from .demo import DEMO_LOGINS, DEMO_REGION, demo_consultation
 from .errors import WoundcareError
 from .inflight import IN_FLIGHT
 from .records.audit_trail import AuditTrail
+from .records.events import EventType, new_event_id
 from .records.patients_index import PatientIndexer
 from .records.rekey import Reencryption
+from .records.webhooks import BadWebhookUrl, EndpointView, event_body
 from .refs import guest_ref, user_ref
 from .services import Services, build_services
+from .webhooks.sender import send
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -421,6 +426,55 @@ async def _device_revoke(services: Services, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _webhooks_add(services: Services, args: argparse.Namespace) -> int:
+    region_id = await _region_id(services, args.region) if args.region else None
+    try:
+        endpoint, secret = await services.webhooks.add(args.url, [EventType(e) for e in args.events or ()], region_id)
+    except BadWebhookUrl as exc:
+        raise CliError(exc.message or exc.code) from None
+    await _audit(services, "webhook.add", f"webhook:{endpoint.id}", region_id)
+    print(f"webhook endpoint {endpoint.id} added: {_endpoint_line(endpoint)}")
+    print(f"secret (shown once): {secret}")
+    return 0
+
+
+def _endpoint_line(endpoint: EndpointView) -> str:
+    events = " ".join(endpoint.event_types) or "all events"
+    return f"{endpoint.url} ({events}; {f'region {endpoint.region}' if endpoint.region else 'all regions'})"
+
+
+async def _webhooks_list(services: Services, args: argparse.Namespace) -> int:
+    for endpoint in await services.webhooks.endpoints():
+        print(f"{endpoint.id}  {_endpoint_line(endpoint)}{'' if endpoint.enabled else '  disabled'}")
+    return 0
+
+
+async def _webhooks_test(services: Services, args: argparse.Namespace) -> int:
+    """Send a signed ``webhook.test`` event to one endpoint now, outside the outbox: the
+    admin sees at once whether the receiver takes it and checks the signature."""
+    found = await services.webhooks.endpoint(args.id)
+    if found is None:
+        raise CliError(f"no such webhook endpoint: {args.id}")
+    endpoint, secret = found
+    body = event_body(EventType.WEBHOOK_TEST, datetime.now(UTC), {})
+    async with aiohttp.ClientSession() as http:
+        result = await send(http, endpoint.url, secret, new_event_id(), body, services.settings.webhook_timeout_seconds)
+    await _audit(services, "webhook.test", f"webhook:{endpoint.id}")
+    if result.error is None:
+        print(f"webhook endpoint {endpoint.id} answered {result.status}: delivered")
+        return 0
+    print(f"webhook endpoint {endpoint.id} did not take the test event: {result.error}")
+    return 1
+
+
+async def _webhooks_remove(services: Services, args: argparse.Namespace) -> int:
+    if not await services.webhooks.remove(args.id):
+        raise CliError(f"no such webhook endpoint: {args.id}")
+    await _audit(services, "webhook.remove", f"webhook:{args.id}")
+    print(f"webhook endpoint {args.id} removed, with its deliveries")
+    return 0
+
+
 def _send_econsult(args: argparse.Namespace, token: str) -> int:
     """Photos and a question for a specialist to answer later, instead of a call."""
     from .camera.econsult import EconsultOptions, send_econsult
@@ -636,6 +690,30 @@ def build_parser() -> argparse.ArgumentParser:
     device_revoke = device.add_parser("revoke", parents=[common], help="revoke a device token")
     device_revoke.add_argument("id", type=int)
     device_revoke.set_defaults(func=_admin(_device_revoke))
+
+    webhooks = sub.add_parser("webhooks", help="webhook endpoints (docs/webhooks.md)").add_subparsers(
+        dest="action", required=True
+    )
+    webhooks_add = webhooks.add_parser(
+        "add", parents=[common], help="add an endpoint (its signing secret is printed once)"
+    )
+    webhooks_add.add_argument("url", help="http(s) URL the events are POSTed to")
+    webhooks_add.add_argument(
+        "--events", nargs="+", metavar="TYPE", choices=[t.value for t in EventType if t is not EventType.WEBHOOK_TEST],
+        help="only these event types (default: all)",
+    )
+    webhooks_add.add_argument("--region", metavar="CODE", help="only this region's events (default: all regions)")
+    webhooks_add.set_defaults(func=_admin(_webhooks_add))
+    webhooks_list = webhooks.add_parser("list", parents=[common], help="list the endpoints")
+    webhooks_list.set_defaults(func=_admin(_webhooks_list))
+    webhooks_test = webhooks.add_parser(
+        "test", parents=[common], help="send a signed webhook.test event to an endpoint and show its answer"
+    )
+    webhooks_test.add_argument("id", type=int)
+    webhooks_test.set_defaults(func=_admin(_webhooks_test))
+    webhooks_remove = webhooks.add_parser("remove", parents=[common], help="remove an endpoint")
+    webhooks_remove.add_argument("id", type=int)
+    webhooks_remove.set_defaults(func=_admin(_webhooks_remove))
     return parser
 
 

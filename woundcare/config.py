@@ -153,6 +153,21 @@ class Settings(BaseSettings):
     image_wait_seconds: float = Field(30.0, gt=0)
     """An upload that cannot start decoding within this gets ``503 busy``."""
 
+    # Webhooks (issue 19, docs/webhooks.md): endpoints are added with ``woundcare webhooks add``.
+    webhook_timeout_seconds: float = Field(5.0, gt=0, le=60)
+    """One attempt's whole request and answer; a receiver answers first and works after."""
+    webhook_retry_base_seconds: float = Field(10.0, gt=0)
+    """The wait after a first failed attempt; it doubles with each next one (with jitter)."""
+    webhook_retry_cap_seconds: float = Field(3600.0, gt=0)
+    """The longest wait between two attempts."""
+    webhook_max_attempts: int = Field(16, ge=1, le=100)
+    """Attempts of one delivery before it is marked failed (over 4 to 7 hours at the defaults)."""
+    webhook_keep_days: int = Field(30, ge=1)
+    """Finished deliveries and their events are kept this long (to see what was sent), then deleted."""
+    webhook_poll_seconds: float = Field(5.0, gt=0)
+    """How often the outbox is read for events committed by another process (this one's wake
+    the deliverer at once)."""
+
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     """``json``: one JSON object per line with the request id (for log shipping)."""

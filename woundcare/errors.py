@@ -13,12 +13,14 @@ Exception hierarchy::
     ├── InvalidInput                     400; also a ValueError; the message names the rule
     │   ├── AssessmentError              400 bad_assessment
     │   ├── BadNationalId                400 bad_national_id; woundcare.records.patients
-    │   └── QualityError                 400 bad_sample
+    │   ├── QualityError                 400 bad_sample
+    │   └── BadWebhookUrl                400 bad_webhook_url; woundcare.records.webhooks
     ├── CryptoError                      woundcare.crypto
     │   ├── RecordIntegrityError         500 integrity_error: a record does not open as itself
     │   ├── KeyShreddedError             410 shredded: its region's key was destroyed
     │   ├── MasterKeyError               internal: a master key missing, malformed or wrong
-    │   └── SealError                    internal: a sealed value (TOTP secret, cookie) does not open
+    │   ├── SealError                    internal: a sealed value (TOTP secret, cookie) does not open
+    │   └── SignatureError               a webhook signature does not verify (a receiver's check)
     ├── BlobError                        internal; woundcare.storage.blobs
     │   ├── InvalidBlobKey               also a ValueError
     │   ├── BlobExists

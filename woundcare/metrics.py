@@ -5,7 +5,9 @@ roles, never ids, so no label can carry patient data."""
 from __future__ import annotations
 
 import hmac
+import logging
 import time
+from datetime import UTC, datetime
 from collections.abc import Iterator
 
 from aiohttp import web
@@ -17,6 +19,11 @@ from prometheus_client.registry import Collector
 from signaling.handler import ROOMS, SOCKETS, STATS
 from signaling.stats import Stats
 from signaling.sink import EventSink, RoomEvent
+
+from .appkeys import SERVICES
+from .webhooks.deliverer import DeliveryMetrics
+
+log = logging.getLogger(__name__)
 
 
 class _SignalingCollector(Collector):
@@ -68,6 +75,13 @@ class Metrics:
             "From a viewer's join to its first decoded frame, as the clients report it",
             buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32),
             registry=r,
+        )
+        self.webhooks = DeliveryMetrics(r)
+        self.webhook_pending = Gauge(
+            "woundcare_webhook_pending", "Webhook events and deliveries not yet delivered nor failed", registry=r
+        )
+        self.webhook_oldest = Gauge(
+            "woundcare_webhook_oldest_pending_seconds", "Age of the oldest event still to be delivered", registry=r
         )
 
     def room_event(self, event: RoomEvent) -> None:
@@ -123,9 +137,24 @@ def metrics_handler(token: str | None) -> Handler:
         given = request.headers.get("Authorization", "").encode()
         if expected is None or not hmac.compare_digest(given, expected):
             raise web.HTTPNotFound()
+        await _read_backlog(request)
         return _render(request)
 
     return scrape
+
+
+async def _read_backlog(request: web.Request) -> None:
+    """The webhook outbox is shared by every instance: its backlog is read from the database.
+    A scrape while the database is down still answers (the gauges keep their last values):
+    that is when monitoring is needed most."""
+    metrics = request.config_dict[METRICS]
+    try:
+        backlog = await request.config_dict[SERVICES].webhooks.backlog()
+    except Exception:
+        log.warning("webhook backlog unreadable for /metrics", exc_info=True)
+        return
+    metrics.webhook_pending.set(backlog.pending)
+    metrics.webhook_oldest.set((datetime.now(UTC) - backlog.oldest).total_seconds() if backlog.oldest else 0.0)
 
 
 def _render(request: web.Request) -> web.Response:

@@ -34,6 +34,7 @@ from .records.assessments import Assessments
 from .records.audit_trail import AuditTrail
 from .records.consents import Consents
 from .records.consultations import Consultations
+from .records.events import Events
 from .records.guests import Guests
 from .records.imagework import ImageWork
 from .records.patients import Patients
@@ -44,6 +45,7 @@ from .records.region_keys import RegionKeys
 from .records.retention import Retention
 from .records.session_log import SessionLog
 from .records.snapshots import Snapshots
+from .records.webhooks import Webhooks
 from .storage.blobs import BlobStore
 from .storage.intents import Intents
 from .storage.private import private_dir, private_file
@@ -78,6 +80,10 @@ class Services:
     recorders: Recorders
     retention: Retention
     pilot: Pilot
+    events: Events
+    """The outbox writer the state changes emit through (``consultation.started``, …)."""
+    webhooks: Webhooks
+    """The endpoints and their deliveries, for the deliverer and ``woundcare webhooks``."""
 
     async def __aenter__(self) -> Services:
         await self.database.start()
@@ -129,7 +135,8 @@ def build_services(settings: Settings) -> Services:
     blobs = BlobStore(settings.blob_dir)
     recording_blobs = BlobStore(settings.recording_dir)
     image_work = ImageWork(settings.image_workers, settings.image_pixel_budget, settings.image_wait_seconds)
-    recordings = Recordings(db, keyring, recording_blobs, settings.instance_name)
+    events = Events()
+    recordings = Recordings(db, keyring, recording_blobs, settings.instance_name, events)
     return Services(
         settings=settings,
         database=db,
@@ -155,13 +162,13 @@ def build_services(settings: Settings) -> Services:
             ),
             RedisLedger.from_url(settings.redis_url, settings.redis_prefix) if settings.redis_url else MemoryLedger(),
         ),
-        session_log=SessionLog(db),
+        session_log=SessionLog(db, events),
         patients=Patients(db, keyring),
-        consultations=Consultations(db, keyring),
+        consultations=Consultations(db, keyring, events),
         consents=Consents(db),
         access_log=AccessLog(db),
         quality=Quality(db),
-        assessments=Assessments(db, keyring),
+        assessments=Assessments(db, keyring, events),
         image_work=image_work,
         snapshots=Snapshots(
             db,
@@ -176,4 +183,6 @@ def build_services(settings: Settings) -> Services:
         recorders=Recorders.for_server(settings, recordings, invitations, audit),
         retention=Retention(db, blobs, recording_blobs),
         pilot=Pilot(db),
+        events=events,
+        webhooks=Webhooks(db, secret),
     )

@@ -18,6 +18,8 @@ TODAY = {
     Purpose.AUDIT_CHECKPOINT: "70ed917046c50d29c926e0e6f14279a8b85a0b8695345cda28308cb27affd4d3",
     # Added with the journal document (issue 19); fixed from then on like the others.
     Purpose.JOURNAL_IDS: "68bed7f277fabc4e0198bd0dd335a512ff9b3238388ece0c5066c7957ce0cf08",
+    # Added with webhooks (issue 19): fixed from then on, or endpoints' secrets stop opening.
+    Purpose.WEBHOOK_SECRET: "eef6c1555ea8f23683e3fadd940cafc0d711ea9bcca9db567d8c15a1c1a9164e",
 }
 
 

@@ -44,12 +44,15 @@ def child_environ(settings: Mapping[str, str]) -> dict[str, str]:
 class ServerProcess:
     """One ``woundcare serve`` child; ``start`` may be called again after it was stopped."""
 
-    def __init__(self, *, data_dir: Path, database_url: str, instance: str, port: int, log_path: Path) -> None:
+    def __init__(self, *, data_dir: Path, database_url: str, instance: str, port: int, log_path: Path,
+                 settings: Mapping[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.database_url = database_url
         self.instance = instance
         self.port = port
         self.log_path = log_path
+        self.settings = dict(settings or {})
+        """More ``WOUNDCARE_*`` settings for this server."""
         self._process: asyncio.subprocess.Process | None = None
 
     @property
@@ -68,6 +71,7 @@ class ServerProcess:
                 "WOUNDCARE_DATABASE_URL": self.database_url,
                 "WOUNDCARE_INSTANCE": self.instance,
                 "WOUNDCARE_DEMO": "false",
+                **self.settings,
             }
         )
 

@@ -9,6 +9,8 @@ Exception hierarchy::
     ├── RecordIntegrityError   the envelope does not open for this record: bad tag, wrong
     │                          region/kind/record/schema, unknown or foreign key id, malformed
     ├── SealError              a sealed value (a TOTP secret, a login cookie) does not open
+    ├── SignatureError         a webhook's Standard Webhooks signature or secret does not verify
+    │                          (woundcare.crypto.webhook_signature; our tests, as a receiver)
     ├── KeyShreddedError       the data key was destroyed (its region was shredded)
     └── MasterKeyError         a master key is missing or malformed, or does not unwrap a stored key
 """

@@ -38,6 +38,8 @@ class Purpose(bytes, enum.Enum):
     JOURNAL_IDS = b"woundcare journal document ids v1"
     """Keys the ids of a journal document (:mod:`woundcare.journal.document`), so they cannot
     be computed from the consultation id that the pseudonymous research export carries."""
+    WEBHOOK_SECRET = b"woundcare webhook secret v1"
+    """Seals webhook endpoints' signing secrets in the database (:mod:`woundcare.records.webhooks`)."""
 
 
 def derive_key(server_secret: bytes, purpose: Purpose) -> bytes:

@@ -514,3 +514,69 @@ class GuestInvitation(Base):
     expires_at: Mapped[datetime]
     redeemed_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+
+
+class WebhookEndpoint(Base):
+    """A receiver of the webhooks (docs/webhooks.md), added by an admin on the command line.
+    Its signing secret is sealed under a key derived from the server secret
+    (``Purpose.WEBHOOK_SECRET``), bound to the endpoint's id."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    event_types: Mapped[str] = mapped_column(String(500), default="")
+    """Space-separated event types it wants; empty: all of them."""
+    region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id"), default=None)
+    """Only this region's events; None: every region's."""
+    enabled: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookEvent(Base):
+    """The outbox: one row per event, written in the transaction of the change it tells of.
+
+    Ids only (a consultation's public id, a region, a recording's id): no patient data. No
+    foreign keys, so retention's deletion of a consultation is not held up by its events."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    """``msg_…``: the ``webhook-id`` of every delivery of this event, retries included."""
+    type: Mapped[str] = mapped_column(String(40))
+    consultation_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    region_id: Mapped[int | None] = mapped_column(default=None)
+    subject_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    """The id of what the event is about beside the consultation (a recording)."""
+    status: Mapped[str | None] = mapped_column(String(20), default=None)
+    """The state reached, for events with more than one ending (``ended``, ``abandoned``)."""
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    body: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    """The JSON sent, fixed when the event is fanned out so every retry signs the same bytes."""
+    fanned_out_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    """When its deliveries were made, one per endpoint that wants it; None: not yet."""
+
+
+class WebhookDelivery(Base):
+    """One event on its way to one endpoint: retried with backoff until a 2xx or the last attempt."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "endpoint_id"),
+        Index("ix_webhook_deliveries_due", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("webhook_events.id", ondelete="CASCADE"))
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(default=utcnow)
+    """When it is due; None once delivered or failed for good."""
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+    failed_at: Mapped[datetime | None] = mapped_column(default=None)
+    """Set after the last attempt failed: no more retries."""
+    last_status: Mapped[int | None] = mapped_column(default=None)
+    """The HTTP status of the last attempt; None if it got no answer."""
+    last_error: Mapped[str | None] = mapped_column(String(40), default=None)
+    """A code for the last failed attempt (``http_503``, ``timeout``, ``connection``)."""

@@ -31,6 +31,7 @@ from ..db.database import Database
 from ..db.models import OPEN_STATUSES, Consultation, ConsultationKind, ConsultationStatus, Outcome, Patient
 from ..db.models import Assessment as AssessmentRow
 from ..errors import InvalidInput, WoundcareError
+from .events import Events, EventType
 
 KIND = "assessment"
 
@@ -249,9 +250,10 @@ class PendingPlan:
 
 
 class Assessments:
-    def __init__(self, db: Database, keyring: Keyring) -> None:
+    def __init__(self, db: Database, keyring: Keyring, events: Events) -> None:
         self._db = db
         self._keyring = keyring
+        self._events = events
 
     async def save(
         self,
@@ -329,8 +331,11 @@ class Assessments:
                 if found.outcome is None:
                     raise AssessmentError("'outcome' is required before signing")
                 raise AssessmentChanged
+            self._events.emit(
+                session, EventType.ASSESSMENT_SIGNED, consultation_id=consultation_id, region_id=row.region_id, at=now
+            )
             # The answer to an e-consult: it leaves the queue, answered at the signing.
-            await session.execute(
+            answered = await session.scalar(
                 update(Consultation)
                 .where(
                     Consultation.id == consultation_id,
@@ -338,7 +343,12 @@ class Assessments:
                     Consultation.status.in_(OPEN_STATUSES),
                 )
                 .values(status=ConsultationStatus.ENDED, ended_at=now)
+                .returning(Consultation.region_id)
             )
+            if answered is not None:
+                self._events.emit(
+                    session, EventType.ECONSULT_ANSWERED, consultation_id=consultation_id, region_id=answered, at=now
+                )
         return await self._view(row)
 
     async def acknowledge(self, consultation_id: str, by: str) -> AssessmentView | None:

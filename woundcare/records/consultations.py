@@ -29,6 +29,7 @@ from ..db.models import (
     Urgency,
 )
 from ..errors import WoundcareError
+from .events import Events, EventType
 
 NURSE = "nurse"
 """The session log's role of the nurse camera (``signaling.protocol.Role.NURSE``)."""
@@ -40,12 +41,13 @@ SENT_LIMIT = 50
 """How many of her e-consults the nurse's list shows, newest first."""
 
 
-async def mark_started(session: AsyncSession, consultation_id: str, at: datetime) -> None:
+async def mark_started(session: AsyncSession, consultation_id: str, at: datetime, events: Events) -> None:
     """A waiting consultation becomes active at ``at``, when its first viewer joined.
 
-    In the caller's transaction, so the session log's join event and the start are stored
-    together; one abandoned while that event was queued stays abandoned."""
-    await session.execute(
+    In the caller's transaction, so the session log's join event, the start and its
+    ``consultation.started`` event are stored together; one abandoned while that event was
+    queued stays abandoned."""
+    region_id = await session.scalar(
         update(Consultation)
         .where(
             Consultation.id == consultation_id,
@@ -53,7 +55,10 @@ async def mark_started(session: AsyncSession, consultation_id: str, at: datetime
             Consultation.status == ConsultationStatus.WAITING,
         )
         .values(started_at=at, status=ConsultationStatus.ACTIVE)
+        .returning(Consultation.region_id)
     )
+    if region_id is not None:
+        events.emit(session, EventType.CONSULTATION_STARTED, consultation_id=consultation_id, region_id=region_id, at=at)
 
 
 class ConsultationLive(WoundcareError):
@@ -144,9 +149,10 @@ def _view(row: tuple[Consultation, str, str, str]) -> ConsultationView:
 
 
 class Consultations:
-    def __init__(self, db: Database, keyring: Keyring) -> None:
+    def __init__(self, db: Database, keyring: Keyring, events: Events) -> None:
         self._db = db
         self._keyring = keyring
+        self._events = events
 
     async def start(self, patient: Patient, created_by: int | None) -> ConsultationView:
         """A new consultation; :class:`ConsultationLive` if this nurse has one open for the
@@ -157,6 +163,10 @@ class Consultations:
                 consultation = Consultation(region_id=patient.region_id, patient_id=patient.id, created_by=created_by)
                 session.add(consultation)
                 await session.flush()
+                self._events.emit(
+                    session, EventType.CONSULTATION_QUEUED,
+                    consultation_id=consultation.id, region_id=consultation.region_id, at=consultation.created_at,
+                )
                 region = (
                     await session.execute(select(Region.code, Region.name).where(Region.id == patient.region_id))
                 ).one()
@@ -182,6 +192,10 @@ class Consultations:
             # Sealed once the id exists, which it is bound to, in the same transaction.
             consultation.question_sealed = await self._keyring.seal(
                 _question_binding(consultation.id, patient.region_id), question.encode()
+            )
+            self._events.emit(
+                session, EventType.ECONSULT_ASKED,
+                consultation_id=consultation.id, region_id=consultation.region_id, at=consultation.created_at,
             )
             region = (
                 await session.execute(select(Region.code, Region.name).where(Region.id == patient.region_id))
@@ -274,7 +288,7 @@ class Consultations:
             ConsultationEvent.at >= nurse_gone_since,
         )
         async with self._db.sessions() as session, session.begin():
-            result = await session.execute(
+            region_id = await session.scalar(
                 update(Consultation)
                 .where(
                     Consultation.id == consultation_id,
@@ -284,11 +298,16 @@ class Consultations:
                     ~nurse_since,
                 )
                 .values(status=ConsultationStatus.ABANDONED, ended_at=now)
+                .returning(Consultation.region_id)
                 .execution_options(synchronize_session=False)
             )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
+            if region_id is None:
                 return False
             session.add(ConsultationEvent(consultation_id=consultation_id, at=now, kind=ABANDONED_EVENT))
+            self._events.emit(
+                session, EventType.CONSULTATION_ENDED, consultation_id=consultation_id, region_id=region_id, at=now,
+                status=ConsultationStatus.ABANDONED.value,
+            )
         return True
 
     async def of_patient(self, patient_id: int) -> list[ConsultationView]:
@@ -301,12 +320,19 @@ class Consultations:
         return [_view(r) for r in rows]
 
     async def end(self, consultation_id: str) -> None:
+        now = datetime.now(UTC)
         async with self._db.sessions() as session, session.begin():
-            await session.execute(
+            region_id = await session.scalar(
                 update(Consultation)
                 .where(Consultation.id == consultation_id, Consultation.status.in_(OPEN_STATUSES))
-                .values(status=ConsultationStatus.ENDED, ended_at=datetime.now(UTC))
+                .values(status=ConsultationStatus.ENDED, ended_at=now)
+                .returning(Consultation.region_id)
             )
+            if region_id is not None:
+                self._events.emit(
+                    session, EventType.CONSULTATION_ENDED, consultation_id=consultation_id, region_id=region_id,
+                    at=now, status=ConsultationStatus.ENDED.value,
+                )
 
     async def creator(self, consultation_id: str) -> int | None:
         """The user who started the consultation; None for one started otherwise (the demo)."""

@@ -20,7 +20,8 @@ from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..crypto import Binding, Keyring, key_id_of
 from ..crypto.stream import StreamSealer, open_stream
@@ -29,6 +30,7 @@ from ..db.models import Recording, RecordingStatus, new_public_id
 from ..crypto.sealed_sink import SealedSink
 from ..storage.blobs import BlobStore, BlobWriter
 from .consultations import ConsultationView
+from .events import Events, EventType
 
 KEY_KIND = "recording_key"
 VIDEO_KIND = "recording_video"
@@ -91,8 +93,9 @@ class Capture:
 
 
 class Recordings:
-    def __init__(self, db: Database, keyring: Keyring, blobs: BlobStore, instance: str) -> None:
+    def __init__(self, db: Database, keyring: Keyring, blobs: BlobStore, instance: str, events: Events) -> None:
         self._db = db
+        self._events = events
         self._keyring = keyring
         self._blobs = blobs
         self._instance = instance
@@ -162,6 +165,7 @@ class Recordings:
             row.end_reason = reason
             for name, value in values.items():
                 setattr(row, name, value)
+            self._finished(session, row)
         return _view(row)
 
     async def get(self, recording_id: str) -> Recording | None:
@@ -207,21 +211,25 @@ class Recordings:
         """At start-up: fail this instance's recordings cut off by its end, remove their
         partial blobs, and sweep leftovers no row knows. Returns how many were cut off."""
         async with self._db.sessions() as session, session.begin():
-            cut_off = (
+            rows = (
                 await session.scalars(
-                    select(Recording.blob_key).where(
+                    select(Recording).where(
                         Recording.instance == self._instance, Recording.status == RecordingStatus.RECORDING
                     )
                 )
             ).all()
-            if cut_off:
-                await session.execute(
-                    update(Recording)
-                    .where(Recording.blob_key.in_(cut_off))
-                    .values(status=RecordingStatus.FAILED, ended_at=datetime.now(UTC), end_reason="interrupted")
-                )
+            now = datetime.now(UTC)
+            for row in rows:
+                row.status, row.ended_at, row.end_reason = RecordingStatus.FAILED, now, "interrupted"
+                self._finished(session, row)
             known = set((await session.scalars(select(Recording.blob_key))).all())
-        return await asyncio.to_thread(self._recover, list(cut_off), known)
+        return await asyncio.to_thread(self._recover, [row.blob_key for row in rows], known)
+
+    def _finished(self, session: AsyncSession, row: Recording) -> None:
+        self._events.emit(
+            session, EventType.RECORDING_FINISHED, consultation_id=row.consultation_id, region_id=row.region_id,
+            at=row.ended_at or datetime.now(UTC), subject_id=row.id, status=row.status.value,
+        )
 
     def _recover(self, cut_off: list[str], known: set[str]) -> int:
         # delete() also removes the temporary file a write cut off by a crash left.

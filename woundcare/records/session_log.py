@@ -18,6 +18,7 @@ from signaling.sink import EventKind, RoomEvent
 from ..db.database import Database
 from ..db.models import Consultation, ConsultationEvent
 from .consultations import mark_started
+from .events import Events
 
 log = logging.getLogger(__name__)
 security_log = logging.getLogger("woundcare.security")
@@ -26,8 +27,9 @@ _STORED = frozenset(EventKind) - {EventKind.DENIED}
 
 
 class SessionLog:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, events: Events) -> None:
         self._db = db
+        self._events = events
         self._queue: asyncio.Queue[RoomEvent] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -98,4 +100,4 @@ class SessionLog:
                 if event.kind is EventKind.JOINED and event.role in (Role.SPECIALIST, Role.OBSERVER):
                     # The first viewer to join starts the consultation (the nurse's wait ends);
                     # the recorder is no viewer. In the event's transaction: both or neither.
-                    await mark_started(session, event.consultation, event.at)
+                    await mark_started(session, event.consultation, event.at, self._events)

@@ -1,0 +1,306 @@
+"""Webhook endpoints and the deliveries of the outbox's events to them (docs/webhooks.md).
+
+Endpoints are added by an admin (``woundcare webhooks add``); each one's ``whsec_`` secret is
+made here, shown once, and kept sealed (:mod:`woundcare.crypto.sealing`, under the server
+secret's ``Purpose.WEBHOOK_SECRET`` key, bound to the endpoint's id).
+
+Events (:mod:`woundcare.records.events`) are fanned out by the deliverer, not when they are
+emitted: the transaction of a join or a signing then only inserts one row, reads nothing,
+and an endpoint's filters are applied in one place. A fanned-out event gets its JSON body
+fixed and one delivery per endpoint that wants it; each delivery is claimed by one deliverer
+at a time (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so instances share the work; SQLite has
+one writer) with a lease: a deliverer killed mid-send leaves a delivery that is due again
+when the lease runs out, sent with the same ``webhook-id`` (at least once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import orjson
+from sqlalchemy import delete, exists, func, select, update
+from yarl import URL
+
+from ..crypto.kdf import Purpose, derive_key
+from ..crypto.sealing import seal, unseal
+from ..crypto.webhook_signature import new_secret
+from ..db.database import Database
+from ..db.models import Region, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from ..errors import InvalidInput
+from .events import EventType
+
+URL_MAX = 2000
+SCHEMES = ("http", "https")
+
+
+class BadWebhookUrl(InvalidInput):
+    code = "bad_webhook_url"
+
+
+def check_url(url: str) -> str:
+    """``url`` if it may be an endpoint: absolute http(s), a host, no credentials or fragment.
+
+    The secret authenticates us to the receiver; a user name or password in the URL would be
+    a second secret kept and shown in plain, so it is refused rather than stored."""
+    if len(url) > URL_MAX:
+        raise BadWebhookUrl(f"a webhook URL has at most {URL_MAX} characters")
+    try:
+        parsed = URL(url)
+    except ValueError:
+        raise BadWebhookUrl("a webhook URL must be a valid URL") from None
+    if parsed.scheme not in SCHEMES or not parsed.host:
+        raise BadWebhookUrl("a webhook URL is absolute http or https with a host")
+    if parsed.user is not None or parsed.password is not None:
+        raise BadWebhookUrl("a webhook URL carries no user name or password")
+    if parsed.fragment:
+        raise BadWebhookUrl("a webhook URL has no fragment")
+    return url
+
+
+def event_body(type: EventType | str, at: datetime, data: dict[str, object]) -> bytes:
+    """The JSON of an event, in the spec's envelope: ``type``, ``timestamp``, ``data``."""
+    name = type.value if isinstance(type, EventType) else type
+    return orjson.dumps({"type": name, "timestamp": at.isoformat(), "data": data})
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointView:
+    id: int
+    url: str
+    event_types: tuple[str, ...]
+    """Empty: all."""
+    region: str | None
+    """A region's code; None: all regions."""
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A delivery claimed for one attempt."""
+
+    delivery_id: int
+    event_id: str
+    endpoint_id: int
+    url: str
+    secret: str
+    body: bytes
+    attempt: int
+    """This attempt's number, from 1."""
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    pending: int
+    """Deliveries not yet delivered nor failed, and events not yet fanned out."""
+    oldest: datetime | None
+    """When the oldest of them happened."""
+
+
+class Webhooks:
+    def __init__(self, db: Database, server_secret: bytes) -> None:
+        self._db = db
+        self._key = derive_key(server_secret, Purpose.WEBHOOK_SECRET)
+
+    # Endpoints
+
+    async def add(self, url: str, event_types: Sequence[EventType], region_id: int | None) -> tuple[EndpointView, str]:
+        """A new endpoint and its secret, which is never shown again."""
+        secret = new_secret()
+        types = " ".join(dict.fromkeys(t.value for t in event_types))
+        async with self._db.sessions() as session, session.begin():
+            row = WebhookEndpoint(url=check_url(url), secret_sealed=b"", event_types=types, region_id=region_id)
+            session.add(row)
+            await session.flush()
+            # Sealed once the id exists, which it is bound to, in the same transaction.
+            row.secret_sealed = seal(self._key, secret.encode(), _aad(row.id))
+            code = await session.scalar(select(Region.code).where(Region.id == region_id)) if region_id else None
+        return _endpoint(row, code), secret
+
+    async def endpoints(self) -> list[EndpointView]:
+        async with self._db.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(WebhookEndpoint, Region.code)
+                    .outerjoin(Region, Region.id == WebhookEndpoint.region_id)
+                    .order_by(WebhookEndpoint.id)
+                )
+            ).all()
+        return [_endpoint(row, code) for row, code in rows]
+
+    async def endpoint(self, endpoint_id: int) -> tuple[EndpointView, str] | None:
+        """An endpoint and its secret (for ``woundcare webhooks test``)."""
+        async with self._db.sessions() as session:
+            found = (
+                await session.execute(
+                    select(WebhookEndpoint, Region.code)
+                    .outerjoin(Region, Region.id == WebhookEndpoint.region_id)
+                    .where(WebhookEndpoint.id == endpoint_id)
+                )
+            ).one_or_none()
+        if found is None:
+            return None
+        row, code = found
+        return _endpoint(row, code), self._secret(row)
+
+    async def remove(self, endpoint_id: int) -> bool:
+        """Remove an endpoint with its deliveries, done or not; False if there is none."""
+        async with self._db.sessions() as session, session.begin():
+            await session.execute(delete(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint_id))
+            result = await session.execute(delete(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def _secret(self, row: WebhookEndpoint) -> str:
+        return unseal(self._key, row.secret_sealed, _aad(row.id)).decode()
+
+    # Deliveries
+
+    async def fan_out(self, now: datetime, limit: int) -> int:
+        """Give up to ``limit`` new events their body and a delivery per endpoint that wants
+        them; how many events were fanned out."""
+        async with self._db.sessions() as session, session.begin():
+            events = (
+                await session.scalars(
+                    select(WebhookEvent)
+                    .where(WebhookEvent.fanned_out_at.is_(None))
+                    .order_by(WebhookEvent.occurred_at, WebhookEvent.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not events:
+                return 0
+            endpoints = (await session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True)))).all()
+            found = await session.execute(
+                select(Region.id, Region.code).where(Region.id.in_({e.region_id for e in events}))
+            )
+            regions: dict[int | None, str] = {region_id: code for region_id, code in found.all()}
+            for event in events:
+                event.body = event_body(event.type, event.occurred_at, _data(event, regions.get(event.region_id)))
+                event.fanned_out_at = now
+                for endpoint in endpoints:
+                    if _wants(endpoint, event):
+                        session.add(WebhookDelivery(event_id=event.id, endpoint_id=endpoint.id, next_attempt_at=now))
+        return len(events)
+
+    async def claim(self, now: datetime, limit: int, lease: timedelta) -> list[Due]:
+        """Up to ``limit`` due deliveries, oldest due first, each counted as attempted and not
+        due again before ``now + lease`` (by when its attempt has been settled)."""
+        async with self._db.sessions() as session, session.begin():
+            ids = (
+                await session.scalars(
+                    select(WebhookDelivery.id)
+                    .where(WebhookDelivery.next_attempt_at <= now)
+                    .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not ids:
+                return []
+            await session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id.in_(ids))
+                .values(attempts=WebhookDelivery.attempts + 1, next_attempt_at=now + lease)
+            )
+            rows = (
+                await session.execute(
+                    select(WebhookDelivery, WebhookEvent, WebhookEndpoint)
+                    .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
+                    .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+                    .where(WebhookDelivery.id.in_(ids))
+                    .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+                    .execution_options(populate_existing=True)
+                )
+            ).all()
+            # Opened inside the transaction: a secret that does not open (a server secret not
+            # shared by every instance) rolls the claim back rather than spend an attempt.
+            return [
+                Due(d.id, e.id, p.id, p.url, self._secret(p), e.body or b"", d.attempts, e.occurred_at)
+                for d, e, p in rows
+            ]
+
+    async def settle(
+        self, delivery_id: int, now: datetime, status: int | None, error: str | None, retry_at: datetime | None
+    ) -> None:
+        """The outcome of an attempt: delivered (no ``error``), due again at ``retry_at``, or
+        failed for good (``retry_at`` None)."""
+        if error is None:
+            values: dict[str, object] = {"delivered_at": now, "next_attempt_at": None}
+        elif retry_at is None:
+            values = {"failed_at": now, "next_attempt_at": None}
+        else:
+            values = {"next_attempt_at": retry_at}
+        async with self._db.sessions() as session, session.begin():
+            await session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id == delivery_id, WebhookDelivery.delivered_at.is_(None))
+                .values(last_status=status, last_error=error, **values)
+            )
+
+    async def prune(self, before: datetime) -> int:
+        """Forget deliveries finished (delivered or failed) before ``before``, and the events
+        fanned out before it that no delivery still needs; how many events went."""
+        finished = func.coalesce(WebhookDelivery.delivered_at, WebhookDelivery.failed_at)
+        async with self._db.sessions() as session, session.begin():
+            await session.execute(
+                delete(WebhookDelivery).where(WebhookDelivery.next_attempt_at.is_(None), finished < before)
+            )
+            result = await session.execute(
+                delete(WebhookEvent).where(
+                    WebhookEvent.fanned_out_at < before,
+                    ~exists().where(WebhookDelivery.event_id == WebhookEvent.id),
+                )
+            )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def next_due(self) -> datetime | None:
+        """When the next delivery is due (None: none is waiting)."""
+        async with self._db.sessions() as session:
+            return await session.scalar(select(func.min(WebhookDelivery.next_attempt_at)))
+
+    async def backlog(self) -> Backlog:
+        """What is still to be delivered, for /metrics."""
+        async with self._db.sessions() as session:
+            deliveries = (
+                await session.execute(
+                    select(func.count(), func.min(WebhookEvent.occurred_at))
+                    .select_from(WebhookDelivery)
+                    .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
+                    .where(WebhookDelivery.next_attempt_at.is_not(None))
+                )
+            ).one()
+            events = (
+                await session.execute(
+                    select(func.count(), func.min(WebhookEvent.occurred_at)).where(
+                        WebhookEvent.fanned_out_at.is_(None)
+                    )
+                )
+            ).one()
+        oldest = [t for t in (deliveries[1], events[1]) if t is not None]
+        return Backlog(deliveries[0] + events[0], min(oldest) if oldest else None)
+
+
+def _aad(endpoint_id: int) -> bytes:
+    return f"webhook-endpoint:{endpoint_id}".encode()
+
+
+def _endpoint(row: WebhookEndpoint, region: str | None) -> EndpointView:
+    return EndpointView(row.id, row.url, tuple(row.event_types.split()), region, row.enabled)
+
+
+def _wants(endpoint: WebhookEndpoint, event: WebhookEvent) -> bool:
+    types = endpoint.event_types.split()
+    return (not types or event.type in types) and endpoint.region_id in (None, event.region_id)
+
+
+def _data(event: WebhookEvent, region: str | None) -> dict[str, object]:
+    """An event's ids, by name; the consultation id is the one the API and pages use."""
+    data: dict[str, object] = {"consultation": event.consultation_id, "region": region}
+    if event.subject_id is not None:
+        data["recording"] = event.subject_id
+    if event.status is not None:
+        data["status"] = event.status
+    return data
