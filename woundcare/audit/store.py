@@ -8,9 +8,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .chain import SignedCheckpoint
+
+if TYPE_CHECKING:
+    from sqlalchemy import Executable
 
 T = TypeVar("T")
 
@@ -57,6 +60,11 @@ class ChainWrite(Protocol):
         ...
 
     async def add_checkpoint(self, signed: SignedCheckpoint) -> None: ...
+
+    async def add_row(self, statement: Executable, params: Mapping[str, Any]) -> int:
+        """Run a statement of the record that the entry audits, in the entry's transaction;
+        returns the number of rows it changed."""
+        ...
 
 
 class ChainStore(Protocol):

@@ -19,7 +19,7 @@ import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, func, insert, or_, select, text
+from sqlalchemy import Executable, and_, func, insert, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -89,6 +89,9 @@ class _Write:
 
     async def add_entry(self, fields: Mapping[str, Any]) -> None:
         await self._conn.execute(insert(AuditEvent), dict(fields))
+
+    async def add_row(self, statement: Executable, params: Mapping[str, Any]) -> int:
+        return (await self._conn.execute(statement, dict(params))).rowcount
 
     async def add_checkpoint(self, signed: SignedCheckpoint) -> None:
         await self._conn.execute(
