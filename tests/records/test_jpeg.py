@@ -10,6 +10,7 @@ import pytest
 from PIL import ExifTags, Image, ImageCms
 
 from tests.records.test_images import MARKER, planted_exif
+from woundcare.records import jpeg
 from woundcare.records.jpeg import NotJpeg, strip_metadata
 
 
@@ -72,3 +73,12 @@ def test_truncated_structure_is_refused(cut: float) -> None:
     data = camera_jpeg()
     with pytest.raises(NotJpeg):
         strip_metadata(data[: int(len(data) * cut)])
+
+
+@pytest.mark.parametrize("window", [2, 3, 7, 4096])
+def test_small_search_windows_find_the_same_scan_ends(window: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = camera_jpeg(progressive=True, restart_marker_rows=1)
+    whole = strip_metadata(data)
+    monkeypatch.setattr(jpeg, "_WINDOW", window)
+
+    assert strip_metadata(data) == whole

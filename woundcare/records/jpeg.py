@@ -32,6 +32,10 @@ _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 _SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 """The marker that ends entropy-coded data: ``FF`` followed by anything but a stuffed zero,
 a restart marker or a fill byte (the last ``FF`` of a run of fill bytes matches)."""
+_WINDOW = 256 * 1024
+"""Bytes of entropy-coded data searched per call: a regular-expression search holds the GIL
+for its whole call (about 9 ms for a 5 MB photo in one), and the event loop's thread waits
+for it; a window takes well under a millisecond."""
 
 _JFIF = b"JFIF\x00"
 _ICC = b"ICC_PROFILE\x00"
@@ -129,10 +133,19 @@ def _scans(view: memoryview, position: int) -> list[memoryview]:
         if marker not in _STANDALONE:
             position = _segment_end(view, position)
         if marker == _SOS:
-            found = _SCAN_END.search(view, position)
-            if found is None:
-                raise NotJpeg("scan without an end")
-            position = found.start()
+            position = _scan_end(view, position)
         elif _APP0 <= marker <= _APP15 or marker == _COM:
             continue
         pieces.append(view[start:position])
+
+
+def _scan_end(view: memoryview, position: int) -> int:
+    """Where the entropy-coded data starting at ``position`` ends (the next real marker)."""
+    while position < len(view):
+        # Windows overlap by a byte, so a marker across a window's end is found in the next.
+        end = min(len(view), position + _WINDOW)
+        found = _SCAN_END.search(view, position, end)
+        if found is not None:
+            return found.start()
+        position = end - 1 if end < len(view) else end
+    raise NotJpeg("scan without an end")
