@@ -21,9 +21,11 @@ around each run and divided by the snapshots stored. Sides, interleaved round by
 ``storage floor``
     AES-256-GCM, write and fsync only (``bench.storage``'s floor).
 
-While a run goes, another specialist socket sends a WebSocket ping every 20 ms and times the
-pong (the server answers it on its event loop); its p99 during ingest is printed beside the
-same figure measured idle just before.
+While a run goes, another specialist's socket, in a process of its own (this one is busy
+uploading), sends a WebSocket ping every 20 ms and times the pong, which the server answers on
+its event loop; its p99 during ingest is printed beside the same figure measured idle just
+before. The work floor's CPU per photo (this process's, while only the floor runs) is printed
+beside the server's.
 
     python -m bench.ingest [--rounds 3] [--snapshots 40] [--postgres DSN | --no-postgres]
 """
@@ -34,6 +36,7 @@ import argparse
 import asyncio
 import io
 import itertools
+import json
 import os
 import secrets
 import statistics
@@ -117,19 +120,20 @@ def _work_one(key: bytes, data: bytes, path: Path) -> None:
     _floor_one(key, stripped, path)
 
 
-def floor_run(directory: Path, photos: Sequence[bytes], count: int, concurrency: int, work: bool) -> float:
-    """Seconds for ``count`` photos, ``concurrency`` threads at a time."""
+def floor_run(directory: Path, photos: Sequence[bytes], count: int, concurrency: int, work: bool) -> tuple[float, float]:
+    """Seconds for ``count`` photos, ``concurrency`` threads at a time, and this process's CPU
+    seconds meanwhile."""
     key = AESGCM.generate_key(bit_length=256)
     jobs = [(photos[i % len(photos)], directory / secrets.token_hex(12)) for i in range(count)]
     one = _work_one if work else _floor_one
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for _ in pool.map(lambda job: one(key, *job), jobs):
             pass
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     for _, path in jobs:
         path.unlink()
-    return elapsed
+    return elapsed, cpu
 
 
 # --- the served side -------------------------------------------------------------------------
@@ -152,9 +156,8 @@ class Ward:
     session: aiohttp.ClientSession
     asker: aiohttp.ClientWebSocketResponse | None = None
     nurse_ws: aiohttp.ClientWebSocketResponse | None = None
-    pinger: aiohttp.ClientWebSocketResponse | None = None
+    pinger: Pinger | None = None
     waiting: dict[str, asyncio.Future[float]] = field(default_factory=dict)
-    pongs: dict[bytes, asyncio.Future[float]] = field(default_factory=dict)
     photos: Sequence[bytes] = ()
     _turn: itertools.count[int] = field(default_factory=itertools.count)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -169,21 +172,13 @@ class Ward:
         asker, pinger = specialists
         self.asker = await self._joined(asker, "specialist")
         self.nurse_ws = await self._joined(self.nurse, "nurse")
-        # Pongs are this client's to see (aiohttp's autoping would swallow them).
-        self.pinger = await self._joined(pinger, "specialist", autoping=False)
-        self._tasks = [
-            asyncio.create_task(self._hear_asks()),
-            asyncio.create_task(self._hear_stored()),
-            asyncio.create_task(self._hear_pongs()),
-        ]
+        token = (await pinger.json("POST", f"/api/consultations/{self.consultation}/join-token"))["token"]
+        self.pinger = await Pinger.start(self.served.url, self.consultation, token)
+        self._tasks = [asyncio.create_task(self._hear_asks()), asyncio.create_task(self._hear_stored())]
 
-    async def _joined(self, client: ApiClient, role: str, autoping: bool = True) -> aiohttp.ClientWebSocketResponse:
+    async def _joined(self, client: ApiClient, role: str) -> aiohttp.ClientWebSocketResponse:
         token = (await client.json("POST", f"/api/consultations/{self.consultation}/join-token"))["token"]
-        ws = await self.session.ws_connect(f"{self.served.url}/ws", autoping=autoping)
-        await ws.send_json({"type": "join", "v": 1, "consultation": self.consultation, "role": role, "token": token})
-        while (await ws.receive_json(timeout=10))["type"] != "joined":
-            pass
-        return ws
+        return await joined(self.session, self.served.url, self.consultation, role, token)
 
     async def _hear_asks(self) -> None:
         assert self.nurse_ws is not None
@@ -212,16 +207,6 @@ class Ward:
                 if found is not None and not found.done():
                     found.set_result(time.perf_counter())
 
-    async def _hear_pongs(self) -> None:
-        assert self.pinger is not None
-        async for message in self.pinger:
-            if message.type is aiohttp.WSMsgType.PING:
-                await self.pinger.pong(message.data)
-            elif message.type is aiohttp.WSMsgType.PONG:
-                found = self.pongs.pop(message.data, None)
-                if found is not None:
-                    found.set_result(time.perf_counter())
-
     async def snapshot(self) -> float:
         """Ask, and wait until the asker hears it stored: the seconds it took."""
         assert self.asker is not None
@@ -232,23 +217,105 @@ class Ward:
         await self.asker.send_json({"type": "snapshot_request", "id": request})
         return float(await asyncio.wait_for(heard, 120)) - asked
 
-    async def ping(self) -> float:
-        assert self.pinger is not None
-        payload = secrets.token_bytes(8)
-        pong = asyncio.get_running_loop().create_future()
-        self.pongs[payload] = pong
-        sent = time.perf_counter()
-        await self.pinger.ping(payload)
-        return float(await asyncio.wait_for(pong, 30)) - sent
-
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for ws in (self.asker, self.nurse_ws, self.pinger):
+        for ws in (self.asker, self.nurse_ws):
             if ws is not None:
                 await ws.close()
+        if self.pinger is not None:
+            await self.pinger.close()
         await self.nurse.close()
         await self.session.close()
+
+
+async def joined(
+    session: aiohttp.ClientSession, url: str, consultation: str, role: str, token: str, autoping: bool = True
+) -> aiohttp.ClientWebSocketResponse:
+    ws = await session.ws_connect(f"{url}/ws", autoping=autoping)
+    await ws.send_json({"type": "join", "v": 1, "consultation": consultation, "role": role, "token": token})
+    while (await ws.receive_json(timeout=10))["type"] != "joined":
+        pass
+    return ws
+
+
+class Pinger:
+    """The pinging specialist's socket in a child process (``--pinger``): told ``go`` and
+    ``stop`` on its stdin, it answers with the round trips between them, in seconds, as JSON."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self._process = process
+
+    @classmethod
+    async def start(cls, url: str, consultation: str, token: str) -> Pinger:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.ingest", "--pinger", url, consultation, token,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )
+        pinger = cls(process)
+        if await pinger._line() != "ready":
+            raise RuntimeError("the pinger did not join")
+        return pinger
+
+    async def _line(self) -> str:
+        assert self._process.stdout is not None
+        return (await self._process.stdout.readline()).decode().strip()
+
+    async def _say(self, word: str) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.write(f"{word}\n".encode())
+        await self._process.stdin.drain()
+
+    async def go(self) -> None:
+        await self._say("go")
+
+    async def stop(self) -> list[float]:
+        await self._say("stop")
+        return [float(rtt) for rtt in json.loads(await self._line())]
+
+    async def close(self) -> None:
+        await self._say("end")
+        await self._process.wait()
+
+
+async def ping_forever(url: str, consultation: str, token: str) -> None:
+    """The ``--pinger`` child: join, then ping between each ``go`` and ``stop`` on stdin."""
+    async with aiohttp.ClientSession() as session:
+        # Pongs are this client's to see (aiohttp's autoping would swallow them).
+        ws = await joined(session, url, consultation, "specialist", token, autoping=False)
+        pongs: dict[bytes, asyncio.Future[float]] = {}
+
+        async def hear() -> None:
+            async for message in ws:
+                if message.type is aiohttp.WSMsgType.PING:
+                    await ws.pong(message.data)
+                elif message.type is aiohttp.WSMsgType.PONG:
+                    found = pongs.pop(message.data, None)
+                    if found is not None:
+                        found.set_result(time.perf_counter())
+
+        async def ping(stop: asyncio.Event) -> list[float]:
+            seen: list[float] = []
+            while not stop.is_set():
+                payload = secrets.token_bytes(8)
+                pong = asyncio.get_running_loop().create_future()
+                pongs[payload] = pong
+                sent = time.perf_counter()
+                await ws.ping(payload)
+                seen.append(await asyncio.wait_for(pong, 30) - sent)
+                await asyncio.sleep(PING_EVERY)
+            return seen
+
+        hearing = asyncio.create_task(hear())
+        print("ready", flush=True)
+        while (await asyncio.to_thread(sys.stdin.readline)).strip() == "go":
+            stop = asyncio.Event()
+            pinging = asyncio.create_task(ping(stop))
+            await asyncio.to_thread(sys.stdin.readline)
+            stop.set()
+            print(json.dumps(await pinging), flush=True)
+        hearing.cancel()
+        await ws.close()
 
 
 @asynccontextmanager
@@ -300,20 +367,12 @@ def p99(values: Sequence[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
-async def pings_for(ward: Ward, stop: asyncio.Event) -> list[float]:
-    seen: list[float] = []
-    while not stop.is_set():
-        seen.append(await ward.ping())
-        await asyncio.sleep(PING_EVERY)
-    return seen
-
-
 async def ingest_run(ward: Ward, count: int, concurrency: int) -> Run:
-    quiet = asyncio.Event()
-    idle_pings = asyncio.create_task(pings_for(ward, quiet))
+    pinger = ward.pinger
+    assert pinger is not None
+    await pinger.go()
     await asyncio.sleep(IDLE_PING_SECONDS)
-    quiet.set()
-    idle = await idle_pings
+    idle = await pinger.stop()
     remaining = iter(range(count))
     latencies: list[float] = []
 
@@ -321,15 +380,13 @@ async def ingest_run(ward: Ward, count: int, concurrency: int) -> Run:
         for _ in remaining:
             latencies.append(await ward.snapshot())
 
-    done = asyncio.Event()
-    busy_pings = asyncio.create_task(pings_for(ward, done))
+    await pinger.go()
     cpu_before = cpu_seconds(ward.pid)
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
     cpu = cpu_seconds(ward.pid) - cpu_before
-    done.set()
-    busy = await busy_pings
+    busy = await pinger.stop()
     return Run(count / elapsed, cpu / count, statistics.median(latencies), p99(latencies), p99(idle), p99(busy))
 
 
@@ -340,16 +397,20 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
-def report(runs: dict[tuple[str, int], list[Run]], floors: dict[tuple[str, int], list[float]], load: str) -> bool:
+def report(
+    runs: dict[tuple[str, int], list[Run]], floors: dict[tuple[str, int], list[tuple[float, float]]], load: str
+) -> bool:
     ok = True
     print(f"\nload before: {load}; after: {Path('/proc/loadavg').read_text().strip()}")
     print(f"{'side':<26}{'snapshots/s':>12}{'CPU/snap':>10}{'p50':>10}{'p99':>10}"
           f"{'ping idle':>11}{'ping busy':>11}{'x floor':>9}")
     for concurrency in CONCURRENCIES:
-        work = statistics.median(floors["work", concurrency])
-        storage = statistics.median(floors["storage", concurrency])
-        print(f"{f'work floor c={concurrency}':<26}{work:>12.2f}")
-        print(f"{f'storage floor c={concurrency}':<26}{storage:>12.2f}")
+        work = statistics.median(rate for rate, _ in floors["work", concurrency])
+        work_cpu = statistics.median(cpu for _, cpu in floors["work", concurrency])
+        storage = statistics.median(rate for rate, _ in floors["storage", concurrency])
+        storage_cpu = statistics.median(cpu for _, cpu in floors["storage", concurrency])
+        print(f"{f'work floor c={concurrency}':<26}{work:>12.2f}{work_cpu:>9.3f}s")
+        print(f"{f'storage floor c={concurrency}':<26}{storage:>12.2f}{storage_cpu:>9.3f}s")
         for (name, c), found in runs.items():
             if c != concurrency:
                 continue
@@ -380,7 +441,7 @@ async def measure(rounds: int, count: int, postgres: str | None) -> bool:
     photos = await asyncio.gather(*(asyncio.to_thread(camera_jpeg, seed) for seed in range(PHOTOS)))
     print(f"photos: {', '.join(f'{len(p) / 1e6:.1f} MB' for p in photos)}", file=sys.stderr, flush=True)
     runs: dict[tuple[str, int], list[Run]] = {}
-    floors: dict[tuple[str, int], list[float]] = {}
+    floors: dict[tuple[str, int], list[tuple[float, float]]] = {}
     async with AsyncExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="woundcare-ingest-")))
         (work / "floor").mkdir()
@@ -399,9 +460,9 @@ async def measure(rounds: int, count: int, postgres: str | None) -> bool:
             for name, concurrency in (*sides[shift:], *sides[:shift]):
                 if name in ("work", "storage"):
                     n = count // 2 if name == "work" else count
-                    seconds = await asyncio.to_thread(floor_run, work / "floor", photos, n, concurrency, name == "work")
-                    floors.setdefault((name, concurrency), []).append(n / seconds)
-                    figure = f"{n / seconds:.2f}/s"
+                    seconds, cpu = await asyncio.to_thread(floor_run, work / "floor", photos, n, concurrency, name == "work")
+                    floors.setdefault((name, concurrency), []).append((n / seconds, cpu / n))
+                    figure = f"{n / seconds:.2f}/s, {cpu / n:.3f} s CPU"
                 else:
                     [ward] = [w for w in wards if w.name == name]
                     run = await ingest_run(ward, count // 2 if concurrency == 1 else count, concurrency)
@@ -425,7 +486,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--snapshots", type=int, default=40, help="per run at concurrency 4 (half at 1)")
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--pinger", nargs=3, metavar=("URL", "CONSULTATION", "TOKEN"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.pinger is not None:
+        asyncio.run(ping_forever(*args.pinger))
+        return 0
     postgres = None if args.no_postgres else args.postgres
     if postgres is not None and not asyncio.run(reachable(postgres)):
         print(f"PostgreSQL not reachable at {postgres}; SQLite only", file=sys.stderr)
