@@ -12,7 +12,8 @@ interleaved in one process:
     ``Snapshots.store`` through a started app (``services.snapshots``), with ``clean_image``
     replaced by its precomputed result. What is left is what the issue names: seal image and
     thumbnail with the region key, the write intent, the atomic blob write (file and
-    directory fsyncs) and the snapshot row's commit (the thumbnail sealed into the row).
+    directory fsyncs) and the commit of the snapshot row (the thumbnail sealed into it) with
+    its session-log event.
 ``full store`` (a)
     ``Snapshots.store`` as it is, so also the upload's check (a reduced-size decode), the
     metadata strip and the thumbnail, which the floor does not do (``bench.ingest`` has a
