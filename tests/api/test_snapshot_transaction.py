@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
 from sqlalchemy import event
 
-from tests.api.test_snapshots import Ward, open_ward, wound_jpeg
+from tests.api.test_snapshots import Ward, wound_jpeg
+from tests.api.test_snapshots import ward  # noqa: F401  (the fixture: SQLite and PostgreSQL)
 from woundcare.appkeys import SERVICES
 
 
@@ -34,14 +33,6 @@ class Seen:
 
     def checkout(self, *_: Any) -> None:
         self.checkouts += 1
-
-
-@pytest.fixture
-async def ward(start_server: Any, migrated_db_url: str) -> AsyncIterator[Ward]:
-    ward = await open_ward(await start_server(database_url=migrated_db_url))
-    yield ward
-    await ward.nurse.close()
-    await ward.specialist.close()
 
 
 async def test_one_upload_writes_in_one_transaction(ward: Ward) -> None:

@@ -16,19 +16,16 @@ import asyncio
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..db.models import utcnow
 from .chain import GENESIS, CheckpointSigner, SignedCheckpoint, encode_entry, link
 from .store import ChainStore, ChainWrite
 
-if TYPE_CHECKING:
-    from sqlalchemy import Executable
-
 DEFAULT_CHECKPOINT_EVERY = 1000
 
-RowStatement = tuple["Executable", Mapping[str, Any]]
-"""A statement and its parameters."""
+RowStatement = tuple[object, Mapping[str, Any]]
+"""A statement of the chain store's kind (see :meth:`ChainWrite.add_row`) and its parameters."""
 
 
 class Outcome(str, enum.Enum):

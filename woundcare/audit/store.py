@@ -8,12 +8,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .chain import SignedCheckpoint
-
-if TYPE_CHECKING:
-    from sqlalchemy import Executable
 
 T = TypeVar("T")
 
@@ -61,9 +58,10 @@ class ChainWrite(Protocol):
 
     async def add_checkpoint(self, signed: SignedCheckpoint) -> None: ...
 
-    async def add_row(self, statement: Executable, params: Mapping[str, Any]) -> int:
+    async def add_row(self, statement: object, params: Mapping[str, Any]) -> int:
         """Run a statement of the record that the entry audits, in the entry's transaction;
-        returns the number of rows it changed."""
+        returns the number of rows it changed. The statement is the store's own kind (a
+        SQLAlchemy statement for :mod:`woundcare.records.audit_trail`)."""
         ...
 
 

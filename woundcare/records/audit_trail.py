@@ -90,7 +90,9 @@ class _Write:
     async def add_entry(self, fields: Mapping[str, Any]) -> None:
         await self._conn.execute(insert(AuditEvent), dict(fields))
 
-    async def add_row(self, statement: Executable, params: Mapping[str, Any]) -> int:
+    async def add_row(self, statement: object, params: Mapping[str, Any]) -> int:
+        if not isinstance(statement, Executable):
+            raise TypeError(f"an audited record's row must be a SQLAlchemy statement, not {type(statement).__name__}")
         return (await self._conn.execute(statement, dict(params))).rowcount
 
     async def add_checkpoint(self, signed: SignedCheckpoint) -> None:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import re
 import struct
 
+from ..errors import WoundcareError
+
 SOI = b"\xff\xd8"
 _EOI = 0xD9
 _SOS = 0xDA
@@ -44,8 +46,9 @@ _JFIF_WITHOUT_THUMBNAIL = 14
 """Identifier, version, units, densities; then thumbnail width and height (set to 0)."""
 
 
-class NotJpeg(ValueError):
-    """The bytes are not a complete, well-formed JPEG segment structure."""
+class NotJpeg(WoundcareError):
+    """The bytes are not a complete, well-formed JPEG segment structure (``clean_image``
+    answers it as a truncated image)."""
 
 
 def strip_metadata(data: bytes | bytearray | memoryview, orientation: int = 1, *, keep_icc: bool = True) -> bytes:

@@ -17,19 +17,19 @@ import functools
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import ColumnElement, CursorResult, and_, select, update
+from sqlalchemy import ColumnElement, CursorResult, Executable, and_, select, update
 from sqlalchemy import insert as sa_insert
 
 from signaling.sink import EventKind
 
-from ..audit.log import AuditEntry, AuditLog, RowStatement
+from ..audit.log import AuditEntry, AuditLog
 from ..crypto import Binding, Keyring, key_id_of
 from ..db.database import Database
 from ..db.models import Consent, ConsentKind, Consultation, ConsultationEvent, Snapshot
@@ -106,6 +106,8 @@ _SCRATCH_KEPT = 32 * 1024 * 1024
 _scratch = threading.local()
 
 T = TypeVar("T")
+RowStatement = tuple[Executable, Mapping[str, Any]]
+"""A statement and its parameters that must change exactly one row."""
 
 
 def _sealing_buffer(size: int) -> memoryview:
@@ -175,8 +177,9 @@ class Snapshots:
 
         def check_seal_put(key: str) -> _Stored:
             # One image thread does all of an upload's blocking work, with no hand-off between
-            # steps: the check and re-encode (its pixels held in the budget), sealing (4 MB of
-            # AES-GCM off the event loop), the blob's write and fsyncs.
+            # steps: the check, metadata strip and thumbnail (decoded pixels held in the
+            # budget), sealing (megabytes of AES-GCM off the event loop), the blob's write and
+            # fsyncs.
             clean = clean_image(data, max_bytes=self._max_bytes, max_pixels=self._max_pixels, hold_pixels=hold_pixels)
             thumb_sealed = sealer.seal(Binding(region_id, THUMB_KIND, snapshot_id), clean.thumbnail)
             buffer = _sealing_buffer(sealer.sealed_size(len(clean.data)))
