@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import AbstractAsyncContextManager, nullcontext
+
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from .engine import make_engine
+from .engine import is_sqlite, make_engine
 from .migrate import upgrade
 
 
@@ -17,6 +20,10 @@ class Database:
         self.url = url
         self._migrate = migrate
         self._engine: AsyncEngine | None = None
+        self.writing: AbstractAsyncContextManager[object] = asyncio.Lock() if is_sqlite(url) else nullcontext()
+        """Held around a write transaction that may run several at once (snapshot rows): SQLite
+        has one writer, and a second one waits in its busy handler, which sleeps 1, 2, 5, 10,
+        ... ms between tries; waiting here instead costs nothing. No lock on a database server."""
         self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(expire_on_commit=False)
 
     @property

@@ -283,9 +283,10 @@ class Snapshots:
         try:
             made = await written
             if entry is not None:
+                # The audit log holds its own lock around the chain's transaction.
                 await self._audit.record_with(entry, rows(made))
             else:
-                async with self._db.engine.begin() as connection:
+                async with self._db.writing, self._db.engine.begin() as connection:
                     for statement, params in rows(made):
                         _one_row(await connection.execute(statement, dict(params)))
         except BaseException:
