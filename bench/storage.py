@@ -12,10 +12,12 @@ interleaved in one process:
     ``Snapshots.store`` through a started app (``services.snapshots``), with ``clean_image``
     replaced by its precomputed result. What is left is what the issue names: seal image and
     thumbnail with the region key, the write intent, the atomic blob write (file and
-    directory fsyncs) and the snapshot row's commit (the thumbnail sealed into the row).
+    directory fsyncs) and the commit of the snapshot row (the thumbnail sealed into it) with
+    its session-log event.
 ``full store`` (a)
-    ``Snapshots.store`` as it is, so also the upload's check and re-encode (Pillow decode
-    and JPEG encode) and the thumbnail, which the floor does not do.
+    ``Snapshots.store`` as it is, so also the upload's check (a reduced-size decode), the
+    metadata strip and the thumbnail, which the floor does not do (``bench.ingest`` has a
+    floor that does).
 
 Each database side runs on SQLite (the default, in a temporary data folder) and, when it is
 reachable, on PostgreSQL in a fresh database dropped at the end. The target applies to (b).
@@ -65,9 +67,8 @@ WARMUP_SNAPSHOTS = 4
 """Unmeasured stores per side first: region key creation, first-use imports, connection pool."""
 WIDTH, HEIGHT = 2400, 1800
 NOISE_SIGMA = 11.5
-"""Sensor-like noise, sized so the re-encoded picture is about 4 MB (noise compresses badly)."""
+"""Sensor-like noise, sized so the picture is about 4 MB (noise compresses badly)."""
 JPEG_QUALITY = 92
-"""As ``clean_image`` re-encodes (quality 92, 4:4:4), so the upload and the stored image match."""
 DEFAULT_POSTGRES = os.environ.get("WOUNDCARE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 MB = 1_000_000
 
@@ -367,7 +368,7 @@ def render(result: Result) -> str:
         for s in result.summaries
         if s.side.database is not None and s.side.full
     ]
-    lines.append(f"full store incl. clean_image (a), no target (the floor re-encodes nothing): {', '.join(full)}")
+    lines.append(f"full store incl. clean_image (a), no target (the floor decodes nothing): {', '.join(full)}")
     return "\n".join(lines)
 
 

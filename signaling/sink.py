@@ -21,6 +21,9 @@ class EventKind(str, enum.Enum):
     LEFT = "left"
     ICE_RESTART = "ice_restart"
     SNAPSHOT_REQUESTED = "snapshot_requested"
+    SNAPSHOT_STORED = "snapshot_stored"
+    """A photo of the consultation was stored (written by the upload, with its row); detail
+    the snapshot's id."""
     VIDEO_PROFILE = "video_profile"
     """The camera changed what it sends; detail ``<active>/<mode>``, e.g. ``low/auto``."""
     VIDEO_PROFILE_ASKED = "video_profile_asked"

@@ -44,6 +44,7 @@ Exception hierarchy::
     ├── AssessmentChanged                412 precondition_failed
     ├── ImageRejected                    413/415/422, code per reason
     ├── ImageBusy                        503 busy
+    ├── NotJpeg                          internal; woundcare.records.jpeg (answered as ImageRejected truncated)
     ├── RecordingBusy                    409 recording
     ├── CliError                         the command line: one line on stderr, exit 2
     └── camera (the client side; never answered over HTTP)

@@ -178,6 +178,7 @@ def build_services(settings: Settings) -> Services:
             max_bytes=settings.snapshot_max_bytes,
             max_pixels=settings.snapshot_max_pixels,
             images=image_work,
+            audit=audit,
         ),
         recordings=recordings,
         recorders=Recorders.for_server(settings, recordings, invitations, audit),

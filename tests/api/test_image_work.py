@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import threading
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from PIL import Image
 from woundcare.appkeys import SERVICES
 import woundcare.auth.login
 import woundcare.records.images
+import woundcare.records.imagework
 from tests.api.client import ApiClient
 from tests.api.test_snapshots import PASSWORD, open_ward
 
@@ -135,3 +137,14 @@ async def test_an_upload_that_cannot_get_pixels_in_time_is_busy(start_server: An
     await ward.specialist.close()
     assert refused.status == 503 and body["error"]["code"] == "busy"
     assert accepted.status == 201
+
+
+async def test_image_threads_yield_the_cpu_to_the_event_loop(start_server: Any) -> None:
+    server = await start_server()
+    work = server.app[SERVICES].image_work
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    in_image_thread = await asyncio.get_running_loop().run_in_executor(work.executor, niceness)
+    assert in_image_thread == min(19, niceness() + woundcare.records.imagework.NICENESS)

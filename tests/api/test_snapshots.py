@@ -11,11 +11,11 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import ExifTags, Image
 from sqlalchemy import func, select
 
 from tests.api.client import ApiClient
-from tests.records.test_images import bilevel_png
+from tests.records.test_images import MARKER, bilevel_png, colour_at, corners, planted_exif
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
 from woundcare.db.models import Snapshot
@@ -120,6 +120,54 @@ async def test_upload_is_sealed_stripped_announced_and_readable(ward: Ward) -> N
     for key in store.keys():
         sealed = store.get(key)
         assert b"\xff\xd8\xff" not in sealed[:64] and b"PLANTED" not in sealed
+
+
+def camera_jpeg(orientation: int) -> bytes:
+    """A noisy photo with corners to tell its way up, GPS and other EXIF, XMP and a comment."""
+    rng = np.random.default_rng(11)
+    picture = np.asarray(corners(1200, 900)).astype(np.int16) + rng.integers(-20, 20, (900, 1200, 3))
+    out = io.BytesIO()
+    Image.fromarray(picture.clip(0, 255).astype(np.uint8)).transpose(Image.Transpose.ROTATE_90).save(
+        out, "JPEG", quality=95, exif=planted_exif(orientation), comment=MARKER,
+        xmp=f'<x:xmpmeta xmlns:x="adobe:ns:meta/">{MARKER}</x:xmpmeta>'.encode())
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["multipart", "raw-jpeg"])
+async def test_stored_photo_has_the_uploaded_pixels_and_no_metadata(ward: Ward, raw: bool) -> None:
+    # Turned a quarter left on the sensor; orientation 6 turns it back for a viewer.
+    upload = camera_jpeg(orientation=6)
+    assert MARKER.encode() in upload and Image.open(io.BytesIO(upload)).getexif().get_ifd(ExifTags.IFD.GPSInfo)
+    if raw:
+        response = await ward.nurse.request("POST", f"/api/consultations/{ward.consultation}/snapshots?request=r-2",
+                                            data=upload, headers={"Content-Type": "image/jpeg"})
+    else:
+        response = await ward.upload(upload, request="r-2")
+    assert response.status == 201, await response.text()
+    stored = await response.json()
+    assert (stored["width"], stored["height"], stored["request"]) == (1200, 900, "r-2")
+
+    body = await (await ward.specialist.request("GET", f"/api/snapshots/{stored['id']}")).read()
+    picture = Image.open(io.BytesIO(body))
+    assert np.array_equal(np.asarray(picture), np.asarray(Image.open(io.BytesIO(upload))))
+    assert dict(picture.getexif()) == {ExifTags.Base.Orientation: 6}
+    assert not {"comment", "xmp", "XML:com.adobe.xmp"} & picture.info.keys()
+    for planted in (MARKER.encode(), b"WoundCam", b"xmpmeta", b"adobe:ns:meta"):
+        assert planted not in body
+    assert body.count(b"Exif\x00\x00") == 1  # the one-tag EXIF, nothing of the camera's
+
+    thumb = Image.open(io.BytesIO(await (await ward.specialist.request(
+        "GET", f"/api/snapshots/{stored['id']}/thumbnail")).read()))
+    assert thumb.size == (320, 240)
+    assert [colour_at(thumb, 0.05, 0.05), colour_at(thumb, 0.95, 0.05)] == ["red", "blue"]
+
+
+async def test_raw_upload_over_the_cap_is_refused_before_reading(ward: Ward) -> None:
+    limit = ward.server.settings.snapshot_max_bytes
+    response = await ward.nurse.request("POST", f"/api/consultations/{ward.consultation}/snapshots",
+                                        data=b"\xff\xd8\xff" + bytes(limit), headers={"Content-Type": "image/jpeg"})
+    assert response.status == 413 and (await response.json())["error"]["code"] == "too_large"
+    assert await ward.stored() == (0, 0, 0)
 
 
 async def test_annotations_measure_the_wound_and_the_timeline_shows_it(ward: Ward) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from PIL import ExifTags, Image, ImageCms, ImageFile
+from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps
 
 from woundcare.records.images import (
     CleanImage,
@@ -187,7 +187,7 @@ def test_metadata_is_removed(fmt: str, params: dict[str, object]) -> None:
         assert b"WoundCam" not in blob
 
 
-def test_orientation_is_applied_before_the_exif_goes() -> None:
+def test_jpeg_orientation_is_the_only_exif_left_and_the_pixels_stay() -> None:
     # Left half red, right half blue; orientation 6 asks viewers to turn it 90 degrees
     # clockwise, which puts the red half on top.
     source = Image.new("RGB", (80, 40), (255, 0, 0))
@@ -197,12 +197,50 @@ def test_orientation_is_applied_before_the_exif_goes() -> None:
     clean = clean_image(data)
 
     assert (clean.width, clean.height) == (40, 80)
-    pixels = decoded(clean).convert("RGB")
+    stored = decoded(clean)
+    assert dict(stored.getexif()) == {ExifTags.Base.Orientation: 6}
+    assert np.array_equal(np.asarray(stored), np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+    pixels = ImageOps.exif_transpose(stored).convert("RGB")
     top, bottom = pixels.getpixel((20, 10)), pixels.getpixel((20, 70))
     assert isinstance(top, tuple) and isinstance(bottom, tuple)
     assert top[0] > 200 and top[2] < 60
     assert bottom[2] > 200 and bottom[0] < 60
     assert (clean.thumb_width, clean.thumb_height) == (40, 80)
+
+
+def corners(width: int, height: int) -> Image.Image:
+    """Grey, with a red top-left and a blue top-right corner: every turn and mirror of it differs."""
+    image = Image.new("RGB", (width, height), (128, 128, 128))
+    image.paste((255, 0, 0), (0, 0, width // 4, height // 4))
+    image.paste((0, 0, 255), (width - width // 4, 0, width, height // 4))
+    return image
+
+
+def colour_at(image: Image.Image, x: float, y: float) -> str:
+    r, g, b = image.convert("RGB").getpixel((int(x * (image.width - 1)), int(y * (image.height - 1))))  # type: ignore[misc]
+    return "red" if r > 200 and b < 60 else "blue" if b > 200 and r < 60 else "grey"
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_jpeg_thumbnail_is_upright_for_every_orientation(orientation: int) -> None:
+    upright = corners(1600, 1200)
+    # What a camera stores: the sensor's picture, and the orientation that turns it upright.
+    undo = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+            4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90,
+            7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_270}[orientation]
+    sensor = upright if undo is None else upright.transpose(undo)
+    data = encode(sensor, "JPEG", quality=90, exif=planted_exif(orientation))
+    assert ImageOps.exif_transpose(Image.open(io.BytesIO(data))).size == (1600, 1200)  # the set-up is right
+
+    clean = clean_image(data)
+
+    thumb = Image.open(io.BytesIO(clean.thumbnail))
+    assert (clean.width, clean.height, thumb.size) == (1600, 1200, (320, 240))
+    assert [colour_at(thumb, 0.05, 0.05), colour_at(thumb, 0.95, 0.05), colour_at(thumb, 0.05, 0.95)] == [
+        "red", "blue", "grey"]
+    stored = decoded(clean)
+    assert dict(stored.getexif()) == ({} if orientation == 1 else {ExifTags.Base.Orientation: orientation})
+    assert np.array_equal(np.asarray(stored), np.asarray(Image.open(io.BytesIO(data))))
 
 
 def test_usable_icc_profile_is_kept_and_garbage_dropped() -> None:

@@ -1,6 +1,6 @@
-"""How ``Snapshots.store`` ends its write, on SQLite (row from the worker thread) and on
-PostgreSQL (row from the event loop): a started write ends with its row and its blob even if
-the caller is cancelled meanwhile, and a row that fails takes its blob and intent with it."""
+"""How ``Snapshots.store`` ends its write, on SQLite and on PostgreSQL: a started write ends
+with its row and its blob even if the caller is cancelled meanwhile, and a row that fails takes
+its blob and intent with it."""
 
 from __future__ import annotations
 

@@ -350,6 +350,7 @@ export default {
   'lead.event.left': 'left',
   'lead.event.ice_restart': 'ICE restart',
   'lead.event.snapshot_requested': 'requested a snapshot',
+  'lead.event.snapshot_stored': 'stored a snapshot',
   'role.pilot_lead': 'Pilot lead',
 
   // Honest states (issue 14): the server down while video plays, microphones, logged out.

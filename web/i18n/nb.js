@@ -350,6 +350,7 @@ export default {
   'lead.event.left': 'gikk',
   'lead.event.ice_restart': 'ICE-omstart',
   'lead.event.snapshot_requested': 'ba om bilde',
+  'lead.event.snapshot_stored': 'lagret bilde',
   'role.pilot_lead': 'Pilotleder',
 
   // Ærlige tilstander (issue 14): serveren nede mens videoen går, mikrofon, logget ut.

@@ -41,6 +41,7 @@ SUBJECT = web.RequestKey("subject", Subject)
 SESSION = web.RequestKey("login_session", OpenSession)
 AUDIT_RESOURCE = web.RequestKey("audit_resource", str)
 AUDIT_REGION = web.RequestKey("audit_region", int)
+AUDITED = web.RequestKey("audited", bool)
 
 _RULE: Final = "__woundcare_action__"
 _PUBLIC: Final = "public"
@@ -82,6 +83,19 @@ def audit_target(request: web.Request, resource: str, region_id: int | None = No
     request[AUDIT_RESOURCE] = resource
     if region_id is not None:
         request[AUDIT_REGION] = region_id
+
+
+def audit_entry(request: web.Request, action: Action, resource: str, region_id: int) -> AuditEntry:
+    """The entry the guard writes when ``action`` succeeds, for a handler that commits it
+    itself in the transaction of the record it audits (then :func:`audited`)."""
+    return _entry(request, action, Outcome.OK, request.get(SUBJECT), None, resource, region_id)
+
+
+def audited(request: web.Request, resource: str, region_id: int) -> None:
+    """The handler has committed its :func:`audit_entry`: the guard writes no second one (a
+    failure after this is still audited as one)."""
+    audit_target(request, resource, region_id)
+    request[AUDITED] = True
 
 
 def authenticator(request: web.Request) -> Authenticator:
@@ -175,7 +189,7 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         await _audit_refusal(request, rule, who, exc.status)
         raise
-    if rule not in _UNAUDITED:
+    if rule not in _UNAUDITED and not request.get(AUDITED, False):
         await _audit(request, rule, Outcome.OK, who)
     return response
 
@@ -197,16 +211,26 @@ def _role(who: Subject | None, action: Action, region_id: int | None) -> str | N
 async def _audit(
     request: web.Request, action: Action, outcome: Outcome, who: Subject | None, detail: str | None = None
 ) -> None:
-    resource = request.get(AUDIT_RESOURCE)
-    region_id = request.get(AUDIT_REGION)
     await services(request).audit.record(
-        AuditEntry(
-            action.value if detail is None else f"{action.value}.{detail}",
-            outcome,
-            actor=who.ref if who else None,
-            role=_role(who, action, region_id),
-            region_id=region_id,
-            resource=resource,
-            address=client_address(request),
-        )
+        _entry(request, action, outcome, who, detail, request.get(AUDIT_RESOURCE), request.get(AUDIT_REGION))
+    )
+
+
+def _entry(
+    request: web.Request,
+    action: Action,
+    outcome: Outcome,
+    who: Subject | None,
+    detail: str | None,
+    resource: str | None,
+    region_id: int | None,
+) -> AuditEntry:
+    return AuditEntry(
+        action.value if detail is None else f"{action.value}.{detail}",
+        outcome,
+        actor=who.ref if who else None,
+        role=_role(who, action, region_id),
+        region_id=region_id,
+        resource=resource,
+        address=client_address(request),
     )

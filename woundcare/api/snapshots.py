@@ -1,4 +1,4 @@
-"""Snapshots: upload (multipart, streamed with a cap), list, image and thumbnail,
+"""Snapshots: upload (multipart or a raw JPEG body, read with a cap), list, image and thumbnail,
 annotations with the wound measurement; and a patient's wound timeline."""
 
 from __future__ import annotations
@@ -12,40 +12,61 @@ from signaling.handler import ROOMS
 
 from ..appkeys import services
 from ..auth.policy import Action
-from ..db.models import ConsentKind
-from ..records.images import ImageRejected, RejectCode
+from ..audit.log import AuditEntry
+from ..records.images import ImageRejected, MediaType, RejectCode
 from ..records.imagework import ImageBusy
 from ..records.measurement import Annotations
 from .body import json_body
 from .errors import api_error, http_error
-from .guard import audit_target, requires, subject
-from .visible import CONSULTATION, PATIENT, SNAPSHOT, load_visible
+from .guard import audit_entry, audited, requires, subject
+from .visible import CONSULTATION, PATIENT, SNAPSHOT, UPLOAD_TARGET, load_visible
 
 routes = web.RouteTableDef()
 
 _MAX_REQUEST_ID = 64
 
 
-async def _read_capped(part: BodyPartReader, limit: int) -> bytes | None:
-    """The part's raw bytes, read in chunks; None as soon as there are more than ``limit``."""
-    chunks = bytearray()
+async def _read_capped(part: BodyPartReader, limit: int) -> bytearray | None:
+    """The part's raw bytes, read in chunks into one buffer (handed on as it is, not copied
+    again); None as soon as there are more than ``limit``."""
+    buffer = bytearray()
     while chunk := await part.read_chunk(256 * 1024):
-        chunks += chunk
-        if len(chunks) > limit:
+        buffer += chunk
+        if len(buffer) > limit:
             return None
-    return bytes(chunks)
+    return buffer
 
 
-def _request_id(raw: bytes | None) -> str:
-    value = (raw or b"").decode(errors="replace")
+async def _read_raw(request: web.Request, limit: int) -> bytearray | bytes:
+    """A raw ``image/jpeg`` body: with a Content-Length, refused before reading if too large,
+    else read as one buffer; without one (chunked), gathered into one buffer up to ``limit``."""
+    length = request.content_length
+    if length is not None:
+        if length > limit:
+            raise _too_large()
+        return await request.content.readexactly(length)
+    buffer = bytearray()
+    async for chunk in request.content.iter_any():
+        buffer += chunk
+        if len(buffer) > limit:
+            raise _too_large()
+    return buffer
+
+
+def _too_large() -> web.HTTPException:
+    return api_error(413, RejectCode.TOO_LARGE.value, "the image is too large")
+
+
+def _request_id(raw: bytes | bytearray | str | None) -> str:
+    value = raw if isinstance(raw, str) else (raw or b"").decode(errors="replace")
     if not value or not value.replace("-", "").replace("_", "").isalnum() or not value.isascii():
         raise api_error(400, "bad_request", "'request' must be a snapshot request id")
     return value
 
 
-async def _read_parts(request: web.Request, limit: int) -> tuple[bytes, str | None]:
+async def _read_parts(request: web.Request, limit: int) -> tuple[bytearray, str | None]:
     reader = await request.multipart()
-    image: bytes | None = None
+    image: bytearray | None = None
     request_id: str | None = None
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
@@ -55,7 +76,7 @@ async def _read_parts(request: web.Request, limit: int) -> tuple[bytes, str | No
                 raise api_error(400, "bad_request", "one image per upload")
             image = await _read_capped(part, limit)
             if image is None:
-                raise api_error(413, RejectCode.TOO_LARGE.value, "the image is too large")
+                raise _too_large()
         elif part.name == "request" and request_id is None:
             request_id = _request_id(await _read_capped(part, _MAX_REQUEST_ID))
         else:
@@ -66,20 +87,33 @@ async def _read_parts(request: web.Request, limit: int) -> tuple[bytes, str | No
     return image, request_id
 
 
-async def _read_upload(request: web.Request, limit: int, seconds: float) -> tuple[bytes, str | None]:
-    """The ``image`` part (at most ``limit`` bytes) and the optional ``request`` id, within
-    ``seconds`` for the whole body so that a trickling client cannot hold the handler."""
-    if not request.content_type.startswith("multipart/"):
-        raise api_error(415, "multipart_required", "send the image as multipart/form-data field 'image'")
+async def _read_upload(
+    request: web.Request, limit: int, seconds: float
+) -> tuple[bytes | bytearray, str | None]:
+    """The image (at most ``limit`` bytes) and the optional snapshot request id, within
+    ``seconds`` for the whole body so that a trickling client cannot hold the handler.
+
+    Either multipart/form-data (field ``image``, optional field ``request``) or a raw
+    ``image/jpeg`` body with the request id as the query parameter ``request`` (what a camera
+    sends: no multipart framing to parse)."""
+    raw = request.content_type == MediaType.JPEG.value
+    if not raw and not request.content_type.startswith("multipart/"):
+        raise api_error(
+            415, "multipart_required", "send the image as multipart/form-data field 'image' or as image/jpeg"
+        )
     try:
         async with asyncio.timeout(seconds):
+            if raw:
+                given = request.query.get("request")
+                request_id = None if given is None else _request_id(given)
+                return await _read_raw(request, limit), request_id
             return await _read_parts(request, limit)
     except TimeoutError:
         raise api_error(408, "request_timeout", "the upload did not arrive in time") from None
     except (ValueError, BadHttpMessage):
         # aiohttp's multipart reader: no or wrong boundary, truncated body, bad part headers.
         raise api_error(400, "bad_request", "the multipart body is malformed") from None
-    except ConnectionError:
+    except (ConnectionError, asyncio.IncompleteReadError):
         # The client went away mid-body; if it still listens, it learns why.
         raise api_error(400, "bad_request", "the upload ended early") from None
 
@@ -87,18 +121,22 @@ async def _read_upload(request: web.Request, limit: int, seconds: float) -> tupl
 @routes.post("/api/consultations/{id}/snapshots")
 @requires(Action.SNAPSHOT_UPLOAD)
 async def upload_snapshot(request: web.Request) -> web.Response:
-    view = await load_visible(request, CONSULTATION, Action.SNAPSHOT_UPLOAD)
-    if not (await services(request).consents.current(view.id))[ConsentKind.SNAPSHOTS]:
+    view = await load_visible(request, UPLOAD_TARGET, Action.SNAPSHOT_UPLOAD)
+    if not view.consented:
         raise api_error(409, "no_consent", "the patient has not consented to snapshots being stored")
     settings = services(request).settings
     data, request_id = await _read_upload(request, settings.snapshot_max_bytes, settings.upload_timeout_seconds)
+
+    def audit(resource: str) -> AuditEntry:
+        return audit_entry(request, Action.SNAPSHOT_UPLOAD, resource, view.region_id)
+
     try:
         stored = await services(request).snapshots.store(
-            view.id, view.region_id, view.patient_id, data, subject(request).ref, request_id
+            view.id, view.region_id, view.patient_id, data, subject(request).ref, request_id, audit=audit
         )
     except (ImageRejected, ImageBusy) as exc:
         raise http_error(exc) from None
-    audit_target(request, f"snapshot:{stored.id}", view.region_id)
+    audited(request, f"snapshot:{stored.id}", view.region_id)
     request.config_dict[ROOMS].publish(view.id, {"type": "snapshot_stored", "id": stored.id, "request": request_id})
     return web.json_response(stored.json(), status=201)
 

@@ -45,6 +45,8 @@ async def _device(request: web.Request, key: str) -> DeviceRef | None:
 
 CONSULTATION = Kind("consultation", lambda r, key: services(r).consultations.get(key), lambda v: v.id)
 PATIENT = Kind("patient", lambda r, key: services(r).patients.find(key), lambda p: p.pseudonym)
+UPLOAD_TARGET = Kind("consultation", lambda r, key: services(r).snapshots.target(key), lambda v: v.id)
+"""A consultation with its snapshot consent, read in one query for an upload."""
 SNAPSHOT = Kind("snapshot", lambda r, key: services(r).snapshots.get(key), lambda s: s.id)
 RECORDING = Kind("recording", lambda r, key: services(r).recordings.get(key), lambda r: r.id)
 DEVICE = Kind("device", _device, lambda d: str(d.id))

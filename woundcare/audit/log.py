@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,9 @@ from .chain import GENESIS, CheckpointSigner, SignedCheckpoint, encode_entry, li
 from .store import ChainStore, ChainWrite
 
 DEFAULT_CHECKPOINT_EVERY = 1000
+
+RowStatement = tuple[object, Mapping[str, Any]]
+"""A statement of the chain store's kind (see :meth:`ChainWrite.add_row`) and its parameters."""
 
 
 class Outcome(str, enum.Enum):
@@ -73,6 +77,21 @@ class AuditLog:
         """Store one entry; returns its seq."""
         async with self._lock:
             return await self._store.append(lambda write: self._append(write, entry))
+
+    async def record_with(self, entry: AuditEntry, rows: Sequence[RowStatement]) -> int:
+        """Store one entry in one transaction with the rows of the record it audits (each
+        statement must change exactly one row): the record and its audit entry are committed
+        together or not at all, in one round of the chain's lock. Returns the entry's seq."""
+
+        async def together(write: ChainWrite) -> int:
+            for statement, params in rows:
+                changed = await write.add_row(statement, params)
+                if changed != 1:
+                    raise RuntimeError(f"expected a statement to change one row, changed {changed}")
+            return await self._append(write, entry)
+
+        async with self._lock:
+            return await self._store.append(together)
 
     async def checkpoint(self) -> SignedCheckpoint | None:
         """Sign the chain's current last entry now (None if the chain is empty)."""

@@ -58,6 +58,12 @@ class ChainWrite(Protocol):
 
     async def add_checkpoint(self, signed: SignedCheckpoint) -> None: ...
 
+    async def add_row(self, statement: object, params: Mapping[str, Any]) -> int:
+        """Run a statement of the record that the entry audits, in the entry's transaction;
+        returns the number of rows it changed. The statement is the store's own kind (a
+        SQLAlchemy statement for :mod:`woundcare.records.audit_trail`)."""
+        ...
+
 
 class ChainStore(Protocol):
     async def append(self, work: Callable[[ChainWrite], Awaitable[T]]) -> T:

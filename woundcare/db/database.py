@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, text
+import asyncio
+from contextlib import AbstractAsyncContextManager, nullcontext
+
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from .engine import is_sqlite, make_engine, make_thread_engine
+from .engine import is_sqlite, make_engine
 from .migrate import upgrade
 
 
@@ -17,7 +20,10 @@ class Database:
         self.url = url
         self._migrate = migrate
         self._engine: AsyncEngine | None = None
-        self._thread_engine: Engine | None = None
+        self.writing: AbstractAsyncContextManager[object] = asyncio.Lock() if is_sqlite(url) else nullcontext()
+        """Held around a write transaction that may run several at once (snapshot rows): SQLite
+        has one writer, and a second one waits in its busy handler, which sleeps 1, 2, 5, 10,
+        ... ms between tries; waiting here instead costs nothing. No lock on a database server."""
         self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(expire_on_commit=False)
 
     @property
@@ -26,21 +32,11 @@ class Database:
             raise RuntimeError("database not started")
         return self._engine
 
-    @property
-    def thread_engine(self) -> Engine | None:
-        """On SQLite, a synchronous autocommit engine on the same file, for a worker thread
-        that writes a row right after its own blocking work (a blob's fsyncs): the row costs
-        no hand-off to the event loop and on to aiosqlite's thread and back. ``None`` on a
-        database server, which is reached from the event loop (asyncpg), and before start."""
-        return self._thread_engine
-
     async def start(self) -> None:
         self._engine = make_engine(self.url)
         self.sessions.configure(bind=self._engine)
         if self._migrate:
             await upgrade(self._engine)
-        if is_sqlite(self.url):
-            self._thread_engine = make_thread_engine(self.url)
 
     async def ping(self) -> None:
         """One round trip to the database: raises if it cannot be reached."""
@@ -48,9 +44,6 @@ class Database:
             await connection.execute(text("SELECT 1"))
 
     async def stop(self) -> None:
-        if self._thread_engine is not None:
-            self._thread_engine.dispose()
-        self._thread_engine = None
         if self._engine is not None:
             await self._engine.dispose()
         self._engine = None

@@ -252,7 +252,8 @@ class Accounts:
 
     async def device_login(self, token_hash: str) -> tuple[Device, User] | None:
         """The device with this token and its nurse, if neither is revoked or disabled; its
-        last use is noted."""
+        last use is noted (at most every :data:`_TOUCH_EVERY`: a camera uploading photos
+        would otherwise write a row per request)."""
         async with self._db.sessions() as session, session.begin():
             found = (
                 await session.execute(
@@ -264,7 +265,9 @@ class Accounts:
             device, user = found
             if device.revoked_at is not None or not user.active:
                 return None
-            device.last_seen_at = datetime.now(UTC)
+            now = datetime.now(UTC)
+            if device.last_seen_at is None or now - device.last_seen_at > _TOUCH_EVERY:
+                device.last_seen_at = now
         return device, user
 
     async def device_region(self, device_id: int) -> int | None:
@@ -341,7 +344,8 @@ class Accounts:
 
 
 _TOUCH_EVERY = timedelta(seconds=30)
-"""A session's last use is written at most this often (each write is a database round trip)."""
+"""A session's or device's last use is written at most this often (each write is a database
+round trip)."""
 
 
 def _end_sessions(user_id: int) -> Update:

@@ -19,7 +19,7 @@ import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, func, insert, or_, select, text
+from sqlalchemy import Executable, and_, func, insert, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -89,6 +89,11 @@ class _Write:
 
     async def add_entry(self, fields: Mapping[str, Any]) -> None:
         await self._conn.execute(insert(AuditEvent), dict(fields))
+
+    async def add_row(self, statement: object, params: Mapping[str, Any]) -> int:
+        if not isinstance(statement, Executable):
+            raise TypeError(f"an audited record's row must be a SQLAlchemy statement, not {type(statement).__name__}")
+        return (await self._conn.execute(statement, dict(params))).rowcount
 
     async def add_checkpoint(self, signed: SignedCheckpoint) -> None:
         await self._conn.execute(

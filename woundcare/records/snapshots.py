@@ -1,10 +1,11 @@
 """Wound snapshots: checked, stripped of metadata, sealed, stored as a blob with a row.
 
 An upload is stored in three steps: an intent naming its blob (``woundcare.storage.intents``),
-the sealed blob (an atomic, fsynced write), then the snapshot row (one statement, its own
-transaction; the thumbnail is sealed into the row). A crash at any point leaves either a
-complete snapshot or an intent of this instance, whose blob :meth:`Snapshots.recover` removes
-at the next start.
+the sealed blob (an atomic, fsynced write), then one transaction with the snapshot row (the
+thumbnail sealed into it), its ``snapshot_stored`` session-log event and, for an API upload,
+its audit entry (in the audit chain's transaction, :meth:`AuditLog.record_with`). A crash at
+any point leaves either a complete, audited snapshot or an intent of this instance, whose blob
+:meth:`Snapshots.recover` removes at the next start.
 """
 
 from __future__ import annotations
@@ -16,19 +17,22 @@ import functools
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import ColumnElement, CursorResult, Engine, Executable, select, update
+from sqlalchemy import ColumnElement, CursorResult, Executable, and_, select, update
 from sqlalchemy import insert as sa_insert
 
+from signaling.sink import EventKind
+
+from ..audit.log import AuditEntry, AuditLog
 from ..crypto import Binding, Keyring, key_id_of
 from ..db.database import Database
-from ..db.models import Snapshot
+from ..db.models import Consent, ConsentKind, Consultation, ConsultationEvent, Snapshot
 from ..storage.blobs import BlobStore
 from ..storage.intents import Intents
 from .images import CleanImage, clean_image
@@ -74,13 +78,35 @@ class SnapshotView:
 _INSERT = sa_insert(Snapshot.metadata.tables[Snapshot.__tablename__])
 """Core on the table, the row given as parameters: compiled once, not per upload. (The
 metadata names the Table; ``__table__`` is typed as any FromClause.)"""
+_EVENT = sa_insert(ConsultationEvent.metadata.tables[ConsultationEvent.__tablename__])
+
+_CONSENTED = (
+    select(and_(Consent.given, Consent.withdrawn_at.is_(None)))
+    .where(Consent.consultation_id == Consultation.id, Consent.kind == ConsentKind.SNAPSHOTS)
+    .order_by(Consent.id.desc())
+    .limit(1)
+    .correlate(Consultation)
+    .scalar_subquery()
+)
+"""The consultation's latest snapshot consent answer, as ``Consents.current`` reads it."""
+_TARGET = select(Consultation.id, Consultation.region_id, Consultation.patient_id, _CONSENTED)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadTarget:
+    """The consultation a photo is uploaded to, with whether its patient lets it be stored."""
+
+    id: str
+    region_id: int
+    patient_id: int
+    consented: bool
 
 _SCRATCH_KEPT = 32 * 1024 * 1024
 """A worker thread keeps a sealing buffer up to this size for its next upload."""
 _scratch = threading.local()
 
 T = TypeVar("T")
-RowStatement = tuple[Executable, dict[str, object]]
+RowStatement = tuple[Executable, Mapping[str, Any]]
 """A statement and its parameters that must change exactly one row."""
 
 
@@ -116,8 +142,10 @@ class Snapshots:
         max_bytes: int,
         max_pixels: int,
         images: ImageWork,
+        audit: AuditLog,
     ) -> None:
         self._db = db
+        self._audit = audit
         self._images = images
         self._keyring = keyring
         self._blobs = blobs
@@ -130,11 +158,16 @@ class Snapshots:
         consultation_id: str,
         region_id: int,
         patient_id: int,
-        data: bytes,
+        data: bytes | bytearray,
         taken_by: str,
         request_id: str | None = None,
+        *,
+        audit: Callable[[str], AuditEntry] | None = None,
     ) -> SnapshotView:
-        """Check and store one upload; raises ``ImageRejected`` before anything is written."""
+        """Check and store one upload; raises ``ImageRejected`` before anything is written.
+
+        ``audit(resource)``, if given, is the upload's audit entry for the snapshot named
+        ``resource``, committed with the row."""
         snapshot_id = secrets.token_urlsafe(12)
         key = _blob_key()
         taken_at = datetime.now(UTC)
@@ -144,8 +177,9 @@ class Snapshots:
 
         def check_seal_put(key: str) -> _Stored:
             # One image thread does all of an upload's blocking work, with no hand-off between
-            # steps: the check and re-encode (its pixels held in the budget), sealing (4 MB of
-            # AES-GCM off the event loop), the blob's write and fsyncs.
+            # steps: the check, metadata strip and thumbnail (decoded pixels held in the
+            # budget), sealing (megabytes of AES-GCM off the event loop), the blob's write and
+            # fsyncs.
             clean = clean_image(data, max_bytes=self._max_bytes, max_pixels=self._max_pixels, hold_pixels=hold_pixels)
             thumb_sealed = sealer.seal(Binding(region_id, THUMB_KIND, snapshot_id), clean.thumbnail)
             buffer = _sealing_buffer(sealer.sealed_size(len(clean.data)))
@@ -153,9 +187,9 @@ class Snapshots:
                 self._blobs.put(key, buffer[: sealer.seal_into(image, clean.data, buffer)])
             return _Stored(clean, thumb_sealed)
 
-        def insert(stored: _Stored) -> RowStatement:
+        def rows(stored: _Stored) -> list[RowStatement]:
             clean = stored.clean
-            return _INSERT, {
+            row = {
                 "id": snapshot_id,
                 "consultation_id": consultation_id,
                 "region_id": region_id,
@@ -171,8 +205,19 @@ class Snapshots:
                 "thumb_sealed": stored.thumb_sealed,
                 "key_id": sealer.key_id,
             }
+            event = {
+                "consultation_id": consultation_id,
+                "at": taken_at,
+                "kind": EventKind.SNAPSHOT_STORED.value,
+                "role": None,
+                "subject": taken_by,
+                "participant": None,
+                "detail": snapshot_id,
+            }
+            return [(_INSERT, row), (_EVENT, event)]
 
-        clean = (await self._write_blob(key, check_seal_put, insert, self._images.executor)).clean
+        entry = None if audit is None else audit(f"snapshot:{snapshot_id}")
+        clean = (await self._write_blob(key, check_seal_put, rows, self._images.executor, entry)).clean
         return SnapshotView(
             snapshot_id, consultation_id, taken_at, taken_by, request_id,
             clean.media_type.value, clean.width, clean.height, None,
@@ -195,58 +240,55 @@ class Snapshots:
             with self._intent(key):
                 self._blobs.put(key, image)
 
-        def repoint(_: None) -> RowStatement:
-            return (
-                update(Snapshot)
-                .where(Snapshot.id == row.id, Snapshot.blob_key == old)
-                .values(blob_key=new, thumb_sealed=thumb, key_id=key_id_of(image)),
-                {},
-            )
+        def repoint(_: None) -> list[RowStatement]:
+            return [
+                (
+                    update(Snapshot)
+                    .where(Snapshot.id == row.id, Snapshot.blob_key == old)
+                    .values(blob_key=new, thumb_sealed=thumb, key_id=key_id_of(image)),
+                    {},
+                )
+            ]
 
         await self._write_blob(new, put, repoint)
         await asyncio.to_thread(self._blobs.delete, old)
 
     async def _write_blob(
-        self, key: str, put: Callable[[str], T], row: Callable[[T], RowStatement], executor: Executor | None = None
+        self,
+        key: str,
+        put: Callable[[str], T],
+        rows: Callable[[T], list[RowStatement]],
+        executor: Executor | None = None,
+        entry: AuditEntry | None = None,
     ) -> T:
         """Write a blob with ``put`` (in a thread of ``executor``, default the event loop's; it
-        records the intent), then the row that refers to it (``row`` of what ``put`` returned),
-        crash-safely: after a crash there is the row and its durable blob, or an intent that
-        names the blob for recovery.
+        records the intent), then, in one transaction, the rows that refer to it (``rows`` of
+        what ``put`` returned; each must change one row) and the audit ``entry`` if any,
+        crash-safely: after a crash there are the rows and their durable blob, or an intent
+        that names the blob for recovery.
 
         Runs to its end even if the caller is cancelled, so a row is never left without its blob.
         """
-        thread_engine = self._db.thread_engine
-        if thread_engine is not None:
-            return await asyncio.shield(_submitted(executor, self._put_and_insert, thread_engine, key, put, row))
-        return await asyncio.shield(self._put_then_insert(key, put, row, executor))
+        return await asyncio.shield(self._put_then_commit(key, put, rows, executor, entry))
 
-    def _put_and_insert(
-        self, engine: Engine, key: str, put: Callable[[str], T], row: Callable[[T], RowStatement]
+    async def _put_then_commit(
+        self,
+        key: str,
+        put: Callable[[str], T],
+        rows: Callable[[T], list[RowStatement]],
+        executor: Executor | None,
+        entry: AuditEntry | None,
     ) -> T:
-        """The blob and its row, both from this worker thread (SQLite)."""
-        made = put(key)
-        try:
-            with engine.connect() as connection:
-                _one_row(connection.execute(*row(made)))
-        except BaseException:
-            self._discard(key)
-            raise
-        self._intents.remove((key,))
-        return made
-
-    async def _put_then_insert(
-        self, key: str, put: Callable[[str], T], row: Callable[[T], RowStatement], executor: Executor | None
-    ) -> T:
-        """The blob from a worker thread, then its row from the event loop (a database server)."""
         written = _submitted(executor, put, key)
         try:
-            # Checked out (and pinged) while the blob is written; one statement, its own
-            # transaction: no BEGIN and COMMIT round trips after the blob is durable.
-            async with self._db.engine.connect() as connection:
-                await connection.execution_options(isolation_level="AUTOCOMMIT")
-                made = await written
-                _one_row(await connection.execute(*row(made)))
+            made = await written
+            if entry is not None:
+                # The audit log holds its own lock around the chain's transaction.
+                await self._audit.record_with(entry, rows(made))
+            else:
+                async with self._db.writing, self._db.engine.begin() as connection:
+                    for statement, params in rows(made):
+                        _one_row(await connection.execute(statement, dict(params)))
         except BaseException:
             await asyncio.shield(self._undo(written, key))
             raise
@@ -288,6 +330,12 @@ class Snapshots:
         self._intents.remove(unfinished)
         swept = self._blobs.sweep(known, older_than=_STALE.total_seconds())
         return removed + len(swept.removed_blobs)
+
+    async def target(self, consultation_id: str) -> UploadTarget | None:
+        """The consultation and its snapshot consent, in one query."""
+        async with self._db.engine.connect() as connection:
+            found = (await connection.execute(_TARGET.where(Consultation.id == consultation_id))).one_or_none()
+        return None if found is None else UploadTarget(found[0], found[1], found[2], bool(found[3]))
 
     async def get(self, snapshot_id: str) -> Snapshot | None:
         async with self._db.sessions() as session:

@@ -1,0 +1,84 @@
+"""A JPEG's metadata removed at the marker level: the same pixels, none of the metadata."""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import numpy as np
+import pytest
+from PIL import ExifTags, Image, ImageCms
+
+from tests.records.test_images import MARKER, planted_exif
+from woundcare.records import jpeg
+from woundcare.records.jpeg import NotJpeg, strip_metadata
+
+
+def segment(marker: int, payload: bytes) -> bytes:
+    return bytes((0xFF, marker)) + struct.pack(">H", len(payload) + 2) + payload
+
+
+def noisy(width: int = 256, height: int = 192) -> Image.Image:
+    """Noise: its entropy-coded data holds many stuffed ``FF 00`` bytes."""
+    return Image.fromarray(np.random.default_rng(3).integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def camera_jpeg(**params: object) -> bytes:
+    out = io.BytesIO()
+    big_icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes() + bytes(70_000)
+    noisy().save(out, "JPEG", quality=95, exif=planted_exif(), comment=MARKER,
+                 xmp=f"<x:xmpmeta>{MARKER}</x:xmpmeta>".encode(), icc_profile=big_icc, **params)
+    data = out.getvalue()
+    # An IPTC block, a second comment and a vendor APP after the first segments, and trailing
+    # bytes after EOI (as some phones write).
+    extra = segment(0xED, b"Photoshop 3.0\x00" + MARKER.encode()) + segment(0xFE, MARKER.encode())
+    extra += segment(0xE9, MARKER.encode())
+    return data[:2] + extra + data[2:] + b"\x00\x00" + MARKER.encode()
+
+
+def pixels(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"progressive": True}, {"restart_marker_blocks": 3}, {"progressive": True, "restart_marker_rows": 1}],
+    ids=["baseline", "progressive", "restart-markers", "progressive-restarts"],
+)
+def test_metadata_goes_and_pixels_stay(params: dict[str, object]) -> None:
+    data = camera_jpeg(**params)
+    assert data.count(MARKER.encode()) >= 5
+
+    stripped = strip_metadata(data)
+
+    assert MARKER.encode() not in stripped and b"Exif" not in stripped and b"Photoshop" not in stripped
+    assert stripped.endswith(b"\xff\xd9")
+    assert np.array_equal(pixels(stripped), pixels(data))
+    kept = Image.open(io.BytesIO(stripped))
+    assert kept.info["icc_profile"] == Image.open(io.BytesIO(data)).info["icc_profile"]  # every chunk
+    assert not kept.getexif() and "comment" not in kept.info and "xmp" not in kept.info
+    assert len(stripped) < len(data)
+
+
+def test_orientation_is_written_alone() -> None:
+    stripped = strip_metadata(camera_jpeg(), orientation=8, keep_icc=False)
+
+    kept = Image.open(io.BytesIO(stripped))
+    assert dict(kept.getexif()) == {ExifTags.Base.Orientation: 8}
+    assert "icc_profile" not in kept.info
+
+
+@pytest.mark.parametrize("cut", [0.3, 0.999])
+def test_truncated_structure_is_refused(cut: float) -> None:
+    data = camera_jpeg()
+    with pytest.raises(NotJpeg):
+        strip_metadata(data[: int(len(data) * cut)])
+
+
+@pytest.mark.parametrize("window", [2, 3, 7, 4096])
+def test_small_search_windows_find_the_same_scan_ends(window: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = camera_jpeg(progressive=True, restart_marker_rows=1)
+    whole = strip_metadata(data)
+    monkeypatch.setattr(jpeg, "_WINDOW", window)
+
+    assert strip_metadata(data) == whole
