@@ -169,8 +169,8 @@ def create_app(settings: Settings) -> web.Application:
         instance_ttl_seconds=settings.instance_ttl_seconds,
         client_address=client_address,
     )
-    # After signaling's own: recorders leave their rooms before a cluster's bus stops.
-    app.cleanup_ctx.append(services.recorders.running)
+    # Recordings are finished at shutdown before the database closes.
+    app.cleanup_ctx.append(services.recording_uploads.running)
     queue = app[QUEUE] = Queue(
         services.consultations,
         app[signaling.handler.ROOMS],

@@ -42,7 +42,7 @@ AUDIT_REGION = web.RequestKey("audit_region", int)
 _RULE: Final = "__woundcare_action__"
 _PUBLIC: Final = "public"
 _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
-_UNAUDITED: Final = frozenset({Action.SESSION_READ})
+_UNAUDITED: Final = frozenset({Action.SESSION_READ, Action.RECORDING_UPLOAD})
 
 H = TypeVar("H", bound=Callable[..., object])
 
