@@ -162,8 +162,7 @@ class Recordings:
         async with self._db.sessions() as session, session.begin():
             session.add(row)
         try:
-            # Under a key no row knows: only the finished recording is ever stored as the row's.
-            writer = await asyncio.to_thread(self._blobs.writer, secrets.token_urlsafe(24))
+            writer = await asyncio.to_thread(self._blobs.writer, _upload_key(row.blob_key))
         except BaseException:
             await asyncio.shield(self._end(recording_id, RecordingStatus.FAILED, "error"))
             raise
@@ -325,9 +324,15 @@ class Recordings:
     def _recover(self, cut_off: list[str], known: set[str]) -> int:
         # delete() also removes the temporary file a write cut off by a crash left.
         for key in cut_off:
+            self._blobs.delete(_upload_key(key))
             self._blobs.delete(key)
         self._blobs.sweep(known, older_than=_STALE.total_seconds())
         return len(cut_off)
+
+
+def _upload_key(blob_key: str) -> str:
+    """The blob key of a recording's upload, beside the finished recording's own."""
+    return f"{blob_key}-up"
 
 
 def _view(row: Recording) -> RecordingView:
