@@ -107,7 +107,11 @@ async def play_recording(request: web.Request) -> web.StreamResponse:
         size = await recordings.size(row)
         start, stop = wanted.indices(size)[:2]
         if start >= stop:
-            raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+            # Answered, not raised: the error pages would drop the size the player needs.
+            return web.json_response(
+                {"error": {"code": "bad_range", "message": "the range is outside the recording"}},
+                status=416, headers={"Content-Range": f"bytes */{size}"},
+            )
         media = await recordings.media_range(row, start, stop)
         response = web.StreamResponse(status=206, headers={**headers, "Content-Range": f"bytes {start}-{stop - 1}/{size}"})
         response.content_length = stop - start
