@@ -142,10 +142,11 @@ class Remuxer:
 
     async def run(self, job: Upload) -> Finished:
         if self._pool is None:
-            # forkserver: a clean child, not a copy of a process with an event loop and threads.
-            self._pool = ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("forkserver"), max_tasks_per_child=TASKS_PER_WORKER
-            )
+            # forkserver: a clean child, not a copy of a process with an event loop and threads;
+            # it imports this module (and PyAV) once, so a replaced worker starts at once.
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload([__name__])
+            self._pool = ProcessPoolExecutor(1, mp_context=context, max_tasks_per_child=TASKS_PER_WORKER)
         return await asyncio.get_running_loop().run_in_executor(self._pool, remux, job)
 
     def close(self) -> None:
