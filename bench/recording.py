@@ -61,15 +61,23 @@ UI_MS = 60_000
 
 RECEIVED = """
 async () => {
-  let bytes = 0, frames = 0;
+  // Counted per connection and kept when it is closed (the camera's new connection after a
+  // stall starts its counters at 0): the totals only grow.
+  window.__seen ??= new Map();
   for (const pc of window.__testPeers || []) {
-    if (pc.connectionState === 'closed') continue;
-    for (const s of (await pc.getStats()).values()) {
-      if (s.type !== 'inbound-rtp') continue;
-      bytes += (s.bytesReceived || 0) + (s.headerBytesReceived || 0);
-      if (s.kind === 'video') frames += s.framesDecoded || 0;
-    }
+    let bytes = 0, frames = 0;
+    try {
+      for (const s of (await pc.getStats()).values()) {
+        if (s.type !== 'inbound-rtp') continue;
+        bytes += (s.bytesReceived || 0) + (s.headerBytesReceived || 0);
+        if (s.kind === 'video') frames += s.framesDecoded || 0;
+      }
+    } catch { continue; }
+    const last = window.__seen.get(pc) || { bytes: 0, frames: 0 };
+    window.__seen.set(pc, { bytes: Math.max(bytes, last.bytes), frames: Math.max(frames, last.frames) });
   }
+  let bytes = 0, frames = 0;
+  for (const seen of window.__seen.values()) { bytes += seen.bytes; frames += seen.frames; }
   const viewers = document.querySelectorAll('#participants li').length - 1;
   return { bytes, frames, viewers, at: performance.now() };
 }
@@ -78,18 +86,11 @@ async () => {
 
 RECORDER_SPAN = """
 (() => {
-  // The frames the page decoded between its MediaRecorder's start and stop: what it recorded.
-  const decoded = async () => {
-    let frames = 0;
-    for (const pc of window.__testPeers || []) {
-      if (pc.connectionState === 'closed') continue;
-      for (const s of (await pc.getStats()).values()) if (s.type === 'inbound-rtp' && s.kind === 'video') frames += s.framesDecoded || 0;
-    }
-    return frames;
-  };
+  // The frames the page decoded between its MediaRecorder's start and stop: what it recorded
+  // (the bench's RECEIVED, kept by this page as __frames).
   const { start, stop } = MediaRecorder.prototype;
-  MediaRecorder.prototype.start = function (...args) { window.__recordedFrom = decoded(); return start.apply(this, args); };
-  MediaRecorder.prototype.stop = function () { window.__recordedTo = decoded(); return stop.apply(this); };
+  MediaRecorder.prototype.start = function (...args) { window.__recordedFrom = window.__frames(); return start.apply(this, args); };
+  MediaRecorder.prototype.stop = function () { window.__recordedTo = window.__frames(); return stop.apply(this); };
 })();
 """
 SPAN = "async () => (await window.__recordedTo) - (await window.__recordedFrom)"
@@ -330,6 +331,7 @@ async def measure(calls_n: int, size: tuple[int, int], seconds: float, rounds: i
         stack.push_async_callback(browser.close)
         context = await browser.new_context(locale="en-GB")
         await context.add_init_script(PEER_TRACKER)
+        await context.add_init_script(f"window.__frames = async () => (await ({RECEIVED})()).frames;")
         await context.add_init_script(RECORDER_SPAN)
         calls = []
         for i, (consultation, camera) in enumerate(zip(consultations, cameras, strict=True)):
