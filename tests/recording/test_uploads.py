@@ -5,11 +5,13 @@ server's shutdown)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import av
+import pytest
 
 from tests.api.client import ApiClient
 from tests.recording.media import PIECE, decoded, loudness, webm_part
@@ -18,6 +20,7 @@ from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
 from woundcare.crypto.stream import CHUNK_SIZE
 from woundcare.db.models import ConsentKind, RecordingStatus, StaffRole
+from woundcare.recording import uploads
 
 PASSWORD = "correct horse battery staple"
 
@@ -125,3 +128,22 @@ async def test_a_server_shutdown_finishes_the_recording(
     row = await again.app[SERVICES].recordings.get(started["id"])
     assert row is not None and (row.status, row.end_reason, row.frames) == (RecordingStatus.COMPLETE, "shutdown", 20)
     assert len(decoded(await media_of(again, started["id"]))) == 20
+
+
+async def test_a_recording_no_piece_reaches_is_finished_as_abandoned(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page was closed for good: what it sent is kept, and the recording ends by itself."""
+    monkeypatch.setattr(uploads, "ABANDONED_SECONDS", 1.0)
+    monkeypatch.setattr(uploads, "_WATCH_SECONDS", 0.2)
+    consultation, spes, other = await consenting(server)
+    try:
+        started = await spes.json("POST", f"/api/consultations/{consultation}/recordings", expect=201)
+        await send_part(spes, started["id"], webm_part(20))
+        async with asyncio.timeout(30):
+            while (row := await server.app[SERVICES].recordings.get(started["id"])) is None or row.status is RecordingStatus.RECORDING:
+                await asyncio.sleep(0.2)
+        assert (row.status, row.end_reason, row.frames) == (RecordingStatus.COMPLETE, "abandoned", 20)
+    finally:
+        await spes.close()
+        await other.close()

@@ -127,9 +127,11 @@ class RecordingUploads:
         """Seal piece ``number`` of ``part``; a piece sent again (its answer was lost) is taken once."""
         entry = self._entry(recording, subject)
         async with entry.lock:
+            if entry.task is not None:
+                raise NotRecording()  # stopped while this piece waited for the one before
             if part == entry.part and number < entry.next_piece:
                 return
-            if part != entry.part or number != entry.next_piece or entry.task is not None:
+            if part != entry.part or number != entry.next_piece:
                 raise OutOfOrder()
             if data:
                 await asyncio.to_thread(entry.capture.sink.write, piece(part, data))
@@ -169,9 +171,9 @@ class RecordingUploads:
         while True:
             await asyncio.sleep(_WATCH_SECONDS)
             now = time.monotonic()
-            for recording_id, entry in list(self._live.items()):
+            for entry in list(self._live.values()):
                 if entry.task is None and now - entry.last > ABANDONED_SECONDS:
-                    asyncio.create_task(self.stop(recording_id, "abandoned"))
+                    entry.task = asyncio.create_task(self._finish(entry, "abandoned"))
 
     async def _finish(self, entry: _Live, reason: str) -> RecordingView:
         capture = entry.capture
@@ -179,9 +181,6 @@ class RecordingUploads:
             async with entry.lock:  # a piece being sealed is sealed first
                 pass
             view = await self._recordings.finish(capture, reason, self._remuxer.run if entry.pieces else None)
-        except Exception:
-            log.exception("recording %s could not be finished", capture.recording.id)
-            view = await self._recordings.fail(capture, "error")
         finally:
             del self._live[capture.recording.id]
         log.info("recording %s ended: %s (%s)", view.id, view.status.value, view.end_reason)

@@ -18,6 +18,7 @@ failed at the next start, and the sweep removes the file.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from ..db.models import Recording, RecordingStatus, new_public_id
 from ..crypto.sealed_sink import SealedSink
 from ..storage.blobs import BlobStore, BlobWriter
 from .consultations import ConsultationView
+
+log = logging.getLogger(__name__)
 
 KEY_KIND = "recording_key"
 VIDEO_KIND = "recording_video"
@@ -187,6 +190,9 @@ class Recordings:
             done = await finisher(
                 Upload(self._blobs.root, capture.writer.key, capture.sealer.key, capture.sealer.binding, row_blob, out)
             )
+        except Exception:
+            log.exception("recording %s could not be finished", recording.id)
+            return await self.fail(capture, "error")
         except BaseException:
             await asyncio.shield(self.fail(capture, "error"))
             raise
