@@ -119,7 +119,10 @@ class PageRecording {
 
   /** @param {MediaStream} stream */
   async #begin(stream) {
-    await Promise.all([this.ready, this.audio.resume()]);
+    // Not awaited: after a reload, before the specialist's first click, the browser keeps the
+    // mix suspended (silent) and resume() pending; the video must not wait for that.
+    this.audio.resume().catch(() => {});
+    await this.ready;
     await this.part?.stop();
     this.remoteSound?.disconnect();
     this.remoteSound = stream.getAudioTracks().length ? this.audio.createMediaStreamSource(stream) : null;
