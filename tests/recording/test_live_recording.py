@@ -136,6 +136,7 @@ async def test_a_live_call_is_recorded_in_the_page_sealed_and_plays_back_only_wi
 ) -> None:
     from playwright.async_api import expect
 
+    expect.set_options(timeout=UI_TIMEOUT_MS)  # a stop answers once the recording is finished
     data_dir = server.settings.data_dir
     watcher = Watcher(data_dir, (server.settings.recording_dir, server.settings.blob_dir))
     nurse_voice = write_tone(tmp_path / "nurse-440.wav", 440, seconds=120)
@@ -149,6 +150,8 @@ async def test_a_live_call_is_recorded_in_the_page_sealed_and_plays_back_only_wi
             await context.add_init_script(PEER_TRACKER)
             page = await context.new_page()
             page.set_default_timeout(UI_TIMEOUT_MS)
+            parts: list[int] = []
+            page.on("response", lambda r: parts.append(r.status) if r.url.endswith("/parts") else None)
             await log_in(page, server.url, "spes", "/specialist", password=PASSWORD)
             await page.locator(f"#queue-body tr[data-consultation='{consultation}'] button").click()
             await eventually(lambda: media_stats(page), lambda s: s["framesDecoded"] > 10, 45, "the page shows the camera")
@@ -165,6 +168,18 @@ async def test_a_live_call_is_recorded_in_the_page_sealed_and_plays_back_only_wi
                 return watcher.largest_temp > 1 + 3 * (4 + CHUNK_SIZE + 16)
 
             await until(chunks_written, 90, "three sealed chunks on disk", visit)
+
+            # A reload mid-recording: back in the call, the page goes on with the same recording, a second part.
+            written = watcher.largest_temp
+            await page.reload()
+            await page.locator(f"#queue-body tr[data-consultation='{consultation}'] button").click()
+            await expect(toggle).to_have_attribute("aria-pressed", "true")
+
+            async def more_written() -> bool:
+                return watcher.largest_temp > written + 2 * (4 + CHUNK_SIZE + 16) and len(parts) == 2
+
+            await until(more_written, 90, "the second part's chunks on disk", visit)
+            assert parts == [201, 201]
             await toggle.click()
             await expect(toggle).to_have_attribute("aria-pressed", "false")
             play = page.locator("#recording-list button")
