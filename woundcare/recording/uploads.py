@@ -91,15 +91,19 @@ class RecordingUploads:
         self._remuxer = remuxer
         self._live: dict[str, _Live] = {}
         """By recording id."""
+        self._starting: set[str] = set()
+        """Consultations whose recording is being begun."""
 
     async def start(self, consultation: ConsultationView, started_by: str) -> RecordingView:
         """Start recording ``consultation``; the caller has checked consent and permission."""
-        if any(e.capture.recording.consultation_id == consultation.id for e in self._live.values()):
+        busy = any(e.capture.recording.consultation_id == consultation.id for e in self._live.values())
+        if busy or consultation.id in self._starting:
             raise RecordingBusy()
-        live = await self._recordings.begin(consultation, started_by)
-        if any(e.capture.recording.consultation_id == consultation.id for e in self._live.values()):
-            await asyncio.shield(self._recordings.fail(live, "error"))  # another start won the race
-            raise RecordingBusy()
+        self._starting.add(consultation.id)  # held across the row's insert: a second start meanwhile is refused
+        try:
+            live = await self._recordings.begin(consultation, started_by)
+        finally:
+            self._starting.discard(consultation.id)
         self._live[live.recording.id] = _Live(live)
         log.info("recording %s of consultation %s started", live.recording.id, consultation.id)
         return live.recording
