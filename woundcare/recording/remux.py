@@ -30,7 +30,6 @@ import struct
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from fractions import Fraction
-from pathlib import Path
 
 import av
 
