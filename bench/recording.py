@@ -144,30 +144,14 @@ def lower_clients(server: int) -> None:
 
 def tree_cpu_seconds(root: int) -> float:
     """utime + stime of ``root`` and every descendant alive, with their reaped children's."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    parents: dict[int, int] = {}
-    times: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    total = 0
+    for pid in _descendants(root) | {root}:
         try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
+            stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        parents[int(entry)] = int(fields[1])
-        times[int(entry)] = sum(int(f) for f in fields[11:15])
-    total, wanted = 0, {root}
-    changed = True
-    while changed:
-        changed = False
-        for pid, parent in parents.items():
-            if parent in wanted and pid not in wanted:
-                wanted.add(pid)
-                changed = True
-    for pid in wanted:
-        total += times.get(pid, 0)
-    return total / ticks
+        total += sum(int(f) for f in stat[stat.rindex(")") + 2 :].split()[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 class Prober:
