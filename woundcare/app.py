@@ -176,8 +176,8 @@ def create_app(settings: Settings) -> web.Application:
     )
     # After the sockets are closed, before the database is: the last refusals are written.
     app.on_shutdown.append(lambda _: refusals.drain())
-    # After signaling's own: recorders leave their rooms before a cluster's bus stops.
-    app.cleanup_ctx.append(services.recorders.running)
+    # Recordings are finished at shutdown before the database closes.
+    app.cleanup_ctx.append(services.recording_uploads.running)
     queue = app[QUEUE] = Queue(
         services.consultations,
         app[signaling.handler.ROOMS],

@@ -45,7 +45,12 @@ Exception hierarchy::
     ├── ImageRejected                    413/415/422, code per reason
     ├── ImageBusy                        503 busy
     ├── NotJpeg                          internal; woundcare.records.jpeg (answered as ImageRejected truncated)
-    ├── RecordingBusy                    409 recording
+    ├── recording uploads                woundcare.recording.uploads
+    │   ├── RecordingBusy                409 recording
+    │   ├── NotRecording                 409 not_recording
+    │   ├── OtherInstance                409 other_instance
+    │   ├── NotTheRecorder               403 not_recorder
+    │   └── OutOfOrder                   409 chunk_order
     ├── CliError                         the command line: one line on stderr, exit 2
     └── camera (the client side; never answered over HTTP)
         ├── DeviceError

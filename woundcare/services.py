@@ -27,7 +27,8 @@ from .config import Settings
 from .crypto import Keyring, MasterKey
 from .db.database import Database
 from .db.engine import sqlite_file
-from .recording.recorder import Recorders
+from .recording.remux import Remuxer
+from .recording.uploads import RecordingUploads
 from .records.access_log import AccessLog
 from .records.accounts import Accounts
 from .records.assessments import Assessments
@@ -77,7 +78,7 @@ class Services:
     """The image threads: a pool apart from password hashing, with a budget of pixels."""
     snapshots: Snapshots
     recordings: Recordings
-    recorders: Recorders
+    recording_uploads: RecordingUploads
     retention: Retention
     pilot: Pilot
     events: Events
@@ -181,7 +182,7 @@ def build_services(settings: Settings) -> Services:
             audit=audit,
         ),
         recordings=recordings,
-        recorders=Recorders.for_server(settings, recordings, invitations, audit),
+        recording_uploads=RecordingUploads(recordings, audit, Remuxer()),
         retention=Retention(db, blobs, recording_blobs),
         pilot=Pilot(db),
         events=events,

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from woundcare.crypto import Binding, RecordIntegrityError
-from woundcare.crypto.stream import MAX_CHUNK, StreamSealer, chunk_aad, open_stream
+from woundcare.crypto.stream import MAX_CHUNK, StreamSealer, chunk_aad, open_range, open_stream, plaintext_size
 
 BINDING = Binding(region_id=3, kind="recording_video", record_id="rec-1")
 
@@ -143,3 +143,34 @@ def test_malformed_streams_fail_before_reading_far() -> None:
 def test_key_is_not_in_repr() -> None:
     sealer = StreamSealer(BINDING)
     assert sealer.key.hex() not in repr(sealer) and "**********" in repr(sealer)
+
+
+@pytest.mark.parametrize("length", [0, 1, 99, 100, 101, 350, 400])
+def test_any_range_opens_from_the_chunks_that_hold_it(length: int) -> None:
+    """Full chunks of 100 bytes but the last (as the sealed sink writes them), even an empty last one."""
+    plain = os.urandom(length)
+    pieces = [plain[i : i + 100] for i in range(0, length, 100)]
+    stream, key = sealed_stream(pieces + [b""] if length % 100 == 0 else pieces)
+    assert plaintext_size(len(stream), BINDING, 100) == length
+    for start in range(0, length, 37):
+        for stop in (start + 1, min(start + 150, length), length):
+            got = b"".join(open_range(key, BINDING, io.BytesIO(stream), start, stop, 100))
+            assert got == plain[start:stop]
+    with pytest.raises(ValueError):
+        list(open_range(key, BINDING, io.BytesIO(stream), 0, length + 1, 100))
+
+
+def test_a_range_over_an_altered_moved_or_cut_chunk_fails() -> None:
+    plain = os.urandom(450)
+    stream, key = sealed_stream([plain[i : i + 100] for i in range(0, 450, 100)])
+    frames = frames_of(stream)
+    flipped = bytearray(stream)
+    flipped[1 + 2 * 120 + 10] ^= 1
+    swapped = stream[:1] + frames[0] + frames[2] + frames[1] + b"".join(frames[3:])
+    cut = stream[:1] + b"".join(frames[:4])  # the fourth chunk was not sealed as the last
+    for changed, start in ((bytes(flipped), 200), (swapped, 100), (cut, 350)):
+        with pytest.raises(RecordIntegrityError):
+            list(open_range(key, BINDING, io.BytesIO(changed), start, start + 10, 100))
+    with pytest.raises(RecordIntegrityError):
+        list(open_range(key, replace(BINDING, record_id="rec-2"), io.BytesIO(stream), 0, 10, 100))
+    assert b"".join(open_range(key, BINDING, io.BytesIO(bytes(flipped)), 0, 200, 100)) == plain[:200]

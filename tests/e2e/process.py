@@ -60,6 +60,12 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def pid(self) -> int:
+        """The running server's process id (its /proc entry)."""
+        assert self._process is not None and self._process.returncode is None, "the server is not running"
+        return self._process.pid
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.returncode is None
 

@@ -1,6 +1,7 @@
-"""A live call from ``woundcare camera`` (synthetic source) recorded by the server's silent
-recorder, with a watcher scanning the data folder every few milliseconds for plaintext media;
-then the recording plays back only with the region's key, and not at all once shredded."""
+"""A live call from ``woundcare camera`` (synthetic source, a tone for the nurse's voice)
+recorded in the specialist's page in Chromium, with a watcher scanning the data folder every
+few milliseconds for plaintext media; then the recording has its sound, seeks in the page's
+player, plays back only with the region's key, and not at all once shredded."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ import pytest
 from sqlalchemy import select
 
 from tests.api.client import ApiClient
-from tests.camera.scene import PASSWORD, Visit, home_visit
-from tests.recording.media import decoded
+from tests.camera.scene import PASSWORD, Visit, home_visit, write_tone
+from tests.e2e.browser import PEER_TRACKER, async_playwright, eventually, launch, media_stats
+from tests.e2e.flows import log_in
+from tests.recording.media import decoded, loudness, webm_part
 from tests.recording.test_recordings import _flip_bit, _swap_chunks, _truncate
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
@@ -31,6 +34,7 @@ from woundcare.records.recordings import KEY_KIND, VIDEO_KIND
 from woundcare.storage.blobs import TEMP_PREFIX
 
 NATIONAL_ID = "01018012371"
+UI_TIMEOUT_MS = 20_000
 
 # Plaintext media, as a container or a raw stream would put it on disk.
 _MARKERS = [
@@ -74,7 +78,8 @@ class Watcher:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(10)
+        if self._thread.ident is not None:
+            self._thread.join(10)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -110,88 +115,141 @@ async def until(check: Any, timeout: float, what: str, visit: Visit) -> Any:
     return found
 
 
+SEEK = """
+async () => {
+  const video = document.getElementById('recording-player');
+  if (video.readyState < 1) await new Promise((resolve) => video.addEventListener('loadedmetadata', resolve, { once: true }));
+  const duration = video.duration;
+  const seeked = new Promise((resolve) => video.addEventListener('seeked', resolve, { once: true }));
+  const frame = new Promise((resolve) => video.requestVideoFrameCallback((now, meta) => resolve(meta.mediaTime)));
+  video.currentTime = duration / 2;
+  await seeked;
+  const shown = await frame;
+  return { duration, time: video.currentTime, shown, width: video.videoWidth, error: video.error && video.error.code };
+}
+"""
+
+
 @pytest.mark.usefixtures("loopback_ice")
-async def test_a_live_call_is_recorded_sealed_and_plays_back_only_with_the_region_key(
+async def test_a_live_call_is_recorded_in_the_page_sealed_and_plays_back_only_with_the_region_key(
     server: RunningServer, tmp_path: Path
 ) -> None:
+    from playwright.async_api import expect
+
+    expect.set_options(timeout=UI_TIMEOUT_MS)  # a stop answers once the recording is finished
     data_dir = server.settings.data_dir
     watcher = Watcher(data_dir, (server.settings.recording_dir, server.settings.blob_dir))
-    async with home_visit(server, tmp_path) as visit:
+    nurse_voice = write_tone(tmp_path / "nurse-440.wav", 440, seconds=120)
+    async with home_visit(server, tmp_path) as visit, async_playwright() as playwright:
+        browser = await launch(playwright)
         try:
             visit.start_camera(server.url, "--width", "640", "--height", "480", "--loopback-only",
-                               consent="video,recording")
-            await visit.join_specialist(30)
-            assert visit.viewer is not None
-            spes, inbox, consultation = visit.spes, visit.inbox, visit.consultation
-            async with asyncio.timeout(30):
-                live = await visit.viewer.frames(10)
+                               "--microphone", str(nurse_voice), consent="video,recording")
+            consultation = await visit.find_consultation(30)
+            context = await browser.new_context(locale="en-GB")
+            await context.add_init_script(PEER_TRACKER)
+            page = await context.new_page()
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            parts: list[int] = []
+            page.on("response", lambda r: parts.append(r.status) if r.url.endswith("/parts") else None)
+            await log_in(page, server.url, "spes", "/specialist", password=PASSWORD)
+            await page.locator(f"#queue-body tr[data-consultation='{consultation}'] button").click()
+            await eventually(lambda: media_stats(page), lambda s: s["framesDecoded"] > 10, 45, "the page shows the camera")
             watcher.start()
 
-            started = await spes.json("POST", f"/api/consultations/{consultation}/recordings", expect=201)
-            assert started["status"] == "recording"
-            async with asyncio.timeout(20):
-                while True:
-                    frame = await inbox.get()
-                    if frame["type"] == "presence" and frame["participant"]["role"] == "recorder":
-                        break  # the recorder is announced as a recorder, not as a specialist
-            await spes.json("POST", f"/api/consultations/{consultation}/recordings", expect=409)  # one at a time
+            toggle = page.locator("#recording-toggle")
+            await expect(page.locator("#recording-status")).to_have_attribute("data-i18n", "recording.idle")
+            await toggle.click()
+            await expect(toggle).to_have_attribute("aria-pressed", "true")
+            [live] = (await visit.spes.json("GET", f"/api/consultations/{consultation}/recordings"))["recordings"]
+            assert live["status"] == "recording"
 
             async def chunks_written() -> bool:
                 return watcher.largest_temp > 1 + 3 * (4 + CHUNK_SIZE + 16)
 
             await until(chunks_written, 90, "three sealed chunks on disk", visit)
-            stopped = await spes.json("POST", f"/api/recordings/{started['id']}/stop")
-            assert (stopped["status"], stopped["endReason"]) == ("complete", "stopped")
+
+            # A reload mid-recording: back in the call, the page goes on with the same recording, a second part.
+            written = watcher.largest_temp
+            await page.reload()
+            await page.locator(f"#queue-body tr[data-consultation='{consultation}'] button").click()
+            await expect(toggle).to_have_attribute("aria-pressed", "true")
+
+            async def more_written() -> bool:
+                return watcher.largest_temp > written + 2 * (4 + CHUNK_SIZE + 16) and len(parts) == 2
+
+            await until(more_written, 90, "the second part's chunks on disk", visit)
+            assert parts == [201, 201]
+            await toggle.click()
+            await expect(toggle).to_have_attribute("aria-pressed", "false")
+            play = page.locator("#recording-list button")
+            await expect(play).to_have_count(1)
             await asyncio.sleep(0.1)  # one more sweep over the published blob
             watcher.stop()
             assert watcher.violations == []
             assert watcher.sweeps > 50
+            [stopped] = (await visit.spes.json("GET", f"/api/consultations/{consultation}/recordings"))["recordings"]
+            assert (stopped["status"], stopped["endReason"]) == ("complete", "stopped")
 
-            # Plays back for the region's specialist: PyAV decodes every frame, at the call's size.
-            response = await spes.request("GET", f"/api/recordings/{started['id']}")
+            # Plays back for the region's specialist: PyAV decodes every frame at the call's size,
+            # and hears the call: the nurse's tone and the specialist's microphone, mixed.
+            response = await visit.spes.request("GET", f"/api/recordings/{stopped['id']}")
             assert response.status == 200 and response.headers["Cache-Control"] == "no-store"
             assert response.content_type == "video/webm"
-            sizes = decoded(await response.read())
+            media = await response.read()
+            sizes = decoded(media)
             assert len(sizes) == stopped["frames"] >= 30
-            assert set(sizes) == {live.size} == {(stopped["width"], stopped["height"])}
-            listed = await spes.json("GET", f"/api/consultations/{consultation}/recordings")
-            assert [r["id"] for r in listed["recordings"]] == [started["id"]]
+            assert set(sizes) == {(640, 480)} == {(stopped["width"], stopped["height"])}
+            streams, level = loudness(media)
+            assert streams == 1 and level > 0.02, level  # silence is below 0.001
 
-            app = server.app
-            row = await app[SERVICES].recordings.get(started["id"])
-            assert row is not None and row.status is RecordingStatus.COMPLETE
-            [stored] = list(server.settings.recording_dir.rglob(row.blob_key))
-            original = stored.read_bytes()
-
-            # Another region's key opens neither the stream key nor, with it, the video.
-            west = await server.region("west")
-            with pytest.raises(RecordIntegrityError):
-                await app[SERVICES].keyring.open(Binding(west, KEY_KIND, row.id), row.key_sealed)
-            key = await app[SERVICES].keyring.open(Binding(row.region_id, KEY_KIND, row.id), row.key_sealed)
-            with pytest.raises(RecordIntegrityError), stored.open("rb") as file:
-                list(open_stream(key, Binding(west, VIDEO_KIND, row.id), file.read))
-
-            # A flipped bit, a truncated file, reordered chunks: integrity_error, audited.
-            for change in (_flip_bit, _truncate, _swap_chunks):
-                stored.write_bytes(change(original))
-                response = await spes.request("GET", f"/api/recordings/{started['id']}")
-                assert response.status == 500 and (await response.json())["error"]["code"] == "integrity_error"
-            stored.write_bytes(original)
-            async with app[SERVICES].database.sessions() as session:
-                outcomes = (await session.scalars(
-                    select(AuditEvent.outcome).where(AuditEvent.resource == f"recording:{row.id}",
-                                                     AuditEvent.action == "recording.view")
-                )).all()
-            assert outcomes.count("integrity_error") == 3 and "ok" in outcomes
-
-            # Crypto-shredding the region makes it unreadable.
-            await app[SERVICES].keyring.shred(row.region_id)
-            response = await spes.request("GET", f"/api/recordings/{started['id']}")
-            assert response.status == 403  # a shredded region's roles are gone with it
-            with pytest.raises(KeyShreddedError):
-                await app[SERVICES].recordings.media(row)
+            # The page's player seeks to the middle (ranges of the decrypted stream) and shows a frame there.
+            await play.click()
+            seek = await page.evaluate(SEEK)
+            assert seek["error"] is None and 2 < seek["duration"] < 1000, seek
+            assert abs(seek["time"] - seek["duration"] / 2) < 0.5 and seek["width"] == 640, seek
+            listed = await visit.spes.json("GET", f"/api/consultations/{consultation}/recordings")
+            assert [r["id"] for r in listed["recordings"]] == [stopped["id"]]
+            await integrity_and_shredding(server, visit.spes, stopped["id"])
         finally:
             watcher.stop()
+            await browser.close()
+
+
+async def integrity_and_shredding(server: RunningServer, spes: ApiClient, recording: str) -> None:
+    app = server.app
+    row = await app[SERVICES].recordings.get(recording)
+    assert row is not None and row.status is RecordingStatus.COMPLETE
+    [stored] = list(server.settings.recording_dir.rglob(row.blob_key))
+    original = stored.read_bytes()
+
+    # Another region's key opens neither the stream key nor, with it, the video.
+    west = await server.region("west")
+    with pytest.raises(RecordIntegrityError):
+        await app[SERVICES].keyring.open(Binding(west, KEY_KIND, row.id), row.key_sealed)
+    key = await app[SERVICES].keyring.open(Binding(row.region_id, KEY_KIND, row.id), row.key_sealed)
+    with pytest.raises(RecordIntegrityError), stored.open("rb") as file:
+        list(open_stream(key, Binding(west, VIDEO_KIND, row.id), file.read))
+
+    # A flipped bit, a truncated file, reordered chunks: integrity_error, audited.
+    for change in (_flip_bit, _truncate, _swap_chunks):
+        stored.write_bytes(change(original))
+        response = await spes.request("GET", f"/api/recordings/{recording}")
+        assert response.status == 500 and (await response.json())["error"]["code"] == "integrity_error"
+    stored.write_bytes(original)
+    async with app[SERVICES].database.sessions() as session:
+        outcomes = (await session.scalars(
+            select(AuditEvent.outcome).where(AuditEvent.resource == f"recording:{row.id}",
+                                             AuditEvent.action == "recording.view")
+        )).all()
+    assert outcomes.count("integrity_error") == 3 and "ok" in outcomes
+
+    # Crypto-shredding the region makes it unreadable.
+    await app[SERVICES].keyring.shred(row.region_id)
+    response = await spes.request("GET", f"/api/recordings/{recording}")
+    assert response.status == 403  # a shredded region's roles are gone with it
+    with pytest.raises(KeyShreddedError):
+        await app[SERVICES].recordings.media(row)
 
 
 async def test_recording_needs_consent_a_specialist_and_the_region(server: RunningServer) -> None:
@@ -240,17 +298,11 @@ async def test_the_watcher_sees_plaintext_media_and_passes_sealed_blobs(tmp_path
     from av import VideoFrame
 
     from woundcare.camera.synthetic import SyntheticVideoTrack
-    from woundcare.recording.encoder import WebmEncoder
 
     sealed = tmp_path / "recordings" / "ab"
     sealed.mkdir(parents=True)
     (sealed / "random").write_bytes(os.urandom(100_000))
-    with open(tmp_path / "plain.webm", "wb") as out:  # noqa: ASYNC230
-        encoder = WebmEncoder(out)
-        source = SyntheticVideoTrack(64, 48)
-        for i in range(3):
-            encoder.add(await source.recv(), i / 30)
-        encoder.close()
+    (tmp_path / "plain.webm").write_bytes(webm_part(3, (64, 48)))
     raw: VideoFrame = await SyntheticVideoTrack(320, 240).recv()
     (sealed / ".tmp-raw").write_bytes(bytes(raw.planes[0]))
     (tmp_path / "stream.ts").write_bytes(b"".join(b"\x47" + os.urandom(187) for _ in range(6)))

@@ -1,6 +1,6 @@
 """The specialist page's recording panel in a real Chromium: a stored recording plays in the
 page's player (decrypted by the server, decoded by the browser), and recording is started and
-stopped from the call, with the recorder shown to everyone as a recording, not as a person."""
+stopped from the call (with no camera in it, nothing is kept)."""
 
 from __future__ import annotations
 
@@ -58,13 +58,8 @@ async def test_the_specialist_plays_back_and_records_from_the_page(server: Runni
             await toggle.click()
             await expect(toggle).to_have_attribute("aria-pressed", "true", timeout=UI_TIMEOUT_MS)
             await expect(toggle).to_have_text("Stop recording")
-            recorder = page.locator("#participants .who-recorder")
-            await expect(recorder).to_have_text("The video is being recorded", timeout=UI_TIMEOUT_MS)
-            await expect(page.locator("#participants li")).to_have_count(2)
-            await expect(page.locator("#participants .who-role")).to_have_count(1)  # the specialist's own
             await toggle.click()
             await expect(toggle).to_have_attribute("aria-pressed", "false", timeout=UI_TIMEOUT_MS)
-            await expect(recorder).to_have_count(0, timeout=UI_TIMEOUT_MS)
             # No camera sent video to this one, so nothing was kept.
             await expect(page.locator("#recording-list .recording-failed")).to_have_count(1)
         finally:

@@ -59,7 +59,7 @@ function lostSession(error) {
 /**
  * @param {string} method
  * @param {string} path
- * @param {{json?: unknown, form?: FormData}} [body]
+ * @param {{json?: unknown, form?: FormData, blob?: Blob}} [body]
  * @param {Record<string, string>} [extra] more request headers
  * @param {boolean} [again] sent again after a re-login: a second loss is the caller's (a server
  *   that refuses this page's origin would otherwise be asked in a loop)
@@ -88,7 +88,7 @@ async function send(method, path, body = {}, extra = {}, again = false) {
 /**
  * @param {string} method
  * @param {string} path
- * @param {{json?: unknown, form?: FormData}} body
+ * @param {{json?: unknown, form?: FormData, blob?: Blob}} body
  * @param {Record<string, string>} extra
  * @returns {Promise<Response>}
  */
@@ -103,6 +103,9 @@ async function sendOnce(method, path, body, extra) {
     payload = JSON.stringify(body.json);
   } else if (body.form) {
     payload = body.form;
+  } else if (body.blob) {
+    headers['Content-Type'] = 'application/octet-stream';
+    payload = body.blob;
   }
   let response;
   try {
@@ -168,6 +171,11 @@ export async function versioned(method, path, etag, json) {
 /** @param {string} path @param {FormData} form */
 export async function postForm(path, form) {
   return jsonOrNull(await send('POST', path, { form }));
+}
+
+/** @param {string} path @param {Blob} blob sent as it is */
+export async function postBlob(path, blob) {
+  return jsonOrNull(await send('POST', path, { blob }));
 }
 
 /** @param {string} path */

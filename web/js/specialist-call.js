@@ -73,7 +73,7 @@ export function runSpecialistCall(consultation, ahead) {
   const snapshots = new SnapshotPanel(id);
   // Before the join: it offers to the guests the `joined` frame names.
   const guests = new GuestPanel(id, signaling, microphone, ice);
-  const recordings = new RecordingPanel(id);
+  const recordings = new RecordingPanel(id, microphone);
 
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let noticeTimer;
@@ -95,7 +95,6 @@ export function runSpecialistCall(consultation, ahead) {
       viewer.closeIfCamera(frame.participant.id);
       microphones.then((shown) => shown.gone(frame.participant.id));
     }
-    if (frame.participant.role === 'recorder') recordings.refresh().catch(() => {});
   });
   signaling.addEventListener('offer', (event) => {
     const frame = /** @type {CustomEvent} */ (event).detail;
@@ -128,7 +127,11 @@ export function runSpecialistCall(consultation, ahead) {
     if (signaling.state === 'closed') finish(signaling.closeReason);
   });
   viewer.addEventListener('mediastate', showState);
-  viewer.addEventListener('remotestream', (event) => { video.srcObject = /** @type {CustomEvent} */ (event).detail.stream; });
+  viewer.addEventListener('remotestream', (event) => {
+    const { stream } = /** @type {CustomEvent} */ (event).detail;
+    video.srcObject = stream;
+    recordings.show(stream);
+  });
   quality.addEventListener('sample', (event) => {
     const { sample, level } = /** @type {CustomEvent} */ (event).detail;
     renderQuality(byId('quality'), sample, level);
@@ -140,6 +143,7 @@ export function runSpecialistCall(consultation, ahead) {
     if (finished) return;
     finished = true;
     quality.stop();
+    recordings.close().catch(() => {});
     viewer.close();
     guests.close();
     // Also when the call ends before the microphone came: it is released as it arrives.
@@ -283,6 +287,8 @@ export function runSpecialistCall(consultation, ahead) {
     }
     clearTimeout(confirmTimer);
     try {
+      // The recording made here sends its last piece first: ending finishes it with what it has.
+      await recordings.close().catch(() => {});
       // The server closes the room with `ended`, which finishes the call here too.
       await postJson(`/api/consultations/${id}/end`);
     } catch {

@@ -39,7 +39,7 @@ async def record_consent(request: web.Request) -> web.Response:
     await consents.record(view.id, view.patient_id, view.region_id, given, subject(request).ref)
     current = await consents.current(view.id)
     if not current[ConsentKind.RECORDING]:
-        await services(request).recorders.stop_consultation(view.id, "consent_withdrawn")
+        await services(request).recording_uploads.stop_consultation(view.id, "consent_withdrawn")
     return web.json_response(consents_json(current), status=201)
 
 

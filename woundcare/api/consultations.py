@@ -140,5 +140,5 @@ async def end_consultation(request: web.Request) -> web.Response:
 
 async def close_consultation(app: Mapping[Any, Any], consultation_id: str, message: str) -> None:
     """After the record says ended or abandoned: finish the recording, then close the room."""
-    await app[SERVICES].recorders.stop_consultation(consultation_id, "ended")
+    await app[SERVICES].recording_uploads.stop_consultation(consultation_id, "ended")
     app[ROOMS].close_room(consultation_id, CloseCode.NORMAL, ErrorCode.ENDED, message)

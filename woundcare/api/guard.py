@@ -46,7 +46,9 @@ AUDITED = web.RequestKey("audited", bool)
 _RULE: Final = "__woundcare_action__"
 _PUBLIC: Final = "public"
 _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
-_UNAUDITED: Final = frozenset({Action.SESSION_READ})
+_UNAUDITED: Final = frozenset({Action.SESSION_READ, Action.RECORDING_UPLOAD})
+"""Actions whose successes are not audited: a page's session check, and the pieces of a
+recording (one a second; its start and end are audited). Their refusals are."""
 
 H = TypeVar("H", bound=Callable[..., object])
 
@@ -195,7 +197,7 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 async def _audit_refusal(request: web.Request, rule: Action, who: Subject | None, status: int) -> None:
-    if rule not in _UNAUDITED or status == 403:
+    if rule not in _UNAUDITED or status in (403, 404):
         await _audit(request, rule, Outcome.DENIED if status in (403, 404) else Outcome.FAILED, who)
 
 

@@ -71,6 +71,8 @@ class Action(str, enum.Enum):
     DEVICE_REVOKE = "device.revoke"
     RECORDING_START = "recording.start"
     """Start recording the call's video (only with the patient's consent to recording)."""
+    RECORDING_UPLOAD = "recording.upload"
+    """Send the recording made in one's browser, piece by piece (only the one who started it)."""
     RECORDING_STOP = "recording.stop"
     RECORDING_VIEW = "recording.view"
     """List a consultation's recordings and play one back."""
@@ -111,6 +113,7 @@ RULES: Mapping[Action, frozenset[StaffRole]] = {
     Action.DEVICE_ISSUE: frozenset({_A}),
     Action.DEVICE_REVOKE: frozenset({_A}),
     Action.RECORDING_START: frozenset({_S}),
+    Action.RECORDING_UPLOAD: frozenset({_S}),
     Action.RECORDING_STOP: frozenset({_S}),
     Action.RECORDING_VIEW: frozenset({_S}),
 }

@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Callable, Iterator
+from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -148,6 +149,51 @@ def open_stream(key: bytes, binding: Binding, read: Read) -> Iterator[bytes]:
             return
         pending = following
         index += 1
+
+
+def plaintext_size(sealed_size: int, binding: Binding, chunk_size: int = CHUNK_SIZE) -> int:
+    """The plaintext bytes of a stream of ``sealed_size`` bytes whose chunks all hold
+    ``chunk_size`` bytes but the last (as :class:`~woundcare.crypto.sealed_sink.SealedSink`
+    writes them): known from the size alone, so a range can be answered without reading all."""
+    return _layout(sealed_size, binding, chunk_size)[1]
+
+
+def _layout(sealed_size: int, binding: Binding, chunk_size: int) -> tuple[int, int]:
+    """(chunks, plaintext bytes) of a stream laid out as :func:`plaintext_size` says."""
+    body, full = sealed_size - len(_HEADER), _LENGTH.size + chunk_size + TAG_SIZE
+    if body < _LENGTH.size + TAG_SIZE:
+        raise RecordIntegrityError.about("stream has no chunk", binding, None)
+    chunks = (body - _LENGTH.size - TAG_SIZE) // full + 1
+    return chunks, (chunks - 1) * chunk_size + body - (chunks - 1) * full - _LENGTH.size - TAG_SIZE
+
+
+def open_range(
+    key: bytes, binding: Binding, file: BinaryIO, start: int, stop: int, chunk_size: int = CHUNK_SIZE
+) -> Iterator[bytes]:
+    """Plaintext bytes ``start`` to ``stop`` (exclusive) of a stream laid out as
+    :func:`plaintext_size` says, opening only the chunks that hold them (a player seeking).
+
+    Each chunk is checked as it is opened, bound to its index and, for the stream's last
+    one, to being final; a chunk of another length than the layout's raises
+    :class:`RecordIntegrityError` like any altered one.
+    """
+    file.seek(0, os.SEEK_END)
+    chunks, size = _layout(file.tell(), binding, chunk_size)
+    if not 0 <= start < stop <= size:
+        raise ValueError("range outside the stream")
+    aead = AESGCM(key)
+    for index in range(start // chunk_size, (stop - 1) // chunk_size + 1):
+        file.seek(len(_HEADER) + index * (_LENGTH.size + chunk_size + TAG_SIZE))
+        sealed = _next_sealed(file.read, binding)
+        final = index == chunks - 1
+        try:
+            plain = aead.decrypt(_nonce(index), sealed or b"", chunk_aad(binding, index, final))
+        except InvalidTag:
+            raise RecordIntegrityError.about(f"chunk altered, moved or foreign (chunk {index})", binding, None) from None
+        if not final and len(plain) != chunk_size:
+            raise RecordIntegrityError.about(f"chunk of the wrong length (chunk {index})", binding, None)
+        offset = index * chunk_size
+        yield plain[max(start - offset, 0) : stop - offset]
 
 
 def _next_sealed(read: Read, binding: Binding) -> bytes | None:

@@ -6,25 +6,31 @@ bound to the recording, its region and its place in the stream (kind ``recording
 So the region's key is needed to read a recording, region shredding makes it unreadable, and
 key rotation re-seals the small stream key, not the video.
 
-A recording is written into the blob's temporary file, which holds only ciphertext, and is
-published when it ends (fsync, link). A server that dies mid-recording leaves a row marked
-``recording`` with this instance's name and a temporary file: :meth:`Recordings.recover`
-marks the row failed and removes the file at the next start.
+While a recording is made, what the browser uploads is sealed into an upload stream (kind
+``recording_upload``, its key the one the row holds until the end) in a blob's temporary
+file, which holds only ciphertext. :meth:`Recordings.finish` publishes it, has it made into
+the finished video (sealed under a new stream key, whose sealed form then replaces the
+row's) and removes it. A server that dies mid-recording leaves a row marked ``recording``
+with this instance's name and a temporary file: :meth:`Recordings.recover` marks the row
+failed at the next start, and the sweep removes the file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..crypto import Binding, Keyring, key_id_of
-from ..crypto.stream import StreamSealer, open_stream
+from ..crypto.stream import StreamSealer, open_range, open_stream, plaintext_size
 from ..db.database import Database
 from ..db.models import Recording, RecordingStatus, new_public_id
 from ..crypto.sealed_sink import SealedSink
@@ -32,8 +38,11 @@ from ..storage.blobs import BlobStore, BlobWriter
 from .consultations import ConsultationView
 from .events import Events, EventType
 
+log = logging.getLogger(__name__)
+
 KEY_KIND = "recording_key"
 VIDEO_KIND = "recording_video"
+UPLOAD_KIND = "recording_upload"
 MEDIA_TYPE = "video/webm"
 
 _STALE = timedelta(hours=1)
@@ -75,21 +84,56 @@ class RecordingView:
 
 @dataclass(frozen=True, slots=True)
 class Media:
-    """A recording's decrypted video, to stream."""
+    """A recording's decrypted video, or a range of it, to stream."""
 
     size: int
-    """Bytes in all, known from checking every chunk."""
+    """Bytes in all (not only the range's)."""
     chunks: AsyncGenerator[bytes, None]
     """A generator, so the reader can close it (and the file) when the player goes away."""
 
 
 @dataclass(slots=True)
 class Capture:
-    """A recording being written: the muxer writes into ``sink``."""
+    """A recording being made: the browser's pieces are written into ``sink``."""
 
     recording: RecordingView
     sink: SealedSink
+    sealer: StreamSealer
     writer: BlobWriter
+    """The upload's blob."""
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A published upload to be made into the finished recording (picklable: it goes to a
+    worker process)."""
+
+    root: Path
+    """The recordings' blob store."""
+    upload: str
+    """The upload's blob key."""
+    upload_key: bytes
+    upload_binding: Binding
+    out: str
+    """The blob key the finished recording is written under."""
+    out_binding: Binding
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """What the finished recording holds, and the new key its stream is sealed under."""
+
+    key: bytes
+    size: int
+    """Sealed bytes stored."""
+    frames: int
+    audio_packets: int
+    width: int | None
+    height: int | None
+    seconds: float
+
+
+Finisher = Callable[[Upload], Awaitable[Finished]]
 
 
 class Recordings:
@@ -104,7 +148,7 @@ class Recordings:
         """A new recording of ``consultation``: its row, its sealed key, its blob being written."""
         recording_id = new_public_id()
         region_id = consultation.region_id
-        sealer = StreamSealer(Binding(region_id, VIDEO_KIND, recording_id))
+        sealer = StreamSealer(Binding(region_id, UPLOAD_KIND, recording_id))
         key_sealed = await self._keyring.seal(Binding(region_id, KEY_KIND, recording_id), sealer.key)
         row = Recording(
             id=recording_id,
@@ -124,18 +168,21 @@ class Recordings:
         async with self._db.sessions() as session, session.begin():
             session.add(row)
         try:
-            writer = await asyncio.to_thread(self._blobs.writer, row.blob_key)
+            writer = await asyncio.to_thread(self._blobs.writer, _upload_key(row.blob_key))
         except BaseException:
             await asyncio.shield(self._end(recording_id, RecordingStatus.FAILED, "error"))
             raise
-        return Capture(_view(row), SealedSink(sealer, writer), writer)
+        return Capture(_view(row), SealedSink(sealer, writer), sealer, writer)
 
-    async def finish(
-        self, capture: Capture, *, frames: int, size: tuple[int, int] | None, reason: str
-    ) -> RecordingView:
-        """Seal the last chunk, publish the blob durably, and mark the recording complete."""
-        if frames == 0:
+    async def finish(self, capture: Capture, reason: str, finisher: Finisher | None) -> RecordingView:
+        """The one place a recording is finished: the upload sealed to its end and published,
+        made into the finished recording by ``finisher`` (None: nothing was uploaded), the
+        upload removed, and the row marked complete with the new stream key, or failed."""
+        if finisher is None:
             return await self.fail(capture, "no_video")
+        recording = capture.recording
+        out = Binding(recording.region_id, VIDEO_KIND, recording.id)
+        row_blob = await self._blob_key(recording.id)
 
         def publish() -> None:
             capture.sink.close()
@@ -143,19 +190,40 @@ class Recordings:
 
         try:
             await asyncio.to_thread(publish)
+            done = await finisher(
+                Upload(self._blobs.root, capture.writer.key, capture.sealer.key, capture.sealer.binding, row_blob, out)
+            )
+        except Exception:
+            log.exception("recording %s could not be finished", recording.id)
+            return await self.fail(capture, "error")
         except BaseException:
             await asyncio.shield(self.fail(capture, "error"))
             raise
-        width, height = size if size is not None else (None, None)
+        await asyncio.to_thread(self._blobs.delete, capture.writer.key)
+        if done.frames == 0:
+            return await self.fail(capture, "no_video")
+        key_sealed = await self._keyring.seal(Binding(recording.region_id, KEY_KIND, recording.id), done.key)
         return await self._end(
-            capture.recording.id, RecordingStatus.COMPLETE, reason,
-            size=capture.writer.size, frames=frames, width=width, height=height,
+            recording.id, RecordingStatus.COMPLETE, reason,
+            size=done.size, frames=done.frames, width=done.width, height=done.height,
+            key_sealed=key_sealed, key_id=key_id_of(key_sealed),
         )
 
     async def fail(self, capture: Capture, reason: str) -> RecordingView:
         """Drop what was written (only ciphertext) and mark the recording failed."""
-        await asyncio.to_thread(capture.writer.abort)
+        row_blob = await self._blob_key(capture.recording.id)
+
+        def discard() -> None:
+            capture.writer.abort()
+            self._blobs.delete(capture.writer.key)
+            self._blobs.delete(row_blob)
+
+        await asyncio.to_thread(discard)
         return await self._end(capture.recording.id, RecordingStatus.FAILED, reason)
+
+    async def _blob_key(self, recording_id: str) -> str:
+        async with self._db.sessions() as session:
+            return (await session.get_one(Recording, recording_id)).blob_key
 
     async def _end(self, recording_id: str, status: RecordingStatus, reason: str, **values: object) -> RecordingView:
         async with self._db.sessions() as session, session.begin():
@@ -193,6 +261,42 @@ class Recordings:
         binding = Binding(row.region_id, VIDEO_KIND, row.id)
         size = await asyncio.to_thread(self._check, row.blob_key, key, binding)
         return Media(size, self._chunks(row.blob_key, key, binding))
+
+    async def size(self, row: Recording) -> int:
+        """The decrypted video's bytes, from the stored size alone (for a range's answer)."""
+        binding = Binding(row.region_id, VIDEO_KIND, row.id)
+
+        def measure() -> int:
+            with self._blobs.reader(row.blob_key) as file:
+                return plaintext_size(file.seek(0, 2), binding)
+
+        return await asyncio.to_thread(measure)
+
+    async def media_range(self, row: Recording, start: int, stop: int) -> Media:
+        """Bytes ``start`` to ``stop`` (exclusive) of a complete recording's video, opening
+        only the chunks that hold them (a player seeks with such ranges). The first chunk is
+        opened before this returns, so a damaged one is still answered as an error; the
+        others are checked as they are given out."""
+        key = await self._keyring.open(Binding(row.region_id, KEY_KIND, row.id), row.key_sealed)
+        binding = Binding(row.region_id, VIDEO_KIND, row.id)
+        file = await asyncio.to_thread(self._blobs.reader, row.blob_key)
+        try:
+            pieces = open_range(key, binding, file, start, stop)
+            first = await asyncio.to_thread(next, pieces)
+            size = plaintext_size(file.seek(0, 2), binding)
+        except BaseException:
+            file.close()
+            raise
+        return Media(size, self._range(file, first, pieces))
+
+    @staticmethod
+    async def _range(file: BinaryIO, first: bytes, pieces: Iterator[bytes]) -> AsyncGenerator[bytes, None]:
+        try:
+            yield first
+            while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
+                yield piece
+        finally:
+            file.close()
 
     def _check(self, blob_key: str, key: bytes, binding: Binding) -> int:
         with self._blobs.reader(blob_key) as file:
@@ -234,9 +338,15 @@ class Recordings:
     def _recover(self, cut_off: list[str], known: set[str]) -> int:
         # delete() also removes the temporary file a write cut off by a crash left.
         for key in cut_off:
+            self._blobs.delete(_upload_key(key))
             self._blobs.delete(key)
         self._blobs.sweep(known, older_than=_STALE.total_seconds())
         return len(cut_off)
+
+
+def _upload_key(blob_key: str) -> str:
+    """The blob key of a recording's upload, beside the finished recording's own."""
+    return f"{blob_key}-up"
 
 
 def _view(row: Recording) -> RecordingView:

@@ -93,6 +93,11 @@ class BlobStore:
         self._root = root
         self._make_shards()
 
+    @property
+    def root(self) -> Path:
+        """Where the store lives: another process opens it with ``BlobStore(root)``."""
+        return self._root
+
     def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
         """Store ``data`` under a new key; raises ``BlobExists`` if the key is taken.
 

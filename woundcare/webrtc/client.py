@@ -1,4 +1,4 @@
-"""A signaling client over ``/ws`` for aiortc peers (camera, viewer, recorder, bench)."""
+"""A signaling client over ``/ws`` for aiortc peers (camera, viewer, bench)."""
 
 from __future__ import annotations
 

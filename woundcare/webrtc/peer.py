@@ -1,7 +1,7 @@
 """The pieces of an aiortc peer negotiated over the /ws protocol that every client shares:
 the ICE configuration, trickled candidates held until their description, the telestration
-data channel, the :class:`Viewer` that answers the camera (a specialist in a test, the
-recorder), and the loop that feeds a peer its frames.
+data channel, the :class:`Viewer` that answers the camera (a specialist in a test or a
+bench), and the loop that feeds a peer its frames.
 
 aiortc has no ICE restart (aiortc#211), so media recovers by a *fresh* peer connection: the
 camera offers with the next ``pc`` generation and the viewer replaces its connection when it
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from contextlib import suppress
 from typing import Any, Protocol
 
@@ -97,16 +96,11 @@ class RemoteCandidates:
             await _add_candidate(self.pc, self._waiting.pop(0))
 
 
-OnFrame = Callable[[VideoFrame], None]
-"""Called with each decoded frame, on the event loop: must not block (the recorder queues it)."""
-
-
 class FrameCounter:
     """Consumes a received video track: counts decoded frames, notes the first one."""
 
-    def __init__(self, track: MediaStreamTrack, on_frame: OnFrame | None = None) -> None:
+    def __init__(self, track: MediaStreamTrack) -> None:
         self.track = track
-        self._on_frame = on_frame
         self.frames = 0
         self.size: tuple[int, int] | None = None
         self.last_size: tuple[int, int] | None = None
@@ -126,8 +120,6 @@ class FrameCounter:
                     self.first_frame_at = time.perf_counter()
                     self.size = (frame.width, frame.height)
                     self.first.set()
-                if self._on_frame is not None:
-                    self._on_frame(frame)
 
     async def wait(self, count: int = 1) -> None:
         """Until ``count`` frames have been decoded."""
@@ -142,7 +134,7 @@ class FrameCounter:
 
 
 class Viewer:
-    """A specialist's (or recorder's) side: answers the camera's offers, talking back
+    """A specialist's side: answers the camera's offers, talking back
     through ``microphone`` if given."""
 
     def __init__(
@@ -163,9 +155,6 @@ class Viewer:
         self.channel: RTCDataChannel | None = None
         """The telestration channel of :attr:`pc` (a specialist's strokes go down it), made
         when the camera's offer carries it."""
-
-    on_frame: OnFrame | None = None
-    """Given every decoded video frame (the recorder's encoder takes them this way)."""
 
     @property
     def counter(self) -> FrameCounter | None:
@@ -221,7 +210,7 @@ class Viewer:
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "video":
-                self.counters.append(FrameCounter(track, self.on_frame))
+                self.counters.append(FrameCounter(track))
                 self.video.set()
 
         if old is not None:
