@@ -151,7 +151,7 @@ def build_services(settings: Settings) -> Services:
             ),
             RedisLedger.from_url(settings.redis_url, settings.redis_prefix) if settings.redis_url else MemoryLedger(),
         ),
-        session_log=SessionLog(db),
+        session_log=SessionLog(db, audit),
         patients=Patients(db, keyring),
         consultations=Consultations(db, keyring),
         consents=Consents(db),

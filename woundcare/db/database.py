@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, text
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Engine, Row, Select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .engine import is_sqlite, make_engine, make_thread_engine
@@ -42,6 +46,17 @@ class Database:
         if is_sqlite(self.url):
             self._thread_engine = make_thread_engine(self.url)
 
+    async def read(self, query: Select[Any], params: Mapping[str, Any] | None = None) -> Sequence[Row[Any]]:
+        """The rows of one query, in one hop: on SQLite one call to a worker thread on the
+        thread engine (aiosqlite hands each step of a statement to its thread and back, some
+        six hand-offs); on a database server one statement without a transaction around it."""
+        thread_engine = self._thread_engine
+        if thread_engine is not None:
+            return await asyncio.get_running_loop().run_in_executor(None, _read, thread_engine, query, params)
+        async with self.engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            return (await autocommit.execute(query, params)).all()
+
     async def ping(self) -> None:
         """One round trip to the database: raises if it cannot be reached."""
         async with self.engine.connect() as connection:
@@ -54,3 +69,8 @@ class Database:
         if self._engine is not None:
             await self._engine.dispose()
         self._engine = None
+
+
+def _read(engine: Engine, query: Select[Any], params: Mapping[str, Any] | None) -> Sequence[Row[Any]]:
+    with engine.connect() as connection:
+        return connection.execute(query, params).all()

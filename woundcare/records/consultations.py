@@ -8,13 +8,13 @@ An e-consult has no room: nobody joins it, and it is never abandoned for want of
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, exists, func, select, update
+from sqlalchemy import Select, bindparam, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..crypto import Binding, Keyring
 from ..db.database import Database
@@ -40,20 +40,25 @@ SENT_LIMIT = 50
 """How many of her e-consults the nurse's list shows, newest first."""
 
 
-async def mark_started(session: AsyncSession, consultation_id: str, at: datetime) -> None:
-    """A waiting consultation becomes active at ``at``, when its first viewer joined.
-
-    In the caller's transaction, so the session log's join event and the start are stored
-    together; one abandoned while that event was queued stays abandoned."""
-    await session.execute(
-        update(Consultation)
-        .where(
-            Consultation.id == consultation_id,
-            Consultation.started_at.is_(None),
-            Consultation.status == ConsultationStatus.WAITING,
-        )
-        .values(started_at=at, status=ConsultationStatus.ACTIVE)
+_MARK_STARTED = (
+    update(Consultation)
+    .where(
+        Consultation.id == bindparam("consultation"),
+        Consultation.started_at.is_(None),
+        Consultation.status == ConsultationStatus.WAITING,
     )
+    .values(started_at=bindparam("at"), status=ConsultationStatus.ACTIVE)
+)
+
+
+async def mark_started(connection: AsyncConnection, starts: Sequence[tuple[str, datetime]]) -> None:
+    """Each waiting consultation becomes active at its time, when its first viewer joined.
+
+    In the caller's transaction, so the session log's join events and the starts are stored
+    together; one abandoned while its event was queued stays abandoned. One statement for
+    the batch (built once: building it cost more than running it)."""
+    if starts:
+        await connection.execute(_MARK_STARTED, [{"consultation": c, "at": at} for c, at in starts])
 
 
 class ConsultationLive(WoundcareError):
