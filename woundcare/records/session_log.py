@@ -3,9 +3,9 @@ signaling, stored by group commit.
 
 Signaling calls :meth:`SessionLog.emit` synchronously; one writer task stores what has been
 emitted since its last write in one transaction, which holds the audit chain's lock: the
-events' ``consultation_events`` rows, the audit entries of joins and leaves
-(``consultation.join``, ``consultation.leave``) and the start of a consultation its first
-viewer joined, all or none. A relayed frame never waits for it. What must be durable before
+events' ``consultation_events`` rows, the audit entries of joins and leaves (``room.join``,
+``room.leave``: a socket in the room, beside the ``consultation.join`` of the request that
+gave it its token) and the start of a consultation its first viewer joined, all or none. A relayed frame never waits for it. What must be durable before
 the client hears of it awaits :meth:`SessionLog.stored`: signaling sends ``joined`` and
 closes a leaving socket only after the batch that holds the join or leave has committed. So
 joins arriving together cost one transaction between them, and a crash loses no event a
@@ -37,8 +37,8 @@ security_log = logging.getLogger("woundcare.security")
 
 _STORED = frozenset(EventKind) - {EventKind.DENIED}
 AUDITED: Final[dict[EventKind, str]] = {
-    EventKind.JOINED: "consultation.join",
-    EventKind.LEFT: "consultation.leave",
+    EventKind.JOINED: "room.join",
+    EventKind.LEFT: "room.leave",
 }
 """The room events that are also audit entries: the span of a participant's access. A resume
 (``rejoined``) continues the access its join opened; a drop only pauses it."""
