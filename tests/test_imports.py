@@ -225,3 +225,36 @@ def test_no_package_cycles() -> None:
 
     cycles = sorted(f"{a} <-> {b}" for a in graph for b in graph[a] if reaches(b, a))
     assert not cycles
+
+
+CAMERA_AND_RECORDER_ONLY = ("aiortc", "aioice", "av")
+"""What only the head camera and the recorder use (WebRTC, ICE, codecs): tens of MB resident
+that a server which records nothing does not pay; the recorder imports them when a recording
+starts (``woundcare/recording/recorder.py``)."""
+
+
+def test_the_server_does_not_import_the_media_stack() -> None:
+    """``woundcare serve`` imports the CLI, which builds the app; the recorder's WebRTC and
+    codecs wait for a recording."""
+    probe = (
+        "import sys; import woundcare.cli, woundcare.app; "
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {CAMERA_AND_RECORDER_ONLY!r}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); {probe}"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_the_media_stack_check_sees_a_recorder() -> None:
+    """The check above can fail: building a recorder's peer imports what the server must not."""
+    probe = (
+        "import sys; import woundcare.recording.encoder, woundcare.webrtc.peer; "
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({CAMERA_AND_RECORDER_ONLY!r})))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); {probe}"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    assert result.stdout.strip() == str(sorted(CAMERA_AND_RECORDER_ONLY)), result.stdout

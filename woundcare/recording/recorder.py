@@ -23,10 +23,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
-from aiortc import RTCConfiguration
-from av import VideoFrame
 
 from signaling.protocol import Leave, Role
 from signaling.turn import ice_servers
@@ -40,8 +39,12 @@ from ..records.consultations import ConsultationView
 from ..records.recordings import Capture, Recordings, RecordingView
 from ..refs import recorder_ref
 from ..webrtc.client import SignalingClient, SignalingClosed
-from ..webrtc.peer import Viewer, ice_configuration
-from .encoder import WebmEncoder
+
+if TYPE_CHECKING:
+    # aiortc and PyAV (with their codecs and crypto, tens of MB resident) are imported when the
+    # first recording starts, not by every server that might record (tests/test_imports.py).
+    from aiortc import RTCConfiguration
+    from av import VideoFrame
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ JOIN_SECONDS = 10.0
 DISPLAY_NAME = "recorder"
 """What the others see as the recorder's name; pages show the role's own label instead."""
 
-IceFor = Callable[[str], RTCConfiguration]
+IceFor = Callable[[str], "RTCConfiguration"]
 """The ICE configuration (TURN credentials made out to the given subject)."""
 
 
@@ -74,6 +77,9 @@ class Recorder:
         self.dropped = 0
         self._recordings = recordings
         self._client = client
+        from ..webrtc.peer import Viewer
+        from .encoder import WebmEncoder
+
         self._viewer = Viewer(client, configuration)
         self._viewer.on_frame = self._on_frame
         self._encoder = WebmEncoder(capture.sink)
@@ -301,6 +307,9 @@ def server_ice(settings: Settings) -> IceFor:
     secret = settings.turn_secret.get_secret_value().encode() if settings.turn_secret else None
 
     def configuration(subject: str) -> RTCConfiguration:
+        from ..webrtc.peer import ice_configuration
+
+
         servers = ice_servers(settings.stun_urls, settings.turn_urls, secret, subject, settings.turn_ttl_seconds)
         return ice_configuration(servers, relay_only=settings.ice_transport_policy == "relay")
 
