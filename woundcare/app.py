@@ -140,10 +140,14 @@ def create_app(settings: Settings) -> web.Application:
     services = build_services(settings)
     # Uploads are streamed by their handler with their own cap; this bounds everything else.
     app = web.Application(
-        middlewares=[
-            request_id_middleware,
-            *map(_not_for_signaling, (in_flight_middleware, metrics_middleware, error_middleware, guard_middleware)),
-        ],
+        # The request id too: a socket's upgrade answer is sent before it could be echoed, and
+        # the id's context would be kept for the socket's life (about 0.4 KB each).
+        middlewares=list(
+            map(
+                _not_for_signaling,
+                (request_id_middleware, in_flight_middleware, metrics_middleware, error_middleware, guard_middleware),
+            )
+        ),
         client_max_size=settings.snapshot_max_bytes + 1024 * 1024,
     )
     app.on_response_prepare.append(_hardened)
