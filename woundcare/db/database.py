@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from sqlalchemy import Engine, Row, Select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -46,7 +46,7 @@ class Database:
         if is_sqlite(self.url):
             self._thread_engine = make_thread_engine(self.url)
 
-    async def read(self, query: Select[Any], params: Mapping[str, Any] | None = None) -> Sequence[Row[Any]]:
+    async def read(self, query: Select[Unpack[tuple[Any, ...]]], params: Mapping[str, Any] | None = None) -> Sequence[Row[Unpack[tuple[Any, ...]]]]:
         """The rows of one query, in one hop: on SQLite one call to a worker thread on the
         thread engine (aiosqlite hands each step of a statement to its thread and back, some
         six hand-offs); on a database server one statement without a transaction around it."""
@@ -71,6 +71,6 @@ class Database:
         self._engine = None
 
 
-def _read(engine: Engine, query: Select[Any], params: Mapping[str, Any] | None) -> Sequence[Row[Any]]:
+def _read(engine: Engine, query: Select[Unpack[tuple[Any, ...]]], params: Mapping[str, Any] | None) -> Sequence[Row[Unpack[tuple[Any, ...]]]]:
     with engine.connect() as connection:
         return connection.execute(query, params).all()

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, Unpack
 
 from sqlalchemy import Select, and_, bindparam, case, literal, null, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.dml import Update
 
@@ -61,17 +62,17 @@ class HeldDevice:
     revoked: bool
 
 
-def _admission_query(holder: Kind | None) -> Select[Any]:
+def _admission_query(holder: Kind | None) -> Select[Unpack[tuple[Any, ...]]]:
     """The statement of :meth:`Accounts.admission` for a token naming ``holder`` (built once:
     SQLAlchemy's expression building had cost more than the query)."""
-    query = (
+    query: Select[Unpack[tuple[Any, ...]]] = (
         select(Consultation.status, Region.id, Region.code)
         .join(Region, Region.id == Consultation.region_id)
         .where(Consultation.id == bindparam("consultation"))
     )
     if holder is None:
         return query
-    user_id: ColumnElement[int]
+    user_id: ColumnElement[int] | InstrumentedAttribute[int]
     if holder is Kind.DEVICE:
         query = query.add_columns(Device.id, Device.region_id, Device.revoked_at).outerjoin(
             Device, Device.id == bindparam("holder")
@@ -90,7 +91,7 @@ def _admission_query(holder: Kind | None) -> Select[Any]:
     )
 
 
-_ADMISSION: dict[Kind | None, Select[Any]] = {kind: _admission_query(kind) for kind in (None, *Kind)}
+_ADMISSION: dict[Kind | None, Select[Unpack[tuple[Any, ...]]]] = {kind: _admission_query(kind) for kind in (None, *Kind)}
 
 
 class Accounts:
@@ -207,14 +208,13 @@ class Accounts:
         holder (a user, or a device with its nurse) with her memberships, if it names one.
         One statement is one round trip (on SQLite one hand-off to a worker thread): the
         ORM's three had made admission most of a join's CPU on a busy server."""
-        if holder is None:
-            query, params = _ADMISSION[None], {"consultation": consultation_id}
-        else:
-            query, params = _ADMISSION[holder[0]], {"consultation": consultation_id, "holder": holder[1]}
-        rows = await self._db.read(query, params)
+        params: dict[str, Any] = {"consultation": consultation_id}
+        if holder is not None:
+            params["holder"] = holder[1]
+        rows = await self._db.read(_ADMISSION[holder[0] if holder else None], params)
         if not rows:
             return None, None
-        first = rows[0]
+        first: Sequence[Any] = rows[0]
         room = Room(first[1], first[2], first[0] in OPEN_STATUSES)
         if holder is None:
             return room, None
@@ -226,7 +226,7 @@ class Accounts:
         user = first[-6:-3]
         if user[0] is None:
             return room, None
-        memberships = [(row[-3], row[-2]) for row in rows if row[-1] is not None]
+        memberships: list[tuple[int, StaffRole]] = [(row[-3], row[-2]) for row in rows if row[-1] is not None]
         return room, Holder(user[0], user[1], user[2], device, memberships)
 
     # -- browser sessions
