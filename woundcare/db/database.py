@@ -13,6 +13,11 @@ from .engine import is_sqlite, make_engine, make_thread_engine
 from .migrate import upgrade
 
 
+Query = Select[Unpack[tuple[Any, ...]]]
+"""A select of any columns (:meth:`Database.read`)."""
+AnyRow = Row[Unpack[tuple[Any, ...]]]
+
+
 class Database:
     """The session factory exists from app creation on, so services can hold it;
     it is bound to an engine only when the app starts."""
@@ -46,7 +51,7 @@ class Database:
         if is_sqlite(self.url):
             self._thread_engine = make_thread_engine(self.url)
 
-    async def read(self, query: Select[Unpack[tuple[Any, ...]]], params: Mapping[str, Any] | None = None) -> Sequence[Row[Unpack[tuple[Any, ...]]]]:
+    async def read(self, query: Query, params: Mapping[str, Any] | None = None) -> Sequence[AnyRow]:
         """The rows of one query, in one hop: on SQLite one call to a worker thread on the
         thread engine (aiosqlite hands each step of a statement to its thread and back, some
         six hand-offs); on a database server one statement without a transaction around it."""
@@ -71,6 +76,6 @@ class Database:
         self._engine = None
 
 
-def _read(engine: Engine, query: Select[Unpack[tuple[Any, ...]]], params: Mapping[str, Any] | None) -> Sequence[Row[Unpack[tuple[Any, ...]]]]:
+def _read(engine: Engine, query: Query, params: Mapping[str, Any] | None) -> Sequence[AnyRow]:
     with engine.connect() as connection:
         return connection.execute(query, params).all()

@@ -11,16 +11,16 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Unpack
+from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, case, literal, null, or_, select, union_all, update
+from sqlalchemy import and_, bindparam, case, literal, null, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.dml import Update
 
-from ..db.database import Database
+from ..db.database import Database, Query
 from ..db.models import (
     OPEN_STATUSES,
     Consultation,
@@ -62,10 +62,10 @@ class HeldDevice:
     revoked: bool
 
 
-def _admission_query(holder: Kind | None) -> Select[Unpack[tuple[Any, ...]]]:
+def _admission_query(holder: Kind | None) -> Query:
     """The statement of :meth:`Accounts.admission` for a token naming ``holder`` (built once:
     SQLAlchemy's expression building had cost more than the query)."""
-    query: Select[Unpack[tuple[Any, ...]]] = (
+    query: Query = (
         select(Consultation.status, Region.id, Region.code)
         .join(Region, Region.id == Consultation.region_id)
         .where(Consultation.id == bindparam("consultation"))
@@ -91,7 +91,7 @@ def _admission_query(holder: Kind | None) -> Select[Unpack[tuple[Any, ...]]]:
     )
 
 
-_ADMISSION: dict[Kind | None, Select[Unpack[tuple[Any, ...]]]] = {kind: _admission_query(kind) for kind in (None, *Kind)}
+_ADMISSION: dict[Kind | None, Query] = {kind: _admission_query(kind) for kind in (None, *Kind)}
 
 
 class Accounts:

@@ -5,12 +5,13 @@ Signaling calls :meth:`SessionLog.emit` synchronously; one writer task stores wh
 emitted since its last write in one transaction, which holds the audit chain's lock: the
 events' ``consultation_events`` rows, the audit entries of joins and leaves (``room.join``,
 ``room.leave``: a socket in the room, beside the ``consultation.join`` of the request that
-gave it its token) and the start of a consultation its first viewer joined, all or none. A relayed frame never waits for it. What must be durable before
-the client hears of it awaits :meth:`SessionLog.stored`: signaling sends ``joined`` and
-closes a leaving socket only after the batch that holds the join or leave has committed. So
-joins arriving together cost one transaction between them, and a crash loses no event a
-client was told of; it may lose the events of the last moments that nobody was told of
-(a drop, a relayed frame's event such as an annotation).
+gave it its token) and the start of a consultation its first viewer joined, all or none. A
+relayed frame never waits for it. What must be durable before the client hears of it awaits
+:meth:`SessionLog.stored`: signaling sends ``joined`` and closes a leaving socket only after
+the batch that holds the join or leave has committed. So joins arriving together cost one
+transaction between them, and a crash loses no event a client was told of; it may lose the
+events of the last moments that nobody was told of (a drop, a relayed frame's event such as
+an annotation).
 """
 
 from __future__ import annotations
