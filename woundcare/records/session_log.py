@@ -78,6 +78,9 @@ class SessionLog:
 
     async def stored(self) -> None:
         """Return once every event emitted so far has committed; raise if its batch failed."""
+        if self._task is None and self._pending:
+            # Not started, or stopped: nothing would ever write them (and no one would answer).
+            raise RuntimeError("the session log is not running")
         if self._pending:
             if self._next is None:
                 self._next = _batch_future()
