@@ -206,7 +206,7 @@ class Accounts:
     async def admission(self, consultation_id: str, holder: tuple[Kind, int] | None) -> tuple[Room | None, Holder | None]:
         """A join's reads in one statement: the consultation's room, and the join token's
         holder (a user, or a device with its nurse) with her memberships, if it names one.
-        One statement is one round trip (on SQLite one hand-off to a worker thread): the
+        One statement is one round trip (on SQLite no hand-off to another thread): the
         ORM's three had made admission most of a join's CPU on a busy server."""
         params: dict[str, Any] = {"consultation": consultation_id}
         if holder is not None:
