@@ -233,28 +233,26 @@ that a server which records nothing does not pay; the recorder imports them when
 starts (``woundcare/recording/recorder.py``)."""
 
 
+def _media_stack_after(*modules: str) -> list[str]:
+    """Which of :data:`CAMERA_AND_RECORDER_ONLY` a fresh interpreter holds after importing ``modules``."""
+    probe = (
+        f"import sys; sys.path.insert(0, {str(ROOT)!r}); import {', '.join(modules)}; "
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({CAMERA_AND_RECORDER_ONLY!r}))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", f"import json; {probe}"], capture_output=True, text=True, timeout=120, check=True
+    )
+    found: list[str] = json.loads(result.stdout)
+    return found
+
+
 def test_the_server_does_not_import_the_media_stack() -> None:
     """``woundcare serve`` imports the CLI, which builds the app; the recorder's WebRTC and
     codecs wait for a recording."""
-    probe = (
-        "import sys; import woundcare.cli, woundcare.app; "
-        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {CAMERA_AND_RECORDER_ONLY!r}))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); {probe}"],
-        capture_output=True, text=True, timeout=120, check=True,
-    )
-    assert result.stdout.strip() == "[]", result.stdout
+    assert _media_stack_after("woundcare.cli", "woundcare.app") == []
 
 
 def test_the_media_stack_check_sees_a_recorder() -> None:
     """The check above can fail: building a recorder's peer imports what the server must not."""
-    probe = (
-        "import sys; import woundcare.recording.encoder, woundcare.webrtc.peer; "
-        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({CAMERA_AND_RECORDER_ONLY!r})))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); {probe}"],
-        capture_output=True, text=True, timeout=120, check=True,
-    )
-    assert result.stdout.strip() == str(sorted(CAMERA_AND_RECORDER_ONLY)), result.stdout
+    found = _media_stack_after("woundcare.recording.encoder", "woundcare.webrtc.peer")
+    assert found == sorted(CAMERA_AND_RECORDER_ONLY)
