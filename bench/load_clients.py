@@ -38,6 +38,7 @@ RELAYED = ('{"type":"offer"', '{"type":"answer"', '{"type":"candidate"',
            '{"type":"OFFER"', '{"type":"ANSWER"', '{"type":"CANDIDATE"')
 """How relayed signaling frames begin, on every server (other frames are not counted)."""
 CONNECTS_IN_FLIGHT = 32
+LEAVE = '{"type":"leave"}'
 
 
 def burst(dialect: str, kind: str, to: str) -> list[str]:
@@ -208,6 +209,26 @@ class Fleet:
         deadline = time.monotonic() + seconds
         while any(pair.rounds_open for _, pair in self.pairs) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+
+    async def leave(self) -> int:
+        """Every client leaves at once: woundcare's send ``leave`` and wait for the server's
+        close (which comes once the leave is stored); the others close their socket. Returns
+        how many left."""
+
+        async def one(ws: aiohttp.ClientWebSocketResponse) -> None:
+            if self.dialect == "woundcare":
+                await ws.send_str(LEAVE)
+                while (await ws.receive(timeout=60)).type is aiohttp.WSMsgType.TEXT:
+                    pass  # frames still on their way before the close
+            await ws.close()
+
+        for task in self.readers:
+            task.cancel()
+        await asyncio.gather(*self.readers, return_exceptions=True)
+        self.readers = []
+        sockets = [ws for _, pair in self.pairs for ws in (pair.a, pair.b)]
+        await asyncio.gather(*(one(ws) for ws in sockets))
+        return len(sockets)
 
     async def close(self) -> None:
         for _, pair in self.pairs:

@@ -14,8 +14,12 @@ loopback, N clients in N/2 consultation pairs spread over several client process
     default). Gives relay latency p50/p95/p99 (send to arrival, per frame) and CPU per
     frame at that load.
 
-Also: connect time per client (socket open to ``joined``/``OPEN``), resident memory added
-per connected client (VmRSS after connecting minus before, over N) and the peak (VmHWM).
+Also: connect time per client (socket open to ``joined``/``OPEN``) and for all N (the first
+socket opened to the last client in), the server's CPU per join (over the connect phase and
+until the server has settled, over N) and per leave (every client leaves at once: woundcare's
+send ``leave`` and wait for the close, the others close; until settled, over N), resident
+memory added per connected client (VmRSS after connecting minus before, over N) and the peak
+(VmHWM). The settings the bench changes on woundcare are printed with the table.
 
 Servers are compared by CPU per frame at saturation (the clients share the machine, so
 frames per second says as much about them as about the server) and by p99 at the fixed
@@ -37,7 +41,19 @@ from pathlib import Path
 from typing import Any
 
 from bench.load_clients import PER_ROUND, ClientProcesses
-from bench.load_servers import SERVERS, RunningProcess, Woundcare, client_pairs, more_files, started, workspace
+from bench.load_servers import (
+    SERVERS,
+    WOUNDCARE_CHANGED,
+    RunningProcess,
+    Woundcare,
+    client_pairs,
+    more_files,
+    started,
+    workspace,
+)
+
+CPU_PER_JOIN_TARGET = 0.5e-3
+"""Seconds of server CPU a join (and a leave) may cost."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +99,10 @@ class Run:
     server: str
     clients: int
     connect: tuple[float, ...]
+    connect_all: float
+    """Seconds from the first socket opened to the last client in."""
+    cpu_per_join: float
+    cpu_per_leave: float
     rss_per_client: float
     peak: int
     saturated: Phase
@@ -116,8 +136,12 @@ def measure(name: str, clients: int, profile: Profile, workdir: Path, woundcare:
         before = server.memory("VmRSS")
         fleet = ClientProcesses(name, client_pairs(name, server, woundcare, pairs), profile.processes)
         try:
+            cpu = server.cpu_seconds()
+            started_at = time.monotonic()
             connect = tuple(s for part in fleet.ask("connect") for s in part)
+            connect_all = time.monotonic() - started_at
             server.settle()
+            cpu_per_join = (server.cpu_seconds() - cpu) / clients
             rss_per_client = (server.memory("VmRSS") - before) / clients
             begin = time.monotonic() + profile.lead
             start = begin + profile.warmup
@@ -125,10 +149,15 @@ def measure(name: str, clients: int, profile: Profile, workdir: Path, woundcare:
             begin = time.monotonic() + profile.lead
             start = begin + profile.warmup
             fixed = _phase(server, fleet, "fixed", (profile.rate, pairs), begin, start, start + profile.seconds)
+            server.settle()
+            cpu = server.cpu_seconds()
+            left = sum(fleet.ask("leave"))
+            server.settle()
+            cpu_per_leave = (server.cpu_seconds() - cpu) / left
         finally:
             fleet.close()
         peak = server.memory("VmHWM")
-    return Run(name, clients, connect, rss_per_client, peak, saturated, fixed)
+    return Run(name, clients, connect, connect_all, cpu_per_join, cpu_per_leave, rss_per_client, peak, saturated, fixed)
 
 
 def measure_all(profile: Profile, servers: Sequence[str], progress: bool = True) -> list[Run]:
@@ -171,6 +200,18 @@ class Summary:
     def memory_per_client(self) -> float:
         return self.median(lambda run: run.rss_per_client)
 
+    @property
+    def connect_all(self) -> float:
+        return self.median(lambda run: run.connect_all)
+
+    @property
+    def cpu_per_join(self) -> float:
+        return self.median(lambda run: run.cpu_per_join)
+
+    @property
+    def cpu_per_leave(self) -> float:
+        return self.median(lambda run: run.cpu_per_leave)
+
 
 def summarize(runs: list[Run]) -> list[Summary]:
     keys = list(dict.fromkeys((run.server, run.clients) for run in runs))
@@ -184,7 +225,7 @@ def _ratio(ours: float, theirs: float) -> str:
 
 def render(runs: list[Run], profile: Profile) -> str:
     header = ("N", "server", "connect p50/p99 ms", "sat. frames/s", "CPU µs/frame", "fixed-rate p50/p95/p99 ms",
-              "CPU µs/frame", "KB/client", "VmHWM MB")
+              "CPU µs/frame", "KB/client", "VmHWM MB", "all in s", "CPU ms/join", "CPU ms/leave")
     rows = [header]
     summaries = sorted(summarize(runs), key=lambda s: s.clients)
     for summary in summaries:
@@ -199,6 +240,9 @@ def render(runs: list[Run], profile: Profile) -> str:
             f"{m(lambda r: r.fixed.cpu_per_frame) * 1e6:.1f}",
             f"{summary.memory_per_client / 1024:.1f}",
             f"{m(lambda r: r.peak) / 2**20:.0f}",
+            f"{summary.connect_all:.2f}",
+            f"{summary.cpu_per_join * 1e3:.2f}",
+            f"{summary.cpu_per_leave * 1e3:.2f}",
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [
@@ -214,7 +258,7 @@ def render(runs: list[Run], profile: Profile) -> str:
     by_key = {(s.server, s.clients): s for s in summaries}
     if "woundcare" in {s.server for s in summaries}:
         lines += ["", "woundcare / other (lower is better; targets: CPU/frame and p99 <= PeerJS's, "
-                      "memory/client <= the bare relay's):"]
+                      "all in <= 2x PeerJS's, memory/client <= the bare relay's):"]
         for clients in profile.sizes:
             ours = by_key.get(("woundcare", clients))
             for other in ("peerjs", "bare"):
@@ -225,7 +269,20 @@ def render(runs: list[Run], profile: Profile) -> str:
                     f"  N={clients:<5} vs {other:<6}  CPU/frame saturated {_ratio(ours.cpu_per_frame, theirs.cpu_per_frame)}"
                     f"   p99 at fixed rate {_ratio(ours.p99, theirs.p99)}"
                     f"   memory/client {_ratio(ours.memory_per_client, theirs.memory_per_client)}"
+                    f"   all in {_ratio(ours.connect_all, theirs.connect_all)}"
                 )
+        lines += ["", f"woundcare server CPU per join and per leave (target <= {CPU_PER_JOIN_TARGET * 1e3:g} ms):"]
+        for clients in profile.sizes:
+            ours = by_key.get(("woundcare", clients))
+            if ours is not None:
+                lines.append(
+                    f"  N={clients:<5} join {ours.cpu_per_join * 1e3:.2f} ms "
+                    f"({'met' if ours.cpu_per_join <= CPU_PER_JOIN_TARGET else 'missed'})   "
+                    f"leave {ours.cpu_per_leave * 1e3:.2f} ms "
+                    f"({'met' if ours.cpu_per_leave <= CPU_PER_JOIN_TARGET else 'missed'})"
+                )
+        changed = " ".join(f"{k}={v}" for k, v in WOUNDCARE_CHANGED.items())
+        lines += ["", f"woundcare settings changed for the bench: {changed}"]
     return "\n".join(lines)
 
 

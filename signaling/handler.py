@@ -138,6 +138,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                 elif isinstance(message, Leave):
                     rooms.leave(participant, "left")
                     left = True
+                    # The close answers the leave: it is stored first (one write for leaves together).
+                    await app[SINK].stored()
                     outlet.end(CloseCode.NORMAL)
                     break
                 else:

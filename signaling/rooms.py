@@ -20,6 +20,7 @@ import hashlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -134,6 +135,7 @@ class Rooms:
         self._me = directory.instance
         self._rooms: dict[str, Room] = {}
         self._timeouts: set[asyncio.Task[None]] = set()
+        self._turns = _Turns()
 
     def __len__(self) -> int:
         return len(self._rooms)
@@ -162,7 +164,15 @@ class Rooms:
     async def enter(
         self, join: Join, identity: Identity, outlet: Outlet, address: str | None = None
     ) -> Participant:
-        """Add a new participant; its ``joined`` frame carries its resume token."""
+        """Add a new participant; its ``joined`` frame carries its resume token.
+
+        The join's events are stored (:meth:`EventSink.stored`) before anyone hears of it,
+        and joins to one room on this instance take turns, so that each finds the room as the
+        one before left it; joins to different rooms share their stores."""
+        async with self._turns.taken(join.consultation):
+            return await self._enter(join, identity, outlet, address)
+
+    async def _enter(self, join: Join, identity: Identity, outlet: Outlet, address: str | None) -> Participant:
         token = secrets.token_urlsafe(32)
         digest = _digest(token)
         while True:
@@ -182,33 +192,52 @@ class Rooms:
             reply = await self._directory.join(member)
             if reply is not Refused.IN_USE:
                 break
-        room = self._room(join.consultation, identity.region)
         if not isinstance(reply, Joined):
-            self._event(room, EventKind.DENIED, identity, detail=ErrorCode.ROLE_TAKEN.value, address=address)
-            self._forget_if_empty(room)
+            denied = _room_event(
+                join.consultation, EventKind.DENIED, identity, detail=ErrorCode.ROLE_TAKEN.value, address=address
+            )
+            self._sink.emit(denied)
             raise rules.role_taken()
-        room.members = {m.id: m for m in reply.members}
+        released = reply.released
+        if released is not None:
+            replaced = ErrorCode.REPLACED.value
+            self._sink.emit(
+                _room_event(join.consultation, EventKind.LEFT, _identity(released), released.id, detail=replaced)
+            )
+        self._sink.emit(_room_event(join.consultation, EventKind.JOINED, identity, member.id, address=address))
+        try:
+            await self._sink.stored()
+        except BaseException:
+            self._directory.discard(member)
+            raise
+        # Read again: others may have left or dropped while the join was stored.
+        members = (await self._directory.members([join.consultation]))[0]
+        if not any(m.id == member.id for m in members):
+            # The room was closed meanwhile (the consultation ended).
+            self._sink.emit(_room_event(join.consultation, EventKind.LEFT, identity, member.id, detail="closed"))
+            raise ProtocolError(ErrorCode.FORBIDDEN, "this consultation has ended", "join")
+        room = self._room(join.consultation, identity.region)
+        room.members = {m.id: m for m in members}
         participant = Participant(member.id, identity, room, outlet, digest)
         room.participants[member.id] = participant
         outlet.deliver(dumps(self._joined(participant, token, resumed=False)))
-        if reply.released is not None:
-            self._release(room, reply.released, participant)
+        if released is not None:
+            self._release(room, released, participant)
         self._broadcast(room, dumps(_presence(participant.info(), Presence.JOINED)), participant, update=member)
-        self._event(room, EventKind.JOINED, identity, member.id, address=address)
         return participant
 
     def _release(self, room: Room, released: Member, newcomer: Participant) -> None:
         """The newcomer's own place, held in grace, is gone: the others see it leave, then
         the newcomer join under a new id. Not a ``rejoined`` under the old id: a page without
         the resume token numbers its peer connections from the start again, and a viewer
-        would take its first offer for the old page's connection (protocol §12.3)."""
+        would take its first offer for the old page's connection (protocol §12.3). (Its
+        ``left`` event was stored with the newcomer's ``joined``.)"""
         held = room.participants.get(released.id)
         if held is not None:
             self._forget(held)
         room.members.pop(released.id, None)
         frame = _presence(released.info(), Presence.LEFT, ErrorCode.REPLACED.value)
         self._broadcast(room, dumps(frame), newcomer, gone=released.id)
-        self._event(room, EventKind.LEFT, _identity(released), released.id, detail=ErrorCode.REPLACED.value)
 
     async def reenter(self, join: Join, outlet: Outlet, address: str | None = None) -> Participant:
         """Give a dropped participant its place back, on whichever instance it was; the
@@ -515,18 +544,50 @@ class Rooms:
         detail: str | None = None,
         address: str | None = None,
     ) -> None:
-        self._sink.emit(
-            RoomEvent(
-                room.consultation,
-                kind,
-                identity.subject,
-                identity.role,
-                identity.region,
-                participant,
-                detail,
-                address,
-            )
-        )
+        self._sink.emit(_room_event(room.consultation, kind, identity, participant, detail=detail, address=address))
+
+
+def _room_event(
+    consultation: str,
+    kind: EventKind,
+    identity: Identity,
+    participant: str | None = None,
+    *,
+    detail: str | None = None,
+    address: str | None = None,
+) -> RoomEvent:
+    return RoomEvent(
+        consultation, kind, identity.subject, identity.role, identity.region, participant, detail, address
+    )
+
+
+class _Turns:
+    """A lock per room while anyone holds or waits for it: joins to one room take turns."""
+
+    __slots__ = ("_locks",)
+
+    def __init__(self) -> None:
+        self._locks: dict[str, _Turn] = {}
+
+    @asynccontextmanager
+    async def taken(self, key: str) -> AsyncIterator[None]:
+        turn = self._locks.get(key)
+        if turn is None:
+            turn = self._locks[key] = _Turn()
+        turn.users += 1
+        try:
+            async with turn.lock:
+                yield
+        finally:
+            turn.users -= 1
+            if not turn.users:
+                del self._locks[key]
+
+
+@dataclass(slots=True)
+class _Turn:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
 
 
 def create_rooms(

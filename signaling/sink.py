@@ -1,7 +1,10 @@
 """What signaling tells the application: room events worth remembering.
 
 ``emit`` is synchronous and must not block: the relay path never waits on storage.
-Implementations queue the event and store it elsewhere.
+Implementations queue the event and store it elsewhere. What a client is told of (its
+``joined``, the close that answers its ``leave``) waits for :meth:`EventSink.stored` first,
+so a crash never loses an event a client has seen acknowledged; joins arriving together
+share one write.
 """
 
 from __future__ import annotations
@@ -57,9 +60,16 @@ class RoomEvent:
 class EventSink(Protocol):
     def emit(self, event: RoomEvent) -> None: ...
 
+    async def stored(self) -> None:
+        """Return once every event emitted so far is durable; raise if it could not be stored."""
+        ...
+
 
 class NullSink:
     """For signaling used on its own (benchmarks, protocol tests)."""
 
     def emit(self, event: RoomEvent) -> None:
+        return None
+
+    async def stored(self) -> None:
         return None

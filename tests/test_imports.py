@@ -228,3 +228,34 @@ def test_no_package_cycles() -> None:
 
     cycles = sorted(f"{a} <-> {b}" for a in graph for b in graph[a] if reaches(b, a))
     assert not cycles
+
+
+CAMERA_AND_RECORDER_ONLY = ("aiortc", "aioice", "av")
+"""What only the head camera (WebRTC, ICE, codecs) and the recordings' finishing worker (PyAV,
+in its own process: ``woundcare/recording/remux.py``) use: tens of MB resident that the
+server's process does not pay."""
+
+
+def _media_stack_after(*modules: str) -> list[str]:
+    """Which of :data:`CAMERA_AND_RECORDER_ONLY` a fresh interpreter holds after importing ``modules``."""
+    probe = (
+        f"import sys; sys.path.insert(0, {str(ROOT)!r}); import {', '.join(modules)}; "
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({CAMERA_AND_RECORDER_ONLY!r}))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", f"import json; {probe}"], capture_output=True, text=True, timeout=120, check=True
+    )
+    found: list[str] = json.loads(result.stdout)
+    return found
+
+
+def test_the_server_does_not_import_the_media_stack() -> None:
+    """``woundcare serve`` imports the CLI, which builds the app; PyAV is loaded only by the
+    worker process that finishes recordings."""
+    assert _media_stack_after("woundcare.cli", "woundcare.app") == []
+
+
+def test_the_media_stack_check_sees_a_recorder() -> None:
+    """The check above can fail: the camera's peer imports what the server must not."""
+    found = _media_stack_after("woundcare.webrtc.peer")
+    assert found == sorted(CAMERA_AND_RECORDER_ONLY)

@@ -41,7 +41,6 @@ from .api.guard import guard_middleware
 from .api.health import DRAINING
 from .appkeys import QUEUE, SERVICES
 from .audit.log import AuditLog
-from .audit.refusals import RefusalAudit
 from .auth.join import JoinAdmission
 from .auth.revocation import RevocationWatch
 from .config import Settings
@@ -144,10 +143,14 @@ def create_app(settings: Settings) -> web.Application:
     services = build_services(settings)
     # Uploads are streamed by their handler with their own cap; this bounds everything else.
     app = web.Application(
-        middlewares=[
-            request_id_middleware,
-            *map(_not_for_signaling, (in_flight_middleware, metrics_middleware, error_middleware, guard_middleware)),
-        ],
+        # The request id too: a socket's upgrade answer is sent before it could be echoed, and
+        # the id's context would be kept for the socket's life (about 0.4 KB each).
+        middlewares=list(
+            map(
+                _not_for_signaling,
+                (request_id_middleware, in_flight_middleware, metrics_middleware, error_middleware, guard_middleware),
+            )
+        ),
         client_max_size=settings.snapshot_max_bytes + 1024 * 1024,
     )
     app.on_response_prepare.append(_hardened)
@@ -161,12 +164,11 @@ def create_app(settings: Settings) -> web.Application:
     app[IN_FLIGHT] = InFlight()
     app.on_shutdown.append(lambda _: _set(draining))
     app.cleanup_ctx.append(_resources)
-    refusals = RefusalAudit(services.session_log, services.audit)
     signaling.handler.setup(
         app,
         path=SIGNALING_PATH,
         admission=JoinAdmission(services.invitations, services.database),
-        sink=MeteredSink(refusals, metrics),
+        sink=MeteredSink(services.session_log, metrics),
         limits=limits_from(settings),
         redis_url=settings.redis_url,
         instance=settings.instance_name,
@@ -174,8 +176,6 @@ def create_app(settings: Settings) -> web.Application:
         instance_ttl_seconds=settings.instance_ttl_seconds,
         client_address=client_address,
     )
-    # After the sockets are closed, before the database is: the last refusals are written.
-    app.on_shutdown.append(lambda _: refusals.drain())
     # Recordings are finished at shutdown before the database closes.
     app.cleanup_ctx.append(services.recording_uploads.running)
     queue = app[QUEUE] = Queue(

@@ -105,6 +105,9 @@ class MeteredSink:
         self._metrics.room_event(event)
         self._inner.emit(event)
 
+    async def stored(self) -> None:
+        await self._inner.stored()
+
 
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -163,7 +163,7 @@ def build_services(settings: Settings) -> Services:
             ),
             RedisLedger.from_url(settings.redis_url, settings.redis_prefix) if settings.redis_url else MemoryLedger(),
         ),
-        session_log=SessionLog(db, events),
+        session_log=SessionLog(db, audit, events),
         patients=Patients(db, keyring),
         consultations=Consultations(db, keyring, events),
         consents=Consents(db),

@@ -231,6 +231,14 @@ async def test_revoked_device_is_disconnected_from_signaling(server: RunningServ
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
         assert ws.close_code == CloseCode.UNAUTHORIZED
         assert loop.time() - revoked_at < 5
+        # Its join token is still signed and unexpired, but admission reads the device again.
+        again = await session.ws_connect(f"{server.url}/ws")
+        await again.send_json({"type": "join", "v": 1, "consultation": consultation["id"], "role": "nurse",
+                               "token": token})
+        frame = await again.receive_json(timeout=5)
+        assert (frame["type"], frame["code"]) == ("error", "token_invalid")
+        assert (await again.receive(timeout=5)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert again.close_code == CloseCode.UNAUTHORIZED
     await camera.json("GET", "/api/session", expect=401)
 
 

@@ -70,6 +70,9 @@ class Events:
     def emit(self, event: RoomEvent) -> None:
         self.seen.append(event)
 
+    async def stored(self) -> None:
+        return None
+
     def kinds(self) -> list[tuple[EventKind, str | None]]:
         return [(e.kind, e.detail) for e in self.seen]
 

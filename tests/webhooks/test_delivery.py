@@ -140,7 +140,7 @@ async def test_every_state_change_is_delivered_once_signed_and_with_ids_only(hoo
     view = await services.consultations.get(left["id"])
     assert view is not None
     capture = await services.recordings.begin(view, "u2")
-    recording = await services.recordings.finish(capture, frames=0, size=None, reason="stopped")
+    recording = await services.recordings.finish(capture, "stopped", None)  # nothing uploaded: failed
 
     expected = [
         (EventType.CONSULTATION_QUEUED, call["id"], None),

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ..db.models import utcnow
 from .chain import GENESIS, CheckpointSigner, SignedCheckpoint, encode_entry, link
@@ -26,6 +26,7 @@ DEFAULT_CHECKPOINT_EVERY = 1000
 
 RowStatement = tuple[object, Mapping[str, Any]]
 """A statement of the chain store's kind (see :meth:`ChainWrite.add_row`) and its parameters."""
+T = TypeVar("T")
 
 
 class Outcome(str, enum.Enum):
@@ -76,7 +77,20 @@ class AuditLog:
     async def append(self, entry: AuditEntry) -> int:
         """Store one entry; returns its seq."""
         async with self._lock:
-            return await self._store.append(lambda write: self._append(write, entry))
+            return await self._store.append(lambda write: self._link(write, (entry,)))
+
+    async def append_with(self, entries: Sequence[AuditEntry], work: Callable[[ChainWrite], Awaitable[T]]) -> T:
+        """Store ``entries`` in order and run ``work`` in the same transaction: both or
+        neither. One read of the chain's head and one insert for all of them, so a batch of
+        joins costs the chain about what one entry does (:mod:`woundcare.records.session_log`)."""
+
+        async def both(write: ChainWrite) -> T:
+            if entries:
+                await self._link(write, entries)
+            return await work(write)
+
+        async with self._lock:
+            return await self._store.append(both)
 
     async def record_with(self, entry: AuditEntry, rows: Sequence[RowStatement]) -> int:
         """Store one entry in one transaction with the rows of the record it audits (each
@@ -88,7 +102,7 @@ class AuditLog:
                 changed = await write.add_row(statement, params)
                 if changed != 1:
                     raise RuntimeError(f"expected a statement to change one row, changed {changed}")
-            return await self._append(write, entry)
+            return await self._link(write, (entry,))
 
         async with self._lock:
             return await self._store.append(together)
@@ -101,23 +115,33 @@ class AuditLog:
         async with self._lock:
             return await self._store.append(lambda write: _checkpoint(write, signer))
 
-    async def _append(self, write: ChainWrite, entry: AuditEntry) -> int:
+    async def _link(self, write: ChainWrite, entries: Sequence[AuditEntry]) -> int:
+        """Chain ``entries`` after the last one and insert them; returns the last seq."""
         last = await write.last()
-        seq, prev_hash = (1, GENESIS) if last is None else (last[0] + 1, last[1])
+        seq, prev_hash = (0, GENESIS) if last is None else last
         at = utcnow()
-        fields: dict[str, Any] = {
-            "actor": entry.actor,
-            "role": entry.role,
-            "region_id": entry.region_id,
-            "action": entry.action,
-            "resource": entry.resource,
-            "outcome": entry.outcome.value,
-            "address": entry.address,
-        }
-        hash_ = link(prev_hash, encode_entry(seq, at, **fields))
-        await write.add_entry({"seq": seq, "at": at, "prev_hash": prev_hash, "hash": hash_, **fields})
-        if self._signer is not None and seq % self._every == 0:
-            await write.add_checkpoint(self._signer.sign(seq, hash_, utcnow()))
+        rows: list[dict[str, Any]] = []
+        signed: SignedCheckpoint | None = None
+        for entry in entries:
+            seq += 1
+            fields: dict[str, Any] = {
+                "actor": entry.actor,
+                "role": entry.role,
+                "region_id": entry.region_id,
+                "action": entry.action,
+                "resource": entry.resource,
+                "outcome": entry.outcome.value,
+                "address": entry.address,
+            }
+            hash_ = link(prev_hash, encode_entry(seq, at, **fields))
+            rows.append({"seq": seq, "at": at, "prev_hash": prev_hash, "hash": hash_, **fields})
+            prev_hash = hash_
+            if self._signer is not None and seq % self._every == 0:
+                # Only the batch's last due checkpoint: it vouches for every entry before it.
+                signed = self._signer.sign(seq, hash_, at)
+        await write.add_entries(rows)
+        if signed is not None:
+            await write.add_checkpoint(signed)
         return seq
 
 

@@ -52,8 +52,9 @@ class ChainWrite(Protocol):
 
     async def checkpoint_at(self, seq: int) -> SignedCheckpoint | None: ...
 
-    async def add_entry(self, fields: Mapping[str, Any]) -> None:
-        """Insert one entry: seq, at, prev_hash, hash and the entry's own fields."""
+    async def add_entries(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert entries, each with seq, at, prev_hash, hash and the entry's own fields, in
+        one statement."""
         ...
 
     async def add_checkpoint(self, signed: SignedCheckpoint) -> None: ...

@@ -98,12 +98,14 @@ async def subject_of(
 ) -> Subject:
     """``user`` with the roles of her memberships; through ``device`` (its id and region),
     only as the nurse of that one region."""
-    return _subject(user, await accounts.memberships(user.id), device=device, session_id=session_id)
+    return _subject(
+        user.id, user.display_name, await accounts.memberships(user.id), device=device, session_id=session_id
+    )
 
 
 def _subject(
-    user: User, memberships: list[tuple[int, StaffRole]], *, device: tuple[int, int] | None = None,
-    session_id: str | None = None,
+    user_id: int, display_name: str, memberships: list[tuple[int, StaffRole]], *,
+    device: tuple[int, int] | None = None, session_id: str | None = None,
 ) -> Subject:
     roles: defaultdict[int, set[StaffRole]] = defaultdict(set)
     for region_id, role in memberships:
@@ -111,10 +113,10 @@ def _subject(
         if device is None or (region_id == device[1] and role is StaffRole.NURSE):
             roles[region_id].add(role)
     return Subject(
-        ref=Subject.device_ref(device[0]) if device is not None else Subject.user_ref(user.id),
-        display_name=user.display_name,
+        ref=Subject.device_ref(device[0]) if device is not None else Subject.user_ref(user_id),
+        display_name=display_name,
         roles={region: frozenset(r) for region, r in roles.items()},
-        user_id=user.id,
+        user_id=user_id,
         device_id=device[0] if device is not None else None,
         session_id=session_id,
     )
@@ -132,10 +134,12 @@ def token_holder(invitation: Invitation, holder: Holder | None, region_id: int) 
     named = Subject.parse(invitation.subject)
     if named is None:
         return guest(invitation, region_id)
-    if holder is None or not holder.user.active:
+    if holder is None or not holder.active:
         raise AuthenticationError("token_invalid", "token holder is no longer active")
     if holder.device is None:
-        return _subject(holder.user, holder.memberships)
-    if holder.device.revoked_at is not None:
+        return _subject(holder.user_id, holder.display_name, holder.memberships)
+    if holder.device.revoked:
         raise AuthenticationError("token_invalid", "device token is revoked")
-    return _subject(holder.user, holder.memberships, device=(holder.device.id, holder.device.region_id))
+    return _subject(
+        holder.user_id, holder.display_name, holder.memberships, device=(holder.device.id, holder.device.region_id)
+    )

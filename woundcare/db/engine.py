@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import event, make_url
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -37,3 +37,19 @@ def make_engine(url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def make_sync_engine(url: str) -> Engine:
+    """A synchronous engine on the same SQLite file, in autocommit, for the short reads
+    :meth:`Database.read` runs on the event loop.
+
+    Each statement is its own transaction, so a connection returns to the pool with nothing
+    to roll back.
+    """
+    engine = create_engine(
+        make_url(url).set(drivername="sqlite+pysqlite"),
+        isolation_level="AUTOCOMMIT",
+        pool_reset_on_return=None,
+    )
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine

@@ -30,13 +30,15 @@ import struct
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from fractions import Fraction
-
-import av
+from typing import TYPE_CHECKING
 
 from ..crypto.sealed_sink import SealedSink
 from ..crypto.stream import StreamSealer, open_stream
 from ..records.recordings import Finished, Upload
 from ..storage.blobs import BlobStore
+
+if TYPE_CHECKING:
+    import av
 
 _PIECE = struct.Struct(">II")
 TASKS_PER_WORKER = 8
@@ -50,6 +52,7 @@ def piece(part: int, data: bytes) -> bytes:
 
 def remux(job: Upload) -> Finished:
     """The worker's task: the upload opened, copied into one WebM, sealed and stored."""
+    import av  # in the worker only: the server's own process never loads PyAV
     store = BlobStore(job.root)
     with store.reader(job.upload) as file:
         parts = _parts(open_stream(job.upload_key, job.upload_binding, file.read))
@@ -123,6 +126,7 @@ def _parts(chunks: Iterator[bytes]) -> list[bytes]:
 
 def _packets(container: av.container.InputContainer, streams: list[av.stream.Stream]) -> Iterator[av.Packet]:
     """The part's packets until its end, or until a last piece cut short (a closed tab)."""
+    import av
     demuxed = container.demux(*streams)
     while True:
         try:
@@ -144,7 +148,7 @@ class Remuxer:
             # forkserver: a clean child, not a copy of a process with an event loop and threads;
             # it imports this module (and PyAV) once, so a replaced worker starts at once.
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload([__name__])
+            context.set_forkserver_preload([__name__, "av"])
             self._pool = ProcessPoolExecutor(1, mp_context=context, max_tasks_per_child=TASKS_PER_WORKER)
         return await asyncio.get_running_loop().run_in_executor(self._pool, remux, job)
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, case, literal, null, or_, select, union_all, update
+from sqlalchemy import and_, bindparam, case, literal, null, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute, aliased
+from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.dml import Update
 
-from ..db.database import Database
+from ..db.database import Database, Query
 from ..db.models import (
     OPEN_STATUSES,
     Consultation,
@@ -44,10 +47,51 @@ class Room:
 class Holder:
     """Whom a join token names, as the database has them now."""
 
-    user: User
-    device: Device | None
+    user_id: int
+    display_name: str
+    active: bool
+    device: HeldDevice | None
     """The device the token was minted for (revoked or not), or None for the user herself."""
     memberships: list[tuple[int, StaffRole]]
+
+
+@dataclass(frozen=True, slots=True)
+class HeldDevice:
+    id: int
+    region_id: int
+    revoked: bool
+
+
+def _admission_query(holder: Kind | None) -> Query:
+    """The statement of :meth:`Accounts.admission` for a token naming ``holder`` (built once:
+    SQLAlchemy's expression building had cost more than the query)."""
+    query: Query = (
+        select(Consultation.status, Region.id, Region.code)
+        .join(Region, Region.id == Consultation.region_id)
+        .where(Consultation.id == bindparam("consultation"))
+    )
+    if holder is None:
+        return query
+    user_id: ColumnElement[int] | InstrumentedAttribute[int]
+    if holder is Kind.DEVICE:
+        query = query.add_columns(Device.id, Device.region_id, Device.revoked_at).outerjoin(
+            Device, Device.id == bindparam("holder")
+        )
+        user_id = Device.user_id
+    else:
+        user_id = bindparam("holder")
+    member_region = aliased(Region)
+    return (
+        query.add_columns(User.id, User.display_name, User.active, Membership.region_id, Membership.role)
+        .outerjoin(User, User.id == user_id)
+        .outerjoin(Membership, Membership.user_id == User.id)
+        # A shredded region's membership counts for nothing.
+        .outerjoin(member_region, and_(member_region.id == Membership.region_id, member_region.shredded_at.is_(None)))
+        .add_columns(member_region.id)
+    )
+
+
+_ADMISSION: dict[Kind | None, Query] = {kind: _admission_query(kind) for kind in (None, *Kind)}
 
 
 class Accounts:
@@ -173,36 +217,30 @@ class Accounts:
             return (await session.scalars(query)).all()
 
     async def admission(self, consultation_id: str, holder: tuple[Kind, int] | None) -> tuple[Room | None, Holder | None]:
-        """A join's reads, in one session: the consultation's room, and the join token's
+        """A join's reads in one statement: the consultation's room, and the join token's
         holder (a user, or a device with its nurse) with her memberships, if it names one.
-        In one session they take one connection and one round of hand-offs to the driver;
-        three sessions had made admission the slowest step of a join on a busy server."""
-        async with self._db.sessions() as session:
-            row = (
-                await session.execute(
-                    select(Consultation.status, Region.id, Region.code)
-                    .join(Region, Region.id == Consultation.region_id)
-                    .where(Consultation.id == consultation_id)
-                )
-            ).one_or_none()
-            room = None if row is None else Room(row.id, row.code, row.status in OPEN_STATUSES)
-            if room is None or holder is None:
+        One statement is one round trip (on SQLite no hand-off to another thread): the
+        ORM's three had made admission most of a join's CPU on a busy server."""
+        params: dict[str, Any] = {"consultation": consultation_id}
+        if holder is not None:
+            params["holder"] = holder[1]
+        rows = await self._db.read(_ADMISSION[holder[0] if holder else None], params)
+        if not rows:
+            return None, None
+        first: Sequence[Any] = rows[0]
+        room = Room(first[1], first[2], first[0] in OPEN_STATUSES)
+        if holder is None:
+            return room, None
+        device: HeldDevice | None = None
+        if holder[0] is Kind.DEVICE:
+            if first[3] is None:
                 return room, None
-            kind, number = holder
-            device: Device | None = None
-            if kind is Kind.DEVICE:
-                found = (
-                    await session.execute(select(Device, User).join(User, User.id == Device.user_id).where(Device.id == number))
-                ).one_or_none()
-                if found is None:
-                    return room, None
-                device, user = found[0], found[1]
-            else:
-                named = await session.get(User, number)
-                if named is None:
-                    return room, None
-                user = named
-            return room, Holder(user, device, await _memberships(session, user.id))
+            device = HeldDevice(first[3], first[4], first[5] is not None)
+        user = first[-6:-3]
+        if user[0] is None:
+            return room, None
+        memberships: list[tuple[int, StaffRole]] = [(row[-3], row[-2]) for row in rows if row[-1] is not None]
+        return room, Holder(user[0], user[1], user[2], device, memberships)
 
     # -- browser sessions
 

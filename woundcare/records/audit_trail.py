@@ -75,6 +75,10 @@ class _Write:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
+    @property
+    def connection(self) -> AsyncConnection:
+        return self._conn
+
     async def last(self) -> tuple[int, bytes] | None:
         found = (await self._conn.execute(_LAST)).one_or_none()
         return None if found is None else (found[0], found[1])
@@ -87,8 +91,8 @@ class _Write:
             return None
         return SignedCheckpoint(found.seq, found.hash, found.signed_at, found.key_id, found.signature)
 
-    async def add_entry(self, fields: Mapping[str, Any]) -> None:
-        await self._conn.execute(insert(AuditEvent), dict(fields))
+    async def add_entries(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        await self._conn.execute(insert(AuditEvent), [dict(fields) for fields in rows])
 
     async def add_row(self, statement: object, params: Mapping[str, Any]) -> int:
         if not isinstance(statement, Executable):
@@ -106,6 +110,14 @@ class _Write:
                 "signature": signed.signature,
             },
         )
+
+
+def connection_of(write: ChainWrite) -> AsyncConnection:
+    """The connection of an append's transaction, for rows written in it beside the chain's
+    (the session log's, :meth:`woundcare.audit.log.AuditLog.append_with`)."""
+    if not isinstance(write, _Write):
+        raise TypeError("not a write of this store")
+    return write.connection
 
 
 class AuditTrail:

@@ -8,13 +8,13 @@ An e-consult has no room: nobody joins it, and it is never abandoned for want of
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, exists, func, select, update
+from sqlalchemy import Select, bindparam, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..crypto import Binding, Keyring
 from ..db.database import Database
@@ -29,7 +29,7 @@ from ..db.models import (
     Urgency,
 )
 from ..errors import WoundcareError
-from .events import Events, EventType
+from .events import Events, EventType, outbox_row
 
 NURSE = "nurse"
 """The session log's role of the nurse camera (``signaling.protocol.Role.NURSE``)."""
@@ -41,24 +41,43 @@ SENT_LIMIT = 50
 """How many of her e-consults the nurse's list shows, newest first."""
 
 
-async def mark_started(session: AsyncSession, consultation_id: str, at: datetime, events: Events) -> None:
-    """A waiting consultation becomes active at ``at``, when its first viewer joined.
-
-    In the caller's transaction, so the session log's join event, the start and its
-    ``consultation.started`` event are stored together; one abandoned while that event was
-    queued stays abandoned."""
-    region_id = await session.scalar(
-        update(Consultation)
-        .where(
-            Consultation.id == consultation_id,
-            Consultation.started_at.is_(None),
-            Consultation.status == ConsultationStatus.WAITING,
-        )
-        .values(started_at=at, status=ConsultationStatus.ACTIVE)
-        .returning(Consultation.region_id)
+_MARK_STARTED = (
+    update(Consultation)
+    .where(
+        Consultation.id == bindparam("consultation"),
+        Consultation.started_at.is_(None),
+        Consultation.status == ConsultationStatus.WAITING,
     )
-    if region_id is not None:
-        events.emit(session, EventType.CONSULTATION_STARTED, consultation_id=consultation_id, region_id=region_id, at=at)
+    .values(started_at=bindparam("at"), status=ConsultationStatus.ACTIVE)
+)
+_STARTS = select(Consultation.id, Consultation.region_id, Consultation.started_at).where(
+    Consultation.id.in_(bindparam("ids", expanding=True))
+)
+
+
+async def mark_started(connection: AsyncConnection, starts: Sequence[tuple[str, datetime]], events: Events) -> bool:
+    """Each waiting consultation becomes active at its time, when its first viewer joined,
+    with its ``consultation.started`` event; True if any did.
+
+    In the caller's transaction, so the session log's join events, the starts and their
+    events are stored together; one abandoned while its event was queued stays abandoned.
+    One statement for the batch (built once: building it cost more than running it); the
+    ones this batch started are those whose start is now its own time (the first of the
+    batch's for a consultation), read back in one more."""
+    if not starts:
+        return False
+    first: dict[str, datetime] = {}
+    for consultation, at in starts:
+        first.setdefault(consultation, at)
+    await connection.execute(_MARK_STARTED, [{"consultation": c, "at": at} for c, at in first.items()])
+    rows = await connection.execute(_STARTS, {"ids": list(first)})
+    started = [
+        outbox_row(EventType.CONSULTATION_STARTED, consultation_id=consultation, region_id=region_id, at=at)
+        for consultation, region_id, at in rows
+        if at == first[consultation]
+    ]
+    await events.emit_batch(connection, started)
+    return bool(started)
 
 
 class ConsultationLive(WoundcareError):

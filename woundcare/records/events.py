@@ -15,14 +15,17 @@ from __future__ import annotations
 import asyncio
 import enum
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import event, insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
 from ..db.models import WebhookEvent
 
+_INSERT = insert(WebhookEvent)
 _HOOKED = "woundcare.events.hooked"
 """A session's ``info`` key: the after-commit wake-up is registered on it already."""
 
@@ -51,6 +54,27 @@ def new_event_id() -> str:
     return f"msg_{secrets.token_urlsafe(18)}"
 
 
+def outbox_row(
+    type: EventType,
+    *,
+    consultation_id: str | None,
+    region_id: int | None,
+    at: datetime,
+    subject_id: str | None = None,
+    status: str | None = None,
+) -> dict[str, Any]:
+    """One event's row in the outbox, under a new ``webhook-id``."""
+    return {
+        "id": new_event_id(),
+        "type": type.value,
+        "consultation_id": consultation_id,
+        "region_id": region_id,
+        "subject_id": subject_id,
+        "status": status,
+        "occurred_at": at,
+    }
+
+
 class Events:
     """The outbox writer, shared by the services of one process."""
 
@@ -69,18 +93,14 @@ class Events:
         status: str | None = None,
     ) -> None:
         """Add the event to ``session``'s transaction; the caller commits it with its change.
-
         ``status`` names the state reached, for the events with more than one ending
         (``ended`` or ``abandoned``; ``complete`` or ``failed``)."""
         session.add(
             WebhookEvent(
-                id=new_event_id(),
-                type=type.value,
-                consultation_id=consultation_id,
-                region_id=region_id,
-                subject_id=subject_id,
-                status=status,
-                occurred_at=at,
+                **outbox_row(
+                    type, consultation_id=consultation_id, region_id=region_id, at=at, subject_id=subject_id,
+                    status=status,
+                )
             )
         )
         sync = session.sync_session
@@ -88,10 +108,21 @@ class Events:
             sync.info[_HOOKED] = True
             event.listen(sync, "after_commit", self._committed, once=True)
 
+    async def emit_batch(self, connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+        """:func:`outbox_row`'s rows inserted in ``connection``'s transaction, for a writer that
+        batches on a Core connection (the session log's group commit); it calls
+        :meth:`committed` once its transaction has."""
+        if rows:
+            await connection.execute(_INSERT, list(rows))
+
+    def committed(self) -> None:
+        """A transaction that emitted events has committed: wake the deliverer."""
+        self._emitted.set()
+
     def _committed(self, session: Session) -> None:
         session.info.pop(_HOOKED, None)
         # Called on the event loop's thread (SQLAlchemy's asyncio greenlet), so setting is safe.
-        self._emitted.set()
+        self.committed()
 
     async def wait(self, timeout: float) -> bool:
         """Until an event was committed in this process since the last wait, or ``timeout``

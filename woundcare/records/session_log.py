@@ -1,7 +1,17 @@
-"""The consultation session log: room events from signaling, stored off the relay path.
+"""The consultation session log and the audit of joins and leaves: room events from
+signaling, stored by group commit.
 
-Signaling calls :meth:`SessionLog.emit` synchronously; a background task writes the
-events in batches, so a slow database never delays a relayed frame.
+Signaling calls :meth:`SessionLog.emit` synchronously; one writer task stores what has been
+emitted since its last write in one transaction, which holds the audit chain's lock: the
+events' ``consultation_events`` rows, the audit entries of joins and leaves (``room.join``,
+``room.leave``: a socket in the room, beside the ``consultation.join`` of the request that
+gave it its token) and the start of a consultation its first viewer joined, all or none. A
+relayed frame never waits for it. What must be durable before the client hears of it awaits
+:meth:`SessionLog.stored`: signaling sends ``joined`` and closes a leaving socket only after
+the batch that holds the join or leave has committed. So joins arriving together cost one
+transaction between them, and a crash loses no event a client was told of; it may lose the
+events of the last moments that nobody was told of (a drop, a relayed frame's event such as
+an annotation).
 """
 
 from __future__ import annotations
@@ -9,14 +19,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import suppress
+from typing import Final
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 
 from signaling.protocol import Role
 from signaling.sink import EventKind, RoomEvent
 
+from ..audit.log import AuditEntry, AuditLog, Outcome
+from ..audit.store import ChainWrite
 from ..db.database import Database
-from ..db.models import Consultation, ConsultationEvent
+from ..db.models import Consultation, ConsultationEvent, Region
+from .audit_trail import connection_of
 from .consultations import mark_started
 from .events import Events
 
@@ -24,16 +38,46 @@ log = logging.getLogger(__name__)
 security_log = logging.getLogger("woundcare.security")
 
 _STORED = frozenset(EventKind) - {EventKind.DENIED}
+AUDITED: Final[dict[EventKind, str]] = {
+    EventKind.JOINED: "room.join",
+    EventKind.LEFT: "room.leave",
+}
+"""The room events that are also audit entries: the span of a participant's access. A resume
+(``rejoined``) continues the access its join opened; a drop only pauses it. Besides these, a
+joined participant's frame that its rights or the room's rules refused (``refused``: an
+observer's ``snapshot_request``, say) is audited as a denied ``signaling.<frame type>``, as
+the HTTP guard audits a refused request."""
+REFUSED_PREFIX: Final = "signaling."
+
+# Built once: building a statement costs more than running it for a small batch.
+_KNOWN = select(Consultation.id).where(Consultation.id.in_(bindparam("ids", expanding=True)))
+_INSERT = insert(ConsultationEvent)
 
 
 class SessionLog:
-    def __init__(self, db: Database, events: Events) -> None:
+    def __init__(self, db: Database, audit: AuditLog, events: Events) -> None:
         self._db = db
+        self._audit = audit
         self._events = events
-        self._queue: asyncio.Queue[RoomEvent] = asyncio.Queue()
+        self._pending: list[RoomEvent] = []
+        self._next: asyncio.Future[None] | None = None
+        """Resolved when the batch of :attr:`_pending` commits; made by the first who waits."""
+        self._writing: asyncio.Future[None] | None = None
+        """The batch being written, for one who waits while nothing is pending."""
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._regions: dict[str, int] = {}
+        """Region code -> id; a region's id never changes."""
 
     def emit(self, event: RoomEvent) -> None:
+        if event.kind is EventKind.REFUSED:
+            # The frame's type and the pseudonymous sender only: never the frame's content.
+            security_log.warning(
+                "signaling frame refused: type=%s role=%s subject=%s",
+                event.detail,
+                event.role.value if event.role else None,
+                event.subject,
+            )
         if event.kind is EventKind.DENIED:
             # Codes and addresses only: the consultation id is opaque, never patient data.
             security_log.warning(
@@ -43,7 +87,24 @@ class SessionLog:
                 event.address,
             )
         if event.kind in _STORED:
-            self._queue.put_nowait(event)
+            self._pending.append(event)
+            self._wake.set()
+
+    async def stored(self) -> None:
+        """Return once every event emitted so far has committed; raise if its batch failed."""
+        if self._task is None and self._pending:
+            # Not started, or stopped: nothing would ever write them (and no one would answer).
+            raise RuntimeError("the session log is not running")
+        if self._pending:
+            if self._next is None:
+                self._next = _batch_future()
+            waited = self._next
+        elif self._writing is not None:
+            waited = self._writing
+        else:
+            return
+        # Shared by every join of the batch: one waiter cancelled must not cancel the others'.
+        await asyncio.shield(waited)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="session-log")
@@ -52,52 +113,112 @@ class SessionLog:
         """Write what is queued, then stop."""
         if self._task is None:
             return
-        await self.flush()
+        with suppress(Exception):
+            await self.flush()
         self._task.cancel()
         with suppress(asyncio.CancelledError):
             await self._task
         self._task = None
 
     async def flush(self) -> None:
-        await self._queue.join()
+        await self.stored()
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            while not self._queue.empty() and len(batch) < 500:
-                batch.append(self._queue.get_nowait())
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._pending:
+                continue
+            batch, self._pending = self._pending, []
+            done = self._next if self._next is not None else _batch_future()
+            self._next = None
+            self._writing = done
             try:
                 await self._write(batch)
-            except Exception:
+            except Exception as exc:
                 log.exception("session log write failed; %d events lost", len(batch))
+                done.set_exception(exc)
+            else:
+                done.set_result(None)
             finally:
-                for _ in batch:
-                    self._queue.task_done()
+                self._writing = None
 
     async def _write(self, batch: list[RoomEvent]) -> None:
-        async with self._db.sessions() as session, session.begin():
-            known = set(
-                (
-                    await session.scalars(
-                        select(Consultation.id).where(Consultation.id.in_({e.consultation for e in batch}))
-                    )
-                ).all()
+        entries = [
+            AuditEntry(
+                action,
+                outcome,
+                actor=event.subject,
+                role=event.role.value if event.role else None,
+                region_id=await self._region_id(event.region),
+                resource=f"consultation:{event.consultation}",
+                address=event.address,
             )
-            for event in batch:
-                if event.consultation not in known:
-                    continue
-                session.add(
-                    ConsultationEvent(
-                        consultation_id=event.consultation,
-                        at=event.at,
-                        kind=event.kind.value,
-                        role=event.role.value if event.role else None,
-                        subject=event.subject,
-                        participant=event.participant,
-                        detail=event.detail,
-                    )
-                )
-                if event.kind is EventKind.JOINED and event.role in (Role.SPECIALIST, Role.OBSERVER):
-                    # The first viewer to join starts the consultation (the nurse's wait ends);
-                    # the recorder is no viewer. In the event's transaction: both or neither.
-                    await mark_started(session, event.consultation, event.at, self._events)
+            for event in batch
+            if (audited := _audited(event)) is not None
+            for action, outcome in (audited,)
+        ]
+
+        async def rows(write: ChainWrite) -> bool:
+            connection = connection_of(write)
+            known = set(
+                (await connection.scalars(_KNOWN, {"ids": list({e.consultation for e in batch})})).all()
+            )
+            stored = [event for event in batch if event.consultation in known]
+            if not stored:
+                return False
+            await connection.execute(
+                _INSERT,
+                [
+                    {
+                        "consultation_id": event.consultation,
+                        "at": event.at,
+                        "kind": event.kind.value,
+                        "role": event.role.value if event.role else None,
+                        "subject": event.subject,
+                        "participant": event.participant,
+                        "detail": event.detail,
+                    }
+                    for event in stored
+                ],
+            )
+            # The first viewer to join starts the consultation (the nurse's wait ends); the
+            # recorder is no viewer. In the events' transaction: both or neither.
+            return await mark_started(
+                connection,
+                [
+                    (event.consultation, event.at)
+                    for event in stored
+                    if event.kind is EventKind.JOINED and event.role in (Role.SPECIALIST, Role.OBSERVER)
+                ],
+                self._events,
+            )
+
+        if await self._audit.append_with(entries, rows):
+            self._events.committed()
+
+    async def _region_id(self, code: str | None) -> int | None:
+        if code is None:
+            return None
+        found = self._regions.get(code)
+        if found is None:
+            async with self._db.engine.connect() as connection:
+                found = await connection.scalar(select(Region.id).where(Region.code == code))
+            if found is not None:
+                self._regions[code] = found
+        return found
+
+
+def _audited(event: RoomEvent) -> tuple[str, Outcome] | None:
+    """The audit entry's action and outcome for ``event``, if it is audited."""
+    if event.kind is EventKind.REFUSED:
+        return f"{REFUSED_PREFIX}{event.detail}", Outcome.DENIED
+    action = AUDITED.get(event.kind)
+    return None if action is None else (action, Outcome.OK)
+
+
+def _batch_future() -> asyncio.Future[None]:
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    # A batch nobody waited for may fail too; its failure is logged, not left unretrieved.
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return future
