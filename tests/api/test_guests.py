@@ -71,11 +71,17 @@ def code_of(link: str) -> str:
     return code
 
 
-async def test_only_a_specialist_of_the_region_or_a_lead_invites(call: Call) -> None:
+async def test_only_a_specialist_of_the_region_invites(call: Call) -> None:
     path = f"/api/consultations/{call.consultation}/invitations"
-    # Nurses do not invite (least privilege: the specialist leads the call); the guard refuses.
-    refused = await call.nurse.json("POST", path, expect=403, json={"kind": "interpreter"})
-    assert refused["error"]["code"] == "forbidden"
+    # Nurses do not invite (least privilege: the specialist leads the call), nor do the region's
+    # pilot lead and admin, who may not join a call and so must not watch one as a guest.
+    await call.server.add_user("lead", PASSWORD, {"east": StaffRole.PILOT_LEAD})
+    await call.server.add_user("admin", PASSWORD, {"east": StaffRole.ADMIN})
+    for name, client in (("nurse", call.nurse), ("lead", call.client()), ("admin", call.client())):
+        if name != "nurse":
+            await client.login(name, PASSWORD)
+        refused = await client.json("POST", path, expect=403, json={"kind": "interpreter"})
+        assert refused["error"]["code"] == "forbidden"
     # Another region's specialist does not see the consultation at all.
     await call.west_specialist.json("POST", path, expect=404, json={"kind": "interpreter"})
     await call.west_specialist.json("GET", path, expect=404)
