@@ -50,7 +50,8 @@ Exception hierarchy::
     │   ├── NotRecording                 409 not_recording
     │   ├── OtherInstance                409 other_instance
     │   ├── NotTheRecorder               403 not_recorder
-    │   └── OutOfOrder                   409 chunk_order
+    │   ├── OutOfOrder                   409 chunk_order
+    │   └── RecordingTooLong             413 recording_too_long
     ├── CliError                         the command line: one line on stderr, exit 2
     └── camera (the client side; never answered over HTTP)
         ├── DeviceError

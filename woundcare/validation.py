@@ -14,8 +14,10 @@ are checked in the order a model declares them.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Set
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
@@ -134,3 +136,15 @@ def _text(max_length: int, required: bool) -> BeforeValidator:
         return value.strip()
 
     return BeforeValidator(check)
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url``'s host is this machine: where plain http is allowed (tests, a sidecar)
+    for the URLs the server calls (the identity provider, webhook receivers)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

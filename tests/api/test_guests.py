@@ -71,11 +71,17 @@ def code_of(link: str) -> str:
     return code
 
 
-async def test_only_a_specialist_of_the_region_or_a_lead_invites(call: Call) -> None:
+async def test_only_a_specialist_of_the_region_invites(call: Call) -> None:
     path = f"/api/consultations/{call.consultation}/invitations"
-    # Nurses do not invite (least privilege: the specialist leads the call); the guard refuses.
-    refused = await call.nurse.json("POST", path, expect=403, json={"kind": "interpreter"})
-    assert refused["error"]["code"] == "forbidden"
+    # Nurses do not invite (least privilege: the specialist leads the call), nor do the region's
+    # pilot lead and admin, who may not join a call and so must not watch one as a guest.
+    await call.server.add_user("lead", PASSWORD, {"east": StaffRole.PILOT_LEAD})
+    await call.server.add_user("admin", PASSWORD, {"east": StaffRole.ADMIN})
+    for name, client in (("nurse", call.nurse), ("lead", call.client()), ("admin", call.client())):
+        if name != "nurse":
+            await client.login(name, PASSWORD)
+        refused = await client.json("POST", path, expect=403, json={"kind": "interpreter"})
+        assert refused["error"]["code"] == "forbidden"
     # Another region's specialist does not see the consultation at all.
     await call.west_specialist.json("POST", path, expect=404, json={"kind": "interpreter"})
     await call.west_specialist.json("GET", path, expect=404)
@@ -211,3 +217,23 @@ async def test_two_browsers_redeeming_at_once_get_one_call(call: Call) -> None:
     answers = await asyncio.gather(*(c.request("POST", "/api/guest/join", json={"code": code})
                                      for c in (call.client(), call.client(), call.client())))
     assert sorted(a.status for a in answers) == [200, 409, 409]
+
+
+async def test_wrong_codes_from_one_address_are_throttled_before_the_audit_log(
+    start_server: Any, migrated_db_url: str
+) -> None:
+    """The redemption is public: a flood of guessed codes is counted per address like failed
+    logins (apart from them) and stopped with 429 before it can fill the audit chain."""
+    server = await start_server(database_url=migrated_db_url, address_failure_limit=3)
+    client = ApiClient(server.url)
+    try:
+        for _ in range(3):
+            await client.json("POST", "/api/guest/join", expect=404, json={"code": "wcg_" + "x" * 43})
+        refused = await client.json("POST", "/api/guest/join", expect=429, json={"code": "wcg_" + "y" * 43})
+        assert refused["error"]["code"] == "throttled"
+        assert [r.outcome for r in await audit_rows(server, "guest.join")] == ["denied"] * 3
+        # Counted apart from passwords: the address may still log in.
+        await server.add_user("spes", PASSWORD, {"east": StaffRole.SPECIALIST})
+        assert (await client.login("spes", PASSWORD)).status == 200
+    finally:
+        await client.close()

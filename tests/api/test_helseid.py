@@ -302,7 +302,8 @@ async def api(start_server: StartServer, provider: OidcProvider, tmp_path: Path)
 def program_token(provider: OidcProvider, key: DpopKey | None, **claims: Any) -> str:
     """What a journal system acting for the professional would get from the provider."""
     return provider.issue_access_token(
-        "journal-system", key.thumbprint if key else None, **({"aud": API_AUDIENCE, HPR_CLAIM: HPR_NUMBER} | claims)
+        "journal-system", key.thumbprint if key else None,
+        **({"aud": API_AUDIENCE, HPR_CLAIM: HPR_NUMBER, SECURITY_LEVEL_CLAIM: "4"} | claims),
     )
 
 
@@ -383,6 +384,11 @@ BAD_PROGRAM_TOKENS = {
     "no hpr number": (lambda provider, key: program_token(provider, key, **{HPR_CLAIM: None}), "unknown_user"),
     "an unknown hpr number": (lambda provider, key: program_token(provider, key, **{HPR_CLAIM: "1234567"}),
                               "unknown_user"),
+    # The deployment's minimum (4) holds for a program's token as for a login through the page.
+    "a weaker login": (lambda provider, key: program_token(provider, key, **{SECURITY_LEVEL_CLAIM: "3"}),
+                       "security_level_too_low"),
+    "no security level": (lambda provider, key: program_token(provider, key, **{SECURITY_LEVEL_CLAIM: None}),
+                           "security_level_missing"),
 }
 
 

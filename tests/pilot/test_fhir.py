@@ -126,7 +126,7 @@ async def test_consultations_export_as_valid_pseudonymous_bundles(server: Runnin
     assert full_bundle is not None
     counts = Counter(e["resource"]["resourceType"] for e in full_bundle["entry"])
     assert counts == {"Patient": 1, "Encounter": 1, "Practitioner": 2, "Consent": 3, "Media": 1,
-                      "Observation": 3, "Composition": 1, "AuditEvent": 5}
+                      "Observation": 3, "Composition": 1, "AuditEvent": 6}
     [encounter] = of_type(full_bundle, "Encounter")
     assert encounter["status"] == "finished"
     assert "end" in encounter["period"]
@@ -166,19 +166,22 @@ async def test_consultations_export_as_valid_pseudonymous_bundles(server: Runnin
     assert "treated at home" in sections["Outcome"]["text"]["div"]
     assert len(sections["Measurements"]["entry"]) == 3
 
-    audits = of_type(full_bundle, "AuditEvent")
+    # The photo's upload is in the session log too (its snapshot_stored event), before the call's.
+    stored, *audits = of_type(full_bundle, "AuditEvent")
+    assert stored["subtype"][-1]["code"] == "snapshot_stored"
     assert [a["subtype"][-1]["code"] for a in audits] == ["joined", "joined", "reconnecting", "rejoined", "left"]
     assert [a["type"]["code"] for a in audits] == ["110114", "110114", "110100", "110114", "110114"]
     assert all(a["outcome"] == "0" for a in audits)
     assert [a["agent"][0]["who"]["display"] for a in audits] == ["nurse"] + ["specialist"] * 4
 
-    # The drafts: preliminary, no consent, no events; measurements only where one was drawn.
+    # The drafts: preliminary, no consent, no event but their photo's upload; measurements only
+    # where one was drawn.
     for consultation, observations in ((draft, 0), (measured_draft, 3)):
         bundle = bundles[consultation]
         assert bundle is not None
         counts = Counter(e["resource"]["resourceType"] for e in bundle["entry"])
         assert counts["Observation"] == observations
-        assert counts["Consent"] == counts["AuditEvent"] == 0
+        assert counts["Consent"] == 0 and counts["AuditEvent"] == 1
         [composition] = of_type(bundle, "Composition")
         assert composition["status"] == "preliminary"
         assert "attester" not in composition

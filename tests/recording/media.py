@@ -62,7 +62,7 @@ async def stored_recording(
     row = await server.app[SERVICES].recordings.get(started.id)
     assert row is not None
     for _ in range(parts):
-        part = uploads.next_part(row, "u0")
+        part = await uploads.next_part(row, "u0")
         data = webm_part(frames, size, noise)
         for n, at in enumerate(range(0, len(data), PIECE)):
             await uploads.add(row, "u0", part, n, data[at : at + PIECE])

@@ -147,3 +147,30 @@ async def test_a_recording_no_piece_reaches_is_finished_as_abandoned(
     finally:
         await spes.close()
         await other.close()
+
+
+async def test_a_recording_past_its_bound_is_refused_and_finished_with_what_it_holds(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page left recording cannot grow a recording past what the finishing worker can hold."""
+    first = webm_part(20)
+    monkeypatch.setattr(uploads, "MAX_BYTES", len(first) + PIECE // 2)
+    consultation, spes, other = await consenting(server)
+    try:
+        started = await spes.json("POST", f"/api/consultations/{consultation}/recordings", expect=201)
+        recording = started["id"]
+        await send_part(spes, recording, first)
+        # Part and piece numbers are counted from 0.
+        refused = await spes.request("POST", f"/api/recordings/{recording}/pieces?part=-1&n=0", data=b"x")
+        assert refused.status == 400 and (await refused.json())["error"]["code"] == "bad_piece"
+        part = (await spes.json("POST", f"/api/recordings/{recording}/parts", expect=201))["part"]
+        over = await spes.request("POST", f"/api/recordings/{recording}/pieces?part={part}&n=0", data=b"\0" * PIECE)
+        assert over.status == 413 and (await over.json())["error"]["code"] == "recording_too_long"
+        async with asyncio.timeout(30):
+            while (row := await server.app[SERVICES].recordings.get(recording)) is None or row.status is RecordingStatus.RECORDING:
+                await asyncio.sleep(0.2)
+        assert (row.status, row.end_reason, row.frames) == (RecordingStatus.COMPLETE, "limit", 20)
+        assert len(decoded(await media_of(server, recording))) == 20
+    finally:
+        await spes.close()
+        await other.close()

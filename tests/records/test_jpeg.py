@@ -60,6 +60,23 @@ def test_metadata_goes_and_pixels_stay(params: dict[str, object]) -> None:
     assert len(stripped) < len(data)
 
 
+def test_segments_a_decoder_skips_go_too() -> None:
+    """An allow-list, not a deny-list: a DNL segment (which libjpeg skips) and an APP14 Adobe
+    longer than its standard 12 bytes could carry any text past the decode check."""
+    adobe = b"Adobe" + struct.pack(">HHHB", 100, 0, 0, 1)
+    data = camera_jpeg()
+    sof = data.index(b"\xff\xc0")
+    planted = data[:sof] + segment(0xDC, MARKER.encode()) + segment(0xEE, adobe + MARKER.encode()) + data[sof:]
+    assert np.array_equal(pixels(planted), pixels(data))  # a decoder skips them
+
+    stripped = strip_metadata(planted)
+
+    assert MARKER.encode() not in stripped and b"\xff\xdc" not in stripped and b"Adobe" not in stripped
+    assert np.array_equal(pixels(stripped), pixels(data))
+    standard = data[:sof] + segment(0xEE, adobe) + data[sof:]
+    assert segment(0xEE, adobe) in strip_metadata(standard)  # the colour transform is kept
+
+
 def test_orientation_is_written_alone() -> None:
     stripped = strip_metadata(camera_jpeg(), orientation=8, keep_icc=False)
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from signaling.protocol import Role
 from signaling.sink import EventKind, RoomEvent
@@ -22,7 +22,7 @@ from tests.api.clinic import PLAN, Clinic, clinic
 from tests.server import RunningServer
 from tests.webhooks.receiver import Receiver, accept, unavailable
 from woundcare.appkeys import SERVICES
-from woundcare.db.models import Patient, WebhookDelivery, WebhookEvent
+from woundcare.db.models import Patient, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from woundcare.records.events import EventType
 from woundcare.services import Services
 
@@ -238,6 +238,22 @@ async def test_deliveries_wait_in_the_outbox_while_the_receiver_is_down_and_are_
         return (await hooks.services.webhooks.backlog()).pending == 0
 
     await until(settled, "the backlog empty once the delivery is recorded")
+
+
+async def test_an_endpoint_whose_secret_does_not_open_holds_up_no_other(hooks: Hooks) -> None:
+    """A damaged secret (or one sealed under another server secret) leaves that endpoint's
+    deliveries waiting, attempts unspent, while the other endpoints get theirs."""
+    damaged, healthy = await hooks.endpoint(), await hooks.endpoint()
+    async with hooks.services.database.sessions() as session, session.begin():
+        await session.execute(
+            update(WebhookEndpoint).where(WebhookEndpoint.id == damaged.endpoint_id).values(secret_sealed=b"\0" * 40)
+        )
+    await hooks.queue_call()  # one event, claimed for both endpoints at once
+    await until(lambda: len(healthy.accepted) == 1, "the healthy endpoint's delivery")
+    await asyncio.sleep(1.0)  # passes of the deliverer (it polls every 0.5 s here)
+    assert damaged.received == []
+    stuck = await hooks.deliveries(damaged)
+    assert len(stuck) == 1 and all(d.attempts == 0 and d.delivered_at is None and d.failed_at is None for d in stuck)
 
 
 async def test_a_commit_wakes_the_deliverer_without_waiting_for_the_poll(

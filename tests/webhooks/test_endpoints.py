@@ -9,9 +9,10 @@ from woundcare.webhooks.deliverer import Retry
 
 
 @pytest.mark.parametrize(
-    "url", ["https://hooks.example.org/woundcare", "http://127.0.0.1:8099/hook?source=woundcare"]
+    "url",
+    ["https://hooks.example.org/woundcare", "http://127.0.0.1:8099/hook?source=woundcare", "http://localhost:8099/"],
 )
-def test_an_http_url_is_taken(url: str) -> None:
+def test_an_https_url_or_http_on_this_machine_is_taken(url: str) -> None:
     assert check_url(url) == url
 
 
@@ -24,6 +25,8 @@ def test_an_http_url_is_taken(url: str) -> None:
         ("https://user:hunter2@hooks.example.org/", "no user name or password"),
         ("https://token@hooks.example.org/", "no user name or password"),
         ("https://hooks.example.org/#part", "no fragment"),
+        ("http://hooks.example.org/woundcare", "https \\(http only on this machine\\)"),
+        ("http://10.0.0.7/hook", "https \\(http only on this machine\\)"),
         ("https://hooks.example.org/" + "a" * 2000, "at most 2000"),
     ],
 )

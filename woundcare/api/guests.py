@@ -79,6 +79,8 @@ async def guest_join(request: web.Request) -> web.Response:
         raise api_error(403, "cross_site", "requests from other sites are refused")
     code = (await read_body(request, GuestJoin)).code
     found = services(request).guests
+    address = client_address(request)
+    ticket = await services(request).login.take_try("guest", address)
     cookie = None
     try:
         if code is not None:
@@ -93,6 +95,7 @@ async def guest_join(request: web.Request) -> web.Response:
     except GuestRefused as exc:
         await _audit(request, Outcome.DENIED, None, exc.consultation, exc.region_id)
         raise http_error(exc) from None
+    await services(request).login.give_back_try("guest", address, ticket)
     await _audit(request, Outcome.OK, guest, guest.consultation, guest.region_id)
     token = services(request).invitations.issue(
         guest.consultation, Role.OBSERVER, guest.subject, guest.kind.value, guest.region, JOIN_TOKEN_SECONDS

@@ -48,7 +48,7 @@ async def list_recordings(request: web.Request) -> web.Response:
 async def next_part(request: web.Request) -> web.Response:
     """A new part of the recording: its starter's page began recording (again, after a reload)."""
     row = await load_visible(request, RECORDING, Action.RECORDING_UPLOAD)
-    part = services(request).recording_uploads.next_part(row, subject(request).ref)
+    part = await services(request).recording_uploads.next_part(row, subject(request).ref)
     return web.json_response({"part": part}, status=201)
 
 
@@ -60,8 +60,10 @@ async def add_piece(request: web.Request) -> web.Response:
     row = await load_visible(request, RECORDING, Action.RECORDING_UPLOAD)
     try:
         part, number = int(request.query["part"]), int(request.query["n"])
+        if part < 0 or number < 0:
+            raise ValueError
     except (KeyError, ValueError):
-        raise api_error(400, "bad_piece", "a piece names its part and number as integers") from None
+        raise api_error(400, "bad_piece", "a piece names its part and number as integers from 0") from None
     if request.content_length is None or request.content_length > MAX_PIECE:
         raise api_error(413, "piece_too_large", f"a piece has a length of at most {MAX_PIECE} bytes")
     data = await request.read()

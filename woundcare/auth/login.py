@@ -86,6 +86,19 @@ class Login:
         # than on the file lock, whose busy timeout the end of a long queue would outlast.
         self._writing: AbstractAsyncContextManager[object] = asyncio.Lock() if is_sqlite(db.url) else nullcontext()
 
+    async def take_try(self, kind: str, address: str | None) -> str:
+        """Count one try of another secret that opens something without a login (``kind``: a
+        guest link's code) from ``address``, under the same per-address limit as passwords
+        but counted apart: a ticket for :meth:`give_back_try` when it succeeds, else
+        :class:`LoginError` 429. A flood of wrong codes stops here, before the audit log."""
+        ticket = await self._failures.take_address(f"{kind}:{address or '-'}", _ADDRESS_WINDOW, self._policy.address_limit)
+        if ticket is None:
+            raise LoginError(429, "throttled", "too many failed tries from this address", int(_ADDRESS_WINDOW))
+        return ticket
+
+    async def give_back_try(self, kind: str, address: str | None, ticket: str) -> None:
+        await self._failures.give_back_address(f"{kind}:{address or '-'}", ticket)
+
     async def password(self, username: str, password: str, totp: str | None, address: str | None) -> User:
         """The user these credentials open, or :class:`LoginError`."""
         key = address or "-"

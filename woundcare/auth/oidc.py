@@ -30,7 +30,6 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import ipaddress
 import secrets
 import re
 import time
@@ -49,6 +48,7 @@ from ..crypto.errors import SealError
 from ..crypto.kdf import Purpose, derive_key
 from ..crypto.sealing import seal, unseal
 from ..errors import WoundcareError
+from ..validation import is_loopback
 from .dpop import ALGORITHM as DPOP_ALGORITHM
 from .dpop import DpopKey
 
@@ -104,16 +104,6 @@ class SecurityLevelTooLow(OidcError):
     code = "oidc_security_level"
     status = 403
     message = "this login's security level is below what this service requires; log in with a stronger method"
-
-
-def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _check_url(name: str, url: object, *, allow_http: bool) -> str:
@@ -427,11 +417,16 @@ class OidcClient:
         hpr_number = claims.get(self.config.hpr_claim)
         if hpr_number is not None and not is_hpr_number(hpr_number):
             raise TokenError("hpr_number_invalid")
+        self._check_security_level(claims)
+        return Identity(subject, hpr_number)
+
+    def _check_security_level(self, claims: Mapping[str, Any]) -> None:
+        """The deployment's minimum security level, for a person's login and for a program's
+        token alike: a token from a weaker login must not reach the API either."""
         level = _security_level(claims.get(self.config.security_level_claim))
         minimum = self.config.min_security_level
         if minimum is not None and (level is None or level < minimum):
             raise SecurityLevelTooLow("security_level_too_low" if level is not None else "security_level_missing")
-        return Identity(subject, hpr_number)
 
     async def _redeem(self, metadata: ProviderMetadata, flow: Flow, code: str) -> Tokens:
         form = {
@@ -557,8 +552,8 @@ class OidcClient:
 
     async def verify_access_token(self, access_token: str, audience: str) -> AccessToken:
         """A DPoP-bound access token the provider issued to a program for our API (a JWT, as
-        HelseID's are): signature, ``iss``, ``aud``, ``exp``, ``nbf`` and ``cnf.jkt``; the
-        caller checks the proof against that thumbprint."""
+        HelseID's are): signature, ``iss``, ``aud``, ``exp``, ``nbf``, ``cnf.jkt`` and the
+        minimum security level; the caller checks the proof against that thumbprint."""
         metadata = await self.metadata()
         claims = await self._signed_claims(metadata, access_token)
         if claims.get("iss") != metadata.issuer:
@@ -579,6 +574,7 @@ class OidcClient:
         hpr_number = claims.get(self.config.hpr_claim)
         if hpr_number is not None and not is_hpr_number(hpr_number):
             raise TokenError("hpr_number_invalid")
+        self._check_security_level(claims)
         return AccessToken(jkt, hpr_number)
 
     async def _signed_claims(self, metadata: ProviderMetadata, token: str) -> dict[str, Any]:

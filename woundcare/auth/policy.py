@@ -37,8 +37,9 @@ class Action(str, enum.Enum):
     """Signaling join: a nurse as the camera, a specialist as a viewer."""
     CONSULTATION_INVITE = "consultation.invite"
     """Invite a guest (an interpreter, a relative, the GP) into the call as an observer by a
-    one-time link, see the consultation's guests and withdraw one. Not nurses: the specialist
-    leads the call (least privilege)."""
+    one-time link, see the consultation's guests and withdraw one. Only specialists: the
+    specialist leads the call, and a pilot lead or an admin, who may not join a call, must
+    not be able to watch one through a guest link (least privilege)."""
     CONSULTATION_END = "consultation.end"
     CONSENT_RECORD = "consent.record"
     SNAPSHOT_UPLOAD = "snapshot.upload"
@@ -92,7 +93,7 @@ RULES: Mapping[Action, frozenset[StaffRole]] = {
     Action.CONSULTATION_QUEUE: frozenset({_S}),
     Action.CONSULTATION_READ: frozenset({_N, _S}),
     Action.CONSULTATION_JOIN: frozenset({_N, _S}),
-    Action.CONSULTATION_INVITE: frozenset({_S, _L, _A}),
+    Action.CONSULTATION_INVITE: frozenset({_S}),
     Action.CONSULTATION_END: frozenset({_N, _S}),
     Action.CONSENT_RECORD: frozenset({_N}),
     Action.SNAPSHOT_UPLOAD: frozenset({_N, _S}),

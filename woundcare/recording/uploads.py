@@ -32,6 +32,10 @@ from .remux import Remuxer, piece
 
 log = logging.getLogger(__name__)
 
+MAX_BYTES = 2 * 1024**3
+"""What one recording may hold: about three hours at the standard profile. The finishing
+worker holds a recording in memory (its upload and the WebM made from it), so without a
+bound a page left recording could exhaust the server's memory."""
 ABANDONED_SECONDS = 60.0
 """A recording no piece has reached for this long is finished with what it has."""
 _WATCH_SECONDS = 5.0
@@ -63,6 +67,12 @@ class NotTheRecorder(WoundcareError):
     message = "only the specialist who started a recording sends its video"
 
 
+class RecordingTooLong(WoundcareError):
+    code = "recording_too_long"
+    status = 413
+    message = f"a recording holds at most {2 * 1024} MiB of video; it has been finished"
+
+
 class OutOfOrder(WoundcareError):
     code = "chunk_order"
     status = 409
@@ -77,6 +87,7 @@ class _Live:
     """The part being uploaded; -1 before the first."""
     next_piece: int = 0
     pieces: int = 0
+    size: int = 0
     last: float = field(default_factory=time.monotonic)
     task: asyncio.Task[RecordingView] | None = None
     """The finish, once begun: every stop awaits the same one."""
@@ -119,13 +130,17 @@ class RecordingUploads:
             raise NotTheRecorder()
         return entry
 
-    def next_part(self, recording: Recording, subject: str) -> int:
-        """Begin the next part (a new ``MediaRecorder``, e.g. after a reload); its number."""
+    async def next_part(self, recording: Recording, subject: str) -> int:
+        """Begin the next part (a new ``MediaRecorder``, e.g. after a reload); its number.
+        After the piece being sealed: its count belongs to the part it was sent in."""
         entry = self._entry(recording, subject)
-        entry.part += 1
-        entry.next_piece = 0
-        entry.last = time.monotonic()
-        return entry.part
+        async with entry.lock:
+            if entry.task is not None:
+                raise NotRecording()
+            entry.part += 1
+            entry.next_piece = 0
+            entry.last = time.monotonic()
+            return entry.part
 
     async def add(self, recording: Recording, subject: str, part: int, number: int, data: bytes) -> None:
         """Seal piece ``number`` of ``part``; a piece sent again (its answer was lost) is taken once."""
@@ -137,8 +152,12 @@ class RecordingUploads:
                 return
             if part != entry.part or number != entry.next_piece:
                 raise OutOfOrder()
+            if entry.size + len(data) > MAX_BYTES:
+                entry.task = asyncio.create_task(self._finish(entry, "limit"), name=f"finish-{recording.id}")
+                raise RecordingTooLong()
             if data:
                 await asyncio.to_thread(entry.capture.sink.write, piece(part, data))
+                entry.size += len(data)
                 entry.pieces += 1
             entry.next_piece += 1
             entry.last = time.monotonic()

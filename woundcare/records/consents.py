@@ -5,10 +5,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import ScalarSelect, and_, bindparam, select
 
 from ..db.database import Database
-from ..db.models import Consent, ConsentKind
+from ..db.models import Consent, ConsentKind, Consultation
+
+
+def consented(kind: ConsentKind) -> ScalarSelect[Any]:
+    """The one rule of consent, for a query over ``Consultation``: its latest answer of
+    ``kind`` is given and not withdrawn (NULL: never asked, which counts as not given)."""
+    return (
+        select(and_(Consent.given, Consent.withdrawn_at.is_(None)))
+        .where(Consent.consultation_id == Consultation.id, Consent.kind == kind)
+        .order_by(Consent.id.desc())
+        .limit(1)
+        .correlate(Consultation)
+        .scalar_subquery()
+    )
+
+
+_CURRENT = select(*(consented(kind) for kind in ConsentKind)).where(Consultation.id == bindparam("consultation"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +68,7 @@ class Consents:
         return [ConsentAnswer(r.kind, r.given, r.recorded_at, r.withdrawn_at) for r in rows]
 
     async def current(self, consultation_id: str) -> dict[ConsentKind, bool]:
-        """The latest answer per kind; a kind never asked counts as not given."""
-        answers = {kind: False for kind in ConsentKind}
-        for answer in await self.answers(consultation_id):
-            answers[answer.kind] = answer.given and answer.withdrawn_at is None
-        return answers
+        """The latest answer per kind (:func:`consented`); a kind never asked counts as not given."""
+        async with self._db.sessions() as session:
+            row = (await session.execute(_CURRENT, {"consultation": consultation_id})).one_or_none()
+        return {kind: bool(row is not None and row[i]) for i, kind in enumerate(ConsentKind)}

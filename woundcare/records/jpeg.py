@@ -8,11 +8,13 @@ tables, the frame and scan headers and the entropy-coded data byte for byte, so 
 image decodes to the very pixels the nurse's camera captured (a re-encode would not).
 
 Kept: APP0 JFIF (without its embedded thumbnail), APP2 ICC_PROFILE (every chunk; the colour
-profile is clinical colour, see ``woundcare.records.images``), APP14 Adobe (it says how the
-colours were transformed, so decoders need it), and every non-APP segment (tables, frame and
-scan headers, restart interval). Dropped: APP1 (EXIF with GPS and serials, XMP), APP13 (IPTC,
-Photoshop), COM (free text), every other APPn, and anything after the first EOI (an MPO's
-further pictures, trailing garbage). The EXIF orientation survives as a new, minimal APP1 EXIF
+profile is clinical colour, see ``woundcare.records.images``), APP14 Adobe of its standard
+length (it says how the colours were transformed, so decoders need it), and the segments that
+describe the picture, by an allow-list (tables, frame and scan headers, restart interval).
+Dropped: APP1 (EXIF with GPS and serials, XMP), APP13 (IPTC, Photoshop), COM (free text),
+every other APPn, any other segment (a DNL, an unknown marker: a decoder skips them, so they
+could carry anything), and anything after the first EOI (an MPO's further pictures, trailing
+garbage). The EXIF orientation survives as a new, minimal APP1 EXIF
 that holds only that tag, so viewers still show the picture upright.
 """
 
@@ -26,8 +28,18 @@ from ..errors import WoundcareError
 SOI = b"\xff\xd8"
 _EOI = 0xD9
 _SOS = 0xDA
-_APP0, _APP1, _APP2, _APP14, _APP15 = 0xE0, 0xE1, 0xE2, 0xEE, 0xEF
-_COM = 0xFE
+_APP0, _APP2, _APP14 = 0xE0, 0xE2, 0xEE
+_PICTURE = frozenset({
+    0xDB,  # DQT: quantisation tables
+    0xC4,  # DHT: Huffman tables
+    0xCC,  # DAC: arithmetic-coding conditioning
+    0xDD,  # DRI: restart interval
+    *range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0),  # SOFn
+})
+"""The segments that describe the picture, kept by an allow-list: anything else could carry
+text a decoder skips (a DNL, an unknown marker) and so would pass the decode check."""
+_ADOBE_LENGTH = 12
+"""``Adobe``, version, two flag words and the colour transform: a longer APP14 carries more."""
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 """TEM and RST0-7: markers without a length."""
 
@@ -79,9 +91,9 @@ def strip_metadata(data: bytes | bytearray | memoryview, orientation: int = 1, *
             if keep_icc and bytes(payload[:12]) == _ICC:
                 kept.append(segment)
         elif marker == _APP14:
-            if bytes(payload[:5]) == _ADOBE:
+            if bytes(payload[:5]) == _ADOBE and len(payload) == _ADOBE_LENGTH:
                 kept.append(segment)
-        elif not (_APP1 <= marker <= _APP15 or marker == _COM):
+        elif marker in _PICTURE:
             kept.append(segment)
         position = end
     if 2 <= orientation <= 8:
@@ -137,8 +149,8 @@ def _scans(view: memoryview, position: int) -> list[memoryview]:
             position = _segment_end(view, position)
         if marker == _SOS:
             position = _scan_end(view, position)
-        elif _APP0 <= marker <= _APP15 or marker == _COM:
-            continue
+        elif marker not in _PICTURE and marker not in _STANDALONE:
+            continue  # metadata or a segment a decoder skips, between scans
         pieces.append(view[start:position])
 
 

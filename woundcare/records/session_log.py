@@ -182,14 +182,15 @@ class SessionLog:
                     for event in stored
                 ],
             )
-            # The first viewer to join starts the consultation (the nurse's wait ends); the
-            # recorder is no viewer. In the events' transaction: both or neither.
+            # The first specialist to join starts the consultation (the nurse's wait ends); a
+            # guest does not, nor does it end the wait in the queue's figures. In the events'
+            # transaction: both or neither.
             return await mark_started(
                 connection,
                 [
                     (event.consultation, event.at)
                     for event in stored
-                    if event.kind is EventKind.JOINED and event.role in (Role.SPECIALIST, Role.OBSERVER)
+                    if event.kind is EventKind.JOINED and event.role is Role.SPECIALIST
                 ],
                 self._events,
             )

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import ColumnElement, CursorResult, Executable, and_, select, update
+from sqlalchemy import ColumnElement, CursorResult, Executable, select, update
 from sqlalchemy import insert as sa_insert
 
 from signaling.sink import EventKind
@@ -32,9 +32,10 @@ from signaling.sink import EventKind
 from ..audit.log import AuditEntry, AuditLog
 from ..crypto import Binding, Keyring, key_id_of
 from ..db.database import Database
-from ..db.models import Consent, ConsentKind, Consultation, ConsultationEvent, Snapshot
+from ..db.models import ConsentKind, Consultation, ConsultationEvent, Snapshot
 from ..storage.blobs import BlobStore
 from ..storage.intents import Intents
+from .consents import consented
 from .images import CleanImage, clean_image
 from .imagework import ImageWork
 from .measurement import Annotations
@@ -80,16 +81,9 @@ _INSERT = sa_insert(Snapshot.metadata.tables[Snapshot.__tablename__])
 metadata names the Table; ``__table__`` is typed as any FromClause.)"""
 _EVENT = sa_insert(ConsultationEvent.metadata.tables[ConsultationEvent.__tablename__])
 
-_CONSENTED = (
-    select(and_(Consent.given, Consent.withdrawn_at.is_(None)))
-    .where(Consent.consultation_id == Consultation.id, Consent.kind == ConsentKind.SNAPSHOTS)
-    .order_by(Consent.id.desc())
-    .limit(1)
-    .correlate(Consultation)
-    .scalar_subquery()
+_TARGET = select(
+    Consultation.id, Consultation.region_id, Consultation.patient_id, consented(ConsentKind.SNAPSHOTS)
 )
-"""The consultation's latest snapshot consent answer, as ``Consents.current`` reads it."""
-_TARGET = select(Consultation.id, Consultation.region_id, Consultation.patient_id, _CONSENTED)
 
 
 @dataclass(frozen=True, slots=True)

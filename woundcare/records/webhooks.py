@@ -15,6 +15,7 @@ when the lease runs out, sent with the same ``webhook-id`` (at least once).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,13 +24,17 @@ import orjson
 from sqlalchemy import delete, exists, func, select, update
 from yarl import URL
 
+from ..crypto.errors import SealError
 from ..crypto.kdf import Purpose, derive_key
 from ..crypto.sealing import seal, unseal
 from ..crypto.webhook_signature import new_secret
 from ..db.database import Database
 from ..db.models import Region, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from ..errors import InvalidInput
+from ..validation import is_loopback
 from .events import EventType
+
+log = logging.getLogger(__name__)
 
 URL_MAX = 2000
 SCHEMES = ("http", "https")
@@ -40,7 +45,8 @@ class BadWebhookUrl(InvalidInput):
 
 
 def check_url(url: str) -> str:
-    """``url`` if it may be an endpoint: absolute http(s), a host, no credentials or fragment.
+    """``url`` if it may be an endpoint: absolute https (http only on loopback), a host, no
+    credentials or fragment.
 
     The secret authenticates us to the receiver; a user name or password in the URL would be
     a second secret kept and shown in plain, so it is refused rather than stored."""
@@ -52,6 +58,9 @@ def check_url(url: str) -> str:
         raise BadWebhookUrl("a webhook URL must be a valid URL") from None
     if parsed.scheme not in SCHEMES or not parsed.host:
         raise BadWebhookUrl("a webhook URL is absolute http or https with a host")
+    if parsed.scheme == "http" and not is_loopback(url):
+        # Events and their signatures would cross the network in clear.
+        raise BadWebhookUrl("a webhook URL is https (http only on this machine)")
     if parsed.user is not None or parsed.password is not None:
         raise BadWebhookUrl("a webhook URL carries no user name or password")
     if parsed.fragment:
@@ -215,12 +224,26 @@ class Webhooks:
                     .execution_options(populate_existing=True)
                 )
             ).all()
-            # Opened inside the transaction: a secret that does not open (a server secret not
-            # shared by every instance) rolls the claim back rather than spend an attempt.
-            return [
-                Due(d.id, e.id, p.id, p.url, self._secret(p), e.body or b"", d.attempts, e.occurred_at)
-                for d, e, p in rows
-            ]
+            due: list[Due] = []
+            unopened: list[int] = []
+            for d, e, p in rows:
+                try:
+                    secret = self._secret(p)
+                except SealError:
+                    unopened.append(d.id)
+                    continue
+                due.append(Due(d.id, e.id, p.id, p.url, secret, e.body or b"", d.attempts, e.occurred_at))
+            if unopened:
+                # A secret this instance cannot open (a server secret not shared by every
+                # instance, a damaged row): its deliveries keep their attempts and wait out the
+                # lease for an instance that can, without holding up the other endpoints'.
+                log.error("webhook endpoint secret does not open; %d deliveries left to other instances", len(unopened))
+                await session.execute(
+                    update(WebhookDelivery)
+                    .where(WebhookDelivery.id.in_(unopened))
+                    .values(attempts=WebhookDelivery.attempts - 1)
+                )
+            return due
 
     async def settle(
         self, delivery_id: int, now: datetime, status: int | None, error: str | None, retry_at: datetime | None
