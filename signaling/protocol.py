@@ -50,9 +50,6 @@ class Role(str, enum.Enum):
     """A wound specialist viewing the camera. One or more per room."""
     OBSERVER = "observer"
     """A second viewer invited later, e.g. an interpreter or a second specialist."""
-    RECORDER = "recorder"
-    """The server's own silent recorder of a consented recording: it receives the camera's
-    video and only answers (:data:`signaling.rules.ANSWERER_SENDS`); never a viewer in the UI."""
 
 
 class Presence(str, enum.Enum):

@@ -37,8 +37,6 @@ export default {
   'presence.reconnecting': 'reconnecting…',
   'presence.rejoined': 'in the call',
   'presence.left': 'left',
-  'role.recorder': 'Recording',
-  'presence.recording': 'The video is being recorded',
   'recording.heading': 'Recording',
   'recording.start': 'Record video',
   'recording.stop': 'Stop recording',

@@ -37,8 +37,6 @@ export default {
   'presence.reconnecting': 'kobler til igjen …',
   'presence.rejoined': 'i samtalen',
   'presence.left': 'har gått',
-  'role.recorder': 'Opptak',
-  'presence.recording': 'Videoen tas opp',
   'recording.heading': 'Opptak',
   'recording.start': 'Ta opp video',
   'recording.stop': 'Stopp opptaket',

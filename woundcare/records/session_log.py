@@ -182,8 +182,8 @@ class SessionLog:
                     for event in stored
                 ],
             )
-            # The first viewer to join starts the consultation (the nurse's wait ends); the
-            # recorder is no viewer. In the events' transaction: both or neither.
+            # The first viewer to join starts the consultation (the nurse's wait ends). In the
+            # events' transaction: both or neither.
             return await mark_started(
                 connection,
                 [
