@@ -496,6 +496,11 @@ def error_frame(code: ErrorCode, message: str, ref: str | None = None) -> dict[s
     return frame
 
 
+def recording_frame(on: bool) -> dict[str, Any]:
+    """Whether the call is being recorded (docs/protocol.md §7.6): every page shows it."""
+    return {"type": "recording", "state": "on" if on else "off"}
+
+
 def relay_frame(message: ClientMessage, sender: str) -> dict[str, Any]:
     """A client message as the addressee receives it: the same fields plus ``from``."""
     frame = to_wire(message)
