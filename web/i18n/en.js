@@ -37,6 +37,7 @@ export default {
   'presence.reconnecting': 'reconnecting…',
   'presence.rejoined': 'in the call',
   'presence.left': 'left',
+  'call.recording': 'Recording',
   'recording.heading': 'Recording',
   'recording.start': 'Record video',
   'recording.stop': 'Stop recording',

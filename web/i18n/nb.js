@@ -37,6 +37,7 @@ export default {
   'presence.reconnecting': 'kobler til igjen …',
   'presence.rejoined': 'i samtalen',
   'presence.left': 'har gått',
+  'call.recording': 'Opptak pågår',
   'recording.heading': 'Opptak',
   'recording.start': 'Ta opp video',
   'recording.stop': 'Stopp opptaket',
