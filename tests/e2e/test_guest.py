@@ -135,13 +135,16 @@ async def test_an_interpreter_sees_and_is_heard_and_is_refused_photos_and_the_re
             # The guest sees when the call is recorded, over the picture, and when it no longer is.
             badge = guest.locator("#recording-badge")
             assert await badge.is_hidden()
-            await specialist.click("#recording-toggle")
+            toggle = specialist.locator("#recording-toggle")
+            await toggle.click()
             await badge.wait_for(state="visible")
             assert await guest.evaluate(
                 "() => { const s = document.querySelector('.guest-stage').getBoundingClientRect();"
                 " const b = document.getElementById('recording-badge').getBoundingClientRect();"
                 " return b.top >= s.top && b.bottom <= s.bottom && b.left >= s.left && b.right <= s.right; }")
-            await specialist.click("#recording-toggle")
+            # Stopped once the specialist's page has the recording (its start answered).
+            await specialist.locator("#recording-toggle[aria-pressed='true']").wait_for()
+            await toggle.click()
             await badge.wait_for(state="hidden")
 
             # The link opened the call once: another phone gets the refusal, audited.
