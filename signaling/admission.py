@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from .protocol import Join, Role
 from .rules import sends_for
@@ -33,6 +33,10 @@ class Identity:
     may_send: frozenset[str] = BY_ROLE
     """The message kinds this socket may send (``type`` values); the handler refuses the
     others with ``forbidden``. Left out, the role's (:func:`signaling.rules.sends_for`)."""
+
+    notices: tuple[dict[str, Any], ...] = ()
+    """Server frames this participant gets right after its ``joined``: what the application
+    knows of the room that the others were told as it happened (a recording that is on)."""
 
     def __post_init__(self) -> None:
         if self.may_send is BY_ROLE:

@@ -50,9 +50,6 @@ class Role(str, enum.Enum):
     """A wound specialist viewing the camera. One or more per room."""
     OBSERVER = "observer"
     """A second viewer invited later, e.g. an interpreter or a second specialist."""
-    RECORDER = "recorder"
-    """The server's own silent recorder of a consented recording: it receives the camera's
-    video and only answers (:data:`signaling.rules.ANSWERER_SENDS`); never a viewer in the UI."""
 
 
 class Presence(str, enum.Enum):
@@ -497,6 +494,11 @@ def error_frame(code: ErrorCode, message: str, ref: str | None = None) -> dict[s
     if ref is not None:
         frame["ref"] = ref
     return frame
+
+
+def recording_frame(on: bool) -> dict[str, Any]:
+    """Whether the call is being recorded (docs/protocol.md §7.6): every page shows it."""
+    return {"type": "recording", "state": "on" if on else "off"}
 
 
 def relay_frame(message: ClientMessage, sender: str) -> dict[str, Any]:

@@ -221,6 +221,8 @@ class Rooms:
         participant = Participant(member.id, identity, room, outlet, digest)
         room.participants[member.id] = participant
         outlet.deliver(dumps(self._joined(participant, token, resumed=False)))
+        for notice in identity.notices:
+            outlet.deliver(dumps(notice))
         if released is not None:
             self._release(room, released, participant)
         self._broadcast(room, dumps(_presence(participant.info(), Presence.JOINED)), participant, update=member)

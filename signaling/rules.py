@@ -35,8 +35,8 @@ from .sink import EventKind
 
 ANSWERER_SENDS: Final = frozenset({"answer", "candidate", "end_of_candidates", "ice_restart", "leave"})
 """What a participant that only answers may send: no chat, no snapshot request, no offer, no
-video profile, no drawing. The recorder, and an observer (a guest: interpreter, relative, GP),
-who sees and hears the call and is heard, but takes no photos and steers nothing."""
+video profile, no drawing: an observer (a guest: interpreter, relative, GP), who sees and
+hears the call and is heard, but takes no photos and steers nothing."""
 
 _EVERYTHING: Final = MESSAGE_TYPES
 
@@ -45,7 +45,7 @@ SEND_REFUSED: Final = "this participant may not send this message type"
 
 def sends_for(role: Role) -> frozenset[str]:
     """The message kinds a role may send when the application decides nothing narrower."""
-    return ANSWERER_SENDS if role in (Role.RECORDER, Role.OBSERVER) else _EVERYTHING
+    return ANSWERER_SENDS if role is Role.OBSERVER else _EVERYTHING
 
 
 def check_send(may_send: frozenset[str], kind: str) -> None:

@@ -663,7 +663,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="keep PATH a PNG of the frame's size, transparent but for the specialist's strokes "
                              "(the frozen still under them while frozen), replaced atomically at each change")
     camera.add_argument("--overlay-events", action="store_true",
-                        help="print each applied annotation/freeze as one JSON line on stdout (logs go to stderr)")
+                        help="print each applied annotation/freeze, and each start and end of a recording, as one "
+                             "JSON line on stdout (logs go to stderr)")
     camera.add_argument("--econsult", action="store_true",
                         help="no call: send --photo files and a --question for a specialist to answer later")
     camera.add_argument("--question", help="with --econsult: the question to the specialist")

@@ -2,9 +2,10 @@
 
 A ref names a subject in audit entries, session logs, invitation claims and TURN usernames
 without naming a person: ``u<user id>`` for a staff member, ``d<device id>`` for a head-camera
-device, ``rec-<recording id>`` for the server's recorder and ``inv-<random>`` for a guest
-invited to one consultation (an interpreter, a colleague). Only users and devices are read
-back (:func:`parse`); the others are opaque.
+device and ``inv-<random>`` for a guest invited to one consultation (an interpreter, a
+colleague). Only users and devices are read back (:func:`parse`); any other ref is opaque,
+such as the ``rec-<recording id>`` of the server-side recorder that older session logs and
+audit entries still hold.
 
 It sits below every package that meets a ref: :mod:`woundcare.records` reads them out of the
 audit trail, :mod:`woundcare.auth` builds its :class:`~woundcare.auth.subject.Subject` on them.
@@ -29,11 +30,6 @@ def user_ref(user_id: int) -> str:
 
 def device_ref(device_id: int) -> str:
     return f"{Kind.DEVICE.value}{device_id}"
-
-
-def recorder_ref(recording_id: str) -> str:
-    """The server's recorder while it records ``recording_id``: a guest of its consultation."""
-    return f"rec-{recording_id}"
 
 
 def guest_ref() -> str:

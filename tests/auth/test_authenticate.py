@@ -123,7 +123,7 @@ async def test_a_join_tokens_holder_is_checked_again_when_used(ward: Ward) -> No
     assert as_user.user_id == ward.user_id and as_user.device_id is None and len(as_user.roles) == 2
     as_device = await holder_of(Subject.device_ref(device_id))
     assert as_device.device_id == device_id and as_device.roles == {ward.north: frozenset({StaffRole.NURSE})}
-    as_guest = await holder_of("rec-5")
+    as_guest = await holder_of("inv-5")
     assert as_guest.invitation == consultation_id and as_guest.roles == {ward.north: frozenset({StaffRole.SPECIALIST})}
 
     await ward.auth.devices.revoke(device_id)

@@ -20,7 +20,7 @@ DEVICE_MAY = {
     "snapshot.read", "quality.report",
 }
 """docs/security.md's "Devices" paragraph, as actions."""
-RECORDER_MAY = {"answer", "candidate", "end_of_candidates", "ice_restart", "leave"}
+OBSERVER_MAY = {"answer", "candidate", "end_of_candidates", "ice_restart", "leave"}
 
 
 def user(role: StaffRole, *more: StaffRole) -> Subject:
@@ -89,9 +89,9 @@ def test_an_invitation_holder_fetches_ice_and_joins_its_one_room() -> None:
 
 
 def test_a_room_grants_the_frames_of_its_wire_role() -> None:
-    recorder = Subject("rec-5", "Opptak", {OWN: frozenset({StaffRole.SPECIALIST})}, invitation="c1")
-    in_room = authorize(recorder, Action.CONSULTATION_JOIN, Room("c1", OWN, protocol.Role.RECORDER))
-    assert in_room.may_send == RECORDER_MAY
+    guest = Subject("inv-5", "Tolk", {OWN: frozenset({StaffRole.SPECIALIST})}, invitation="c1")
+    in_room = authorize(guest, Action.CONSULTATION_JOIN, Room("c1", OWN, protocol.Role.OBSERVER))
+    assert in_room.may_send == OBSERVER_MAY
     nurse = authorize(user(StaffRole.NURSE), Action.CONSULTATION_JOIN, Room("c1", OWN, protocol.Role.NURSE))
     assert nurse.role is StaffRole.NURSE and {"offer", "chat", "snapshot_request"} <= nurse.may_send
     # Rooms are region resources like any other for staff: another region's is refused.
@@ -113,7 +113,7 @@ def test_staff_join_a_room_as_camera_or_viewer() -> None:
         ("u12", (Kind.USER, 12)),
         ("d3", (Kind.DEVICE, 3)),
         ("inv-1a2b3c4d", None),
-        ("rec-5", None),
+        ("rec-5", None),  # the retired server-side recorder's, in older audit entries
         ("test-nurse", None),
         ("u", None),
         ("u1x", None),

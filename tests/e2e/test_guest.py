@@ -4,6 +4,7 @@ and joins as observer over the coturn relay. The guest decodes the nurse's camer
 advancing) and is heard on the specialist's page (audio energy growing on the connection the
 specialist offered); the link does not open a second time; the guest's own socket asking for a
 photo and its browser asking for the record are refused, and every refusal is in the audit trail.
+While the specialist records the call, the guest's page shows it over the picture (protocol §7.6).
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ async def open_link(browser: Any, link: str) -> Any:
 async def test_an_interpreter_sees_and_is_heard_and_is_refused_photos_and_the_record(
     start_server: Callable[..., Awaitable[RunningServer]], tmp_path: Path
 ) -> None:
-    async with call_in_two_browsers(start_server, tmp_path) as call:
+    async with call_in_two_browsers(start_server, tmp_path, consents=("recording",)) as call:
         specialist, server = call.specialist, call.server
         await specialist.select_option("#guest-kind", "interpreter")
         await specialist.fill("#guest-label", "arabisk")
@@ -131,6 +132,20 @@ async def test_an_interpreter_sees_and_is_heard_and_is_refused_photos_and_the_re
                              MEDIA_SECONDS, "the guest is connected to the nurse and the specialist")
             for page in (specialist, call.nurse):
                 await page.locator("#participants .who").filter(has_text="Tolk").wait_for()
+            # The guest sees when the call is recorded, over the picture, and when it no longer is.
+            badge = guest.locator("#recording-badge")
+            assert await badge.is_hidden()
+            toggle = specialist.locator("#recording-toggle")
+            await toggle.click()
+            await badge.wait_for(state="visible")
+            assert await guest.evaluate(
+                "() => { const s = document.querySelector('.guest-stage').getBoundingClientRect();"
+                " const b = document.getElementById('recording-badge').getBoundingClientRect();"
+                " return b.top >= s.top && b.bottom <= s.bottom && b.left >= s.left && b.right <= s.right; }")
+            # Stopped once the specialist's page has the recording (its start answered).
+            await specialist.locator("#recording-toggle[aria-pressed='true']").wait_for()
+            await toggle.click()
+            await badge.wait_for(state="hidden")
 
             # The link opened the call once: another phone gets the refusal, audited.
             again = await open_link(browser, link)

@@ -9,7 +9,9 @@ camera's browser (RealWear, 854x480 landscape), in Norwegian and English.
   control shown and the longest label.
 - In a live call with a specialist: a chat line appears over the picture (with a tone and a
   vibration), in both orientations, the page coming back to the call after each turn; a
-  requested photo is preceded by 3, 2, 1 and "hold still", and uploaded only after it.
+  requested photo is preceded by 3, 2, 1 and "hold still", and uploaded only after it; while
+  the specialist records the call, "Opptak pågår" shows over the picture, and goes with the
+  recording's end.
 
 Screenshots ``nurse-call-phone.png`` and ``nurse-call-headset.png`` go to
 ``artifacts/screenshots/`` and, with ``make screenshots``, to ``docs/screenshots/``.
@@ -49,6 +51,8 @@ MAIN_PARTS = ("#status", "#stage", "#snapshot", "#mute", "#end")
 """What must be on the first screen after Start: the state, the picture, the main controls."""
 OPTIONAL_CONTROLS = ("#switch-camera", "#torch", "#overlay-toggle")
 """Shown only when the camera offers them (a second camera, a torch, an earlier photo)."""
+MARKS = ("#recording-badge",)
+"""Shown over the picture only at times: while the call is recorded."""
 
 OUTSIDE_HORIZONTALLY = """
 () => {
@@ -206,14 +210,18 @@ async def test_the_nurse_pages_fit_the_screen(
             # The page scrolled itself past the top bar: the call screen starts at the top.
             top = await page.evaluate("document.getElementById('call-screen').getBoundingClientRect().top")
             assert abs(top) < 1, f"{where}: the call screen starts {top} px from the top"
-            # The worst case: the longest label (the end button armed by a first tap) and every
+            # The worst case: the longest label (the end button armed by a first tap), every
             # control a camera may offer (the fake camera has none of them, so they are shown
-            # here by hand): still all on the first screen.
+            # here by hand) and the recording mark: still all on the first screen, the mark
+            # over the picture.
             await page.click("#end")
             await expect(page.locator("#end")).to_have_attribute("data-armed", "true")
             await page.evaluate("(ids) => ids.forEach((id) => { document.querySelector(id).hidden = false; })",
-                                list(OPTIONAL_CONTROLS))
-            await assert_call_screen(page, f"{where} call, every control", *OPTIONAL_CONTROLS)
+                                [*OPTIONAL_CONTROLS, *MARKS])
+            await assert_call_screen(page, f"{where} call, every control", *OPTIONAL_CONTROLS, *MARKS)
+            for mark in MARKS:
+                placed = await page.evaluate(OVER_THE_PICTURE, mark)
+                assert placed == {"inStage": True, "inViewport": True}, f"{where} {mark}: {placed}"
         finally:
             await browser.close()
     assert not page_errors, page_errors
@@ -227,7 +235,9 @@ async def test_chat_shows_over_the_picture_and_a_requested_photo_counts_down(
     expect.set_options(timeout=UI_TIMEOUT_MS)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shots: list[Path] = []
-    async with call_in_two_browsers(start_server, tmp_path, nurse_script=RECORDER, consents=("snapshots",)) as call:
+    async with call_in_two_browsers(
+        start_server, tmp_path, nurse_script=RECORDER, consents=("snapshots", "recording")
+    ) as call:
         nurse, specialist = call.nurse, call.specialist
         await expect(nurse.locator("#status")).to_have_attribute("data-state", "live")
 
@@ -277,5 +287,21 @@ async def test_chat_shows_over_the_picture_and_a_requested_photo_counts_down(
         first_shown = seen["digits"][0][1]
         assert seen["hiddenAt"] is not None and seen["hiddenAt"] - first_shown >= 2900, seen
         assert len(seen["uploads"]) == 1 and seen["uploads"][0] >= seen["hiddenAt"], seen
+
+        # --- a recording: the nurse sees it over the picture while it lasts -------------------
+        badge = nurse.locator("#recording-badge")
+        await expect(badge).to_be_hidden()
+        await specialist.click("#recording-toggle")
+        await expect(specialist.locator("#recording-toggle")).to_have_attribute("aria-pressed", "true")
+        await expect(badge).to_be_visible()
+        await expect(badge).to_have_text("Opptak pågår")
+        placed = await nurse.evaluate(OVER_THE_PICTURE, "#recording-badge")
+        assert placed == {"inStage": True, "inViewport": True}, placed
+        await assert_call_screen(nurse, "phone, recorded", "#recording-badge")
+        await expect(specialist.locator("#recording-badge")).to_be_visible()
+        await specialist.click("#recording-toggle")
+        await expect(specialist.locator("#recording-toggle")).to_have_attribute("aria-pressed", "false")
+        await expect(badge).to_be_hidden()
+        await expect(specialist.locator("#recording-badge")).to_be_hidden()
     assert not call.page_errors, call.page_errors
     publish_screenshots(*shots)

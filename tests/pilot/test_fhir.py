@@ -22,7 +22,7 @@ from woundcare.pilot.fhir import ConsentAnswer, SessionEvent, build_bundle, expo
 from woundcare.records.assessments import AssessmentContent
 from woundcare.records.consultations import ConsultationView
 from woundcare.records.measurement import Annotations
-from woundcare.refs import device_ref, guest_ref, recorder_ref, user_ref
+from woundcare.refs import device_ref, guest_ref, user_ref
 
 r4b = pytest.importorskip("fhir.resources.R4B", reason="fhir.resources (test extra) not installed")
 from fhir.resources.R4B.bundle import Bundle  # noqa: E402
@@ -213,7 +213,8 @@ def test_withdrawn_consent_and_open_consultation() -> None:
 def test_only_staff_become_practitioners() -> None:
     now = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
     view = ConsultationView("c1", 1, "west", "Region west", "pseudo-1", 1, ConsultationStatus.ACTIVE, now, now, None)
-    others = [(device_ref(1), "nurse"), (recorder_ref("r1"), "recorder"), (guest_ref(), "observer")]
+    # "recorder" and "rec-<id>": the retired server-side recorder, in older session logs.
+    others = [(device_ref(1), "nurse"), ("rec-r1", "recorder"), (guest_ref(), "observer")]
     bundle = build_bundle(
         view,
         events=[SessionEvent(now, "joined", role, ref) for ref, role in [(user_ref(1), "specialist"), *others]],

@@ -1,11 +1,13 @@
 """A live call from ``woundcare camera`` (synthetic source, a tone for the nurse's voice)
 recorded in the specialist's page in Chromium, with a watcher scanning the data folder every
-few milliseconds for plaintext media; then the recording has its sound, seeks in the page's
+few milliseconds for plaintext media; the page shows that it records (also after a reload),
+and stops showing it at the end, and the camera logs both and prints them as event lines; then the recording has its sound, seeks in the page's
 player, plays back only with the region's key, and not at all once shredded."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import re
@@ -140,11 +142,13 @@ async def test_a_live_call_is_recorded_in_the_page_sealed_and_plays_back_only_wi
     data_dir = server.settings.data_dir
     watcher = Watcher(data_dir, (server.settings.recording_dir, server.settings.blob_dir))
     nurse_voice = write_tone(tmp_path / "nurse-440.wav", 440, seconds=120)
+    events = tmp_path / "camera-events.jsonl"
     async with home_visit(server, tmp_path) as visit, async_playwright() as playwright:
         browser = await launch(playwright)
         try:
             visit.start_camera(server.url, "--width", "640", "--height", "480", "--loopback-only",
-                               "--microphone", str(nurse_voice), consent="video,recording")
+                               "--microphone", str(nurse_voice), "--overlay-events", consent="video,recording",
+                               stdout=events)
             consultation = await visit.find_consultation(30)
             context = await browser.new_context(locale="en-GB")
             await context.add_init_script(PEER_TRACKER)
@@ -159,8 +163,12 @@ async def test_a_live_call_is_recorded_in_the_page_sealed_and_plays_back_only_wi
 
             toggle = page.locator("#recording-toggle")
             await expect(page.locator("#recording-status")).to_have_attribute("data-i18n", "recording.idle")
+            badge = page.locator("#recording-badge")
+            await expect(badge).to_be_hidden()
             await toggle.click()
             await expect(toggle).to_have_attribute("aria-pressed", "true")
+            await expect(badge).to_be_visible()
+            await expect(badge).to_have_text("Recording")
             [live] = (await visit.spes.json("GET", f"/api/consultations/{consultation}/recordings"))["recordings"]
             assert live["status"] == "recording"
 
@@ -174,6 +182,7 @@ async def test_a_live_call_is_recorded_in_the_page_sealed_and_plays_back_only_wi
             await page.reload()
             await page.locator(f"#queue-body tr[data-consultation='{consultation}'] button").click()
             await expect(toggle).to_have_attribute("aria-pressed", "true")
+            await expect(badge).to_be_visible()  # told on joining: a recording is on
 
             async def more_written() -> bool:
                 return watcher.largest_temp > written + 2 * (4 + CHUNK_SIZE + 16) and len(parts) == 2
@@ -182,6 +191,16 @@ async def test_a_live_call_is_recorded_in_the_page_sealed_and_plays_back_only_wi
             assert parts == [201, 201]
             await toggle.click()
             await expect(toggle).to_have_attribute("aria-pressed", "false")
+            await expect(badge).to_be_hidden()
+
+            async def camera_told() -> bool:
+                lines = events.read_text().splitlines() if events.exists() else []
+                return [json.loads(line) for line in lines] == [
+                    {"type": "recording", "state": "on"}, {"type": "recording", "state": "off"}]
+
+            await until(camera_told, 20, "the camera's event lines: the recording on, then off", visit)
+            assert "the call is being recorded" in visit.camera_log()
+            assert "the call is no longer recorded" in visit.camera_log()
             play = page.locator("#recording-list button")
             await expect(play).to_have_count(1)
             await asyncio.sleep(0.1)  # one more sweep over the published blob

@@ -7,6 +7,7 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -284,6 +285,19 @@ async def test_publish_and_close_reach_everyone(start: Start) -> None:
             await asyncio.sleep(0.005)
     assert nurse_out.closed == specialist_out.closed == (CloseCode.NORMAL, ErrorCode.ENDED)
     assert await occupancy(rooms) == Occupancy(None, 0)
+
+
+async def test_a_joiner_gets_its_notices_right_after_joined_and_only_it(start: Start) -> None:
+    rooms = await start()
+    _, nurse_out, _ = await enter(rooms, Role.NURSE)
+    told = {"type": "recording", "state": "on"}
+    outlet = Outlet()
+    with_notice = replace(identity(Role.SPECIALIST), notices=(told,))
+    await rooms.enter(Join(consultation=CONSULTATION, role=Role.SPECIALIST, token="t"), with_notice, outlet)
+    await outlet.expect("joined")
+    assert await outlet.expect("recording") == told
+    assert (await nurse_out.expect("presence"))["state"] == "joined"
+    assert await nurse_out.silent() and await outlet.silent()
 
 
 @pytest.mark.parametrize("prefix", ["redis"], indirect=True)  # one process has one instance

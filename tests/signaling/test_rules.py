@@ -39,12 +39,11 @@ class Seat:
     subject: str = ""
 
 
-NURSE, SPECIALIST, OBSERVER, RECORDER = "nurse1", "spec1", "obs1", "rec1"
+NURSE, SPECIALIST, OBSERVER = "nurse1", "spec1", "obs1"
 ROOM = {
     NURSE: Seat(NURSE, Role.NURSE),
     SPECIALIST: Seat(SPECIALIST, Role.SPECIALIST),
     OBSERVER: Seat(OBSERVER, Role.OBSERVER),
-    RECORDER: Seat(RECORDER, Role.RECORDER),
 }
 ROLE_OF = {pid: seat.role for pid, seat in ROOM.items()}
 
@@ -55,7 +54,6 @@ ROLE_OF = {pid: seat.role for pid, seat in ROOM.items()}
         (Role.NURSE, MESSAGE_TYPES),
         (Role.SPECIALIST, MESSAGE_TYPES),
         (Role.OBSERVER, frozenset({"answer", "candidate", "end_of_candidates", "ice_restart", "leave"})),
-        (Role.RECORDER, frozenset({"answer", "candidate", "end_of_candidates", "ice_restart", "leave"})),
     ],
 )
 def test_what_each_role_may_send(role: Role, sends: frozenset[str]) -> None:
@@ -98,7 +96,7 @@ HELD_NURSE = Seat("n0", Role.NURSE, Presence.RECONNECTING, "u7")
         (Role.NURSE, "u7", [Seat("s", Role.SPECIALIST), HELD_NURSE], Place.HELD),
         (Role.SPECIALIST, "u7", [HELD_NURSE], Place.FREE),
         (Role.OBSERVER, "u7", [Seat("n0", Role.NURSE, subject="u7")], Place.FREE),
-        (Role.RECORDER, "u7", [HELD_NURSE], Place.FREE),
+        (Role.OBSERVER, "u8", [HELD_NURSE], Place.FREE),
     ],
 )
 def test_one_nurse_per_room(role: Role, subject: str, seats: list[Seat], place: Place) -> None:
@@ -117,7 +115,7 @@ def _profile(to: str, *, active: VideoProfile | None = None) -> VideoProfileMess
     ("sender", "message", "expected"),
     [
         (SPECIALIST, Chat(text="hi"), Route(None)),
-        (RECORDER, Chat(text="hi"), Route(None)),
+        (OBSERVER, Chat(text="hi"), Route(None)),
         (NURSE, Offer(to=SPECIALIST, sdp="v=0"), Route(SPECIALIST)),
         (SPECIALIST, Answer(to=NURSE, sdp="v=0"), Route(NURSE)),
         (OBSERVER, SnapshotRequest(id="r1"), Route(NURSE, EventKind.SNAPSHOT_REQUESTED, "r1")),
@@ -187,7 +185,7 @@ SECOND_SPECIALIST = "spec2"
         (NURSE, _freeze(SPECIALIST), ErrorCode.FORBIDDEN),
         (SPECIALIST, _stroke(OBSERVER), ErrorCode.FORBIDDEN),
         (SPECIALIST, _stroke(SECOND_SPECIALIST), ErrorCode.FORBIDDEN),
-        (SPECIALIST, _freeze(RECORDER), ErrorCode.FORBIDDEN),
+        (SPECIALIST, _freeze(OBSERVER), ErrorCode.FORBIDDEN),
         (SPECIALIST, _stroke("nobody"), ErrorCode.UNKNOWN_PEER),
         (SPECIALIST, _freeze(SPECIALIST), ErrorCode.UNKNOWN_PEER),
     ],
@@ -200,8 +198,8 @@ def test_telestration_goes_from_a_specialist_to_the_nurse_only(sender: str, mess
 
 
 @pytest.mark.parametrize("kind", ["annotation", "freeze"])
-def test_the_recorder_may_not_draw(kind: str) -> None:
+def test_an_observer_may_not_draw(kind: str) -> None:
     assert kind in sends_for(Role.SPECIALIST)
     with pytest.raises(ProtocolError) as refused:
-        check_send(sends_for(Role.RECORDER), kind)
+        check_send(sends_for(Role.OBSERVER), kind)
     assert refused.value.code is ErrorCode.FORBIDDEN

@@ -14,6 +14,7 @@ import { mountLanguageSwitch, setText, translate } from './i18n.js';
 import { IceConfig } from './ice.js';
 import { ViewerPeer } from './peer.js';
 import { Participants } from './presence.js';
+import { showRecording } from './recording-badge.js';
 import { Signaling } from './signaling.js';
 import { renderConnection } from './call-status.js';
 
@@ -89,6 +90,7 @@ function runCall(first, local) {
   };
 
   signaling.addEventListener('joined', (event) => participants.reset(/** @type {CustomEvent} */ (event).detail));
+  showRecording(signaling, byId('recording-badge'));
   signaling.addEventListener('presence', (event) => {
     const frame = /** @type {CustomEvent} */ (event).detail;
     participants.update(frame);

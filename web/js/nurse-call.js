@@ -20,6 +20,7 @@ import { askBeforeLogout } from './page.js';
 import { CameraPeers } from './peer.js';
 import { Participants } from './presence.js';
 import { QualityMonitor } from './quality.js';
+import { showRecording } from './recording-badge.js';
 import { Signaling } from './signaling.js';
 import { SnapshotOutbox } from './snapshots-queue.js';
 import { SharedView } from './telestration.js';
@@ -117,6 +118,7 @@ export async function runCall({ consultation, patient, consents, stream, memory 
     }
     for (const viewer of viewers) profiles.tell(viewer);
   });
+  showRecording(signaling, byId('recording-badge'));
   signaling.addEventListener('presence', (event) => {
     const frame = /** @type {CustomEvent} */ (event).detail;
     participants.update(frame);

@@ -61,12 +61,6 @@ export class Participants extends EventTarget {
 
   /** @param {Participant} participant */
   #item(participant) {
-    if (participant.role === 'recorder') {
-      // The server's recorder is no person in the call: everyone sees that it records.
-      const recording = h('li', { class: 'who who-recorder' });
-      setText(recording, 'presence.recording');
-      return recording;
-    }
     const name = h('span', { class: 'who-name' }, participant.name);
     // A guest has no name in the call, only its kind (protocol §3.4), shown in the reader's language.
     if (participant.role === 'observer' && GUEST_KINDS.includes(participant.name)) setText(name, `guest.kind.${participant.name}`);

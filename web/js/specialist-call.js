@@ -16,6 +16,7 @@ import { setText } from './i18n.js';
 import { ViewerPeer } from './peer.js';
 import { Participants } from './presence.js';
 import { QualityMonitor } from './quality.js';
+import { showRecording } from './recording-badge.js';
 import { RecordingPanel } from './recordings.js';
 import { Signaling } from './signaling.js';
 import { SnapshotPanel } from './snapshot-panel.js';
@@ -88,6 +89,7 @@ export function runSpecialistCall(consultation, ahead) {
   const microphones = microphone.then((stream) => new Microphones(byId('microphone'), Boolean(stream)));
 
   signaling.addEventListener('joined', (event) => participants.reset(/** @type {CustomEvent} */ (event).detail));
+  showRecording(signaling, byId('recording-badge'));
   signaling.addEventListener('presence', (event) => {
     const frame = /** @type {CustomEvent} */ (event).detail;
     participants.update(frame);

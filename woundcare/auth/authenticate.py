@@ -12,7 +12,7 @@ session; from then on the cookie is what is authenticated here.
 - A **guest cookie** (``wc_guest``, from a redeemed one-time link, :mod:`.guests`) is the
   same kind of guest, while its invitation stands.
 - A **join token** on ``/ws`` (:func:`token_holder`) is the user or device it was minted for,
-  checked again now, or a guest (an interpreter, the recorder) for an invitation's holder.
+  checked again now, or a guest (an interpreter, a relative, a GP) for an invitation's holder.
 """
 
 from __future__ import annotations

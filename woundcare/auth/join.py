@@ -9,7 +9,7 @@ the join and the frames the socket may send, as it decides every HTTP route.
 from __future__ import annotations
 
 from signaling.admission import Identity
-from signaling.protocol import ErrorCode, Join, ProtocolError
+from signaling.protocol import ErrorCode, Join, ProtocolError, recording_frame
 
 from ..db.database import Database
 from ..errors import protocol_error
@@ -56,5 +56,6 @@ class JoinAdmission:
         except Denied:
             raise ProtocolError(ErrorCode.FORBIDDEN, "not allowed to join this consultation", "join") from None
         return Identity(
-            subject.ref, invitation.role, invitation.display_name, invitation.region, may_send=grant.may_send
+            subject.ref, invitation.role, invitation.display_name, invitation.region, may_send=grant.may_send,
+            notices=(recording_frame(True),) if room.recording else (),
         )

@@ -2,7 +2,7 @@
 
 A subject's :attr:`~Subject.ref` is the one string that names it in audit entries, session
 logs, invitation claims and TURN usernames: ``u<user id>`` for a user, ``d<device id>`` for
-a head-camera device, anything else for an invitation's holder (``inv-…``, ``rec-…``). It
+a head-camera device, anything else for an invitation's holder (``inv-…``). It
 is pseudonymous. Its grammar is :mod:`woundcare.refs` (which records/ can import too);
 :meth:`Subject.user_ref`, :meth:`Subject.device_ref` and :meth:`Subject.parse` are that
 module's functions, here for auth's callers.

@@ -29,7 +29,7 @@ from av.video.reformatter import VideoReformatter
 
 from aiortc import RTCConfiguration
 
-from signaling.protocol import ErrorCode, Leave, Role, VideoMode
+from signaling.protocol import ErrorCode, Leave, Role, VideoMode, recording_frame
 
 from ..webrtc.client import SignalingClient, SignalingClosed
 from ..webrtc.peer import ice_configuration
@@ -93,7 +93,8 @@ class DeviceOptions:
     overlay: Path | None = None
     """A PNG of the frame's size that shows the specialist's strokes, replaced at each change."""
     overlay_events: bool = False
-    """Print each applied telestration message as a JSON line on stdout."""
+    """Print each applied telestration message, and each start and end of a recording, as a JSON
+    line on stdout."""
 
     def __post_init__(self) -> None:
         if (self.consultation is None) == (self.patient is None):
@@ -231,6 +232,8 @@ class Camera:
         self._ice_ttl = 3600.0
         self._tasks: set[asyncio.Task[None]] = set()
         self.telestration = Telestration()
+        self._events: EventLines | None = None
+        """With ``--overlay-events``: the JSON lines for the device's display program."""
 
     async def run(self) -> int:
         """Exit code: 0 when stopped or the consultation ended, 1 when the device was refused."""
@@ -299,7 +302,7 @@ class Camera:
             self.telestration.on_change.append(overlay.changed)
             self._spawn(overlay.run())
         if self.options.overlay_events:
-            events = EventLines(sys.stdout)
+            events = self._events = EventLines(sys.stdout)
             self.telestration.listeners.append(events)
             self._spawn(events.run())
 
@@ -387,6 +390,8 @@ class Camera:
                 continue
             if kind in ("annotation", "freeze"):
                 self.telestration.from_signaling(frame)
+            elif kind == "recording":
+                self._recorded(frame.get("state") == "on")
             elif kind == "snapshot_request":
                 log.info("snapshot requested (%s)", frame["id"])
                 self._spawn(self._snapshot(tap, frame["id"]))
@@ -396,6 +401,13 @@ class Camera:
                     continue  # the server closes the socket next; SignalingClosed carries it
             else:
                 await publisher.handle(frame)
+
+    def _recorded(self, on: bool) -> None:
+        """The call is (no longer) recorded (protocol §7.6): the nurse must be able to tell the
+        patient, so it is logged and, for the display program, an event line."""
+        log.info("the call is being recorded" if on else "the call is no longer recorded")
+        if self._events is not None:
+            self._events(recording_frame(on))
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)

@@ -193,7 +193,7 @@ class Publisher:
             if viewer is None or self._on_telestration is None:
                 return
             # Only a specialist draws (protocol §6.11), as the server rules for the signaling
-            # copy: an observer's or the recorder's channel is not heard.
+            # copy: an observer's channel is not heard.
             if self._roles.get(viewer) != Role.SPECIALIST.value:
                 log.warning("telestration message ignored: only a specialist draws")
                 return
@@ -349,7 +349,7 @@ class EncoderFormatRelay(MediaRelay):
 
     The relay hands one frame object to every viewer's encoder, and aiortc runs encoders in
     threads; PyAV keeps one SwsContext per frame, so two encoders converting the same frame at
-    once corrupt memory: the camera crashed with two viewers (a specialist and the recorder).
+    once corrupt memory: the camera crashed with two viewers (a specialist and a second one).
     Encoders pass a yuv420p frame through without converting it.
     """
 

@@ -10,6 +10,10 @@ ended or the consent was withdrawn, or because the server shuts down) or when no
 come for :data:`ABANDONED_SECONDS` (the browser is gone). It is then finished: the upload
 made into one seekable WebM by :mod:`woundcare.recording.remux` in its own process, and the
 row marked complete, or failed if no video arrived. Nothing of it is kept in this process.
+
+Everyone in the call is told when a recording starts and when it ends, however it ends
+(a ``recording`` frame into the consultation's room on every instance, protocol §7.6): the
+patient and the nurse see when the call is recorded.
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
+from signaling.handler import ROOMS
+from signaling.protocol import recording_frame
+from signaling.rooms import Rooms
 
 from ..audit.log import AuditEntry, AuditLog, Outcome
 from ..db.models import Recording, RecordingStatus, StaffRole
@@ -104,6 +112,8 @@ class RecordingUploads:
         """By recording id."""
         self._starting: set[str] = set()
         """Consultations whose recording is being begun."""
+        self._rooms: Rooms | None = None
+        """The rooms told that a call records; set while the app runs (:meth:`running`)."""
 
     async def start(self, consultation: ConsultationView, started_by: str) -> RecordingView:
         """Start recording ``consultation``; the caller has checked consent and permission."""
@@ -117,6 +127,7 @@ class RecordingUploads:
             self._starting.discard(consultation.id)
         self._live[live.recording.id] = _Live(live)
         log.info("recording %s of consultation %s started", live.recording.id, consultation.id)
+        self._tell(consultation.id, on=True)
         return live.recording
 
     def _entry(self, recording: Recording, subject: str) -> _Live:
@@ -182,6 +193,7 @@ class RecordingUploads:
     async def running(self, app: web.Application) -> AsyncIterator[None]:
         """For ``cleanup_ctx``: abandoned recordings finished as they are found, and at
         shutdown every recording finished before the database closes."""
+        self._rooms = app[ROOMS]
         watch = asyncio.create_task(self._watch())
         yield
         watch.cancel()
@@ -198,6 +210,10 @@ class RecordingUploads:
                 if entry.task is None and now - entry.last > ABANDONED_SECONDS:
                     entry.task = asyncio.create_task(self._finish(entry, "abandoned"))
 
+    def _tell(self, consultation_id: str, *, on: bool) -> None:
+        if self._rooms is not None:
+            self._rooms.publish(consultation_id, recording_frame(on))
+
     async def _finish(self, entry: _Live, reason: str) -> RecordingView:
         capture = entry.capture
         try:
@@ -206,6 +222,7 @@ class RecordingUploads:
             view = await self._recordings.finish(capture, reason, self._remuxer.run if entry.pieces else None)
         finally:
             del self._live[capture.recording.id]
+            self._tell(capture.recording.consultation_id, on=False)
         log.info("recording %s ended: %s (%s)", view.id, view.status.value, view.end_reason)
         await self._audit.record(
             AuditEntry(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, literal, null, or_, select, union_all, update
+from sqlalchemy import and_, bindparam, case, exists, literal, null, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
@@ -27,6 +27,8 @@ from ..db.models import (
     Device,
     LoginSession,
     Membership,
+    Recording,
+    RecordingStatus,
     Region,
     StaffRole,
     User,
@@ -41,6 +43,8 @@ class Room:
     region_id: int
     region_code: str
     open: bool
+    recording: bool
+    """A recording of it is on (its row says ``recording``): the joiner is told so at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +69,11 @@ class HeldDevice:
 def _admission_query(holder: Kind | None) -> Query:
     """The statement of :meth:`Accounts.admission` for a token naming ``holder`` (built once:
     SQLAlchemy's expression building had cost more than the query)."""
+    recording = exists().where(
+        Recording.consultation_id == Consultation.id, Recording.status == RecordingStatus.RECORDING
+    )
     query: Query = (
-        select(Consultation.status, Region.id, Region.code)
+        select(Consultation.status, Region.id, Region.code, recording)
         .join(Region, Region.id == Consultation.region_id)
         .where(Consultation.id == bindparam("consultation"))
     )
@@ -228,14 +235,14 @@ class Accounts:
         if not rows:
             return None, None
         first: Sequence[Any] = rows[0]
-        room = Room(first[1], first[2], first[0] in OPEN_STATUSES)
+        room = Room(first[1], first[2], first[0] in OPEN_STATUSES, bool(first[3]))
         if holder is None:
             return room, None
         device: HeldDevice | None = None
         if holder[0] is Kind.DEVICE:
-            if first[3] is None:
+            if first[4] is None:
                 return room, None
-            device = HeldDevice(first[3], first[4], first[5] is not None)
+            device = HeldDevice(first[4], first[5], first[6] is not None)
         user = first[-6:-3]
         if user[0] is None:
             return room, None
