@@ -24,9 +24,13 @@ recordings, so whatever a native library keeps after one is given back.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import io
 import multiprocessing
+import os
+import signal
 import struct
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from fractions import Fraction
@@ -137,6 +141,16 @@ def _packets(container: av.container.InputContainer, streams: list[av.stream.Str
             yield packet
 
 
+def _die_with_parent() -> None:
+    """In the worker: be killed when the server's process ends, however it ends (its task
+    pipe never reports a dead server: the worker holds both of its ends)."""
+    if sys.platform == "linux":
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the server was gone before the line above took effect
+        os._exit(0)
+
+
 class Remuxer:
     """The worker process that finishes recordings, one at a time, started on first use."""
 
@@ -145,11 +159,15 @@ class Remuxer:
 
     async def run(self, job: Upload) -> Finished:
         if self._pool is None:
-            # forkserver: a clean child, not a copy of a process with an event loop and threads;
-            # it imports this module (and PyAV) once, so a replaced worker starts at once.
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload([__name__, "av"])
-            self._pool = ProcessPoolExecutor(1, mp_context=context, max_tasks_per_child=TASKS_PER_WORKER)
+            # spawn: a clean child, not a copy of a process with an event loop and threads. Not
+            # forkserver: its server and a worker keep each other alive after this process is
+            # killed (the worker holds the server's liveness pipe, and both ends of its own
+            # task pipe), so every SIGKILL left a pair behind. The worker is a direct child
+            # that dies with this process (:func:`_die_with_parent`).
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(
+                1, mp_context=context, initializer=_die_with_parent, max_tasks_per_child=TASKS_PER_WORKER
+            )
         return await asyncio.get_running_loop().run_in_executor(self._pool, remux, job)
 
     def close(self) -> None:
