@@ -115,8 +115,8 @@ async def test_a_join_tokens_holder_is_checked_again_when_used(ward: Ward) -> No
     async def holder_of(ref: str) -> Subject:
         """What admission reads for a join token minted for ``ref``, then makes of it."""
         invitation = invitations.verify(invitations.issue(consultation_id, protocol.Role.NURSE, ref, "Kari", "north"))
-        room, holder = await accounts.admission(consultation_id, Subject.parse(ref))
-        assert room is not None and room.region_id == ward.north and room.open
+        room, holder, withdrawn = await accounts.admission(consultation_id, ref)
+        assert room is not None and room.region_id == ward.north and room.open and not withdrawn
         return token_holder(invitation, holder, room.region_id)
 
     as_user = await holder_of(Subject.user_ref(ward.user_id))

@@ -14,11 +14,9 @@ from signaling.protocol import ErrorCode, Join, ProtocolError, recording_frame
 from ..db.database import Database
 from ..errors import protocol_error
 from ..records.accounts import Accounts
-from ..records.guests import Guests
 from .authenticate import token_holder
 from .errors import AuthenticationError
 from .invitations import Invitations
-from .subject import Subject
 from .policy import Action, Denied, Room, authorize
 
 
@@ -26,7 +24,6 @@ class JoinAdmission:
     def __init__(self, invitations: Invitations, db: Database) -> None:
         self._invitations = invitations
         self._accounts = Accounts(db)
-        self._guests = Guests(db)
 
     async def admit(self, join: Join, address: str | None) -> Identity:
         try:
@@ -37,7 +34,7 @@ class JoinAdmission:
             raise ProtocolError(ErrorCode.WRONG_CONSULTATION, "token is for another consultation", "join")
         if invitation.role is not join.role:
             raise ProtocolError(ErrorCode.FORBIDDEN, "token does not grant this role", "join")
-        room, holder = await self._accounts.admission(join.consultation, Subject.parse(invitation.subject))
+        room, holder, withdrawn = await self._accounts.admission(join.consultation, invitation.subject)
         # Unknown and foreign consultations answer alike: a token holder learns nothing more.
         if room is None or room.region_code != invitation.region:
             raise ProtocolError(ErrorCode.WRONG_CONSULTATION, "token is for another consultation", "join")
@@ -49,7 +46,7 @@ class JoinAdmission:
         except AuthenticationError as exc:
             raise protocol_error(exc, "join") from None
         # A guest's join token outlives the socket a withdrawal closes: asked again here.
-        if subject.invitation is not None and await self._guests.revoked(subject.ref):
+        if withdrawn:
             raise ProtocolError(ErrorCode.FORBIDDEN, "this guest link has been withdrawn", "join")
         try:
             grant = authorize(subject, Action.CONSULTATION_JOIN, Room(join.consultation, room.region_id, join.role))

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 
-def _sqlite_pragmas(dbapi_connection: object, _record: ConnectionPoolEntry) -> None:
+def _sqlite_pragmas(dbapi_connection: object, _record: ConnectionPoolEntry | None) -> None:
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     # WAL lets readers work beside the single writer; foreign keys are off by default.
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -39,17 +40,10 @@ def make_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
-def make_sync_engine(url: str) -> Engine:
-    """A synchronous engine on the same SQLite file, in autocommit, for the short reads
-    :meth:`Database.read` runs on the event loop.
-
-    Each statement is its own transaction, so a connection returns to the pool with nothing
-    to roll back.
-    """
-    engine = create_engine(
-        make_url(url).set(drivername="sqlite+pysqlite"),
-        isolation_level="AUTOCOMMIT",
-        pool_reset_on_return=None,
-    )
-    event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
+def open_sqlite_reader(path: Path) -> sqlite3.Connection:
+    """A plain driver connection to the SQLite file (:func:`sqlite_file`), in autocommit
+    (each statement its own transaction, so nothing is left open between reads), for the
+    short reads :meth:`Database.read` runs on the event loop, from the thread that opened it."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    _sqlite_pragmas(connection, None)
+    return connection

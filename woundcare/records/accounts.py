@@ -25,6 +25,7 @@ from ..db.models import (
     OPEN_STATUSES,
     Consultation,
     Device,
+    GuestInvitation,
     LoginSession,
     Membership,
     Recording,
@@ -33,7 +34,7 @@ from ..db.models import (
     StaffRole,
     User,
 )
-from ..refs import Kind
+from ..refs import Kind, parse
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +79,11 @@ def _admission_query(holder: Kind | None) -> Query:
         .where(Consultation.id == bindparam("consultation"))
     )
     if holder is None:
-        return query
+        # Any other ref is a guest's (or the recorder's): whether its invitation was withdrawn.
+        withdrawn = exists().where(
+            GuestInvitation.subject == bindparam("guest"), GuestInvitation.revoked_at.is_not(None)
+        )
+        return query.add_columns(withdrawn)
     user_id: ColumnElement[int] | InstrumentedAttribute[int]
     if holder is Kind.DEVICE:
         query = query.add_columns(Device.id, Device.region_id, Device.revoked_at).outerjoin(
@@ -223,31 +228,35 @@ class Accounts:
         async with self._db.sessions() as session:
             return (await session.scalars(query)).all()
 
-    async def admission(self, consultation_id: str, holder: tuple[Kind, int] | None) -> tuple[Room | None, Holder | None]:
-        """A join's reads in one statement: the consultation's room, and the join token's
-        holder (a user, or a device with its nurse) with her memberships, if it names one.
+    async def admission(self, consultation_id: str, ref: str) -> tuple[Room | None, Holder | None, bool]:
+        """A join's reads in one statement: the consultation's room; the join token's
+        holder ``ref`` names (a user, or a device with its nurse) with her memberships, if it
+        names one; and whether ``ref`` is a guest whose invitation has been withdrawn.
         One statement is one round trip (on SQLite no hand-off to another thread): the
         ORM's three had made admission most of a join's CPU on a busy server."""
+        holder = parse(ref)
         params: dict[str, Any] = {"consultation": consultation_id}
-        if holder is not None:
+        if holder is None:
+            params["guest"] = ref
+        else:
             params["holder"] = holder[1]
         rows = await self._db.read(_ADMISSION[holder[0] if holder else None], params)
         if not rows:
-            return None, None
+            return None, None, False
         first: Sequence[Any] = rows[0]
         room = Room(first[1], first[2], first[0] in OPEN_STATUSES, bool(first[3]))
         if holder is None:
-            return room, None
+            return room, None, bool(first[4])
         device: HeldDevice | None = None
         if holder[0] is Kind.DEVICE:
             if first[4] is None:
-                return room, None
+                return room, None, False
             device = HeldDevice(first[4], first[5], first[6] is not None)
         user = first[-6:-3]
         if user[0] is None:
-            return room, None
+            return room, None, False
         memberships: list[tuple[int, StaffRole]] = [(row[-3], row[-2]) for row in rows if row[-1] is not None]
-        return room, Holder(user[0], user[1], user[2], device, memberships)
+        return room, Holder(user[0], user[1], user[2], device, memberships), False
 
     # -- browser sessions
 

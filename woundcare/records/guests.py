@@ -172,14 +172,6 @@ class Guests:
                 row.revoked_at = datetime.now(UTC)
             return row.subject
 
-    async def revoked(self, subject: str) -> bool:
-        """Whether ``subject`` is the guest of a withdrawn invitation (a join is then refused)."""
-        async with self._db.sessions() as session:
-            found = await session.scalar(
-                select(GuestInvitation.revoked_at).where(GuestInvitation.subject == subject)
-            )
-        return found is not None
-
     async def revoked_since(self, since: datetime) -> set[str]:
         """The refs of guests withdrawn since ``since``: their sockets are closed everywhere."""
         async with self._db.sessions() as session:
