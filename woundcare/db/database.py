@@ -96,11 +96,19 @@ class _Prepared:
     each column's stored value into the Python value SQLAlchemy would give (enums, booleans,
     datetimes), as SQLAlchemy's own types define it."""
 
-    __slots__ = ("_sql", "_binds", "_columns")
+    __slots__ = ("_sql", "_binds", "_fixed", "_columns")
 
-    def __init__(self, sql: str, binds: tuple[tuple[str, Convert | None], ...], columns: tuple[Convert | None, ...]):
+    def __init__(
+        self,
+        sql: str,
+        binds: tuple[tuple[str, Convert | None], ...],
+        fixed: Mapping[str, Any],
+        columns: tuple[Convert | None, ...],
+    ):
         self._sql = sql
         self._binds = binds
+        self._fixed = fixed
+        """The values the query itself binds (``Recording.status == RecordingStatus.RECORDING``)."""
         self._columns = columns if any(columns) else ()
 
     @classmethod
@@ -113,10 +121,14 @@ class _Prepared:
         columns = tuple(
             column.type.dialect_impl(_SQLITE).result_processor(_SQLITE, None) for column in query.selected_columns
         )
-        return cls(compiled.string, binds, columns)
+        fixed = {name: bound.value for name, bound in compiled.binds.items() if not bound.required}
+        return cls(compiled.string, binds, fixed, columns)
 
     def run(self, connection: sqlite3.Connection, params: Mapping[str, Any]) -> list[Sequence[Any]]:
-        values = [params[name] if bind is None else bind(params[name]) for name, bind in self._binds]
+        values = []
+        for name, bind in self._binds:
+            value = params[name] if name in params else self._fixed[name]
+            values.append(value if bind is None else bind(value))
         rows: list[Sequence[Any]] = connection.execute(self._sql, values).fetchall()
         columns = self._columns
         if not columns:
