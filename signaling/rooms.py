@@ -207,6 +207,12 @@ class Rooms:
         self._sink.emit(_room_event(join.consultation, EventKind.JOINED, identity, member.id, address=address))
         try:
             await self._sink.stored()
+        except asyncio.CancelledError:
+            self._directory.discard(member)
+            # A socket gone while its join was being stored: the join is still stored, so its
+            # access span is closed on record too, as when the room closes under it.
+            self._sink.emit(_room_event(join.consultation, EventKind.LEFT, identity, member.id, detail="cancelled"))
+            raise
         except BaseException:
             self._directory.discard(member)
             raise

@@ -67,12 +67,15 @@ class Outlet:
 class Events:
     def __init__(self) -> None:
         self.seen: list[RoomEvent] = []
+        self.storing: asyncio.Event | None = None
+        """Set: :meth:`stored` waits for it, as for a slow batch write."""
 
     def emit(self, event: RoomEvent) -> None:
         self.seen.append(event)
 
     async def stored(self) -> None:
-        return None
+        if self.storing is not None:
+            await self.storing.wait()
 
     def kinds(self) -> list[tuple[EventKind, str | None]]:
         return [(e.kind, e.detail) for e in self.seen]
@@ -316,3 +319,21 @@ async def test_a_nurse_takes_her_place_over_on_another_instance(start: Start) ->
     assert await specialist_out.silent(0.8)
     room = a.get(CONSULTATION)
     assert room is not None and nurse.id not in room.participants and nurse.expiry is None
+
+
+async def test_a_join_cancelled_while_it_is_stored_is_closed_on_record(start: Start) -> None:
+    """The socket went away while its join was being written: the join is on record, so its
+    leave is too (the audit's access span is closed), and the room does not keep the member."""
+    rooms = await start()
+    events: Events = rooms.events  # type: ignore[attr-defined]
+    events.storing = asyncio.Event()
+    joining = asyncio.create_task(rooms.enter(Join(consultation=CONSULTATION, role=Role.NURSE, token="t"),
+                                              identity(Role.NURSE), Outlet()))
+    while (EventKind.JOINED, None) not in events.kinds():
+        await asyncio.sleep(0.005)
+    joining.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await joining
+    assert events.kinds()[-2:] == [(EventKind.JOINED, None), (EventKind.LEFT, "cancelled")]
+    events.storing = None
+    await enter(rooms, Role.NURSE)  # the place is free again

@@ -135,6 +135,10 @@ class SessionLog:
             self._writing = done
             try:
                 await self._write(batch)
+            except asyncio.CancelledError:
+                # Stopped mid-write: whoever waits for this batch is told, not left waiting.
+                done.cancel()
+                raise
             except Exception as exc:
                 log.exception("session log write failed; %d events lost", len(batch))
                 done.set_exception(exc)
