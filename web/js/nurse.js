@@ -22,13 +22,20 @@ import { signedPlans } from './timeline.js';
 
 /** @typedef {{id: string, name?: string, nationalId?: string}} Patient */
 
+const registerForm = /** @type {HTMLFormElement} */ (byId('register-form'));
+const registerToggle = byId('register-toggle');
+// Wired before the page's first await: a tap on the button while the page opens is not lost.
+registerToggle.addEventListener('click', () => {
+  registerForm.hidden = !registerForm.hidden;
+  registerToggle.setAttribute('aria-expanded', String(!registerForm.hidden));
+  if (!registerForm.hidden) byId('national-id').focus();
+});
+
 const me = await startPage('nurse');
 const memory = new CallMemory(me.user.id);
 
 const patientSelect = /** @type {HTMLSelectElement} */ (byId('patient-select'));
 const placeholder = patientSelect.options[0];
-const registerForm = /** @type {HTMLFormElement} */ (byId('register-form'));
-const registerToggle = byId('register-toggle');
 const identity = byId('identity');
 const existing = byId('register-existing');
 const confirmed = /** @type {HTMLInputElement} */ (byId('identity-confirmed'));
@@ -86,12 +93,6 @@ consentForm.addEventListener('change', updateStart);
 const municipalitySelect = /** @type {HTMLSelectElement} */ (byId('municipality-select'));
 regionSelect.addEventListener('change', () => fillMunicipalities(municipalitySelect, regionSelect.value));
 fillMunicipalities(municipalitySelect, regionSelect.value);
-registerToggle.addEventListener('click', () => {
-  registerForm.hidden = !registerForm.hidden;
-  registerToggle.setAttribute('aria-expanded', String(!registerForm.hidden));
-  if (!registerForm.hidden) byId('national-id').focus();
-});
-
 registerForm.addEventListener('submit', async (event) => {
   event.preventDefault();
   const error = byId('register-error');
