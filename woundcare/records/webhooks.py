@@ -237,7 +237,7 @@ class Webhooks:
                 # A secret this instance cannot open (a server secret not shared by every
                 # instance, a damaged row): its deliveries keep their attempts and wait out the
                 # lease for an instance that can, without holding up the other endpoints'.
-                log.error("webhook endpoint secret does not open; %d deliveries left to other instances", len(unopened))
+                log.error("webhook endpoint key does not unseal here; %d deliveries left to other instances", len(unopened))
                 await session.execute(
                     update(WebhookDelivery)
                     .where(WebhookDelivery.id.in_(unopened))
