@@ -46,6 +46,9 @@ SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
 LOGOUT_QUESTION = {"nb": "Logge ut likevel?", "en": "Log out anyway?"}
 REJOIN = {"nb": ("Pågående konsultasjon", "Gå inn igjen"), "en": ("Consultation in progress", "Rejoin")}
 """The offer's heading and button."""
+HEARD = """() => [...document.querySelectorAll('#voices audio')].map((audio) =>
+  !audio.paused && audio.srcObject !== null && audio.srcObject.getAudioTracks().some((t) => t.readyState === 'live'))"""
+"""For each voice element of the page: is it playing a live track."""
 
 
 class Dialogs:
@@ -123,6 +126,12 @@ async def test_nurse_returns_to_the_same_consultation(
             await expect(page.locator("#call")).to_be_visible()
             await expect(page.locator("#status")).to_have_attribute("data-state", "live", timeout=MEDIA_SECONDS * 1000)
 
+        async def hears_the_specialist(page: Any) -> None:
+            # Playing, not just attached: a page the browser's autoplay rule holds back has its
+            # voice element paused (a reloaded page has had no tap).
+            await eventually(lambda: page.evaluate(HEARD), lambda playing: playing == [True], MEDIA_SECONDS,
+                             "the nurse's page plays the specialist's voice")
+
         async with playwright_context as playwright:
             async with two_browsers(playwright) as (nurse_context, specialist_context):
                 nurse, specialist = await nurse_context.new_page(), await specialist_context.new_page()
@@ -141,6 +150,7 @@ async def test_nurse_returns_to_the_same_consultation(
                 await row.locator("button").click()
                 await video_flows(0)
                 await in_call(nurse)
+                await hears_the_specialist(nurse)
                 assert await consultation_count(server) == 1
 
                 # --- 1. Log out asks first, in the page's language; no keeps the call ----------
@@ -167,6 +177,7 @@ async def test_nurse_returns_to_the_same_consultation(
                 assert presence.nurse_states(seen)[:2] == ["reconnecting", "rejoined"], presence.frames[seen:]
                 assert {p for _, role, p in presence.frames[seen:] if role == "nurse"} == {nurse_id}
                 await video_flows(frames)
+                await hears_the_specialist(nurse)
                 sent = [json.loads(f) for f in traffic.sent_frames if f.startswith("{")]
                 assert any(f["type"] == "join" and f.get("resume") for f in sent), "the reloaded page did not resume"
                 assert await consultation_count(server) == 1, "the reload created a consultation"
