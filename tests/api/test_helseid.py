@@ -21,7 +21,7 @@ from tests.api.test_oidc import NATIONAL_ID, PASSWORD, PID_CLAIM, audit, error_c
 from tests.oidc_provider import OidcProvider, rsa_key
 from tests.server import RunningServer
 from woundcare.api.oidc import OIDC
-from woundcare.appkeys import SERVICES
+from woundcare.appkeys import BOUND_TOKENS, SERVICES
 from woundcare.auth.dpop import DpopKey
 from woundcare.auth.oidc import HPR_CLAIM, SECURITY_LEVEL_CLAIM
 from woundcare.db.models import AuditEvent, StaffRole, User
@@ -331,6 +331,29 @@ async def test_a_program_acts_for_the_professional_with_a_proof(api: RunningServ
     status, _ = await whoami(api, {"Authorization": f"DPoP {token}", "DPoP": key.proof("GET", url, access_token=token)})
     assert status == 200
     assert await dpop_audit(api) == []
+
+
+async def test_a_proof_naming_the_url_in_another_spelling_is_taken(api: RunningServer, provider: OidcProvider) -> None:
+    key = DpopKey()
+    token = program_token(provider, key)
+    spelled = api.url.replace("http://", "HTTP://") + "/api/./session?view=full"
+    status, _ = await whoami(api, {"Authorization": f"DPoP {token}", "DPoP": key.proof("GET", spelled, access_token=token)})
+    assert status == 200
+    assert await dpop_audit(api) == []
+
+
+async def test_past_the_replay_memorys_bound_a_proof_is_answered_busy(api: RunningServer, provider: OidcProvider) -> None:
+    api.app[BOUND_TOKENS].proofs.capacity = 1
+    key = DpopKey()
+    token = program_token(provider, key)
+    url = api.url + "/api/session"
+    assert (await whoami(api, {"Authorization": f"DPoP {token}", "DPoP": key.proof("GET", url, access_token=token)}))[0] == 200
+    async with aiohttp.ClientSession() as http:
+        response = await http.get(url, headers={"Authorization": f"DPoP {token}",
+                                                "DPoP": key.proof("GET", url, access_token=token)})
+        assert response.status == 503 and response.headers["Retry-After"] == "1"
+        assert (await response.json())["error"]["code"] == "dpop_busy"
+    assert await dpop_audit(api) == [], "no fault of the token's: not a refusal"
 
 
 PROGRAM_REPLAYS: dict[str, tuple[Callable[[DpopKey, str, str], dict[str, str]], str]] = {

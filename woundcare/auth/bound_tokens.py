@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..db.models import User
 from ..records.accounts import Accounts
-from .dpop import ProofError, ProofVerifier
+from .dpop import ProofError, ProofsOverflow, ProofVerifier
 from .errors import AuthenticationError
 from .oidc import OidcClient, OidcError
 
@@ -48,6 +48,8 @@ class BoundTokens:
             self.proofs.verify(
                 request.proofs, method=request.method, url=request.url, access_token=token, jkt=access.jkt
             )
+        except ProofsOverflow:
+            raise  # no fault of this token's: answered 503, not refused
         except ProofError as exc:
             raise AuthenticationError(exc.code, exc.message, reason=exc.reason, scheme="DPoP") from None
         user = await accounts.user_by_hpr_number(access.hpr_number) if access.hpr_number else None
