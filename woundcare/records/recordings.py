@@ -271,7 +271,9 @@ class Recordings:
             return await self._failed(row.id, row.blob_key, "interrupted")
         return await self._made(row.id, row.region_id, row.blob_key, "interrupted", done)
 
-    def _job(self, recording_id: str, region_id: int, upload_key: bytes, out: str, *, cut_short: bool = False) -> Upload:
+    def _job(
+        self, recording_id: str, region_id: int, upload_key: bytes, out: str, *, cut_short: bool = False
+    ) -> Upload:
         return Upload(
             self._blobs.root, _upload_key(out), upload_key, Binding(region_id, UPLOAD_KIND, recording_id),
             out, Binding(region_id, VIDEO_KIND, recording_id), cut_short,
