@@ -62,7 +62,6 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         if services.settings.demo:
             await seed_demo(services)
         await services.snapshots.recover()
-        await services.recordings.recover()
         await services.session_log.start()
         watch = RevocationWatch(
             services.database, app[signaling.handler.ROOMS], services.settings.revocation_poll_seconds

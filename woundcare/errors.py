@@ -34,7 +34,10 @@ Exception hierarchy::
     │   ├── TokenError                   401 oidc_invalid_token
     │   ├── ProviderError                502 oidc_provider_error
     │   └── SecurityLevelTooLow          403 oidc_security_level
+    ├── NoAccount, HprNumberTaken        unknown_user, hpr_number_taken; woundcare.api.oidc (the browser
+    │                                    goes back to the login page with the code, as for OidcError)
     ├── ProofError                       401 dpop_invalid; woundcare.auth.dpop, ``reason`` to the audit log
+    │   └── ProofsOverflow               503 dpop_busy: the replay memory is full; not a refusal of the token
     ├── Denied                           403 forbidden; woundcare.auth.policy
     ├── ConsultationLive                 409 consultation_live, naming the live one
     ├── GuestRefused                     404/409/410, code per refusal; woundcare.records.guests

@@ -20,7 +20,7 @@ from yarl import URL
 from tests.api.client import ApiClient
 from tests.oidc_provider import OidcProvider, rsa_key
 from tests.server import RunningServer
-from woundcare.api.oidc import CALLBACK_PATH, FLOW_COOKIE, OIDC
+from woundcare.api.oidc import CALLBACK_PATH, FLOW_COOKIE, LOGIN_ERRORS, OIDC
 from woundcare.appkeys import SERVICES
 from woundcare.auth.oidc import Flow, FlowError, FlowSealer
 from woundcare.db.models import AuditEvent, LoginSession, User
@@ -89,9 +89,19 @@ async def follow(browser: ApiClient, url: str) -> aiohttp.ClientResponse:
 
 
 async def error_code(response: aiohttp.ClientResponse) -> str:
+    """The code a refused login sends the browser back to the login page with; nothing the
+    provider said travels on, in the answer or in the address."""
     body = await response.text()
-    assert NATIONAL_ID not in body and "script" not in body and "cancelled" not in body
-    return str(orjson.loads(body)["error"]["code"])
+    assert response.status == 303, body
+    location = response.headers["Location"]
+    for said in (body, location):
+        assert NATIONAL_ID not in said and "script" not in said and "cancelled" not in said
+    assert response.headers["Cache-Control"] == "no-store"
+    target = urlsplit(location)
+    assert (target.netloc, target.path) == ("", "/")
+    [code] = parse_qs(target.query)["login_error"]
+    assert code in LOGIN_ERRORS
+    return code
 
 
 async def audit(server: RunningServer) -> list[AuditEvent]:
@@ -151,7 +161,7 @@ async def test_unknown_subject_is_refused_and_audited(
 ) -> None:
     await linked_user(server, subject="someone-else")
     done = await follow(browser, await to_callback(server, browser))
-    assert done.status == 403 and await error_code(done) == "unknown_user"
+    assert await error_code(done) == "unknown_user"
     assert not has_session_cookie(browser)
     assert done.cookies[FLOW_COOKIE].value == "", "a refused attempt is spent too"
     assert [(r.outcome, r.actor, r.resource) for r in await audit(server)] == [("denied", None, "oidc:unknown_user")]
@@ -162,7 +172,7 @@ async def test_unknown_subject_is_refused_and_audited(
 async def test_disabled_user_is_refused(server: RunningServer, browser: ApiClient) -> None:
     user_id = await linked_user(server, active=False)
     done = await follow(browser, await to_callback(server, browser))
-    assert done.status == 403 and await error_code(done) == "unknown_user"
+    assert await error_code(done) == "unknown_user"
     assert not has_session_cookie(browser)
     assert [(r.outcome, r.actor, r.resource) for r in await audit(server)] == [
         ("denied", f"u{user_id}", "oidc:user_inactive")
@@ -201,7 +211,7 @@ async def test_bad_id_token_is_refused(
     await linked_user(server)
     provider.tamper = tamper
     done = await follow(browser, await to_callback(server, browser))
-    assert done.status == 401 and await error_code(done) == "oidc_invalid_token"
+    assert await error_code(done) == "oidc_invalid_token"
     assert not has_session_cookie(browser)
     assert [(r.outcome, r.resource) for r in await audit(server)] == [("failed", f"oidc:{reason}")]
 
@@ -212,7 +222,7 @@ async def test_token_signed_with_an_untrusted_key_is_refused(
     await linked_user(server)
     provider.sign_with = rsa_key("k1")  # the published key id, another key
     done = await follow(browser, await to_callback(server, browser))
-    assert done.status == 401 and await error_code(done) == "oidc_invalid_token"
+    assert await error_code(done) == "oidc_invalid_token"
     assert not has_session_cookie(browser)
     assert [(r.outcome, r.resource) for r in await audit(server)] == [("failed", "oidc:bad_signature")]
 
@@ -230,7 +240,7 @@ async def test_rotated_provider_key_is_fetched_once_its_id_appears(
     # does not refetch (an unknown key id must not make it hammer the provider)...
     provider.keys.insert(0, rsa_key("k2"))
     refused = await follow(browser, await to_callback(server, browser))
-    assert refused.status == 401 and provider.jwks_fetches == 1
+    assert await error_code(refused) == "oidc_invalid_token" and provider.jwks_fetches == 1
     # ...once the minimum interval has passed, an unknown key id refetches the JWKS.
     server.app[OIDC].jwks_min_refresh_seconds = 0
     assert (await follow(browser, await to_callback(server, browser))).status == 302
@@ -238,7 +248,7 @@ async def test_rotated_provider_key_is_fetched_once_its_id_appears(
     # An unpublished key id still fails after the refetch.
     provider.sign_with = rsa_key("k9")
     refused = await follow(browser, await to_callback(server, browser))
-    assert refused.status == 401 and await error_code(refused) == "oidc_invalid_token"
+    assert await error_code(refused) == "oidc_invalid_token"
     assert provider.jwks_fetches == 3
     outcomes = [(r.outcome, r.resource) for r in await audit(server)]
     assert outcomes == [("ok", None)] * 2 + [("failed", "oidc:unknown_key"), ("ok", None), ("failed", "oidc:unknown_key")]
@@ -256,7 +266,7 @@ async def test_tampered_state_is_refused_before_the_code_is_redeemed(
     await linked_user(server)
     callback = await to_callback(server, browser)
     done = await follow(browser, _with_query(callback, state="A" + parse_qs(urlsplit(callback).query)["state"][0][1:]))
-    assert done.status == 400 and await error_code(done) == "oidc_state"
+    assert await error_code(done) == "oidc_state"
     assert provider.token_requests == [], "a code must not be redeemed for a foreign state"
     assert not has_session_cookie(browser)
     assert [(r.outcome, r.resource) for r in await audit(server)] == [("failed", "oidc:state_mismatch")]
@@ -272,7 +282,7 @@ async def test_authorization_response_from_another_issuer_is_refused(
     parts = urlsplit(callback)
     query = {k: v[0] for k, v in parse_qs(parts.query).items() if k != "iss"} | ({"iss": iss} if iss else {})
     done = await follow(browser, parts._replace(query=urlencode(query)).geturl())
-    assert done.status == 401 and await error_code(done) == "oidc_failed"
+    assert await error_code(done) == "oidc_failed"
     assert provider.token_requests == []
     assert [(r.outcome, r.resource) for r in await audit(server)] == [("failed", "oidc:issuer_mismatch")]
 
@@ -287,7 +297,7 @@ async def test_tampered_flow_cookie_is_refused(
     flipped = value[:10] + ("A" if value[10] != "A" else "B") + value[11:]
     set_flow_cookie(browser, callback, flipped)
     done = await follow(browser, callback)
-    assert done.status == 400 and await error_code(done) == "oidc_state"
+    assert await error_code(done) == "oidc_state"
     assert provider.token_requests == []
     assert [(r.outcome, r.resource) for r in await audit(server)] == [("failed", "oidc:flow_invalid")]
 
@@ -301,7 +311,7 @@ async def test_callback_in_another_browser_is_refused(
     victim = ApiClient(server.url)
     try:
         done = await follow(victim, callback)
-        assert done.status == 400 and await error_code(done) == "oidc_state"
+        assert await error_code(done) == "oidc_state"
         assert not has_session_cookie(victim)
     finally:
         await victim.close()
@@ -317,11 +327,11 @@ async def test_callback_replay_is_refused(server: RunningServer, provider: OidcP
     assert (await follow(browser, callback)).status == 302
     # The browser forgot the attempt...
     again = await follow(browser, callback)
-    assert again.status == 400 and await error_code(again) == "oidc_state"
+    assert await error_code(again) == "oidc_state"
     # ...and one who kept the cookie meets the provider's single-use code.
     set_flow_cookie(browser, callback, spent)
     kept = await follow(browser, callback)
-    assert kept.status == 401 and await error_code(kept) == "oidc_failed"
+    assert await error_code(kept) == "oidc_failed"
     outcomes = [(r.outcome, r.resource) for r in await audit(server)]
     assert outcomes == [("ok", None), ("failed", "oidc:flow_missing"), ("failed", "oidc:token_refused")]
 
@@ -332,7 +342,7 @@ async def test_refusal_at_the_provider_is_not_echoed(
     await linked_user(server)
     provider.deny = True
     done = await follow(browser, await to_callback(server, browser))
-    assert done.status == 401 and await error_code(done) == "oidc_failed"
+    assert await error_code(done) == "oidc_failed"
     assert provider.token_requests == []
     assert [(r.outcome, r.resource) for r in await audit(server)] == [("failed", "oidc:provider_refused")]
 
@@ -343,7 +353,7 @@ async def test_wrong_client_secret_is_refused(start_server: StartServer, provide
     browser = ApiClient(server.url)
     try:
         done = await follow(browser, await to_callback(server, browser))
-        assert done.status == 401 and await error_code(done) == "oidc_failed"
+        assert await error_code(done) == "oidc_failed"
     finally:
         await browser.close()
     assert [(r.outcome, r.resource) for r in await audit(server)] == [("failed", "oidc:token_refused")]

@@ -12,7 +12,7 @@ import pytest
 from joserfc import jws, jwt
 from joserfc.jwk import ECKey, JWKRegistry, OctKey, RSAKey
 
-from woundcare.auth.dpop import DpopKey, ProofError, ProofVerifier
+from woundcare.auth.dpop import DpopKey, ProofError, ProofsOverflow, ProofVerifier, comparable_uri
 from woundcare.auth.oidc import OidcClient, OidcConfig, ProviderMetadata
 
 ISSUER = "https://helseid-sts.test.nhn.no"
@@ -158,3 +158,67 @@ def test_a_proof_is_good_once_and_only_while_fresh(ec_key: ECKey) -> None:
     with pytest.raises(ProofError) as none:
         verifier.verify([], now=1_700_000_000, **arguments)
     assert none.value.reason == "dpop_proof_missing"
+
+
+@pytest.mark.parametrize(
+    "htu",
+    [
+        "HTTPS://WoundCare.EXAMPLE/api/session",
+        "https://woundcare.example:443/api/session",
+        "https://woundcare.example/api/session?page=3#top",
+        "https://woundcare.example/api/%73ession",
+        "https://woundcare.example/api/./x/../session",
+    ],
+    ids=["case", "default port", "query and fragment", "percent-encoded", "dot segments"],
+)
+def test_the_htu_is_compared_normalized(ec_key: ECKey, htu: str) -> None:
+    verify(handmade(ec_key, htu=htu), ec_key)
+
+
+@pytest.mark.parametrize(
+    "htu",
+    [
+        "https://woundcare.example:8443/api/session",
+        "http://woundcare.example/api/session",
+        "https://other.example/api/session",
+        "https://woundcare.example/api/Session",
+        "https://woundcare.example/api/session/",
+        "https://woundcare.example/api/%2Fsession",
+        "/api/session",
+        "https://woundcare.example:99999/api/session",
+    ],
+    ids=["other port", "other scheme", "other host", "path case", "trailing slash", "encoded slash", "relative",
+         "bad port"],
+)
+def test_an_htu_naming_another_target_is_refused(ec_key: ECKey, htu: str) -> None:
+    with pytest.raises(ProofError) as refused:
+        verify(handmade(ec_key, htu=htu), ec_key)
+    assert refused.value.reason == "dpop_wrong_request"
+
+
+def test_comparable_uri_follows_rfc_3986() -> None:
+    assert comparable_uri("HTTP://[::1]:80/a/b/c/./../../g?q") == "http://[::1]/a/g"
+    assert comparable_uri("https://h") == "https://h/"
+    assert comparable_uri("https://h/%7e%41%2f") == "https://h/~A%2F"
+    assert comparable_uri("ftp://h/") is None
+
+
+def test_the_replay_memory_forgets_stale_proofs_and_refuses_past_its_bound(ec_key: ECKey) -> None:
+    verifier = ProofVerifier(capacity=3)
+    arguments = {"method": "GET", "url": URL, "access_token": TOKEN, "jkt": ec_key.thumbprint()}
+    for n in range(3):
+        verifier.verify([handmade(ec_key, jti=f"j-{n}")], now=1_700_000_000, **arguments)
+    with pytest.raises(ProofsOverflow) as full:
+        verifier.verify([handmade(ec_key, jti="j-3")], now=1_700_000_000, **arguments)
+    assert (full.value.code, full.value.status, full.value.headers) == ("dpop_busy", 503, {"Retry-After": "1"})
+    with pytest.raises(ProofError) as replayed:  # a replay is still named as one when full
+        verifier.verify([handmade(ec_key, jti="j-0")], now=1_700_000_000, **arguments)
+    assert replayed.value.reason == "dpop_proof_replayed"
+    # Once their window is over the three are forgotten (they would be refused as stale).
+    later = {"now": 1_700_000_061, **arguments}
+    verifier.verify([handmade(ec_key, jti="j-3", iat=1_700_000_061)], **later)
+    assert len(verifier._seen) == len(verifier._expiries) == 1
+    # A proof dated ahead (within the window) is kept until its own window ends.
+    verifier.verify([handmade(ec_key, jti="j-4", iat=1_700_000_121)], **later)
+    verifier.verify([handmade(ec_key, jti="j-5", iat=1_700_000_125)], now=1_700_000_123, **arguments)
+    assert verifier._seen == {f"{ec_key.thumbprint()}:j-4", f"{ec_key.thumbprint()}:j-5"}

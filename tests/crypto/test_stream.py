@@ -11,7 +11,9 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from woundcare.crypto import Binding, RecordIntegrityError
-from woundcare.crypto.stream import MAX_CHUNK, StreamSealer, chunk_aad, open_range, open_stream, plaintext_size
+from woundcare.crypto.stream import (
+    MAX_CHUNK, StreamSealer, chunk_aad, open_cut_short, open_range, open_stream, plaintext_size,
+)
 
 BINDING = Binding(region_id=3, kind="recording_video", record_id="rec-1")
 
@@ -174,3 +176,48 @@ def test_a_range_over_an_altered_moved_or_cut_chunk_fails() -> None:
     with pytest.raises(RecordIntegrityError):
         list(open_range(key, replace(BINDING, record_id="rec-2"), io.BytesIO(stream), 0, 10, 100))
     assert b"".join(open_range(key, BINDING, io.BytesIO(bytes(flipped)), 0, 200, 100)) == plain[:200]
+
+
+def cut_short_stream(chunks: list[bytes]) -> tuple[bytes, bytes]:
+    """What a writer killed before its final chunk left: the header and ``chunks``, none final."""
+    sealer = StreamSealer(BINDING)
+    return sealer.header() + b"".join(sealer.seal(chunk) for chunk in chunks), sealer.key
+
+
+def salvaged(key: bytes, stream: bytes) -> list[bytes]:
+    return list(open_cut_short(key, BINDING, io.BytesIO(stream).read))
+
+
+def test_a_stream_cut_short_opens_up_to_its_last_whole_chunk() -> None:
+    chunks = [os.urandom(1000), b"second", os.urandom(70_000)]
+    stream, key = cut_short_stream(chunks)
+    with pytest.raises(RecordIntegrityError):
+        opened(key, stream)  # the ordinary reader refuses a stream without its end
+    assert salvaged(key, stream) == chunks
+    ends = [1 + sum(len(f) for f in frames_of(stream)[:n]) for n in range(4)]
+    for cut in range(1, len(stream) + 1):
+        # Cut anywhere (inside a length field or a chunk, the bytes a kill lost): the whole chunks before it.
+        assert salvaged(key, stream[:cut]) == chunks[: sum(1 for end in ends[1:] if end <= cut)]
+
+
+def test_a_finished_stream_opens_whole_as_cut_short() -> None:
+    stream, key = sealed_stream(CHUNKS)
+    assert salvaged(key, stream) == CHUNKS
+
+
+def test_an_altered_moved_or_foreign_chunk_of_a_cut_short_stream_still_fails() -> None:
+    stream, key = cut_short_stream([b"one", b"two", b"three"])
+    frames = frames_of(stream)
+    at = 1
+    for frame in frames:
+        for position in range(at + 4, at + len(frame)):  # the sealed bytes, not the length field
+            damaged = bytearray(stream)
+            damaged[position] ^= 0x04
+            with pytest.raises(RecordIntegrityError):
+                salvaged(key, bytes(damaged))
+        at += len(frame)
+    for changed in ([frames[1], frames[0]], [frames[0], frames[2]]):
+        with pytest.raises(RecordIntegrityError):
+            salvaged(key, stream[:1] + b"".join(changed))
+    with pytest.raises(RecordIntegrityError):
+        list(open_cut_short(key, replace(BINDING, record_id="rec-2"), io.BytesIO(stream).read))

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from tests.api.test_helseid import HPR_NUMBER, helseid_provider, helseid_settings
-from tests.api.test_oidc import NATIONAL_ID, PASSWORD
+from tests.api.test_oidc import NATIONAL_ID, PASSWORD, PID_CLAIM, oidc_settings
 from tests.e2e.browser import DESKTOP, async_playwright, launch
 from tests.e2e.flows import UI_TIMEOUT_MS
 from tests.oidc_provider import OidcProvider
@@ -65,3 +65,35 @@ async def _log_in(
     async with server.app[SERVICES].database.sessions() as session:
         assert await session.scalar(select(User.hpr_number).where(User.id == user_id)) == HPR_NUMBER
 
+
+
+async def test_a_refused_single_sign_on_lands_on_the_login_page_with_a_message_in_its_language(
+    start_server: Callable[..., Awaitable[RunningServer]], tmp_path: Path
+) -> None:
+    provider = await OidcProvider(claims={PID_CLAIM: NATIONAL_ID}).start()
+    provider.deny = True  # the provider says no, with words of its own that must not show
+    try:
+        server = await start_server(**oidc_settings(provider))
+        async with async_playwright() as playwright:
+            browser = await launch(playwright)
+            try:
+                page = await (await browser.new_context(viewport=DESKTOP, locale="nb-NO")).new_page()
+                page.set_default_timeout(UI_TIMEOUT_MS)
+                page_errors: list[str] = []
+                page.on("pageerror", lambda error: page_errors.append(str(error)))
+                await page.goto(server.url + "/")
+                link = page.locator("#oidc-link")
+                await link.wait_for(state="visible")
+                await link.click()
+                error = page.locator("#login-error")
+                await page.wait_for_function("document.querySelector('#login-error').textContent !== ''")
+                assert await error.text_content() == "Innloggingen hos HelseID ble ikke fullført. Prøv igjen."
+                assert page.url == server.url + "/", "the code leaves the address: a reload does not repeat it"
+                assert "cancelled" not in await page.content()
+                await page.select_option("#language", "en")
+                assert await error.text_content() == "The login at HelseID did not complete. Try again."
+                assert not page_errors, page_errors
+            finally:
+                await browser.close()
+    finally:
+        await provider.stop()

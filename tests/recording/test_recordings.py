@@ -3,6 +3,7 @@ shredding, retention, and recovery after a crash (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from tests.recording.media import decoded, stored_recording
+from tests.recording.media import PIECE, decoded, stored_recording, webm_part
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
 from woundcare.crypto import Binding, KeyShreddedError, RecordIntegrityError
@@ -18,6 +19,8 @@ from woundcare.crypto.stream import open_stream
 from woundcare.db.models import Consultation, Recording, RecordingStatus, Region
 from woundcare.records.recordings import KEY_KIND, VIDEO_KIND
 from woundcare.records.rekey import Reencryption
+from woundcare.recording import uploads
+from woundcare.recording.remux import piece
 
 
 async def media_of(server: RunningServer, recording_id: str) -> bytes:
@@ -143,20 +146,71 @@ async def test_retention_purge_deletes_recordings_with_their_blobs(server: Runni
     assert await server.app[SERVICES].recordings.get(view.id) is None and not path.exists()
 
 
-async def test_a_crash_mid_recording_leaves_a_failed_row_and_no_file(start_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def settled(server: RunningServer, recording_id: str) -> Recording:
+    """The row once the server has settled the recording a crash cut off (in the background)."""
+    async with asyncio.timeout(30):
+        while True:
+            row = await server.app[SERVICES].recordings.get(recording_id)
+            assert row is not None
+            if row.status is not RecordingStatus.RECORDING:
+                return row
+            await asyncio.sleep(0.1)
+
+
+async def test_a_crash_mid_recording_with_nothing_playable_leaves_a_failed_row_and_no_file(start_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     data_dir = tmp_path / "crashed"
     server = await start_server(data_dir=data_dir, instance="one")
     consultation = await server.new_consultation("east")
     view = await server.app[SERVICES].consultations.get(consultation)
     assert view is not None
     capture = await server.app[SERVICES].recordings.begin(view, "u0")
-    capture.sink.write(os.urandom(200_000))  # what a muxer wrote before the process died
+    capture.sink.write(os.urandom(200_000))  # what a muxer wrote before the process died: no video
     capture.writer._file.flush()  # as the page cache would hold it
     leftovers = [p for p in data_dir.joinpath("recordings").rglob("*") if p.is_file()]
     assert len(leftovers) == 1 and leftovers[0].name.startswith(".tmp-")
     await server.stop()  # no finish: as if killed
 
     again = await start_server(data_dir=data_dir, instance="one")
-    row = await again.app[SERVICES].recordings.get(capture.recording.id)
-    assert row is not None and (row.status, row.end_reason) == (RecordingStatus.FAILED, "interrupted")
+    row = await settled(again, capture.recording.id)
+    assert (row.status, row.end_reason) == (RecordingStatus.FAILED, "interrupted")
     assert [p for p in data_dir.joinpath("recordings").rglob("*") if p.is_file()] == []
+
+
+async def cut_off_recording(server: RunningServer) -> tuple[str, int]:
+    """A recording whose instance died after a part of noise was sealed (most of it reached
+    the disk; the chunk being filled had not); its id and the frames sent."""
+    consultation = await server.new_consultation("east")
+    view = await server.app[SERVICES].consultations.get(consultation)
+    assert view is not None
+    capture = await server.app[SERVICES].recordings.begin(view, "u0")
+    data = webm_part(60, size=(320, 240), noise=True)
+    for at in range(0, len(data), PIECE):
+        capture.sink.write(piece(0, data[at : at + PIECE]))
+    capture.writer._file.close()  # the killed process's file: what it wrote is in the page cache
+    return capture.recording.id, 60
+
+
+async def test_another_instances_recording_is_salvaged_once_its_upload_lies_still(  # type: ignore[no-untyped-def]
+    start_server, migrated_db_url: str, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "shared"
+    gone = await start_server(data_dir=data_dir, database_url=migrated_db_url, instance="gone")
+    recording_id, sent = await cut_off_recording(gone)
+    await gone.stop()  # as if killed, and never started again
+
+    # An instance by another name leaves it alone while the upload may still be written to...
+    other = await start_server(data_dir=data_dir, database_url=migrated_db_url, instance="other")
+    await asyncio.sleep(0.5)
+    row = await other.app[SERVICES].recordings.get(recording_id)
+    assert row is not None and (row.status, row.instance) == (RecordingStatus.RECORDING, "gone")
+    await other.stop()
+    # ...and salvages it once the upload has lain still longer than a live one can.
+    [upload] = [p for p in data_dir.joinpath("recordings").rglob(".tmp-*")]
+    stale = upload.stat().st_mtime - uploads.STALE_SECONDS - 1
+    os.utime(upload, (stale, stale))
+    other = await start_server(data_dir=data_dir, database_url=migrated_db_url, instance="other")
+    row = await settled(other, recording_id)
+    assert (row.status, row.end_reason, row.instance) == (RecordingStatus.COMPLETE, "interrupted", "other")
+    assert 0 < row.frames < sent
+    assert decoded(await media_of(other, recording_id)) == [(320, 240)] * row.frames
+    assert [p.name for p in data_dir.joinpath("recordings").rglob("*") if p.is_file()] == [row.blob_key]

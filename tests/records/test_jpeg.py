@@ -11,6 +11,7 @@ from PIL import ExifTags, Image, ImageCms
 
 from tests.records.test_images import MARKER, planted_exif
 from woundcare.records import jpeg
+from woundcare.records.images import ImageRejected, RejectCode, clean_image
 from woundcare.records.jpeg import NotJpeg, strip_metadata
 
 
@@ -99,3 +100,67 @@ def test_small_search_windows_find_the_same_scan_ends(window: int, monkeypatch: 
     monkeypatch.setattr(jpeg, "_WINDOW", window)
 
     assert strip_metadata(data) == whole
+
+
+def with_icc_chunks(*chunks: tuple[int, int, bytes]) -> bytes:
+    """A JPEG with APP2 ICC_PROFILE segments of (sequence number, count, profile bytes)."""
+    out = io.BytesIO()
+    noisy(64, 48).save(out, "JPEG", quality=90)
+    data = out.getvalue()
+    icc = b"".join(segment(0xE2, b"ICC_PROFILE\x00" + bytes((n, count)) + body) for n, count, body in chunks)
+    return data[:2] + icc + data[2:]
+
+
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [(1, 1, SRGB)],
+        [(1, 2, SRGB[:300]), (2, 2, SRGB[300:])],
+        [(2, 2, SRGB[300:]), (1, 2, SRGB[:300])],  # any order: a reader joins them by number
+    ],
+    ids=["one", "two", "two out of order"],
+)
+def test_a_whole_icc_profile_is_kept_chunk_for_chunk(chunks: list[tuple[int, int, bytes]]) -> None:
+    data = with_icc_chunks(*chunks)
+    stripped = strip_metadata(data)
+    assert all(segment(0xE2, b"ICC_PROFILE\x00" + bytes((n, c)) + body) in stripped for n, c, body in chunks)
+    assert Image.open(io.BytesIO(stripped)).info["icc_profile"] == SRGB
+    assert np.array_equal(pixels(stripped), pixels(data))
+
+
+BAD_ICC = {
+    "numbered twice": [(1, 2, SRGB[:300]), (1, 2, SRGB[300:])],
+    "a chunk missing": [(1, 2, SRGB[:300])],
+    "one too many": [(1, 2, SRGB[:300]), (2, 2, SRGB[300:]), (3, 2, MARKER.encode())],
+    "counts differ": [(1, 2, SRGB[:300]), (2, 3, SRGB[300:])],
+    "numbered from 0": [(0, 2, SRGB[:300]), (1, 2, SRGB[300:])],
+    "count 0": [(1, 0, SRGB)],
+    "no count": [],
+    "too large": [(n, 20, bytes(60_000)) for n in range(1, 21)],
+}
+
+
+@pytest.mark.parametrize("chunks", BAD_ICC.values(), ids=BAD_ICC.keys())
+def test_malformed_icc_chunks_are_refused(chunks: list[tuple[int, int, bytes]]) -> None:
+    if chunks:
+        data = with_icc_chunks(*chunks)
+    else:  # the identifier and nothing after it: no sequence number, no count
+        out = io.BytesIO()
+        noisy(64, 48).save(out, "JPEG", quality=90)
+        data = out.getvalue()[:2] + segment(0xE2, b"ICC_PROFILE\x00") + out.getvalue()[2:]
+    for keep_icc in (True, False):
+        with pytest.raises(NotJpeg):
+            strip_metadata(data, keep_icc=keep_icc)
+    # Through the intake: the upload's existing refusal for a damaged JPEG, nothing re-encoded.
+    with pytest.raises(ImageRejected) as refused:
+        clean_image(data)
+    assert refused.value.code == RejectCode.TRUNCATED
+
+
+def test_icc_chunks_up_to_the_bound_are_kept() -> None:
+    body = bytes(jpeg.MAX_ICC_BYTES // 20)
+    stripped = strip_metadata(with_icc_chunks(*[(n, 20, body) for n in range(1, 21)]))
+    assert stripped.count(b"ICC_PROFILE") == 20

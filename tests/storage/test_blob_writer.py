@@ -81,3 +81,20 @@ def test_delete_removes_an_unfinished_write(tmp_path: Path) -> None:
     store.writer(key).write(b"cut off by a crash")
     assert store.delete(key) is False  # never published, but its temporary file is gone
     assert files_under(tmp_path / "blobs") == []
+
+
+def test_adopt_publishes_what_a_crash_left_and_written_ago_dates_it(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "blobs")
+    key = secrets.token_urlsafe(24)
+    assert store.adopt(key) is False and store.written_ago(key) is None
+    writer = store.writer(key)
+    writer.write(b"sealed chunks before the kill")
+    writer._file.close()  # the killed process's file: what it wrote is in the page cache
+    [temp] = [p for p in (tmp_path / "blobs").rglob(TEMP_PREFIX + "*")]
+    os.utime(temp, (temp.stat().st_atime, temp.stat().st_mtime - 700))
+    ago = store.written_ago(key)
+    assert ago is not None and 699 < ago < 760
+    assert store.adopt(key) is True
+    assert store.get(key) == b"sealed chunks before the kill"
+    assert [p.name for p in files_under(tmp_path / "blobs")] == [key]
+    assert store.adopt(key) is True  # published already: nothing more to do

@@ -25,6 +25,13 @@ export default {
   'login.error.offline': 'No connection to the server. Check the network.',
   'login.error.generic': 'Login failed. Try again.',
   'login.error.noRole': 'Your user has no nurse or specialist role.',
+  'login.error.oidc_state': 'The HelseID login had expired or was started elsewhere. Try again.',
+  'login.error.oidc_failed': 'The login at HelseID did not complete. Try again.',
+  'login.error.oidc_provider_error': 'HelseID did not answer as expected. Try again shortly.',
+  'login.error.oidc_invalid_token': "HelseID's answer could not be verified. Try again.",
+  'login.error.oidc_security_level': "This login's security level is too low. Log in with a stronger method, such as BankID.",
+  'login.error.unknown_user': 'No active account here is linked to this identity. Contact your administrator.',
+  'login.error.hpr_number_taken': 'Your HPR number belongs to another account. Contact your administrator.',
 
   'patient.name': 'Name',
   'patient.nationalId': 'National identity number',

@@ -25,6 +25,13 @@ export default {
   'login.error.offline': 'Ingen forbindelse med serveren. Sjekk nettet.',
   'login.error.generic': 'Innloggingen mislyktes. Prøv igjen.',
   'login.error.noRole': 'Brukeren din har ingen rolle som sykepleier eller spesialist.',
+  'login.error.oidc_state': 'Innloggingen med HelseID var utløpt eller ble startet et annet sted. Prøv igjen.',
+  'login.error.oidc_failed': 'Innloggingen hos HelseID ble ikke fullført. Prøv igjen.',
+  'login.error.oidc_provider_error': 'HelseID svarte ikke som forventet. Prøv igjen om litt.',
+  'login.error.oidc_invalid_token': 'Svaret fra HelseID kunne ikke bekreftes. Prøv igjen.',
+  'login.error.oidc_security_level': 'Innloggingen har for lavt sikkerhetsnivå. Logg inn med en sterkere metode, for eksempel BankID.',
+  'login.error.unknown_user': 'Ingen aktiv bruker her er knyttet til denne identiteten. Kontakt administrator.',
+  'login.error.hpr_number_taken': 'HPR-nummeret ditt hører til en annen bruker. Kontakt administrator.',
 
   'patient.name': 'Navn',
   'patient.nationalId': 'Fødselsnummer',

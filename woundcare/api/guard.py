@@ -148,14 +148,7 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
             proof_request(request),
         )
     except AuthenticationError as exc:
-        error = http_error(exc)
-        if exc.reason is not None:
-            # A program's DPoP-bound token refused (replayed without its proof, a proof for
-            # another request or key, a bearer token): audited, and answered as RFC 9449 §7.1 says.
-            audit_target(request, f"dpop:{exc.reason}")
-            await _audit(request, rule, Outcome.DENIED, None, "dpop")
-            error.headers["WWW-Authenticate"] = f'DPoP error="invalid_token", algs="{" ".join(ACCEPTED_ALGORITHMS)}"'
-        raise error from None
+        raise await _refused_token(request, rule, exc) from None
     if found is None:
         await _audit(request, rule, Outcome.DENIED, None)
         raise api_error(401, "unauthorized", "log in first")
@@ -194,6 +187,28 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
     if rule not in _UNAUDITED and not request.get(AUDITED, False):
         await _audit(request, rule, Outcome.OK, who)
     return response
+
+
+async def _refused_token(request: web.Request, rule: Action, exc: AuthenticationError) -> web.HTTPException:
+    """The answer to a refused token (a device's or invitation's bearer token unknown, revoked,
+    forged or expired; a program's DPoP-bound token replayed without its proof, a proof for
+    another request or key): audited as a security event by its fixed reason, never the
+    token, and challenged as RFC 6750 §3 or RFC 9449 §7.1 says.
+
+    Each refusal counts against the client's address as a wrong password does
+    (:meth:`Login.take_try`, its own count): past the limit the answer is ``429 throttled``,
+    unaudited, so a flood of bad tokens stops before the audit log as a flood of wrong
+    passwords does, and never becomes one chain write each."""
+    await services(request).login.take_try("token", client_address(request))
+    family = "dpop" if exc.scheme == "DPoP" else "token"
+    audit_target(request, f"{family}:{exc.reason}")
+    await _audit(request, rule, Outcome.DENIED, None, family)
+    error = http_error(exc)
+    if exc.scheme == "DPoP":
+        error.headers["WWW-Authenticate"] = f'DPoP error="invalid_token", algs="{" ".join(ACCEPTED_ALGORITHMS)}"'
+    else:
+        error.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    return error
 
 
 async def _audit_refusal(request: web.Request, rule: Action, who: Subject | None, status: int) -> None:

@@ -5,9 +5,14 @@ the ``wc_oidc`` cookie; ``GET /api/oidc/callback`` takes it back, verifies the I
 the local user whose ``oidc_subject`` equals the configured claim (or, per deployment, whose
 ``hpr_number`` equals the HPR claim), stores the HPR number on it and opens the same browser
 session as password login. Users are never created here. A login below the deployment's
-minimum security level is refused (``403 oidc_security_level``). Every outcome of the callback is
+minimum security level is refused (``oidc_security_level``). Every outcome of the callback is
 audited as ``login.oidc``; refusals carry a fixed reason (``oidc:<reason>``), never a claim.
-Both routes answer ``404 oidc_disabled`` when OIDC is not configured.
+
+Both are pages a browser navigates to (the login page's link, the provider's redirect), so a
+refusal is no JSON body for a person to read: the browser goes back to the login page with
+the refusal's code (``/?login_error=<code>``, one of :data:`LOGIN_ERRORS`), which the page
+shows in its language; the provider's own words never travel on. Both routes answer ``404 oidc_disabled``
+when OIDC is not configured.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ from ..auth.oidc import (
 from ..auth.subject import Subject
 from ..config import Settings
 from ..db.models import User
-from .errors import api_error, http_error
+from ..errors import WoundcareError
+from .errors import api_error
 from .forwarded import client_address
 from .guard import public
 from .session import start_browser_session
@@ -51,7 +57,31 @@ FLOW_COOKIE: Final = "wc_oidc"
 """The sealed login attempt. ``SameSite=Lax``: it must come back on the provider's top-level
 redirect to the callback, which ``Strict`` would drop; it is sent to the callback path only."""
 AUDIT_ACTION: Final = "login.oidc"
+LOGIN_PAGE: Final = "/"
+ERROR_PARAM: Final = "login_error"
 _NO_STORE: Final = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+class NoAccount(WoundcareError):
+    code = "unknown_user"
+    status = 403
+    message = "no active woundcare account is linked to this identity"
+
+
+class HprNumberTaken(WoundcareError):
+    """Two accounts cannot be one professional: an administrator must sort out which."""
+
+    code = "hpr_number_taken"
+    status = 409
+    message = "this HPR number belongs to another woundcare account"
+
+
+LOGIN_ERRORS: Final = frozenset(
+    {"oidc_state", "oidc_failed", "oidc_provider_error", "oidc_invalid_token", "oidc_security_level",
+     NoAccount.code, HprNumberTaken.code}
+)
+"""The codes a refused login sends the browser back to the login page with (the page has a
+message for each: ``web/js/login.js``)."""
 
 
 def config_from(settings: Settings) -> OidcConfig | None:
@@ -118,7 +148,7 @@ async def login(request: web.Request) -> web.Response:
     except OidcError as exc:
         # The provider unreachable, or (PAR) refusing our pushed request.
         await _audit(request, Outcome.FAILED, exc.reason)
-        raise http_error(exc) from None
+        return _back_to_login(exc)
     response = web.Response(status=302, headers={hdrs.LOCATION: location, **_NO_STORE})
     response.set_cookie(
         FLOW_COOKIE,
@@ -138,13 +168,13 @@ async def callback(request: web.Request) -> web.Response:
     client = _client(request)
     try:
         user = await _user_behind(request, client, await _finish(request, client))
-    except web.HTTPException as exc:
-        # A login attempt is used once, whatever came of it.
-        exc.headers.add(hdrs.SET_COOKIE, _forget_flow())
-        raise
-    await _audit(request, Outcome.OK, None, actor=Subject.user_ref(user.id))
-    response = await start_browser_session(request, user, "oidc", redirect_to="/")
-    response.headers.update(_NO_STORE)
+    except (OidcError, NoAccount, HprNumberTaken) as exc:
+        response = _back_to_login(exc)  # audited where it was refused
+    else:
+        await _audit(request, Outcome.OK, None, actor=Subject.user_ref(user.id))
+        response = await start_browser_session(request, user, "oidc", redirect_to=LOGIN_PAGE)
+        response.headers.update(_NO_STORE)
+    # A login attempt is used once, whatever came of it.
     response.headers.add(hdrs.SET_COOKIE, _forget_flow())
     return response
 
@@ -155,7 +185,7 @@ async def _finish(request: web.Request, client: OidcClient) -> Identity:
         flow = request.config_dict[OIDC_FLOWS].open(request.cookies.get(FLOW_COOKIE), query.get("state"))
     except FlowError as exc:
         await _audit(request, Outcome.FAILED, exc.reason)
-        raise http_error(exc) from None
+        raise
     params = {name: query[name] for name in ("code", "error", "iss") if name in query}
     try:
         return await client.finish(flow, params)
@@ -164,7 +194,7 @@ async def _finish(request: web.Request, client: OidcClient) -> Identity:
         # by our own rule) a security level below the deployment's minimum.
         outcome = Outcome.DENIED if isinstance(exc, SecurityLevelTooLow) else Outcome.FAILED
         await _audit(request, outcome, exc.reason)
-        raise http_error(exc) from None
+        raise
 
 
 async def _user_behind(request: web.Request, client: OidcClient, identity: Identity) -> User:
@@ -179,13 +209,18 @@ async def _user_behind(request: web.Request, client: OidcClient, identity: Ident
     if user is None or not user.active:
         reason = "unknown_user" if user is None else "user_inactive"
         await _audit(request, Outcome.DENIED, reason, actor=Subject.user_ref(user.id) if user else None)
-        raise api_error(403, "unknown_user", "no active woundcare account is linked to this identity")
+        raise NoAccount()
     if identity.hpr_number is not None and identity.hpr_number != user.hpr_number:
         if not await accounts.set_hpr_number(user.id, identity.hpr_number):
-            # Two accounts cannot be one professional: an administrator must sort out which.
             await _audit(request, Outcome.DENIED, "hpr_number_taken", actor=Subject.user_ref(user.id))
-            raise api_error(409, "hpr_number_taken", "this HPR number belongs to another woundcare account")
+            raise HprNumberTaken()
     return user
+
+
+def _back_to_login(refusal: WoundcareError) -> web.Response:
+    """The browser sent back to the login page, which says why by the refusal's code alone."""
+    code = refusal.code if refusal.code in LOGIN_ERRORS else "oidc_failed"
+    return web.Response(status=303, headers={hdrs.LOCATION: f"{LOGIN_PAGE}?{ERROR_PARAM}={code}", **_NO_STORE})
 
 
 def _forget_flow() -> str:

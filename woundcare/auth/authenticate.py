@@ -63,18 +63,24 @@ class Authenticator:
         token = token.strip()
         if scheme.lower() == "dpop" and token:
             if self.bound_tokens is None or proof is None:
-                raise AuthenticationError("token_invalid", "DPoP tokens are not accepted here", reason="dpop_disabled")
+                raise AuthenticationError(
+                    "token_invalid", "DPoP tokens are not accepted here", reason="dpop_disabled", scheme="DPoP"
+                )
             return Authenticated(await subject_of(self.accounts, await self.bound_tokens.user(self.accounts, token, proof)))
         if scheme.lower() == "bearer" and token:
             if token.startswith(TOKEN_PREFIX + "_"):
                 login = await self.devices.resolve(token)
                 if login is None:
-                    raise AuthenticationError("token_invalid", "device token is unknown or revoked")
+                    raise AuthenticationError(
+                        "token_invalid", "device token is unknown or revoked", reason="device_unknown"
+                    )
                 device = (login.device.id, login.device.region_id)
                 return Authenticated(await subject_of(self.accounts, login.user, device=device))
             if self.bound_tokens is not None and not token.startswith(INVITATION_PREFIX):
                 # Most likely the provider's token, which is only ever good with its proof.
-                raise AuthenticationError("token_invalid", "this token is taken only as DPoP", reason="dpop_required")
+                raise AuthenticationError(
+                    "token_invalid", "this token is taken only as DPoP", reason="dpop_required", scheme="DPoP"
+                )
             invitation = self.invitations.verify(token)
             # A shredded region still names the invitation's; its room refuses the join.
             return Authenticated(guest(invitation, await self.accounts.region_id(invitation.region, shredded=True)))

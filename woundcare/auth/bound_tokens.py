@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..db.models import User
 from ..records.accounts import Accounts
-from .dpop import ProofError, ProofVerifier
+from .dpop import ProofError, ProofsOverflow, ProofVerifier
 from .errors import AuthenticationError
 from .oidc import OidcClient, OidcError
 
@@ -41,14 +41,20 @@ class BoundTokens:
         try:
             access = await self.client.verify_access_token(token, self.audience)
         except OidcError as exc:
-            raise AuthenticationError("token_invalid", "access token is not valid here", reason=exc.reason) from None
+            raise AuthenticationError(
+                "token_invalid", "access token is not valid here", reason=exc.reason, scheme="DPoP"
+            ) from None
         try:
             self.proofs.verify(
                 request.proofs, method=request.method, url=request.url, access_token=token, jkt=access.jkt
             )
+        except ProofsOverflow:
+            raise  # no fault of this token's: answered 503, not refused
         except ProofError as exc:
-            raise AuthenticationError(exc.code, exc.message, reason=exc.reason) from None
+            raise AuthenticationError(exc.code, exc.message, reason=exc.reason, scheme="DPoP") from None
         user = await accounts.user_by_hpr_number(access.hpr_number) if access.hpr_number else None
         if user is None or not user.active:
-            raise AuthenticationError("token_invalid", "no active account for this token", reason="unknown_user")
+            raise AuthenticationError(
+                "token_invalid", "no active account for this token", reason="unknown_user", scheme="DPoP"
+            )
         return user

@@ -11,9 +11,12 @@ class AuthenticationError(WoundcareError):
 
     status = 401
 
-    def __init__(self, code: str, message: str, *, reason: str | None = None) -> None:
+    def __init__(self, code: str, message: str, *, reason: str | None = None, scheme: str = "Bearer") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
-        self.reason = reason
-        """A fixed code for the audit log, for refusals that are audited (DPoP-bound tokens)."""
+        self.reason = reason or code
+        """A fixed code for the audit log (the API audits every refused token by it)."""
+        self.scheme = scheme
+        """The ``Authorization`` scheme the refused token belongs under (``Bearer`` or
+        ``DPoP``): the challenge of the answer, and the audit entry's family."""

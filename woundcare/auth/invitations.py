@@ -76,14 +76,14 @@ class Invitations:
 
     def verify(self, token: str, now: float | None = None) -> Invitation:
         if not token.startswith(TOKEN_PREFIX) or token.count(".") != 2:
-            raise InvitationError("token_invalid", "token is malformed")
+            raise InvitationError("token_invalid", "token is malformed", reason="malformed")
         body, _, signature = token.rpartition(".")
         try:
             given = _unb64(signature)
         except ValueError:
-            raise InvitationError("token_invalid", "token is malformed") from None
+            raise InvitationError("token_invalid", "token is malformed", reason="malformed") from None
         if not hmac.compare_digest(given, self._sign(body)):
-            raise InvitationError("token_invalid", "token signature does not match")
+            raise InvitationError("token_invalid", "token signature does not match", reason="bad_signature")
         try:
             claims = orjson.loads(_unb64(body[len(TOKEN_PREFIX) :]))
             invitation = Invitation(
@@ -95,9 +95,9 @@ class Invitations:
                 expires_at=int(claims["exp"]),
             )
         except (ValueError, KeyError, TypeError):
-            raise InvitationError("token_invalid", "token claims are malformed") from None
+            raise InvitationError("token_invalid", "token claims are malformed", reason="malformed") from None
         if invitation.expires_at <= (now if now is not None else time.time()):
-            raise InvitationError("token_expired", "token has expired")
+            raise InvitationError("token_expired", "token has expired", reason="expired")
         return invitation
 
     def _sign(self, body: str) -> bytes:

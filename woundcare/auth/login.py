@@ -88,9 +88,10 @@ class Login:
 
     async def take_try(self, kind: str, address: str | None) -> str:
         """Count one try of another secret that opens something without a login (``kind``: a
-        guest link's code) from ``address``, under the same per-address limit as passwords
-        but counted apart: a ticket for :meth:`give_back_try` when it succeeds, else
-        :class:`LoginError` 429. A flood of wrong codes stops here, before the audit log."""
+        guest link's code; an API token, counted only once refused) from ``address``, under
+        the same per-address limit as passwords but counted apart: a ticket for
+        :meth:`give_back_try` when it succeeds, else :class:`LoginError` 429. A flood of wrong
+        codes stops here, before the audit log."""
         ticket = await self._failures.take_address(f"{kind}:{address or '-'}", _ADDRESS_WINDOW, self._policy.address_limit)
         if ticket is None:
             raise LoginError(429, "throttled", "too many failed tries from this address", int(_ADDRESS_WINDOW))

@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
@@ -151,6 +152,26 @@ def open_stream(key: bytes, binding: Binding, read: Read) -> Iterator[bytes]:
         index += 1
 
 
+def open_cut_short(key: bytes, binding: Binding, read: Read) -> Iterator[bytes]:
+    """The plaintext chunks of a stream whose writer may have died before its final chunk (a
+    server killed mid-recording): as :func:`open_stream`, but a stream that ends without its
+    final chunk, or inside a chunk (bytes the kill cut off), ends there instead of raising.
+    A whole chunk that does not open still raises :class:`RecordIntegrityError`: a kill cuts
+    a stream short, it does not alter one."""
+    if len(key) != KEY_SIZE:
+        raise ValueError(f"key must be {KEY_SIZE} bytes (got {len(key)})")
+    if _read_exactly(read, len(_HEADER), binding) != _HEADER:
+        raise RecordIntegrityError.about("not a version 1 stream", binding, None)
+    aead = AESGCM(key)
+    pending = _next_whole(read, binding)
+    index = 0
+    while pending is not None:
+        following = _next_whole(read, binding)
+        yield _open_either(aead, binding, index, pending, final_too=following is None)
+        pending = following
+        index += 1
+
+
 def plaintext_size(sealed_size: int, binding: Binding, chunk_size: int = CHUNK_SIZE) -> int:
     """The plaintext bytes of a stream of ``sealed_size`` bytes whose chunks all hold
     ``chunk_size`` bytes but the last (as :class:`~woundcare.crypto.sealed_sink.SealedSink`
@@ -208,11 +229,32 @@ def _next_sealed(read: Read, binding: Binding) -> bytes | None:
     return _read_exactly(read, size, binding)
 
 
+def _open_either(aead: AESGCM, binding: Binding, index: int, sealed: bytes, *, final_too: bool) -> bytes:
+    """Chunk ``index`` opened as not final or, for the last whole chunk (``final_too``), as
+    final: it is final only if the writer got to close the stream."""
+    for final in (False, True) if final_too else (False,):
+        with suppress(InvalidTag):
+            return aead.decrypt(_nonce(index), sealed, chunk_aad(binding, index, final))
+    raise RecordIntegrityError.about(f"chunk altered, moved or foreign (chunk {index})", binding, None)
+
+
+def _next_whole(read: Read, binding: Binding) -> bytes | None:
+    """The next sealed chunk, or None at the end of the stream or where it was cut off."""
+    try:
+        return _next_sealed(read, binding)
+    except _EndsInside:
+        return None
+
+
+class _EndsInside(RecordIntegrityError):
+    """The stream ends inside a chunk's length or bytes."""
+
+
 def _read_exactly(read: Read, size: int, binding: Binding) -> bytes:
     data = read(size)
     while len(data) < size:
         more = read(size - len(data))
         if not more:
-            raise RecordIntegrityError.about("stream ends inside a chunk", binding, None)
+            raise _EndsInside.about("stream ends inside a chunk", binding, None)
         data += more
     return data

@@ -37,7 +37,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from ..crypto.sealed_sink import SealedSink
-from ..crypto.stream import StreamSealer, open_stream
+from ..crypto.stream import StreamSealer, open_cut_short, open_stream
 from ..records.recordings import Finished, Upload
 from ..storage.blobs import BlobStore
 
@@ -58,8 +58,10 @@ def remux(job: Upload) -> Finished:
     """The worker's task: the upload opened, copied into one WebM, sealed and stored."""
     import av  # in the worker only: the server's own process never loads PyAV
     store = BlobStore(job.root)
+    # An upload a crash cut off ends without its final chunk: what it holds is kept.
+    read_stream = open_cut_short if job.cut_short else open_stream
     with store.reader(job.upload) as file:
-        parts = _parts(open_stream(job.upload_key, job.upload_binding, file.read))
+        parts = _parts(read_stream(job.upload_key, job.upload_binding, file.read))
     media = io.BytesIO()
     frames = audio = 0
     size: tuple[int, int] | None = None

@@ -10,6 +10,9 @@ ended or the consent was withdrawn, or because the server shuts down) or when no
 come for :data:`ABANDONED_SECONDS` (the browser is gone). It is then finished: the upload
 made into one seekable WebM by :mod:`woundcare.recording.remux` in its own process, and the
 row marked complete, or failed if no video arrived. Nothing of it is kept in this process.
+A recording whose instance was killed is finished with what reached the disk (end reason
+``interrupted``): by that instance when it starts again, else by any instance once the upload
+has lain untouched for :data:`STALE_SECONDS` (:meth:`Recordings.cut_off`).
 
 Everyone in the call is told when a recording starts and when it ends, however it ends
 (a ``recording`` frame into the consultation's room on every instance, protocol §7.6): the
@@ -46,7 +49,13 @@ worker holds a recording in memory (its upload and the WebM made from it), so wi
 bound a page left recording could exhaust the server's memory."""
 ABANDONED_SECONDS = 60.0
 """A recording no piece has reached for this long is finished with what it has."""
+STALE_SECONDS = 600.0
+"""Another instance's recording whose upload has not been written for this long is taken
+for cut off: its instance is gone (a live upload is written at every 64 KiB sealed, and one
+no piece reaches is finished by its own instance after :data:`ABANDONED_SECONDS`)."""
 _WATCH_SECONDS = 5.0
+_SETTLE_SECONDS = 60.0
+"""How often other instances' recordings are looked at for ones cut off."""
 
 
 class RecordingBusy(WoundcareError):
@@ -194,7 +203,9 @@ class RecordingUploads:
         """For ``cleanup_ctx``: abandoned recordings finished as they are found, and at
         shutdown every recording finished before the database closes."""
         self._rooms = app[ROOMS]
-        watch = asyncio.create_task(self._watch())
+        # Claimed before this instance begins a recording of its own; made into videos after.
+        cut_off = await self._recordings.cut_off(STALE_SECONDS, own=True)
+        watch = asyncio.create_task(self._watch(cut_off))
         yield
         watch.cancel()
         with suppress(asyncio.CancelledError):
@@ -202,13 +213,29 @@ class RecordingUploads:
         await self.stop_all("shutdown")
         self._remuxer.close()
 
-    async def _watch(self) -> None:
+    async def _watch(self, cut_off: list[Recording]) -> None:
+        try:
+            await self._salvage(cut_off)
+            await self._recordings.sweep()  # after the salvage: it removes stale upload files
+        except Exception:  # left `recording` for the next start; the watch goes on
+            log.exception("settling the recordings cut off failed")
+        settled = time.monotonic()
         while True:
             await asyncio.sleep(_WATCH_SECONDS)
             now = time.monotonic()
             for entry in list(self._live.values()):
                 if entry.task is None and now - entry.last > ABANDONED_SECONDS:
                     entry.task = asyncio.create_task(self._finish(entry, "abandoned"))
+            if now - settled > _SETTLE_SECONDS:
+                settled = now
+                try:
+                    await self._salvage(await self._recordings.cut_off(STALE_SECONDS, own=False))
+                except Exception:  # the database away for a moment: the next round tries again
+                    log.exception("looking for recordings cut off failed")
+
+    async def _salvage(self, rows: list[Recording]) -> None:
+        for row in rows:
+            await self._ended(await self._recordings.salvage(row, self._remuxer.run))
 
     def _tell(self, consultation_id: str, *, on: bool) -> None:
         if self._rooms is not None:
@@ -223,6 +250,13 @@ class RecordingUploads:
         finally:
             del self._live[capture.recording.id]
             self._tell(capture.recording.consultation_id, on=False)
+        await self._ended(view, told=True)
+        return view
+
+    async def _ended(self, view: RecordingView, *, told: bool = False) -> None:
+        """Logged, audited, and the room told (unless it was)."""
+        if not told:
+            self._tell(view.consultation_id, on=False)
         log.info("recording %s ended: %s (%s)", view.id, view.status.value, view.end_reason)
         await self._audit.record(
             AuditEntry(
@@ -234,4 +268,3 @@ class RecordingUploads:
                 resource=f"recording:{view.id}",
             )
         )
-        return view

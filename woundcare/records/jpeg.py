@@ -8,9 +8,12 @@ tables, the frame and scan headers and the entropy-coded data byte for byte, so 
 image decodes to the very pixels the nurse's camera captured (a re-encode would not).
 
 Kept: APP0 JFIF (without its embedded thumbnail), APP2 ICC_PROFILE (every chunk; the colour
-profile is clinical colour, see ``woundcare.records.images``), APP14 Adobe of its standard
-length (it says how the colours were transformed, so decoders need it), and the segments that
-describe the picture, by an allow-list (tables, frame and scan headers, restart interval).
+profile is clinical colour, see ``woundcare.records.images``; the chunks must be one profile:
+numbered 1 to N once each, all saying N, at most :data:`MAX_ICC_BYTES` in all, or the JPEG
+is refused as malformed, since chunks a viewer would not join could carry anything), APP14
+Adobe of its standard length (it says how the colours were transformed, so decoders need it),
+and the segments that describe the picture, by an allow-list (tables, frame and scan headers,
+restart interval).
 Dropped: APP1 (EXIF with GPS and serials, XMP), APP13 (IPTC, Photoshop), COM (free text),
 every other APPn, any other segment (a DNL, an unknown marker: a decoder skips them, so they
 could carry anything), and anything after the first EOI (an MPO's further pictures, trailing
@@ -56,6 +59,11 @@ _ICC = b"ICC_PROFILE\x00"
 _ADOBE = b"Adobe"
 _JFIF_WITHOUT_THUMBNAIL = 14
 """Identifier, version, units, densities; then thumbnail width and height (set to 0)."""
+_ICC_HEADER = len(_ICC) + 2
+"""The identifier, then the chunk's sequence number (from 1) and the number of chunks."""
+MAX_ICC_BYTES = 1024 * 1024
+"""A colour profile's bytes in all chunks: a camera's is a few KB (Display P3 about 0.5 KB);
+a printer's with large tables still fits."""
 
 
 class NotJpeg(WoundcareError):
@@ -71,6 +79,7 @@ def strip_metadata(data: bytes | bytearray | memoryview, orientation: int = 1, *
         raise NotJpeg("no SOI")
     head: list[memoryview | bytes] = [SOI]
     kept: list[memoryview | bytes] = []
+    icc: list[memoryview] = []
     position = 2
     while True:
         marker, position = _marker(view, position)
@@ -88,14 +97,17 @@ def strip_metadata(data: bytes | bytearray | memoryview, orientation: int = 1, *
             if bytes(payload[:5]) == _JFIF and len(payload) >= _JFIF_WITHOUT_THUMBNAIL and len(head) == 1:
                 head.append(_jfif_without_thumbnail(payload))
         elif marker == _APP2:
-            if keep_icc and bytes(payload[:12]) == _ICC:
-                kept.append(segment)
+            if bytes(payload[:12]) == _ICC:
+                icc.append(payload)
+                if keep_icc:
+                    kept.append(segment)
         elif marker == _APP14:
             if bytes(payload[:5]) == _ADOBE and len(payload) == _ADOBE_LENGTH:
                 kept.append(segment)
         elif marker in _PICTURE:
             kept.append(segment)
         position = end
+    _check_icc_chunks(icc)
     if 2 <= orientation <= 8:
         head.append(orientation_exif(orientation))
     return b"".join((*head, *kept, *_scans(view, scans_start)))
@@ -107,6 +119,19 @@ def orientation_exif(orientation: int) -> bytes:
     tiff = b"MM\x00\x2a" + struct.pack(">IHHHIHHI", 8, 1, 0x0112, 3, 1, orientation, 0, 0)
     payload = b"Exif\x00\x00" + tiff
     return b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+
+
+def _check_icc_chunks(chunks: list[memoryview]) -> None:
+    """``NotJpeg`` unless the ICC_PROFILE payloads are one profile's chunks: each numbered
+    1..N once (in any order), all with the same N, at most :data:`MAX_ICC_BYTES` of profile."""
+    if not chunks:
+        return
+    count = chunks[0][len(_ICC) + 1] if len(chunks[0]) >= _ICC_HEADER else 0
+    numbers = {chunk[len(_ICC)] for chunk in chunks if len(chunk) >= _ICC_HEADER and chunk[len(_ICC) + 1] == count}
+    if count == 0 or len(chunks) != count or numbers != set(range(1, count + 1)):
+        raise NotJpeg("ICC profile chunks out of sequence")
+    if sum(len(chunk) - _ICC_HEADER for chunk in chunks) > MAX_ICC_BYTES:
+        raise NotJpeg("ICC profile too large")
 
 
 def _jfif_without_thumbnail(payload: memoryview) -> bytes:

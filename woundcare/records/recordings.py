@@ -10,9 +10,16 @@ While a recording is made, what the browser uploads is sealed into an upload str
 ``recording_upload``, its key the one the row holds until the end) in a blob's temporary
 file, which holds only ciphertext. :meth:`Recordings.finish` publishes it, has it made into
 the finished video (sealed under a new stream key, whose sealed form then replaces the
-row's) and removes it. A server that dies mid-recording leaves a row marked ``recording``
-with this instance's name and a temporary file: :meth:`Recordings.recover` marks the row
-failed at the next start, and the sweep removes the file.
+row's) and removes it.
+
+A server killed mid-recording leaves a row marked ``recording`` with its instance's name,
+and the upload's temporary file: the header and every whole chunk sealed before the kill
+(the chunk being filled, at most 64 KiB, was only in memory). :meth:`Recordings.cut_off`
+finds such rows (the instance's own at its next start; another instance's once its upload
+has not been written for a while, so a crashed instance that never comes back leaves none
+behind) and claims each for one instance; :meth:`Recordings.salvage` makes what the upload
+holds into the finished recording, ``complete`` with the end reason ``interrupted`` (or
+``failed`` when nothing in it plays).
 """
 
 from __future__ import annotations
@@ -24,9 +31,9 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..crypto import Binding, Keyring, key_id_of
@@ -117,6 +124,8 @@ class Upload:
     out: str
     """The blob key the finished recording is written under."""
     out_binding: Binding
+    cut_short: bool = False
+    """The upload was cut off by a crash: it ends without its final chunk, maybe inside one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +190,6 @@ class Recordings:
         if finisher is None:
             return await self.fail(capture, "no_video")
         recording = capture.recording
-        out = Binding(recording.region_id, VIDEO_KIND, recording.id)
         row_blob = await self._blob_key(recording.id)
 
         def publish() -> None:
@@ -190,36 +198,111 @@ class Recordings:
 
         try:
             await asyncio.to_thread(publish)
-            done = await finisher(
-                Upload(self._blobs.root, capture.writer.key, capture.sealer.key, capture.sealer.binding, row_blob, out)
-            )
+            done = await finisher(self._job(recording.id, recording.region_id, capture.sealer.key, row_blob))
         except Exception:
             log.exception("recording %s could not be finished", recording.id)
             return await self.fail(capture, "error")
         except BaseException:
             await asyncio.shield(self.fail(capture, "error"))
             raise
-        await asyncio.to_thread(self._blobs.delete, capture.writer.key)
-        if done.frames == 0:
-            return await self.fail(capture, "no_video")
-        key_sealed = await self._keyring.seal(Binding(recording.region_id, KEY_KIND, recording.id), done.key)
-        return await self._end(
-            recording.id, RecordingStatus.COMPLETE, reason,
-            size=done.size, frames=done.frames, width=done.width, height=done.height,
-            key_sealed=key_sealed, key_id=key_id_of(key_sealed),
-        )
+        return await self._made(recording.id, recording.region_id, row_blob, reason, done)
 
     async def fail(self, capture: Capture, reason: str) -> RecordingView:
         """Drop what was written (only ciphertext) and mark the recording failed."""
         row_blob = await self._blob_key(capture.recording.id)
+        await asyncio.to_thread(capture.writer.abort)
+        return await self._failed(capture.recording.id, row_blob, reason)
+
+    async def cut_off(self, stale_after: float, *, own: bool) -> list[Recording]:
+        """Recordings no instance receives any more, each claimed for this instance to
+        :meth:`salvage`: with ``own``, this instance's own left ``recording`` by its end (only
+        before it receives any: at its start); and another instance's whose upload has not
+        been written for ``stale_after`` seconds, or that has had no upload file that long (a
+        live upload is written at every 64 KiB, and one no piece reaches is finished by its
+        own instance within a minute: that instance is gone)."""
+        async with self._db.sessions() as session:
+            rows = (
+                await session.scalars(select(Recording).where(Recording.status == RecordingStatus.RECORDING))
+            ).all()
+        now = datetime.now(UTC)
+        claimed: list[Recording] = []
+        for row in rows:
+            if row.instance == self._instance:
+                if not own:
+                    continue
+            else:
+                idle = await asyncio.to_thread(self._blobs.written_ago, _upload_key(row.blob_key))
+                if (idle if idle is not None else (now - row.started_at).total_seconds()) < stale_after:
+                    continue
+            if await self._claim(row):
+                claimed.append(row)
+        return claimed
+
+    async def _claim(self, row: Recording) -> bool:
+        """Take ``row`` over for this instance; False if another instance settled or took it first."""
+        async with self._db.sessions() as session, session.begin():
+            taken = await session.execute(
+                update(Recording)
+                .where(
+                    Recording.id == row.id,
+                    Recording.status == RecordingStatus.RECORDING,
+                    Recording.instance == row.instance,
+                )
+                .values(instance=self._instance)
+            )
+        return cast(CursorResult[Any], taken).rowcount == 1
+
+    async def salvage(self, row: Recording, finisher: Finisher) -> RecordingView:
+        """A recording its instance's end cut off (claimed by :meth:`cut_off`): the whole
+        chunks its upload had on disk made into the finished recording, ``complete`` and
+        ``interrupted`` (the last second or so is lost); ``failed`` when none of it plays.
+        Repeatable: a crash meanwhile leaves the row ``recording`` for the next start."""
+        upload = _upload_key(row.blob_key)
+        done: Finished | None = None
+        try:
+            # A finished video an earlier try of this left unrecorded is made again.
+            await asyncio.to_thread(self._blobs.delete, row.blob_key)
+            if await asyncio.to_thread(self._blobs.adopt, upload):
+                key = await self._keyring.open(Binding(row.region_id, KEY_KIND, row.id), row.key_sealed)
+                done = await finisher(self._job(row.id, row.region_id, key, row.blob_key, cut_short=True))
+        except Exception:
+            log.exception("recording %s could not be salvaged", row.id)
+        if done is None or done.frames == 0:
+            return await self._failed(row.id, row.blob_key, "interrupted")
+        return await self._made(row.id, row.region_id, row.blob_key, "interrupted", done)
+
+    def _job(
+        self, recording_id: str, region_id: int, upload_key: bytes, out: str, *, cut_short: bool = False
+    ) -> Upload:
+        return Upload(
+            self._blobs.root, _upload_key(out), upload_key, Binding(region_id, UPLOAD_KIND, recording_id),
+            out, Binding(region_id, VIDEO_KIND, recording_id), cut_short,
+        )
+
+    async def _made(
+        self, recording_id: str, region_id: int, row_blob: str, reason: str, done: Finished
+    ) -> RecordingView:
+        """The end of a recording the finisher made: its upload removed and the row complete
+        under the new stream key, or failed when it holds no video."""
+        if done.frames == 0:
+            return await self._failed(recording_id, row_blob, "no_video")
+        await asyncio.to_thread(self._blobs.delete, _upload_key(row_blob))
+        key_sealed = await self._keyring.seal(Binding(region_id, KEY_KIND, recording_id), done.key)
+        return await self._end(
+            recording_id, RecordingStatus.COMPLETE, reason,
+            size=done.size, frames=done.frames, width=done.width, height=done.height,
+            key_sealed=key_sealed, key_id=key_id_of(key_sealed),
+        )
+
+    async def _failed(self, recording_id: str, row_blob: str, reason: str) -> RecordingView:
+        """Drop the upload and any video made of it (only ciphertext) and mark the row failed."""
 
         def discard() -> None:
-            capture.writer.abort()
-            self._blobs.delete(capture.writer.key)
+            self._blobs.delete(_upload_key(row_blob))
             self._blobs.delete(row_blob)
 
         await asyncio.to_thread(discard)
-        return await self._end(capture.recording.id, RecordingStatus.FAILED, reason)
+        return await self._end(recording_id, RecordingStatus.FAILED, reason)
 
     async def _blob_key(self, recording_id: str) -> str:
         async with self._db.sessions() as session:
@@ -311,37 +394,20 @@ class Recordings:
         finally:
             file.close()
 
-    async def recover(self) -> int:
-        """At start-up: fail this instance's recordings cut off by its end, remove their
-        partial blobs, and sweep leftovers no row knows. Returns how many were cut off."""
-        async with self._db.sessions() as session, session.begin():
-            rows = (
-                await session.scalars(
-                    select(Recording).where(
-                        Recording.instance == self._instance, Recording.status == RecordingStatus.RECORDING
-                    )
-                )
-            ).all()
-            now = datetime.now(UTC)
-            for row in rows:
-                row.status, row.ended_at, row.end_reason = RecordingStatus.FAILED, now, "interrupted"
-                self._finished(session, row)
+    async def sweep(self) -> int:
+        """Remove leftover blobs no row knows (and stale temporary files); after
+        :meth:`cut_off` and :meth:`salvage` had their turn at the uploads that crashes left.
+        Returns how many files were removed."""
+        async with self._db.sessions() as session:
             known = set((await session.scalars(select(Recording.blob_key))).all())
-        return await asyncio.to_thread(self._recover, [row.blob_key for row in rows], known)
+        swept = await asyncio.to_thread(self._blobs.sweep, known, older_than=_STALE.total_seconds())
+        return len(swept.removed_blobs) + swept.removed_temp
 
     def _finished(self, session: AsyncSession, row: Recording) -> None:
         self._events.emit(
             session, EventType.RECORDING_FINISHED, consultation_id=row.consultation_id, region_id=row.region_id,
             at=row.ended_at or datetime.now(UTC), subject_id=row.id, status=row.status.value,
         )
-
-    def _recover(self, cut_off: list[str], known: set[str]) -> int:
-        # delete() also removes the temporary file a write cut off by a crash left.
-        for key in cut_off:
-            self._blobs.delete(_upload_key(key))
-            self._blobs.delete(key)
-        self._blobs.sweep(known, older_than=_STALE.total_seconds())
-        return len(cut_off)
 
 
 def _upload_key(blob_key: str) -> str:

@@ -37,6 +37,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -137,6 +138,29 @@ class BlobStore:
             return open(self._path(key), "rb")
         except FileNotFoundError:
             raise BlobNotFound(key) from None
+
+    def adopt(self, key: str) -> bool:
+        """Publish what a :meth:`writer` of ``key`` cut off by a crash left in its temporary
+        file (a recording's upload, whose sealed chunks are worth keeping), made durable
+        first; True if the blob is stored now."""
+        final = self._path(key)
+        temp = _temp_of(final)
+        try:
+            file = open(temp, "rb+")
+        except FileNotFoundError:
+            return final.is_file()
+        with suppress(FileExistsError):  # published before the crash: the blob is the same bytes
+            publish(file, temp, final)
+        return True
+
+    def written_ago(self, key: str) -> float | None:
+        """Seconds since the blob of ``key``, or a writer's temporary file of it, was last
+        written; None if neither exists."""
+        final = self._path(key)
+        for path in (_temp_of(final), final):
+            with suppress(FileNotFoundError):
+                return max(time.time() - path.stat().st_mtime, 0.0)
+        return None
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
