@@ -205,8 +205,10 @@ async def test_a_failing_receiver_gets_retries_with_growing_waits_then_the_deliv
     assert all(a.verified for a in attempts), "each attempt is signed for its own timestamp"
     gaps = [later.at - earlier.at for earlier, later in zip(attempts, attempts[1:])]
     # The waits double (times a jitter in [0.5, 1]): the fourth is at least 0.8 s, the first
-    # at most 0.2 s plus the time an attempt takes.
-    assert gaps[-1] > 2 * gaps[0], gaps
+    # at most 0.2 s plus the time an attempt takes. A loaded machine stretches any gap, and a
+    # stretched first gap once failed a 2x check, so growth is asked of the last gap's floor
+    # (below) and of the order alone.
+    assert gaps[-1] > gaps[0], gaps
     assert gaps[-1] >= BASE_SECONDS * 2 ** (MAX_ATTEMPTS - 2) * 0.5, gaps
     (delivery,) = await hooks.deliveries(failing)
     assert (delivery.attempts, delivery.last_status, delivery.last_error) == (MAX_ATTEMPTS, 503, "http_503")
