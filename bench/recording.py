@@ -25,6 +25,8 @@ the nurse's device and the specialist's computer, not the server's machine. Per 
 - ``/ws`` ping p50/p99, ms.
 - frames stored (counted by the server in the finished WebM) / frames the page decoded while
   it recorded (``getStats`` framesDecoded).
+- passed through: recordings whose page stored the camera's VP8 frames as received (its
+  ``MediaRecorder`` asked for no type: Chromium's passthrough) rather than encoding them.
 
     python -m bench.recording                  # 4 calls at 1280x720, 30 s phases, 2 rounds (~15 min)
     python -m bench.recording --quick          # 2 calls at 640x360, 6 s phases, 1 round (tests/bench)
