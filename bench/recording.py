@@ -25,6 +25,8 @@ the nurse's device and the specialist's computer, not the server's machine. Per 
 - ``/ws`` ping p50/p99, ms.
 - frames stored (counted by the server in the finished WebM) / frames the page decoded while
   it recorded (``getStats`` framesDecoded).
+- passed through: recordings whose page stored the camera's VP8 frames as received (its
+  ``MediaRecorder`` asked for no type: Chromium's passthrough) rather than encoding them.
 
     python -m bench.recording                  # 4 calls at 1280x720, 30 s phases, 2 rounds (~15 min)
     python -m bench.recording --quick          # 2 calls at 640x360, 6 s phases, 1 round (tests/bench)
@@ -87,9 +89,14 @@ async () => {
 RECORDER_SPAN = """
 (() => {
   // The frames the page decoded between its MediaRecorder's start and stop: what it recorded
-  // (the bench's RECEIVED, kept by this page as __frames).
+  // (the bench's RECEIVED, kept by this page as __frames); and whether it encoded the video
+  // (a type asked for) or passed the camera's frames through (none asked for).
   const { start, stop } = MediaRecorder.prototype;
-  MediaRecorder.prototype.start = function (...args) { window.__recordedFrom = window.__frames(); return start.apply(this, args); };
+  MediaRecorder.prototype.start = function (...args) {
+    window.__recordedFrom = window.__frames();
+    window.__passedThrough = !this.mimeType;
+    return start.apply(this, args);
+  };
   MediaRecorder.prototype.stop = function () { window.__recordedTo = window.__frames(); return stop.apply(this); };
 })();
 """
@@ -113,6 +120,9 @@ class Phase:
     pings: list[float] = field(default_factory=list)
     stored: int = 0
     decoded: int = 0
+    passed_through: int = 0
+    """Recordings whose page stored the camera's frames as received (no type asked of its
+    ``MediaRecorder``), rather than encoding them again."""
 
 
 def _descendants(root: int) -> set[int]:
@@ -296,6 +306,7 @@ async def run_phase(calls: list[Call], recorded: int, seconds: float, spes: ApiC
         assert last["status"] == "complete", last
         phase.stored += int(last["frames"])
         phase.decoded += int(await call.page.evaluate(SPAN))
+        phase.passed_through += bool(await call.page.evaluate("() => window.__passedThrough"))
     return phase
 
 
@@ -389,7 +400,8 @@ def _row(phase: Phase, base: Phase) -> str:
             f"{[round(r, 2) for r in ratios]}), viewers/camera {sorted(phase.viewers)}, "
             f"server {phase.cpu_cores:.3f} cores ({per_call:+.3f}/recorded call), "
             f"/ws ping p50 {_p(phase.pings, 0.5):.1f} p99 {_p(phase.pings, 0.99):.1f} ms "
-            f"(unrecorded {_p(base.pings, 0.99):.1f}), frames stored/decoded {phase.stored}/{phase.decoded} ({kept:.1%})")
+            f"(unrecorded {_p(base.pings, 0.99):.1f}), frames stored/decoded {phase.stored}/{phase.decoded} ({kept:.1%}), "
+            f"video passed through {phase.passed_through}/{phase.recorded}")
 
 
 def render(phases: list[Phase], calls: int, size: tuple[int, int], seconds: float) -> str:
@@ -399,13 +411,14 @@ def render(phases: list[Phase], calls: int, size: tuple[int, int], seconds: floa
     lines = [f"{calls} calls at {size[0]}x{size[1]}, {seconds:.0f} s phases, {rounds} round(s); "
              f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min)",
              f"{'recorded':>8} | {'uplink kbit/s':>13} | {'vs unrecorded':>13} | {'server cores':>12} | "
-             f"{'per rec. call':>13} | {'/ws p50/p99 ms':>14} | {'p99 vs none':>11} | {'frames stored':>13}"]
+             f"{'per rec. call':>13} | {'/ws p50/p99 ms':>14} | {'p99 vs none':>11} | {'frames stored':>13} | "
+             f"{'passed through':>14}"]
     unrecorded = [p for p in phases if not p.recorded]
     lines.append(
         f"{0:>8} | {statistics.median(u for p in unrecorded for u in p.uplink):>13.0f} | {'':>13} | "
         f"{statistics.median(p.cpu_cores for p in unrecorded):>12.3f} | {'':>13} | "
         f"{statistics.median(_p(p.pings, 0.5) for p in unrecorded):>6.1f} / "
-        f"{statistics.median(_p(p.pings, 0.99) for p in unrecorded):>5.1f} | {'':>11} | {'':>13}"
+        f"{statistics.median(_p(p.pings, 0.99) for p in unrecorded):>5.1f} | {'':>11} | {'':>13} | {'':>14}"
     )
     for level in levels:
         group = [(p, base) for p, base in pairs if p.recorded == level]
@@ -414,12 +427,13 @@ def render(phases: list[Phase], calls: int, size: tuple[int, int], seconds: floa
         per_call = statistics.median((p.cpu_cores - base.cpu_cores) / level for p, base in group)
         p99_ratio = statistics.median(_p(p.pings, 0.99) / _p(base.pings, 0.99) for p, base in group)
         stored, decoded = sum(p.stored for p, _ in group), sum(p.decoded for p, _ in group)
+        passed = f"{sum(p.passed_through for p, _ in group)}/{sum(p.recorded for p, _ in group)}"
         lines.append(
             f"{level:>8} | {statistics.median(uplink):>13.0f} | {statistics.median(ratios):>12.2f}x | "
             f"{statistics.median(p.cpu_cores for p, _ in group):>12.3f} | {per_call:>13.3f} | "
             f"{statistics.median(_p(p.pings, 0.5) for p, _ in group):>6.1f} / "
             f"{statistics.median(_p(p.pings, 0.99) for p, _ in group):>5.1f} | {p99_ratio:>10.2f}x | "
-            f"{(stored / decoded if decoded else float('nan')):>12.1%}"
+            f"{(stored / decoded if decoded else float('nan')):>12.1%} | {passed:>14}"
         )
     lines.append("targets: uplink recorded <= 1.1x the same camera unrecorded; <= 0.05 cores per recorded call; "
                  f"/ws p99 with {max(levels)} recorded <= 1.5x the unrecorded beside it; frames stored >= 95 % of "

@@ -117,6 +117,16 @@ async def until(check: Any, timeout: float, what: str, visit: Visit) -> Any:
     return found
 
 
+RECORDER_TYPES = """
+(() => {
+  // The type each MediaRecorder of this page was asked for ('': none, the camera's frames
+  // passed through as received), read as it starts.
+  window.__recorderTypes = [];
+  const { start } = MediaRecorder.prototype;
+  MediaRecorder.prototype.start = function (...args) { window.__recorderTypes.push(this.mimeType); return start.apply(this, args); };
+})();
+"""
+
 SEEK = """
 async () => {
   const video = document.getElementById('recording-player');
@@ -152,6 +162,7 @@ async def test_a_live_call_is_recorded_in_the_page_sealed_and_plays_back_only_wi
             consultation = await visit.find_consultation(30)
             context = await browser.new_context(locale="en-GB")
             await context.add_init_script(PEER_TRACKER)
+            await context.add_init_script(RECORDER_TYPES)
             page = await context.new_page()
             page.set_default_timeout(UI_TIMEOUT_MS)
             parts: list[int] = []
@@ -189,6 +200,9 @@ async def test_a_live_call_is_recorded_in_the_page_sealed_and_plays_back_only_wi
 
             await until(more_written, 90, "the second part's chunks on disk", visit)
             assert parts == [201, 201]
+            # Chromium, the camera's VP8: the page asked for no type, so its recorder stores the
+            # frames as they came (passed through) and encodes no video of its own.
+            assert await page.evaluate("() => window.__recorderTypes") == [""]
             await toggle.click()
             await expect(toggle).to_have_attribute("aria-pressed", "false")
             await expect(badge).to_be_hidden()

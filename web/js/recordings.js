@@ -5,7 +5,9 @@
  * `MediaRecorder` on what the page shows and plays (the camera's video and sound) with the
  * specialist's own microphone mixed in, so the record is what the assessment was based on.
  * A piece goes to the server every second, which seals it on arrival; a reloaded page goes
- * on with a new part of the same recording. The camera sends nothing more for it. A finished
+ * on with a new part of the same recording. The camera sends nothing more for it, and where
+ * the browser can (Chromium, the camera's VP8) the page stores the frames it received as they
+ * came, encoding no video of its own (`recorderOptions`). A finished
  * recording streams back through the API (never cached), in ranges, so the player can seek.
  */
 
@@ -18,6 +20,8 @@ const PIECE_MS = 1000;
 /** Tries of one piece before the recording here is given up (the server keeps what it has). */
 const PIECE_TRIES = 5;
 const MIME = 'video/webm;codecs=vp8,opus';
+/** How long a part waits for the camera's first packets, to learn their codec. */
+const CODEC_WAIT_MS = 3000;
 /** This tab's recording in progress, found again after a reload (sessionStorage). */
 const MINE = 'woundcare.recording';
 
@@ -35,11 +39,12 @@ class Part {
    * @param {string} recording
    * @param {number} part
    * @param {MediaStream} stream what is recorded
+   * @param {MediaRecorderOptions} options
    * @param {() => void} failed called once if a piece cannot be sent
    */
-  constructor(recording, part, stream, failed) {
+  constructor(recording, part, stream, options, failed) {
     this.path = `/api/recordings/${encodeURIComponent(recording)}/pieces?part=${part}&n=`;
-    this.recorder = new MediaRecorder(stream, { mimeType: MIME });
+    this.recorder = new MediaRecorder(stream, options);
     this.number = 0;
     /** @type {Promise<void>} */
     this.sent = Promise.resolve();
@@ -78,6 +83,35 @@ class Part {
 }
 
 /**
+ * The `MediaRecorder` options for the camera's video as `receiver` gets it. Chromium's
+ * `MediaRecorder`, asked for no type, passes a remote track's encoded frames through into its
+ * WebM instead of decoding and encoding them again (its "passthrough"): the record is then the
+ * very frames the specialist's page decoded, and the page spends no encoder on it (measured:
+ * four 720p recordings 0.86 cores of the renderer with VP8 asked for, 0.04 passed through;
+ * `docs/recording.md`). Only for VP8, which the stored WebM holds, and only in Chromium: other
+ * browsers, asked for no type, choose their own (Safari MP4). Otherwise VP8 is asked for and
+ * encoded here, as it always was.
+ * @param {RTCRtpReceiver | undefined} receiver
+ * @returns {Promise<MediaRecorderOptions>}
+ */
+async function recorderOptions(receiver) {
+  const chromium = /** @type {{userAgentData?: {brands: {brand: string}[]}}} */ (navigator).userAgentData?.brands
+    .some(({ brand }) => brand === 'Chromium');
+  if (!chromium || !receiver) return { mimeType: MIME };
+  // The codec the packets come in (a new connection has none for a moment).
+  for (const deadline = Date.now() + CODEC_WAIT_MS; Date.now() < deadline; ) {
+    const report = await receiver.getStats();
+    for (const stats of report.values()) {
+      if (stats.type === 'inbound-rtp' && stats.codecId) {
+        return report.get(stats.codecId)?.mimeType === 'video/VP8' ? {} : { mimeType: MIME };
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return { mimeType: MIME };
+}
+
+/**
  * The recording this page makes: the camera's stream and the microphone, mixed, in parts.
  */
 class PageRecording {
@@ -109,16 +143,20 @@ class PageRecording {
   /**
    * Record `stream` (the camera's, as the page shows it) from now on, as a new part.
    * @param {MediaStream} stream
+   * @param {RTCPeerConnection | null} pc the connection it comes on
    */
-  follow(stream) {
+  follow(stream, pc) {
     if (stream === this.stream) return this.turn;
     this.stream = stream;
-    this.turn = this.turn.then(() => this.#begin(stream)).catch(this.failed);
+    this.turn = this.turn.then(() => this.#begin(stream, pc)).catch(this.failed);
     return this.turn;
   }
 
-  /** @param {MediaStream} stream */
-  async #begin(stream) {
+  /**
+   * @param {MediaStream} stream
+   * @param {RTCPeerConnection | null} pc
+   */
+  async #begin(stream, pc) {
     // Not awaited: after a reload, before the specialist's first click, the browser keeps the
     // mix suspended (silent) and resume() pending; the video must not wait for that.
     this.audio.resume().catch(() => {});
@@ -128,8 +166,10 @@ class PageRecording {
     this.remoteSound = stream.getAudioTracks().length ? this.audio.createMediaStreamSource(stream) : null;
     this.remoteSound?.connect(this.mix);
     const { part } = await postJson(`/api/recordings/${encodeURIComponent(this.id)}/parts`);
+    const [video] = stream.getVideoTracks();
+    const options = await recorderOptions(pc?.getReceivers().find((receiver) => receiver.track === video));
     const tracks = [...stream.getVideoTracks(), ...this.mix.stream.getAudioTracks()];
-    this.part = new Part(this.id, part, new MediaStream(tracks), this.failed);
+    this.part = new Part(this.id, part, new MediaStream(tracks), options, this.failed);
   }
 
   /** Stops; resolves once every piece has been sent. */
@@ -158,16 +198,20 @@ export class RecordingPanel {
     this.making = null;
     /** @type {MediaStream | null} */
     this.stream = null;
+    /** @type {RTCPeerConnection | null} */
+    this.pc = null;
     this.toggle.addEventListener('click', () => this.#toggle());
   }
 
   /**
    * The camera's stream as the page shows it; a recording made here goes on with it.
    * @param {MediaStream} stream
+   * @param {RTCPeerConnection | null} pc the connection it comes on
    */
-  show(stream) {
+  show(stream, pc) {
     this.stream = stream;
-    this.making?.follow(stream);
+    this.pc = pc;
+    this.making?.follow(stream, pc);
   }
 
   /** Consent and recordings again; goes on with this tab's recording after a reload. */
@@ -197,7 +241,7 @@ export class RecordingPanel {
   #make(id) {
     sessionStorage.setItem(MINE, id);
     this.making = new PageRecording(id, this.microphone, () => this.#lost());
-    if (this.stream) this.making.follow(this.stream);
+    if (this.stream) this.making.follow(this.stream, this.pc);
   }
 
   /** Sending failed, or the recording was ended elsewhere: this page records no more. */

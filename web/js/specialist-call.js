@@ -132,7 +132,7 @@ export function runSpecialistCall(consultation, ahead) {
   viewer.addEventListener('remotestream', (event) => {
     const { stream } = /** @type {CustomEvent} */ (event).detail;
     video.srcObject = stream;
-    recordings.show(stream);
+    recordings.show(stream, viewer.pc);
   });
   quality.addEventListener('sample', (event) => {
     const { sample, level } = /** @type {CustomEvent} */ (event).detail;
