@@ -2,12 +2,14 @@
 
 Every half heartbeat interval a sweep looks at each open socket's
 :attr:`~signaling.outlet.SocketOutlet.silence`, the sweeps since its reader last received a
-frame (any frame: a pong, a ping, a message). A socket heard from in the last interval
-costs nothing; one quiet for a whole interval is pinged; one still quiet half an interval
-after the ping is dropped (:meth:`~signaling.outlet.SocketOutlet.lost`), and its reader
-holds the participant's place for a resume as for any lost connection. So a dead peer is
-dropped between one and one and a half intervals after it was last heard, as aiohttp's own
-heartbeat does, without a timer, a ping task and a reset callback per socket and per read.
+frame (any frame: a pong, a ping, a message). A socket heard from since the last sweep
+costs nothing; one quiet for two sweeps (half an interval to one) is pinged; one still quiet
+at the next sweep, half an interval after the ping, is dropped
+(:meth:`~signaling.outlet.SocketOutlet.lost`), and its reader holds the participant's place
+for a resume as for any lost connection. So a dead peer is dropped between one and one and
+a half intervals after it was last heard, as with aiohttp's own heartbeat (ping after one
+interval, pong within half), without a timer, a ping task and a reset callback per socket
+and per read.
 """
 
 from __future__ import annotations
