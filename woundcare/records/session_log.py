@@ -49,10 +49,6 @@ observer's ``snapshot_request``, say) is audited as a denied ``signaling.<frame 
 the HTTP guard audits a refused request."""
 REFUSED_PREFIX: Final = "signaling."
 
-GATHER_SECONDS: Final = 0.005
-"""How long the writer lets events gather before a batch while events keep coming (a join
-waits that much longer for its ``joined`` then, on a server busy with joins only)."""
-
 # Built once: building a statement costs more than running it for a small batch.
 _KNOWN = select(Consultation.id).where(Consultation.id.in_(bindparam("ids", expanding=True)))
 _INSERT = insert(ConsultationEvent)
@@ -128,18 +124,11 @@ class SessionLog:
         await self.stored()
 
     async def _run(self) -> None:
-        busy = False
         while True:
             await self._wake.wait()
             self._wake.clear()
             if not self._pending:
                 continue
-            if busy:
-                # Events came while the last batch was written: joins are arriving faster than
-                # batches commit. A batch costs about as much CPU for one event as for fifty
-                # (the chain's lock and head, a statement per table, the commit), so let more
-                # gather; a lone join is written at once.
-                await asyncio.sleep(GATHER_SECONDS)
             batch, self._pending = self._pending, []
             done = self._next if self._next is not None else _batch_future()
             self._next = None
@@ -157,7 +146,6 @@ class SessionLog:
                 done.set_result(None)
             finally:
                 self._writing = None
-            busy = bool(self._pending)
 
     async def _write(self, batch: list[RoomEvent]) -> None:
         entries = [
