@@ -15,6 +15,7 @@ from typing import Final
 from aiohttp import ChainMapProxy, WSMsgType, web
 
 from .admission import Admission
+from .heartbeat import beating
 from .limits import Limits
 from .outlet import SocketOutlet
 from .protocol import (
@@ -83,11 +84,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     limits = app[LIMITS]
     stats = app[STATS]
     rooms = app[ROOMS]
-    ws = web.WebSocketResponse(
-        heartbeat=limits.heartbeat_seconds,
-        max_msg_size=limits.max_message_bytes,
-        compress=False,
-    )
+    # Pings and pongs come to this loop: liveness is one sweep for all sockets (signaling.heartbeat).
+    ws = web.WebSocketResponse(autoping=False, max_msg_size=limits.max_message_bytes, compress=False)
     writer = await ws.prepare(request)
     transport = request.transport
     if transport is None or writer is None:  # the client left during the upgrade
@@ -111,7 +109,14 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             # An idle socket keeps nothing of its last frame (the join, with its token).
             msg = message = None
             msg = await ws.receive()
-            if msg.type is not WSMsgType.TEXT and msg.type is not WSMsgType.BINARY:
+            outlet.silence = 0
+            kind = msg.type
+            if kind is not WSMsgType.TEXT and kind is not WSMsgType.BINARY:
+                if kind is WSMsgType.PONG:
+                    continue
+                if kind is WSMsgType.PING:
+                    outlet.pong(msg.data)
+                    continue
                 break
             if outlet.closing:
                 break
@@ -244,7 +249,9 @@ def setup(
     app[SINK] = sink
     app[LIMITS] = limits
     app[STATS] = Stats()
-    app[SOCKETS] = set()
+    sockets: set[SocketOutlet] = set()
+    app[SOCKETS] = sockets
+    app.cleanup_ctx.append(beating(sockets, limits.heartbeat_seconds))
     app[CLIENT_ADDRESS] = client_address
     app.router.add_get(path, websocket_handler)
     app.on_shutdown.append(_close_sockets)

@@ -21,8 +21,10 @@ class Limits:
     max_message_bytes: int = MAX_MESSAGE_BYTES
     """Larger frames close the socket with 1009."""
     heartbeat_seconds: float = 10.0
-    """WebSocket ping interval; a peer that misses a pong (half the interval) is dropped and
-    may resume. Short, so that a viewer learns within seconds that a camera's link is gone."""
+    """A socket from which nothing (not even a pong) has arrived for one to one and a half
+    intervals is dropped and may resume; it was pinged half an interval before (one sweep for
+    all sockets: :mod:`signaling.heartbeat`). Short, so that a viewer learns within seconds
+    that a camera's link is gone."""
     join_timeout_seconds: float = 10.0
     """A socket that has not joined by then is closed with 4008."""
     rate_per_second: float = 50.0

@@ -26,6 +26,9 @@ HIGH_WATER: Final = 64 * 1024
 """Bytes the transport may buffer before frames wait in the outbox instead."""
 _TEXT: Final = 0x1
 _CLOSE: Final = 0x8
+_PING: Final = 0x9
+_PONG: Final = 0xA
+_PING_FRAME: Final = bytes((0x80 | _PING, 0))
 _LINGER_RESET: Final = struct.pack("ii", 1, 0)
 """SO_LINGER on, 0 s: closing the socket resets the connection instead of leaving the
 kernel to deliver what it still holds to a reader that does not read."""
@@ -48,7 +51,7 @@ class SocketOutlet:
 
     __slots__ = (
         "_ws", "_transport", "_writer", "_loop", "_capacity", "_pending", "_scheduled",
-        "_draining", "_closer", "_close_code", "_closing",
+        "_draining", "_closer", "_close_code", "_closing", "silence",
     )
 
     def __init__(
@@ -66,6 +69,9 @@ class SocketOutlet:
         self._closer: asyncio.Task[None] | None = None
         self._close_code = CloseCode.NORMAL
         self._closing = False
+        self.silence = 0
+        """Heartbeat sweeps since the peer was last heard from: the socket's reader sets it
+        to 0 on every frame it receives, :mod:`signaling.heartbeat` counts it up."""
 
     @property
     def closing(self) -> bool:
@@ -90,6 +96,25 @@ class SocketOutlet:
         self._close_code = code
         if not self._pending and self._draining is None:
             self._start_close()
+
+    def ping(self) -> None:
+        """Ask the peer for a pong (a control frame goes between whole frames, so straight to
+        the transport, ahead of what waits in the outbox)."""
+        if not self._transport.is_closing():
+            self._transport.write(_PING_FRAME)
+
+    def pong(self, payload: bytes) -> None:
+        """Answer the peer's ping with its payload (RFC 6455 §5.5.3)."""
+        if not self._transport.is_closing():
+            self._transport.writelines([frame_header(_PONG, len(payload)), payload])
+
+    def lost(self) -> None:
+        """The peer stopped answering: drop the connection without a closing handshake it
+        would not answer either. The reader sees the connection end and holds the
+        participant's place for a resume."""
+        self._closing = True
+        self._pending.clear()
+        self._transport.abort()
 
     async def finish(self, timeout: float = 2.0) -> None:
         """Wait (briefly) for queued frames, then for the close handshake, then stop."""

@@ -18,7 +18,8 @@ from prometheus_client.registry import Collector
 
 from signaling.handler import ROOMS, SOCKETS, STATS
 from signaling.stats import Stats
-from signaling.sink import EventSink, RoomEvent
+from signaling.protocol import Role
+from signaling.sink import EventKind, EventSink, RoomEvent
 
 from .appkeys import SERVICES
 from .webhooks.deliverer import DeliveryMetrics
@@ -55,6 +56,7 @@ class Metrics:
         self.room_events = Counter(
             "woundcare_room_events", "Joins, drops, rejoins, leaves and refusals", ["kind", "role"], registry=r
         )
+        self._room_event_children: dict[tuple[EventKind, Role | None], Counter] = {}
         self.requests = Counter(
             "woundcare_http_requests", "API requests by route and status", ["route", "status"], registry=r
         )
@@ -85,7 +87,15 @@ class Metrics:
         )
 
     def room_event(self, event: RoomEvent) -> None:
-        self.room_events.labels(event.kind.value, event.role.value if event.role else "none").inc()
+        key = (event.kind, event.role)
+        child = self._room_event_children.get(key)
+        if child is None:
+            # ``labels`` takes a lock and builds its key from strings on every call: a join's
+            # or a leave's events look their child up here instead.
+            child = self._room_event_children[key] = self.room_events.labels(
+                event.kind.value, event.role.value if event.role else "none"
+            )
+        child.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

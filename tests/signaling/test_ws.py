@@ -11,7 +11,8 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from signaling.protocol import CloseCode, Role
+from signaling.handler import ROOMS, SOCKETS
+from signaling.protocol import CloseCode, Presence, Role
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
 from woundcare.db.models import ConsultationEvent
@@ -242,6 +243,48 @@ async def test_after_the_grace_window_the_peer_has_left(start_server: Any) -> No
         assert fresh["type"] == "joined"
     finally:
         await session.close()
+
+
+async def test_a_peer_that_stops_answering_pings_is_dropped_and_its_leave_stored(start_server: Any) -> None:
+    """The heartbeat: a socket that goes quiet is pinged; one that does not answer is dropped
+    (its place held, then let go after the grace window, on record), while a peer that
+    answers stays however long it says nothing else."""
+    # An interval long enough that the live client, busy in this test now and then, still answers in time.
+    server = await start_server(heartbeat_seconds=1.0, grace_seconds=1.0)
+    consultation = await server.new_consultation()
+    async with aiohttp.ClientSession() as session:
+        # Never answers a ping: aiohttp's client answers them only with autoping.
+        dead = RawSocket(await session.ws_connect(f"{server.url}/ws", autoping=False))
+        alive = RawSocket(await session.ws_connect(f"{server.url}/ws"))
+        assert (await dead.join(consultation, Role.NURSE, server.invite(consultation, Role.NURSE)))["type"] == "joined"
+        assert (await alive.join(consultation, Role.SPECIALIST, server.invite(consultation, Role.SPECIALIST)))["type"] == "joined"
+        assert (await dead.expect("presence"))["state"] == "joined"
+        dropped = await alive.expect("presence", timeout=5)
+        assert (dropped["state"], dropped["participant"]["role"]) == ("reconnecting", "nurse")
+        left = await alive.expect("presence", timeout=5)
+        assert (left["state"], left["reason"], left["participant"]["role"]) == ("left", "timeout", "nurse")
+        # Asked before it was dropped, then cut off without a closing handshake it would not answer.
+        assert (await dead.ws.receive(timeout=1)).type is aiohttp.WSMsgType.PING
+        while (msg := await dead.ws.receive(timeout=5)).type is aiohttp.WSMsgType.PING:
+            pass
+        assert msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+        # The one who answers, quiet for several intervals (its client answers the pings
+        # while it waits to receive), is still in.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(alive.ws.receive(), 2.5)
+        room = server.app[ROOMS].get(consultation)
+        assert room is not None
+        assert [(p.identity.role, p.state) for p in room.participants.values()] == [(Role.SPECIALIST, Presence.JOINED)]
+        assert len(server.app[SOCKETS]) == 1
+    services = server.app[SERVICES]
+    await services.session_log.flush()
+    async with services.database.sessions() as db:
+        rows = (await db.execute(
+            select(ConsultationEvent.kind, ConsultationEvent.role, ConsultationEvent.detail)
+            .where(ConsultationEvent.consultation_id == consultation, ConsultationEvent.role == "nurse")
+            .order_by(ConsultationEvent.id)
+        )).all()
+    assert [tuple(row) for row in rows] == [("joined", "nurse", None), ("reconnecting", "nurse", None), ("left", "nurse", "timeout")]
 
 
 async def test_leave_is_final_and_seen_by_the_others(server: RunningServer, connect: Any) -> None:
