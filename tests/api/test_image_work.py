@@ -175,3 +175,17 @@ async def test_image_workers_yield_the_cpu_to_the_server(start_server: Any) -> N
     in_worker = await work.run(os.getpriority, os.PRIO_PROCESS, 0)
     assert worker != os.getpid()
     assert in_worker == min(19, os.getpriority(os.PRIO_PROCESS, 0) + woundcare.records.imagework.NICENESS)
+
+
+def test_a_worker_never_touches_the_file_that_took_an_abandoned_photos_number() -> None:
+    """A request cancelled while its check waits for a worker closes its photo file; the number
+    the worker was given may then name another upload's file, which it must leave alone."""
+    abandoned = woundcare.records.imagework.PhotoFile.of(b"abandoned")
+    path, inode = abandoned.path, abandoned.inode
+    abandoned.close()
+    with woundcare.records.imagework.PhotoFile.of(b"another upload") as other:
+        assert other.path == path  # the lowest free number, as the kernel hands them out
+        with pytest.raises(woundcare.records.imagework.PhotoGone):
+            woundcare.records.imagework._check(path, inode, 0.0, {})
+        with other.mapped(other.size) as view:
+            assert bytes(view) == b"another upload"

@@ -135,6 +135,9 @@ class PhotoFile:
 
     def __init__(self) -> None:
         self._fd = os.memfd_create("woundcare-photo", os.MFD_CLOEXEC)
+        self.inode = os.fstat(self._fd).st_ino
+        """Which file this is: a worker that opens :attr:`path` checks it, since once this one
+        is closed (its upload abandoned) the number may name another upload's file."""
         self.size = 0
 
     @classmethod
@@ -155,7 +158,8 @@ class PhotoFile:
 
     @property
     def path(self) -> str:
-        """Where another process of this user opens the file (``os.getpid()``'s fd table)."""
+        """Where another process of this user opens the file (``os.getpid()``'s fd table; the
+        server's ``/proc/<pid>/fd`` must be open to its children: same user, dumpable)."""
         return f"/proc/{os.getpid()}/fd/{self._fd}"
 
     @contextlib.contextmanager
@@ -190,9 +194,16 @@ class Checked:
     thumb_height: int
 
 
-def _check(path: str, since: float, limits: dict[str, int]) -> Checked:
+class PhotoGone(Exception):
+    """The photo's file was closed before its worker opened it: its upload was abandoned
+    (a cancelled request), and no one waits for this."""
+
+
+def _check(path: str, inode: int, since: float, limits: dict[str, int]) -> Checked:
     """In a worker: the photo at ``path`` checked, its cleaned picture written back over it."""
     with open(path, "r+b") as file:
+        if os.fstat(file.fileno()).st_ino != inode:
+            raise PhotoGone
         data = file.read()
         clean = clean_image(data, hold_pixels=functools.partial(_budget().hold, since=since), **limits)
         del data
@@ -242,7 +253,7 @@ class ImageWork:
 
     async def check(self, photo: PhotoFile, since: float, **limits: int) -> Checked:
         """``clean_image`` of ``photo`` in a worker, under the budget counted from ``since``."""
-        return await self.run(_check, photo.path, since, limits)
+        return await self.run(_check, photo.path, photo.inode, since, limits)
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """``function(*args)`` in a worker process (it and its arguments are pickled)."""
