@@ -9,7 +9,7 @@ EXIF (camera, description), GPS and XMP.
 
 The server is ``woundcare serve`` in a child process (set up in this one first: users, a
 patient, a consultation with consent), so its CPU is its own: read from ``/proc/<pid>/stat``
-around each run and divided by the snapshots stored. Sides, interleaved round by round:
+(with its descendants') around each run and divided by the snapshots stored. Sides, interleaved round by round:
 
 ``ingest`` (SQLite, PostgreSQL) at concurrency 1 and 4
     snapshots/s, server CPU per snapshot, p50/p99 ask-to-stored.
@@ -141,8 +141,8 @@ def floor_run(directory: Path, photos: Sequence[bytes], count: int, concurrency:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU seconds of ``pid`` and its descendants, live or reaped: the server's image workers
-    are child processes whose CPU is the server's too."""
+    """CPU seconds of ``pid`` and its descendants, live or reaped: work a server hands to a
+    child process (the recording's finisher, a worker pool) is the server's CPU too."""
     stats: dict[int, list[str]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():

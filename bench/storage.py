@@ -9,10 +9,8 @@ interleaved in one process:
     file per snapshot in a temporary directory on the same filesystem, fsync'd and closed.
     No database, no thumbnail, no directory fsync: the cheapest durable encrypted write.
 ``storage only`` (b)
-    ``Snapshots.store`` through a started app (``services.snapshots``), with the upload's check
-    in an image worker (``clean_image``) replaced by its precomputed result, and the upload
-    already in its photo file (a memory file the API writes the body into as it arrives). What
-    is left is what the issue names: seal image and
+    ``Snapshots.store`` through a started app (``services.snapshots``), with ``clean_image``
+    replaced by its precomputed result. What is left is what the issue names: seal image and
     thumbnail with the region key, the write intent, the atomic blob write (file and
     directory fsyncs) and the commit of the snapshot row (the thumbnail sealed into it) with
     its session-log event.
@@ -49,13 +47,13 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from PIL import Image
 
+import woundcare.records.snapshots as snapshots_module
 from bench.common import free_port, postgres_database
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
 from woundcare.config import Settings
 from woundcare.db.models import Consultation
 from woundcare.records.images import CleanImage, clean_image
-from woundcare.records.imagework import Checked, PhotoFile
 from woundcare.records.snapshots import Snapshots
 
 TARGET_RATIO = 0.7
@@ -163,28 +161,21 @@ class Target:
 
 
 @contextmanager
-def precleaned(target: Target, clean: CleanImage) -> Iterator[PhotoFile]:
-    """``Snapshots.store`` with the upload's check already done: the image work answers at once
-    with what it found of ``clean``, and the photo file given to ``store`` (one for every store:
-    nothing writes to it when the check does not run) holds ``clean``'s picture."""
-    checked = Checked(
-        clean.media_type, clean.width, clean.height, len(clean.data),
-        clean.thumbnail, clean.thumb_width, clean.thumb_height,
-    )
+def precleaned(clean: CleanImage) -> Iterator[None]:
+    """``Snapshots.store`` with ``clean_image`` already done: it gets ``clean`` back at once."""
 
-    async def check(photo: PhotoFile, since: float, **limits: int) -> Checked:
-        return checked
+    def cleaned(data: bytes, **limits: int) -> CleanImage:
+        return clean
 
-    work = target.server.app[SERVICES].image_work
-    with PhotoFile.of(clean.data) as photo:
-        setattr(work, "check", check)
-        try:
-            yield photo
-        finally:
-            delattr(work, "check")
+    original = snapshots_module.clean_image
+    snapshots_module.clean_image = cleaned  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        snapshots_module.clean_image = original
 
 
-async def store_run(target: Target, upload: bytes | PhotoFile, count: int, concurrency: int) -> float:
+async def store_run(target: Target, upload: bytes, count: int, concurrency: int) -> float:
     """Seconds to store ``count`` snapshots through ``Snapshots.store``, ``concurrency`` at a time."""
     remaining = iter(range(count))
     service = target.snapshots
@@ -254,8 +245,8 @@ class Result:
 
 def _store_sides(name: str, target: Target, workload: Workload, concurrency: int) -> list[Side]:
     async def storage_only(count: int) -> float:
-        with precleaned(target, workload.clean) as photo:
-            return await store_run(target, photo, count, concurrency)
+        with precleaned(workload.clean):
+            return await store_run(target, workload.upload, count, concurrency)
 
     async def full(count: int) -> float:
         return await store_run(target, workload.upload, count, concurrency)

@@ -147,8 +147,7 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
     """``GET /metrics`` answers only ``Authorization: Bearer <token>``; unset, it answers 404."""
     image_workers: int = Field(2, ge=1, le=32)
-    """Worker processes that check uploaded photos (decode, metadata strip, thumbnail), and as
-    many threads that seal and store them; apart from the pool that hashes passwords."""
+    """Threads that decode uploaded photos, apart from the pool that hashes passwords."""
     image_pixel_budget: int = Field(50_000_000, ge=10_000)
     """Pixels decoded at once across all uploads (several bytes each in memory); the rest wait."""
     image_wait_seconds: float = Field(30.0, gt=0)

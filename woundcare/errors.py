@@ -44,7 +44,6 @@ Exception hierarchy::
     ├── AssessmentChanged                412 precondition_failed
     ├── ImageRejected                    413/415/422, code per reason
     ├── ImageBusy                        503 busy
-    ├── ImageWorkerLost                  503 image_worker_failed: the photo's worker process died
     ├── NotJpeg                          internal; woundcare.records.jpeg (answered as ImageRejected truncated)
     ├── recording uploads                woundcare.recording.uploads
     │   ├── RecordingBusy                409 recording

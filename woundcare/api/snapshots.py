@@ -1,6 +1,5 @@
-"""Snapshots: upload (multipart or a raw JPEG body, read with a cap into a memory file for the
-image workers), list, image and thumbnail, annotations with the wound measurement; and a
-patient's wound timeline."""
+"""Snapshots: upload (multipart or a raw JPEG body, read with a cap), list, image and thumbnail,
+annotations with the wound measurement; and a patient's wound timeline."""
 
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ from ..appkeys import services
 from ..auth.policy import Action
 from ..audit.log import AuditEntry
 from ..records.images import ImageRejected, MediaType, RejectCode
-from ..records.imagework import ImageBusy, ImageWorkerLost, PhotoFile
+from ..records.imagework import ImageBusy
 from ..records.measurement import Annotations
 from .body import json_body
 from .errors import api_error, http_error
@@ -28,7 +27,8 @@ _MAX_REQUEST_ID = 64
 
 
 async def _read_capped(part: BodyPartReader, limit: int) -> bytearray | None:
-    """A small part's raw bytes (the request id); None as soon as there are more than ``limit``."""
+    """The part's raw bytes, read in chunks into one buffer (handed on as it is, not copied
+    again); None as soon as there are more than ``limit``."""
     buffer = bytearray()
     while chunk := await part.read_chunk(256 * 1024):
         buffer += chunk
@@ -37,26 +37,20 @@ async def _read_capped(part: BodyPartReader, limit: int) -> bytearray | None:
     return buffer
 
 
-async def _read_photo(part: BodyPartReader, photo: PhotoFile, limit: int) -> None:
-    """The image part written into ``photo`` as it arrives (no join of the chunks on the loop)."""
-    while chunk := await part.read_chunk(256 * 1024):
-        if photo.size + len(chunk) > limit:
-            raise _too_large()
-        photo.write(chunk)
-
-
-async def _read_raw(request: web.Request, photo: PhotoFile, limit: int) -> None:
-    """A raw ``image/jpeg`` body written into ``photo`` as it arrives: with a Content-Length,
-    refused before reading if too large; without one (chunked), up to ``limit``."""
+async def _read_raw(request: web.Request, limit: int) -> bytearray | bytes:
+    """A raw ``image/jpeg`` body: with a Content-Length, refused before reading if too large,
+    else read as one buffer; without one (chunked), gathered into one buffer up to ``limit``."""
     length = request.content_length
-    if length is not None and length > limit:
-        raise _too_large()
-    async for chunk in request.content.iter_any():
-        if photo.size + len(chunk) > limit:
+    if length is not None:
+        if length > limit:
             raise _too_large()
-        photo.write(chunk)
-    if length is not None and photo.size != length:
-        raise asyncio.IncompleteReadError(b"", length)
+        return await request.content.readexactly(length)
+    buffer = bytearray()
+    async for chunk in request.content.iter_any():
+        buffer += chunk
+        if len(buffer) > limit:
+            raise _too_large()
+    return buffer
 
 
 def _too_large() -> web.HTTPException:
@@ -70,32 +64,34 @@ def _request_id(raw: bytes | bytearray | str | None) -> str:
     return value
 
 
-async def _read_parts(request: web.Request, photo: PhotoFile, limit: int) -> str | None:
+async def _read_parts(request: web.Request, limit: int) -> tuple[bytearray, str | None]:
     reader = await request.multipart()
-    has_image = False
+    image: bytearray | None = None
     request_id: str | None = None
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
             raise api_error(400, "bad_request", "nested multipart is not accepted")
         if part.name == "image":
-            if has_image:
+            if image is not None:
                 raise api_error(400, "bad_request", "one image per upload")
-            has_image = True
-            await _read_photo(part, photo, limit)
+            image = await _read_capped(part, limit)
+            if image is None:
+                raise _too_large()
         elif part.name == "request" and request_id is None:
             request_id = _request_id(await _read_capped(part, _MAX_REQUEST_ID))
         else:
             # Nothing else is read: an unknown or repeated field could be any size.
             raise api_error(400, "bad_request", "the multipart fields are 'image' and optionally 'request'")
-    if not has_image:
+    if image is None:
         raise api_error(400, "bad_request", "the multipart field 'image' is required")
-    return request_id
+    return image, request_id
 
 
-async def _read_upload(request: web.Request, photo: PhotoFile, limit: int, seconds: float) -> str | None:
-    """The image (at most ``limit`` bytes, written into ``photo``) and the optional snapshot
-    request id, within ``seconds`` for the whole body so that a trickling client cannot hold
-    the handler.
+async def _read_upload(
+    request: web.Request, limit: int, seconds: float
+) -> tuple[bytes | bytearray, str | None]:
+    """The image (at most ``limit`` bytes) and the optional snapshot request id, within
+    ``seconds`` for the whole body so that a trickling client cannot hold the handler.
 
     Either multipart/form-data (field ``image``, optional field ``request``) or a raw
     ``image/jpeg`` body with the request id as the query parameter ``request`` (what a camera
@@ -110,9 +106,8 @@ async def _read_upload(request: web.Request, photo: PhotoFile, limit: int, secon
             if raw:
                 given = request.query.get("request")
                 request_id = None if given is None else _request_id(given)
-                await _read_raw(request, photo, limit)
-                return request_id
-            return await _read_parts(request, photo, limit)
+                return await _read_raw(request, limit), request_id
+            return await _read_parts(request, limit)
     except TimeoutError:
         raise api_error(408, "request_timeout", "the upload did not arrive in time") from None
     except (ValueError, BadHttpMessage):
@@ -130,18 +125,17 @@ async def upload_snapshot(request: web.Request) -> web.Response:
     if not view.consented:
         raise api_error(409, "no_consent", "the patient has not consented to snapshots being stored")
     settings = services(request).settings
+    data, request_id = await _read_upload(request, settings.snapshot_max_bytes, settings.upload_timeout_seconds)
 
     def audit(resource: str) -> AuditEntry:
         return audit_entry(request, Action.SNAPSHOT_UPLOAD, resource, view.region_id)
 
-    with PhotoFile() as photo:
-        request_id = await _read_upload(request, photo, settings.snapshot_max_bytes, settings.upload_timeout_seconds)
-        try:
-            stored = await services(request).snapshots.store(
-                view.id, view.region_id, view.patient_id, photo, subject(request).ref, request_id, audit=audit
-            )
-        except (ImageRejected, ImageBusy, ImageWorkerLost) as exc:
-            raise http_error(exc) from None
+    try:
+        stored = await services(request).snapshots.store(
+            view.id, view.region_id, view.patient_id, data, subject(request).ref, request_id, audit=audit
+        )
+    except (ImageRejected, ImageBusy) as exc:
+        raise http_error(exc) from None
     audited(request, f"snapshot:{stored.id}", view.region_id)
     request.config_dict[ROOMS].publish(view.id, {"type": "snapshot_stored", "id": stored.id, "request": request_id})
     return web.json_response(stored.json(), status=201)

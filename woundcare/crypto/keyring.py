@@ -124,7 +124,7 @@ class Sealer:
     def sealed_size(self, plaintext_size: int) -> int:
         return sealed_size(self._key.key_id, plaintext_size)
 
-    def seal_into(self, binding: Binding, plaintext: bytes | memoryview, out: memoryview) -> int:
+    def seal_into(self, binding: Binding, plaintext: bytes, out: memoryview) -> int:
         """:func:`~woundcare.crypto.aead.seal_into` with this key."""
         return seal_into(self._key.secret, self._key.key_id, self._check(binding), plaintext, out)
 

@@ -24,8 +24,8 @@ Every refusal is an ``ImageRejected`` with a stable ``code`` and a fixed message
 echoes the upload. Errors are raised ``from None`` because the decoder's own messages may
 quote bytes of the upload.
 
-``clean_image`` is synchronous and CPU-bound; the server calls it in its image worker
-processes, holding its pixels in their budget (``woundcare.records.imagework``).
+``clean_image`` is synchronous and CPU-bound; call it in the image threads, holding its pixels
+in their budget (``woundcare.records.imagework``).
 """
 
 from __future__ import annotations
@@ -90,10 +90,6 @@ class ImageRejected(WoundcareError):
         self.message = _MESSAGES[code]
         """Fixed text for a person; never quotes the upload."""
         super().__init__(f"{code}: {self.message}")
-
-    def __reduce__(self) -> tuple[type[ImageRejected], tuple[RejectCode]]:
-        # Raised in an image worker process and pickled back to the server: rebuilt from its code.
-        return ImageRejected, (RejectCode(self.code),)
 
 
 @dataclass(frozen=True, slots=True)

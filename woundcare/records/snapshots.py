@@ -1,8 +1,6 @@
 """Wound snapshots: checked, stripped of metadata, sealed, stored as a blob with a row.
 
-An upload is checked first, in an image worker process (``woundcare.records.imagework``: the
-decode check, metadata strip and thumbnail, nothing written), then stored in three steps: an
-intent naming its blob (``woundcare.storage.intents``),
+An upload is stored in three steps: an intent naming its blob (``woundcare.storage.intents``),
 the sealed blob (an atomic, fsynced write), then one transaction with the snapshot row (the
 thumbnail sealed into it), its ``snapshot_stored`` session-log event and, for an API upload,
 its audit entry (in the audit chain's transaction, :meth:`AuditLog.record_with`). A crash at
@@ -15,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import secrets
 import threading
 import time
@@ -37,7 +36,8 @@ from ..db.models import ConsentKind, Consultation, ConsultationEvent, Snapshot
 from ..storage.blobs import BlobStore
 from ..storage.intents import Intents
 from .consents import consented
-from .imagework import Checked, ImageWork, PhotoFile
+from .images import CleanImage, clean_image
+from .imagework import ImageWork
 from .measurement import Annotations
 
 IMAGE_KIND = "snapshot_image"
@@ -119,6 +119,12 @@ def _blob_key() -> str:
     return secrets.token_urlsafe(24)
 
 
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    clean: CleanImage
+    thumb_sealed: bytes
+
+
 class Snapshots:
     def __init__(
         self,
@@ -146,7 +152,7 @@ class Snapshots:
         consultation_id: str,
         region_id: int,
         patient_id: int,
-        data: bytes | bytearray | PhotoFile,
+        data: bytes | bytearray,
         taken_by: str,
         request_id: str | None = None,
         *,
@@ -154,45 +160,29 @@ class Snapshots:
     ) -> SnapshotView:
         """Check and store one upload; raises ``ImageRejected`` before anything is written.
 
-        ``data`` is the upload, or the :class:`PhotoFile` its body was written into (the
-        check writes the cleaned picture back into it). ``audit(resource)``, if given, is the
-        upload's audit entry for the snapshot named ``resource``, committed with the row."""
-        since = time.monotonic()
-        with contextlib.ExitStack() as own:
-            photo = data if isinstance(data, PhotoFile) else own.enter_context(PhotoFile.of(data))
-            checked = await self._images.check(photo, since, max_bytes=self._max_bytes, max_pixels=self._max_pixels)
-            return await self._store_checked(
-                consultation_id, region_id, patient_id, photo, checked, taken_by, request_id, audit
-            )
-
-    async def _store_checked(
-        self,
-        consultation_id: str,
-        region_id: int,
-        patient_id: int,
-        photo: PhotoFile,
-        checked: Checked,
-        taken_by: str,
-        request_id: str | None,
-        audit: Callable[[str], AuditEntry] | None,
-    ) -> SnapshotView:
+        ``audit(resource)``, if given, is the upload's audit entry for the snapshot named
+        ``resource``, committed with the row."""
         snapshot_id = secrets.token_urlsafe(12)
         key = _blob_key()
         taken_at = datetime.now(UTC)
         sealer = await self._keyring.sealer(region_id)
         image = Binding(region_id, IMAGE_KIND, snapshot_id)
+        hold_pixels = functools.partial(self._images.budget.hold, since=time.monotonic())
 
-        def seal_put(key: str) -> bytes:
-            # One thread does the blocking rest of the upload, with no hand-off between steps:
-            # sealing (megabytes of AES-GCM off the event loop, read from the photo file's
-            # pages), the blob's write and fsyncs.
-            thumb_sealed = sealer.seal(Binding(region_id, THUMB_KIND, snapshot_id), checked.thumbnail)
-            buffer = _sealing_buffer(sealer.sealed_size(checked.size))
-            with photo.mapped(checked.size) as picture, self._intent(key):
-                self._blobs.put(key, buffer[: sealer.seal_into(image, picture, buffer)])
-            return thumb_sealed
+        def check_seal_put(key: str) -> _Stored:
+            # One image thread does all of an upload's blocking work, with no hand-off between
+            # steps: the check, metadata strip and thumbnail (decoded pixels held in the
+            # budget), sealing (megabytes of AES-GCM off the event loop), the blob's write and
+            # fsyncs.
+            clean = clean_image(data, max_bytes=self._max_bytes, max_pixels=self._max_pixels, hold_pixels=hold_pixels)
+            thumb_sealed = sealer.seal(Binding(region_id, THUMB_KIND, snapshot_id), clean.thumbnail)
+            buffer = _sealing_buffer(sealer.sealed_size(len(clean.data)))
+            with self._intent(key):
+                self._blobs.put(key, buffer[: sealer.seal_into(image, clean.data, buffer)])
+            return _Stored(clean, thumb_sealed)
 
-        def rows(thumb_sealed: bytes) -> list[RowStatement]:
+        def rows(stored: _Stored) -> list[RowStatement]:
+            clean = stored.clean
             row = {
                 "id": snapshot_id,
                 "consultation_id": consultation_id,
@@ -201,12 +191,12 @@ class Snapshots:
                 "taken_at": taken_at,
                 "taken_by": taken_by,
                 "request_id": request_id,
-                "media_type": checked.media_type.value,
-                "width": checked.width,
-                "height": checked.height,
-                "size": checked.size,
+                "media_type": clean.media_type.value,
+                "width": clean.width,
+                "height": clean.height,
+                "size": len(clean.data),
                 "blob_key": key,
-                "thumb_sealed": thumb_sealed,
+                "thumb_sealed": stored.thumb_sealed,
                 "key_id": sealer.key_id,
             }
             event = {
@@ -221,10 +211,10 @@ class Snapshots:
             return [(_INSERT, row), (_EVENT, event)]
 
         entry = None if audit is None else audit(f"snapshot:{snapshot_id}")
-        await self._write_blob(key, seal_put, rows, self._images.threads, entry)
+        clean = (await self._write_blob(key, check_seal_put, rows, self._images.executor, entry)).clean
         return SnapshotView(
             snapshot_id, consultation_id, taken_at, taken_by, request_id,
-            checked.media_type.value, checked.width, checked.height, None,
+            clean.media_type.value, clean.width, clean.height, None,
         )
 
     async def reseal_blobs(self, snapshot_id: str) -> None:
