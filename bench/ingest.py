@@ -9,7 +9,8 @@ EXIF (camera, description), GPS and XMP.
 
 The server is ``woundcare serve`` in a child process (set up in this one first: users, a
 patient, a consultation with consent), so its CPU is its own: read from ``/proc/<pid>/stat``
-(with its descendants') around each run and divided by the snapshots stored. Sides, interleaved round by round:
+(with its descendants') around each run and divided by the snapshots stored. Sides,
+interleaved round by round:
 
 ``ingest`` (SQLite, PostgreSQL) at concurrency 1 and 4
     snapshots/s, server CPU per snapshot, p50/p99 ask-to-stored.
