@@ -12,7 +12,6 @@ import asyncio
 import io
 import os
 import random
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,13 +23,12 @@ from PIL import Image
 from sqlalchemy import select
 
 from tests.api.client import ApiClient
-from tests.e2e.process import ServerProcess, child_environ, woundcare_cli
-from tests.services import free_port
+from tests.e2e.process import ServerProcess
+from tests.e2e.ward import consented_consultation, logged_in, ward_process
 from woundcare.db.engine import make_engine
 from woundcare.db.models import Snapshot
 from woundcare.storage.blobs import TEMP_PREFIX, BlobStore
 
-PASSWORD = "crash test password"
 UPLOADS = 20
 ATTEMPTS = 3
 UPLOAD_SECONDS = 60.0
@@ -72,22 +70,7 @@ class Outcome:
 async def start_server(tmp_path: Path, migrated_db_url: str) -> AsyncIterator[StartServer]:
     """One server (data folder, database, instance name, port), started again by each call;
     killed at teardown whatever happened."""
-    server = ServerProcess(
-        data_dir=tmp_path / "data",
-        database_url=migrated_db_url,
-        instance=f"crash-test-{secrets.token_hex(4)}",
-        port=free_port(),
-        log_path=tmp_path / "server.log",
-    )
-    admin = child_environ(
-        {"WOUNDCARE_DATA_DIR": str(server.data_dir), "WOUNDCARE_DATABASE_URL": migrated_db_url,
-         "WOUNDCARE_NEW_PASSWORD": PASSWORD}
-    )
-    await woundcare_cli("region", "add", "east", "East", environ=admin)
-    await woundcare_cli("user", "add", "nurse", "--name", "Nurse", "--role", "nurse", "--region", "east",
-                        environ=admin)
-    await woundcare_cli("user", "add", "spes", "--name", "Specialist", "--role", "specialist",
-                        "--region", "east", environ=admin)
+    server = await ward_process(tmp_path, migrated_db_url, "crash-test")
 
     async def start() -> ServerProcess:
         await server.start()
@@ -97,22 +80,6 @@ async def start_server(tmp_path: Path, migrated_db_url: str) -> AsyncIterator[St
         yield start
     finally:
         await server.kill()
-
-
-async def logged_in(server: ServerProcess, username: str) -> ApiClient:
-    client = ApiClient(server.url)
-    response = await client.login(username, PASSWORD)
-    assert response.status == 200, (response.status, await response.text())
-    return client
-
-
-async def new_consultation(nurse: ApiClient) -> str:
-    patient = await nurse.json("POST", "/api/patients", expect=201,
-                               json={"region": "east", "nationalId": "01018012371", "name": "Kari Øst"})
-    consultation = await nurse.json("POST", "/api/consultations", expect=201, json={"patient": patient["id"]})
-    await nurse.json("POST", f"/api/consultations/{consultation['id']}/consents", expect=201,
-                     json={"video": True, "snapshots": True})
-    return str(consultation["id"])
 
 
 async def upload_and_kill(server: ServerProcess, nurse: ApiClient, consultation: str,
@@ -226,7 +193,7 @@ async def test_sigkill_during_concurrent_uploads_leaves_only_complete_snapshots(
 ) -> None:
     server = await start_server()
     nurse = await logged_in(server, "nurse")
-    consultation = await new_consultation(nurse)
+    consultation = await consented_consultation(nurse)
     await nurse.close()
 
     rng = random.Random()

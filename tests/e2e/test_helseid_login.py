@@ -4,8 +4,10 @@ user lands on her page with the HPR number the provider sent stored on her accou
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select, update
 
@@ -17,6 +19,24 @@ from tests.oidc_provider import OidcProvider
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
 from woundcare.db.models import StaffRole, User
+
+
+@asynccontextmanager
+async def login_page(origin: str) -> AsyncIterator[tuple[Any, list[str]]]:
+    """The login page in Chromium (Norwegian, desktop) with its single sign-on link shown, and
+    the page's errors as they come."""
+    async with async_playwright() as playwright:
+        browser = await launch(playwright)
+        try:
+            page = await (await browser.new_context(viewport=DESKTOP, locale="nb-NO")).new_page()
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            page_errors: list[str] = []
+            page.on("pageerror", lambda error: page_errors.append(str(error)))
+            await page.goto(origin + "/")
+            await page.locator("#oidc-link").wait_for(state="visible")
+            yield page, page_errors
+        finally:
+            await browser.close()
 
 
 async def test_single_sign_on_with_par_private_key_jwt_and_dpop_in_chromium(
@@ -36,24 +56,13 @@ async def _log_in(
     user_id = await server.add_user("spesialist", PASSWORD, {"east": StaffRole.SPECIALIST})
     async with server.app[SERVICES].database.sessions() as session, session.begin():
         await session.execute(update(User).where(User.id == user_id).values(oidc_subject=NATIONAL_ID))
-    async with async_playwright() as playwright:
-        browser = await launch(playwright)
-        try:
-            page = await (await browser.new_context(viewport=DESKTOP, locale="nb-NO")).new_page()
-            page.set_default_timeout(UI_TIMEOUT_MS)
-            page_errors: list[str] = []
-            page.on("pageerror", lambda error: page_errors.append(str(error)))
-
-            await page.goto(server.url + "/")
-            link = page.locator("#oidc-link")
-            await link.wait_for(state="visible")
-            assert await link.text_content() == "Logg inn med HelseID"
-            await link.click()
-            await page.wait_for_url(server.url + "/specialist")
-            await page.wait_for_load_state("networkidle")
-            assert not page_errors, page_errors
-        finally:
-            await browser.close()
+    async with login_page(server.url) as (page, page_errors):
+        link = page.locator("#oidc-link")
+        assert await link.text_content() == "Logg inn med HelseID"
+        await link.click()
+        await page.wait_for_url(server.url + "/specialist")
+        await page.wait_for_load_state("networkidle")
+        assert not page_errors, page_errors
 
     # The browser went to the provider with a reference only; the request itself was pushed.
     [authorize] = provider.authorize_requests
@@ -66,7 +75,6 @@ async def _log_in(
         assert await session.scalar(select(User.hpr_number).where(User.id == user_id)) == HPR_NUMBER
 
 
-
 async def test_a_refused_single_sign_on_lands_on_the_login_page_with_a_message_in_its_language(
     start_server: Callable[..., Awaitable[RunningServer]], tmp_path: Path
 ) -> None:
@@ -74,26 +82,15 @@ async def test_a_refused_single_sign_on_lands_on_the_login_page_with_a_message_i
     provider.deny = True  # the provider says no, with words of its own that must not show
     try:
         server = await start_server(**oidc_settings(provider))
-        async with async_playwright() as playwright:
-            browser = await launch(playwright)
-            try:
-                page = await (await browser.new_context(viewport=DESKTOP, locale="nb-NO")).new_page()
-                page.set_default_timeout(UI_TIMEOUT_MS)
-                page_errors: list[str] = []
-                page.on("pageerror", lambda error: page_errors.append(str(error)))
-                await page.goto(server.url + "/")
-                link = page.locator("#oidc-link")
-                await link.wait_for(state="visible")
-                await link.click()
-                error = page.locator("#login-error")
-                await page.wait_for_function("document.querySelector('#login-error').textContent !== ''")
-                assert await error.text_content() == "Innloggingen hos HelseID ble ikke fullført. Prøv igjen."
-                assert page.url == server.url + "/", "the code leaves the address: a reload does not repeat it"
-                assert "cancelled" not in await page.content()
-                await page.select_option("#language", "en")
-                assert await error.text_content() == "The login at HelseID did not complete. Try again."
-                assert not page_errors, page_errors
-            finally:
-                await browser.close()
+        async with login_page(server.url) as (page, page_errors):
+            await page.locator("#oidc-link").click()
+            error = page.locator("#login-error")
+            await page.wait_for_function("document.querySelector('#login-error').textContent !== ''")
+            assert await error.text_content() == "Innloggingen hos HelseID ble ikke fullført. Prøv igjen."
+            assert page.url == server.url + "/", "the code leaves the address: a reload does not repeat it"
+            assert "cancelled" not in await page.content()
+            await page.select_option("#language", "en")
+            assert await error.text_content() == "The login at HelseID did not complete. Try again."
+            assert not page_errors, page_errors
     finally:
         await provider.stop()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,54 +13,20 @@ import av
 import pytest
 from sqlalchemy import select
 
-from tests.api.client import ApiClient
-from tests.e2e.process import ServerProcess, child_environ, woundcare_cli
+from tests.e2e.process import ServerProcess
+from tests.e2e.ward import consented_consultation, logged_in, ward_process
 from tests.recording.media import PIECE, webm_part
-from tests.services import free_port
 from woundcare.db.engine import make_engine
 from woundcare.db.models import AuditEvent, Recording
-
-PASSWORD = "crash test password"
 
 
 @pytest.fixture
 async def server(tmp_path: Path, migrated_db_url: str) -> AsyncIterator[ServerProcess]:
-    process = ServerProcess(
-        data_dir=tmp_path / "data",
-        database_url=migrated_db_url,
-        instance=f"recording-crash-{secrets.token_hex(4)}",
-        port=free_port(),
-        log_path=tmp_path / "server.log",
-    )
-    admin = child_environ(
-        {"WOUNDCARE_DATA_DIR": str(process.data_dir), "WOUNDCARE_DATABASE_URL": migrated_db_url,
-         "WOUNDCARE_NEW_PASSWORD": PASSWORD}
-    )
-    await woundcare_cli("region", "add", "east", "East", environ=admin)
-    await woundcare_cli("user", "add", "nurse", "--name", "Nurse", "--role", "nurse", "--region", "east",
-                        environ=admin)
-    await woundcare_cli("user", "add", "spes", "--name", "Specialist", "--role", "specialist",
-                        "--region", "east", environ=admin)
+    process = await ward_process(tmp_path, migrated_db_url, "recording-crash")
     try:
         yield process
     finally:
         await process.kill()
-
-
-async def logged_in(server: ServerProcess, username: str) -> ApiClient:
-    client = ApiClient(server.url)
-    response = await client.login(username, PASSWORD)
-    assert response.status == 200, (response.status, await response.text())
-    return client
-
-
-async def recorded_consultation(nurse: ApiClient) -> str:
-    patient = await nurse.json("POST", "/api/patients", expect=201,
-                               json={"region": "east", "nationalId": "01018012371", "name": "Kari Øst"})
-    consultation = await nurse.json("POST", "/api/consultations", expect=201, json={"patient": patient["id"]})
-    await nurse.json("POST", f"/api/consultations/{consultation['id']}/consents", expect=201,
-                     json={"video": True, "snapshots": True, "recording": True})
-    return str(consultation["id"])
 
 
 async def rows(db_url: str) -> list[Recording]:
@@ -93,7 +58,7 @@ async def test_a_recording_cut_off_by_sigkill_is_finished_with_what_was_stored(
     await server.start()
     nurse, spes = await logged_in(server, "nurse"), await logged_in(server, "spes")
     try:
-        consultation = await recorded_consultation(nurse)
+        consultation = await consented_consultation(nurse, recording=True)
         recording = (await spes.json("POST", f"/api/consultations/{consultation}/recordings", expect=201))["id"]
         part = (await spes.json("POST", f"/api/recordings/{recording}/parts", expect=201))["part"]
         # Noise does not compress: 60 frames span several sealed 64 KiB chunks, so the kill

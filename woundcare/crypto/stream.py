@@ -122,6 +122,15 @@ class StreamSealer:
         return _LENGTH.pack(len(sealed)) + sealed
 
 
+def _opened(key: bytes, binding: Binding, read: Read) -> AESGCM:
+    """The cipher for a stream under ``key``, once its header has been read and found right."""
+    if len(key) != KEY_SIZE:
+        raise ValueError(f"key must be {KEY_SIZE} bytes (got {len(key)})")
+    if _read_exactly(read, len(_HEADER), binding) != _HEADER:
+        raise RecordIntegrityError.about("not a version 1 stream", binding, None)
+    return AESGCM(key)
+
+
 def open_stream(key: bytes, binding: Binding, read: Read) -> Iterator[bytes]:
     """The plaintext chunks of the stream ``read`` returns, each checked before it is yielded.
 
@@ -129,11 +138,7 @@ def open_stream(key: bytes, binding: Binding, read: Read) -> Iterator[bytes]:
     if the stream was cut short. A chunk is known to be the last only once the next length
     field is found missing, so each chunk is yielded after the next one has been read.
     """
-    if len(key) != KEY_SIZE:
-        raise ValueError(f"key must be {KEY_SIZE} bytes (got {len(key)})")
-    if _read_exactly(read, len(_HEADER), binding) != _HEADER:
-        raise RecordIntegrityError.about("not a version 1 stream", binding, None)
-    aead = AESGCM(key)
+    aead = _opened(key, binding, read)
     pending = _next_sealed(read, binding)
     if pending is None:
         raise RecordIntegrityError.about("stream has no chunk", binding, None)
@@ -158,11 +163,7 @@ def open_cut_short(key: bytes, binding: Binding, read: Read) -> Iterator[bytes]:
     final chunk, or inside a chunk (bytes the kill cut off), ends there instead of raising.
     A whole chunk that does not open still raises :class:`RecordIntegrityError`: a kill cuts
     a stream short, it does not alter one."""
-    if len(key) != KEY_SIZE:
-        raise ValueError(f"key must be {KEY_SIZE} bytes (got {len(key)})")
-    if _read_exactly(read, len(_HEADER), binding) != _HEADER:
-        raise RecordIntegrityError.about("not a version 1 stream", binding, None)
-    aead = AESGCM(key)
+    aead = _opened(key, binding, read)
     pending = _next_whole(read, binding)
     index = 0
     while pending is not None:
