@@ -35,7 +35,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
 
     items.sort(key=rank)
     for item in items:
-        _databases_first(item)
         if item.nodeid.startswith("tests/bench/"):
             item.add_marker(_BENCH)
         elif item.nodeid.startswith("tests/test_imports.py"):
@@ -43,21 +42,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
     result = yield
     _keep_xdist_groups(items)
     return result
-
-
-_DATABASES = ("db_url", "migrated_db_url", "database_url", "migrated_database_url")
-"""The fixtures that make a database for one test (and drop it after)."""
-
-
-def _databases_first(item: pytest.Item) -> None:
-    """Set a test's database up before every other fixture it uses, so that it is dropped
-    after them: pytest tears down in reverse order, and a server fixture set up first (a
-    ``visit(start_server, migrated_db_url)``) stopped only after its PostgreSQL database was
-    dropped under it, its background tasks (the webhook deliverer's pass) logging the failure
-    into the test's log check. pytest sets fixtures up in the order of ``fixturenames``."""
-    names = getattr(item, "fixturenames", None)
-    if names is not None and any(name in _DATABASES for name in names):
-        names[:] = [name for name in names if name in _DATABASES] + [n for n in names if n not in _DATABASES]
 
 
 def _keep_xdist_groups(items: list[pytest.Item]) -> None:
