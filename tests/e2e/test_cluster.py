@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from signaling.protocol import Role
 from tests.e2e.process import ServerProcess, child_environ, woundcare_cli
-from tests.e2e.test_crash import PASSWORD, logged_in, new_consultation
+from tests.e2e.ward import PASSWORD, consented_consultation, logged_in
 from tests.services import REDIS_URL, free_port
 from woundcare.webrtc.client import SignalingClient
 from woundcare.camera.peer import Publisher
@@ -135,7 +135,7 @@ async def test_camera_resumes_on_another_instance_after_a_sigkill(
     await b.start()
     nurse_api = await logged_in(a, "nurse")
     try:
-        consultation = await new_consultation(nurse_api)
+        consultation = await consented_consultation(nurse_api)
     finally:
         await nurse_api.close()
     nurse_token = await invite(a, consultation, Role.NURSE)

@@ -12,7 +12,8 @@ import aiohttp
 from sqlalchemy import select
 
 from tests.e2e.process import woundcare_cli
-from tests.e2e.test_crash import StartServer, logged_in, new_consultation, start_server  # noqa: F401
+from tests.e2e.test_crash import StartServer, start_server  # noqa: F401
+from tests.e2e.ward import consented_consultation, logged_in
 from woundcare.db.engine import make_engine
 from woundcare.db.models import AuditEvent, ConsultationEvent
 
@@ -54,7 +55,7 @@ async def test_sigkill_after_joined_keeps_every_join_and_answered_leave(
     nurse = await logged_in(server, "nurse")
     specialist = await logged_in(server, "spes")
     try:
-        consultation = await new_consultation(nurse)
+        consultation = await consented_consultation(nurse)
         path = f"/api/consultations/{consultation}/join-token"
         tokens = [(await client.json("POST", path))["token"] for client in (specialist, nurse, specialist)]
         nurse_ref = (await nurse.json("GET", "/api/session"))["user"]["id"]

@@ -12,7 +12,8 @@ import numpy as np
 import orjson
 from PIL import Image
 
-from tests.e2e.test_crash import StartServer, logged_in, new_consultation, start_server  # noqa: F401
+from tests.e2e.test_crash import StartServer, start_server  # noqa: F401
+from tests.e2e.ward import consented_consultation, logged_in
 
 
 def noisy_jpeg() -> bytes:
@@ -27,7 +28,7 @@ async def test_sigterm_finishes_uploads_and_sends_clients_elsewhere(start_server
     nurse = await logged_in(server, "nurse")
     specialist = await logged_in(server, "spes")
     try:
-        consultation = await new_consultation(nurse)
+        consultation = await consented_consultation(nurse)
         token = (await specialist.json("POST", f"/api/consultations/{consultation}/join-token"))["token"]
         form = aiohttp.FormData()
         form.add_field("image", noisy_jpeg(), filename="wound.jpg", content_type="image/jpeg")
