@@ -12,14 +12,13 @@ by ``tests/db/test_migrations.py`` (through ``db_url``, which stays empty).
 from __future__ import annotations
 
 import asyncio
-import secrets
 import shutil
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from tests.services import POSTGRES_ADMIN_DSN, missing, postgres_url
+from tests.services import POSTGRES_ADMIN_DSN, database_suffix, missing, postgres_url
 from woundcare.db.engine import make_engine
 from woundcare.db.migrate import upgrade
 
@@ -68,7 +67,7 @@ def postgres_template() -> str:
     (``CREATE DATABASE ... TEMPLATE`` refuses a template someone is connected to)."""
     import asyncpg
 
-    name = f"woundcare_tpl_{secrets.token_hex(6)}"
+    name = f"woundcare_tpl_{database_suffix()}"
 
     async def make() -> None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import string
 import socket
 from collections.abc import AsyncIterator
 from typing import NoReturn
@@ -13,6 +14,13 @@ import pytest
 
 POSTGRES_ADMIN_DSN = os.environ.get("WOUNDCARE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("WOUNDCARE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def database_suffix() -> str:
+    """A random suffix for a test database's name, in letters only: a hex one held eleven
+    digits in a row now and then, which the log check (tests/conftest.py) reads as a national
+    id when a server's error names its database."""
+    return "".join(secrets.choice(string.ascii_lowercase) for _ in range(12))
 
 
 def in_ci() -> bool:
@@ -42,7 +50,7 @@ async def postgres_database(template: str | None = None) -> AsyncIterator[str]:
     """A fresh PostgreSQL database for one test, empty or a copy of ``template``; dropped afterwards."""
     import asyncpg
 
-    name = f"woundcare_t_{secrets.token_hex(6)}"
+    name = f"woundcare_t_{database_suffix()}"
     try:
         admin = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=5)
     except (OSError, asyncpg.PostgresError) as exc:
