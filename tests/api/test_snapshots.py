@@ -133,14 +133,22 @@ def camera_jpeg(orientation: int) -> bytes:
     return out.getvalue()
 
 
-@pytest.mark.parametrize("raw", [False, True], ids=["multipart", "raw-jpeg"])
-async def test_stored_photo_has_the_uploaded_pixels_and_no_metadata(ward: Ward, raw: bool) -> None:
+async def in_pieces(data: bytes, size: int) -> AsyncIterator[bytes]:
+    """``data`` as a body of unknown length: aiohttp sends it chunked, one HTTP chunk a piece."""
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+@pytest.mark.parametrize("raw", [None, "length", "chunked"], ids=["multipart", "raw-jpeg", "raw-jpeg-chunked"])
+async def test_stored_photo_has_the_uploaded_pixels_and_no_metadata(ward: Ward, raw: str | None) -> None:
     # Turned a quarter left on the sensor; orientation 6 turns it back for a viewer.
     upload = camera_jpeg(orientation=6)
     assert MARKER.encode() in upload and Image.open(io.BytesIO(upload)).getexif().get_ifd(ExifTags.IFD.GPSInfo)
     if raw:
+        # Chunked: the server gathers HTTP chunks of 100,000 bytes, each a chunk boundary of its own.
+        body = upload if raw == "length" else in_pieces(upload, 100_000)
         response = await ward.nurse.request("POST", f"/api/consultations/{ward.consultation}/snapshots?request=r-2",
-                                            data=upload, headers={"Content-Type": "image/jpeg"})
+                                            data=body, headers={"Content-Type": "image/jpeg"})
     else:
         response = await ward.upload(upload, request="r-2")
     assert response.status == 201, await response.text()

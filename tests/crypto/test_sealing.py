@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pyotp
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from signaling.protocol import Role
 from woundcare.auth.invitations import Invitations
@@ -11,7 +12,7 @@ from woundcare.auth.oidc import Flow, FlowError, FlowSealer
 from woundcare.auth.totp import TotpBox
 from woundcare.crypto import Binding, open_with
 from woundcare.crypto.errors import CryptoError, SealError
-from woundcare.crypto.sealing import OVERHEAD, seal, seal_into, unseal
+from woundcare.crypto.sealing import SLICE, NONCE_SIZE, OVERHEAD, seal, seal_into, unseal
 
 KEY = bytes(range(32))
 AAD = b"woundcare/test/v1"
@@ -33,6 +34,16 @@ def test_seal_into_writes_in_place() -> None:
     assert unseal(KEY, buffer[:size], AAD) == b"wound"
     with pytest.raises(ValueError, match="buffer too small"):
         seal_into(KEY, b"wound", AAD, memoryview(bytearray(OVERHEAD + 4)))
+
+
+@pytest.mark.parametrize("length", [0, 1, SLICE - 1, SLICE, 3 * SLICE + 17])
+def test_seal_into_in_slices_makes_what_one_call_makes(length: int) -> None:
+    plaintext = bytes(range(256)) * (length // 256) + bytes(length % 256)
+    buffer = bytearray(OVERHEAD + length)
+    size = seal_into(KEY, plaintext, AAD, memoryview(buffer))
+    nonce = bytes(buffer[:NONCE_SIZE])
+    assert buffer[NONCE_SIZE:size] == AESGCM(KEY).encrypt(nonce, plaintext, AAD)
+    assert unseal(KEY, buffer, AAD) == plaintext
 
 
 @pytest.mark.parametrize(

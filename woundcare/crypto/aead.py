@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from . import sealing
 from .errors import RecordIntegrityError, SealError
-from .sealing import OVERHEAD
+from .sealing import OVERHEAD, Bytes
 
 ENVELOPE_VERSION = 1
 _AAD_LABEL = b"woundcare/record"
@@ -84,7 +84,7 @@ def sealed_size(key_id: str, plaintext_size: int) -> int:
     return len(_header(key_id)) + OVERHEAD + plaintext_size
 
 
-def seal_into(key: bytes, key_id: str, binding: Binding, plaintext: bytes, out: memoryview) -> int:
+def seal_into(key: bytes, key_id: str, binding: Binding, plaintext: Bytes, out: memoryview) -> int:
     """Like :func:`seal`, but write the envelope to the start of ``out`` and return its size.
 
     For multi-megabyte payloads: the ciphertext is made in place, so the envelope is neither

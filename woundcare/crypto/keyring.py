@@ -34,7 +34,7 @@ from .aead import Binding, key_id_of, open_with, seal, seal_into, sealed_size
 from .blind_index import IndexKey
 from .errors import KeyShreddedError, MasterKeyError, RecordIntegrityError
 from .keystore import INDEX_KEY_VERSION, KeyKind, KeyStore, KeyWrite, WrappedKey
-from .sealing import KEY_SIZE
+from .sealing import KEY_SIZE, Bytes
 
 _MASTER_ID_DOMAIN = b"woundcare/master-key-id/v1\x00"
 
@@ -124,7 +124,7 @@ class Sealer:
     def sealed_size(self, plaintext_size: int) -> int:
         return sealed_size(self._key.key_id, plaintext_size)
 
-    def seal_into(self, binding: Binding, plaintext: bytes, out: memoryview) -> int:
+    def seal_into(self, binding: Binding, plaintext: Bytes, out: memoryview) -> int:
         """:func:`~woundcare.crypto.aead.seal_into` with this key."""
         return seal_into(self._key.secret, self._key.key_id, self._check(binding), plaintext, out)
 

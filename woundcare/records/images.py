@@ -94,7 +94,7 @@ class ImageRejected(WoundcareError):
 
 @dataclass(frozen=True, slots=True)
 class CleanImage:
-    data: bytes
+    data: bytes | bytearray
     """The picture without metadata in the upload's format: a JPEG's own bytes (its
     orientation kept as EXIF), a PNG or WebP re-encoded upright."""
     media_type: MediaType
@@ -255,7 +255,7 @@ def _saved(image: Image.Image, format: str, **params: Any) -> bytes:
 def _open(data: bytes | bytearray) -> Image.Image:
     """Parse the header only; no pixel is decoded here."""
     try:
-        return Image.open(io.BytesIO(data))
+        return Image.open(io.BytesIO(data) if isinstance(data, bytes) else io.BufferedReader(_BufferFile(data)))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         # The warning arrives as an exception only where the process escalates warnings.
         raise ImageRejected(RejectCode.DECOMPRESSION_BOMB) from None
@@ -263,6 +263,36 @@ def _open(data: bytes | bytearray) -> Image.Image:
         # Pillow parses some formats whole on open (WebP), so a cut-off upload can fail here.
         code = RejectCode.TRUNCATED if _has_supported_signature(data) else RejectCode.NOT_AN_IMAGE
         raise ImageRejected(code) from None
+
+
+class _BufferFile(io.RawIOBase):
+    """A read-only file over a buffer, read in place: ``io.BytesIO`` shares a ``bytes`` but
+    copies anything else whole, and a 5 MB copy in one call holds the GIL for a millisecond
+    or more (issue 20). Pillow reads it a block at a time."""
+
+    def __init__(self, data: bytearray) -> None:
+        self._view = memoryview(data)
+        self._at = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        part = self._view[self._at : self._at + len(buffer)]
+        buffer[: len(part)] = part
+        self._at += len(part)
+        return len(part)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._at, os.SEEK_END: len(self._view)}[whence]
+        self._at = max(0, base + offset)
+        return self._at
+
+    def tell(self) -> int:
+        return self._at
 
 
 def _has_supported_signature(data: bytes | bytearray) -> bool:
