@@ -162,7 +162,10 @@ class User(Base):
     locked_until: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    memberships: Mapped[list[Membership]] = relationship(back_populates="user", lazy="selectin")
+    # Never loaded with the user: every authenticated request loads its user, and the roles it
+    # needs come from ``Accounts.memberships`` (which leaves out shredded regions), so a
+    # "selectin" here was a second query per request that nothing read. Reading it raises.
+    memberships: Mapped[list[Membership]] = relationship(back_populates="user", lazy="raise")
 
 
 class Membership(Base):
