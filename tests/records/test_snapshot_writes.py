@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 
 from tests.api.test_snapshots import wound_jpeg
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
-from woundcare.db.models import Consultation
+from woundcare.db.models import Consultation, Snapshot
 from woundcare.storage.blobs import BlobStore
 
 WAIT_SECONDS = 30.0
@@ -84,3 +85,61 @@ async def test_a_row_that_fails_removes_its_blob_and_intent(server: RunningServe
         )
     assert files_under(server.settings.blob_dir) == []
     assert files_under(server.settings.intent_dir) == []
+
+
+async def test_a_blob_write_waiting_on_the_disk_holds_no_image_thread(
+    start_server: Callable[..., Awaitable[RunningServer]], migrated_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = await start_server(database_url=migrated_db_url, image_workers=1)
+    consultation = await consultation_of(server)
+    snapshots = server.app[SERVICES].snapshots
+    first_writing, second_writing, release = threading.Event(), threading.Event(), threading.Event()
+    put = BlobStore.put
+
+    def held_put(self: BlobStore, key: str, data: Any) -> None:
+        # The first write stays on the disk until the second upload, checked in the one image
+        # thread meanwhile, is being written too.
+        (second_writing if first_writing.is_set() else first_writing).set()
+        release.wait(WAIT_SECONDS)
+        put(self, key, data)
+
+    monkeypatch.setattr(BlobStore, "put", held_put)
+
+    def upload() -> Awaitable[Any]:
+        return snapshots.store(consultation.id, consultation.region_id, consultation.patient_id, wound_jpeg(320, 240), "u1")
+
+    first = asyncio.create_task(upload())
+    assert await asyncio.to_thread(first_writing.wait, WAIT_SECONDS)
+    second = asyncio.create_task(upload())
+    assert await asyncio.to_thread(second_writing.wait, WAIT_SECONDS)
+    release.set()
+    await asyncio.gather(first, second)
+    assert len(await snapshots.of_consultation(consultation.id)) == 2
+
+
+async def test_the_rows_commit_only_once_their_blob_is_durable(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row goes in, and commits, after the blob's last fsync."""
+    consultation = await consultation_of(server)
+    database = server.app[SERVICES].database
+    order: list[str] = []
+
+    def executing(connection: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        if statement.lstrip().startswith(f"INSERT INTO {Snapshot.__tablename__} "):
+            order.append("insert")
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", executing)
+    event.listen(database.engine.sync_engine, "commit", lambda connection: order.append("commit"))
+    put = BlobStore.put
+
+    def recorded_put(self: BlobStore, key: str, data: Any) -> None:
+        put(self, key, data)
+        order.append("blob durable")
+
+    monkeypatch.setattr(BlobStore, "put", recorded_put)
+    await server.app[SERVICES].snapshots.store(
+        consultation.id, consultation.region_id, consultation.patient_id, wound_jpeg(320, 240), "u1"
+    )
+    start = order.index("blob durable")
+    assert order[start : start + 3] == ["blob durable", "insert", "commit"], order

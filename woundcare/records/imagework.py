@@ -86,12 +86,22 @@ def _lower_priority() -> None:
     os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + NICENESS)
 
 
+WRITERS = 4
+"""Threads that seal and write checked photos' blobs: a write mostly waits on the disk, so
+several in flight keep it busy while the image threads decode the next photos."""
+
+
 class ImageWork:
-    """The image threads and their pixel budget; one per server."""
+    """The image threads, their pixel budget and the threads that write their blobs; one per
+    server."""
 
     def __init__(self, workers: int = 2, pixel_budget: int = 50_000_000, wait_seconds: float = 30.0) -> None:
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="image", initializer=_lower_priority)
+        # Apart from the image threads, so a photo waiting on the disk holds none of them; at
+        # the same lower priority, as sealing and copying megabytes is CPU work too.
+        self.writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="photo-write", initializer=_lower_priority)
         self.budget = PixelBudget(pixel_budget, wait_seconds)
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)
+        self.writers.shutdown(wait=True)

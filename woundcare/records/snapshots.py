@@ -6,6 +6,10 @@ thumbnail sealed into it), its ``snapshot_stored`` session-log event and, for an
 its audit entry (in the audit chain's transaction, :meth:`AuditLog.record_with`). A crash at
 any point leaves either a complete, audited snapshot or an intent of this instance, whose blob
 :meth:`Snapshots.recover` removes at the next start.
+
+The check (decode, metadata strip, thumbnail) runs in an image thread; sealing and writing
+the blob in a writer thread (``ImageWork.writers``), so an image thread never waits on the
+disk and several blobs are written at once.
 """
 
 from __future__ import annotations
@@ -169,19 +173,20 @@ class Snapshots:
         image = Binding(region_id, IMAGE_KIND, snapshot_id)
         hold_pixels = functools.partial(self._images.budget.hold, since=time.monotonic())
 
-        def check_seal_put(key: str) -> _Stored:
-            # One image thread does all of an upload's blocking work, with no hand-off between
-            # steps: the check, metadata strip and thumbnail (decoded pixels held in the
-            # budget), sealing (megabytes of AES-GCM off the event loop), the blob's write and
-            # fsyncs.
+        def check() -> _Stored:
+            # The decode and its copies (pixels held in the budget) in an image thread.
             clean = clean_image(data, max_bytes=self._max_bytes, max_pixels=self._max_pixels, hold_pixels=hold_pixels)
-            thumb_sealed = sealer.seal(Binding(region_id, THUMB_KIND, snapshot_id), clean.thumbnail)
+            return _Stored(clean, sealer.seal(Binding(region_id, THUMB_KIND, snapshot_id), clean.thumbnail))
+
+        def seal_put(key: str) -> None:
+            # Sealing (megabytes of AES-GCM into this thread's buffer), the blob's write and
+            # its fsyncs in one call of a writer thread, which waits on the disk.
+            clean = stored.clean
             buffer = _sealing_buffer(sealer.sealed_size(len(clean.data)))
             with self._intent(key):
                 self._blobs.put(key, buffer[: sealer.seal_into(image, clean.data, buffer)])
-            return _Stored(clean, thumb_sealed)
 
-        def rows(stored: _Stored) -> list[RowStatement]:
+        def rows() -> list[RowStatement]:
             clean = stored.clean
             row = {
                 "id": snapshot_id,
@@ -210,8 +215,10 @@ class Snapshots:
             }
             return [(_INSERT, row), (_EVENT, event)]
 
+        stored = await _submitted(self._images.executor, check)
         entry = None if audit is None else audit(f"snapshot:{snapshot_id}")
-        clean = (await self._write_blob(key, check_seal_put, rows, self._images.executor, entry)).clean
+        await self._write_blob(key, seal_put, rows(), entry, self._images.writers)
+        clean = stored.clean
         return SnapshotView(
             snapshot_id, consultation_id, taken_at, taken_by, request_id,
             clean.media_type.value, clean.width, clean.height, None,
@@ -234,60 +241,53 @@ class Snapshots:
             with self._intent(key):
                 self._blobs.put(key, image)
 
-        def repoint(_: None) -> list[RowStatement]:
-            return [
-                (
-                    update(Snapshot)
-                    .where(Snapshot.id == row.id, Snapshot.blob_key == old)
-                    .values(blob_key=new, thumb_sealed=thumb, key_id=key_id_of(image)),
-                    {},
-                )
-            ]
-
-        await self._write_blob(new, put, repoint)
+        repoint = (
+            update(Snapshot)
+            .where(Snapshot.id == row.id, Snapshot.blob_key == old)
+            .values(blob_key=new, thumb_sealed=thumb, key_id=key_id_of(image))
+        )
+        await self._write_blob(new, put, [(repoint, {})])
         await asyncio.to_thread(self._blobs.delete, old)
 
     async def _write_blob(
         self,
         key: str,
-        put: Callable[[str], T],
-        rows: Callable[[T], list[RowStatement]],
-        executor: Executor | None = None,
+        put: Callable[[str], None],
+        rows: list[RowStatement],
         entry: AuditEntry | None = None,
-    ) -> T:
+        executor: Executor | None = None,
+    ) -> None:
         """Write a blob with ``put`` (in a thread of ``executor``, default the event loop's; it
-        records the intent), then, in one transaction, the rows that refer to it (``rows`` of
-        what ``put`` returned; each must change one row) and the audit ``entry`` if any,
-        crash-safely: after a crash there are the rows and their durable blob, or an intent
-        that names the blob for recovery.
+        records the intent), then, in one transaction, the ``rows`` that refer to it (each must
+        change one row) and the audit ``entry`` if any, crash-safely: after a crash there are
+        the rows and their durable blob, or an intent that names the blob for recovery.
 
         Runs to its end even if the caller is cancelled, so a row is never left without its blob.
         """
-        return await asyncio.shield(self._put_then_commit(key, put, rows, executor, entry))
+        await asyncio.shield(self._put_then_commit(key, put, rows, entry, executor))
 
     async def _put_then_commit(
         self,
         key: str,
-        put: Callable[[str], T],
-        rows: Callable[[T], list[RowStatement]],
-        executor: Executor | None,
+        put: Callable[[str], None],
+        rows: list[RowStatement],
         entry: AuditEntry | None,
-    ) -> T:
+        executor: Executor | None,
+    ) -> None:
         written = _submitted(executor, put, key)
         try:
-            made = await written
+            await written
             if entry is not None:
                 # The audit log holds its own lock around the chain's transaction.
-                await self._audit.record_with(entry, rows(made))
+                await self._audit.record_with(entry, rows)
             else:
                 async with self._db.writing, self._db.engine.begin() as connection:
-                    for statement, params in rows(made):
+                    for statement, params in rows:
                         _one_row(await connection.execute(statement, dict(params)))
         except BaseException:
             await asyncio.shield(self._undo(written, key))
             raise
         self._intents.remove((key,))
-        return made
 
     async def _undo(self, written: asyncio.Future[Any], key: str) -> None:
         # A write still running (a failed checkout does not stop it) ends first; one that

@@ -10,6 +10,15 @@ is left, which its owner sweeps.
 The directory fsync is what makes the new name itself survive a power cut: without it, the
 file's bytes are on disk but may belong to no name (POSIX says nothing of the entry otherwise).
 
+Why the file is fsynced *before* it is linked, at the price of two flushes (the file's, then
+the directory's) rather than one: only then does every crash find the final name pointing at
+a file whose size and blocks are on disk. A cheaper order (write, push the data out with
+``sync_file_range``, link, then one fsync that also carries the new entry) is safe on a
+journalling ext4, where the link cannot reach the disk in a commit before the allocation made
+ahead of it; but ext4 without a journal (the machine the benches ran on: no ``jbd2``, its
+``journal_task`` is ``<none>``) writes an inode and a directory block back in any order, so
+the new name could outlive a crash pointing at the file's inode as first created, empty.
+
 A file that is *meant* to be rewritten (the camera's telestration overlay, read by the
 device's display while the camera writes the next one) is :func:`replace_with`'s: the same
 temporary file and fsyncs, then ``os.replace`` over the old one, so a reader opens the old
