@@ -40,8 +40,16 @@ LEASE_MARGIN = timedelta(seconds=5)
 """A claimed delivery is not due again before its timeout and this have passed."""
 IDLE_FLOOR = 0.05
 """Shortest sleep between passes, when a due delivery is held by another instance."""
+TASK_NAME = "webhook-deliverer"
+"""The deliverer's task: its passes are its own transactions, not those of the request whose
+commit woke it (tests/api/test_snapshot_transaction.py tells them apart by it)."""
 PRUNE_EVERY = timedelta(hours=1)
 """How often finished deliveries older than ``webhook_keep_days`` are deleted."""
+GATHER_SECONDS = 0.1
+"""How long a commit's wake-up waits for more before the pass: a burst of commits (every
+region's calls starting again after a restart) shares a pass, where each would otherwise pay
+its own three transactions (`bench.signaling_load`, 500 calls starting: 0.68 -> 0.57 ms of
+CPU per join)."""
 
 
 class DeliveryMetrics:
@@ -94,7 +102,7 @@ class Deliverer:
     async def running(self, _app: object) -> AsyncIterator[None]:
         """For ``cleanup_ctx``: deliver from start-up (what a stopped process left first) to shutdown."""
         async with aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) as http:
-            task = asyncio.create_task(self.run(http), name="webhook-deliverer")
+            task = asyncio.create_task(self.run(http), name=TASK_NAME)
             yield
             task.cancel()
             with suppress(asyncio.CancelledError):
@@ -107,7 +115,8 @@ class Deliverer:
             except Exception:
                 log.exception("webhook delivery pass failed")
                 sleep = self._poll
-            await self._events.wait(sleep)
+            if await self._events.wait(sleep):
+                await asyncio.sleep(GATHER_SECONDS)
 
     async def deliver_due(self, http: aiohttp.ClientSession) -> float:
         """One pass; returns how long to sleep before the next one."""
