@@ -35,7 +35,12 @@ from .sender import USER_AGENT, send
 log = logging.getLogger(__name__)
 
 BATCH = 50
-"""Events fanned out, and deliveries claimed, per pass."""
+"""Deliveries claimed, and sent together, per pass."""
+FAN_OUT_BATCH = 500
+"""Events fanned out per pass. Nothing is sent while they are, and a pass costs about 2 ms of
+CPU beside its events (in-process, 500 events fanned out 50 a pass: about 85 µs each; 500 in
+one pass: about 48), so a burst of calls starting (every region's after a restart) takes few
+passes, and fewer of its events wait for the next poll."""
 LEASE_MARGIN = timedelta(seconds=5)
 """A claimed delivery is not due again before its timeout and this have passed."""
 IDLE_FLOOR = 0.05
@@ -124,7 +129,7 @@ class Deliverer:
         if self._pruned is None or now - self._pruned >= PRUNE_EVERY:
             await self._webhooks.prune(now - self._keep)
             self._pruned = now
-        await self._webhooks.fan_out(now, BATCH)
+        await self._webhooks.fan_out(now, FAN_OUT_BATCH)
         due = await self._webhooks.claim(now, BATCH, timedelta(seconds=self._timeout) + LEASE_MARGIN)
         if due:
             await asyncio.gather(*(self._attempt(http, d) for d in due))
