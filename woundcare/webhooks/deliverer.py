@@ -35,13 +35,26 @@ from .sender import USER_AGENT, send
 log = logging.getLogger(__name__)
 
 BATCH = 50
-"""Events fanned out, and deliveries claimed, per pass."""
+"""Deliveries claimed, and sent together, per pass."""
+FAN_OUT_BATCH = 500
+"""Events fanned out per pass. Nothing is sent while they are, and a pass costs about 2 ms of
+CPU beside its events (in-process, 500 events fanned out 50 a pass: about 85 µs each; 500 in
+one pass: about 48), so a burst of calls starting (every region's after a restart) takes few
+passes, and fewer of its events wait for the next poll."""
 LEASE_MARGIN = timedelta(seconds=5)
 """A claimed delivery is not due again before its timeout and this have passed."""
 IDLE_FLOOR = 0.05
 """Shortest sleep between passes, when a due delivery is held by another instance."""
+TASK_NAME = "webhook-deliverer"
+"""The deliverer's task: its passes are its own transactions, not those of the request whose
+commit woke it (tests/api/test_snapshot_transaction.py tells them apart by it)."""
 PRUNE_EVERY = timedelta(hours=1)
 """How often finished deliveries older than ``webhook_keep_days`` are deleted."""
+GATHER_SECONDS = 0.1
+"""How long a commit's wake-up waits for more before the pass: a burst of commits (every
+region's calls starting again after a restart) shares a pass, where each would otherwise pay
+its own three transactions (`bench.signaling_load`, 500 calls starting: 0.68 -> 0.57 ms of
+CPU per join)."""
 
 
 class DeliveryMetrics:
@@ -94,7 +107,7 @@ class Deliverer:
     async def running(self, _app: object) -> AsyncIterator[None]:
         """For ``cleanup_ctx``: deliver from start-up (what a stopped process left first) to shutdown."""
         async with aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) as http:
-            task = asyncio.create_task(self.run(http), name="webhook-deliverer")
+            task = asyncio.create_task(self.run(http), name=TASK_NAME)
             yield
             task.cancel()
             with suppress(asyncio.CancelledError):
@@ -107,7 +120,8 @@ class Deliverer:
             except Exception:
                 log.exception("webhook delivery pass failed")
                 sleep = self._poll
-            await self._events.wait(sleep)
+            if await self._events.wait(sleep):
+                await asyncio.sleep(GATHER_SECONDS)
 
     async def deliver_due(self, http: aiohttp.ClientSession) -> float:
         """One pass; returns how long to sleep before the next one."""
@@ -115,7 +129,7 @@ class Deliverer:
         if self._pruned is None or now - self._pruned >= PRUNE_EVERY:
             await self._webhooks.prune(now - self._keep)
             self._pruned = now
-        await self._webhooks.fan_out(now, BATCH)
+        await self._webhooks.fan_out(now, FAN_OUT_BATCH)
         due = await self._webhooks.claim(now, BATCH, timedelta(seconds=self._timeout) + LEASE_MARGIN)
         if due:
             await asyncio.gather(*(self._attempt(http, d) for d in due))
