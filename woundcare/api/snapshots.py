@@ -4,6 +4,7 @@ annotations with the wound measurement; and a patient's wound timeline."""
 from __future__ import annotations
 
 import asyncio
+import mmap
 from collections.abc import AsyncIterator
 
 from aiohttp import BodyPartReader, web
@@ -27,26 +28,31 @@ routes = web.RouteTableDef()
 _MAX_REQUEST_ID = 64
 
 
-async def _gathered(chunks: AsyncIterator[bytes], limit: int, size: int | None) -> bytearray | None:
+async def _gathered(chunks: AsyncIterator[bytes], limit: int, size: int | None) -> memoryview | None:
     """``chunks`` in one buffer, copied in as they arrive; None as soon as there are more than
     ``limit`` bytes.
 
-    The buffer is made ``size`` long at once (the request's Content-Length, when it has one) and
-    cut to what came: grown chunk by chunk instead, it was reallocated, every byte so far copied
-    again, on the event loop's thread, and joining the chunks at the end (``readexactly``) held
-    that thread for a millisecond or more per 5 MB photo (issue 20)."""
-    buffer = bytearray(min(size, limit + 1) if size is not None else 0)
+    With a ``size`` (the request's Content-Length) the buffer is an anonymous mapping of that
+    size, reserved rather than filled: its pages take memory only as the bytes arrive, so a
+    client that declares megabytes and sends nothing holds nothing, and the buffer never grows
+    by reallocation. Grown chunk by chunk instead, every byte so far was copied again on the
+    event loop's thread, and joining the chunks at the end (``readexactly``) held that thread
+    for a millisecond or more per 5 MB photo (issue 20)."""
+    reserve = min(size, limit + 1) if size else 0
+    buffer: mmap.mmap | bytearray = mmap.mmap(-1, reserve) if reserve else bytearray()
     end = 0
     async for chunk in chunks:
         start, end = end, end + len(chunk)
         if end > limit:
             return None
+        if end > len(buffer) and isinstance(buffer, mmap.mmap):
+            # More than the request declared: aiohttp stops a body at its Content-Length.
+            raise ValueError("body longer than its Content-Length")
         buffer[start:end] = chunk
-    del buffer[end:]
-    return buffer
+    return memoryview(buffer)[:end]
 
 
-async def _read_capped(part: BodyPartReader, limit: int, size: int | None = None) -> bytearray | None:
+async def _read_capped(part: BodyPartReader, limit: int, size: int | None = None) -> memoryview | None:
     """The part's raw bytes in one buffer (handed on as it is, not copied again); None as soon
     as there are more than ``limit``."""
 
@@ -57,7 +63,7 @@ async def _read_capped(part: BodyPartReader, limit: int, size: int | None = None
     return await _gathered(chunks(), limit, size)
 
 
-async def _read_raw(request: web.Request, limit: int) -> bytearray:
+async def _read_raw(request: web.Request, limit: int) -> memoryview:
     """A raw ``image/jpeg`` body: refused before reading if its Content-Length is over
     ``limit``, and as soon as it grows past it (chunked)."""
     length = request.content_length
@@ -81,16 +87,16 @@ def _too_large() -> web.HTTPException:
     return api_error(413, RejectCode.TOO_LARGE.value, "the image is too large")
 
 
-def _request_id(raw: bytes | bytearray | str | None) -> str:
-    value = raw if isinstance(raw, str) else (raw or b"").decode(errors="replace")
+def _request_id(raw: memoryview | str | None) -> str:
+    value = raw if isinstance(raw, str) else bytes(raw or b"").decode(errors="replace")
     if not value or not value.replace("-", "").replace("_", "").isalnum() or not value.isascii():
         raise api_error(400, "bad_request", "'request' must be a snapshot request id")
     return value
 
 
-async def _read_parts(request: web.Request, limit: int) -> tuple[bytearray, str | None]:
+async def _read_parts(request: web.Request, limit: int) -> tuple[memoryview, str | None]:
     reader = await request.multipart()
-    image: bytearray | None = None
+    image: memoryview | None = None
     request_id: str | None = None
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
@@ -113,7 +119,7 @@ async def _read_parts(request: web.Request, limit: int) -> tuple[bytearray, str 
 
 async def _read_upload(
     request: web.Request, limit: int, seconds: float
-) -> tuple[bytes | bytearray, str | None]:
+) -> tuple[memoryview, str | None]:
     """The image (at most ``limit`` bytes) and the optional snapshot request id, within
     ``seconds`` for the whole body so that a trickling client cannot hold the handler.
 

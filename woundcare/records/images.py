@@ -140,7 +140,7 @@ _THUMB_BACKGROUND = (255, 255, 255)
 
 
 def clean_image(
-    data: bytes | bytearray,
+    data: bytes | bytearray | memoryview,
     *,
     max_bytes: int = 20 * 1024 * 1024,
     max_pixels: int = 40_000_000,
@@ -197,7 +197,10 @@ def clean_image(
 
 
 def _clean_jpeg(
-    data: bytes | bytearray, header: Image.Image, thumb_side: int, hold: Callable[[int], AbstractContextManager[None]]
+    data: bytes | bytearray | memoryview,
+    header: Image.Image,
+    thumb_side: int,
+    hold: Callable[[int], AbstractContextManager[None]],
 ) -> CleanImage:
     """The JPEG's own bytes without metadata, checked by a reduced-scale decode of exactly
     those bytes, and the thumbnail from that decode."""
@@ -252,7 +255,7 @@ def _saved(image: Image.Image, format: str, **params: Any) -> bytes:
         return file.read()
 
 
-def _open(data: bytes | bytearray) -> Image.Image:
+def _open(data: bytes | bytearray | memoryview) -> Image.Image:
     """Parse the header only; no pixel is decoded here."""
     try:
         return Image.open(io.BytesIO(data) if isinstance(data, bytes) else io.BufferedReader(_BufferFile(data)))
@@ -270,7 +273,7 @@ class _BufferFile(io.RawIOBase):
     copies anything else whole, and a 5 MB copy in one call holds the GIL for a millisecond
     or more (issue 20). Pillow reads it a block at a time."""
 
-    def __init__(self, data: bytearray) -> None:
+    def __init__(self, data: bytearray | memoryview) -> None:
         self._view = memoryview(data)
         self._at = 0
 
@@ -295,10 +298,9 @@ class _BufferFile(io.RawIOBase):
         return self._at
 
 
-def _has_supported_signature(data: bytes | bytearray) -> bool:
-    return data.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")) or (
-        data[:4] == b"RIFF" and data[8:12] == b"WEBP"
-    )
+def _has_supported_signature(data: bytes | bytearray | memoryview) -> bool:
+    head = bytes(data[:12])
+    return head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
 
 
 def _encode(image: Image.Image, media_type: MediaType, *, lossless_webp: bool) -> bytes:
@@ -331,7 +333,7 @@ def _checked_icc(profile: bytes | None) -> bytes | None:
     return profile
 
 
-def _webp_is_lossless(data: bytes | bytearray) -> bool:
+def _webp_is_lossless(data: bytes | bytearray | memoryview) -> bool:
     """Whether a WebP's picture is VP8L (lossless) rather than VP8, so it stays lossless."""
     if data[8:12] != b"WEBP":
         return False

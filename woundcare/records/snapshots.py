@@ -156,7 +156,7 @@ class Snapshots:
         consultation_id: str,
         region_id: int,
         patient_id: int,
-        data: bytes | bytearray,
+        data: bytes | bytearray | memoryview,
         taken_by: str,
         request_id: str | None = None,
         *,
