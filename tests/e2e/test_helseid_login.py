@@ -78,6 +78,8 @@ async def _log_in(
 async def test_a_refused_single_sign_on_lands_on_the_login_page_with_a_message_in_its_language(
     start_server: Callable[..., Awaitable[RunningServer]], tmp_path: Path
 ) -> None:
+    from playwright.async_api import expect  # as tests/e2e/browser.py: only where Chromium runs
+
     provider = await OidcProvider(claims={PID_CLAIM: NATIONAL_ID}).start()
     provider.deny = True  # the provider says no, with words of its own that must not show
     try:
@@ -85,12 +87,14 @@ async def test_a_refused_single_sign_on_lands_on_the_login_page_with_a_message_i
         async with login_page(server.url) as (page, page_errors):
             await page.locator("#oidc-link").click()
             error = page.locator("#login-error")
-            await page.wait_for_function("document.querySelector('#login-error').textContent !== ''")
-            assert await error.text_content() == "Innloggingen hos HelseID ble ikke fullført. Prøv igjen."
+            # A locator's wait, not wait_for_function: that one evaluates its string with eval
+            # in the page, which the page's CSP (script-src 'self') refuses once it has loaded.
+            norwegian = "Innloggingen hos HelseID ble ikke fullført. Prøv igjen."
+            await expect(error).to_have_text(norwegian, timeout=UI_TIMEOUT_MS)
             assert page.url == server.url + "/", "the code leaves the address: a reload does not repeat it"
             assert "cancelled" not in await page.content()
             await page.select_option("#language", "en")
-            assert await error.text_content() == "The login at HelseID did not complete. Try again."
+            await expect(error).to_have_text("The login at HelseID did not complete. Try again.", timeout=UI_TIMEOUT_MS)
             assert not page_errors, page_errors
     finally:
         await provider.stop()
