@@ -135,6 +135,18 @@ def test_wrong_key_fails() -> None:
         opened(os.urandom(32), stream)
 
 
+@pytest.mark.parametrize("size", [0, 16, 31, 33])
+def test_a_key_of_the_wrong_size_is_refused_by_every_opener(size: int) -> None:
+    stream, _ = sealed_stream(CHUNKS)
+    key = os.urandom(size)
+    with pytest.raises(ValueError, match="key must be 32 bytes"):
+        opened(key, stream)
+    with pytest.raises(ValueError, match="key must be 32 bytes"):
+        list(open_cut_short(key, BINDING, io.BytesIO(stream).read))
+    with pytest.raises(ValueError, match="key must be 32 bytes"):
+        list(open_range(key, BINDING, io.BytesIO(stream), 0, 10))
+
+
 def test_malformed_streams_fail_before_reading_far() -> None:
     _, key = sealed_stream([b"x"])
     for bad in (b"", b"\x02", b"\x01", b"\x01\x00\x00\x00\x05abcde", b"\x01\xff\xff\xff\xff"):

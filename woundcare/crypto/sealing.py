@@ -40,7 +40,7 @@ slices, each about 0.1 ms, rather than at the end (issue 20)."""
 def seal(key: bytes, plaintext: Bytes, aad: bytes) -> bytes:
     """``plaintext`` encrypted under ``key`` with a fresh random nonce, bound to ``aad``."""
     nonce = _nonce()
-    return nonce + _cipher(key).encrypt(nonce, plaintext, aad)
+    return nonce + cipher(key).encrypt(nonce, plaintext, aad)
 
 
 def seal_into(key: bytes, plaintext: Bytes, aad: bytes, out: memoryview) -> int:
@@ -78,12 +78,13 @@ def unseal(key: bytes, sealed: Bytes, aad: bytes) -> bytes:
     if len(view) < OVERHEAD:
         raise SealError("sealed value too short")
     try:
-        return _cipher(key).decrypt(view[:NONCE_SIZE].tobytes(), view[NONCE_SIZE:], aad)
+        return cipher(key).decrypt(view[:NONCE_SIZE].tobytes(), view[NONCE_SIZE:], aad)
     except InvalidTag:
         raise SealError("authentication failed") from None
 
 
-def _cipher(key: bytes) -> AESGCM:
+def cipher(key: bytes) -> AESGCM:
+    """AES-256-GCM under ``key``; :class:`ValueError` unless it is :data:`KEY_SIZE` bytes."""
     return AESGCM(_checked(key))
 
 

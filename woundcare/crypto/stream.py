@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .aead import Binding
 from .errors import RecordIntegrityError
-from .sealing import KEY_SIZE, NONCE_SIZE, TAG_SIZE
+from .sealing import KEY_SIZE, NONCE_SIZE, TAG_SIZE, cipher
 
 STREAM_VERSION = 1
 CHUNK_SIZE = 64 * 1024
@@ -90,7 +90,7 @@ class StreamSealer:
     def __init__(self, binding: Binding) -> None:
         self.binding = binding
         self._key = os.urandom(KEY_SIZE)
-        self._aead = AESGCM(self._key)
+        self._aead = cipher(self._key)
         self._index = 0
         self._finished = False
 
@@ -124,11 +124,10 @@ class StreamSealer:
 
 def _opened(key: bytes, binding: Binding, read: Read) -> AESGCM:
     """The cipher for a stream under ``key``, once its header has been read and found right."""
-    if len(key) != KEY_SIZE:
-        raise ValueError(f"key must be {KEY_SIZE} bytes (got {len(key)})")
+    aead = cipher(key)
     if _read_exactly(read, len(_HEADER), binding) != _HEADER:
         raise RecordIntegrityError.about("not a version 1 stream", binding, None)
-    return AESGCM(key)
+    return aead
 
 
 def open_stream(key: bytes, binding: Binding, read: Read) -> Iterator[bytes]:
@@ -203,7 +202,7 @@ def open_range(
     chunks, size = _layout(file.tell(), binding, chunk_size)
     if not 0 <= start < stop <= size:
         raise ValueError("range outside the stream")
-    aead = AESGCM(key)
+    aead = cipher(key)
     for index in range(start // chunk_size, (stop - 1) // chunk_size + 1):
         file.seek(len(_HEADER) + index * (_LENGTH.size + chunk_size + TAG_SIZE))
         sealed = _next_sealed(file.read, binding)
