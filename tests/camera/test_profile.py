@@ -103,11 +103,18 @@ def test_reorder_puts_the_preferred_turn_url_and_its_server_first() -> None:
 
 
 class _StunAnswer(asyncio.DatagramProtocol):
+    ignore = 0
+    """How many requests to drop before answering (a lossy link)."""
+    heard = 0
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport: asyncio.DatagramTransport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         request = stun.parse_message(data)
+        self.heard += 1
+        if self.heard <= self.ignore:
+            return
         answer = stun.Message(
             message_method=request.message_method,
             message_class=stun.Class.RESPONSE,
@@ -132,3 +139,18 @@ async def test_auto_keeps_udp_when_turn_answers_and_falls_back_to_tcp_when_not(a
     first = ordered[0]["urls"][0]
     assert first.endswith("transport=udp" if answering else "transport=tcp")
     assert (await prefer(servers, TurnTransport.TCP))[0]["urls"][0].endswith("transport=tcp")
+
+
+async def test_on_a_lossy_link_the_udp_probe_asks_again_until_turn_answers() -> None:
+    # Five requests lost in a row: the old probe (two tries) gave up and sent video over TCP.
+    port = free_port()
+    loop = asyncio.get_running_loop()
+    transport, answerer = await loop.create_datagram_endpoint(_StunAnswer, local_addr=("127.0.0.1", port))
+    answerer.ignore = 5
+    try:
+        servers = [{"urls": [f"turn:127.0.0.1:{port}?transport=udp", f"turn:127.0.0.1:{port}?transport=tcp"]}]
+        ordered = await prefer(servers)
+    finally:
+        transport.close()
+    assert ordered[0]["urls"][0].endswith("transport=udp")
+    assert answerer.heard == 6

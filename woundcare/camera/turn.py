@@ -4,7 +4,7 @@ aiortc uses only the first ``turn:``/``turns:`` URL of its configuration, and a 
 allocation over UDP that is silently dropped (mobile carriers, guest Wi-Fi, hospital
 firewalls) takes aioice half a minute to give up, after which the call has no relay at all.
 So before each (re)connection the camera asks the TURN server one STUN Binding over UDP
-and, without an answer within a second or two, puts the TCP (then TLS) URL first.
+and, without an answer within two seconds, puts the TCP (then TLS) URL first.
 """
 
 from __future__ import annotations
@@ -67,21 +67,30 @@ class _Answer(asyncio.DatagramProtocol):
                 self.answered.set()
 
 
-async def answers_udp(host: str, port: int, timeout: float = 1.0, attempts: int = 2) -> bool:
-    """Whether a STUN server answers a Binding request over UDP (any answer counts)."""
+async def answers_udp(host: str, port: int, timeout: float = 2.0, resend: float = 0.25) -> bool:
+    """Whether a STUN server answers a Binding request over UDP within ``timeout`` seconds.
+
+    The request is sent again every ``resend`` seconds (the same transaction, as STUN
+    retransmits) and any answer counts: on a rural link that drops one packet in ten, two
+    tries a second apart both failed for about one connection in 27 (a request or its answer
+    lost each time), and the camera then sent its video over TCP, where loss turns into
+    stalls that the adaptation cannot see as loss. Eight tries fail about once in 600,000.
+    """
     loop = asyncio.get_running_loop()
-    request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+    message = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+    request = bytes(message)
     try:
         transport, answer = await loop.create_datagram_endpoint(
-            lambda: _Answer(request.transaction_id), remote_addr=(host, port)
+            lambda: _Answer(message.transaction_id), remote_addr=(host, port)
         )
     except OSError:
         return False
+    deadline = loop.time() + timeout
     try:
-        for _ in range(attempts):
-            transport.sendto(bytes(request))
+        while (left := deadline - loop.time()) > 0:
+            transport.sendto(request)
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(min(resend, left)):
                     await answer.answered.wait()
                 return True
             except TimeoutError:
