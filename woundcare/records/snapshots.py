@@ -40,7 +40,7 @@ from ..db.models import ConsentKind, Consultation, ConsultationEvent, Snapshot
 from ..storage.blobs import BlobStore
 from ..storage.intents import Intents
 from .consents import consented
-from .images import CleanImage, clean_image
+from .images import CleanImage, ImageData, clean_image
 from .imagework import ImageWork
 from .measurement import Annotations
 
@@ -156,7 +156,7 @@ class Snapshots:
         consultation_id: str,
         region_id: int,
         patient_id: int,
-        data: bytes | bytearray | memoryview,
+        data: ImageData,
         taken_by: str,
         request_id: str | None = None,
         *,
