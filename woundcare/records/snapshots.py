@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import ColumnElement, CursorResult, Executable, select, update
+from sqlalchemy import ColumnElement, CursorResult, Executable, bindparam, select, update
 from sqlalchemy import insert as sa_insert
 
 from signaling.sink import EventKind
@@ -87,7 +87,7 @@ _EVENT = sa_insert(ConsultationEvent.metadata.tables[ConsultationEvent.__tablena
 
 _TARGET = select(
     Consultation.id, Consultation.region_id, Consultation.patient_id, consented(ConsentKind.SNAPSHOTS)
-)
+).where(Consultation.id == bindparam("consultation"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,10 +326,12 @@ class Snapshots:
         return removed + len(swept.removed_blobs)
 
     async def target(self, consultation_id: str) -> UploadTarget | None:
-        """The consultation and its snapshot consent, in one query."""
-        async with self._db.engine.connect() as connection:
-            found = (await connection.execute(_TARGET.where(Consultation.id == consultation_id))).one_or_none()
-        return None if found is None else UploadTarget(found[0], found[1], found[2], bool(found[3]))
+        """The consultation and its snapshot consent, in one query (:meth:`Database.read`)."""
+        rows = await self._db.read(_TARGET, {"consultation": consultation_id})
+        if not rows:
+            return None
+        found = rows[0]
+        return UploadTarget(found[0], found[1], found[2], bool(found[3]))
 
     async def get(self, snapshot_id: str) -> Snapshot | None:
         async with self._db.sessions() as session:
