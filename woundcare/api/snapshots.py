@@ -56,14 +56,17 @@ class _BatchedReads:
     """Fewer, larger reads of one large body: the socket's receive low-water mark
     (``SO_RCVLOWAT``; Linux grows the receive buffer to match) set to :data:`_BATCH` and
     lowered to what is left of the body as it nears its end, so that the end still wakes the
-    loop; the request's buffer allowed to hold the body unpaused. Back to one byte when the
-    body is read or abandoned: the connection's next request must wake the loop at once.
+    loop; the request's buffer allowed to hold a batch before aiohttp pauses reading (its
+    high-water mark is twice the chunk size set), and no more: one wake-up takes about one
+    batch off the socket, so a ``/ws`` frame waits for one batch's parse at most, not for
+    megabytes that piled up meanwhile. Back to one byte when the body is read or abandoned:
+    the connection's next request must wake the loop at once.
 
     The mark counts bytes still to come (the declared length less what aiohttp has taken),
     never more, so no read waits for bytes that will not come. Only for a declared length
     past :data:`_BATCH` on a socket that takes the option; otherwise nothing changes."""
 
-    def __init__(self, request: web.Request, limit: int) -> None:
+    def __init__(self, request: web.Request) -> None:
         self._content = request.content
         self._length = request.content_length or 0
         transport = request.transport
@@ -71,7 +74,7 @@ class _BatchedReads:
         self._socket: socket.socket | None = found
         self._mark = 1
         if found is not None:
-            self._content.set_read_chunk_size(min(self._length, limit))
+            self._content.set_read_chunk_size(_BATCH // 2)
             self.arrived()
 
     def arrived(self) -> None:
@@ -177,7 +180,7 @@ async def _read_upload(
         raise api_error(
             415, "multipart_required", "send the image as multipart/form-data field 'image' or as image/jpeg"
         )
-    batched = _BatchedReads(request, limit)
+    batched = _BatchedReads(request)
     try:
         async with asyncio.timeout(seconds):
             if raw:
