@@ -236,3 +236,41 @@ async def test_concurrent_uploads_all_land(ward: Ward) -> None:
     responses = await asyncio.gather(*(ward.upload(data) for _ in range(8)))
     assert [r.status for r in responses] == [201] * 8
     assert await ward.stored() == (8, 0, 8)
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, message: bytes) -> int:
+    """One request on an open connection; its answer's status (the body read and dropped)."""
+    writer.write(message)
+    await writer.drain()
+    async with asyncio.timeout(10):
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+        await reader.readexactly(length)
+    return int(head.split(b" ", 2)[1])
+
+
+@pytest.mark.parametrize("shape", ["raw", "two-images"])
+async def test_a_large_body_leaves_its_connection_answering(ward: Ward, shape: str) -> None:
+    # A body past a megabyte is read in batches (the socket's receive low-water mark): the
+    # connection's next request, a few hundred bytes, must still wake the server, whether
+    # the body was read to its end or refused halfway (a second image).
+    photo = wound_jpeg(2000, 1500, gps=False)
+    assert len(photo) > 1_500_000
+    cookies = "; ".join(f"{c.key}={c.value}" for c in ward.nurse.session.cookie_jar)
+    headers = f"Host: test\r\nCookie: {cookies}\r\nX-CSRF-Token: {ward.nurse.csrf}\r\n"
+    path = f"/api/consultations/{ward.consultation}/snapshots"
+    if shape == "raw":
+        content_type, body, status = "image/jpeg", photo, 201
+    else:
+        boundary = "b0undary"
+        part = (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="w.jpg"\r\n'
+                "Content-Type: image/jpeg\r\n\r\n").encode() + photo + b"\r\n"
+        content_type, body, status = f"multipart/form-data; boundary={boundary}", part * 2 + f"--{boundary}--\r\n".encode(), 400
+    host, port = ward.server.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        upload = f"POST {path} HTTP/1.1\r\n{headers}Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+        assert await _exchange(reader, writer, upload.encode() + body) == status
+        assert await _exchange(reader, writer, f"GET {path} HTTP/1.1\r\n{headers}\r\n".encode()) == 200
+    finally:
+        writer.close()

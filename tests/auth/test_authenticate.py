@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import update
@@ -18,7 +18,7 @@ from woundcare.auth.invitations import Invitations
 from woundcare.auth.sessions import Sessions
 from woundcare.auth.subject import Subject
 from woundcare.db.database import Database
-from woundcare.db.models import Consultation, Membership, Patient, Region, StaffRole, User
+from woundcare.db.models import Consultation, Device, LoginSession, Membership, Patient, Region, StaffRole, User
 from woundcare.records.accounts import Accounts
 from woundcare.records.guests import Guests
 
@@ -71,6 +71,60 @@ async def test_a_session_cookie_is_the_user_with_all_her_roles(ward: Ward) -> No
     assert await ward.auth.authenticate("", None) is None
     await ward.disable()
     assert await ward.auth.authenticate("", token) is None
+
+
+async def test_a_session_notes_its_use_and_ends_idle_expired_or_revoked(ward: Ward) -> None:
+    token, opened = await ward.auth.sessions.create(ward.user_id, "password")
+
+    async def row() -> LoginSession:
+        async with ward.db.sessions() as session:
+            return await session.get_one(LoginSession, opened.id)
+
+    async def change(**values: object) -> None:
+        async with ward.db.sessions() as session, session.begin():
+            await session.execute(update(LoginSession).where(LoginSession.id == opened.id).values(**values))
+
+    first = (await row()).last_seen_at
+    assert await ward.auth.authenticate("", token) is not None
+    assert (await row()).last_seen_at == first  # used again within half a minute: not written
+    now = datetime.now(UTC)
+    await change(last_seen_at=now - timedelta(minutes=1))
+    assert await ward.auth.authenticate("", token) is not None
+    assert (await row()).last_seen_at >= now
+    await change(last_seen_at=now - timedelta(minutes=6))  # idle past the five minutes
+    assert await ward.auth.authenticate("", token) is None
+    await change(last_seen_at=now, expires_at=now - timedelta(seconds=1))
+    assert await ward.auth.authenticate("", token) is None
+    await change(expires_at=now + timedelta(hours=1), revoked_at=now)
+    assert await ward.auth.authenticate("", token) is None
+
+
+async def test_a_shredded_regions_membership_counts_for_nothing(ward: Ward) -> None:
+    token, _ = await ward.auth.sessions.create(ward.user_id, "password")
+    _, device = await ward.auth.devices.issue(ward.user_id, ward.north, "cam")
+    async with ward.db.sessions() as session, session.begin():
+        await session.execute(update(Region).where(Region.id == ward.south).values(shredded_at=datetime.now(UTC)))
+    for authorization, cookie in (("", token), (f"Bearer {device}", None)):
+        found = await ward.auth.authenticate(authorization, cookie)
+        assert found is not None and found.subject.roles == {ward.north: frozenset({StaffRole.NURSE})}
+
+
+async def test_a_device_notes_its_use_and_is_refused_once_revoked(ward: Ward) -> None:
+    device_id, token = await ward.auth.devices.issue(ward.user_id, ward.north, "cam")
+
+    async def last_seen() -> datetime | None:
+        async with ward.db.sessions() as session:
+            return (await session.get_one(Device, device_id)).last_seen_at
+
+    assert await last_seen() is None
+    assert await ward.auth.authenticate(f"Bearer {token}", None) is not None
+    noted = await last_seen()
+    assert noted is not None
+    assert await ward.auth.authenticate(f"Bearer {token}", None) is not None
+    assert await last_seen() == noted  # within half a minute: not written again
+    assert await ward.auth.devices.revoke(device_id)
+    with pytest.raises(AuthenticationError):
+        await ward.auth.authenticate(f"Bearer {token}", None)
 
 
 async def test_a_device_is_its_nurse_in_its_one_region_only(ward: Ward) -> None:

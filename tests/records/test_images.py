@@ -104,6 +104,17 @@ def test_round_trip_keeps_format_and_size(
     assert thumb.size == (clean.thumb_width, clean.thumb_height) == (320, 240)
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_an_upload_in_pieces_is_the_upload_whole_and_its_pieces_are_let_go(fmt: str) -> None:
+    data = encode(picture(640, 480), fmt)
+    pieces = [data[start : start + 1000] for start in range(0, len(data), 1000)]
+    assert clean_image(pieces) == clean_image(data)
+    assert pieces == []  # freed in the image thread, not where the upload's handler ends
+    with pytest.raises(ImageRejected) as refused:
+        clean_image([data[:1000], data[1000:]], max_bytes=len(data) - 1)
+    assert refused.value.code is RejectCode.TOO_LARGE
+
+
 def test_png_stays_lossless_with_alpha() -> None:
     source = picture(100, 80, "RGBA")
     source.putalpha(Image.linear_gradient("L").resize((100, 80)))

@@ -69,13 +69,13 @@ class Authenticator:
             return Authenticated(await subject_of(self.accounts, await self.bound_tokens.user(self.accounts, token, proof)))
         if scheme.lower() == "bearer" and token:
             if token.startswith(TOKEN_PREFIX + "_"):
-                login = await self.devices.resolve(token)
-                if login is None:
+                holder = await self.devices.resolve(token)
+                if holder is None or holder.device is None:
                     raise AuthenticationError(
                         "token_invalid", "device token is unknown or revoked", reason="device_unknown"
                     )
-                device = (login.device.id, login.device.region_id)
-                return Authenticated(await subject_of(self.accounts, login.user, device=device))
+                device = (holder.device.id, holder.device.region_id)
+                return Authenticated(_subject(holder.user_id, holder.display_name, holder.memberships, device=device))
             if self.bound_tokens is not None and not token.startswith(INVITATION_PREFIX):
                 # Most likely the provider's token, which is only ever good with its proof.
                 raise AuthenticationError(
@@ -85,11 +85,13 @@ class Authenticator:
             # A shredded region still names the invitation's; its room refuses the join.
             return Authenticated(guest(invitation, await self.accounts.region_id(invitation.region, shredded=True)))
         if cookie:
-            open_session = await self.sessions.resolve(cookie)
-            if open_session is None:
+            found = await self.sessions.resolve(cookie)
+            if found is None:
                 return None
+            open_session, holder = found
             return Authenticated(
-                await subject_of(self.accounts, open_session.user, session_id=open_session.id), open_session
+                _subject(holder.user_id, holder.display_name, holder.memberships, session_id=open_session.id),
+                open_session,
             )
         if guest_cookie:
             try:

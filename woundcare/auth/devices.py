@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..db.database import Database
-from ..db.models import Device, User
-from ..records.accounts import Accounts
+from ..records.accounts import Accounts, Holder
 from .tokens import new_token, token_hash
 
 TOKEN_PREFIX = "wcd"
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceLogin:
-    device: Device
-    user: User
 
 
 class Devices:
@@ -27,9 +18,9 @@ class Devices:
         token = new_token(TOKEN_PREFIX)
         return await self._accounts.add_device(user_id, region_id, name, token_hash(token)), token
 
-    async def resolve(self, token: str) -> DeviceLogin | None:
-        found = await self._accounts.device_login(token_hash(token))
-        return None if found is None else DeviceLogin(*found)
+    async def resolve(self, token: str) -> Holder | None:
+        """The nurse the device token ``token`` acts for, with the device and her memberships."""
+        return await self._accounts.device_login(token_hash(token))
 
     async def revoke(self, device_id: int) -> bool:
         return await self._accounts.revoke_device(device_id)

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from ..db.database import Database
-from ..db.models import LoginSession, User
-from ..records.accounts import Accounts
+from ..db.models import LoginSession
+from ..records.accounts import Accounts, Holder
 from .tokens import new_token, token_hash
 
 COOKIE = "wc_session"
@@ -19,7 +19,7 @@ CSRF_HEADER = "X-CSRF-Token"
 @dataclass(frozen=True, slots=True)
 class OpenSession:
     id: str
-    user: User
+    user_id: int
     csrf_token: str
     expires_at: datetime
 
@@ -43,15 +43,17 @@ class Sessions:
             last_seen_at=now,
             expires_at=now + self._lifetime,
         )
-        user = await self._accounts.add_session(row)
-        return token, OpenSession(row.id, user, row.csrf_token, row.expires_at)
+        await self._accounts.add_session(row)
+        return token, OpenSession(row.id, user_id, row.csrf_token, row.expires_at)
 
-    async def resolve(self, token: str) -> OpenSession | None:
-        found = await self._accounts.open_session(token_hash(token), self._idle)
+    async def resolve(self, token: str) -> tuple[OpenSession, Holder] | None:
+        """The session the cookie ``token`` opens, with its user and her memberships."""
+        session_id = token_hash(token)
+        found = await self._accounts.open_session(session_id, self._idle)
         if found is None:
             return None
-        row, user = found
-        return OpenSession(row.id, user, row.csrf_token, row.expires_at)
+        holder = found.holder
+        return OpenSession(session_id, holder.user_id, found.csrf_token, found.expires_at), holder
 
     async def revoke(self, session_id: str) -> None:
         await self._accounts.revoke_session(session_id)

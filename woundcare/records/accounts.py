@@ -92,10 +92,16 @@ def _admission_query(holder: Kind | None) -> Query:
         user_id = Device.user_id
     else:
         user_id = bindparam("holder")
+    return _with_memberships(query.outerjoin(User, User.id == user_id))
+
+
+def _with_memberships(query: Query) -> Query:
+    """``query`` (which joins ``User``) with the user's id, name and whether she is active,
+    then one row per membership: its region and role, and the region's id again unless it is
+    shredded (:func:`_holder` reads them from the end of each row)."""
     member_region = aliased(Region)
     return (
         query.add_columns(User.id, User.display_name, User.active, Membership.region_id, Membership.role)
-        .outerjoin(User, User.id == user_id)
         .outerjoin(Membership, Membership.user_id == User.id)
         # A shredded region's membership counts for nothing.
         .outerjoin(member_region, and_(member_region.id == Membership.region_id, member_region.shredded_at.is_(None)))
@@ -103,7 +109,39 @@ def _admission_query(holder: Kind | None) -> Query:
     )
 
 
+def _holder(rows: Sequence[Sequence[Any]], device: HeldDevice | None = None) -> Holder | None:
+    """The user and memberships of :func:`_with_memberships`'s rows; None if no user was found."""
+    user = rows[0][-6:-3]
+    if user[0] is None:
+        return None
+    memberships: list[tuple[int, StaffRole]] = [(row[-3], row[-2]) for row in rows if row[-1] is not None]
+    return Holder(user[0], user[1], user[2], device, memberships)
+
+
 _ADMISSION: dict[Kind | None, Query] = {kind: _admission_query(kind) for kind in (None, *Kind)}
+
+_SESSION: Query = _with_memberships(
+    select(LoginSession.csrf_token, LoginSession.expires_at, LoginSession.last_seen_at, LoginSession.revoked_at)
+    .join(User, User.id == LoginSession.user_id)
+    .where(LoginSession.id == bindparam("session"))
+)
+_DEVICE: Query = _with_memberships(
+    select(Device.id, Device.region_id, Device.revoked_at, Device.last_seen_at)
+    .join(User, User.id == Device.user_id)
+    .where(Device.token_hash == bindparam("token"))
+)
+"""A session's or a device's user and her memberships, by key, in one statement each (built
+once): what every authenticated request reads first. The ORM's two queries in a transaction
+had cost some 2 ms of the event loop's thread per request (issue 20)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUser:
+    """An open browser session's CSRF token and end, and its user as she is now."""
+
+    csrf_token: str
+    expires_at: datetime
+    holder: Holder
 
 
 class Accounts:
@@ -252,40 +290,28 @@ class Accounts:
             if first[4] is None:
                 return room, None, False
             device = HeldDevice(first[4], first[5], first[6] is not None)
-        user = first[-6:-3]
-        if user[0] is None:
-            return room, None, False
-        memberships: list[tuple[int, StaffRole]] = [(row[-3], row[-2]) for row in rows if row[-1] is not None]
-        return room, Holder(user[0], user[1], user[2], device, memberships), False
+        return room, _holder(rows, device), False
 
     # -- browser sessions
 
-    async def add_session(self, row: LoginSession) -> User:
-        """Store a new session; returns its user."""
+    async def add_session(self, row: LoginSession) -> None:
         async with self._db.sessions() as session, session.begin():
             session.add(row)
-            return await session.get_one(User, row.user_id)
 
-    async def open_session(self, session_id: str, idle: timedelta) -> tuple[LoginSession, User] | None:
+    async def open_session(self, session_id: str, idle: timedelta) -> SessionUser | None:
         """The session and its user unless it is revoked, expired or idle too long, or its
         user disabled; its last use is noted (at most every :data:`_TOUCH_EVERY`)."""
+        rows = await self._db.read(_SESSION, {"session": session_id})
+        if not rows:
+            return None
+        csrf_token, expires_at, last_seen_at, revoked_at = rows[0][:4]
+        holder = _holder(rows)
         now = datetime.now(UTC)
-        async with self._db.sessions() as session, session.begin():
-            found = (
-                await session.execute(
-                    select(LoginSession, User)
-                    .join(User, User.id == LoginSession.user_id)
-                    .where(LoginSession.id == session_id)
-                )
-            ).one_or_none()
-            if found is None:
-                return None
-            row, user = found
-            if row.revoked_at is not None or row.expires_at <= now or row.last_seen_at + idle <= now or not user.active:
-                return None
-            if now - row.last_seen_at > _TOUCH_EVERY:
-                row.last_seen_at = now
-        return row, user
+        if holder is None or not holder.active or revoked_at is not None or expires_at <= now or last_seen_at + idle <= now:
+            return None
+        if now - last_seen_at > _TOUCH_EVERY:
+            await self._touch(update(LoginSession).where(LoginSession.id == session_id), now)
+        return SessionUser(csrf_token, expires_at, holder)
 
     async def revoke_session(self, session_id: str) -> None:
         async with self._db.sessions() as session, session.begin():
@@ -304,25 +330,26 @@ class Accounts:
             await session.flush()
             return device.id
 
-    async def device_login(self, token_hash: str) -> tuple[Device, User] | None:
-        """The device with this token and its nurse, if neither is revoked or disabled; its
-        last use is noted (at most every :data:`_TOUCH_EVERY`: a camera uploading photos
-        would otherwise write a row per request)."""
+    async def device_login(self, token_hash: str) -> Holder | None:
+        """The nurse of the device with this token, with the device, if neither is revoked
+        or disabled; its last use is noted (at most every :data:`_TOUCH_EVERY`: a camera
+        uploading photos would otherwise write a row per request)."""
+        rows = await self._db.read(_DEVICE, {"token": token_hash})
+        if not rows:
+            return None
+        device_id, region_id, revoked_at, last_seen_at = rows[0][:4]
+        holder = _holder(rows, HeldDevice(device_id, region_id, revoked_at is not None))
+        if holder is None or revoked_at is not None or not holder.active:
+            return None
+        now = datetime.now(UTC)
+        if last_seen_at is None or now - last_seen_at > _TOUCH_EVERY:
+            await self._touch(update(Device).where(Device.id == device_id), now)
+        return holder
+
+    async def _touch(self, row: Update, now: datetime) -> None:
+        """Note a session's or device's last use (``row`` names it)."""
         async with self._db.sessions() as session, session.begin():
-            found = (
-                await session.execute(
-                    select(Device, User).join(User, User.id == Device.user_id).where(Device.token_hash == token_hash)
-                )
-            ).one_or_none()
-            if found is None:
-                return None
-            device, user = found
-            if device.revoked_at is not None or not user.active:
-                return None
-            now = datetime.now(UTC)
-            if device.last_seen_at is None or now - device.last_seen_at > _TOUCH_EVERY:
-                device.last_seen_at = now
-        return device, user
+            await session.execute(row.values(last_seen_at=now), execution_options={"synchronize_session": False})
 
     async def device_region(self, device_id: int) -> int | None:
         async with self._db.sessions() as session:

@@ -42,7 +42,7 @@ from typing import Any
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
 from ..errors import WoundcareError
-from .jpeg import NotJpeg, strip_metadata
+from .jpeg import NotJpeg, joined, strip_metadata
 
 
 class MediaType(StrEnum):
@@ -139,8 +139,12 @@ _SWAPS_SIDES = frozenset({5, 6, 7, 8})
 _THUMB_BACKGROUND = (255, 255, 255)
 
 
+ImageData = bytes | bytearray | memoryview | list[bytes]
+"""An upload's bytes, whole or in the pieces they arrived in (:func:`clean_image` joins them)."""
+
+
 def clean_image(
-    data: bytes | bytearray | memoryview,
+    data: ImageData,
     *,
     max_bytes: int = 20 * 1024 * 1024,
     max_pixels: int = 40_000_000,
@@ -161,7 +165,17 @@ def clean_image(
 
     ``hold_pixels(n)``, if given, is held around the decode (and re-encode) of the ``n``
     pixels decoded: a pixel budget (``woundcare.records.imagework``) makes them wait there.
+
+    ``data`` in pieces (an upload's body as it arrived) is joined here, a piece at a time, in
+    the image thread: on the event loop's thread the copy and the page faults of a fresh
+    buffer had cost some 3 ms per 5 MB photo (issue 20). The list is emptied once joined, so
+    that the pieces are freed here too, not where the upload's handler lets go of them.
     """
+    if isinstance(data, list):
+        if sum(map(len, data)) > max_bytes:
+            raise ImageRejected(RejectCode.TOO_LARGE)
+        pieces, data = data, data[0] if len(data) == 1 else joined(data)
+        pieces.clear()
     if len(data) > max_bytes:
         raise ImageRejected(RejectCode.TOO_LARGE)
     if ImageFile.LOAD_TRUNCATED_IMAGES:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Sequence
 
 from ..errors import WoundcareError
 
@@ -112,10 +113,10 @@ def strip_metadata(
     _check_icc_chunks(icc)
     if 2 <= orientation <= 8:
         head.append(orientation_exif(orientation))
-    return _joined((*head, *kept, *_scans(view, scans_start)))
+    return joined((*head, *kept, *_scans(view, scans_start)))
 
 
-def _joined(pieces: tuple[memoryview | bytes, ...]) -> bytearray:
+def joined(pieces: Sequence[memoryview | bytes]) -> bytearray:
     """The pieces in one buffer, copied a window at a time: ``b"".join`` of a 5 MB photo held
     the GIL for a millisecond or more in one call, and the event loop's thread waited for it."""
     out = bytearray(sum(len(piece) for piece in pieces))

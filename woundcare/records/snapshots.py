@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import ColumnElement, CursorResult, Executable, select, update
+from sqlalchemy import ColumnElement, CursorResult, Executable, bindparam, select, update
 from sqlalchemy import insert as sa_insert
 
 from signaling.sink import EventKind
@@ -40,7 +40,7 @@ from ..db.models import ConsentKind, Consultation, ConsultationEvent, Snapshot
 from ..storage.blobs import BlobStore
 from ..storage.intents import Intents
 from .consents import consented
-from .images import CleanImage, clean_image
+from .images import CleanImage, ImageData, clean_image
 from .imagework import ImageWork
 from .measurement import Annotations
 
@@ -87,7 +87,7 @@ _EVENT = sa_insert(ConsultationEvent.metadata.tables[ConsultationEvent.__tablena
 
 _TARGET = select(
     Consultation.id, Consultation.region_id, Consultation.patient_id, consented(ConsentKind.SNAPSHOTS)
-)
+).where(Consultation.id == bindparam("consultation"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,10 +123,30 @@ def _blob_key() -> str:
     return secrets.token_urlsafe(24)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Stored:
-    clean: CleanImage
+    """A checked photo on its way to the disk."""
+
+    media_type: str
+    width: int
+    height: int
+    size: int
     thumb_sealed: bytes
+    data: bytes | bytearray | None
+    """The photo, until the writer thread takes it (:meth:`take`)."""
+
+    @classmethod
+    def of(cls, clean: CleanImage, thumb_sealed: bytes) -> _Stored:
+        return cls(clean.media_type.value, clean.width, clean.height, len(clean.data), thumb_sealed, clean.data)
+
+    def take(self) -> bytes | bytearray:
+        """The photo, let go of here: its megabytes are freed in the thread that took it when
+        it is done with them. Freed on the event loop's thread, where the upload ends, they
+        had held it for half a millisecond or more (the allocator giving the pages back)."""
+        data, self.data = self.data, None
+        if data is None:
+            raise RuntimeError("the photo was taken already")
+        return data
 
 
 class Snapshots:
@@ -156,7 +176,7 @@ class Snapshots:
         consultation_id: str,
         region_id: int,
         patient_id: int,
-        data: bytes | bytearray | memoryview,
+        data: ImageData,
         taken_by: str,
         request_id: str | None = None,
         *,
@@ -176,18 +196,17 @@ class Snapshots:
         def check() -> _Stored:
             # The decode and its copies (pixels held in the budget) in an image thread.
             clean = clean_image(data, max_bytes=self._max_bytes, max_pixels=self._max_pixels, hold_pixels=hold_pixels)
-            return _Stored(clean, sealer.seal(Binding(region_id, THUMB_KIND, snapshot_id), clean.thumbnail))
+            return _Stored.of(clean, sealer.seal(Binding(region_id, THUMB_KIND, snapshot_id), clean.thumbnail))
 
         def seal_put(key: str) -> None:
             # Sealing (megabytes of AES-GCM into this thread's buffer), the blob's write and
             # its fsyncs in one call of a writer thread, which waits on the disk.
-            clean = stored.clean
-            buffer = _sealing_buffer(sealer.sealed_size(len(clean.data)))
+            data = stored.take()
+            buffer = _sealing_buffer(sealer.sealed_size(len(data)))
             with self._intent(key):
-                self._blobs.put(key, buffer[: sealer.seal_into(image, clean.data, buffer)])
+                self._blobs.put(key, buffer[: sealer.seal_into(image, data, buffer)])
 
         def rows() -> list[RowStatement]:
-            clean = stored.clean
             row = {
                 "id": snapshot_id,
                 "consultation_id": consultation_id,
@@ -196,10 +215,10 @@ class Snapshots:
                 "taken_at": taken_at,
                 "taken_by": taken_by,
                 "request_id": request_id,
-                "media_type": clean.media_type.value,
-                "width": clean.width,
-                "height": clean.height,
-                "size": len(clean.data),
+                "media_type": stored.media_type,
+                "width": stored.width,
+                "height": stored.height,
+                "size": stored.size,
                 "blob_key": key,
                 "thumb_sealed": stored.thumb_sealed,
                 "key_id": sealer.key_id,
@@ -218,10 +237,9 @@ class Snapshots:
         stored = await _submitted(self._images.executor, check)
         entry = None if audit is None else audit(f"snapshot:{snapshot_id}")
         await self._write_blob(key, seal_put, rows(), entry, self._images.writers)
-        clean = stored.clean
         return SnapshotView(
             snapshot_id, consultation_id, taken_at, taken_by, request_id,
-            clean.media_type.value, clean.width, clean.height, None,
+            stored.media_type, stored.width, stored.height, None,
         )
 
     async def reseal_blobs(self, snapshot_id: str) -> None:
@@ -326,10 +344,12 @@ class Snapshots:
         return removed + len(swept.removed_blobs)
 
     async def target(self, consultation_id: str) -> UploadTarget | None:
-        """The consultation and its snapshot consent, in one query."""
-        async with self._db.engine.connect() as connection:
-            found = (await connection.execute(_TARGET.where(Consultation.id == consultation_id))).one_or_none()
-        return None if found is None else UploadTarget(found[0], found[1], found[2], bool(found[3]))
+        """The consultation and its snapshot consent, in one query (:meth:`Database.read`)."""
+        rows = await self._db.read(_TARGET, {"consultation": consultation_id})
+        if not rows:
+            return None
+        found = rows[0]
+        return UploadTarget(found[0], found[1], found[2], bool(found[3]))
 
     async def get(self, snapshot_id: str) -> Snapshot | None:
         async with self._db.sessions() as session:
