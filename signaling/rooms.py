@@ -20,7 +20,6 @@ import hashlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -577,25 +576,43 @@ class _Turns:
     def __init__(self) -> None:
         self._locks: dict[str, _Turn] = {}
 
-    @asynccontextmanager
-    async def taken(self, key: str) -> AsyncIterator[None]:
+    def taken(self, key: str) -> _Turn:
+        """``async with turns.taken(room):`` the room's turn, for this join alone."""
         turn = self._locks.get(key)
         if turn is None:
-            turn = self._locks[key] = _Turn()
-        turn.users += 1
-        try:
-            async with turn.lock:
-                yield
-        finally:
-            turn.users -= 1
-            if not turn.users:
-                del self._locks[key]
+            turn = self._locks[key] = _Turn(self._locks, key)
+        return turn
 
 
-@dataclass(slots=True)
 class _Turn:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    users: int = 0
+    """One room's lock and how many hold or wait for it; gone from its table with the last.
+    A class rather than an ``asynccontextmanager``: every join takes one, and a generator
+    (which the loop also tracks in a weak set) cost more than the lock it wraps."""
+
+    __slots__ = ("_table", "_key", "_lock", "_users")
+
+    def __init__(self, table: dict[str, _Turn], key: str) -> None:
+        self._table = table
+        self._key = key
+        self._lock = asyncio.Lock()
+        self._users = 0
+
+    async def __aenter__(self) -> None:
+        self._users += 1
+        try:
+            await self._lock.acquire()
+        except BaseException:
+            self._leave()
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._lock.release()
+        self._leave()
+
+    def _leave(self) -> None:
+        self._users -= 1
+        if not self._users:
+            del self._table[self._key]
 
 
 def create_rooms(

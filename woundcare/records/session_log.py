@@ -21,7 +21,7 @@ import logging
 from contextlib import suppress
 from typing import Final
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, exists, insert, select
 
 from signaling.protocol import Role
 from signaling.sink import EventKind, RoomEvent
@@ -49,9 +49,17 @@ observer's ``snapshot_request``, say) is audited as a denied ``signaling.<frame 
 the HTTP guard audits a refused request."""
 REFUSED_PREFIX: Final = "signaling."
 
-# Built once: building a statement costs more than running it for a small batch.
-_KNOWN = select(Consultation.id).where(Consultation.id.in_(bindparam("ids", expanding=True)))
-_INSERT = insert(ConsultationEvent)
+_COLUMNS = ("consultation_id", "at", "kind", "role", "subject", "participant", "detail")
+# Built once: building a statement costs more than running it for a small batch. Each row is
+# inserted only if its consultation exists (an event for one that does not is not kept), in
+# the insert itself: a separate read of the known ids had cost the batch another statement,
+# on SQLite some four hand-offs to the driver's thread and back.
+_INSERT = insert(ConsultationEvent).from_select(
+    _COLUMNS,
+    select(
+        *(bindparam(name, type_=ConsultationEvent.__table__.c[name].type) for name in _COLUMNS)
+    ).where(exists().where(Consultation.id == bindparam("consultation_id"))),
+)
 
 
 class SessionLog:
@@ -165,12 +173,6 @@ class SessionLog:
 
         async def rows(write: ChainWrite) -> bool:
             connection = connection_of(write)
-            known = set(
-                (await connection.scalars(_KNOWN, {"ids": list({e.consultation for e in batch})})).all()
-            )
-            stored = [event for event in batch if event.consultation in known]
-            if not stored:
-                return False
             await connection.execute(
                 _INSERT,
                 [
@@ -183,17 +185,17 @@ class SessionLog:
                         "participant": event.participant,
                         "detail": event.detail,
                     }
-                    for event in stored
+                    for event in batch
                 ],
             )
             # The first specialist to join starts the consultation (the nurse's wait ends); a
             # guest does not, nor does it end the wait in the queue's figures. In the events'
-            # transaction: both or neither.
+            # transaction: both or neither (an unknown consultation is not started either).
             return await mark_started(
                 connection,
                 [
                     (event.consultation, event.at)
-                    for event in stored
+                    for event in batch
                     if event.kind is EventKind.JOINED and event.role is Role.SPECIALIST
                 ],
                 self._events,

@@ -135,6 +135,8 @@ class Webhooks:
     def __init__(self, db: Database, server_secret: bytes) -> None:
         self._db = db
         self._key = derive_key(server_secret, Purpose.WEBHOOK_SECRET)
+        self._regions: dict[int, str] = {}
+        """Region id -> code, for events' bodies; a region's code never changes."""
 
     # Endpoints
 
@@ -209,8 +211,13 @@ class Webhooks:
             if not events:
                 return 0
             endpoints = (await conn.execute(_ENABLED_ENDPOINTS)).all()
-            found = await conn.execute(select(Region.id, Region.code).where(Region.id.in_({e.region_id for e in events})))
-            regions: dict[int | None, str] = {region_id: code for region_id, code in found.all()}
+            regions = self._regions
+            # Read only for a region not seen before: a burst of calls starting (a fan-out
+            # after each group commit of the session log) is then one statement fewer each.
+            unknown = {e.region_id for e in events if e.region_id is not None and e.region_id not in regions}
+            if unknown:
+                found = await conn.execute(select(Region.id, Region.code).where(Region.id.in_(unknown)))
+                regions.update(found.tuples().all())
             await conn.execute(
                 _FANNED_OUT,
                 [

@@ -1,0 +1,56 @@
+"""The session log's group commit on SQLite and PostgreSQL: a batch's events are stored with
+their audit entries, and an event of a consultation that does not exist is not stored (nor
+does it cost the rest of its batch)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import select
+
+from signaling.protocol import Role
+from signaling.sink import EventKind, RoomEvent
+from tests.api.clinic import clinic
+from tests.server import RunningServer
+from woundcare.appkeys import SERVICES
+from woundcare.audit.chain import CheckpointSigner
+from woundcare.audit.verify import verify
+from woundcare.db.models import AuditEvent, Consultation, ConsultationEvent, ConsultationStatus
+from woundcare.records.audit_trail import AuditTrail
+
+
+async def test_a_batch_stores_the_events_of_known_consultations_and_audits_every_join(
+    start_server: Callable[..., Awaitable[RunningServer]], migrated_db_url: str
+) -> None:
+    server = await start_server(database_url=migrated_db_url)
+    services = server.app[SERVICES]
+    async with clinic(server) as east:
+        queued = await east.nurse.json("POST", "/api/consultations", expect=201, json={"patient": east.patient})
+        consultation = queued["id"]
+        log = services.session_log
+        # One batch: emitted in one turn of the loop, stored together.
+        log.emit(RoomEvent(consultation, EventKind.JOINED, "u1", Role.NURSE, "east", "p1"))
+        log.emit(RoomEvent("no-such-consultation", EventKind.JOINED, "u2", Role.SPECIALIST, "east", "p2"))
+        log.emit(RoomEvent(consultation, EventKind.JOINED, "u3", Role.SPECIALIST, "east", "p3"))
+        await log.stored()
+
+        async with services.database.sessions() as session:
+            events = (
+                await session.execute(
+                    select(ConsultationEvent.consultation_id, ConsultationEvent.participant).order_by(
+                        ConsultationEvent.id
+                    )
+                )
+            ).all()
+            joins = (
+                await session.scalars(
+                    select(AuditEvent.resource).where(AuditEvent.action == "room.join").order_by(AuditEvent.seq)
+                )
+            ).all()
+            status = await session.scalar(select(Consultation.status).where(Consultation.id == consultation))
+    assert [tuple(row) for row in events] == [(consultation, "p1"), (consultation, "p3")]
+    # The access was attempted and is audited, whether or not the room's record exists.
+    assert joins == [f"consultation:{consultation}", "consultation:no-such-consultation", f"consultation:{consultation}"]
+    assert status is ConsultationStatus.ACTIVE  # its first specialist started it
+    result = await verify(AuditTrail(services.database), CheckpointSigner.from_secrets(server.settings.signing_key()))
+    assert result.broken is None
