@@ -49,6 +49,17 @@ def sqlite_trips(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     return trips
 
 
+async def test_sqlite_commits_survive_a_power_cut(sqlite_engine: AsyncEngine, tmp_path: Path) -> None:
+    # synchronous=FULL (2): each commit syncs the write-ahead log; NORMAL (1) does not.
+    async with sqlite_engine.connect() as connection:
+        assert await connection.scalar(text("PRAGMA synchronous")) == 2
+    reader = engine_module.open_sqlite_reader(tmp_path / "engine.db")
+    try:
+        assert reader.execute("PRAGMA synchronous").fetchone() == (2,)
+    finally:
+        reader.close()
+
+
 async def test_sqlite_commit_hands_its_connection_back_without_a_rollback(
     sqlite_engine: AsyncEngine, sqlite_trips: Counter[str]
 ) -> None:

@@ -34,7 +34,11 @@ def _sqlite_pragmas(dbapi_connection: object, _record: ConnectionPoolEntry | Non
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     # WAL lets readers work beside the single writer; foreign keys are off by default.
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    # FULL: in WAL mode each commit syncs the log, so a commit survives a power cut, not only
+    # a crash of the process (NORMAL's promise). A snapshot's row is committed after its blob
+    # is durable and before the camera hears it is stored and drops its copy: with NORMAL a
+    # power cut could roll the row back, and the blob's recovery would then remove the photo.
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
