@@ -198,6 +198,8 @@ class Snapshots:
             clean = clean_image(data, max_bytes=self._max_bytes, max_pixels=self._max_pixels, hold_pixels=hold_pixels)
             return _Stored.of(clean, sealer.seal(Binding(region_id, THUMB_KIND, snapshot_id), clean.thumbnail))
 
+        stored = await _submitted(self._images.executor, check)
+
         def seal_put(key: str) -> None:
             # Sealing (megabytes of AES-GCM into this thread's buffer), the blob's write and
             # its fsyncs in one call of a writer thread, which waits on the disk.
@@ -206,37 +208,35 @@ class Snapshots:
             with self._intent(key):
                 self._blobs.put(key, buffer[: sealer.seal_into(image, data, buffer)])
 
-        def rows() -> list[RowStatement]:
-            row = {
-                "id": snapshot_id,
-                "consultation_id": consultation_id,
-                "region_id": region_id,
-                "patient_id": patient_id,
-                "taken_at": taken_at,
-                "taken_by": taken_by,
-                "request_id": request_id,
-                "media_type": stored.media_type,
-                "width": stored.width,
-                "height": stored.height,
-                "size": stored.size,
-                "blob_key": key,
-                "thumb_sealed": stored.thumb_sealed,
-                "key_id": sealer.key_id,
-            }
-            event = {
-                "consultation_id": consultation_id,
-                "at": taken_at,
-                "kind": EventKind.SNAPSHOT_STORED.value,
-                "role": None,
-                "subject": taken_by,
-                "participant": None,
-                "detail": snapshot_id,
-            }
-            return [(_INSERT, row), (_EVENT, event)]
+        row = {
+            "id": snapshot_id,
+            "consultation_id": consultation_id,
+            "region_id": region_id,
+            "patient_id": patient_id,
+            "taken_at": taken_at,
+            "taken_by": taken_by,
+            "request_id": request_id,
+            "media_type": stored.media_type,
+            "width": stored.width,
+            "height": stored.height,
+            "size": stored.size,
+            "blob_key": key,
+            "thumb_sealed": stored.thumb_sealed,
+            "key_id": sealer.key_id,
+        }
+        event = {
+            "consultation_id": consultation_id,
+            "at": taken_at,
+            "kind": EventKind.SNAPSHOT_STORED.value,
+            "role": None,
+            "subject": taken_by,
+            "participant": None,
+            "detail": snapshot_id,
+        }
+        rows: list[RowStatement] = [(_INSERT, row), (_EVENT, event)]
 
-        stored = await _submitted(self._images.executor, check)
         entry = None if audit is None else audit(f"snapshot:{snapshot_id}")
-        await self._write_blob(key, seal_put, rows(), entry, self._images.writers)
+        await self._write_blob(key, seal_put, rows, entry, self._images.writers)
         return SnapshotView(
             snapshot_id, consultation_id, taken_at, taken_by, request_id,
             stored.media_type, stored.width, stored.height, None,
