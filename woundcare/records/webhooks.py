@@ -217,7 +217,7 @@ class Webhooks:
             unknown = {e.region_id for e in events if e.region_id is not None and e.region_id not in regions}
             if unknown:
                 found = await conn.execute(select(Region.id, Region.code).where(Region.id.in_(unknown)))
-                regions.update(found.tuples().all())
+                regions.update((region_id, code) for region_id, code in found)
             await conn.execute(
                 _FANNED_OUT,
                 [
