@@ -25,6 +25,8 @@ from woundcare.appkeys import SERVICES
 from woundcare.db.models import Patient, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from woundcare.records.events import EventType
 from woundcare.services import Services
+from woundcare.webhooks.deliverer import TASK_NAME as DELIVERER_TASK
+from woundcare.webhooks.deliverer import Deliverer
 
 METRICS_TOKEN = "webhook metrics token"
 MAX_ATTEMPTS = 5
@@ -268,6 +270,36 @@ async def test_a_commit_wakes_the_deliverer_without_waiting_for_the_poll(
     # The deliverer's first pass found nothing: it now sleeps for the poll.
     await hooks.queue_call()
     await until(lambda: len(receiver.accepted) == 1, "the event delivered on its commit's wake-up")
+
+
+async def test_a_deliverer_stopped_mid_pass_waits_for_every_attempt_to_end(
+    hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At shutdown no attempt outlives the deliverer: each may still be settling its row (a
+    session's close), and the database is stopped right after."""
+    started: list[int] = []
+    ended: list[int] = []
+
+    async def attempt(_self: Deliverer, _http: Any, due: Any) -> None:
+        index = len(started)
+        started.append(due.delivery_id)
+        try:
+            await asyncio.sleep(WAIT_SECONDS)
+        finally:
+            # Cleanup that takes its time once cancelled, each its own.
+            await asyncio.shield(asyncio.sleep(0.1 * (index + 1)))
+            ended.append(due.delivery_id)
+
+    monkeypatch.setattr(Deliverer, "_attempt", attempt)
+    for _ in range(2):
+        await hooks.endpoint()
+    await hooks.queue_call()
+    await until(lambda: len(started) == 2, "both attempts under way")
+    [task] = [t for t in asyncio.all_tasks() if t.get_name() == DELIVERER_TASK]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sorted(ended) == sorted(started)
 
 
 async def test_finished_deliveries_are_pruned_and_pending_ones_kept(

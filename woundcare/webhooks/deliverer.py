@@ -132,7 +132,12 @@ class Deliverer:
         await self._webhooks.fan_out(now, FAN_OUT_BATCH)
         due = await self._webhooks.claim(now, BATCH, timedelta(seconds=self._timeout) + LEASE_MARGIN)
         if due:
-            await asyncio.gather(*(self._attempt(http, d) for d in due))
+            # A task group, not gather: cancelled (at shutdown), it waits for every attempt to
+            # end, where gather returned at the first and left the others settling through
+            # connections the database's stop then closed under them (the loop hung at close).
+            async with asyncio.TaskGroup() as attempts:
+                for d in due:
+                    attempts.create_task(self._attempt(http, d))
             return 0.0
         next_due = await self._webhooks.next_due()
         if next_due is None:
