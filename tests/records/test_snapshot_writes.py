@@ -129,8 +129,9 @@ async def test_the_rows_commit_only_once_their_blob_is_durable(
         if statement.lstrip().startswith(f"INSERT INTO {Snapshot.__tablename__} "):
             order.append("insert")
 
-    event.listen(database.engine.sync_engine, "before_cursor_execute", executing)
-    event.listen(database.engine.sync_engine, "commit", lambda connection: order.append("commit"))
+    for engine in database.engines:
+        event.listen(engine, "before_cursor_execute", executing)
+        event.listen(engine, "commit", lambda connection: order.append("commit"))
     put = BlobStore.put
 
     def recorded_put(self: BlobStore, key: str, data: Any) -> None:

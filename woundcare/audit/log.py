@@ -5,16 +5,15 @@ Every entry is a link in one hash chain (format: :mod:`woundcare.audit.chain`), 
 process or instance writes it. An append is one short transaction of the
 :class:`~woundcare.audit.store.ChainStore` that holds the chain's lock across processes
 (:mod:`woundcare.records.audit_trail` says how), reads the last entry's seq and hash, and
-inserts the next one; an ``asyncio.Lock`` makes this process's own requests queue in memory
-instead of on the database's lock. Every ``checkpoint_every`` entries, the same transaction
+inserts the next one; the store queues this process's own appends in memory instead of on the
+database's lock. Every ``checkpoint_every`` entries, the same transaction
 also writes a signed checkpoint; :meth:`AuditLog.checkpoint` writes one on demand.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -68,7 +67,6 @@ class AuditLog:
         self._store = store
         self._signer = signer
         self._every = checkpoint_every
-        self._lock = asyncio.Lock()
 
     async def record(self, entry: AuditEntry) -> None:
         """Store one entry in its own transaction, so a failed request is still audited."""
@@ -76,48 +74,44 @@ class AuditLog:
 
     async def append(self, entry: AuditEntry) -> int:
         """Store one entry; returns its seq."""
-        async with self._lock:
-            return await self._store.append(lambda write: self._link(write, (entry,)))
+        return await self._store.append(lambda write: self._link(write, (entry,)))
 
-    async def append_with(self, entries: Sequence[AuditEntry], work: Callable[[ChainWrite], Awaitable[T]]) -> T:
+    async def append_with(self, entries: Sequence[AuditEntry], work: Callable[[ChainWrite], T]) -> T:
         """Store ``entries`` in order and run ``work`` in the same transaction: both or
         neither. One read of the chain's head and one insert for all of them, so a batch of
         joins costs the chain about what one entry does (:mod:`woundcare.records.session_log`)."""
 
-        async def both(write: ChainWrite) -> T:
+        def both(write: ChainWrite) -> T:
             if entries:
-                await self._link(write, entries)
-            return await work(write)
+                self._link(write, entries)
+            return work(write)
 
-        async with self._lock:
-            return await self._store.append(both)
+        return await self._store.append(both)
 
     async def record_with(self, entry: AuditEntry, rows: Sequence[RowStatement]) -> int:
         """Store one entry in one transaction with the rows of the record it audits (each
         statement must change exactly one row): the record and its audit entry are committed
         together or not at all, in one round of the chain's lock. Returns the entry's seq."""
 
-        async def together(write: ChainWrite) -> int:
+        def together(write: ChainWrite) -> int:
             for statement, params in rows:
-                changed = await write.add_row(statement, params)
+                changed = write.add_row(statement, params)
                 if changed != 1:
                     raise RuntimeError(f"expected a statement to change one row, changed {changed}")
-            return await self._link(write, (entry,))
+            return self._link(write, (entry,))
 
-        async with self._lock:
-            return await self._store.append(together)
+        return await self._store.append(together)
 
     async def checkpoint(self) -> SignedCheckpoint | None:
         """Sign the chain's current last entry now (None if the chain is empty)."""
         signer = self._signer
         if signer is None:
             raise RuntimeError("no checkpoint signer configured")
-        async with self._lock:
-            return await self._store.append(lambda write: _checkpoint(write, signer))
+        return await self._store.append(lambda write: _checkpoint(write, signer))
 
-    async def _link(self, write: ChainWrite, entries: Sequence[AuditEntry]) -> int:
+    def _link(self, write: ChainWrite, entries: Sequence[AuditEntry]) -> int:
         """Chain ``entries`` after the last one and insert them; returns the last seq."""
-        last = await write.last()
+        last = write.last()
         seq, prev_hash = (0, GENESIS) if last is None else last
         at = utcnow()
         rows: list[dict[str, Any]] = []
@@ -139,21 +133,21 @@ class AuditLog:
             if self._signer is not None and seq % self._every == 0:
                 # Only the batch's last due checkpoint: it vouches for every entry before it.
                 signed = self._signer.sign(seq, hash_, at)
-        await write.add_entries(rows)
+        write.add_entries(rows)
         if signed is not None:
-            await write.add_checkpoint(signed)
+            write.add_checkpoint(signed)
         return seq
 
 
-async def _checkpoint(write: ChainWrite, signer: CheckpointSigner) -> SignedCheckpoint | None:
+def _checkpoint(write: ChainWrite, signer: CheckpointSigner) -> SignedCheckpoint | None:
     """The chain's last entry signed, unless it is signed already (then that checkpoint)."""
-    last = await write.last()
+    last = write.last()
     if last is None:
         return None
     seq, hash_ = last
-    existing = await write.checkpoint_at(seq)
+    existing = write.checkpoint_at(seq)
     if existing is not None:
         return existing
     signed = signer.sign(seq, hash_, utcnow())
-    await write.add_checkpoint(signed)
+    write.add_checkpoint(signed)
     return signed

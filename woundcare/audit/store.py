@@ -5,7 +5,7 @@ break is named, while the store (the ``audit_events`` and ``audit_checkpoints`` 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -44,22 +44,24 @@ class StoredCheckpoint:
 
 
 class ChainWrite(Protocol):
-    """One transaction of :meth:`ChainStore.append`, holding the chain's write lock."""
+    """One transaction of :meth:`ChainStore.append`, holding the chain's write lock. Its
+    methods block: the store runs an append's work where its database driver is, in one go
+    (on SQLite one thread, one hand-off from the event loop)."""
 
-    async def last(self) -> tuple[int, bytes] | None:
+    def last(self) -> tuple[int, bytes] | None:
         """The last entry's seq and hash; None for an empty chain."""
         ...
 
-    async def checkpoint_at(self, seq: int) -> SignedCheckpoint | None: ...
+    def checkpoint_at(self, seq: int) -> SignedCheckpoint | None: ...
 
-    async def add_entries(self, rows: Sequence[Mapping[str, Any]]) -> None:
+    def add_entries(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert entries, each with seq, at, prev_hash, hash and the entry's own fields, in
         one statement."""
         ...
 
-    async def add_checkpoint(self, signed: SignedCheckpoint) -> None: ...
+    def add_checkpoint(self, signed: SignedCheckpoint) -> None: ...
 
-    async def add_row(self, statement: object, params: Mapping[str, Any]) -> int:
+    def add_row(self, statement: object, params: Mapping[str, Any]) -> int:
         """Run a statement of the record that the entry audits, in the entry's transaction;
         returns the number of rows it changed. The statement is the store's own kind (a
         SQLAlchemy statement for :mod:`woundcare.records.audit_trail`)."""
@@ -67,10 +69,11 @@ class ChainWrite(Protocol):
 
 
 class ChainStore(Protocol):
-    async def append(self, work: Callable[[ChainWrite], Awaitable[T]]) -> T:
+    async def append(self, work: Callable[[ChainWrite], T]) -> T:
         """Run ``work`` in one short transaction that holds the chain's lock across every
         writer (process and instance), and commit it; again, a few times, if a writer that
-        skipped the lock took the seq it wrote."""
+        skipped the lock took the seq it wrote. This process's appends queue in memory, in
+        order, not on the lock."""
         ...
 
     async def heads(self) -> tuple[int | None, int]:

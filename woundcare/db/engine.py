@@ -20,10 +20,10 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
-from sqlalchemy import event, exc, make_url
+from sqlalchemy import Engine, create_engine, event, exc, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, PoolResetState
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, PoolResetState, SingletonThreadPool
 
 PING_IDLE_SECONDS = 1.0
 """A database-server connection idle for longer than this is pinged before it is handed out."""
@@ -89,6 +89,15 @@ def make_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(url, pool_size=10, max_overflow=10)
     event.listen(engine.sync_engine, "checkin", _mark_idle)
     event.listen(engine.sync_engine, "checkout", _ping_if_idle)
+    return engine
+
+
+def make_sqlite_writer(path: Path) -> Engine:
+    """A plain (synchronous) engine to the SQLite file, for :meth:`Database.write`'s one
+    writer thread: one connection, opened, used and closed in that thread."""
+    # The pool's rollback on return stays: on the plain driver it is a call, not a hand-off.
+    engine = create_engine(f"sqlite:///{path}", poolclass=SingletonThreadPool)
+    event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 
 

@@ -6,8 +6,9 @@ hash, and inserts the next one:
 
 - PostgreSQL: ``pg_advisory_xact_lock(CHAIN_LOCK_ID)``, released at commit or rollback, so
   every server instance and CLI process queues on it;
-- SQLite: ``BEGIN IMMEDIATE``, which takes the database's write lock before the read (other
-  processes wait up to ``busy_timeout``).
+- SQLite: ``BEGIN IMMEDIATE``, with which every write transaction begins
+  (:meth:`~woundcare.db.database.Database.write`): it takes the database's write lock before
+  the read (other processes wait up to ``busy_timeout``).
 
 ``seq`` is unique as well, so even a writer that skipped the lock could not fork the chain: its
 insert fails and is retried.
@@ -15,13 +16,14 @@ insert fails and is retried.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, TypeVar
 
-from sqlalchemy import Executable, and_, func, insert, or_, select, text
+from sqlalchemy import Connection, Executable, and_, func, insert, or_, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..audit.chain import SignedCheckpoint
 from ..audit.store import ChainWrite, StoredCheckpoint, StoredEntry
@@ -59,48 +61,44 @@ _CHECKPOINT_COLUMNS = (
 )
 
 
-async def lock_chain(conn: AsyncConnection) -> None:
-    """Begin ``conn``'s transaction holding the chain's write lock (see the module docstring)."""
+def lock_chain(conn: Connection) -> None:
+    """Hold the chain's write lock in ``conn``'s transaction (see the module docstring)."""
     dialect = conn.dialect.name
-    if dialect == "sqlite":
-        # pysqlite begins lazily and only before a write; take the write lock before the read.
-        await conn.exec_driver_sql("BEGIN IMMEDIATE")
-    elif dialect == "postgresql":
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": CHAIN_LOCK_ID})
-    else:
+    if dialect == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": CHAIN_LOCK_ID})
+    elif dialect != "sqlite":
+        # SQLite's transactions (Database.write) begin with the write lock already.
         raise RuntimeError(f"audit chain: no append lock for the {dialect} dialect")
 
 
 class _Write:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     @property
-    def connection(self) -> AsyncConnection:
+    def connection(self) -> Connection:
         return self._conn
 
-    async def last(self) -> tuple[int, bytes] | None:
-        found = (await self._conn.execute(_LAST)).one_or_none()
+    def last(self) -> tuple[int, bytes] | None:
+        found = self._conn.execute(_LAST).one_or_none()
         return None if found is None else (found[0], found[1])
 
-    async def checkpoint_at(self, seq: int) -> SignedCheckpoint | None:
-        found = (
-            await self._conn.execute(select(*_CHECKPOINT_COLUMNS).where(AuditCheckpoint.seq == seq))
-        ).one_or_none()
+    def checkpoint_at(self, seq: int) -> SignedCheckpoint | None:
+        found = self._conn.execute(select(*_CHECKPOINT_COLUMNS).where(AuditCheckpoint.seq == seq)).one_or_none()
         if found is None:
             return None
         return SignedCheckpoint(found.seq, found.hash, found.signed_at, found.key_id, found.signature)
 
-    async def add_entries(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        await self._conn.execute(insert(AuditEvent), [dict(fields) for fields in rows])
+    def add_entries(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        self._conn.execute(insert(AuditEvent), [dict(fields) for fields in rows])
 
-    async def add_row(self, statement: object, params: Mapping[str, Any]) -> int:
+    def add_row(self, statement: object, params: Mapping[str, Any]) -> int:
         if not isinstance(statement, Executable):
             raise TypeError(f"an audited record's row must be a SQLAlchemy statement, not {type(statement).__name__}")
-        return (await self._conn.execute(statement, dict(params))).rowcount
+        return self._conn.execute(statement, dict(params)).rowcount
 
-    async def add_checkpoint(self, signed: SignedCheckpoint) -> None:
-        await self._conn.execute(
+    def add_checkpoint(self, signed: SignedCheckpoint) -> None:
+        self._conn.execute(
             insert(AuditCheckpoint),
             {
                 "seq": signed.seq,
@@ -112,7 +110,7 @@ class _Write:
         )
 
 
-def connection_of(write: ChainWrite) -> AsyncConnection:
+def connection_of(write: ChainWrite) -> Connection:
     """The connection of an append's transaction, for rows written in it beside the chain's
     (the session log's, :meth:`woundcare.audit.log.AuditLog.append_with`)."""
     if not isinstance(write, _Write):
@@ -123,16 +121,21 @@ def connection_of(write: ChainWrite) -> AsyncConnection:
 class AuditTrail:
     def __init__(self, db: Database) -> None:
         self._db = db
+        # Where the database's writes run one after another in one thread, that thread's
+        # queue is the queue; elsewhere appends wait here rather than holding a connection
+        # each while they wait on the lock.
+        self._queue: AbstractAsyncContextManager[object] = nullcontext() if db.serial else asyncio.Lock()
 
-    async def append(self, work: Callable[[ChainWrite], Awaitable[T]]) -> T:
+    async def append(self, work: Callable[[ChainWrite], T]) -> T:
+        def locked(conn: Connection) -> T:
+            lock_chain(conn)
+            return work(_Write(conn))
+
         attempt = 1
         while True:
             try:
-                async with self._db.engine.connect() as conn:
-                    await lock_chain(conn)
-                    done = await work(_Write(conn))
-                    await conn.commit()
-                    return done
+                async with self._queue:
+                    return await self._db.write(locked)
             except IntegrityError:
                 # Only a writer that bypassed the chain lock can take our seq; read it again.
                 if attempt == _APPEND_ATTEMPTS:

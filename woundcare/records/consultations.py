@@ -12,9 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, bindparam, exists, func, select, update
+from sqlalchemy import Connection, Select, bindparam, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..crypto import Binding, Keyring
 from ..db.database import Database
@@ -55,7 +54,7 @@ _STARTS = select(Consultation.id, Consultation.region_id, Consultation.started_a
 )
 
 
-async def mark_started(connection: AsyncConnection, starts: Sequence[tuple[str, datetime]], events: Events) -> bool:
+def mark_started(connection: Connection, starts: Sequence[tuple[str, datetime]], events: Events) -> bool:
     """Each waiting consultation becomes active at its time, when its first viewer joined,
     with its ``consultation.started`` event; True if any did.
 
@@ -69,14 +68,14 @@ async def mark_started(connection: AsyncConnection, starts: Sequence[tuple[str, 
     first: dict[str, datetime] = {}
     for consultation, at in starts:
         first.setdefault(consultation, at)
-    await connection.execute(_MARK_STARTED, [{"consultation": c, "at": at} for c, at in first.items()])
-    rows = await connection.execute(_STARTS, {"ids": list(first)})
+    connection.execute(_MARK_STARTED, [{"consultation": c, "at": at} for c, at in first.items()])
+    rows = connection.execute(_STARTS, {"ids": list(first)})
     started = [
         outbox_row(EventType.CONSULTATION_STARTED, consultation_id=consultation, region_id=region_id, at=at)
         for consultation, region_id, at in rows
         if at == first[consultation]
     ]
-    await events.emit_batch(connection, started)
+    events.emit_batch(connection, started)
     return bool(started)
 
 

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy import Connection, event, insert
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from ..db.models import WebhookEvent
@@ -108,12 +108,12 @@ class Events:
             sync.info[_HOOKED] = True
             event.listen(sync, "after_commit", self._committed, once=True)
 
-    async def emit_batch(self, connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    def emit_batch(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
         """:func:`outbox_row`'s rows inserted in ``connection``'s transaction, for a writer that
         batches on a Core connection (the session log's group commit); it calls
         :meth:`committed` once its transaction has."""
         if rows:
-            await connection.execute(_INSERT, list(rows))
+            connection.execute(_INSERT, list(rows))
 
     def committed(self) -> None:
         """A transaction that emitted events has committed: wake the deliverer."""

@@ -171,9 +171,9 @@ class SessionLog:
             for action, outcome in (audited,)
         ]
 
-        async def rows(write: ChainWrite) -> bool:
+        def rows(write: ChainWrite) -> bool:
             connection = connection_of(write)
-            await connection.execute(
+            connection.execute(
                 _INSERT,
                 [
                     {
@@ -191,7 +191,7 @@ class SessionLog:
             # The first specialist to join starts the consultation (the nurse's wait ends); a
             # guest does not, nor does it end the wait in the queue's figures. In the events'
             # transaction: both or neither (an unknown consultation is not started either).
-            return await mark_started(
+            return mark_started(
                 connection,
                 [
                     (event.consultation, event.at)

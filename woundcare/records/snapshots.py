@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import ColumnElement, CursorResult, Executable, bindparam, select, update
+from sqlalchemy import ColumnElement, Connection, CursorResult, Executable, bindparam, select, update
 from sqlalchemy import insert as sa_insert
 
 from signaling.sink import EventKind
@@ -299,9 +299,12 @@ class Snapshots:
                 # The audit log holds its own lock around the chain's transaction.
                 await self._audit.record_with(entry, rows)
             else:
-                async with self._db.writing, self._db.engine.begin() as connection:
+
+                def write(connection: Connection) -> None:
                     for statement, params in rows:
-                        _one_row(await connection.execute(statement, dict(params)))
+                        _one_row(connection.execute(statement, dict(params)))
+
+                await self._db.write(write)
         except BaseException:
             await asyncio.shield(self._undo(written, key))
             raise
