@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, event, text
 
 from tests.services import postgres_database
 from woundcare.db.database import Database
@@ -139,3 +139,32 @@ async def test_a_write_whose_caller_is_cancelled_still_ends_whole(sqlite_databas
         await writing
     assert await sqlite_database.write(_insert(2)) == 2
     assert await _values(sqlite_database) == [1, 2]
+
+
+async def test_sqlite_writes_queued_together_commit_together_and_fail_alone(sqlite_database: Database) -> None:
+    """Group commit: the writes that queued while one ran share one commit (one flush of the
+    log); one that raises is undone alone, and the others stand."""
+    commits: list[None] = []
+    [_, writer] = sqlite_database.engines
+    event.listen(writer, "commit", lambda connection: commits.append(None))
+    inside, release = threading.Event(), threading.Event()
+
+    def holds_the_thread(connection: Connection) -> None:
+        inside.set()
+        release.wait(WAIT_SECONDS)
+
+    def fails(connection: Connection) -> None:
+        connection.execute(text("INSERT INTO t VALUES (100)"))
+        raise LookupError("this write alone fails")
+
+    first = asyncio.create_task(sqlite_database.write(holds_the_thread))
+    assert await asyncio.to_thread(inside.wait, WAIT_SECONDS)
+    queued = [asyncio.create_task(sqlite_database.write(work)) for work in (_insert(1), fails, _insert(2), _insert(3))]
+    await asyncio.sleep(0)  # all four queued behind the first
+    release.set()
+    await first
+    ones = await asyncio.gather(*queued, return_exceptions=True)
+    assert ones[0] == 1 and ones[2:] == [2, 3]
+    assert isinstance(ones[1], LookupError)
+    assert await _values(sqlite_database) == [1, 2, 3]
+    assert len(commits) == 2  # the first write's, then the four's

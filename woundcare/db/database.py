@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, Unpack
 
 from sqlalchemy import Connection, Engine, Select, text
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from .engine import make_engine, make_sqlite_writer, open_sqlite_reader, sqlite_file
+from .engine import make_engine, open_sqlite_reader, sqlite_file
 from .migrate import upgrade
+from .writer import SQLiteWriter
 
 
 Query = Select[Unpack[tuple[Any, ...]]]
@@ -31,8 +30,7 @@ class Database:
         self._engine: AsyncEngine | None = None
         self._reader: sqlite3.Connection | None = None
         self._prepared: dict[Query, _Prepared] = {}
-        self._writer: Engine | None = None
-        self._writer_thread: ThreadPoolExecutor | None = None
+        self._writer: SQLiteWriter | None = None
         self.serial = sqlite_file(url) is not None
         """Whether :meth:`write` runs every transaction in order in one thread (a SQLite file)."""
         self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(expire_on_commit=False)
@@ -51,15 +49,14 @@ class Database:
         path = sqlite_file(self.url)
         if path is not None:
             self._reader = open_sqlite_reader(path)
-            self._writer = make_sqlite_writer(path)
-            self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="db-write")
+            self._writer = SQLiteWriter(path)
 
     @property
     def engines(self) -> tuple[Engine, ...]:
         """Every engine a statement may run through (:meth:`write`'s own on SQLite), for
         listeners to SQLAlchemy's events."""
         engine = self.engine.sync_engine
-        return (engine,) if self._writer is None else (engine, self._writer)
+        return (engine,) if self._writer is None else (engine, self._writer.engine)
 
     async def read(self, query: Query, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         """The rows of one short read by key (a join's admission), at the least cost: on a
@@ -86,17 +83,19 @@ class Database:
         """Run ``work`` in one write transaction and commit it; roll back if it raises.
 
         On SQLite the whole transaction is one hand-off: ``work`` runs in the one writer
-        thread, on a plain (synchronous) engine of its own to the same file, in
-        ``BEGIN IMMEDIATE`` (the write lock before the first read, so no reader-turned-writer
-        waits on another). Through the async engine each statement had been some six hand-offs
+        thread (:mod:`woundcare.db.writer`), on a plain (synchronous) engine of its own to the
+        same file, in ``BEGIN IMMEDIATE`` (the write lock before the first read, so no
+        reader-turned-writer waits on another), and writes that queued together commit
+        together. Through the async engine each statement had been some six hand-offs
         between the event loop and aiosqlite's thread, a commit with an audit entry and its
         record about forty, each a wake-up of the loop. One thread also means writes queue
         in memory, in order, instead of in SQLite's busy handler, which sleeps 1, 2, 5, 10, ...
         ms between tries. On a database server ``work`` runs on an async connection
-        (``run_sync``), a round trip per statement as before."""
-        writer, thread = self._writer, self._writer_thread
-        if writer is not None and thread is not None:
-            return await asyncio.get_running_loop().run_in_executor(thread, _write_sqlite, writer, work)
+        (``run_sync``), a round trip per statement as before.
+
+        A write under way ends whole even if its caller is cancelled."""
+        if self._writer is not None:
+            return await self._writer.write(work)
         async with self.engine.connect() as connection:
             done = await connection.run_sync(_transaction, work)
             await connection.commit()
@@ -108,12 +107,9 @@ class Database:
             await connection.execute(text("SELECT 1"))
 
     async def stop(self) -> None:
-        writer, thread = self._writer, self._writer_thread
-        if writer is not None and thread is not None:
-            # In the writer thread: a SQLite connection is closed where it was opened.
-            await asyncio.get_running_loop().run_in_executor(thread, writer.dispose)
-            thread.shutdown()
-        self._writer = self._writer_thread = None
+        if self._writer is not None:
+            await self._writer.close()
+        self._writer = None
         if self._engine is not None:
             await self._engine.dispose()
         self._engine = None
@@ -123,17 +119,10 @@ class Database:
         self._prepared.clear()
 
 
-def _write_sqlite(writer: Engine, work: Callable[[Connection], T]) -> T:
-    with writer.connect() as connection:
-        done = _transaction(connection, work)
-        connection.commit()
-        return done
-
-
 def _transaction(connection: Connection, work: Callable[[Connection], T]) -> T:
     if connection.dialect.name == "sqlite":
-        # The driver begins lazily, before the first write; a transaction that reads and
-        # then writes (the audit chain's head) takes the write lock first instead.
+        # A SQLite database in memory: no writer thread (it could not see the database),
+        # but the same write lock from the start (woundcare.db.writer).
         connection.exec_driver_sql("BEGIN IMMEDIATE")
     return work(connection)
 
