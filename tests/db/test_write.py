@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, event, text
+from sqlalchemy.exc import OperationalError
 
 from tests.services import postgres_database
 from woundcare.db.database import Database
@@ -168,3 +169,20 @@ async def test_sqlite_writes_queued_together_commit_together_and_fail_alone(sqli
     assert isinstance(ones[1], LookupError)
     assert await _values(sqlite_database) == [1, 2, 3]
     assert len(commits) == 2  # the first write's, then the four's
+
+
+async def test_sqlite_write_fails_when_another_process_keeps_the_lock_and_the_writer_goes_on(
+    sqlite_database: Database, tmp_path: Path
+) -> None:
+    """Another process holding the write lock past the busy timeout (5 s) fails the write
+    that waited for it, with the reason; the writer thread goes on with the next one."""
+    other = open_sqlite_reader(tmp_path / "write.db")
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(OperationalError, match="locked"):
+            await sqlite_database.write(_insert(1))
+    finally:
+        other.rollback()
+        other.close()
+    assert await sqlite_database.write(_insert(2)) == 2
+    assert await _values(sqlite_database) == [2]

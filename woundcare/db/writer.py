@@ -62,19 +62,26 @@ class SQLiteWriter:
 
     def _run(self) -> None:
         try:
-            with self.engine.connect() as connection:
-                stopping = False
-                while not stopping:
-                    batch: list[_Write[Any]] = []
-                    first = self._writes.get()
-                    while first is not None:
-                        batch.append(first)
-                        if len(batch) == MAX_BATCH or self._writes.empty():
-                            break
-                        first = self._writes.get_nowait()
-                    stopping = first is None
-                    if batch:
-                        _settle(_commit(connection, batch))
+            stopping = False
+            while not stopping:
+                batch: list[_Write[Any]] = []
+                first = self._writes.get()
+                while first is not None:
+                    batch.append(first)
+                    if len(batch) == MAX_BATCH or self._writes.empty():
+                        break
+                    first = self._writes.get_nowait()
+                stopping = first is None
+                if batch:
+                    # A checkout per batch (the pool keeps the one connection): one that
+                    # broke is replaced at the next.
+                    try:
+                        with self.engine.connect() as connection:
+                            outcomes = _commit(connection, batch)
+                    except Exception as error:
+                        # No connection, or no commit (the pool rolled it back): all fail.
+                        outcomes = [(write, None, error) for write in batch]
+                    _settle(outcomes)
         finally:
             # In this thread: a SQLite connection is closed where it was opened.
             self.engine.dispose()
@@ -83,24 +90,20 @@ class SQLiteWriter:
 def _commit(connection: Connection, batch: Sequence[_Write[Any]]) -> list[_Outcome]:
     """Run ``batch`` in one transaction, each write in a savepoint, and commit it."""
     outcomes: list[_Outcome] = []
-    try:
-        # The driver begins lazily, before the first write; a transaction that reads and
-        # then writes (the audit chain's head) takes the write lock first instead.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-        driver = connection.connection.driver_connection
-        assert driver is not None
-        for write in batch:
-            driver.execute("SAVEPOINT write")
-            try:
-                outcomes.append((write, write.work(connection), None))
-            except BaseException as error:
-                driver.execute("ROLLBACK TO write")
-                outcomes.append((write, None, error))
-            driver.execute("RELEASE write")
-        connection.commit()
-    except Exception as error:
-        connection.rollback()
-        return [(write, None, error) for write in batch]
+    # The driver begins lazily, before the first write; a transaction that reads and then
+    # writes (the audit chain's head) takes the write lock first instead.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    for write in batch:
+        driver.execute("SAVEPOINT write")
+        try:
+            outcomes.append((write, write.work(connection), None))
+        except BaseException as error:
+            driver.execute("ROLLBACK TO write")
+            outcomes.append((write, None, error))
+        driver.execute("RELEASE write")
+    connection.commit()
     return outcomes
 
 
