@@ -35,9 +35,6 @@ IN_FLIGHT = web.AppKey("in_flight", InFlight)
 
 @web.middleware
 async def in_flight_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    # WebSockets live for the whole call and are told to resume elsewhere instead.
-    if request.path == "/ws":
-        return await handler(request)
     in_flight = request.config_dict[IN_FLIGHT]
     in_flight.enter()
     try:

@@ -204,11 +204,15 @@ def regions_for(subject: Subject, action: Action) -> list[int]:
     return sorted(region for region, roles in subject.roles.items() if roles & allowed)
 
 
+_RANK = {role: rank for rank, role in enumerate(StaffRole)}
+"""A role's place in :class:`StaffRole`'s order (asked on every join and request)."""
+
+
 def role_in(subject: Subject, region_id: int, action: Action) -> StaffRole | None:
     """The staff role under which ``subject`` may ``action`` in the region, if any."""
     roles = subject.roles.get(region_id, frozenset()) & RULES[action]
     # A stable choice when a user holds several roles in a region.
-    return min(roles, key=lambda r: list(StaffRole).index(r)) if roles else None
+    return min(roles, key=_RANK.__getitem__) if roles else None
 
 
 def authorize(subject: Subject | None, action: Action, resource: Placed | None = None) -> Grant:
