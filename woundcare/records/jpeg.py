@@ -119,14 +119,24 @@ def strip_metadata(
     return joined((*head, *kept, *_scans(view, scans_start)))
 
 
-def joined(pieces: Sequence[memoryview | bytes]) -> bytearray:
-    """The pieces in one buffer.
+_unfilled_bytearray = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p, ctypes.c_ssize_t)(
+    ("PyByteArray_FromStringAndSize", ctypes.pythonapi)
+)
+"""A new bytearray of a size, its bytes not set (the C API's, given no source): only for one
+that :func:`joined` overwrites whole."""
 
-    Copied by ``memmove`` through ctypes, which releases the GIL for the call: a 5 MB copy
-    into a fresh buffer (its page faults included) holds it for 1-3 ms as a slice assignment
-    or ``b"".join``, and the event loop's thread waited that long for it (issue 20)."""
-    out = bytearray(sum(len(piece) for piece in pieces))
-    if not out:
+
+def joined(pieces: Sequence[memoryview | bytes]) -> bytearray:
+    """The pieces in one buffer, made and filled with the GIL released.
+
+    A 5 MB buffer's first writes cost some 1,300 page faults, 2-5 ms here: ``bytearray(n)``
+    zero-fills it, and a slice assignment or ``b"".join`` copies into it, each holding the
+    GIL throughout, and the event loop's thread waited that long for it (issue 20). So the
+    buffer is allocated without being filled and the pieces are copied by ``memmove``
+    through ctypes, which releases the GIL for each call; the faults are taken there."""
+    size = sum(len(piece) for piece in pieces)
+    out: bytearray = _unfilled_bytearray(None, size)
+    if not size:
         return out
     target = ctypes.addressof(ctypes.c_char.from_buffer(out))
     for piece in pieces:
