@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 
 import numpy as np
@@ -100,6 +101,41 @@ def test_small_search_windows_find_the_same_scan_ends(window: int, monkeypatch: 
     monkeypatch.setattr(jpeg, "_WINDOW", window)
 
     assert strip_metadata(data) == whole
+
+
+MARKER_AFTER_FF = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+"""What ends entropy-coded data, as JPEG (ITU T.81 B.1.1.5) says: ``FF`` then anything but a
+stuffed zero, a restart marker or a fill byte."""
+
+
+@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("window", [2, 5, 4096])
+def test_scan_end_is_the_first_marker_after_ff(seed: int, window: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jpeg, "_WINDOW", window)
+    rng = np.random.default_rng(seed)
+    # Mostly FF and the bytes that follow it in a scan, so that every case comes up: runs of
+    # fill bytes, stuffed zeros, restart markers, a marker across a window's end, none at all.
+    data = rng.choice(np.array([0xFF, 0x00, 0xD0, 0xD7, 0xD8, 0xD9, 0x01, 0x7A], dtype=np.uint8),
+                      size=int(rng.integers(1, 20_000)), p=[0.4, 0.35, 0.1, 0.1, 0.0001, 0.0001, 0.0001, 0.0497])
+    view = memoryview(data.tobytes() + b"\xff\xd9")
+    start = int(rng.integers(0, len(view) - 2))
+    found = MARKER_AFTER_FF.search(view, start)
+    assert found is not None
+
+    assert jpeg._scan_end(view, start) == found.start()
+    # Cut after the marker's FF: no marker is left.
+    with pytest.raises(NotJpeg):
+        jpeg._scan_end(view[: found.start() + 1], start)
+
+
+@pytest.mark.parametrize("sizes", [[], [0], [5, 0, 3], [1 << 20, 7, 300_000]])
+def test_joined_is_the_pieces_in_order(sizes: list[int]) -> None:
+    rng = np.random.default_rng(len(sizes))
+    pieces = [rng.integers(0, 256, size, dtype=np.uint8).tobytes() for size in sizes]
+    # bytes and read-only views of them, as an upload's pieces and a JPEG's segments come
+    mixed = [memoryview(piece)[1:] if n % 2 else piece for n, piece in enumerate(pieces)]
+
+    assert jpeg.joined(mixed) == b"".join(mixed)
 
 
 def with_icc_chunks(*chunks: tuple[int, int, bytes]) -> bytes:
