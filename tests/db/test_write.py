@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from tests.services import postgres_database
 from woundcare.db.database import Database
 from woundcare.db.engine import open_sqlite_reader
+from woundcare.db.writer import SQLiteWriter
 
 WAIT_SECONDS = 10
 
@@ -186,3 +187,14 @@ async def test_sqlite_write_fails_when_another_process_keeps_the_lock_and_the_wr
         other.close()
     assert await sqlite_database.write(_insert(2)) == 2
     assert await _values(sqlite_database) == [2]
+
+
+async def test_sqlite_writer_ends_the_writes_queued_before_it_stops_and_refuses_later_ones(tmp_path: Path) -> None:
+    writer = SQLiteWriter(tmp_path / "stop.db")
+    await writer.write(lambda connection: connection.execute(text("CREATE TABLE t (x INTEGER)")))
+    queued = [asyncio.create_task(writer.write(_insert(x))) for x in range(3)]
+    await asyncio.sleep(0)  # queued before the stop
+    await writer.close()
+    assert [await task for task in queued] == [0, 1, 2]
+    with pytest.raises(RuntimeError, match="stopped"):
+        await writer.write(_insert(3))

@@ -46,10 +46,14 @@ class SQLiteWriter:
     def __init__(self, path: Path) -> None:
         self.engine = make_sqlite_writer(path)
         self._writes: queue.SimpleQueue[_Write[Any] | None] = queue.SimpleQueue()
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="db-write", daemon=True)
         self._thread.start()
 
     async def write(self, work: Callable[[Connection], T]) -> T:
+        if self._closed:
+            # Queued behind the thread's last batch, it would wait for ever.
+            raise RuntimeError("the database's writer has stopped")
         loop = asyncio.get_running_loop()
         done: asyncio.Future[T] = loop.create_future()
         self._writes.put(_Write(work, done, loop))
@@ -57,6 +61,7 @@ class SQLiteWriter:
 
     async def close(self) -> None:
         """Stop once the writes queued so far have ended, and close the connection."""
+        self._closed = True
         self._writes.put(None)
         await asyncio.to_thread(self._thread.join)
 
