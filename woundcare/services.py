@@ -137,7 +137,7 @@ def build_services(settings: Settings) -> Services:
     recording_blobs = BlobStore(settings.recording_dir)
     image_work = ImageWork(settings.image_workers, settings.image_pixel_budget, settings.image_wait_seconds)
     events = Events()
-    recordings = Recordings(db, keyring, recording_blobs, settings.instance_name, events)
+    recordings = Recordings(db, keyring, recording_blobs, settings.instance_name, events, audit)
     return Services(
         settings=settings,
         database=db,
@@ -182,7 +182,7 @@ def build_services(settings: Settings) -> Services:
             audit=audit,
         ),
         recordings=recordings,
-        recording_uploads=RecordingUploads(recordings, audit, Remuxer()),
+        recording_uploads=RecordingUploads(recordings, Remuxer()),
         retention=Retention(db, blobs, recording_blobs),
         pilot=Pilot(db),
         events=events,

@@ -9,14 +9,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from tests.recording.media import PIECE, decoded, stored_recording, webm_part
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
 from woundcare.crypto import Binding, KeyShreddedError, RecordIntegrityError
 from woundcare.crypto.stream import open_stream
-from woundcare.db.models import Consultation, Recording, RecordingStatus, Region
+from woundcare.db.models import AuditEvent, Consultation, Recording, RecordingStatus, Region, WebhookEvent
 from woundcare.records.recordings import KEY_KIND, VIDEO_KIND
 from woundcare.records.rekey import Reencryption
 from woundcare.recording import uploads
@@ -214,3 +214,60 @@ async def test_another_instances_recording_is_salvaged_once_its_upload_lies_stil
     assert 0 < row.frames < sent
     assert decoded(await media_of(other, recording_id)) == [(320, 240)] * row.frames
     assert [p.name for p in data_dir.joinpath("recordings").rglob("*") if p.is_file()] == [row.blob_key]
+
+
+_REFUSE_END = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_end BEFORE INSERT ON audit_events WHEN NEW.action LIKE 'recording.end.%' "
+        "BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_end() RETURNS trigger AS $$ BEGIN IF NEW.action LIKE 'recording.end.%' THEN "
+        "RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER refuse_end BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_end()",
+    ],
+}
+_ALLOW_END = {"sqlite": ["DROP TRIGGER refuse_end"], "postgresql": ["DROP TRIGGER refuse_end ON audit_events"]}
+
+
+async def ends_on_record(server: RunningServer, recording_id: str) -> tuple[RecordingStatus, list[str], list[str]]:
+    """The recording's status, its outbox events' statuses and its audit entries' actions."""
+    async with server.app[SERVICES].database.engine.connect() as connection:
+        status = (await connection.execute(select(Recording.status).where(Recording.id == recording_id))).scalar_one()
+        events = await connection.scalars(
+            select(WebhookEvent.status).where(WebhookEvent.subject_id == recording_id).order_by(WebhookEvent.id)
+        )
+        resource = f"recording:{recording_id}"
+        actions = await connection.scalars(
+            select(AuditEvent.action).where(AuditEvent.resource == resource).order_by(AuditEvent.seq)
+        )
+        return status, [s for s in events.all() if s is not None], list(actions.all())
+
+
+async def test_a_recordings_end_its_event_and_its_audit_entry_commit_together(  # type: ignore[no-untyped-def]
+    start_server, migrated_db_url: str
+) -> None:
+    server = await start_server(database_url=migrated_db_url)
+    database = server.app[SERVICES].database
+    dialect = database.engine.dialect.name
+
+    async def run(statements: list[str]) -> None:
+        async with database.engine.begin() as connection:
+            for sql in statements:
+                await connection.exec_driver_sql(sql)
+
+    consultation = await server.new_consultation("east")
+    await run(_REFUSE_END[dialect])
+    # The audit entry cannot be written: neither is the row's end, nor the webhooks' event.
+    with pytest.raises(Exception, match="refused"):
+        await stored_recording(server, consultation, frames=10)
+    [row] = await server.app[SERVICES].recordings.of_consultation(consultation)
+    assert await ends_on_record(server, row.id) == (RecordingStatus.RECORDING, [], [])
+    # The finished video's upload is kept while no row names the video: salvage can make it again.
+    stored = await server.app[SERVICES].recordings.get(row.id)
+    assert stored is not None
+    assert any(p.name == f"{stored.blob_key}-up" for p in server.settings.recording_dir.rglob("*"))
+
+    await run(_ALLOW_END[dialect])
+    view = await stored_recording(server, await server.new_consultation("east"), frames=10)
+    assert await ends_on_record(server, view.id) == (RecordingStatus.COMPLETE, ["complete"], ["recording.end.stopped"])

@@ -34,8 +34,7 @@ from signaling.handler import ROOMS
 from signaling.protocol import recording_frame
 from signaling.rooms import Rooms
 
-from ..audit.log import AuditEntry, AuditLog, Outcome
-from ..db.models import Recording, RecordingStatus, StaffRole
+from ..db.models import Recording, RecordingStatus
 from ..errors import WoundcareError
 from ..records.consultations import ConsultationView
 from ..records.recordings import Capture, Recordings, RecordingView
@@ -113,9 +112,8 @@ class _Live:
 class RecordingUploads:
     """At most one recording per consultation, each received until it is finished."""
 
-    def __init__(self, recordings: Recordings, audit: AuditLog, remuxer: Remuxer) -> None:
+    def __init__(self, recordings: Recordings, remuxer: Remuxer) -> None:
         self._recordings = recordings
-        self._audit = audit
         self._remuxer = remuxer
         self._live: dict[str, _Live] = {}
         """By recording id."""
@@ -254,17 +252,7 @@ class RecordingUploads:
         return view
 
     async def _ended(self, view: RecordingView, *, told: bool = False) -> None:
-        """Logged, audited, and the room told (unless it was)."""
+        """Logged, and the room told (unless it was); :class:`Recordings` audited it with its row."""
         if not told:
             self._tell(view.consultation_id, on=False)
         log.info("recording %s ended: %s (%s)", view.id, view.status.value, view.end_reason)
-        await self._audit.record(
-            AuditEntry(
-                f"recording.end.{view.end_reason}",
-                Outcome.OK if view.status is RecordingStatus.COMPLETE else Outcome.FAILED,
-                actor=view.started_by,
-                role=StaffRole.SPECIALIST.value,
-                region_id=view.region_id,
-                resource=f"recording:{view.id}",
-            )
-        )

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, event, insert
+from sqlalchemy import Connection, Executable, event, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -73,6 +73,12 @@ def outbox_row(
         "status": status,
         "occurred_at": at,
     }
+
+
+def outbox_statement(type: EventType, **fields: Any) -> tuple[Executable, dict[str, Any]]:
+    """:func:`outbox_row` with its INSERT, for a write made of statements (an audited one,
+    :meth:`AuditLog.record_with`); the writer calls :meth:`Events.committed` once it has committed."""
+    return _INSERT, outbox_row(type, **fields)
 
 
 class Events:

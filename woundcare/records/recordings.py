@@ -28,22 +28,22 @@ import asyncio
 import logging
 import secrets
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from sqlalchemy import CursorResult, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..audit.log import AuditEntry, AuditLog, Outcome
 from ..crypto import Binding, Keyring, key_id_of
 from ..crypto.stream import StreamSealer, open_range, open_stream, plaintext_size
 from ..db.database import Database
-from ..db.models import Recording, RecordingStatus, new_public_id
+from ..db.models import Recording, RecordingStatus, StaffRole, new_public_id
 from ..crypto.sealed_sink import SealedSink
 from ..storage.blobs import BlobStore, BlobWriter
 from .consultations import ConsultationView
-from .events import Events, EventType
+from .events import Events, EventType, outbox_statement
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +146,12 @@ Finisher = Callable[[Upload], Awaitable[Finished]]
 
 
 class Recordings:
-    def __init__(self, db: Database, keyring: Keyring, blobs: BlobStore, instance: str, events: Events) -> None:
+    def __init__(
+        self, db: Database, keyring: Keyring, blobs: BlobStore, instance: str, events: Events, audit: AuditLog
+    ) -> None:
         self._db = db
         self._events = events
+        self._audit = audit
         self._keyring = keyring
         self._blobs = blobs
         self._instance = instance
@@ -179,7 +182,7 @@ class Recordings:
         try:
             writer = await asyncio.to_thread(self._blobs.writer, _upload_key(row.blob_key))
         except BaseException:
-            await asyncio.shield(self._end(recording_id, RecordingStatus.FAILED, "error"))
+            await asyncio.shield(self._end(_view(row), RecordingStatus.FAILED, "error"))
             raise
         return Capture(_view(row), SealedSink(sealer, writer), sealer, writer)
 
@@ -205,13 +208,13 @@ class Recordings:
         except BaseException:
             await asyncio.shield(self.fail(capture, "error"))
             raise
-        return await self._made(recording.id, recording.region_id, row_blob, reason, done)
+        return await self._made(recording, row_blob, reason, done)
 
     async def fail(self, capture: Capture, reason: str) -> RecordingView:
         """Drop what was written (only ciphertext) and mark the recording failed."""
         row_blob = await self._blob_key(capture.recording.id)
         await asyncio.to_thread(capture.writer.abort)
-        return await self._failed(capture.recording.id, row_blob, reason)
+        return await self._failed(capture.recording, row_blob, reason)
 
     async def cut_off(self, stale_after: float, *, own: bool) -> list[Recording]:
         """Recordings no instance receives any more, each claimed for this instance to
@@ -258,6 +261,7 @@ class Recordings:
         ``interrupted`` (the last second or so is lost); ``failed`` when none of it plays.
         Repeatable: a crash meanwhile leaves the row ``recording`` for the next start."""
         upload = _upload_key(row.blob_key)
+        recording = _view(row)
         done: Finished | None = None
         try:
             # A finished video an earlier try of this left unrecorded is made again.
@@ -268,8 +272,8 @@ class Recordings:
         except Exception:
             log.exception("recording %s could not be salvaged", row.id)
         if done is None or done.frames == 0:
-            return await self._failed(row.id, row.blob_key, "interrupted")
-        return await self._made(row.id, row.region_id, row.blob_key, "interrupted", done)
+            return await self._failed(recording, row.blob_key, "interrupted")
+        return await self._made(recording, row.blob_key, "interrupted", done)
 
     def _job(
         self, recording_id: str, region_id: int, upload_key: bytes, out: str, *, cut_short: bool = False
@@ -279,22 +283,19 @@ class Recordings:
             out, Binding(region_id, VIDEO_KIND, recording_id), cut_short,
         )
 
-    async def _made(
-        self, recording_id: str, region_id: int, row_blob: str, reason: str, done: Finished
-    ) -> RecordingView:
+    async def _made(self, recording: RecordingView, row_blob: str, reason: str, done: Finished) -> RecordingView:
         """The end of a recording the finisher made: its upload removed and the row complete
         under the new stream key, or failed when it holds no video."""
         if done.frames == 0:
-            return await self._failed(recording_id, row_blob, "no_video")
+            return await self._failed(recording, row_blob, "no_video")
+        key_sealed = await self._keyring.seal(Binding(recording.region_id, KEY_KIND, recording.id), done.key)
+        ended = await self._end(recording, RecordingStatus.COMPLETE, reason, (done, key_sealed))
+        # After the row names the video's new key: until then a crash leaves the upload for
+        # :meth:`salvage` to make again; after it, one no row names, for :meth:`sweep`.
         await asyncio.to_thread(self._blobs.delete, _upload_key(row_blob))
-        key_sealed = await self._keyring.seal(Binding(region_id, KEY_KIND, recording_id), done.key)
-        return await self._end(
-            recording_id, RecordingStatus.COMPLETE, reason,
-            size=done.size, frames=done.frames, width=done.width, height=done.height,
-            key_sealed=key_sealed, key_id=key_id_of(key_sealed),
-        )
+        return ended
 
-    async def _failed(self, recording_id: str, row_blob: str, reason: str) -> RecordingView:
+    async def _failed(self, recording: RecordingView, row_blob: str, reason: str) -> RecordingView:
         """Drop the upload and any video made of it (only ciphertext) and mark the row failed."""
 
         def discard() -> None:
@@ -302,22 +303,47 @@ class Recordings:
             self._blobs.delete(row_blob)
 
         await asyncio.to_thread(discard)
-        return await self._end(recording_id, RecordingStatus.FAILED, reason)
+        return await self._end(recording, RecordingStatus.FAILED, reason)
 
     async def _blob_key(self, recording_id: str) -> str:
         async with self._db.sessions() as session:
             return (await session.get_one(Recording, recording_id)).blob_key
 
-    async def _end(self, recording_id: str, status: RecordingStatus, reason: str, **values: object) -> RecordingView:
-        async with self._db.sessions() as session, session.begin():
-            row = await session.get_one(Recording, recording_id)
-            row.status = status
-            row.ended_at = datetime.now(UTC)
-            row.end_reason = reason
-            for name, value in values.items():
-                setattr(row, name, value)
-            self._finished(session, row)
-        return _view(row)
+    async def _end(
+        self,
+        recording: RecordingView,
+        status: RecordingStatus,
+        reason: str,
+        made: tuple[Finished, bytes] | None = None,
+    ) -> RecordingView:
+        """The row's end (with the video ``made`` and its sealed stream key, if any), its
+        outbox event and its audit entry, in one transaction: a crash leaves all three or none
+        (and the row ``recording``, for :meth:`cut_off`)."""
+        values: dict[str, Any] = {"status": status, "ended_at": datetime.now(UTC), "end_reason": reason}
+        if made is not None:
+            done, key_sealed = made
+            values |= {
+                "size": done.size, "frames": done.frames, "width": done.width, "height": done.height,
+                "key_sealed": key_sealed, "key_id": key_id_of(key_sealed),
+            }
+        change = update(Recording).where(Recording.id == recording.id).values(**values)
+        ended = replace(recording, **{name: value for name, value in values.items() if name != "key_sealed"})
+        event = outbox_statement(
+            EventType.RECORDING_FINISHED, consultation_id=ended.consultation_id, region_id=ended.region_id,
+            at=ended.ended_at, subject_id=ended.id, status=status.value,
+        )
+        entry = AuditEntry(
+            f"recording.end.{reason}",
+            Outcome.OK if status is RecordingStatus.COMPLETE else Outcome.FAILED,
+            # The specialist who started it: whoever stopped it (or nobody) is in the session log.
+            actor=ended.started_by,
+            role=StaffRole.SPECIALIST.value,
+            region_id=ended.region_id,
+            resource=f"recording:{ended.id}",
+        )
+        await self._audit.record_with(entry, [(change, {}), event])
+        self._events.committed()
+        return ended
 
     async def get(self, recording_id: str) -> Recording | None:
         async with self._db.sessions() as session:
@@ -402,12 +428,6 @@ class Recordings:
             known = set((await session.scalars(select(Recording.blob_key))).all())
         swept = await asyncio.to_thread(self._blobs.sweep, known, older_than=_STALE.total_seconds())
         return len(swept.removed_blobs) + swept.removed_temp
-
-    def _finished(self, session: AsyncSession, row: Recording) -> None:
-        self._events.emit(
-            session, EventType.RECORDING_FINISHED, consultation_id=row.consultation_id, region_id=row.region_id,
-            at=row.ended_at or datetime.now(UTC), subject_id=row.id, status=row.status.value,
-        )
 
 
 def _upload_key(blob_key: str) -> str:
