@@ -29,9 +29,10 @@ system-deps:
 	@bash .ci/system-deps
 
 # Never rewrites docs/screenshots, even with WOUNDCARE_UPDATE_SCREENSHOTS=1 in the shell:
-# CI fails when a test run changes a tracked file.
+# CI fails when a test run changes a tracked file. The slowest tests are listed at the end of
+# every run, so the one that stretches CI past its 10 minutes is named where CI's output is read.
 test: $(VENV)/.installed system-deps
-	WOUNDCARE_UPDATE_SCREENSHOTS=0 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	WOUNDCARE_UPDATE_SCREENSHOTS=0 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 # A maintainer's step after changing a page: runs the screenshot tests and, for each test that
 # passes, copies its screenshots over docs/screenshots/ (review and commit them by hand).
