@@ -13,15 +13,11 @@ A photo that does not fit waits for others to finish; one that cannot start with
 ``ImageBusy`` (the API answers ``503 busy``). A photo larger than the whole budget is decoded
 alone.
 
-The image threads, and the threads that seal and write their blobs, run under Linux's
-``SCHED_IDLE`` policy, below every ordinary thread: on a server with few cores, decoding
-photos would otherwise take turns on the CPU with the loop that relays every signaling frame
-and answers every request, and a ``/ws`` ping waited for the decoders' time slices (its p99
-rose tenfold during ingest). At ``nice`` +10 the loop still waited for a CPU some 100 ms per
-second of ingest, since a waking thread preempts a lower-priority one only once it is owed
-enough time; a thread woken beside ``SCHED_IDLE`` ones preempts them at once. Uploads still
-use every idle cycle; they only yield when the loop, or any other work at ordinary priority,
-has work.
+The image threads run at a lower CPU priority (``nice`` +10) than the event loop's thread:
+on a server with few cores, decoding photos would otherwise take turns on the CPU with the
+loop that relays every signaling frame and answers every request, and a ``/ws`` ping waited
+for the decoders' time slices (its p99 rose tenfold during ingest). Uploads still use every
+idle cycle; they only yield when the loop has work.
 """
 
 from __future__ import annotations
@@ -80,10 +76,14 @@ class PixelBudget:
                 self._changed.notify_all()
 
 
+NICENESS = 10
+"""How much lower the image threads' CPU priority is than the server's (Linux ``nice``)."""
+
+
 def _lower_priority() -> None:
-    # On Linux a thread has its own scheduling policy, set through its thread id; lowering it
-    # to SCHED_IDLE needs no privilege.
-    os.sched_setscheduler(threading.get_native_id(), os.SCHED_IDLE, os.sched_param(0))
+    # On Linux a thread has its own nice value, set through its thread id; raising it needs
+    # no privilege.
+    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + NICENESS)
 
 
 WRITERS = 4
@@ -98,7 +98,7 @@ class ImageWork:
     def __init__(self, workers: int = 2, pixel_budget: int = 50_000_000, wait_seconds: float = 30.0) -> None:
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="image", initializer=_lower_priority)
         # Apart from the image threads, so a photo waiting on the disk holds none of them; at
-        # the same lowest priority, as sealing and copying megabytes is CPU work too.
+        # the same lower priority, as sealing and copying megabytes is CPU work too.
         self.writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="photo-write", initializer=_lower_priority)
         self.budget = PixelBudget(pixel_budget, wait_seconds)
 
