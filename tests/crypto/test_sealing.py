@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pyotp
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -44,6 +46,16 @@ def test_seal_into_in_slices_makes_what_one_call_makes(length: int) -> None:
     nonce = bytes(buffer[:NONCE_SIZE])
     assert buffer[NONCE_SIZE:size] == AESGCM(KEY).encrypt(nonce, plaintext, AAD)
     assert unseal(KEY, buffer, AAD) == plaintext
+
+
+def test_seal_into_yields_the_cpu_between_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each slice is a point where a thread that woke meanwhile (the event loop's) gets the
+    CPU, rather than at the kernel's next tick (issue 20)."""
+    real = os.sched_yield
+    yields = []
+    monkeypatch.setattr(os, "sched_yield", lambda: yields.append(real()))
+    seal_into(KEY, bytes(3 * SLICE + 17), AAD, memoryview(bytearray(OVERHEAD + 3 * SLICE + 17)))
+    assert len(yields) == 4
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import struct
 import warnings
 import zlib
@@ -196,6 +197,18 @@ def test_metadata_is_removed(fmt: str, params: dict[str, object]) -> None:
         assert b"Exif\x00\x00" not in blob
         assert b"eXIf" not in blob
         assert b"WoundCam" not in blob
+
+
+def test_a_jpeg_decode_yields_the_cpu_between_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each block Pillow decodes is a point where a thread that woke meanwhile (the event
+    loop's) gets the CPU, rather than at the kernel's next tick (issue 20)."""
+    rng = np.random.default_rng(3)
+    photo = encode(Image.fromarray(rng.integers(0, 256, (600, 800, 3), dtype=np.uint8)), "JPEG", quality=95)
+    real = os.sched_yield
+    yields = []
+    monkeypatch.setattr(os, "sched_yield", lambda: yields.append(real()))
+    clean_image([photo[:1000], photo[1000:]])
+    assert len(yields) >= len(photo) // (64 * 1024)
 
 
 def test_jpeg_orientation_is_the_only_exif_left_and_the_pixels_stay() -> None:

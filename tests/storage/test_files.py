@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from woundcare.storage.files import create_once, replace_with
+from woundcare.storage.files import WRITE_SLICE, create_once, replace_with
 
 
 WRITERS: list[Callable[[Path, bytes], None]] = [
@@ -27,6 +27,16 @@ def test_creates_the_file_private_and_leaves_no_temporary(tmp_path: Path, write:
     assert path.read_bytes() == b"value"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert os.listdir(tmp_path) == ["secret.key"]
+
+
+def test_writes_a_large_view_whole_in_slices(tmp_path: Path) -> None:
+    """A blob as the store writes it: a view of the start of a larger, reused buffer, some
+    slices long and not a whole number of them."""
+    data = os.urandom(2 * WRITE_SLICE + 12345)
+    buffer = bytearray(data) + b"rest of the buffer"
+    path = tmp_path / "blob"
+    create_once(path, memoryview(buffer)[: len(data)])
+    assert path.read_bytes() == data
 
 
 def test_never_replaces_an_existing_file(tmp_path: Path) -> None:

@@ -298,6 +298,12 @@ class _BufferFile(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
+        # Pillow decodes a block (64 KB) per read, each some tenths of a millisecond of CPU:
+        # a point to hand the CPU to a thread that woke meanwhile (the event loop's, at a
+        # higher priority). The kernel preempts a running thread for a woken one only at its
+        # next tick (4 ms) or when it enters the kernel, and a decode otherwise never does;
+        # the event loop waited up to a tick for the image threads (issue 20, ``perf sched``).
+        os.sched_yield()
         part = self._view[self._at : self._at + len(buffer)]
         buffer[: len(part)] = part
         self._at += len(part)
