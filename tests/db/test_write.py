@@ -185,8 +185,9 @@ async def test_a_write_whose_caller_is_cancelled_still_ends_whole(database: Data
 
 async def test_writes_queued_together_commit_together_and_fail_alone(database: Database) -> None:
     """Group commit: the writes that queued while one ran share one commit (one flush of the
-    log); one that raises, or whose statement the database refuses, is undone alone (rolled
-    back to its savepoint), and the others stand."""
+    log); one that raises, or whose statement the database refuses, is undone alone, and the
+    others stand: the first of the batch with the transaction, which begins anew, a later one
+    to its savepoint."""
 
     def fails(connection: Connection) -> None:
         connection.execute(text("INSERT INTO t VALUES (100)"))
@@ -198,14 +199,15 @@ async def test_writes_queued_together_commit_together_and_fail_alone(database: D
 
     commits = _commits(database)
     async with _writer_busy(database) as first:
-        works = (_insert(1), fails, _insert(2), refused, _insert(3))
+        works = (fails, _insert(1), refused, _insert(2), fails, _insert(3))
         queued = [asyncio.create_task(database.write(work)) for work in works]
         await asyncio.sleep(0)  # all queued behind the first
     await first
     ones = await asyncio.gather(*queued, return_exceptions=True)
-    assert [ones[0], ones[2], ones[4]] == [1, 2, 3], ones
-    assert isinstance(ones[1], LookupError) and isinstance(ones[3], IntegrityError), ones
-    assert len(commits) == 2  # the first write's, then the five's
+    assert [ones[1], ones[3], ones[5]] == [1, 2, 3], ones
+    assert isinstance(ones[0], LookupError) and isinstance(ones[4], LookupError), ones
+    assert isinstance(ones[2], IntegrityError), ones
+    assert len(commits) == 2  # the first write's, then the batch's
     assert await _values(database) == [1, 2, 3]
 
 

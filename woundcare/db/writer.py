@@ -7,7 +7,7 @@ wait. So the writes that queued meanwhile run next in one transaction, each in a
 its own (one that raises is rolled back to its savepoint and fails alone), and one commit, one
 flush, makes them all durable: group commit, as the session log does for room events. No write
 waits for company: a batch is what had queued when the writer got to it, so a lone write
-commits at once (and without a savepoint, which on a database server is two round trips). A
+commits at once (and without a savepoint, which on a database server is a round trip). A
 caller hears of its write once the batch's commit has returned; if the begin or the commit
 fails, every write of the batch fails with it, and the next batch begins anew.
 
@@ -168,40 +168,45 @@ class LoopWriter(Writer[asyncio.Queue[_Queued]]):
 
 
 def _commit(connection: Connection, batch: Sequence[_Write[Any]]) -> list[_Outcome]:
-    """Run ``batch`` in one transaction and commit it, each write in a savepoint but a lone
-    one, which fails with its transaction. Raises if the transaction cannot begin or commit;
-    closing the connection rolls back what was not committed."""
-    begin_write(connection)
-    if len(batch) > 1:
-        outcomes = _in_savepoints(connection, batch)
-    else:
-        [write] = batch
-        try:
-            outcomes = [(write, write.work(connection), None)]
-        except Exception as error:
-            return [(write, None, error)]
-    try:
-        connection.commit()
-    except Exception:
-        # SQLAlchemy counts the transaction ended and would hand the connection back as it
-        # is, but SQLite keeps a transaction whose commit failed (a deferred foreign key) open.
-        connection.connection.rollback()
-        raise
-    return outcomes
+    """Run ``batch`` in one transaction and commit it. Raises if the transaction cannot begin
+    or commit; closing the connection rolls back what was not committed.
 
-
-def _in_savepoints(connection: Connection, batch: Sequence[_Write[Any]]) -> list[_Outcome]:
+    A write that raises is undone alone: rolled back to the savepoint taken before it, or,
+    while no write of the transaction has ended well (a lone write, the first of a batch),
+    with the transaction, which begins anew for the next. So a write costs a savepoint (on a
+    database server a round trip) only where there is something to keep."""
     outcomes: list[_Outcome] = []
+    began = kept = False
     # The driver's own cursor: the savepoints are no statements of SQLAlchemy's to compile.
     cursor = connection.connection.cursor()
     for write in batch:
-        cursor.execute("SAVEPOINT write")
+        if kept:
+            # Not released: each stays to the commit, nested in the one before, and ROLLBACK
+            # TO undoes to the latest. A release would be one more round trip a write.
+            cursor.execute("SAVEPOINT write")
+        elif not began:
+            begin_write(connection)
+            began = True
         try:
             outcomes.append((write, write.work(connection), None))
         except Exception as error:
-            cursor.execute("ROLLBACK TO write")
             outcomes.append((write, None, error))
-        cursor.execute("RELEASE write")
+            if kept:
+                cursor.execute("ROLLBACK TO write")
+            else:
+                connection.rollback()
+                began = False
+        else:
+            kept = True
+    if kept:
+        try:
+            connection.commit()
+        except Exception:
+            # SQLAlchemy counts the transaction ended and would hand the connection back as
+            # it is, but SQLite keeps a transaction whose commit failed (a deferred foreign
+            # key) open.
+            connection.connection.rollback()
+            raise
     return outcomes
 
 
