@@ -3,13 +3,14 @@ and commits the ones that queued together as one.
 
 A commit is durable once its log is flushed to the disk (SQLite under ``synchronous=FULL``,
 PostgreSQL under ``synchronous_commit``): a millisecond to tens of them, while the next writers
-wait. So the writes that queued meanwhile run next in one transaction, each in a savepoint of
-its own (one that raises is rolled back to its savepoint and fails alone), and one commit, one
-flush, makes them all durable: group commit, as the session log does for room events. No write
-waits for company: a batch is what had queued when the writer got to it, so a lone write
-commits at once (and without a savepoint, which on a database server is a round trip). A
-caller hears of its write once the batch's commit has returned; if the begin or the commit
-fails, every write of the batch fails with it, and the next batch begins anew.
+wait. So the writes that queued meanwhile run next, one after another, in one transaction, and
+one commit, one flush, makes them all durable: group commit, as the session log does for room
+events. A write that raises is undone alone and fails alone (a savepoint before each write but
+the first, whose failure rolls back the transaction: :func:`_commit`). No write waits for
+company: a batch is what had queued when the writer got to it, so a lone write commits at
+once, and without a savepoint (on a database server a round trip). A caller hears of its write
+once the batch's commit has returned; if the begin or the commit fails, every write of the
+batch fails with it, and the next batch begins anew.
 
 Two drivers of the same batches (:class:`Writer`):
 
@@ -43,8 +44,9 @@ T = TypeVar("T")
 
 MAX_BATCH = 64
 """Writes committed together at most: a bound on one transaction's size and on how long the
-first of them waits for the others' work. (PostgreSQL keeps up to 64 subtransactions of a
-transaction in shared memory; more overflow to disk.)"""
+first of them waits for the others' work. (So at most 63 savepoints: PostgreSQL keeps the ids
+of up to 64 subtransactions of a transaction in shared memory, and past that every snapshot
+taken meanwhile looks them up on disk.)"""
 
 
 @dataclass(slots=True)

@@ -4,12 +4,12 @@
 An append is one :meth:`~woundcare.db.database.Database.write` that holds the chain's lock,
 reads the last entry's seq and hash, and inserts the next one. This process's appends queue in
 the database's one writer, in order; those that queued together run one after another in one
-transaction (each in a savepoint), so each reads the head the one before it wrote. Other
-processes wait on the lock:
+transaction, so each reads the head the one before it wrote (one that fails is undone alone).
+Other processes wait on the lock:
 
 - PostgreSQL: ``pg_advisory_xact_lock(CHAIN_LOCK_ID)``, released at commit or rollback, so
-  every server instance and CLI process queues on it; a transaction takes it again as often
-  as it likes (from its first append on, it holds it to its commit);
+  every server instance and CLI process queues on it; a transaction may take it again for
+  each append (a savepoint rolled back lets go of it only if it was taken there first);
 - SQLite: ``BEGIN IMMEDIATE``, with which every write transaction begins: it takes the
   database's write lock before the read (other processes wait up to ``busy_timeout``).
 
