@@ -172,6 +172,29 @@ async def test_concurrent_appends_from_two_processes_form_one_chain(db: Database
         await other.stop()
 
 
+async def test_an_append_that_fails_beside_others_leaves_no_gap_in_the_chain(db: Database) -> None:
+    """Appends asked for at once run in one transaction of the database's writer, each
+    reading the head the one before it wrote; one that fails after linking its entry is
+    rolled back alone (to its savepoint, on PostgreSQL with the chain lock it took there),
+    and the next links to the entry before it."""
+    log = AuditLog(AuditTrail(db), SIGNER, checkpoint_every=EVERY)
+
+    def fails(write: object) -> None:
+        raise LookupError("this append alone fails")
+
+    seqs = await asyncio.gather(
+        *(log.append(_entry(n)) for n in range(10)),
+        log.append_with([_entry(10)], fails),
+        *(log.append(_entry(n)) for n in range(11, 20)),
+        return_exceptions=True,
+    )
+    assert isinstance(seqs[10], LookupError)
+    assert seqs[:10] + seqs[11:] == list(range(1, 20))
+    result = await verify(AuditTrail(db), SIGNER)
+    assert result.ok, render(result)
+    assert (result.entries, result.head_seq) == (19, 19)
+
+
 async def test_empty_chain_verifies(db: Database) -> None:
     result = await verify(AuditTrail(db), SIGNER)
     assert result.ok and result.entries == 0 and result.head_hash == GENESIS

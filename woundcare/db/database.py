@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .engine import make_engine, open_sqlite_reader, sqlite_file
 from .migrate import upgrade
-from .writer import SQLiteWriter
+from .writer import LoopWriter, SQLiteWriter, Writer
 
 
 Query = Select[Unpack[tuple[Any, ...]]]
@@ -30,9 +30,7 @@ class Database:
         self._engine: AsyncEngine | None = None
         self._reader: sqlite3.Connection | None = None
         self._prepared: dict[Query, _Prepared] = {}
-        self._writer: SQLiteWriter | None = None
-        self.serial = sqlite_file(url) is not None
-        """Whether :meth:`write` runs every transaction in order in one thread (a SQLite file)."""
+        self._writer: Writer[Any] | None = None
         self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(expire_on_commit=False)
 
     @property
@@ -47,7 +45,9 @@ class Database:
         if self._migrate:
             await upgrade(self._engine)
         path = sqlite_file(self.url)
-        if path is not None:
+        if path is None:
+            self._writer = LoopWriter(self._engine)
+        else:
             self._reader = open_sqlite_reader(path)
             self._writer = SQLiteWriter(path)
 
@@ -56,7 +56,7 @@ class Database:
         """Every engine a statement may run through (:meth:`write`'s own on SQLite), for
         listeners to SQLAlchemy's events."""
         engine = self.engine.sync_engine
-        return (engine,) if self._writer is None else (engine, self._writer.engine)
+        return (engine, self._writer.engine) if isinstance(self._writer, SQLiteWriter) else (engine,)
 
     async def read(self, query: Query, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         """The rows of one short read by key (a join's admission), at the least cost: on a
@@ -80,26 +80,27 @@ class Database:
             return (await autocommit.execute(query, params)).all()
 
     async def write(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` in one write transaction and commit it; roll back if it raises.
+        """Run ``work`` in a write transaction and commit it; roll back what it did if it raises.
 
-        On SQLite the whole transaction is one hand-off: ``work`` runs in the one writer
-        thread (:mod:`woundcare.db.writer`), on a plain (synchronous) engine of its own to the
-        same file, in ``BEGIN IMMEDIATE`` (the write lock before the first read, so no
-        reader-turned-writer waits on another), and writes that queued together commit
-        together. Through the async engine each statement had been some six hand-offs
+        Every write goes through the database's one writer (:mod:`woundcare.db.writer`), in
+        order, and the writes that queued together commit together, each in a savepoint. So
+        ``work`` runs after every write asked for before it, and sees what they wrote.
+
+        On SQLite it runs in the writer thread, on a plain (synchronous) engine of its own to
+        the same file, in ``BEGIN IMMEDIATE`` (the write lock before the first read, so no
+        reader-turned-writer waits on another): the whole transaction is one hand-off from the
+        event loop. Through the async engine each statement had been some six hand-offs
         between the event loop and aiosqlite's thread, a commit with an audit entry and its
-        record about forty, each a wake-up of the loop. One thread also means writes queue
+        record about forty, each a wake-up of the loop. One writer also means writes queue
         in memory, in order, instead of in SQLite's busy handler, which sleeps 1, 2, 5, 10, ...
-        ms between tries. On a database server ``work`` runs on an async connection
-        (``run_sync``), a round trip per statement as before.
+        ms between tries, or on a database server's locks, each holding a connection. On a
+        database server ``work`` runs in the writer task, on an async connection
+        (``run_sync``), a round trip per statement.
 
         A write under way ends whole even if its caller is cancelled."""
-        if self._writer is not None:
-            return await self._writer.write(work)
-        async with self.engine.connect() as connection:
-            done = await connection.run_sync(_transaction, work)
-            await connection.commit()
-            return done
+        if self._writer is None:
+            raise RuntimeError("database not started")
+        return await self._writer.write(work)
 
     async def ping(self) -> None:
         """One round trip to the database: raises if it cannot be reached."""
@@ -117,14 +118,6 @@ class Database:
             self._reader.close()
         self._reader = None
         self._prepared.clear()
-
-
-def _transaction(connection: Connection, work: Callable[[Connection], T]) -> T:
-    if connection.dialect.name == "sqlite":
-        # A SQLite database in memory: no writer thread (it could not see the database),
-        # but the same write lock from the start (woundcare.db.writer).
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-    return work(connection)
 
 
 _SQLITE = SQLiteDialect_pysqlite()

@@ -20,7 +20,8 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
-from sqlalchemy import Engine, create_engine, event, exc, make_url
+
+from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, PoolResetState, SingletonThreadPool
@@ -90,6 +91,15 @@ def make_engine(url: str) -> AsyncEngine:
     event.listen(engine.sync_engine, "checkin", _mark_idle)
     event.listen(engine.sync_engine, "checkout", _ping_if_idle)
     return engine
+
+
+def begin_write(connection: Connection) -> None:
+    """Begin a write transaction on ``connection``. On SQLite ``BEGIN IMMEDIATE``: the driver
+    would begin lazily, before the first write, and a transaction that reads and then writes
+    (the audit chain's head) would meet another's write lock halfway instead of taking it first.
+    A database server begins with the first statement."""
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_sqlite_writer(path: Path) -> Engine:

@@ -1,14 +1,17 @@
 """The ``audit_events`` and ``audit_checkpoints`` tables as the audit chain's
 :class:`~woundcare.audit.store.ChainStore`.
 
-An append is one short transaction that holds the chain's lock, reads the last entry's seq and
-hash, and inserts the next one:
+An append is one :meth:`~woundcare.db.database.Database.write` that holds the chain's lock,
+reads the last entry's seq and hash, and inserts the next one. This process's appends queue in
+the database's one writer, in order; those that queued together run one after another in one
+transaction, so each reads the head the one before it wrote (one that fails is undone alone).
+Other processes wait on the lock:
 
 - PostgreSQL: ``pg_advisory_xact_lock(CHAIN_LOCK_ID)``, released at commit or rollback, so
-  every server instance and CLI process queues on it;
-- SQLite: ``BEGIN IMMEDIATE``, with which every write transaction begins
-  (:meth:`~woundcare.db.database.Database.write`): it takes the database's write lock before
-  the read (other processes wait up to ``busy_timeout``).
+  every server instance and CLI process queues on it; a transaction may take it again for
+  each append (a savepoint rolled back lets go of it only if it was taken there first);
+- SQLite: ``BEGIN IMMEDIATE``, with which every write transaction begins: it takes the
+  database's write lock before the read (other processes wait up to ``busy_timeout``).
 
 ``seq`` is unique as well, so even a writer that skipped the lock could not fork the chain: its
 insert fails and is retried.
@@ -16,10 +19,8 @@ insert fails and is retried.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Executable, and_, func, insert, or_, select, text
@@ -121,10 +122,6 @@ def connection_of(write: ChainWrite) -> Connection:
 class AuditTrail:
     def __init__(self, db: Database) -> None:
         self._db = db
-        # Where the database's writes run one after another in one thread, that thread's
-        # queue is the queue; elsewhere appends wait here rather than holding a connection
-        # each while they wait on the lock.
-        self._queue: AbstractAsyncContextManager[object] = nullcontext() if db.serial else asyncio.Lock()
 
     async def append(self, work: Callable[[ChainWrite], T]) -> T:
         def locked(conn: Connection) -> T:
@@ -134,8 +131,7 @@ class AuditTrail:
         attempt = 1
         while True:
             try:
-                async with self._queue:
-                    return await self._db.write(locked)
+                return await self._db.write(locked)
             except IntegrityError:
                 # Only a writer that bypassed the chain lock can take our seq; read it again.
                 if attempt == _APPEND_ATTEMPTS:
