@@ -20,7 +20,8 @@ from woundcare.webhooks.deliverer import TASK_NAME as DELIVERER
 def _deliverers() -> bool:
     """Whether the webhook deliverer's task is running: the warm-up upload's commit wakes it,
     and its pass (its own transactions) may fall inside the measured upload. The database's
-    writer thread (``Database.write`` on SQLite) runs no task, and never the deliverer's work."""
+    writer (``Database.write``: a thread on SQLite, the ``db-write`` task on PostgreSQL) never
+    runs the deliverer's work, so what it checks out is the upload's."""
     try:
         task = asyncio.current_task()
     except RuntimeError:  # no event loop in this thread
