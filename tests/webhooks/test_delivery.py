@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from signaling.protocol import Role
 from signaling.sink import EventKind, RoomEvent
@@ -270,6 +270,36 @@ async def test_a_commit_wakes_the_deliverer_without_waiting_for_the_poll(
     # The deliverer's first pass found nothing: it now sleeps for the poll.
     await hooks.queue_call()
     await until(lambda: len(receiver.accepted) == 1, "the event delivered on its commit's wake-up")
+
+
+async def test_a_commit_no_endpoint_hears_of_is_fanned_out_without_a_claim(
+    start_hooks: Callable[..., Awaitable[Hooks]],
+) -> None:
+    """A call starting where no endpoint is configured (most sites): the pass its commit wakes
+    fixes the event's body and asks nothing of the deliveries, neither a claim nor when the
+    next is due (issue 20: a join's CPU). The poll, longer than the test, would."""
+    hooks = await start_hooks(webhook_poll_seconds=120.0)
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        statements.append(" ".join(sql.split()).lower())
+
+    async def fanned_out() -> bool:
+        events = await hooks.events()
+        return bool(events) and all(e.fanned_out_at is not None and e.body for e in events)
+
+    engines = hooks.services.database.engines
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", seen)
+    try:
+        await hooks.queue_call()
+        await until(fanned_out, "the call's event fanned out")
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", seen)
+    # What follows the fan-out's write of the body, in its transaction (a pass is one).
+    [fixed] = [i for i, s in enumerate(statements) if s.startswith("update webhook_events")]
+    assert not [s for s in statements[fixed:] if "from webhook_deliveries" in s], statements[fixed:]
 
 
 async def test_a_deliverer_stopped_mid_pass_waits_for_every_attempt_to_end(

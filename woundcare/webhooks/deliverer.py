@@ -1,10 +1,14 @@
 """The deliverer: sends the outbox's events to the webhook endpoints, at least once.
 
 One task per process, started in the app's ``cleanup_ctx`` (:meth:`Deliverer.running`). Each
-pass fans new events out (one delivery per endpoint that wants it), claims the deliveries
-that are due and sends them at once, then sleeps until an event is committed in this process
-(:meth:`woundcare.records.events.Events.wait`), the next retry is due, or the poll interval
-ends, whichever is first; the poll finds events other processes committed. Several instances
+pass fans new events out (one delivery per endpoint that wants it) and claims the deliveries
+that are due, in a write of the database's one writer
+(:meth:`woundcare.records.webhooks.Webhooks.deliver`), sends them at once, then sleeps until
+an event is committed in this process (:meth:`woundcare.records.events.Events.wait`), the
+next retry is due, or the poll interval ends, whichever is first; the poll finds events
+other processes committed, and deliveries they left. A pass woken by a commit of this
+process claims only if its fan-out made deliveries or one is known to be due: a call
+starting, where no endpoint wants its event, costs the fan-out alone. Several instances
 share the work on PostgreSQL (each delivery is claimed by one of them), and a restarted one
 finds what was left: everything lives in the database.
 
@@ -46,15 +50,15 @@ LEASE_MARGIN = timedelta(seconds=5)
 IDLE_FLOOR = 0.05
 """Shortest sleep between passes, when a due delivery is held by another instance."""
 TASK_NAME = "webhook-deliverer"
-"""The deliverer's task: its passes are its own transactions, not those of the request whose
-commit woke it (tests/api/test_snapshot_transaction.py tells them apart by it)."""
+"""The deliverer's task; its passes are writes of the database's writer, which runs them."""
 PRUNE_EVERY = timedelta(hours=1)
 """How often finished deliveries older than ``webhook_keep_days`` are deleted."""
 GATHER_SECONDS = 0.1
 """How long a commit's wake-up waits for more before the pass: a burst of commits (every
 region's calls starting again after a restart) shares a pass, where each would otherwise pay
-its own three transactions (1,000 joins each starting a call, alternated runs: 1.17 -> 0.97
-ms of CPU per join with the Core fan-out; webhook events go out up to 100 ms later)."""
+its own pass (1,000 joins each starting a call, alternated runs: 1.17 -> 0.97 ms of CPU per
+join with the Core fan-out, when a pass was three transactions; webhook events go out up to
+100 ms later)."""
 
 
 class DeliveryMetrics:
@@ -98,6 +102,11 @@ class Deliverer:
         self._metrics = metrics
         self._timeout = settings.webhook_timeout_seconds
         self._poll = settings.webhook_poll_seconds
+        self._poll_interval = timedelta(seconds=self._poll)
+        self._looked = datetime.min.replace(tzinfo=UTC)
+        """When a pass last claimed what was due and read when the next is (at first: never)."""
+        self._next_due: datetime | None = None
+        """When the next delivery is due, as that pass read it (None: none was waiting)."""
         self._keep = timedelta(days=settings.webhook_keep_days)
         self._pruned: datetime | None = None
         self._retry = Retry(
@@ -114,35 +123,50 @@ class Deliverer:
                 await task
 
     async def run(self, http: aiohttp.ClientSession) -> None:
+        woken = False
         while True:
             try:
-                sleep = await self.deliver_due(http)
+                sleep = await self.deliver_due(http, woken=woken)
             except Exception:
                 log.exception("webhook delivery pass failed")
                 sleep = self._poll
-            if await self._events.wait(sleep):
+            woken = await self._events.wait(sleep)
+            if woken:
                 await asyncio.sleep(GATHER_SECONDS)
 
-    async def deliver_due(self, http: aiohttp.ClientSession) -> float:
-        """One pass; returns how long to sleep before the next one."""
+    async def deliver_due(self, http: aiohttp.ClientSession, *, woken: bool = False) -> float:
+        """One pass; returns how long to sleep before the next one. ``woken``: by a commit of
+        this process, whose events are all the pass may find if no delivery is due (a call
+        starting, where most sites have no endpoint): it claims only what its fan-out made,
+        unless a delivery is known to be due or the poll's look is (which finds other
+        instances' work)."""
         now = datetime.now(UTC)
         if self._pruned is None or now - self._pruned >= PRUNE_EVERY:
             await self._webhooks.prune(now - self._keep)
             self._pruned = now
-        await self._webhooks.fan_out(now, FAN_OUT_BATCH)
-        due = await self._webhooks.claim(now, BATCH, timedelta(seconds=self._timeout) + LEASE_MARGIN)
-        if due:
+        look = (
+            not woken
+            or now - self._looked >= self._poll_interval
+            or (self._next_due is not None and self._next_due <= now)
+        )
+        done = await self._webhooks.deliver(
+            now, FAN_OUT_BATCH, BATCH, timedelta(seconds=self._timeout) + LEASE_MARGIN, look=look
+        )
+        if done.looked:
+            self._looked, self._next_due = now, done.next_due
+        if done.due:
             # A task group, not gather: cancelled (at shutdown), it waits for every attempt to
             # end, where gather returned at the first and left the others settling through
             # connections the database's stop then closed under them (the loop hung at close).
             async with asyncio.TaskGroup() as attempts:
-                for d in due:
+                for d in done.due:
                     attempts.create_task(self._attempt(http, d))
             return 0.0
-        next_due = await self._webhooks.next_due()
-        if next_due is None:
-            return self._poll
-        return min(self._poll, max(IDLE_FLOOR, (next_due - datetime.now(UTC)).total_seconds()))
+        now = datetime.now(UTC)
+        until_look = max(0.0, (self._looked + self._poll_interval - now).total_seconds())
+        if self._next_due is None:
+            return until_look
+        return min(until_look, max(IDLE_FLOOR, (self._next_due - now).total_seconds()))
 
     async def _attempt(self, http: aiohttp.ClientSession, due: Due) -> None:
         result = await send(http, due.url, due.secret, due.event_id, due.body, self._timeout)
