@@ -109,12 +109,8 @@ class Due:
 
 @dataclass(frozen=True, slots=True)
 class Pass:
-    """What a pass of the deliverer did (:meth:`Webhooks.deliver`)."""
+    """What a pass of the deliverer found (:meth:`Webhooks.deliver`)."""
 
-    fanned_out: int
-    """Events given their body and deliveries."""
-    deliveries: int
-    """Deliveries made for them."""
     due: list[Due]
     """Deliveries claimed."""
     next_due: datetime | None
@@ -260,9 +256,9 @@ class Webhooks:
             if events == size and fanned_out < limit:
                 return None  # more wait: the writes queued meanwhile go first
             if not (look or deliveries):
-                return Pass(fanned_out, deliveries, [], None, looked=False)
+                return Pass([], None, looked=False)
             due = self._claim(connection, now, claim, lease)
-            return Pass(fanned_out, deliveries, due, None if due else connection.scalar(_NEXT_DUE), looked=True)
+            return Pass(due, None if due else connection.scalar(_NEXT_DUE), looked=True)
 
         done = None
         while done is None:
