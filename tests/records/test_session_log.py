@@ -1,9 +1,10 @@
 """The session log's group commit on SQLite and PostgreSQL: a batch's events are stored with
 their audit entries, and an event of a consultation that does not exist is not stored (nor
-does it cost the rest of its batch)."""
+does it cost the rest of its batch); one who stops waiting for a batch stops no other's wait."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy import select
@@ -54,3 +55,28 @@ async def test_a_batch_stores_the_events_of_known_consultations_and_audits_every
     assert status is ConsultationStatus.ACTIVE  # its first specialist started it
     result = await verify(AuditTrail(services.database), CheckpointSigner.from_secrets(server.settings.signing_key()))
     assert result.broken is None
+
+
+async def test_a_join_that_stops_waiting_for_its_batch_leaves_the_others_waiting(
+    start_server: Callable[..., Awaitable[RunningServer]], migrated_db_url: str
+) -> None:
+    server = await start_server(database_url=migrated_db_url)
+    services = server.app[SERVICES]
+    async with clinic(server) as east:
+        queued = await east.nurse.json("POST", "/api/consultations", expect=201, json={"patient": east.patient})
+        consultation = queued["id"]
+        log = services.session_log
+        log.emit(RoomEvent(consultation, EventKind.JOINED, "u1", Role.NURSE, "east", "p1"))
+        log.emit(RoomEvent(consultation, EventKind.JOINED, "u2", Role.SPECIALIST, "east", "p2"))
+        gone = asyncio.create_task(log.stored())
+        staying = asyncio.create_task(log.stored())
+        await asyncio.sleep(0)  # both wait for the batch that holds both joins
+        gone.cancel()
+        await staying
+        assert gone.cancelled()
+
+        async with services.database.sessions() as session:
+            stored = (
+                await session.scalars(select(ConsultationEvent.participant).order_by(ConsultationEvent.id))
+            ).all()
+    assert stored == ["p1", "p2"]

@@ -68,10 +68,13 @@ class SessionLog:
         self._audit = audit
         self._events = events
         self._pending: list[RoomEvent] = []
-        self._next: asyncio.Future[None] | None = None
-        """Resolved when the batch of :attr:`_pending` commits; made by the first who waits."""
-        self._writing: asyncio.Future[None] | None = None
-        """The batch being written, for one who waits while nothing is pending."""
+        self._next: list[asyncio.Future[None]] = []
+        """Who waits for the batch of :attr:`_pending`: a future each, so one waiter cancelled
+        cancels no other's wait, and a commit wakes each waiting join once (a future shared
+        through ``asyncio.shield`` cost each waiter a future, two callbacks and three turns
+        of the loop more)."""
+        self._writing: list[asyncio.Future[None]] | None = None
+        """Who waits for the batch being written, for one who waits while nothing is pending."""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._regions: dict[str, int] = {}
@@ -104,15 +107,14 @@ class SessionLog:
             # Not started, or stopped: nothing would ever write them (and no one would answer).
             raise RuntimeError("the session log is not running")
         if self._pending:
-            if self._next is None:
-                self._next = _batch_future()
-            waited = self._next
+            waiters = self._next
         elif self._writing is not None:
-            waited = self._writing
+            waiters = self._writing
         else:
             return
-        # Shared by every join of the batch: one waiter cancelled must not cancel the others'.
-        await asyncio.shield(waited)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters.append(done)
+        await done
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="session-log")
@@ -138,20 +140,20 @@ class SessionLog:
             if not self._pending:
                 continue
             batch, self._pending = self._pending, []
-            done = self._next if self._next is not None else _batch_future()
-            self._next = None
-            self._writing = done
+            waiters, self._next = self._next, []
+            self._writing = waiters
             try:
                 await self._write(batch)
             except asyncio.CancelledError:
                 # Stopped mid-write: whoever waits for this batch is told, not left waiting.
-                done.cancel()
+                for done in waiters:
+                    done.cancel()
                 raise
             except Exception as exc:
                 log.exception("session log write failed; %d events lost", len(batch))
-                done.set_exception(exc)
+                _settle(waiters, exc)
             else:
-                done.set_result(None)
+                _settle(waiters, None)
             finally:
                 self._writing = None
 
@@ -224,8 +226,12 @@ def _audited(event: RoomEvent) -> tuple[str, Outcome] | None:
     return None if action is None else (action, Outcome.OK)
 
 
-def _batch_future() -> asyncio.Future[None]:
-    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    # A batch nobody waited for may fail too; its failure is logged, not left unretrieved.
-    future.add_done_callback(lambda f: f.cancelled() or f.exception())
-    return future
+def _settle(waiters: list[asyncio.Future[None]], error: Exception | None) -> None:
+    """Tell each who waits for a batch how it ended; one who stopped waiting is skipped."""
+    for done in waiters:
+        if done.cancelled():
+            continue
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
