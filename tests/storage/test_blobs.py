@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import mmap
 import os
 import secrets
 import stat
@@ -150,6 +152,42 @@ def test_put_fsyncs_the_data_before_publishing_and_the_directory_after(
     # The temporary name and the final one are hard links: one inode.
     assert ("fsync", blob.stat().st_ino) in events[:published]
     assert events[-1] == ("fsync", blob.parent.stat().st_ino)
+
+
+def cached_pages(path: Path) -> int:
+    """How many of the file's pages are in the page cache (``mincore`` over a mapping of it,
+    which reads nothing in)."""
+    size = path.stat().st_size
+    pages = -(-size // mmap.PAGESIZE)
+    found = (ctypes.c_ubyte * pages)()
+    libc = ctypes.CDLL(None, use_errno=True)
+    with path.open("rb") as file, mmap.mmap(file.fileno(), size, access=mmap.ACCESS_COPY) as mapped:
+        start = ctypes.c_char.from_buffer(mapped)
+        failed = libc.mincore(ctypes.c_void_p(ctypes.addressof(start)), ctypes.c_size_t(size), found)
+        del start  # the mapping closes only once nothing points into it
+    if failed:
+        raise OSError(ctypes.get_errno(), "mincore")
+    return sum(byte & 1 for byte in found)
+
+
+def test_a_put_leaves_the_blob_out_of_the_page_cache(store: BlobStore, root: Path, tmp_path: Path) -> None:
+    # The same write by hand: cached once written, and this filesystem can drop its pages
+    # (tmpfs cannot: its pages are the file).
+    control = tmp_path / "control"
+    with control.open("wb") as file:
+        file.write(os.urandom(1024 * 1024))
+        file.flush()
+        os.fsync(file.fileno())
+        assert cached_pages(control) > 0
+        os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    if cached_pages(control) > 0:
+        pytest.skip("this filesystem keeps its files' pages in memory")
+    key = new_key()
+
+    store.put(key, os.urandom(1024 * 1024))
+
+    assert cached_pages(blob_path(root, key)) == 0
+    assert len(store.get(key)) == 1024 * 1024
 
 
 def test_opening_a_store_makes_its_shards_durable_and_puts_fsync_only_their_shard(

@@ -107,7 +107,8 @@ class BlobStore:
         final = self._path(key)
         try:
             # Named for the key, so ``delete`` also removes what a put cut off by a crash left.
-            create_once(final, data, temp=_temp_of(final))
+            # Not kept in the page cache: a blob is read, if ever, later (create_once says why).
+            create_once(final, data, temp=_temp_of(final), cached=False)
         except FileExistsError:
             raise BlobExists(key) from None
 
