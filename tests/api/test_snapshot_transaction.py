@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,10 +124,11 @@ async def test_one_upload_writes_in_one_transaction(ward: Ward, monkeypatch: pyt
     assert response.status == 201, await response.text()
 
     uploads = [t for t in seen.transactions if not _deliverers(t)]
-    writes = [t for t in uploads if any(s.startswith(("insert", "update", "delete")) for s in t)]
+    writes = [t for t in uploads if any(s.startswith(("insert", "update", "delete", "with")) for s in t)]
     assert len(writes) == 1, seen
     [together] = writes
-    inserted = sorted(s.split()[2].strip('"') for s in together if s.startswith("insert"))
+    # On PostgreSQL the snapshot row is inserted inside its event's statement (``with stored as (insert``).
+    inserted = sorted(table.strip('"') for s in together for table in re.findall(r"insert into (\S+)", s))
     assert inserted == ["audit_events", "consultation_events", "snapshots"], seen
     # Before it, two reads by key, one statement each: who asks (the session, her user and
     # memberships), then the consultation with its consent. Nothing else touches the database.

@@ -126,7 +126,8 @@ async def test_the_rows_commit_only_once_their_blob_is_durable(
     order: list[str] = []
 
     def executing(connection: Any, cursor: Any, statement: str, *rest: Any) -> None:
-        if statement.lstrip().startswith(f"INSERT INTO {Snapshot.__tablename__} "):
+        # On PostgreSQL inside the statement that also writes its event (``WITH stored AS (INSERT``).
+        if f"INSERT INTO {Snapshot.__tablename__} " in statement:
             order.append("insert")
 
     for engine in database.engines:

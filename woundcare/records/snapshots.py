@@ -28,7 +28,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, CursorResult, Executable, bindparam, select, update
+from sqlalchemy import (
+    ColumnElement, Connection, CursorResult, Executable, FromClause, Insert, String, bindparam, literal, select, update,
+)
 from sqlalchemy import insert as sa_insert
 
 from signaling.sink import EventKind
@@ -80,10 +82,37 @@ class SnapshotView:
         }
 
 
-_INSERT = sa_insert(Snapshot.metadata.tables[Snapshot.__tablename__])
-"""Core on the table, the row given as parameters: compiled once, not per upload. (The
+_SNAPSHOTS = Snapshot.metadata.tables[Snapshot.__tablename__]
+"""Core on the tables, the row given as parameters: compiled once, not per upload. (The
 metadata names the Table; ``__table__`` is typed as any FromClause.)"""
-_EVENT = sa_insert(ConsultationEvent.metadata.tables[ConsultationEvent.__tablename__])
+_EVENTS = ConsultationEvent.metadata.tables[ConsultationEvent.__tablename__]
+_ANNOTATION = ("annotations_sealed", "annotated_at", "area_cm2")
+"""The columns an annotation writes, empty in an upload's row; it gives all the others."""
+
+
+def _stored_event(stored: FromClause) -> Insert:
+    """The ``snapshot_stored`` session-log event of the snapshot row in ``stored``."""
+    return sa_insert(_EVENTS).from_select(
+        ["consultation_id", "at", "kind", "subject", "detail"],
+        select(
+            stored.c.consultation_id,
+            stored.c.taken_at,
+            literal(EventKind.SNAPSHOT_STORED.value, String),
+            stored.c.taken_by,
+            stored.c.id,
+        ),
+    )
+
+
+_EVENT_SOURCE = (_SNAPSHOTS.c.id, _SNAPSHOTS.c.consultation_id, _SNAPSHOTS.c.taken_at, _SNAPSHOTS.c.taken_by)
+"""What of the row its event names."""
+_INSERT = sa_insert(_SNAPSHOTS).values({c.name: bindparam(c.name) for c in _SNAPSHOTS.c if c.name not in _ANNOTATION})
+_ROW_AND_EVENT = _stored_event(_INSERT.returning(*_EVENT_SOURCE).cte("stored"))
+"""The row and its event in one statement, one round trip: on PostgreSQL, whose writer runs
+the uploads' transactions one after another, a statement is a round trip of that queue."""
+_EVENT_OF_ROW = _stored_event(select(*_EVENT_SOURCE).where(_SNAPSHOTS.c.id == bindparam("id")).subquery())
+"""The same event after the row, for SQLite, which has no INSERT inside WITH (there the two
+statements are calls in its writer thread, not round trips)."""
 
 _TARGET = select(
     Consultation.id, Consultation.region_id, Consultation.patient_id, consented(ConsentKind.SNAPSHOTS)
@@ -224,16 +253,10 @@ class Snapshots:
             "thumb_sealed": stored.thumb_sealed,
             "key_id": sealer.key_id,
         }
-        event = {
-            "consultation_id": consultation_id,
-            "at": taken_at,
-            "kind": EventKind.SNAPSHOT_STORED.value,
-            "role": None,
-            "subject": taken_by,
-            "participant": None,
-            "detail": snapshot_id,
-        }
-        rows: list[RowStatement] = [(_INSERT, row), (_EVENT, event)]
+        rows: list[RowStatement] = (
+            [(_ROW_AND_EVENT, row)] if self._db.engine.dialect.name == "postgresql"
+            else [(_INSERT, row), (_EVENT_OF_ROW, {"id": snapshot_id})]
+        )
 
         entry = None if audit is None else audit(f"snapshot:{snapshot_id}")
         await self._write_blob(key, seal_put, rows, entry, self._images.writers)
