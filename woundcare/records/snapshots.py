@@ -83,8 +83,7 @@ class SnapshotView:
 
 
 _SNAPSHOTS = Snapshot.metadata.tables[Snapshot.__tablename__]
-"""Core on the tables, the row given as parameters: compiled once, not per upload. (The
-metadata names the Table; ``__table__`` is typed as any FromClause.)"""
+"""The metadata names the Table; ``__table__`` is typed as any FromClause."""
 _EVENTS = ConsultationEvent.metadata.tables[ConsultationEvent.__tablename__]
 _ANNOTATION = ("annotations_sealed", "annotated_at", "area_cm2")
 """The columns an annotation writes, empty in an upload's row; it gives all the others."""
@@ -107,6 +106,7 @@ def _stored_event(stored: FromClause) -> Insert:
 _EVENT_SOURCE = (_SNAPSHOTS.c.id, _SNAPSHOTS.c.consultation_id, _SNAPSHOTS.c.taken_at, _SNAPSHOTS.c.taken_by)
 """What of the row its event names."""
 _INSERT = sa_insert(_SNAPSHOTS).values({c.name: bindparam(c.name) for c in _SNAPSHOTS.c if c.name not in _ANNOTATION})
+"""Core on the table, the row given as parameters: compiled once, not per upload."""
 _ROW_AND_EVENT = _stored_event(_INSERT.returning(*_EVENT_SOURCE).cte("stored"))
 """The row and its event in one statement, one round trip: on PostgreSQL, whose writer runs
 the uploads' transactions one after another, a statement is a round trip of that queue."""
