@@ -18,9 +18,10 @@ interleaved round by round:
     The minimal work per photo in this (plain) process, ``concurrency`` threads: a
     reduced-size decode (``draft``, 1/8) that reads every byte, the metadata strip at the
     marker level (``woundcare.records.jpeg``), a 320-px thumbnail encoded, AES-256-GCM of the
-    photo, written to a new file and fsync'd. No HTTP, no database, no audit.
+    photo, written to a new file, fsync'd and its pages dropped from the page cache, as the
+    server's blob store does. No HTTP, no database, no audit.
 ``storage floor``
-    AES-256-GCM, write and fsync only (``bench.storage``'s floor).
+    AES-256-GCM, write, fsync and drop the pages only (``bench.storage``'s floor).
 
 While a run goes, another specialist's socket, in a process of its own (this one is busy
 uploading), sends a WebSocket ping every 20 ms and times the pong, which the server answers on
