@@ -5,8 +5,9 @@ does it cost the rest of its batch); one who stops waiting for a batch stops no 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
+import pytest
 from sqlalchemy import select
 
 from signaling.protocol import Role
@@ -18,37 +19,49 @@ from woundcare.audit.chain import CheckpointSigner
 from woundcare.audit.verify import verify
 from woundcare.db.models import AuditEvent, Consultation, ConsultationEvent, ConsultationStatus
 from woundcare.records.audit_trail import AuditTrail
+from woundcare.services import Services
+
+
+@pytest.fixture
+async def ward(
+    start_server: Callable[..., Awaitable[RunningServer]], migrated_db_url: str
+) -> AsyncIterator[tuple[RunningServer, Services, str]]:
+    """A server, its services and a consultation its nurse has queued."""
+    server = await start_server(database_url=migrated_db_url)
+    async with clinic(server) as east:
+        queued = await east.nurse.json("POST", "/api/consultations", expect=201, json={"patient": east.patient})
+        yield server, server.app[SERVICES], queued["id"]
+
+
+def joined(consultation: str, user: str, role: Role, participant: str) -> RoomEvent:
+    return RoomEvent(consultation, EventKind.JOINED, user, role, "east", participant)
 
 
 async def test_a_batch_stores_the_events_of_known_consultations_and_audits_every_join(
-    start_server: Callable[..., Awaitable[RunningServer]], migrated_db_url: str
+    ward: tuple[RunningServer, Services, str],
 ) -> None:
-    server = await start_server(database_url=migrated_db_url)
-    services = server.app[SERVICES]
-    async with clinic(server) as east:
-        queued = await east.nurse.json("POST", "/api/consultations", expect=201, json={"patient": east.patient})
-        consultation = queued["id"]
-        log = services.session_log
-        # One batch: emitted in one turn of the loop, stored together.
-        log.emit(RoomEvent(consultation, EventKind.JOINED, "u1", Role.NURSE, "east", "p1"))
-        log.emit(RoomEvent("no-such-consultation", EventKind.JOINED, "u2", Role.SPECIALIST, "east", "p2"))
-        log.emit(RoomEvent(consultation, EventKind.JOINED, "u3", Role.SPECIALIST, "east", "p3"))
-        await log.stored()
+    server, services, consultation = ward
+    log = services.session_log
+    # One batch: emitted in one turn of the loop, stored together.
+    log.emit(joined(consultation, "u1", Role.NURSE, "p1"))
+    log.emit(joined("no-such-consultation", "u2", Role.SPECIALIST, "p2"))
+    log.emit(joined(consultation, "u3", Role.SPECIALIST, "p3"))
+    await log.stored()
 
-        async with services.database.sessions() as session:
-            events = (
-                await session.execute(
-                    select(ConsultationEvent.consultation_id, ConsultationEvent.participant).order_by(
-                        ConsultationEvent.id
-                    )
+    async with services.database.sessions() as session:
+        events = (
+            await session.execute(
+                select(ConsultationEvent.consultation_id, ConsultationEvent.participant).order_by(
+                    ConsultationEvent.id
                 )
-            ).all()
-            joins = (
-                await session.scalars(
-                    select(AuditEvent.resource).where(AuditEvent.action == "room.join").order_by(AuditEvent.seq)
-                )
-            ).all()
-            status = await session.scalar(select(Consultation.status).where(Consultation.id == consultation))
+            )
+        ).all()
+        joins = (
+            await session.scalars(
+                select(AuditEvent.resource).where(AuditEvent.action == "room.join").order_by(AuditEvent.seq)
+            )
+        ).all()
+        status = await session.scalar(select(Consultation.status).where(Consultation.id == consultation))
     assert [tuple(row) for row in events] == [(consultation, "p1"), (consultation, "p3")]
     # The access was attempted and is audited, whether or not the room's record exists.
     assert joins == [f"consultation:{consultation}", "consultation:no-such-consultation", f"consultation:{consultation}"]
@@ -58,25 +71,21 @@ async def test_a_batch_stores_the_events_of_known_consultations_and_audits_every
 
 
 async def test_a_join_that_stops_waiting_for_its_batch_leaves_the_others_waiting(
-    start_server: Callable[..., Awaitable[RunningServer]], migrated_db_url: str
+    ward: tuple[RunningServer, Services, str],
 ) -> None:
-    server = await start_server(database_url=migrated_db_url)
-    services = server.app[SERVICES]
-    async with clinic(server) as east:
-        queued = await east.nurse.json("POST", "/api/consultations", expect=201, json={"patient": east.patient})
-        consultation = queued["id"]
-        log = services.session_log
-        log.emit(RoomEvent(consultation, EventKind.JOINED, "u1", Role.NURSE, "east", "p1"))
-        log.emit(RoomEvent(consultation, EventKind.JOINED, "u2", Role.SPECIALIST, "east", "p2"))
-        gone = asyncio.create_task(log.stored())
-        staying = asyncio.create_task(log.stored())
-        await asyncio.sleep(0)  # both wait for the batch that holds both joins
-        gone.cancel()
-        await staying
-        assert gone.cancelled()
+    _, services, consultation = ward
+    log = services.session_log
+    log.emit(joined(consultation, "u1", Role.NURSE, "p1"))
+    log.emit(joined(consultation, "u2", Role.SPECIALIST, "p2"))
+    gone = asyncio.create_task(log.stored())
+    staying = asyncio.create_task(log.stored())
+    await asyncio.sleep(0)  # both wait for the batch that holds both joins
+    gone.cancel()
+    await staying
+    assert gone.cancelled()
 
-        async with services.database.sessions() as session:
-            stored = (
-                await session.scalars(select(ConsultationEvent.participant).order_by(ConsultationEvent.id))
-            ).all()
+    async with services.database.sessions() as session:
+        stored = (
+            await session.scalars(select(ConsultationEvent.participant).order_by(ConsultationEvent.id))
+        ).all()
     assert stored == ["p1", "p2"]
