@@ -239,12 +239,16 @@ CAMERA_AND_RECORDER_ONLY = ("aiortc", "aioice", "av")
 in its own process: ``woundcare/recording/remux.py``) use: tens of MB resident that the
 server's process does not pay."""
 
+NOTE_EXPORT_ONLY = ("fpdf", "fontTools")
+"""What only a journal note's PDF uses (``woundcare/journal/pdf.py``), loaded at the first
+export: some 17 MB resident and 220 modules."""
 
-def _media_stack_after(*modules: str) -> list[str]:
-    """Which of :data:`CAMERA_AND_RECORDER_ONLY` a fresh interpreter holds after importing ``modules``."""
+
+def _held_after(libraries: tuple[str, ...], *modules: str) -> list[str]:
+    """Which of ``libraries`` a fresh interpreter holds after importing ``modules``."""
     probe = (
         f"import sys; sys.path.insert(0, {str(ROOT)!r}); import {', '.join(modules)}; "
-        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({CAMERA_AND_RECORDER_ONLY!r}))))"
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({libraries!r}))))"
     )
     result = subprocess.run(
         [sys.executable, "-I", "-c", f"import json; {probe}"], capture_output=True, text=True, timeout=120, check=True
@@ -253,13 +257,14 @@ def _media_stack_after(*modules: str) -> list[str]:
     return found
 
 
-def test_the_server_does_not_import_the_media_stack() -> None:
+def test_the_server_does_not_import_the_media_stack_or_the_pdf_writer() -> None:
     """``woundcare serve`` imports the CLI, which builds the app; PyAV is loaded only by the
-    worker process that finishes recordings."""
-    assert _media_stack_after("woundcare.cli", "woundcare.app") == []
+    worker process that finishes recordings, fpdf2 at the first note exported."""
+    assert _held_after(CAMERA_AND_RECORDER_ONLY + NOTE_EXPORT_ONLY, "woundcare.cli", "woundcare.app") == []
 
 
-def test_the_media_stack_check_sees_a_recorder() -> None:
-    """The check above can fail: the camera's peer imports what the server must not."""
-    found = _media_stack_after("woundcare.webrtc.peer")
-    assert found == sorted(CAMERA_AND_RECORDER_ONLY)
+def test_the_check_sees_a_recorder_and_a_note_writer() -> None:
+    """The check above can fail: the camera's peer imports what the server must not, and so
+    does the note's writer."""
+    assert _held_after(CAMERA_AND_RECORDER_ONLY, "woundcare.webrtc.peer") == sorted(CAMERA_AND_RECORDER_ONLY)
+    assert _held_after(NOTE_EXPORT_ONLY, "woundcare.journal.pdf") == sorted(NOTE_EXPORT_ONLY)

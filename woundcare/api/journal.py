@@ -16,7 +16,6 @@ from aiohttp import web
 from ..appkeys import services
 from ..auth.policy import Action
 from ..journal.document import build_document, ids_key
-from ..journal.pdf import render_note
 from ..journal.record import JournalRecord, gather
 from .guard import requires
 from .visible import CONSULTATION, load_visible
@@ -45,7 +44,15 @@ async def journal_document(request: web.Request) -> web.Response:
 @requires(Action.JOURNAL_EXPORT)
 async def journal_note(request: web.Request) -> web.Response:
     record = await _record(request)
-    body = await asyncio.to_thread(render_note, record)
+    body = await asyncio.to_thread(_render_note, record)
     # A fixed file name: the patient's name stays out of download folders' listings.
     return web.Response(body=body, content_type="application/pdf", headers={
         **_PRIVATE, "Content-Disposition": 'attachment; filename="journalnotat.pdf"'})
+
+
+def _render_note(record: JournalRecord) -> bytes:
+    # fpdf2 and the fontTools it loads are some 17 MB resident and 220 modules that a server
+    # which never exports a note need not hold: they load at the first note, in its worker thread.
+    from ..journal.pdf import render_note
+
+    return render_note(record)
