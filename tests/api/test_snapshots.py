@@ -15,7 +15,7 @@ from PIL import ExifTags, Image
 from sqlalchemy import func, select
 
 from tests.api.client import ApiClient
-from tests.records.test_images import MARKER, bilevel_png, colour_at, corners, planted_exif
+from tests.records.test_images import MARKER, bilevel_png, colour_at, corners, damaged_jpeg, planted_exif
 from tests.server import RunningServer
 from woundcare.appkeys import SERVICES
 from woundcare.db.models import Snapshot
@@ -212,9 +212,10 @@ def truncated_jpeg() -> bytes:
         (lambda: b"Dette er ikke et bilde, bare tekst.\n" * 40, 415, "not_an_image"),
         (lambda: bilevel_png(10_000, 10_000, rows=10_000), 422, "too_many_pixels"),
         (truncated_jpeg, 422, "truncated"),
+        (damaged_jpeg, 422, "truncated"),
         (lambda: bilevel_png(50_000, 50_000, rows=1), 422, "decompression_bomb"),
     ],
-    ids=["text-renamed-jpg", "100-megapixels", "truncated-jpeg", "decompression-bomb"],
+    ids=["text-renamed-jpg", "100-megapixels", "truncated-jpeg", "damaged-jpeg", "decompression-bomb"],
 )
 async def test_bad_uploads_are_refused_and_leave_nothing(ward: Ward, make: Any, status: int, code: str) -> None:
     response = await ward.upload(make())

@@ -19,6 +19,7 @@ from woundcare.records.images import (
     RejectCode,
     clean_image,
 )
+from woundcare.records.jpeg import strip_metadata
 
 MARKER = "WOUNDCARE-PLANTED-7f3a"
 
@@ -114,6 +115,23 @@ def test_an_upload_in_pieces_is_the_upload_whole_and_its_pieces_are_let_go(fmt: 
     with pytest.raises(ImageRejected) as refused:
         clean_image([data[:1000], data[1000:]], max_bytes=len(data) - 1)
     assert refused.value.code is RejectCode.TOO_LARGE
+
+
+def damaged_jpeg() -> bytes:
+    """A JPEG whose segments are whole but whose Huffman table is not: the marker walk passes
+    it, only the decode refuses it."""
+    data = bytearray(encode(picture(640, 480), "JPEG"))
+    counts = data.index(b"\xff\xc4") + 5  # marker, length, class and id; then 16 counts
+    data[counts : counts + 16] = bytes([255] * 16)
+    return bytes(data)
+
+
+def test_a_jpeg_whose_segments_pass_is_still_refused_by_its_decode() -> None:
+    data = damaged_jpeg()
+    assert strip_metadata(data)  # the structure is whole
+    with pytest.raises(ImageRejected) as refused:
+        clean_image(data)
+    assert refused.value.code is RejectCode.TRUNCATED
 
 
 def test_png_stays_lossless_with_alpha() -> None:
