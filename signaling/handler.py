@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from aiohttp import ChainMapProxy, WSMsgType, web
+from aiohttp import WSMsgType, web
 
 from .admission import Admission
 from .heartbeat import beating
@@ -80,22 +80,19 @@ class _Bucket:
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
-    app = request.config_dict
+    # The application that mounted signaling holds every key (``setup``): unlike
+    # ``config_dict``, a reference kept for the socket's life costs nothing of its own.
+    app = request.app
     limits = app[LIMITS]
     stats = app[STATS]
     rooms = app[ROOMS]
     # Pings and pongs come to this loop: liveness is one sweep for all sockets (signaling.heartbeat).
     ws = web.WebSocketResponse(autoping=False, max_msg_size=limits.max_message_bytes, compress=False)
-    writer = await ws.prepare(request)
-    transport = request.transport
-    if transport is None or writer is None:  # the client left during the upgrade
+    outlet = await _upgrade(request, ws, app[SOCKETS], limits)
+    if outlet is None:  # the client left during the upgrade
         return ws
-    sockets = app[SOCKETS]
-    outlet = SocketOutlet(ws, transport, writer, limits.outbox_frames)
-    sockets.add(outlet)
     address = app[CLIENT_ADDRESS](request)
     participant: Participant | None = None
-    left = False
     bucket = _Bucket(limits.rate_per_second, limits.burst)
     join_timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
         limits.join_timeout_seconds,
@@ -142,7 +139,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                     raise ProtocolError(ErrorCode.ALREADY_JOINED, "this socket has joined already", "join")
                 elif isinstance(message, Leave):
                     rooms.leave(participant, "left")
-                    left = True
+                    participant = None  # gone for good: no place to hold
                     # The close answers the leave: it is stored first (one write for leaves together).
                     await app[SINK].stored()
                     outlet.end(CloseCode.NORMAL)
@@ -152,15 +149,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                     rooms.relay(participant, message)
                     stats.relayed += 1
             except ProtocolError as exc:
-                stats.errors[exc.code.value] += 1
-                if participant is not None and exc.code is ErrorCode.FORBIDDEN:
-                    _refused(app[SINK], participant, exc.ref, address)
-                # Refusals end the socket only while joining; later errors are reported.
-                fatal = _FATAL.get(exc.code) if participant is None else None
-                if fatal is None:
-                    outlet.deliver(dumps(error_frame(exc.code, exc.message, exc.ref)))
-                else:
-                    outlet.close(fatal, exc.code, exc.message)
+                if _failed(app, exc, participant, outlet, address):
                     break
     except Exception:
         log.exception("signaling handler failed")
@@ -168,11 +157,32 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     finally:
         if join_timer is not None:
             join_timer.cancel()
-        sockets.discard(outlet)
-        if participant is not None and not left:
+        app[SOCKETS].discard(outlet)
+        if participant is not None:
             rooms.drop(participant, outlet)
         await outlet.finish()
     return ws
+
+
+def _failed(
+    app: web.Application,
+    exc: ProtocolError,
+    participant: Participant | None,
+    outlet: SocketOutlet,
+    address: str | None,
+) -> bool:
+    """Count and answer a frame that failed; True if it ends the socket. (Not in the
+    handler: its frame, kept for the socket's life, would be deeper for it.)"""
+    app[STATS].errors[exc.code.value] += 1
+    if participant is not None and exc.code is ErrorCode.FORBIDDEN:
+        _refused(app[SINK], participant, exc.ref, address)
+    # Refusals end the socket only while joining; later errors are reported.
+    fatal = _FATAL.get(exc.code) if participant is None else None
+    if fatal is None:
+        outlet.deliver(dumps(error_frame(exc.code, exc.message, exc.ref)))
+        return False
+    outlet.close(fatal, exc.code, exc.message)
+    return True
 
 
 def _refused(sink: EventSink, participant: Participant, kind: str | None, address: str | None) -> None:
@@ -192,7 +202,21 @@ def _refused(sink: EventSink, participant: Participant, kind: str | None, addres
     )
 
 
-async def _admit(app: ChainMapProxy, join: Join, outlet: SocketOutlet, address: str | None) -> Participant:
+async def _upgrade(
+    request: web.Request, ws: web.WebSocketResponse, sockets: set[SocketOutlet], limits: Limits
+) -> SocketOutlet | None:
+    """The socket's outlet, once the upgrade is answered; its own coroutine, so that what
+    only the outlet needs is not kept in the handler's frame for the socket's life."""
+    writer = await ws.prepare(request)
+    transport = request.transport
+    if transport is None or writer is None:
+        return None
+    outlet = SocketOutlet(ws, transport, writer, limits.outbox_frames)
+    sockets.add(outlet)
+    return outlet
+
+
+async def _admit(app: web.Application, join: Join, outlet: SocketOutlet, address: str | None) -> Participant:
     rooms = app[ROOMS]
     if join.resume is not None:
         return await rooms.reenter(join, outlet, address)

@@ -53,9 +53,9 @@ class Outlet(Protocol):
         """Send an error frame, then close; never blocks."""
 
 
-def _digest(token: str) -> str:
+def _digest(token: str) -> bytes:
     """What the directory keeps of a resume token."""
-    return hashlib.sha256(token.encode()).hexdigest()
+    return hashlib.sha256(token.encode()).digest()
 
 
 def _identity(member: Member) -> Identity:
@@ -70,7 +70,6 @@ class Participant:
     identity: Identity
     room: Room
     outlet: Outlet | None
-    digest: str
     expiry: asyncio.TimerHandle | None = None
 
     @property
@@ -223,7 +222,7 @@ class Rooms:
             raise ProtocolError(ErrorCode.FORBIDDEN, "this consultation has ended", "join")
         room = self._room(join.consultation, identity.region)
         room.members = {m.id: m for m in members}
-        participant = Participant(member.id, identity, room, outlet, digest)
+        participant = Participant(member.id, identity, room, outlet)
         room.participants[member.id] = participant
         outlet.deliver(dumps(self._joined(participant, token, resumed=False)))
         for notice in identity.notices:
@@ -267,9 +266,8 @@ class Rooms:
             self._stop_expiry(participant)
             if participant.outlet is not None:
                 participant.outlet.close(CloseCode.CONFLICT, ErrorCode.REPLACED, "resumed on another socket")
-            participant.digest = digest
         else:
-            participant = Participant(member.id, _identity(member), room, None, digest)
+            participant = Participant(member.id, _identity(member), room, None)
             room.participants[member.id] = participant
             if reply.previous != self._me:
                 self._directory.send(reply.previous, Envelope(room.consultation, replaced=member.id))
@@ -376,7 +374,7 @@ class Rooms:
             self._forget(existing)
             room = self._room(member.consultation, member.region)
         room.members = {m.id: m for m in members}
-        participant = Participant(member.id, _identity(member), room, None, member.digest)
+        participant = Participant(member.id, _identity(member), room, None)
         room.participants[member.id] = participant
         deadline = member.deadline if member.deadline is not None else time.time() + self._limits.grace_seconds
         self._expire_in(participant, deadline - time.time())

@@ -40,8 +40,8 @@ class Member:
     """The owner: the instance holding its socket, or its place while it is reconnecting."""
     state: Presence
     """``joined`` or ``reconnecting``."""
-    digest: str
-    """SHA-256 of the live resume token, hex."""
+    digest: bytes
+    """SHA-256 of the live resume token (raw: two thirds of its hex text's memory)."""
     since: float
     """When it joined (Unix seconds): the room lists its members in this order."""
     deadline: float | None = None
@@ -131,7 +131,7 @@ class Directory(Protocol):
     async def join(self, member: Member) -> Joined | Refused:
         """Add a member (``IN_USE``, ``TAKEN``); a nurse may release her own held place."""
 
-    async def claim(self, consultation: str, role: Role, digest: str, new_digest: str) -> Claimed | Refused:
+    async def claim(self, consultation: str, role: Role, digest: bytes, new_digest: bytes) -> Claimed | Refused:
         """Give the member whose resume token has ``digest`` to this instance, under
         ``new_digest`` (``UNKNOWN``, ``OTHER_ROLE``)."""
 

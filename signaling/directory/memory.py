@@ -20,8 +20,6 @@ class MemoryDirectory:
     def __init__(self, instance: str = "local") -> None:
         self.instance = instance
         self._rooms: dict[str, dict[str, Member]] = {}
-        self._by_digest: dict[str, tuple[str, str]] = {}
-        """Live resume token digest -> (consultation, participant id)."""
         self._held: dict[tuple[str, str], deque[str]] = {}
         self._inbox: Inbox | None = None
 
@@ -44,22 +42,19 @@ class MemoryDirectory:
         released = self._remove(room[seat.id]) if seat is not None else None
         room = self._rooms.setdefault(member.consultation, {})  # _remove drops a room left empty
         room[member.id] = member
-        self._by_digest[member.digest] = (member.consultation, member.id)
         return Joined(list(room.values()), released)
 
-    async def claim(self, consultation: str, role: Role, digest: str, new_digest: str) -> Claimed | Refused:
-        ref = self._by_digest.get(digest)
-        if ref is None or ref[0] != consultation:
+    async def claim(self, consultation: str, role: Role, digest: bytes, new_digest: bytes) -> Claimed | Refused:
+        # A room holds a handful of members: looked for there, a resume token costs no index entry.
+        room = self._rooms.get(consultation, {})
+        member = next((m for m in room.values() if m.digest == digest), None)
+        if member is None:
             return Refused.UNKNOWN
-        room = self._rooms[consultation]
-        member = room[ref[1]]
         if member.role is not role:
             return Refused.OTHER_ROLE
-        del self._by_digest[digest]
         claimed = replace(member, instance=self.instance, state=Presence.JOINED, digest=new_digest, deadline=None)
         room[member.id] = claimed
-        self._by_digest[new_digest] = ref
-        held = self._held.pop(ref, ())
+        held = self._held.pop((consultation, member.id), ())
         return Claimed(claimed, member.instance, list(held), list(room.values()))
 
     def mark(self, member: Member) -> None:
@@ -119,6 +114,5 @@ class MemoryDirectory:
         del room[member.id]
         if not room:
             del self._rooms[member.consultation]
-        self._by_digest.pop(member.digest, None)
         self._held.pop((member.consultation, member.id), None)
         return member

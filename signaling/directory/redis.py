@@ -191,7 +191,7 @@ def _record(member: Member) -> dict[str, Any]:
         "sends": sorted(member.may_send),
         "instance": member.instance,
         "state": member.state.value,
-        "digest": member.digest,
+        "digest": member.digest.hex(),
         "since": member.since,
     }
     if member.deadline is not None:
@@ -212,7 +212,7 @@ def _member(record: dict[str, Any], consultation: str) -> Member:
         frozenset(sends) if sends is not None else sends_for(role),
         record["instance"],
         Presence(record["state"]),
-        record["digest"],
+        bytes.fromhex(record["digest"]),
         record.get("since", 0.0),
         record.get("deadline"),
     )
@@ -311,8 +311,8 @@ class RedisDirectory:
     def _owned_key(self, instance: str) -> str:
         return f"{self._p}owned:{instance}"
 
-    def _resume_key(self, digest: str) -> str:
-        return f"{self._p}resume:{digest}"
+    def _resume_key(self, digest: bytes) -> str:
+        return f"{self._p}resume:{digest.hex()}"
 
     # -- the room's records ----------------------------------------------------------
 
@@ -340,12 +340,12 @@ class RedisDirectory:
         released = _member(orjson.loads(reply[2]), consultation) if len(reply) > 2 else None
         return Joined(_members(reply[1], consultation), released)
 
-    async def claim(self, consultation: str, role: Role, digest: str, new_digest: str) -> Claimed | Refused:
+    async def claim(self, consultation: str, role: Role, digest: bytes, new_digest: bytes) -> Claimed | Refused:
         reply = await self._bus.call(
             partial(
                 self._claim_script,
                 [self._resume_key(digest)],
-                [consultation, role.value, new_digest, self.instance, self._p],
+                [consultation, role.value, new_digest.hex(), self.instance, self._p],
             )
         )
         if reply[0] == b"role":
@@ -365,7 +365,7 @@ class RedisDirectory:
             partial(
                 self._mark_script,
                 [self._room_key(member.consultation)],
-                [member.id, self.instance, member.digest, repr(member.deadline)],
+                [member.id, self.instance, member.digest.hex(), repr(member.deadline)],
             )
         )
 
@@ -398,7 +398,7 @@ class RedisDirectory:
             [
                 member.id,
                 self.instance,
-                member.digest,
+                member.digest.hex(),
                 "1" if only_reconnecting else "0",
                 f"{consultation} {member.id}",
             ],

@@ -185,6 +185,16 @@ async def test_resume_inside_grace_keeps_the_place_and_the_held_frames(start: St
     assert again is back
 
 
+async def test_a_resume_token_claims_a_place_in_its_own_consultation_only(start: Start) -> None:
+    rooms = await start()
+    nurse, _, joined = await enter(rooms, Role.NURSE)
+    drop(rooms, nurse)
+    elsewhere = Join(consultation="elsewhere", role=Role.NURSE, resume=joined["resumeToken"])
+    assert await refused(rooms.reenter(elsewhere, Outlet())) is ErrorCode.RESUME_INVALID
+    back, _, _ = await resume(rooms, Role.NURSE, joined["resumeToken"])
+    assert back is nurse
+
+
 async def test_a_second_nurse_is_refused_joined_or_reconnecting(start: Start) -> None:
     rooms = await start()
     nurse, _, _ = await enter(rooms, Role.NURSE, "u1")

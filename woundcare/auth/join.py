@@ -8,6 +8,8 @@ the join and the frames the socket may send, as it decides every HTTP route.
 
 from __future__ import annotations
 
+import sys
+
 from signaling.admission import Identity
 from signaling.protocol import ErrorCode, Join, ProtocolError, recording_frame
 
@@ -52,7 +54,8 @@ class JoinAdmission:
             grant = authorize(subject, Action.CONSULTATION_JOIN, Room(join.consultation, room.region_id, join.role))
         except Denied:
             raise ProtocolError(ErrorCode.FORBIDDEN, "not allowed to join this consultation", "join") from None
+        # A region's sockets keep its code for their life (identity, member): one string for them all.
         return Identity(
-            subject.ref, invitation.role, invitation.display_name, invitation.region, may_send=grant.may_send,
-            notices=(recording_frame(True),) if room.recording else (),
+            subject.ref, invitation.role, invitation.display_name, sys.intern(invitation.region),
+            may_send=grant.may_send, notices=(recording_frame(True),) if room.recording else (),
         )
