@@ -183,6 +183,22 @@ async def test_every_state_change_is_delivered_once_signed_and_with_ids_only(hoo
     assert await hooks.deliveries(west) == [] and west.received == []
 
 
+async def test_only_an_event_some_endpoint_wants_gets_a_body(hooks: Hooks) -> None:
+    """The body is fixed for the deliveries that sign it; an event none wants is marked fanned
+    out without one, beside one that is sent."""
+    ended = await hooks.endpoint([EventType.CONSULTATION_ENDED])
+    call = await hooks.east.nurse.json("POST", "/api/consultations", expect=201, json={"patient": hooks.east.patient})
+    assert await hooks.services.consultations.abandon(call["id"], datetime.now(UTC) + timedelta(seconds=1))
+    await until(lambda: len(ended.accepted) >= 1, "the end delivered")
+
+    events = {e.type: e for e in await hooks.events()}
+    assert set(events) == {EventType.CONSULTATION_QUEUED.value, EventType.CONSULTATION_ENDED.value}
+    queued, end = events[EventType.CONSULTATION_QUEUED.value], events[EventType.CONSULTATION_ENDED.value]
+    assert queued.fanned_out_at is not None and queued.body is None
+    assert end.body == ended.received[0].body
+    assert [d.event_id for d in await hooks.deliveries(ended)] == [end.id]
+
+
 async def test_a_change_rolled_back_tells_nothing(hooks: Hooks) -> None:
     receiver = await hooks.endpoint()
     await hooks.queue_call()
@@ -276,8 +292,9 @@ async def test_a_commit_no_endpoint_hears_of_is_fanned_out_without_a_claim(
     start_hooks: Callable[..., Awaitable[Hooks]],
 ) -> None:
     """A call starting where no endpoint is configured (most sites): the pass its commit wakes
-    fixes the event's body and asks nothing of the deliveries, neither a claim nor when the
-    next is due (issue 20: a join's CPU). The poll, longer than the test, would."""
+    marks the event fanned out in one statement, makes it no body (nothing would read it), and
+    asks nothing of the deliveries, neither a claim nor when the next is due (issue 20: a
+    join's CPU). The poll, longer than the test, would."""
     hooks = await start_hooks(webhook_poll_seconds=120.0)
     statements: list[str] = []
 
@@ -286,7 +303,7 @@ async def test_a_commit_no_endpoint_hears_of_is_fanned_out_without_a_claim(
 
     async def fanned_out() -> bool:
         events = await hooks.events()
-        return bool(events) and all(e.fanned_out_at is not None and e.body for e in events)
+        return bool(events) and all(e.fanned_out_at is not None for e in events)
 
     engines = hooks.services.database.engines
     for engine in engines:
@@ -297,9 +314,11 @@ async def test_a_commit_no_endpoint_hears_of_is_fanned_out_without_a_claim(
     finally:
         for engine in engines:
             event.remove(engine, "before_cursor_execute", seen)
-    # What follows the fan-out's write of the body, in its transaction (a pass is one).
-    [fixed] = [i for i, s in enumerate(statements) if s.startswith("update webhook_events")]
-    assert not [s for s in statements[fixed:] if "from webhook_deliveries" in s], statements[fixed:]
+    assert [e.body for e in await hooks.events()] == [None]
+    # What follows the fan-out's mark, in its transaction (a pass is one).
+    [marked] = [i for i, s in enumerate(statements) if s.startswith("update webhook_events")]
+    assert "body" not in statements[marked], statements[marked]
+    assert not [s for s in statements[marked:] if "from webhook_deliveries" in s], statements[marked:]
 
 
 async def test_a_deliverer_stopped_mid_pass_waits_for_every_attempt_to_end(

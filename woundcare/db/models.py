@@ -556,7 +556,8 @@ class WebhookEvent(Base):
     """The state reached, for events with more than one ending (``ended``, ``abandoned``)."""
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
     body: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
-    """The JSON sent, fixed when the event is fanned out so every retry signs the same bytes."""
+    """The JSON sent, fixed when the event is fanned out so every retry signs the same bytes;
+    None for an event no endpoint wanted."""
     fanned_out_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
     """When its deliveries were made, one per endpoint that wants it; None: not yet."""
 

@@ -6,8 +6,8 @@ secret's ``Purpose.WEBHOOK_SECRET`` key, bound to the endpoint's id).
 
 Events (:mod:`woundcare.records.events`) are fanned out by the deliverer, not when they are
 emitted: the transaction of a join or a signing then only inserts one row, reads nothing,
-and an endpoint's filters are applied in one place. A fanned-out event gets its JSON body
-fixed and one delivery per endpoint that wants it; each delivery is claimed by one deliverer
+and an endpoint's filters are applied in one place. A fanned-out event gets one delivery per
+endpoint that wants it and, if any does, its JSON body fixed; each delivery is claimed by one deliverer
 at a time (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so instances share the work; SQLite has
 one writer) with a lease: a deliverer killed mid-send leaves a delivery that is due again
 when the lease runs out, sent with the same ``webhook-id`` (at least once).
@@ -154,6 +154,11 @@ _FANNED_OUT = (
     .where(WebhookEvent.id == bindparam("event"))
     .values(body=bindparam("fixed_body"), fanned_out_at=bindparam("now"))
 )
+_UNHEARD = (
+    update(WebhookEvent)
+    .where(WebhookEvent.id.in_(bindparam("events", expanding=True)))
+    .values(fanned_out_at=bindparam("now"))
+)
 # What claiming reads: the due deliveries' ids (locked, skipping those another instance holds),
 # then each one's attempt, event and endpoint; and when the next is due.
 _DUE = (
@@ -266,8 +271,9 @@ class Webhooks:
         return done
 
     def _fan_out(self, connection: Connection, now: datetime, limit: int) -> tuple[int, int]:
-        """Give up to ``limit`` new events their body and a delivery per endpoint that wants
-        them; how many events were fanned out, and how many deliveries made.
+        """Give up to ``limit`` new events a delivery per endpoint that wants them, and those
+        some endpoint wants their body; how many events were fanned out, and how many
+        deliveries made.
 
         Columns and Core statements, no ORM objects: every call's start is an event, and a
         burst of them (calls starting again after a restart) is fanned out here by the
@@ -276,6 +282,26 @@ class Webhooks:
         if not events:
             return 0, 0
         endpoints = connection.execute(_ENABLED_ENDPOINTS).all()
+        deliveries = [
+            {"event_id": event.id, "endpoint_id": endpoint.id, "next_attempt_at": now}
+            for event in events
+            for endpoint in endpoints
+            if _wants(endpoint, event)
+        ]
+        heard = {delivery["event_id"] for delivery in deliveries}
+        # Only a delivery reads a body, and no endpoint added later is sent an event fanned
+        # out before it: an event none wants (every call's start, on a site without
+        # webhooks) is only marked, all of them in one statement, with no JSON made.
+        unheard = [event.id for event in events if event.id not in heard]
+        if unheard:
+            connection.execute(_UNHEARD, {"events": unheard, "now": now})
+        if heard:
+            self._fix_bodies(connection, [event for event in events if event.id in heard], now)
+            connection.execute(insert(WebhookDelivery), deliveries)
+        return len(events), len(deliveries)
+
+    def _fix_bodies(self, connection: Connection, events: Sequence[_Row], now: datetime) -> None:
+        """Fix each event's JSON body and mark it fanned out, so every retry signs the same bytes."""
         regions = self._regions
         # Read only for a region not seen before: a burst of calls starting (a fan-out after
         # each group commit of the session log) is then one statement fewer each.
@@ -294,15 +320,6 @@ class Webhooks:
                 for event in events
             ],
         )
-        deliveries = [
-            {"event_id": event.id, "endpoint_id": endpoint.id, "next_attempt_at": now}
-            for event in events
-            for endpoint in endpoints
-            if _wants(endpoint, event)
-        ]
-        if deliveries:
-            connection.execute(insert(WebhookDelivery), deliveries)
-        return len(events), len(deliveries)
 
     def _claim(self, connection: Connection, now: datetime, limit: int, lease: timedelta) -> list[Due]:
         """Up to ``limit`` due deliveries, oldest due first, each counted as attempted and not
