@@ -132,7 +132,8 @@ async def last_audit(server: RunningServer) -> AuditEvent:
 
 
 async def test_every_route_asks_authorize_for_the_region_it_touches(server: RunningServer) -> None:
-    users = {role: await server.add_user(f"{role.value}_a", PASSWORD, {"a": role}) for role in ROLES}
+    for role in ROLES:
+        await server.add_user(f"{role.value}_a", PASSWORD, {"a": role})
     there = await foreign(server, await server.add_user("nurse_b", PASSWORD, {"b": StaffRole.NURSE}))
     clients: dict[StaffRole, ApiClient] = {}
     for role in ROLES:

@@ -11,8 +11,6 @@ and PostgreSQL alike; the FHIR export validates with fhir.resources.
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import math
 import random
 from collections.abc import Awaitable, Callable
@@ -22,7 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, update
 
 from tests.pilot.test_figures import PASSWORD, csv_rows, login
 from tests.server import RunningServer

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from tests.e2e.process import REPO_ROOT, child_environ

@@ -18,7 +18,7 @@ from sqlalchemy import event, func, select, update
 
 from signaling.protocol import Role
 from signaling.sink import EventKind, RoomEvent
-from tests.api.clinic import PLAN, Clinic, clinic
+from tests.api.clinic import Clinic, clinic
 from tests.server import RunningServer
 from tests.webhooks.receiver import Receiver, accept, unavailable
 from woundcare.appkeys import SERVICES
