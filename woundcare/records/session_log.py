@@ -2,15 +2,15 @@
 signaling, stored by group commit.
 
 Signaling calls :meth:`SessionLog.emit` synchronously; one writer task stores what has been
-emitted since its last write in one transaction, which holds the audit chain's lock: the
-events' ``consultation_events`` rows, the audit entries of joins and leaves (``room.join``,
-``room.leave``: a socket in the room, beside the ``consultation.join`` of the request that
-gave it its token) and the start of a consultation its first viewer joined, all or none. A
-relayed frame never waits for it. What must be durable before the client hears of it awaits
-:meth:`SessionLog.stored`: signaling sends ``joined`` and closes a leaving socket only after
-the batch that holds the join or leave has committed. So joins arriving together cost one
-transaction between them, and a crash loses no event a client was told of; it may lose the
-events of the last moments that nobody was told of (a drop, a relayed frame's event such as
+emitted since its last write in one transaction, which holds the audit chain's lock when it
+appends to the chain: the events' ``consultation_events`` rows, the audit entries of joins and
+leaves (``room.join``, ``room.leave``: a socket in the room, beside the ``consultation.join``
+of the request that gave it its token) and the start of a consultation its first viewer joined,
+all or none. A relayed frame never waits for it. What must be durable before the client hears
+of it awaits :meth:`SessionLog.stored`: signaling sends ``joined`` and closes a leaving socket
+only after the batch that holds the join or leave has committed. So joins arriving together
+cost one transaction between them, and a crash loses no event a client was told of; it may lose
+the events of the last moments that nobody was told of (a drop, a relayed frame's event such as
 an annotation).
 """
 
@@ -21,13 +21,12 @@ import logging
 from contextlib import suppress
 from typing import Final
 
-from sqlalchemy import bindparam, exists, insert, select
+from sqlalchemy import Connection, bindparam, exists, insert, select
 
 from signaling.protocol import Role
 from signaling.sink import EventKind, RoomEvent
 
 from ..audit.log import AuditEntry, AuditLog, Outcome
-from ..audit.store import ChainWrite
 from ..db.database import Database
 from ..db.models import Consultation, ConsultationEvent, Region
 from .audit_trail import connection_of
@@ -173,8 +172,7 @@ class SessionLog:
             for action, outcome in (audited,)
         ]
 
-        def rows(write: ChainWrite) -> bool:
-            connection = connection_of(write)
+        def rows(connection: Connection) -> bool:
             connection.execute(
                 _INSERT,
                 [
@@ -203,7 +201,14 @@ class SessionLog:
                 self._events,
             )
 
-        if await self._audit.append_with(entries, rows):
+        if entries:
+            started = await self._audit.append_with(entries, lambda write: rows(connection_of(write)))
+        else:
+            # Nothing for the chain (a frame's event, a drop; a specialist's join that starts
+            # a consultation is audited): its lock would guard nothing, and on a database
+            # server it costs a round trip and waits on every other process's appends.
+            started = await self._db.write(rows)
+        if started:
             self._events.committed()
 
     async def _region_id(self, code: str | None) -> int | None:
