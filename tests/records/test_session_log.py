@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from signaling.protocol import Role
 from signaling.sink import EventKind, RoomEvent
@@ -89,3 +89,38 @@ async def test_a_join_that_stops_waiting_for_its_batch_leaves_the_others_waiting
             await session.scalars(select(ConsultationEvent.participant).order_by(ConsultationEvent.id))
         ).all()
     assert stored == ["p1", "p2"]
+
+
+async def test_a_batch_of_events_the_audit_does_not_keep_leaves_the_chain_alone(
+    ward: tuple[RunningServer, Services, str],
+) -> None:
+    """A frame's events (a snapshot asked, an annotation) are stored without the audit chain's
+    lock or its head: on a database server the lock is a round trip and waits on every other
+    process's appends, for nothing."""
+    _, services, consultation = ward
+    log = services.session_log
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, sql: str, *_: object) -> None:
+        statements.append(" ".join(sql.split()).lower())
+
+    engines = services.database.engines
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", seen)
+    try:
+        log.emit(RoomEvent(consultation, EventKind.SNAPSHOT_REQUESTED, "u2", Role.SPECIALIST, "east", "p2"))
+        log.emit(RoomEvent(consultation, EventKind.ANNOTATION, "u2", Role.SPECIALIST, "east", "p2", detail="clear"))
+        await log.stored()
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", seen)
+
+    assert any(s.startswith("insert into consultation_events") for s in statements), statements
+    assert not [s for s in statements if "advisory" in s or "audit_events" in s], statements
+    async with services.database.sessions() as session:
+        kinds = (
+            await session.scalars(
+                select(ConsultationEvent.kind).where(ConsultationEvent.consultation_id == consultation)
+            )
+        ).all()
+    assert sorted(kinds) == sorted([EventKind.SNAPSHOT_REQUESTED.value, EventKind.ANNOTATION.value])
