@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, Unpack
 
-from sqlalchemy import Connection, Engine, Select, text
+from sqlalchemy import Connection, Dialect, Engine, Select, text
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -59,25 +59,45 @@ class Database:
         return (engine, self._writer.engine) if isinstance(self._writer, SQLiteWriter) else (engine,)
 
     async def read(self, query: Query, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        """The rows of one short read by key (a join's admission), at the least cost: on a
-        database server one statement without a transaction around it; on SQLite on the
-        event loop, through a driver connection of its own to the same file. A reader in
-        WAL mode does not wait for the writer. Not for scans.
+        """The rows of one short read by key (a join's admission, an upload's session and
+        consultation), at the least cost: on a database server one statement without a
+        transaction around it, on a pooled connection; on SQLite on the event loop, through a
+        driver connection of its own to the same file. A reader in WAL mode does not wait for
+        the writer. Not for scans.
 
-        On SQLite the statement is compiled once, and each read is the driver's
-        ``execute`` (whose prepared-statement cache keeps SQLite's plan) and the columns'
-        conversions: about 10 µs of CPU, where SQLAlchemy's execution (cache key, pool
-        checkout, result set-up) had cost about 50, and a hand-off to a worker thread and
-        back (aiosqlite makes some six per statement) 100 more."""
+        The statement is compiled once, and each read is the driver's own call and the
+        columns' conversions. On SQLite the driver's ``execute`` (whose prepared-statement
+        cache keeps SQLite's plan): about 10 µs of CPU, where SQLAlchemy's execution (cache
+        key, pool checkout, result set-up) had cost about 50, and a hand-off to a worker
+        thread and back (aiosqlite makes some six per statement) 100 more. On PostgreSQL
+        asyncpg's ``fetch`` (whose statement cache keeps the prepared statement on each
+        connection): about 230 µs of the event loop's CPU with the pool's checkout, where
+        SQLAlchemy's execution on an autocommit connection had cost about 350 (two reads of
+        every upload)."""
         reader = self._reader
+        if reader is None and self.engine.dialect.name != "postgresql":
+            # SQLite in memory, which only the async engine's connection sees.
+            async with self.engine.connect() as connection:
+                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                return (await autocommit.execute(query, params)).all()
+        prepared = self._prepared.get(query)
+        if prepared is None:
+            dialect = _SQLITE if reader is not None else self.engine.dialect
+            prepared = self._prepared[query] = _Prepared.of(query, dialect)
+        values = prepared.values(params)
         if reader is not None:
-            prepared = self._prepared.get(query)
-            if prepared is None:
-                prepared = self._prepared[query] = _Prepared.of(query)
-            return prepared.run(reader, params)
+            return prepared.rows(reader.execute(prepared.sql, values).fetchall())
         async with self.engine.connect() as connection:
-            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            return (await autocommit.execute(query, params)).all()
+            pooled = await connection.get_raw_connection()
+            try:
+                found = await pooled.driver_connection.fetch(prepared.sql, *values)  # type: ignore[union-attr]
+            except BaseException:
+                # Failed or cancelled midway, the driver's connection may be broken or still
+                # busy with the statement: it is closed at once (outside a greenlet, without
+                # waiting on the server), not handed out again.
+                pooled.invalidate()
+                raise
+        return prepared.rows(found)
 
     async def write(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in a write transaction and commit it; roll back what it did if it raises.
@@ -121,15 +141,16 @@ class Database:
 
 
 _SQLITE = SQLiteDialect_pysqlite()
+"""The dialect of :meth:`Database.read`'s plain SQLite driver."""
 Convert = Callable[[Any], Any]
 
 
 class _Prepared:
-    """A select compiled for SQLite's driver: its SQL, its parameters in order, and what turns
-    each column's stored value into the Python value SQLAlchemy would give (enums, booleans,
-    datetimes), as SQLAlchemy's own types define it."""
+    """A select compiled for a driver: its SQL, its parameters in order, and what turns each
+    column's stored value into the Python value SQLAlchemy would give (enums, booleans,
+    datetimes), as SQLAlchemy's own types define it for the dialect."""
 
-    __slots__ = ("_sql", "_binds", "_fixed", "_columns")
+    __slots__ = ("sql", "_binds", "_fixed", "_columns")
 
     def __init__(
         self,
@@ -138,35 +159,39 @@ class _Prepared:
         fixed: Mapping[str, Any],
         columns: tuple[Convert | None, ...],
     ):
-        self._sql = sql
+        self.sql = sql
         self._binds = binds
         self._fixed = fixed
         """The values the query itself binds (``Recording.status == RecordingStatus.RECORDING``)."""
         self._columns = columns if any(columns) else ()
 
     @classmethod
-    def of(cls, query: Query) -> _Prepared:
-        compiled = query.compile(dialect=_SQLITE)
+    def of(cls, query: Query, dialect: Dialect) -> _Prepared:
+        compiled = query.compile(dialect=dialect)
         binds = tuple(
-            (name, compiled.binds[name].type.dialect_impl(_SQLITE).bind_processor(_SQLITE))
+            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
             for name in compiled.positiontup or ()
         )
         columns = tuple(
-            column.type.dialect_impl(_SQLITE).result_processor(_SQLITE, None) for column in query.selected_columns
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in query.selected_columns
         )
         fixed = {name: bound.value for name, bound in compiled.binds.items() if not bound.required}
         return cls(compiled.string, binds, fixed, columns)
 
-    def run(self, connection: sqlite3.Connection, params: Mapping[str, Any]) -> list[Sequence[Any]]:
+    def values(self, params: Mapping[str, Any]) -> list[Any]:
+        """The statement's parameters, in order, as the driver takes them."""
         values = []
         for name, bind in self._binds:
             value = params[name] if name in params else self._fixed[name]
             values.append(value if bind is None else bind(value))
-        rows: list[Sequence[Any]] = connection.execute(self._sql, values).fetchall()
+        return values
+
+    def rows(self, found: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
+        """The driver's rows ``found``, their columns as SQLAlchemy gives them."""
         columns = self._columns
         if not columns:
-            return rows
+            return found
         return [
             tuple(value if convert is None or value is None else convert(value) for value, convert in zip(row, columns))
-            for row in rows
+            for row in found
         ]
