@@ -148,7 +148,9 @@ Convert = Callable[[Any], Any]
 class _Prepared:
     """A select compiled for a driver: its SQL, its parameters in order, and what turns each
     column's stored value into the Python value SQLAlchemy would give (enums, booleans,
-    datetimes), as SQLAlchemy's own types define it for the dialect."""
+    datetimes), as SQLAlchemy's own types define it for the dialect. Not for a ``Numeric``
+    column on PostgreSQL: asyncpg's processor for it needs the column's type from a result,
+    which is not known when the statement is compiled."""
 
     __slots__ = ("sql", "_binds", "_fixed", "_columns")
 
