@@ -7,10 +7,10 @@ secret's ``Purpose.WEBHOOK_SECRET`` key, bound to the endpoint's id).
 Events (:mod:`woundcare.records.events`) are fanned out by the deliverer, not when they are
 emitted: the transaction of a join or a signing then only inserts one row, reads nothing,
 and an endpoint's filters are applied in one place. A fanned-out event gets one delivery per
-endpoint that wants it and, if any does, its JSON body fixed; each delivery is claimed by one deliverer
-at a time (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so instances share the work; SQLite has
-one writer) with a lease: a deliverer killed mid-send leaves a delivery that is due again
-when the lease runs out, sent with the same ``webhook-id`` (at least once).
+endpoint that wants it and, if any does, its JSON body fixed; each delivery is claimed by
+one deliverer at a time (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so instances share the
+work; SQLite has one writer) with a lease: a deliverer killed mid-send leaves a delivery that
+is due again when the lease runs out, sent with the same ``webhook-id`` (at least once).
 """
 
 from __future__ import annotations
