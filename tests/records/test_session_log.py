@@ -8,12 +8,13 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from signaling.protocol import Role
 from signaling.sink import EventKind, RoomEvent
 from tests.api.clinic import clinic
 from tests.server import RunningServer
+from tests.statements import statements as sent
 from woundcare.appkeys import SERVICES
 from woundcare.audit.chain import CheckpointSigner
 from woundcare.audit.verify import verify
@@ -99,21 +100,10 @@ async def test_a_batch_of_events_the_audit_does_not_keep_leaves_the_chain_alone(
     process's appends, for nothing."""
     _, services, consultation = ward
     log = services.session_log
-    statements: list[str] = []
-
-    def seen(_conn: object, _cursor: object, sql: str, *_: object) -> None:
-        statements.append(" ".join(sql.split()).lower())
-
-    engines = services.database.engines
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with sent(services.database) as statements:
         log.emit(RoomEvent(consultation, EventKind.SNAPSHOT_REQUESTED, "u2", Role.SPECIALIST, "east", "p2"))
         log.emit(RoomEvent(consultation, EventKind.ANNOTATION, "u2", Role.SPECIALIST, "east", "p2", detail="clear"))
         await log.stored()
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", seen)
 
     assert any(s.startswith("insert into consultation_events") for s in statements), statements
     assert not [s for s in statements if "advisory" in s or "audit_events" in s], statements

@@ -14,12 +14,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 
 from signaling.protocol import Role
 from signaling.sink import EventKind, RoomEvent
 from tests.api.clinic import Clinic, clinic
 from tests.server import RunningServer
+from tests.statements import statements as sent
 from tests.webhooks.receiver import Receiver, accept, unavailable
 from woundcare.appkeys import SERVICES
 from woundcare.db.models import Patient, WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -296,24 +297,14 @@ async def test_a_commit_no_endpoint_hears_of_is_fanned_out_without_a_claim(
     asks nothing of the deliveries, neither a claim nor when the next is due (issue 20: a
     join's CPU). The poll, longer than the test, would."""
     hooks = await start_hooks(webhook_poll_seconds=120.0)
-    statements: list[str] = []
-
-    def seen(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
-        statements.append(" ".join(sql.split()).lower())
 
     async def fanned_out() -> bool:
         events = await hooks.events()
         return bool(events) and all(e.fanned_out_at is not None for e in events)
 
-    engines = hooks.services.database.engines
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with sent(hooks.services.database) as statements:
         await hooks.queue_call()
         await until(fanned_out, "the call's event fanned out")
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", seen)
     assert [e.body for e in await hooks.events()] == [None]
     # What follows the fan-out's mark, in its transaction (a pass is one).
     [marked] = [i for i, s in enumerate(statements) if s.startswith("update webhook_events")]
