@@ -5,7 +5,6 @@ holding the write lock from its first statement, elsewhere in one task of the ev
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -171,14 +170,6 @@ async def test_sqlite_write_holds_the_write_lock_from_its_start(sqlite_database:
 async def test_sqlite_writer_syncs_each_commit(sqlite_database: Database) -> None:
     # synchronous=FULL (2), as on the engine's and the reader's connections (test_engine).
     assert await sqlite_database.write(lambda c: c.exec_driver_sql("PRAGMA synchronous").scalar()) == 2
-
-
-async def test_sqlite_writer_waits_for_a_cpu_rather_than_take_the_loops(sqlite_database: Database) -> None:
-    """``SCHED_BATCH``: woken by the loop's hand-over, the writer thread does not preempt the
-    loop on its CPU (only to wait there for the GIL the loop holds); the loop's thread is left
-    as it was."""
-    assert await sqlite_database.write(lambda _: os.sched_getscheduler(0)) == os.SCHED_BATCH
-    assert os.sched_getscheduler(0) == os.SCHED_OTHER
 
 
 async def test_a_write_whose_caller_is_cancelled_still_ends_whole(database: Database) -> None:

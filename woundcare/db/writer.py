@@ -16,8 +16,7 @@ Two drivers of the same batches (:class:`Writer`):
 
 - :class:`SQLiteWriter`, for a SQLite file: a thread on a plain (synchronous) engine of its
   own, so a whole transaction is one hand-off from the event loop, and the thread takes the
-  next batch as soon as one has committed, however busy the loop is (without taking the
-  loop's CPU from it when the hand-off wakes it: :func:`_yield_on_wake`);
+  next batch as soon as one has committed, however busy the loop is;
 - :class:`LoopWriter`, for a database server (and SQLite in memory, which only the async
   engine's connection sees): a task of the event loop on the async engine, the batch run
   through ``run_sync`` (a round trip per statement, as without batches).
@@ -28,12 +27,10 @@ A write under way ends whole even if its caller is cancelled: the writer, not th
 from __future__ import annotations
 
 import asyncio
-import os
 import queue
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -126,7 +123,6 @@ class SQLiteWriter(Writer[queue.SimpleQueue[_Queued]]):
         await asyncio.to_thread(self._thread.join)  # which closes the connection
 
     def _run(self) -> None:
-        _yield_on_wake()
         try:
             stopping = False
             while not stopping:
@@ -145,20 +141,6 @@ class SQLiteWriter(Writer[queue.SimpleQueue[_Queued]]):
         finally:
             # In this thread: a SQLite connection is closed where it was opened.
             self.engine.dispose()
-
-
-def _yield_on_wake() -> None:
-    """Let the calling thread wait for a CPU when it wakes, rather than preempt the one it
-    wakes beside (Linux's ``SCHED_BATCH``; no privilege needed). The event loop hands each
-    batch over and wakes this thread; with wake-up preemption the thread mostly took the
-    loop's own CPU at once, only to wait for the GIL that the loop still held. With 2,000
-    clients joining at once on two cores, in seven alternated pairs, this cut the loop's
-    context switches per join from 1.3-1.4 to 1.0-1.15 and the server's CPU per join by
-    about a tenth (bench/README.md). Elsewhere, or where a sandbox refuses the call, the
-    thread stays as it was."""
-    if hasattr(os, "SCHED_BATCH"):
-        with suppress(OSError):
-            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 
 
 class LoopWriter(Writer[asyncio.Queue[_Queued]]):
