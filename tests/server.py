@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -29,10 +30,18 @@ class RunningServer:
 
     @classmethod
     async def start(cls, settings: Settings) -> RunningServer:
-        app = create_app(settings)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", settings.port).start()
+        # Listening before the app starts, which takes a while (the database, the services):
+        # meanwhile a port picked free (``free_port``) could become another test's server's,
+        # or the local port of some connection, and the bind fail with "address in use".
+        listening = socket.create_server(("127.0.0.1", settings.port))
+        try:
+            app = create_app(settings)
+            runner = web.AppRunner(app, handle_signals=False, access_log=None)
+            await runner.setup()
+            await web.SockSite(runner, listening).start()
+        except BaseException:
+            listening.close()
+            raise
         return cls(settings, app, runner)
 
     async def stop(self) -> None:
