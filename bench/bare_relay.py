@@ -2,7 +2,8 @@
 
 A client connects to ``/ws?id=ID``; a JSON frame ``{"to": ID, ...}`` goes to that client
 with ``"from"`` added. No authentication, no validation beyond JSON, no rooms, no outbox,
-no audit. orjson and uvloop, as woundcare uses them.
+no audit. orjson and uvloop, as woundcare uses them. ``POST /upload`` reads a body as it
+arrives and drops it: what any aiohttp server pays to take an upload in (``bench.ingest``).
 
     python -m bench.bare_relay --port 8765
 """
@@ -41,6 +42,15 @@ async def relay(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+async def upload(request: web.Request) -> web.Response:
+    """The body read piece by piece as it arrives, as woundcare reads a photo, and dropped: the
+    socket's reads, the HTTP parser and the handler's wake-ups, and nothing else."""
+    size = 0
+    async for chunk, _ in request.content.iter_chunks():
+        size += len(chunk)
+    return web.json_response({"bytes": size}, status=201)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.bare_relay", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -49,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     app = web.Application()
     app[PEERS] = {}
     app.router.add_get("/ws", relay)
+    app.router.add_post("/upload", upload)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     web.run_app(app, host=args.host, port=args.port, access_log=None, print=None)
 

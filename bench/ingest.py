@@ -22,6 +22,11 @@ interleaved round by round:
     server's blob store does. No HTTP, no database, no audit.
 ``storage floor``
     AES-256-GCM, write, fsync and drop the pages only (``bench.storage``'s floor).
+``bare receiver``
+    The same photos posted at the same concurrency to ``bench.bare_relay`` (its own process,
+    aiohttp on uvloop, which reads each body as it arrives and drops it), paced at the rate the
+    woundcare sides reached in the same round: what taking the bodies in costs any aiohttp
+    server, its CPU per upload and its ``/ws`` ping beside woundcare's.
 
 While a run goes, another specialist's socket, in a process of its own (this one is busy
 uploading), sends a WebSocket ping every 20 ms and times the pong, which the server answers on
@@ -46,7 +51,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -59,6 +64,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from PIL import ExifTags, Image
 
 from bench.common import free_port, postgres_database
+from bench.load_servers import RunningProcess, start_bare
 from bench.storage import DEFAULT_POSTGRES, _floor_one
 from tests.api.client import ApiClient
 from tests.e2e.process import ServerProcess
@@ -83,6 +89,7 @@ TARGET_RATE = 20.0
 TARGET_CPU = 0.09
 TARGET_FLOOR_SHARE = 0.8
 TARGET_PING_GROWTH = 2.0
+BARE = "bare receiver"
 
 
 def camera_jpeg(seed: int) -> bytes:
@@ -266,7 +273,8 @@ class Pinger:
         self._process = process
 
     @classmethod
-    async def start(cls, url: str, consultation: str, token: str) -> Pinger:
+    async def start(cls, url: str, consultation: str | None = None, token: str | None = None) -> Pinger:
+        """Joined to ``consultation`` with ``token``; without them, on the bare relay."""
         process = await asyncio.create_subprocess_exec(
             # One argument of the form --pinger=...: a token may start with "-", which argparse
             # would take for an option of its own (the pinger then never joined).
@@ -299,11 +307,14 @@ class Pinger:
         await self._process.wait()
 
 
-async def ping_forever(url: str, consultation: str, token: str) -> None:
+async def ping_forever(url: str, consultation: str | None, token: str | None) -> None:
     """The ``--pinger`` child: join, then ping between each ``go`` and ``stop`` on stdin."""
     async with aiohttp.ClientSession() as session:
         # Pongs are this client's to see (aiohttp's autoping would swallow them).
-        ws = await joined(session, url, consultation, "specialist", token, autoping=False)
+        if consultation is None or token is None:
+            ws = await session.ws_connect(f"{url}/ws?id=pinger", autoping=False)
+        else:
+            ws = await joined(session, url, consultation, "specialist", token, autoping=False)
         pongs: dict[bytes, asyncio.Future[float]] = {}
 
         async def hear() -> None:
@@ -369,6 +380,45 @@ async def served_ward(name: str, work: Path, database_url: str | None, photos: S
         await served.terminate()
 
 
+@dataclass
+class Bare:
+    """``bench.bare_relay`` in its own process, taking the photos in at a given pace."""
+
+    served: RunningProcess
+    session: aiohttp.ClientSession
+    pinger: Pinger
+    photos: Sequence[bytes]
+    _turn: itertools.count[int] = field(default_factory=itertools.count)
+
+    @property
+    def pid(self) -> int:
+        return self.served.pid
+
+    async def upload(self) -> float:
+        """One photo posted and answered: the seconds it took."""
+        photo = self.photos[next(self._turn) % len(self.photos)]
+        started = time.perf_counter()
+        async with self.session.post(f"http://127.0.0.1:{self.served.port}/upload", data=photo,
+                                     headers={"Content-Type": "image/jpeg"}) as response:
+            if response.status != 201 or (await response.json())["bytes"] != len(photo):
+                raise RuntimeError(f"the bare receiver answered {response.status}")
+        return time.perf_counter() - started
+
+
+@asynccontextmanager
+async def bare_receiver(work: Path, photos: Sequence[bytes]) -> AsyncIterator[Bare]:
+    served = await asyncio.to_thread(start_bare, work)
+    try:
+        pinger = await Pinger.start(f"http://127.0.0.1:{served.port}")
+        try:
+            async with aiohttp.ClientSession() as session:
+                yield Bare(served, session, pinger, photos)
+        finally:
+            await pinger.close()
+    finally:
+        await asyncio.to_thread(served.stop)
+
+
 # --- runs ------------------------------------------------------------------------------------
 
 
@@ -388,9 +438,10 @@ def p99(values: Sequence[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
-async def ingest_run(ward: Ward, count: int, concurrency: int) -> Run:
-    pinger = ward.pinger
-    assert pinger is not None
+async def timed_run(pinger: Pinger, pid: int, one: Callable[[], Awaitable[float]], count: int, concurrency: int) -> Run:
+    """``count`` calls of ``one`` (each returning its own seconds), ``concurrency`` at a time,
+    with the ping's p99 for :data:`IDLE_PING_SECONDS` before and during them, and the CPU of
+    the server ``pid`` meanwhile."""
     await pinger.go()
     await asyncio.sleep(IDLE_PING_SECONDS)
     idle = await pinger.stop()
@@ -399,16 +450,38 @@ async def ingest_run(ward: Ward, count: int, concurrency: int) -> Run:
 
     async def worker() -> None:
         for _ in remaining:
-            latencies.append(await ward.snapshot())
+            latencies.append(await one())
 
     await pinger.go()
-    cpu_before = cpu_seconds(ward.pid)
+    cpu_before = cpu_seconds(pid)
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
-    cpu = cpu_seconds(ward.pid) - cpu_before
+    cpu = cpu_seconds(pid) - cpu_before
     busy = await pinger.stop()
     return Run(count / elapsed, cpu / count, statistics.median(latencies), p99(latencies), p99(idle), p99(busy))
+
+
+async def ingest_run(ward: Ward, count: int, concurrency: int) -> Run:
+    assert ward.pinger is not None
+    return await timed_run(ward.pinger, ward.pid, ward.snapshot, count, concurrency)
+
+
+async def bare_run(bare: Bare, count: int, concurrency: int, rate: float) -> Run:
+    """The photos posted to the bare receiver, started no faster than ``rate`` a second
+    (``concurrency`` in flight at most): the bodies arrive as fast as at woundcare's, and its
+    ping is timed under the same stream of bytes."""
+    turns = itertools.count()
+    first: float | None = None
+
+    async def paced() -> float:
+        nonlocal first
+        now = time.perf_counter()
+        first = now if first is None else first
+        await asyncio.sleep(max(0.0, first + next(turns) / rate - now))
+        return await bare.upload()
+
+    return await timed_run(bare.pinger, bare.pid, paced, count, concurrency)
 
 
 # --- the table -------------------------------------------------------------------------------
@@ -432,7 +505,9 @@ def report(
         storage_cpu = statistics.median(cpu for _, cpu in floors["storage", concurrency])
         print(f"{f'work floor c={concurrency}':<26}{work:>12.2f}{work_cpu:>9.3f}s")
         print(f"{f'storage floor c={concurrency}':<26}{storage:>12.2f}{storage_cpu:>9.3f}s")
-        for (name, c), found in runs.items():
+        checked: list[str] = []  # printed under the rows, the bare receiver's among them
+        # The bare receiver last: it runs at the woundcare sides' pace.
+        for (name, c), found in sorted(runs.items(), key=lambda item: item[0][0] == BARE):
             if c != concurrency:
                 continue
             rate = statistics.median(r.rate for r in found)
@@ -442,10 +517,11 @@ def report(
             # Each round's run against that round's floor: the machine's load moves both alike
             # within a round far more than across rounds.
             share = statistics.median(r.rate / f[0] for r, f in zip(found, floors["work", concurrency], strict=True))
-            print(f"{f'ingest {name} c={c}':<26}{rate:>12.2f}{cpu:>9.3f}s"
+            label = f"{name} c={c}" if name == BARE else f"ingest {name} c={c}"
+            print(f"{label:<26}{rate:>12.2f}{cpu:>9.3f}s"
                   f"{_ms(statistics.median(r.p50 for r in found)):>10}{_ms(statistics.median(r.p99 for r in found)):>10}"
-                  f"{_ms(idle):>11}{_ms(busy):>11}{share:>9.2f}")
-            if c == max(CONCURRENCIES):
+                  f"{_ms(idle):>11}{_ms(busy):>11}{'' if name == BARE else f'{share:9.2f}'}")
+            if name != BARE and c == max(CONCURRENCIES):
                 checks = {
                     f"{name}: >= {TARGET_RATE:g} snapshots/s": rate >= TARGET_RATE,
                     f"{name}: <= {TARGET_CPU} s CPU per snapshot": cpu <= TARGET_CPU,
@@ -453,9 +529,16 @@ def report(
                     f"{name}: /ws ping p99 during ingest <= {TARGET_PING_GROWTH:g}x idle": busy <= TARGET_PING_GROWTH * idle,
                 }
                 for check, held in checks.items():
-                    print(f"  {'met ' if held else 'MISSED'} {check}")
+                    checked.append(f"  {'met ' if held else 'MISSED'} {check}")
                     ok = ok and held
-    print("(medians of the rounds; x floor: the median of each round's run over that round's work floor)")
+                # Not a target: the same stream of bytes into an aiohttp server that does
+                # nothing else, the same round.
+                against = statistics.median(r.ping_busy_p99 / b.ping_busy_p99 for r, b in zip(found, runs[BARE, c], strict=True))
+                checked.append(f"  (for reading) {name}: /ws ping p99 during ingest {against:.2f}x the bare receiver's at the same pace")
+        for line in checked:
+            print(line)
+    print("(medians of the rounds; x floor: the median of each round's run over that round's work floor;")
+    print(f" {BARE}: the same photos into bench.bare_relay, which drops them, at the pace woundcare reached that round)")
     return ok
 
 
@@ -474,9 +557,12 @@ async def measure(rounds: int, count: int, postgres: str | None) -> bool:
         if postgres is not None:
             url = await stack.enter_async_context(postgres_database(postgres))
             wards.append(await stack.enter_async_context(served_ward("postgresql", work, url, photos)))
+        bare = await stack.enter_async_context(bare_receiver(work, photos))
         for ward in wards:
             for _ in range(WARMUP):
                 await ward.snapshot()
+        for _ in range(WARMUP):
+            await bare.upload()
         for round_ in range(rounds):
             # Each round starts at another side, so that none always follows the same one.
             sides: list[tuple[str, int]] = [(kind, c) for c in CONCURRENCIES for kind in ("work", "storage")]
@@ -494,6 +580,13 @@ async def measure(rounds: int, count: int, postgres: str | None) -> bool:
                     runs.setdefault((name, concurrency), []).append(run)
                     figure = f"{run.rate:.2f}/s, {run.cpu:.3f} s CPU, ping p99 {_ms(run.ping_idle_p99)} -> {_ms(run.ping_busy_p99)}"
                 print(f"  round {round_ + 1}: {name} c={concurrency}: {figure}", file=sys.stderr, flush=True)
+            for concurrency in CONCURRENCIES:
+                # After the round's woundcare runs, at the mean of their rates.
+                rate = statistics.mean(runs[ward.name, concurrency][-1].rate for ward in wards)
+                run = await bare_run(bare, count // 2 if concurrency == 1 else count, concurrency, rate)
+                runs.setdefault((BARE, concurrency), []).append(run)
+                print(f"  round {round_ + 1}: {BARE} c={concurrency}: {run.rate:.2f}/s, {run.cpu:.3f} s CPU, "
+                      f"ping p99 {_ms(run.ping_idle_p99)} -> {_ms(run.ping_busy_p99)}", file=sys.stderr, flush=True)
     return report(runs, floors, load)
 
 
