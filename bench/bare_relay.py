@@ -43,8 +43,9 @@ async def relay(request: web.Request) -> web.WebSocketResponse:
 
 
 async def upload(request: web.Request) -> web.Response:
-    """The body read piece by piece as it arrives, as woundcare reads a photo, and dropped: the
-    socket's reads, the HTTP parser and the handler's wake-ups, and nothing else."""
+    """The body read piece by piece as it arrives, as woundcare reads a photo (without its
+    larger batches of socket reads), and dropped: the socket's reads, the HTTP parser and the
+    handler's wake-ups, and nothing else."""
     size = 0
     async for chunk, _ in request.content.iter_chunks():
         size += len(chunk)
