@@ -42,7 +42,11 @@ async () => {
     if (pc.connectionState === 'closed' || pc.localDescription?.type !== 'offer') continue;
     out.connections += 1;
     out.states = [pc.connectionState, pc.signalingState, pc.iceConnectionState, pc.getTransceivers().map((t) => `${t.mid}:${t.direction}:${t.currentDirection}:${t.receiver.track.kind}`).join(',')];
+    out.candidates = { local: 0, remote: 0, pairs: 0 };
     for (const s of (await pc.getStats()).values()) {
+      if (s.type === 'local-candidate') out.candidates.local += 1;
+      if (s.type === 'remote-candidate') out.candidates.remote += 1;
+      if (s.type === 'candidate-pair') out.candidates.pairs += 1;
       if (s.type !== 'inbound-rtp') continue;
       if (s.kind === 'audio') { out.audioEnergy += s.totalAudioEnergy || 0; out.audioBytes += s.bytesReceived || 0; }
       if (s.kind === 'video') out.framesDecoded += s.framesDecoded || 0;
